@@ -1,0 +1,42 @@
+"""The ``bootsync`` command line: local tools now, the MAAS CLI grammar later."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from common.cli import mirror_cmd, sample_stream_cmd
+from common.errors import BootsyncError
+from common.logging import configure_logging
+
+_COMMANDS = (sample_stream_cmd, mirror_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every local subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="bootsync", description="bootsync: boot images for bare-metal provisioning.")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in _COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bootsync``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(level=args.log_level, fmt=args.log_format)
+    try:
+        code: int = args.run(args)
+    except BootsyncError as exc:
+        print(f"bootsync {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"bootsync {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code

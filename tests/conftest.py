@@ -1,0 +1,26 @@
+"""Fixtures every test shares: blockbuster on our own code, and captured log events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from blockbuster import blockbuster_ctx
+
+OUR_PACKAGES = ["common", "simplestreams", "region", "rack"]
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls_on_the_loop() -> Iterator[None]:
+    """Fail any test in which our code makes a blocking call on a running event loop."""
+    with blockbuster_ctx(OUR_PACKAGES):
+        yield
+
+
+@pytest.fixture
+def log_events() -> Iterator[list[dict[str, Any]]]:
+    """Collect the structlog events emitted during the test."""
+    with structlog.testing.capture_logs() as events:
+        yield events
