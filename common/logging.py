@@ -48,8 +48,12 @@ def configure_logging(*, level: str = "info", fmt: LogFormat = "auto",
 
 
 def get_logger(name: str) -> Any:
-    """Return a bound logger whose events carry ``logger=name``."""
-    return structlog.get_logger().bind(logger=name)
+    """Return a logger whose events carry ``component=name``.
+
+    It stays lazy until first used, so a module-level logger made at import time
+    still follows the configuration done later in ``main``.
+    """
+    return structlog.get_logger(component=name)
 
 
 def short_sha(sha256: str) -> str:

@@ -58,10 +58,8 @@ def parse_size(text: str) -> int:
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     raw = text.strip().upper().removesuffix("IB").removesuffix("B")
     try:
-        if raw and raw[-1] in units:
-            value = int(float(raw[:-1]) * units[raw[-1]])
-        else:
-            value = int(raw)
+        scale = units.get(raw[-1:], 1)
+        value = int(float(raw[:-1]) * scale) if scale > 1 else int(raw)
     except ValueError:
         raise ValueError(f"--file-size: {text!r} is not a size such as 25M or 1G") from None
     if value < 1:
@@ -92,7 +90,7 @@ class _Tree:
 def _write_synthetic(target: Path, seed: str, size: int) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    rng = random.Random(seed)  # noqa: S311 - reproducible filler, not a secret
+    rng = random.Random(seed)  # reproducible filler, not a secret
     with target.open("wb") as f:
         left = size
         while left:
@@ -198,31 +196,40 @@ def write_sample_stream(root: Path, *, file_size: int, versions: int = 2,
     small = min(file_size, 64 << 10)
     updated = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
     names = serials(newest, versions)
-    meta = root / "streams" / "v1"
-    meta.mkdir(parents=True, exist_ok=True)
+    (root / "streams" / "v1").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bootsync-sample-key-") as tmp:
         key = signing_key or SigningKey.create(
             Path(tmp) / "gnupg", name="bootsync sample stream",
             email="sample-stream@bootsync.invalid")
-        index_entries: dict[str, Any] = {}
-        for content_id, products in _documents(tree, names, file_size, small):
-            doc = {"content_id": content_id, "datatype": "image-ids", "format": "products:1.0",
-                   "updated": updated, "products": products}
-            payload = _dump(doc)
-            (meta / f"{content_id}.json").write_bytes(payload)
-            (meta / f"{content_id}.sjson").write_bytes(key.clearsign(payload))
-            index_entries[content_id] = {
-                "datatype": "image-ids", "format": "products:1.0",
-                "path": f"streams/v1/{content_id}.json",
-                "products": sorted(products), "updated": updated,
-            }
-        index = {"format": "index:1.0", "index": index_entries, "updated": updated}
-        (meta / "index.json").write_bytes(_dump(index))
-        for entry in index_entries.values():
-            entry["path"] = entry["path"].removesuffix(".json") + ".sjson"
-        (meta / "index.sjson").write_bytes(key.clearsign(_dump(index)))
-        keyring = root / KEYRING_NAME
-        keyring.write_bytes(key.export_public())
-        fingerprint = key.fingerprint
-    return SampleStream(root=root, keyring=keyring, fingerprint=fingerprint,
+        try:
+            return _write(root, tree, key, names=names, file_size=file_size, small=small,
+                          updated=updated)
+        finally:
+            if signing_key is None:
+                key.close()
+
+
+def _write(root: Path, tree: _Tree, key: SigningKey, *, names: list[str], file_size: int,
+           small: int, updated: str) -> SampleStream:
+    meta = root / "streams" / "v1"
+    index_entries: dict[str, Any] = {}
+    for content_id, products in _documents(tree, names, file_size, small):
+        doc = {"content_id": content_id, "datatype": "image-ids", "format": "products:1.0",
+               "updated": updated, "products": products}
+        payload = _dump(doc)
+        (meta / f"{content_id}.json").write_bytes(payload)
+        (meta / f"{content_id}.sjson").write_bytes(key.clearsign(payload))
+        index_entries[content_id] = {
+            "datatype": "image-ids", "format": "products:1.0",
+            "path": f"streams/v1/{content_id}.json",
+            "products": sorted(products), "updated": updated,
+        }
+    index = {"format": "index:1.0", "index": index_entries, "updated": updated}
+    (meta / "index.json").write_bytes(_dump(index))
+    for entry in index_entries.values():
+        entry["path"] = entry["path"].removesuffix(".json") + ".sjson"
+    (meta / "index.sjson").write_bytes(key.clearsign(_dump(index)))
+    keyring = root / KEYRING_NAME
+    keyring.write_bytes(key.export_public())
+    return SampleStream(root=root, keyring=keyring, fingerprint=key.fingerprint,
                         files=tree.files, total_bytes=tree.total)

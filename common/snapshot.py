@@ -25,7 +25,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from common.blobstore import BlobStore
 from common.logging import get_logger
@@ -70,10 +70,11 @@ class SnapshotBuilder:
     def _target(self, relpath: str) -> Path:
         if relpath in self.files or relpath in self.blobs:
             raise ValueError(f"{relpath}: already in this snapshot")
-        target = (self.path / relpath).resolve()
-        if not target.is_relative_to(self.path.resolve()) or relpath == MANIFEST_NAME:
+        parts = PurePosixPath(relpath).parts
+        if (not parts or relpath.startswith("/") or ".." in parts or "\\" in relpath
+                or relpath == MANIFEST_NAME):
             raise ValueError(f"{relpath}: not a path inside the snapshot")
-        return target
+        return self.path / relpath
 
     def manifest(self) -> bytes:
         """The manifest: every file and blob of the snapshot, as canonical JSON."""
@@ -171,7 +172,7 @@ def _fsync_tree_dirs(root: Path) -> None:
 def _switch_link(link: Path, target: Path) -> None:
     tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}")
     tmp.symlink_to(target)
-    os.replace(tmp, link)
+    tmp.replace(link)
     _fsync_dir(link.parent)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
 import structlog
 from blockbuster import blockbuster_ctx
+
+pytest_plugins = ["tests.fakes.gpg", "tests.fakes.upstream"]
 
 OUR_PACKAGES = ["common", "simplestreams", "region", "rack"]
 
@@ -20,7 +22,7 @@ def no_blocking_calls_on_the_loop() -> Iterator[None]:
 
 
 @pytest.fixture
-def log_events() -> Iterator[list[dict[str, Any]]]:
+def log_events() -> Iterator[list[MutableMapping[str, Any]]]:
     """Collect the structlog events emitted during the test."""
     with structlog.testing.capture_logs() as events:
         yield events

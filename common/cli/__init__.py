@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from common.cli import mirror_cmd, sample_stream_cmd
 from common.errors import BootsyncError
 from common.logging import configure_logging
+from simplestreams import StreamFormatError
 
 _COMMANDS = (sample_stream_cmd, mirror_cmd)
 
@@ -29,11 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bootsync``; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Positionals may follow options (`mirror URL DIR --keyring K 'arch=amd64'`), which
+    # argparse leaves unparsed; a command that takes trailing words collects them.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        collect = getattr(args, "collect_extra", None)
+        if collect is None or any(word.startswith("-") for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        collect(args, extra, parser)
     configure_logging(level=args.log_level, fmt=args.log_format)
     try:
         code: int = args.run(args)
-    except BootsyncError as exc:
+    except (BootsyncError, StreamFormatError) as exc:
         print(f"bootsync {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,0 +1,108 @@
+"""``bootsync mirror SOURCE_URL DIR [FILTER...]``: a verified, signed local mirror."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from common.gpgkeys import Keyring, SigningKey, load_keyring
+from common.mirror import MirrorFailedError, MirrorOptions, run_mirror
+from simplestreams import ItemFilter
+
+DEFAULT_KEY_DIR = "mirror-signing-key"
+
+
+def register(sub: Any) -> None:
+    """Add the subcommand to the ``bootsync`` parser."""
+    p = sub.add_parser(
+        "mirror", help="make or update a verified local mirror of a SimpleStreams source",
+        description=__doc__ + "\n\nFilters are sstream-mirror's: key=value, key!=value, "
+        "key~regex, key!~regex; all must match; a missing field counts as \"\".",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source_url", help="mirror root or streams/v1/index.(s)json URL")
+    p.add_argument("dir", type=Path, help="the local mirror directory")
+    p.add_argument("filters", nargs="*", metavar="FILTER", type=_filter)
+    trust = p.add_mutually_exclusive_group(required=True)
+    trust.add_argument("--keyring", type=Path,
+                       help="keyring (binary or armored) that must have signed the source")
+    trust.add_argument("--no-verify", action="store_true",
+                       help="accept an unsigned index.json source (sha256s are still checked)")
+    p.add_argument("--max", type=_positive, default=1, dest="max_versions",
+                   help="versions to keep per product (default 1)")
+    p.add_argument("--concurrency", type=_positive, default=8,
+                   help="downloads at once (default 8)")
+    p.add_argument("--signing-key", type=Path,
+                   help="GnuPG home (directory) or exported secret key (file) that signs the "
+                   "mirror's metadata; default: a key made on first use in the user's data "
+                   "directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run, collect_extra=_collect_filters)
+
+
+def _collect_filters(args: argparse.Namespace, words: list[str],
+                     parser: argparse.ArgumentParser) -> None:
+    try:
+        args.filters = [*args.filters, *(ItemFilter.parse(w) for w in words)]
+    except ValueError as exc:
+        parser.error(f"mirror: {exc}")
+
+
+def _filter(text: str) -> ItemFilter:
+    try:
+        return ItemFilter.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 1")
+    return value
+
+
+def user_data_dir() -> Path:
+    """``$XDG_DATA_HOME/bootsync`` (default ``~/.local/share/bootsync``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "bootsync"
+
+
+def resolve_signing_key(given: Path | None, mirror_dir: Path) -> SigningKey:
+    """The mirror's signing key; refuses one kept inside the published directory."""
+    home = given if given is not None else user_data_dir() / DEFAULT_KEY_DIR
+    if home.resolve().is_relative_to(mirror_dir.resolve()):
+        raise SystemExit(f"bootsync mirror: error: the signing key {home} is inside the "
+                         f"mirror {mirror_dir}, which would publish it; keep it elsewhere")
+    if given is not None and given.is_file():
+        return SigningKey.import_secret(given, user_data_dir() / "imported-keys")
+    if given is not None:
+        return SigningKey.open(home)
+    return SigningKey.open_or_create(home, name="bootsync mirror",
+                                     email="mirror@bootsync.invalid")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the mirror; exit 0 when the mirror is complete, 1 when files failed."""
+    keyring: Keyring | None = None if args.no_verify else load_keyring(args.keyring)
+    opts = MirrorOptions(
+        source_url=args.source_url, target=args.dir, keyring=keyring,
+        signing_key=resolve_signing_key(args.signing_key, args.dir),
+        filters=tuple(args.filters), max_versions=args.max_versions,
+        concurrency=args.concurrency,
+        show_progress=not args.no_progress)
+    try:
+        summary = asyncio.run(run_mirror(opts))
+    except MirrorFailedError as exc:
+        print(f"bootsync mirror: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.dir}: {summary.products} products; {summary.files_fetched} files fetched "
+          f"({summary.bytes_fetched} bytes), {summary.files_reused} already held, "
+          f"{summary.files_removed} removed, in {summary.duration_s:.1f} s")
+    return 0
