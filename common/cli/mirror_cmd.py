@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -11,9 +10,13 @@ from typing import Any
 
 from common.gpgkeys import Keyring, SigningKey, load_keyring
 from common.mirror import MirrorFailedError, MirrorOptions, run_mirror
+from common.runtime import LoopName, run
 from simplestreams import ItemFilter
 
 DEFAULT_KEY_DIR = "mirror-signing-key"
+# The mirror is an HTTP client: uvloop's missing loop.sendfile does not matter here.
+# bench/mirror_bench.py measures both loops; see bench/RESULTS.md for the choice.
+MIRROR_LOOP: LoopName = "uvloop"
 
 
 def register(sub: Any) -> None:
@@ -40,7 +43,7 @@ def register(sub: Any) -> None:
                    "mirror's metadata; default: a key made on first use in the user's data "
                    "directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=run, collect_extra=_collect_filters)
+    p.set_defaults(run=run_command, collect_extra=_collect_filters)
 
 
 def _collect_filters(args: argparse.Namespace, words: list[str],
@@ -88,7 +91,7 @@ def resolve_signing_key(given: Path | None, mirror_dir: Path) -> SigningKey:
                                      email="mirror@bootsync.invalid")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     """Run the mirror; exit 0 when the mirror is complete, 1 when files failed."""
     keyring: Keyring | None = None if args.no_verify else load_keyring(args.keyring)
     opts = MirrorOptions(
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         show_progress=not args.no_progress)
     try:
-        summary = asyncio.run(run_mirror(opts))
+        summary = run(run_mirror(opts), default_loop=MIRROR_LOOP)
     except MirrorFailedError as exc:
         print(f"bootsync mirror: error: {exc}", file=sys.stderr)
         return 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ async def test_published_snapshot_holds_metadata_and_hard_links_to_blobs(
     assert (current / "streams/v1/index.json").read_bytes() == b"{}\n"
     served = current / "noble/amd64/boot-kernel"
     assert served.read_bytes() == b"kernel bytes"
-    assert os.path.samefile(served, store.path_for(sha))
+    assert served.samefile(store.path_for(sha))
     assert await publisher.current_id() == snap.result.id
     assert await publisher.referenced_blobs() == {sha}
 
@@ -44,10 +43,13 @@ async def test_failed_build_leaves_current_untouched_and_no_directory_behind(
     async with publisher.build() as first:
         await first.write_file("a.json", b"1")
     before = await publisher.current_id()
-    with pytest.raises(RuntimeError, match="download failed"):
+    async def failing_build() -> None:
         async with publisher.build() as snap:
             await snap.write_file("a.json", b"2")
             raise RuntimeError("download failed")
+
+    with pytest.raises(RuntimeError, match="download failed"):
+        await failing_build()
     assert await publisher.current_id() == before
     assert (publisher.current_link / "a.json").read_bytes() == b"1"
     assert sorted(p.name for p in publisher.snapshots.iterdir()) == [before]
