@@ -190,7 +190,8 @@ class BlobStore:
     async def collect_garbage(self, referenced: set[str]) -> GCResult:
         """Delete blobs and partials whose sha256 is not in ``referenced``.
 
-        Ingest temps older than an hour (left by a dead process) go too.
+        Partials of blobs already stored, and ingest temps older than an hour
+        (left by a dead process), go too.
         Names that are not sha256 values are left alone.
         """
         result = await asyncio.to_thread(self._collect, frozenset(referenced))
@@ -210,7 +211,8 @@ class BlobStore:
             name = entry.name
             if name.endswith(_PART_SUFFIX):
                 sha = name.removesuffix(_PART_SUFFIX)
-                if _SHA256.fullmatch(sha) and sha not in referenced:
+                finished = sha in referenced and (self._blobs / sha[:2] / sha).exists()
+                if _SHA256.fullmatch(sha) and (sha not in referenced or finished):
                     freed += _remove(entry)
                     partials += 1
             elif name.startswith(_INGEST_PREFIX) and entry.stat().st_mtime < stale_before:

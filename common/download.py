@@ -127,10 +127,13 @@ class PartialWriter:
     async def close(self) -> None:
         """Close the file, keeping it on disk (bytes not flushed are dropped)."""
         self._batch, self._batched = [], 0
-        await self._wait_in_flight()
-        if self._file is not None:
-            file, self._file = self._file, None
-            await asyncio.to_thread(file.close)
+        try:
+            await self._wait_in_flight()
+        finally:
+            # Still in flight only if cancelled meanwhile: the thread owns the file then.
+            if self._file is not None and self._in_flight is None:
+                file, self._file = self._file, None
+                await asyncio.to_thread(file.close)
 
     async def discard(self) -> None:
         """Close the file and delete it."""

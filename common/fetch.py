@@ -86,9 +86,7 @@ async def fetch_verified(session: aiohttp.ClientSession, url: str, keyring: Keyr
             raise SignatureError("clearsigned document, but no keyring to verify it with",
                                  source=url)
         return VerifiedDocument(payload=data, fingerprint=None, signed=False)
-    doc = await averify_clearsigned(data, keyring, source=url)
-    log.info("signature_verified", url=url, fingerprint=doc.fingerprint, bytes=len(data))
-    return doc
+    return await averify_clearsigned(data, keyring, source=url)  # logs signature_verified
 
 
 def join_url(base: str, path: str) -> str:

@@ -115,6 +115,7 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
         items = [item for products in wanted.values() for item in flatten(products)]
         present = await _present(tree.store, items)
         plan = plan_downloads(items, present)
+        await tree.store.ensure_space(plan.total_bytes)
         outcomes = await _download(session, tree.store, base, plan.to_fetch, opts)
     failed = [o for o in outcomes if not o.ok]
     if failed:

@@ -24,12 +24,12 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/streams/v1/index.sjson" 
 # Bootloader products have no `release`, so `release~^(noble)?$` keeps noble and bootloaders.
 filters=('arch~^(amd64|i386)$' 'release~^(noble)?$')
 echo "== 3. bootsync mirror (noble amd64, newest version only, plus the amd64/i386 bootloaders)"
-bootsync mirror "http://127.0.0.1:$port/" "$work/mirror" \
+bootsync --log-format console mirror "http://127.0.0.1:$port/" "$work/mirror" \
     --keyring "$work/upstream/sample-keyring.gpg" --max 1 --concurrency 8 \
     "${filters[@]}"
 
 echo "== 4. again: incremental, nothing is downloaded"
-bootsync mirror "http://127.0.0.1:$port/" "$work/mirror" \
+bootsync --log-format console mirror "http://127.0.0.1:$port/" "$work/mirror" \
     --keyring "$work/upstream/sample-keyring.gpg" --max 1 --concurrency 8 \
     "${filters[@]}"
 

@@ -135,23 +135,25 @@ class TestSpace:
 
 class TestGarbageCollection:
     async def test_gc_keeps_referenced_blobs_and_removes_the_rest(self, store: BlobStore) -> None:
-        """Unreferenced blobs and partials go; referenced ones stay; counts are reported."""
+        """Unreferenced blobs and partials go, and partials of stored blobs; the rest stay."""
         kept = await store.ingest_bytes(DATA)
         dropped = await store.ingest_bytes(b"old kernel")
         kept_partial = store.partial_path(OTHER)
         stale_partial = store.partial_path(hashlib.sha256(b"gone").hexdigest())
-        for partial in (kept_partial, stale_partial):
+        finished_partial = store.partial_path(kept)
+        for partial in (kept_partial, stale_partial, finished_partial):
             partial.write_bytes(b"half")
         stray = store.root / "sha256" / "ab" / "README"
         stray.parent.mkdir(parents=True, exist_ok=True)
         stray.write_text("not a blob")
         result = await store.collect_garbage({kept, OTHER})
-        assert result == GCResult(blobs_removed=1, partials_removed=1,
-                                  bytes_freed=len(b"old kernel") + 4)
+        assert result == GCResult(blobs_removed=1, partials_removed=2,
+                                  bytes_freed=len(b"old kernel") + 2 * 4)
         assert store.path_for(kept).exists()
         assert not store.path_for(dropped).exists()
         assert kept_partial.exists()
         assert not stale_partial.exists()
+        assert not finished_partial.exists()
         assert stray.exists()
 
     async def test_gc_removes_ingest_temps_left_by_a_dead_process(self, store: BlobStore) -> None:

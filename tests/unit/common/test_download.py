@@ -104,6 +104,16 @@ class TestSuccessfulDownloads:
         assert outcome.attempts == 0
         assert fake_upstream.requests == []
 
+    async def test_an_empty_file_is_stored_without_a_request(
+            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
+            store: BlobStore) -> None:
+        """A zero-byte file needs no bytes from the server, so none are asked for."""
+        _data, req = serve(fake_upstream, "/empty", size=0)
+        outcome = await downloader(session, store).fetch(req)
+        assert outcome.ok
+        assert store.path_for(req.sha256).read_bytes() == b""
+        assert fake_upstream.requests == []
+
     async def test_a_redirect_is_followed(
             self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
             store: BlobStore) -> None:

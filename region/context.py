@@ -1,0 +1,52 @@
+"""What the region's handlers and jobs share, held on the aiohttp app under one AppKey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+import aiosqlite
+from aiohttp import web
+
+from common.blobstore import BlobStore
+from common.gpgkeys import SigningKey
+from common.snapshot import SnapshotPublisher
+
+
+class ImportControl(Protocol):
+    """Starts, watches and stops the region import (region/importer.py implements it)."""
+
+    def start(self, *, reason: str) -> bool:
+        """Start an import in the background; False (logged) if one is running."""
+
+    def is_importing(self) -> bool:
+        """True while an import runs."""
+
+    async def stop(self) -> None:
+        """Cancel a running import promptly; nothing half-published remains."""
+
+
+class CatalogueControl(Protocol):
+    """Refreshes what boot sources offer (region/catalogue.py implements it)."""
+
+    def schedule_refresh(self, *, reason: str) -> None:
+        """Refresh every source's catalogue soon, in the background."""
+
+
+@dataclass
+class RegionContext:
+    """Shared state of one running region."""
+
+    data_dir: Path
+    db: aiosqlite.Connection
+    session: aiohttp.ClientSession
+    store: BlobStore
+    publisher: SnapshotPublisher
+    region_key: SigningKey
+    importer: ImportControl
+    catalogue: CatalogueControl
+
+
+CTX = web.AppKey("region_context", RegionContext)
