@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from multidict import MultiDict, MultiDictProxy
 
 from common.logging import get_logger
@@ -125,7 +125,8 @@ async def read_params(request: web.Request) -> Params:
     files: dict[str, bytes] = {}
     ctype = request.content_type
     if request.body_exists and ctype == "application/x-www-form-urlencoded":
-        values.extend(await request.post())
+        for key, value in (await request.post()).items():
+            values.add(key, value if isinstance(value, str) else "")
     elif request.body_exists and ctype.startswith("multipart/"):
         await _read_multipart(request, values, files)
     return Params(values=MultiDictProxy(values), files=files)
@@ -136,7 +137,7 @@ async def _read_multipart(request: web.Request, values: MultiDict[str],
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
-            if not isinstance(part, web.BodyPartReader) or not part.name:
+            if not isinstance(part, BodyPartReader) or not part.name:
                 raise ValidationError.field("__all__", "Malformed multipart body.")
             data = bytes(await part.read())
             if part.headers.get("Content-Transfer-Encoding", "").lower() == "base64":
