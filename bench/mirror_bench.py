@@ -3,7 +3,8 @@
 A signed sample stream (30 large files of ``--file-size`` plus 20 small ones,
 ≥ 1 GiB at the default 40M) is served by nginx on 127.0.0.1. Each tool copies
 the whole stream into a fresh empty directory, page cache warm, ``--repeat``
-times, interleaved so drift hits all alike:
+times, interleaved so drift hits all alike (a run during which the rest of the
+shared machine was busy is thrown away and measured again):
 
 * ``bootsync mirror`` (verifies signatures and sha256s, fsyncs), once with
   ``BOOTSYNC_EVENT_LOOP=uvloop`` and once with ``asyncio``;
@@ -14,8 +15,10 @@ bootsync also mirrors a second stream of smaller files, to see whether its
 peak RSS grows with file size. Peak RSS is ``ru_maxrss`` from ``os.wait4`` on
 the child, which on Linux also covers the descendants it waited for (gpg for
 the mirrors; for xargs it is the largest single curl). The script prints a
-table with PASS/MISS per target and writes its section of bench/RESULTS.md.
-When a target is missed it also runs bootsync once under cProfile.
+table with PASS/MISS per target and writes its section of bench/RESULTS.md
+(keeping a hand-written ``### Analysis`` there). When a target is missed it
+also runs bootsync once under cProfile. At the end it stops the gpg-agent that
+``bootsync mirror`` leaves running in its signing key's home.
 
 Run: ``.venv/bin/python bench/mirror_bench.py [--file-size 40M] [--work DIR]``
 (or ``make bench``). Needs nginx (installed with apt-get if missing), curl,
@@ -38,7 +41,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -50,8 +52,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## bootsync mirror vs curl and sstream-mirror"
+ANALYSIS = "### Analysis"
 MIB = 1 << 20
-RUN_TIMEOUT_S = 240.0
+RUN_TIMEOUT_S = 120.0
 CONCURRENCY = 8
 TARGET_SPEEDUP = 2.0
 TARGET_CURL_FRACTION = 0.65
@@ -59,6 +62,10 @@ TARGET_RSS_MIB = 80.0
 # Peak RSS counts as flat when the large-file run is within this of the small-file run.
 FLAT_SLACK_MIB = 8.0
 LOOPS = ("uvloop", "asyncio")
+# The machine may be shared: a run during which the rest of it (nginx included) used more
+# than this many cores on average is measured again, at most REDO_DISTURBED times.
+DISTURBED_CORES = 0.25
+REDO_DISTURBED = 2
 
 
 class BenchError(Exception):
@@ -85,6 +92,8 @@ class Sample:
 
     seconds: float
     rss_kib: int
+    cpu_s: float  # user + sys, the child and the descendants it waited for
+    other_cpu_s: float  # the rest of the machine meanwhile, nginx included
     phases: Mapping[str, float]  # bootsync only: where the wall time went
 
 
@@ -105,6 +114,7 @@ class Row:
     tool: Tool
     stream: Stream
     samples: list[Sample]
+    redone: int = 0  # runs thrown away because other processes took the CPU
 
     @property
     def seconds(self) -> float:
@@ -117,6 +127,18 @@ class Row:
     @property
     def rss_mib(self) -> float:  # the worst repeat, not the median: a ceiling is the target
         return max(s.rss_kib for s in self.samples) / 1024
+
+    @property
+    def best_s(self) -> float:
+        return min(s.seconds for s in self.samples)
+
+    @property
+    def cpu_s(self) -> float:
+        return statistics.median(s.cpu_s for s in self.samples)
+
+    @property
+    def other_cpu_s(self) -> float:
+        return statistics.median(s.other_cpu_s for s in self.samples)
 
     def phase(self, name: str) -> float:
         return statistics.median(s.phases.get(name, 0.0) for s in self.samples)
@@ -254,12 +276,42 @@ def nginx_serving(nginx: Path, root: Path, prefix: Path) -> Iterator[str]:
         log.close()
 
 
+@contextmanager
+def agent_stopped(xdg: Path) -> Iterator[None]:
+    """Stop the gpg-agent that ``bootsync mirror`` leaves running in its key's home."""
+    try:
+        yield
+    finally:
+        home = xdg / "bootsync" / "mirror-signing-key"
+        if home.is_dir():
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                           check=False, capture_output=True)
+
+
 # ---------------------------------------------------------------- measuring
 
 
-def measure(argv: list[str], env: Mapping[str, str], log: Path) -> tuple[float, int]:
-    """Run ``argv`` to completion; return (wall seconds, ru_maxrss KiB). Raises BenchError."""
+def busy_cpu_s() -> float:
+    """User + system CPU seconds the whole machine has spent since boot."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system = (int(v) for v in fields[1:4])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one process tree used."""
+
+    seconds: float
+    rss_kib: int
+    cpu_s: float
+    other_cpu_s: float  # CPU the rest of the machine (nginx included) used meanwhile
+
+
+def measure(argv: list[str], env: Mapping[str, str], log: Path) -> Measured:
+    """Run ``argv`` to completion and measure it. Raises BenchError if it fails."""
     with log.open("wb") as out:
+        busy_before = busy_cpu_s()
         started = time.monotonic()
         proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -274,12 +326,15 @@ def measure(argv: list[str], env: Mapping[str, str], log: Path) -> tuple[float, 
         finally:
             timer.cancel()
         seconds = time.monotonic() - started
+        busy = busy_cpu_s() - busy_before
     proc.returncode = code = os.waitstatus_to_exitcode(status)
     if code != 0:
         tail = log.read_text(errors="replace")[-1500:]
         raise BenchError(f"{' '.join(argv[:2])} … exited {code} (timeout "
                          f"{RUN_TIMEOUT_S:.0f} s if killed); log {log}:\n{tail}")
-    return seconds, usage.ru_maxrss
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measured(seconds=seconds, rss_kib=usage.ru_maxrss, cpu_s=cpu,
+                    other_cpu_s=max(0.0, busy - cpu))
 
 
 def bootsync_phases(log: Path, seconds: float) -> dict[str, float]:
@@ -316,11 +371,12 @@ def run_once(tool: Tool, stream: Stream, url: str, work: Path, label: str) -> Sa
     os.sync()  # write-back of the previous run must not land in this one
     out.mkdir()
     log = work / "logs" / f"{label}.log"
-    seconds, rss = measure(tool.command(url, out, stream), tool.env, log)
+    got = measure(tool.command(url, out, stream), tool.env, log)
     check_output(out, stream)
-    phases = bootsync_phases(log, seconds) if tool.is_bootsync else {}
+    phases = bootsync_phases(log, got.seconds) if tool.is_bootsync else {}
     shutil.rmtree(out)
-    return Sample(seconds=seconds, rss_kib=rss, phases=phases)
+    return Sample(seconds=got.seconds, rss_kib=got.rss_kib, cpu_s=got.cpu_s,
+                  other_cpu_s=got.other_cpu_s, phases=phases)
 
 
 def warm_cache(url: str, stream: Stream, work: Path) -> None:
@@ -332,7 +388,7 @@ def warm_cache(url: str, stream: Stream, work: Path) -> None:
 
 
 def make_tools(bootsync: Path, sstream: Path, work: Path) -> list[Tool]:
-    gnupg = Path(tempfile.mkdtemp(prefix="gnupg-", dir=work))  # empty: trust only --keyring
+    gnupg = work / "gnupg-empty"  # sstream-mirror's GNUPGHOME: trusts only --keyring
     xdg = {"XDG_DATA_HOME": str(work / "xdg")}  # the mirror's own signing key lives here
 
     def bootsync_cmd(url: str, out: Path, stream: Stream) -> list[str]:
@@ -347,6 +403,8 @@ def make_tools(bootsync: Path, sstream: Path, work: Path) -> list[Tool]:
                 "curl", "-sf", "--create-dirs", "-o"]
 
     def sstream_cmd(url: str, out: Path, stream: Stream) -> list[str]:
+        shutil.rmtree(gnupg, ignore_errors=True)  # empty again for every run
+        gnupg.mkdir(mode=0o700)
         return [str(sstream), "--keyring", str(stream.keyring), url, str(out)]
 
     return [
@@ -359,14 +417,22 @@ def make_tools(bootsync: Path, sstream: Path, work: Path) -> list[Tool]:
 
 def run_rows(tools: list[Tool], stream: Stream, url: str, work: Path,
              repeat: int) -> list[Row]:
+    """Measure every tool ``repeat`` times, interleaved; disturbed runs are redone."""
     rows = [Row(tool, stream, []) for tool in tools]
     for rep in range(repeat):
         for row in rows:
-            sample = run_once(row.tool, stream, url, work,
-                              f"{_slug(row.tool.name)}-{stream.root.name}-{rep}")
+            for attempt in range(1 + REDO_DISTURBED):
+                sample = run_once(row.tool, stream, url, work,
+                                  f"{_slug(row.tool.name)}-{stream.root.name}-{rep}-{attempt}")
+                disturbed = sample.other_cpu_s > DISTURBED_CORES * sample.seconds
+                print(f"  {row.tool.name:<22} {stream.root.name:<12} run {rep + 1}: "
+                      f"{sample.seconds:6.2f} s  {sample.rss_kib / 1024:6.1f} MiB  "
+                      f"CPU {sample.cpu_s:5.2f} s  other CPU {sample.other_cpu_s:5.2f} s"
+                      f"{'  disturbed' if disturbed else ''}", flush=True)
+                if not disturbed:
+                    break
+                row.redone += 1
             row.samples.append(sample)
-            print(f"  {row.tool.name:<22} {stream.root.name:<12} run {rep + 1}: "
-                  f"{sample.seconds:6.2f} s  {sample.rss_kib / 1024:6.1f} MiB", flush=True)
     return rows
 
 
@@ -382,15 +448,20 @@ def profile_bootsync(stream: Stream, url: str, work: Path, loop: str) -> str:
     argv = [sys.executable, "-m", "cProfile", "-o", str(stats_file), "-m", "common.cli",
             "--log-format", "json", "mirror", url, str(out), "--keyring", str(stream.keyring),
             "--max", "2", "--concurrency", str(CONCURRENCY), "--no-progress"]
-    seconds, _rss = measure(argv, {"XDG_DATA_HOME": str(work / "xdg"),
-                                   "BOOTSYNC_EVENT_LOOP": loop}, work / "logs" / "profile.log")
+    env = {"XDG_DATA_HOME": str(work / "xdg"), "BOOTSYNC_EVENT_LOOP": loop}
+    seconds = measure(argv, env, work / "logs" / "profile.log").seconds
     shutil.rmtree(out, ignore_errors=True)
     text = io.StringIO()
     stats = pstats.Stats(str(stats_file), stream=text)
     stats.strip_dirs().sort_stats("tottime").print_stats(18)
     body = text.getvalue()
     body = body[body.find("   ncalls"):].rstrip()
-    return f"cProfile, {loop}, {seconds:.2f} s under the profiler; top by tottime:\n\n{body}"
+    # asyncio's loop thread is idle only inside epoll.poll; the rest of the run it is busy.
+    idle = sum(entry[2] for func, entry in stats.stats.items()  # type: ignore[attr-defined]
+               if func[2] == "<method 'poll' of 'select.epoll' objects>")
+    return (f"cProfile, {loop} loop, {seconds:.2f} s under the profiler; the event-loop "
+            f"thread waited in epoll {idle:.2f} s, so it was busy for the rest. "
+            f"Top by tottime:\n\n{body}")
 
 
 # ---------------------------------------------------------------- reporting
@@ -442,13 +513,14 @@ def _size(nbytes: int) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| tool | stream | median s | MiB/s | peak RSS MiB | runs (s) |",
-             "|---|---|---:|---:|---:|---|"]
+    lines = ["| tool | stream | median s | best s | MiB/s | peak RSS MiB | CPU s | other CPU s "
+             "| runs (s) | redone |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for row in rows:
         runs = ", ".join(f"{s.seconds:.2f}" for s in row.samples)
         lines.append(f"| {row.tool.name} | {len(row.stream.files)} files, "
-                     f"{row.stream.total / MIB:.0f} MiB | {row.seconds:.2f} | "
-                     f"{row.mib_s:.0f} | {row.rss_mib:.1f} | {runs} |")
+                     f"{row.stream.total / MIB:.0f} MiB | {row.seconds:.2f} | {row.best_s:.2f} | "
+                     f"{row.mib_s:.0f} | {row.rss_mib:.1f} | {row.cpu_s:.2f} | "
+                     f"{row.other_cpu_s:.2f} | {runs} | {row.redone} |")
     return "\n".join(lines)
 
 
@@ -464,22 +536,36 @@ def phase_table(rows: list[Row]) -> str:
 
 
 def recommend(large: list[Row]) -> str:
+    """Which loop ``bootsync mirror`` should default to, and why, in one paragraph.
+
+    A speed gap counts only when the medians differ by ≥ 5 % and the best runs
+    agree on the order; otherwise the loop with the lower peak RSS wins (by ≥ 5 MiB).
+    """
     text = (REPO / "common/cli/mirror_cmd.py").read_text()
     match = re.search(r'^MIRROR_LOOP\b.*?"(\w+)"', text, re.MULTILINE)
     current = match[1] if match else "unknown"
-    times = {loop: next(r.seconds for r in large if r.tool.name == f"bootsync ({loop})")
-             for loop in LOOPS}
-    best = min(times, key=lambda loop: times[loop])
-    gap = max(times.values()) / min(times.values()) - 1
-    timing = ", ".join(f"{loop} {sec:.2f} s" for loop, sec in times.items())
-    if gap < 0.03:
-        return (f"Event loop: {timing}: within 3 %, no measurable difference; keep the "
-                f"current default `MIRROR_LOOP = \"{current}\"`.")
-    if best == current:
-        return (f"Event loop: {timing}: {best} is {gap:.0%} faster; keep "
-                f"`MIRROR_LOOP = \"{current}\"`.")
-    return (f"Event loop: {timing}: {best} is {gap:.0%} faster than the current default "
-            f"`MIRROR_LOOP = \"{current}\"`; switch the default to \"{best}\".")
+    rows = {loop: next(r for r in large if r.tool.name == f"bootsync ({loop})")
+            for loop in LOOPS}
+    fast = min(LOOPS, key=lambda loop: rows[loop].seconds)
+    slow = max(LOOPS, key=lambda loop: rows[loop].seconds)
+    gap = rows[slow].seconds / rows[fast].seconds - 1
+    best_agrees = rows[fast].best_s <= rows[slow].best_s
+    lean = min(LOOPS, key=lambda loop: rows[loop].rss_mib)
+    rss_gap = max(r.rss_mib for r in rows.values()) - rows[lean].rss_mib
+    facts = "; ".join(f"{loop}: median {r.seconds:.2f} s, best {r.best_s:.2f} s, peak RSS "
+                      f"{r.rss_mib:.1f} MiB" for loop, r in rows.items())
+    if gap >= 0.05 and best_agrees:
+        choice, why = fast, f"{fast} is {gap:.0%} faster (median, and in the best runs)"
+    elif rss_gap >= 5:
+        choice = lean
+        why = (f"speed is within noise ({gap:.0%} apart, best runs "
+               f"{'agree' if best_agrees else 'disagree'}) and {lean} needs "
+               f"{rss_gap:.0f} MiB less memory")
+    else:
+        choice, why = current, "no measurable difference in speed or memory"
+    verdict = (f"keep `MIRROR_LOOP = \"{current}\"`" if choice == current else
+               f"switch `MIRROR_LOOP` from \"{current}\" to \"{choice}\"")
+    return f"Event loop ({facts}): {why}; {verdict}."
 
 
 def machine() -> str:
@@ -523,7 +609,12 @@ def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, 
         f"{CONCURRENCY}`, sha256 of every byte, fsync of every blob, its own signed metadata. "
         f"curl: `xargs -P {CONCURRENCY} curl -sf --create-dirs -o`, no hashing, no fsync. "
         "sstream-mirror: all versions, checksums verified while reading, one file at a time, "
-        "no fsync. Peak RSS is ru_maxrss from wait4 (the worst of the runs): for the mirrors "
+        "no fsync. CPU s is user + sys of the client (median); other CPU s is what the rest of "
+        "the machine used meanwhile (nginx included; the machine is shared with other work), "
+        f"and a run where that exceeded {DISTURBED_CORES} cores on average was thrown away "
+        f"and measured again (up to {REDO_DISTURBED} times; column redone). "
+        "Peak RSS is ru_maxrss "
+        "from wait4 (the worst of the runs): for the mirrors "
         "it covers the gpg children too; for xargs it is the largest single curl, and "
         f"{CONCURRENCY} of them run at once.", "",
         table(rows), "",
@@ -543,12 +634,18 @@ def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, 
 
 
 def write_results(text: str) -> None:
-    """Replace this script's section of RESULTS.md (or add it); other sections stay."""
+    """Replace this script's section of RESULTS.md (or add it); other sections stay.
+
+    A hand-written ``### Analysis`` subsection of the old section is carried over.
+    """
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     chunks = re.split(r"(?m)^(?=## )", old)
+    ours = [c for c in chunks if c.startswith(SECTION)]
     kept = [c for c in chunks if not c.startswith(SECTION)]
-    body = "".join(kept).rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(body)
+    analysis = ours[0].find(ANALYSIS) if ours else -1
+    if analysis >= 0:
+        text += "\n" + ours[0][analysis:].rstrip("\n") + "\n"
+    RESULTS.write_text("".join(kept).rstrip("\n") + "\n\n" + text)
 
 
 # ---------------------------------------------------------------- main
@@ -578,6 +675,7 @@ def parse_size(text: str) -> int:
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     # SIGTERM unwinds like Ctrl-C, so nginx is stopped either way.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     venv_bin = Path(sys.executable).parent
@@ -588,7 +686,8 @@ def main() -> int:
     find_program("curl")
     nginx = ensure_nginx()
     work: Path = args.work.resolve()
-    (work / "logs").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "logs", ignore_errors=True)  # this run's logs only
+    (work / "logs").mkdir(parents=True)
 
     large = make_stream(bootsync, work, args.file_size, parse_size(args.file_size))
     small = make_stream(bootsync, work, args.small_file_size, parse_size(args.small_file_size))
@@ -596,7 +695,7 @@ def main() -> int:
         print("warning: the large stream is under 1 GiB or 40 files; targets are for ≥ 1 GiB")
     tools = make_tools(bootsync, sstream, work)
     profile = None
-    with nginx_serving(nginx, work, work / "nginx") as base:
+    with nginx_serving(nginx, work, work / "nginx") as base, agent_stopped(work / "xdg"):
         large_url, small_url = f"{base}{large.root.name}/", f"{base}{small.root.name}/"
         warm_cache(large_url, large, work)
         warm_cache(small_url, small, work)
@@ -608,7 +707,8 @@ def main() -> int:
         rows = large_rows + small_rows
         found = verdicts(large_rows, small_rows)
         if args.profile or not all(v.ok for v in found):
-            profile = profile_bootsync(large, large_url, work, LOOPS[0])
+            # asyncio: its socket reads and loop overhead are Python calls cProfile sees.
+            profile = profile_bootsync(large, large_url, work, "asyncio")
     advice = recommend(large_rows)
     print()
     print(table(rows))
@@ -622,7 +722,7 @@ def main() -> int:
         print()
         print(profile)
     if not args.no_results:
-        about = f"{machine()}; {versions(nginx, sstream)}"
+        about = f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}"
         write_results(section(args, rows, found, advice=advice, about=about, profile=profile))
         print(f"\nwrote section {SECTION!r} of {RESULTS}")
     print(f"total {time.monotonic() - started:.0f} s")

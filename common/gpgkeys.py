@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -125,16 +126,35 @@ def stop_agent(home: Path) -> None:
                    capture_output=True, check=False, timeout=30)
 
 
-def _check_socket_room(home: Path) -> None:
-    """Refuse a home whose agent sockets would not fit in a Unix socket path."""
+def _socket_paths_fit(home: Path) -> bool:
     listing = subprocess.run([GPGCONF, "--homedir", str(home), "--list-dirs"],
                              capture_output=True, check=False, timeout=30, text=True)
     for line in listing.stdout.splitlines():
         key, _, value = line.partition(":")
         path = re.sub(r"%([0-9a-fA-F]{2})", lambda m: chr(int(m[1], 16)), value)
         if key.startswith("agent") and len(os.fsencode(path)) > _SOCKET_PATH_MAX:
-            raise KeyringError(f"path too long for gpg-agent's socket {path!r}; use a shorter home",
-                               source=str(home))
+            return False
+    return True
+
+
+def usable_home(home: Path) -> Path:
+    """``home``, or a short alias of it when gpg-agent's sockets would not fit there.
+
+    A Unix socket path holds at most 107 bytes, and gpg-agent puts its sockets in
+    the home. For a deep home (a data directory several levels down) the alias is
+    a symlink ``<tmp>/bootsync-gpg-<digest>`` to it; an existing alias is used only
+    if it points at ``home``. Raises KeyringError when neither fits.
+    """
+    if _socket_paths_fit(home):
+        return home
+    digest = hashlib.sha256(os.fsencode(home.resolve())).hexdigest()[:16]
+    alias = Path(tempfile.gettempdir()) / f"bootsync-gpg-{digest}"
+    if not alias.is_symlink():
+        alias.symlink_to(home.resolve(), target_is_directory=True)
+    if alias.resolve() != home.resolve() or not _socket_paths_fit(alias):
+        raise KeyringError(f"path too long for gpg-agent's sockets, and no usable alias at "
+                           f"{alias}; use a shorter home", source=str(home))
+    return alias
 
 
 def _secret_fingerprints(home: Path) -> list[str]:
@@ -164,7 +184,7 @@ class SigningKey:
     block) stops it.
     """
 
-    home: Path
+    home: Path  # may be a short alias of the given home (see usable_home)
     fingerprint: str
 
     @classmethod
@@ -179,7 +199,7 @@ class SigningKey:
                 raise ValueError(f"{field} must be non-empty text without control characters")
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         home.chmod(0o700)
-        _check_socket_room(home)
+        home = usable_home(home)
         if _secret_fingerprints(home):
             raise KeyringError("already holds a secret key; open it instead", source=str(home))
         params = (f"Key-Type: EDDSA\nKey-Curve: ed25519\nKey-Usage: sign\nName-Real: {name}\n"
@@ -196,7 +216,7 @@ class SigningKey:
         """Open the single secret key in ``home``; KeyringError if there is none or several."""
         if not home.is_dir():
             raise KeyringError("signing key home does not exist", source=str(home))
-        _check_socket_room(home)
+        home = usable_home(home)
         found = _secret_fingerprints(home)
         if len(found) != 1:
             raise KeyringError(f"expected one secret key, found {len(found)}", source=str(home))
@@ -206,7 +226,7 @@ class SigningKey:
     def open_or_create(cls, home: Path, *, name: str, email: str,
                        expire: str = "0") -> SigningKey:
         """Open the key in ``home``, or create one there when it holds none."""
-        if home.is_dir() and _secret_fingerprints(home):
+        if home.is_dir() and _secret_fingerprints(usable_home(home)):
             return cls.open(home)
         return cls.create(home, name=name, email=email, expire=expire)
 
@@ -224,7 +244,7 @@ class SigningKey:
                                source=str(key_file)) from exc
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         home.chmod(0o700)
-        _check_socket_room(home)
+        home = usable_home(home)
         result = gpg_for(home).import_keys(data)
         if not getattr(result, "sec_imported", 0) and not _secret_fingerprints(home):
             raise KeyringError("holds no secret key", source=str(key_file))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +13,7 @@ from aiohttp import web
 from common.blobstore import BlobStore
 from common.gpgkeys import SigningKey
 from common.snapshot import SnapshotPublisher
+from region.config import RegionConfig
 
 
 class ImportControl(Protocol):
@@ -47,6 +48,8 @@ class RegionContext:
     region_key: SigningKey
     importer: ImportControl
     catalogue: CatalogueControl
+    # Defaults (data_dir aside) until the daemon passes the loaded configuration.
+    config: RegionConfig = field(default_factory=RegionConfig)
 
 
 CTX = web.AppKey("region_context", RegionContext)

@@ -7,7 +7,9 @@ last one applied. A file is never edited once released: a change is a new file.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -41,7 +43,7 @@ async def migrate(conn: aiosqlite.Connection) -> int:
     async with conn.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     current = int(row[0]) if row else 0
-    for number, name, sql in migrations():
+    for number, name, sql in await asyncio.to_thread(migrations):
         if number <= current:
             continue
         # executescript commits first; BEGIN inside the script makes each file atomic.
@@ -49,6 +51,28 @@ async def migrate(conn: aiosqlite.Connection) -> int:
         log.info("db_migrated", migration=name, version=number)
         current = number
     return current
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = (
+    weakref.WeakKeyDictionary())
+
+
+@asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """Run several statements as one transaction on the shared connection.
+
+    All coroutines share one connection, so a ``commit()`` by one would commit
+    another's half-done work: writers take this lock, and the block is committed
+    when it ends without error and rolled back otherwise.
+    """
+    lock = _WRITE_LOCKS.setdefault(conn, asyncio.Lock())
+    async with lock:
+        try:
+            yield conn
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
 
 
 @asynccontextmanager

@@ -137,6 +137,9 @@ async def _read_multipart(request: web.Request, values: MultiDict[str],
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and not part.headers:
+                await part.read()  # python-libmaas sends an empty body as one bare part
+                continue
             if not isinstance(part, BodyPartReader) or not part.name:
                 raise ValidationError.field("__all__", "Malformed multipart body.")
             data = bytes(await part.read())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,11 +174,33 @@ def test_create_rejects_values_that_would_break_gpg_batch_input(
         SigningKey.create(tmp_path / "k", **args)
 
 
-def test_create_refuses_a_home_too_long_for_the_agent_socket(tmp_path: Path) -> None:
-    """A home whose agent socket path would overflow sun_path raises KeyringError up front."""
+def test_a_home_too_long_for_the_agent_socket_is_used_through_a_short_alias(
+        tmp_path: Path) -> None:
+    """A deep home still signs: gpg runs through a short symlink to it, and the key lives there."""
     home = tmp_path / ("x" * 100)
-    with pytest.raises(KeyringError, match="too long"):
-        SigningKey.create(home, name="Long Home", email="long@example.invalid")
+    with SigningKey.create(home, name="Long Home", email="long@example.invalid") as key:
+        assert key.home != home
+        assert key.home.resolve() == home.resolve()
+        signed = key.clearsign(b"payload\n")
+        assert b"BEGIN PGP SIGNATURE" in signed
+        assert list(home.glob("pubring.kbx"))
+    with SigningKey.open(home) as reopened:
+        assert reopened.fingerprint == key.fingerprint
+
+
+def test_an_alias_pointing_elsewhere_is_refused(tmp_path: Path) -> None:
+    """A pre-existing alias that points at another directory is never trusted."""
+    home = tmp_path / ("y" * 100)
+    home.mkdir(mode=0o700)
+    digest = hashlib.sha256(os.fsencode(home.resolve())).hexdigest()[:16]
+    alias = Path(tempfile.gettempdir()) / f"bootsync-gpg-{digest}"
+    alias.unlink(missing_ok=True)
+    alias.symlink_to(tmp_path)
+    try:
+        with pytest.raises(KeyringError, match="too long"):
+            SigningKey.create(home, name="Long Home", email="long@example.invalid")
+    finally:
+        alias.unlink()
 
 
 @pytest.mark.parametrize("data", [

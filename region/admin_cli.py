@@ -1,0 +1,140 @@
+"""``bootsync apikey`` and ``bootsync createadmin``: API keys made on the region host.
+
+Both open the region's database (``<data_dir>/region.db``) directly, so they
+work whether or not the daemon runs. The key goes to stdout as
+``consumer_key:token_key:token_secret`` and nothing else does; log events go
+to stderr. A missing or unusable data directory raises ConfigError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from common.errors import ConfigError
+from common.logging import get_logger
+from common.runtime import run
+from region import repo_users
+from region.config import DB_NAME, load_config
+from region.db import open_db
+from region.repo_users import ApiKey
+
+log = get_logger("admin_cli")
+
+_USERNAME = re.compile(r"[\w.@+-]{1,150}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """Who gets a key: the user (made if missing) and whether they must be an admin."""
+
+    username: str
+    admin: bool = False
+    email: str | None = None
+
+
+def register(sub: Any) -> None:
+    """Add ``apikey`` and ``createadmin`` to the ``bootsync`` parser."""
+    p = sub.add_parser("apikey", help="print a new API key for a user (created if needed)",
+                       description="Create the user if needed and print a new API key "
+                       "(consumer_key:token_key:token_secret) on stdout.")
+    p.add_argument("--username", required=True, type=_username)
+    p.add_argument("--admin", action="store_true", help="make the user an admin")
+    _add_location(p)
+    p.set_defaults(run=run_apikey)
+
+    p = sub.add_parser("createadmin", help="create or promote an admin and print a new API key",
+                       description="Create the user as an admin, or make an existing user "
+                       "an admin, and print a new API key on stdout.")
+    p.add_argument("--username", required=True, type=_username)
+    p.add_argument("--email", type=_email, help="the admin's email address")
+    _add_location(p)
+    p.set_defaults(run=run_createadmin)
+
+
+def _add_location(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, metavar="FILE",
+                       help="the region's config file (its storage.data_dir is used)")
+    where.add_argument("--data-dir", type=Path, metavar="DIR",
+                       help="the region's data directory")
+
+
+def _username(text: str) -> str:
+    if not _USERNAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use up to 150 letters, digits and @ . + - _")
+    return text
+
+
+def _email(text: str) -> str:
+    if not _EMAIL.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an email address")
+    return text
+
+
+def data_dir_of(args: argparse.Namespace) -> Path:
+    """The data directory named by ``--data-dir``, ``--config`` or the default config."""
+    if args.data_dir is not None:
+        return Path(args.data_dir).absolute()
+    return load_config(args.config).data_dir
+
+
+def database_path(data_dir: Path) -> Path:
+    """``<data_dir>/region.db``; ConfigError when the directory is missing or not writable."""
+    if not data_dir.is_dir():
+        raise ConfigError(f"region data directory {data_dir} does not exist (start the region "
+                          "once, or give --data-dir/--config)")
+    db = data_dir / DB_NAME
+    if db.exists() and not db.is_file():
+        raise ConfigError(f"{db} is not a database file")
+    return db
+
+
+async def issue_key(db_path: Path, request: KeyRequest) -> ApiKey:
+    """Create or update the user of ``request`` and return a new API key for them."""
+    try:
+        async with open_db(db_path) as conn:
+            return await _issue(conn, request)
+    except aiosqlite.Error as exc:
+        raise ConfigError(f"{db_path}: cannot use the region database: {exc}") from exc
+
+
+async def _issue(conn: aiosqlite.Connection, request: KeyRequest) -> ApiKey:
+    user = await repo_users.get_user(conn, request.username)
+    if user is None:
+        user = await repo_users.create_user(conn, request.username, email=request.email or "",
+                                            is_admin=request.admin)
+        log.info("user_created", user=user.username, admin=user.is_admin)
+    elif (request.admin and not user.is_admin) or \
+            (request.email is not None and request.email != user.email):
+        await repo_users.update_user(conn, user.id, is_admin=True if request.admin else None,
+                                     email=request.email)
+        log.info("user_updated", user=user.username, admin=request.admin or user.is_admin)
+    key = ApiKey(*await repo_users.create_token(conn, user.id))
+    log.info("api_key_created", user=user.username, consumer_key=key.consumer_key[:6])
+    return key
+
+
+def _issue_and_print(args: argparse.Namespace, request: KeyRequest) -> int:
+    db_path = database_path(data_dir_of(args))
+    key = run(issue_key(db_path, request), default_loop="asyncio")
+    print(key)
+    return 0
+
+
+def run_apikey(args: argparse.Namespace) -> int:
+    """``bootsync apikey``: print a new key for ``--username`` (made admin with ``--admin``)."""
+    return _issue_and_print(args, KeyRequest(username=args.username, admin=args.admin))
+
+
+def run_createadmin(args: argparse.Namespace) -> int:
+    """``bootsync createadmin``: make ``--username`` an admin and print a new key."""
+    return _issue_and_print(args, KeyRequest(username=args.username, admin=True,
+                                             email=args.email))

@@ -1,0 +1,166 @@
+"""``/MAAS/api/2.0/boot-resources/``: the images the region holds, and the import ops.
+
+Reading needs any valid key; deleting and the ``import``/``stop_import`` ops
+need an admin. Shapes follow MAAS 3.4, with two fixes: per-file ``progress``
+is bytes held / size × 100 (MAAS inverted it), and deleting an unknown id is a
+404 (MAAS answered 500). Our addition: a ``status`` per image (region/status.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from common.errors import BootsyncError
+from common.logging import get_logger
+from region import repo_resources
+from region.api.http import (
+    API_ROOT,
+    dispatch,
+    json_response,
+    no_content,
+    not_found,
+    text_response,
+)
+from region.auth import require_admin, require_user
+from region.context import CTX
+from region.importer import Importer
+from region.repo_resources import ResourceRow, SetRow, SetTotals
+from region.status import image_status, progress
+
+log = get_logger("api.boot_resources")
+
+TYPES = {"synced": repo_resources.SYNCED, "generated": repo_resources.GENERATED,
+         "uploaded": repo_resources.UPLOADED}
+TYPE_NAMES = {repo_resources.SYNCED: "Synced", repo_resources.GENERATED: "Generated",
+              repo_resources.UPLOADED: "Uploaded"}
+# ``extra`` keys MAAS merges into a resource object (the rest stay region-side).
+_API_EXTRAS = ("subarches", "title", "platform", "supported_platforms")
+IMPORT_STARTED = "Import of boot resources started"
+IMPORT_STOPPING = "Import of boot resources is being stopped"
+
+
+def resource_uri(resource_id: int) -> str:
+    """The API path of one boot resource."""
+    return f"{API_ROOT}/boot-resources/{resource_id}/"
+
+
+def render_resource(resource: ResourceRow, newest: SetTotals | None) -> dict[str, Any]:
+    """A list entry: MAAS's fields, ``extra`` merged in, plus our ``status``."""
+    data: dict[str, Any] = {
+        "id": resource.id, "type": TYPE_NAMES.get(resource.rtype, "Unknown"),
+        "name": resource.name, "architecture": resource.architecture,
+        "resource_uri": resource_uri(resource.id), "last_deployed": None,
+    }
+    data.update({k: resource.extra[k] for k in _API_EXTRAS if k in resource.extra})
+    if resource.base_image:
+        data["base_image"] = resource.base_image
+    data["status"] = image_status(
+        has_set=newest is not None, complete=newest is not None and newest.complete,
+        done=newest.done if newest else 0, total=newest.total if newest else 0)
+    return data
+
+
+def render_set(set_row: SetRow) -> dict[str, Any]:
+    """A set with its files; ``progress`` only while incomplete, as MAAS does."""
+    files: dict[str, Any] = {}
+    for f in set_row.files:
+        entry: dict[str, Any] = {"filename": f.filename, "filetype": f.filetype,
+                                 "sha256": f.sha256, "size": f.size,
+                                 "complete": f.bytes_done >= f.size}
+        if not entry["complete"]:
+            entry["progress"] = progress(f.bytes_done, f.size)
+        files[f.filename] = entry
+    data: dict[str, Any] = {"version": set_row.version, "label": set_row.label,
+                            "size": set_row.total, "complete": set_row.complete}
+    if not set_row.complete:
+        data["progress"] = progress(set_row.done, set_row.total)
+    data["files"] = files
+    return data
+
+
+def _resource_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise not_found("BootResource") from None
+
+
+async def read_resources(request: web.Request) -> web.StreamResponse:
+    """GET: every resource, or those of ``type`` (synced, generated, uploaded, all)."""
+    require_user(request)
+    rtype = request.query.get("type", "all")
+    if rtype != "all" and rtype not in TYPES:
+        raise web.HTTPBadRequest(
+            text=f"'{rtype}' is not a valid boot resource type. Available types: "
+                 f"{list(TYPES)}", content_type="text/plain")
+    listed = await repo_resources.list_resources(request.app[CTX].db, TYPES.get(rtype))
+    return json_response([render_resource(r, newest) for r, newest in listed])
+
+
+async def read_resource(request: web.Request) -> web.StreamResponse:
+    """GET {id}: one resource with its sets, newest first."""
+    require_user(request)
+    found = await repo_resources.get_resource(request.app[CTX].db, _resource_id(request))
+    if found is None:
+        raise not_found("BootResource")
+    resource, sets = found
+    newest = sets[0] if sets else None
+    data = render_resource(resource, None if newest is None else SetTotals(
+        files=len(newest.files), total=newest.total, done=newest.done,
+        complete=newest.complete))
+    data["sets"] = {s.version: render_set(s) for s in sets}
+    return json_response(data)
+
+
+async def delete_resource(request: web.Request) -> web.StreamResponse:
+    """DELETE {id}: the resource, its sets and files (204); the stream is republished."""
+    user = require_admin(request, method_only=True)
+    ctx = request.app[CTX]
+    resource_id = _resource_id(request)
+    if not await repo_resources.delete_resource(ctx.db, resource_id):
+        raise not_found("BootResource")
+    log.info("boot_resource_deleted", user=user.username, boot_resource_id=resource_id)
+    if isinstance(ctx.importer, Importer):
+        try:
+            await ctx.importer.republish(reason="boot_resource_deleted")
+        except BootsyncError as exc:  # deleted all the same; the next import publishes
+            log.warning("stream_republish_failed", error=str(exc))
+    return no_content()
+
+
+async def start_import(request: web.Request) -> web.StreamResponse:
+    """POST op=import: start an import in the background (a running one is kept)."""
+    user = require_admin(request, method_only=True)
+    started = request.app[CTX].importer.start(reason=f"api:{user.username}")
+    log.info("import_requested", user=user.username, started=started)
+    return text_response(IMPORT_STARTED)
+
+
+async def stop_import(request: web.Request) -> web.StreamResponse:
+    """POST op=stop_import: cancel the running import (answers once it has stopped)."""
+    user = require_admin(request, method_only=True)
+    log.info("import_stop_requested_by", user=user.username)
+    await request.app[CTX].importer.stop()
+    return text_response(IMPORT_STOPPING)
+
+
+async def is_importing(request: web.Request) -> web.StreamResponse:
+    """GET op=is_importing: JSON ``true`` while the region imports."""
+    require_user(request)
+    return json_response(request.app[CTX].importer.is_importing())
+
+
+def add_routes(app: web.Application) -> None:
+    """Register ``boot-resources/`` and ``boot-resources/{id}/``."""
+    app.router.add_route("*", f"{API_ROOT}/boot-resources/", dispatch({
+        ("GET", None): read_resources,
+        ("GET", "is_importing"): is_importing,
+        ("POST", "import"): start_import,
+        ("POST", "stop_import"): stop_import,
+    }))
+    app.router.add_route("*", f"{API_ROOT}/boot-resources/{{id}}/", dispatch({
+        ("GET", None): read_resource,
+        ("DELETE", None): delete_resource,
+    }))

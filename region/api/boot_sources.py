@@ -1,0 +1,251 @@
+"""``/MAAS/api/2.0/boot-sources/``: the SimpleStreams mirrors the region imports from.
+
+Admin-only as a whole, as in MAAS. Create answers 201, update is partial (an
+omitted field keeps its value), delete answers 204 and takes the source's
+selections and catalogue with it. Every change schedules a catalogue refresh.
+Keyrings are checked with gpg before they are saved (MAAS saves anything).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from aiohttp import web
+
+from common.errors import KeyringError
+from common.gpgkeys import aload_keyring
+from common.logging import get_logger
+from common.tomlconfig import check_http_url
+from region import repo_sources
+from region.api.http import (
+    API_ROOT,
+    Handler,
+    Params,
+    ValidationError,
+    dispatch,
+    json_response,
+    maas_timestamp,
+    no_content,
+    not_found,
+    read_params,
+)
+from region.auth import require_admin
+from region.context import CTX
+from region.repo_sources import BootSource, DuplicateError
+
+log = get_logger("api.boot_sources")
+
+MAX_URL_LENGTH = 4096
+MAX_FILENAME_LENGTH = 4096
+ONE_KEYRING = "One of keyring_data or keyring_filename must be specified."
+ONLY_ONE_KEYRING = "Only one of keyring_filename or keyring_data can be specified."
+URL_TAKEN = "Boot source with this Url already exists."
+
+
+def render_source(source: BootSource) -> dict[str, Any]:
+    """The JSON object MAAS gives for a boot source (keyring_data in base64)."""
+    return {
+        "id": source.id,
+        "url": source.url,
+        "keyring_filename": source.keyring_filename,
+        "keyring_data": base64.b64encode(source.keyring_data).decode("ascii"),
+        "created": maas_timestamp(source.created),
+        "updated": maas_timestamp(source.updated),
+        "resource_uri": f"{API_ROOT}/boot-sources/{source.id}/",
+    }
+
+
+def path_id(request: web.Request, name: str, model: str) -> int:
+    """The integer ``name`` from the URL path; 404 ``No <model> matches ...`` if it is not one."""
+    text = request.match_info[name]
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise not_found(model)
+    return int(text)
+
+
+async def source_or_404(request: web.Request, name: str = "id") -> BootSource:
+    """The source named by the path parameter ``name``; 404 if there is none."""
+    source = await repo_sources.get_source(request.app[CTX].db,
+                                           path_id(request, name, "BootSource"))
+    if source is None:
+        raise not_found("BootSource")
+    return source
+
+
+def _url(params: Params, errors: dict[str, list[str]], *, required: bool) -> str | None:
+    url = params.get("url")
+    if url is None or url == "":
+        if required:
+            errors["url"] = ["This field is required."]
+        return None
+    if len(url) > MAX_URL_LENGTH:
+        errors["url"] = [f"Ensure this value has at most {MAX_URL_LENGTH} characters "
+                         f"(it has {len(url)})."]
+        return None
+    try:
+        return check_http_url(url)
+    except ValueError:
+        errors["url"] = ["Enter a valid URL."]
+        return None
+
+
+def _keyring_data(params: Params, errors: dict[str, list[str]]) -> bytes | None:
+    """The keyring bytes: a file part as is, a text value as base64 (or armored text)."""
+    if "keyring_data" not in params:
+        return None
+    if "keyring_data" in params.files:
+        return params.files["keyring_data"]
+    value = params.get("keyring_data") or ""
+    if value.lstrip().startswith("-----BEGIN PGP"):
+        return value.encode()
+    text = value.strip()
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        errors["keyring_data"] = ["Not valid base64: send the keyring base64-encoded, or "
+                                  "upload it as a file."]
+        return None
+
+
+def _keyring_filename(params: Params, errors: dict[str, list[str]]) -> str | None:
+    name = params.get("keyring_filename")
+    if name is None or name == "":
+        return name
+    if len(name) > MAX_FILENAME_LENGTH or "\x00" in name or not Path(name).is_absolute():
+        errors["keyring_filename"] = ["Enter an absolute path to a keyring file on the region."]
+        return None
+    return name
+
+
+async def _check_keyring(filename: str, data: bytes, errors: dict[str, list[str]]) -> None:
+    """Add an error when the keyring given (exactly one of the two) holds no usable key."""
+    try:
+        if data:
+            field = "keyring_data"
+            await aload_keyring(data, name=field)
+        else:
+            field = "keyring_filename"
+            await aload_keyring(Path(filename))
+    except KeyringError as exc:
+        errors[field] = [f"Not a usable GPG keyring ({exc})."]
+
+
+async def _validate(conn: aiosqlite.Connection, params: Params,
+                    current: BootSource | None) -> dict[str, Any]:
+    """The changes ``params`` ask for, validated against ``current`` (None on create).
+
+    Raises ValidationError with every problem found, MAAS's messages where MAAS has them.
+    """
+    errors: dict[str, list[str]] = {}
+    url = _url(params, errors, required=current is None)
+    filename = _keyring_filename(params, errors)
+    data = _keyring_data(params, errors)
+    if current is not None:
+        # Setting one keyring field alone replaces the other: clients send only what changed.
+        if filename and data is None:
+            data = b""
+        if data and filename is None:
+            filename = ""
+    if "keyring_filename" not in errors and "keyring_data" not in errors:
+        kept_filename = current.keyring_filename if current else ""
+        kept_data = current.keyring_data if current else b""
+        final_filename = kept_filename if filename is None else filename
+        final_data = kept_data if data is None else data
+        if not final_filename and not final_data:
+            errors["__all__"] = [ONE_KEYRING]
+        elif final_filename and final_data:
+            errors["__all__"] = [ONLY_ONE_KEYRING]
+        elif filename is not None or data is not None:
+            await _check_keyring(final_filename, final_data, errors)
+    if url is not None and (current is None or url != current.url) \
+            and await repo_sources.find_source_by_url(conn, url) is not None:
+        errors["url"] = [URL_TAKEN]
+    if errors:
+        raise ValidationError(errors)
+    changes = {"url": url, "keyring_filename": filename, "keyring_data": data}
+    return {name: value for name, value in changes.items() if value is not None}
+
+
+async def read_sources(request: web.Request) -> web.StreamResponse:
+    """GET: every boot source."""
+    require_admin(request)
+    sources = await repo_sources.list_sources(request.app[CTX].db)
+    return json_response([render_source(source) for source in sources])
+
+
+async def create_source(request: web.Request) -> web.StreamResponse:
+    """POST: a new boot source (201)."""
+    user = require_admin(request)
+    ctx = request.app[CTX]
+    params = await read_params(request)
+    changes = await _validate(ctx.db, params, None)
+    try:
+        source = await repo_sources.create_source(ctx.db, **changes)
+    except DuplicateError:
+        raise ValidationError.field("url", URL_TAKEN) from None
+    log.info("boot_source_created", user=user.username, boot_source_id=source.id,
+             url=source.url, keyring="data" if source.keyring_data else "filename")
+    ctx.catalogue.schedule_refresh(reason="boot_source_created")
+    return json_response(render_source(source), status=201)
+
+
+async def read_source(request: web.Request) -> web.StreamResponse:
+    """GET: one boot source."""
+    require_admin(request)
+    return json_response(render_source(await source_or_404(request)))
+
+
+async def update_source(request: web.Request) -> web.StreamResponse:
+    """PUT: change the fields given, keep the others."""
+    user = require_admin(request)
+    ctx = request.app[CTX]
+    current = await source_or_404(request)
+    params = await read_params(request)
+    changes = await _validate(ctx.db, params, current)
+    try:
+        source = await repo_sources.update_source(ctx.db, current.id, **changes)
+    except DuplicateError:
+        raise ValidationError.field("url", URL_TAKEN) from None
+    if source is None:
+        raise not_found("BootSource")
+    log.info("boot_source_updated", user=user.username, boot_source_id=source.id,
+             url=source.url, fields=sorted(changes))
+    ctx.catalogue.schedule_refresh(reason="boot_source_updated")
+    return json_response(render_source(source))
+
+
+async def delete_source(request: web.Request) -> web.StreamResponse:
+    """DELETE: the source, its selections and its catalogue (204)."""
+    user = require_admin(request)
+    ctx = request.app[CTX]
+    source = await source_or_404(request)
+    if not await repo_sources.delete_source(ctx.db, source.id):
+        raise not_found("BootSource")
+    log.info("boot_source_deleted", user=user.username, boot_source_id=source.id,
+             url=source.url)
+    ctx.catalogue.schedule_refresh(reason="boot_source_deleted")
+    return no_content()
+
+
+def add_routes(app: web.Application, *,
+               source_ops: Mapping[tuple[str, str | None], Handler] | None = None) -> None:
+    """Register ``boot-sources/`` and ``boot-sources/{id}/``.
+
+    ``source_ops`` adds operations to ``boot-sources/{id}/`` that other modules own
+    (e.g. ``("GET", "available_images")``).
+    """
+    app.router.add_route("*", f"{API_ROOT}/boot-sources/", dispatch({
+        ("GET", None): read_sources,
+        ("POST", None): create_source,
+    }))
+    app.router.add_route("*", f"{API_ROOT}/boot-sources/{{id}}/", dispatch({
+        ("GET", None): read_source,
+        ("PUT", None): update_source,
+        ("DELETE", None): delete_source,
+        **(source_ops or {}),
+    }))

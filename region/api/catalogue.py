@@ -1,0 +1,51 @@
+"""``GET /MAAS/api/2.0/boot-sources/{id}/?op=available_images`` (our addition).
+
+What a source offers (its catalogue) and what the region last learnt about
+it: the last error reaching or verifying it, warnings (frozen mirror,
+unsigned index), and the index's own ``updated``. Admin-only, like the rest of
+``boot-sources``. The route is registered by region/api/boot_sources.py
+through ``add_routes(app, source_ops=SOURCE_OPS)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from region import repo_catalogue, repo_sources
+from region.api.http import API_ROOT, Handler, json_response, maas_timestamp, not_found
+from region.auth import require_admin
+from region.context import CTX
+
+
+async def available_images(request: web.Request) -> web.StreamResponse:
+    """The catalogue and status of source ``{id}``; 404 for an unknown source."""
+    require_admin(request)
+    ctx = request.app[CTX]
+    try:
+        source = await repo_sources.get_source(ctx.db, int(request.match_info["id"]))
+    except ValueError:
+        source = None
+    if source is None:
+        raise not_found("BootSource")
+    status = await repo_catalogue.get_status(ctx.db, source.id)
+    images = [asdict(entry) for entry in await repo_catalogue.available(ctx.db, source.id)]
+    body: dict[str, Any] = {
+        "boot_source_id": source.id,
+        "url": source.url,
+        "last_error": status.last_error,
+        "last_error_at": maas_timestamp(status.last_error_at),
+        "warnings": list(status.warnings),
+        "index_updated": status.last_index_updated,
+        "index_changed_at": maas_timestamp(status.index_changed_at),
+        "last_checked_at": maas_timestamp(status.last_checked_at),
+        "images": images,
+        "resource_uri": f"{API_ROOT}/boot-sources/{source.id}/",
+    }
+    return json_response(body)
+
+
+# Handed to region.api.boot_sources.add_routes(app, source_ops=SOURCE_OPS).
+SOURCE_OPS: dict[tuple[str, str | None], Handler] = {("GET", "available_images"): available_images}

@@ -1,0 +1,122 @@
+"""``/MAAS/api/2.0/maas/``: ``op=get_config`` (any user) and ``op=set_config`` (admins).
+
+Only the image-related keys exist: ``boot_images_auto_import``,
+``enable_http_proxy``, ``boot_images_no_proxy`` (booleans: true/false, yes/no,
+on/off, 1/0, any case) and ``http_proxy`` (an http(s) URL, or empty for none).
+A bad value is a 400 keyed by the config name, as MAAS keys its form errors.
+Changing a proxy setting refreshes the catalogue, as in MAAS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import web
+
+from common.logging import get_logger
+from common.tomlconfig import check_http_url
+from region import repo_config
+from region.api.http import (
+    API_ROOT,
+    ValidationError,
+    dispatch,
+    json_response,
+    read_params,
+    text_response,
+)
+from region.auth import require_admin, require_user
+from region.context import CTX
+
+log = get_logger("api.maas_config")
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+_PROXY_KEYS = frozenset({"http_proxy", "enable_http_proxy", "boot_images_no_proxy"})
+
+
+def parse_bool(text: str) -> bool:
+    """true/false, yes/no, on/off or 1/0 in any case as a bool; else ValueError."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"Enter true or false (also yes/no, on/off, 1/0), not {text!r}.")
+
+
+def parse_proxy(text: str) -> str | None:
+    """An http(s) proxy URL; empty text means no proxy (None); else ValueError."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return check_http_url(text)
+    except ValueError:
+        raise ValueError("Enter a valid URL.") from None
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "boot_images_auto_import": parse_bool,
+    "enable_http_proxy": parse_bool,
+    "boot_images_no_proxy": parse_bool,
+    "http_proxy": parse_proxy,
+}
+
+
+def _loggable(value: Any) -> Any:
+    """``value`` with the password of a proxy URL hidden."""
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+            return urlunsplit(parts._replace(netloc=netloc))
+    return value
+
+
+def _known_name(name: str | None) -> str:
+    if name is None or name == "":
+        raise ValidationError.field("name", "No provided name!")
+    if name not in PARSERS:
+        raise ValidationError.field(
+            "name", f"{name} is not a valid config setting (valid settings are: "
+            f"{', '.join(sorted(PARSERS))}).")
+    return name
+
+
+async def get_config(request: web.Request) -> web.StreamResponse:
+    """GET ?op=get_config&name=N: the value as JSON."""
+    require_user(request)
+    name = _known_name(request.query.get("name"))
+    return json_response(await repo_config.get_config(request.app[CTX].db, name))
+
+
+async def set_config(request: web.Request) -> web.StreamResponse:
+    """POST op=set_config name=N value=V: store a value (admins only); 200 ``OK``."""
+    user = require_admin(request, method_only=True)
+    ctx = request.app[CTX]
+    params = await read_params(request)
+    name = _known_name(params.get("name"))
+    text = params.get("value")
+    if text is None:
+        raise ValidationError.field("value", "No provided value!")
+    try:
+        value = PARSERS[name](text)
+    except ValueError as exc:
+        raise ValidationError.field(name, str(exc)) from None
+    previous = await repo_config.get_config(ctx.db, name)
+    await repo_config.set_config(ctx.db, name, value)
+    log.info("config_changed", user=user.username, name=name, value=_loggable(value),
+             previous=_loggable(previous))
+    if name in _PROXY_KEYS and value != previous:
+        ctx.catalogue.schedule_refresh(reason=f"config_changed:{name}")
+    return text_response("OK")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register ``maas/``."""
+    app.router.add_route("*", f"{API_ROOT}/maas/", dispatch({
+        ("GET", "get_config"): get_config,
+        ("POST", "set_config"): set_config,
+    }))

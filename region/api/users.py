@@ -1,0 +1,27 @@
+"""``/MAAS/api/2.0/users/?op=whoami``: who the API key belongs to (the maas CLI's login check)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from region.api.http import API_ROOT, dispatch, json_response
+from region.auth import require_user
+
+
+async def whoami(request: web.Request) -> web.StreamResponse:
+    """GET ?op=whoami: the key's user (200), or 401 for a missing or bad key."""
+    user = require_user(request)
+    return json_response({
+        "username": user.username,
+        "email": user.email,
+        "is_superuser": user.is_admin,
+        "is_local": True,
+        "resource_uri": f"{API_ROOT}/users/{quote(user.username, safe='')}/",
+    })
+
+
+def add_routes(app: web.Application) -> None:
+    """Register ``users/``."""
+    app.router.add_route("*", f"{API_ROOT}/users/", dispatch({("GET", "whoami"): whoami}))

@@ -1,0 +1,158 @@
+"""The region daemon's configuration: a frozen dataclass loaded once at start.
+
+``etc/regiond.toml`` documents every key and its default. :func:`load_config`
+reads the file (blocking: call it before the event loop starts, or through
+``asyncio.to_thread``), applies the command-line overrides and raises one
+ConfigError that lists every problem with its key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast
+
+from common.errors import ConfigError
+from common.logging import LogFormat
+from common.tomlconfig import (
+    ConfigReader,
+    check_absolute_path,
+    check_host_port,
+    check_http_url,
+    read_toml,
+    show,
+)
+
+DB_NAME = "region.db"
+"""The region's SQLite file inside its data directory (the daemon and the admin CLI share it)."""
+
+DEFAULT_LISTEN = "0.0.0.0:5240"
+DEFAULT_DATA_DIR = Path("/var/lib/bootsync/region")
+DEFAULT_SOURCE_URL = "http://images.maas.io/ephemeral-v3/stable/"
+SHIPPED_KEYRING_NAME = "ubuntu-cloudimage-keyring.gpg"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+MAX_CONCURRENCY = 64
+
+
+def shipped_keyring() -> Path:
+    """The Ubuntu cloud-image keyring shipped in ``common/data`` (verifies images.maas.io)."""
+    # setuptools installs package data as plain files, so the traversable is a real path.
+    return Path(str(resources.files("common") / "data" / SHIPPED_KEYRING_NAME))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegionConfig:
+    """Validated settings of one region; build it directly in tests."""
+
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = DEFAULT_DATA_DIR
+    log_level: str = "info"
+    log_format: LogFormat = "auto"
+    import_interval_minutes: int = 60
+    import_concurrency: int = 8
+    create_default_source: bool = True
+    default_source_url: str = DEFAULT_SOURCE_URL
+    default_keyring: Path = field(default_factory=shipped_keyring)
+    frozen_after_hours: int = 72
+    http_proxy: str = ""
+
+    @property
+    def listen_host(self) -> str:
+        """The address to bind (``::`` for ``[::]:5240``)."""
+        return check_host_port(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        """The TCP port to bind."""
+        return check_host_port(self.listen)[1]
+
+    @property
+    def db_path(self) -> Path:
+        """``<data_dir>/region.db``."""
+        return self.data_dir / DB_NAME
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line values that win over the file: ``--listen`` and ``--data-dir``."""
+
+    listen: str | None = None
+    data_dir: Path | None = None
+
+
+def load_config(path: Path | None, *, overrides: Overrides | None = None) -> RegionConfig:
+    """Read ``path`` (None: defaults only), apply ``overrides`` and validate everything.
+
+    Raises ConfigError for an unreadable or invalid TOML file, unknown keys, wrong
+    types and impossible values; the message lists every problem with its key
+    (``import.interval_minutes: must be a whole number ≥ 1, got 0``).
+    """
+    data = read_toml(path) if path is not None else {}
+    reader = ConfigReader(data, source=str(path) if path is not None else "defaults")
+    config = _read(reader)
+    reader.finish()
+    return _apply(config, overrides or Overrides())
+
+
+def _read(reader: ConfigReader) -> RegionConfig:
+    server = reader.table("server")
+    storage = reader.table("storage")
+    log = reader.table("log")
+    imports = reader.table("import")
+    proxy = reader.table("proxy")
+    return RegionConfig(
+        listen=server.string("listen", DEFAULT_LISTEN, check=check_host_port),
+        data_dir=Path(storage.string("data_dir", str(DEFAULT_DATA_DIR),
+                                     check=check_absolute_path)),
+        log_level=log.string("level", "info", choices=LOG_LEVELS),
+        log_format=cast(LogFormat, log.string("format", "auto", choices=LOG_FORMATS)),
+        import_interval_minutes=imports.integer("interval_minutes", 60, minimum=1),
+        import_concurrency=imports.integer("concurrency", 8, minimum=1,
+                                           maximum=MAX_CONCURRENCY),
+        create_default_source=imports.boolean("create_default_source", True),
+        default_source_url=imports.string("default_source_url", DEFAULT_SOURCE_URL,
+                                          check=check_http_url),
+        default_keyring=_keyring_path(imports.string("default_keyring", "",
+                                                     check=_check_keyring)),
+        frozen_after_hours=imports.integer("frozen_after_hours", 72, minimum=1),
+        http_proxy=proxy.string("http_proxy", "", check=_check_proxy),
+    )
+
+
+def _keyring_path(text: str) -> Path:
+    return Path(text) if text else shipped_keyring()
+
+
+def _check_keyring(text: str) -> None:
+    if text == "":
+        return
+    path = check_absolute_path(text)
+    if not path.is_file():
+        raise ValueError(f"no such file {show(text)}")
+
+
+def _check_proxy(text: str) -> None:
+    if text:
+        check_http_url(text)
+
+
+def _apply(config: RegionConfig, overrides: Overrides) -> RegionConfig:
+    problems: list[str] = []
+    changes: dict[str, Any] = {}
+    if overrides.listen is not None:
+        try:
+            check_host_port(overrides.listen)
+            changes["listen"] = overrides.listen
+        except ValueError as exc:
+            problems.append(f"--listen: {exc}")
+    if overrides.data_dir is not None:
+        if "\x00" in str(overrides.data_dir):
+            problems.append(f"--data-dir: not a path: {show(str(overrides.data_dir))}")
+        else:
+            changes["data_dir"] = overrides.data_dir.absolute()
+    if problems:
+        raise ConfigError("invalid command line:\n" + "\n".join(f"  {p}" for p in problems))
+    return replace(config, **changes)
