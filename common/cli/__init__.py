@@ -24,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.register(sub)
+    # The CLI is the composition root: region-host commands (apikey, createadmin)
+    # live with the region's database code and are added here.
+    from region import admin_cli  # noqa: PLC0415
+
+    admin_cli.register(sub)
     return parser
 
 
