@@ -266,8 +266,7 @@ class Importer:
         for c in chosen:
             for sha256 in c.urls:
                 sources.setdefault(sha256, c)
-        missing = [DownloadRequest(url=sources[sha].urls[sha], sha256=sha, size=size,
-                                   name=sources[sha].urls[sha])
+        missing = [DownloadRequest(url=sources[sha].urls[sha], sha256=sha, size=size)
                    for sha, size in sorted(sizes.items()) if held.get(sha) != size]
         tally.files_reused = len(sizes) - len(missing)
         if not missing:
@@ -293,7 +292,7 @@ class Importer:
                                     sources: dict[str, Chosen], tally: Tally) -> None:
         by_source: dict[int, list[str]] = defaultdict(list)
         for outcome in failures:
-            message = f"{outcome.request.url}: {outcome.error}"
+            message = str(outcome.error)  # names the URL already
             tally.errors.append(message)
             by_source[sources[outcome.request.sha256].source_id].append(message)
         for source_id, messages in by_source.items():

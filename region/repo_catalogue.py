@@ -1,7 +1,7 @@
 """What each boot source offers (the catalogue) and what we last learnt about it.
 
 Tables ``boot_source_cache``, ``boot_source_status`` and ``imported_index``
-(the rollback guard). Every writing function commits before it returns.
+(the rollback guard). Every writing function is one ``region.db.transaction``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import astuple, dataclass
 import aiosqlite
 
 from region.api.http import now_iso
+from region.db import transaction
 
 CatalogueKey = tuple[str, str, str, str, str]
 
@@ -114,15 +115,15 @@ async def replace_catalogue(conn: aiosqlite.Connection, source_id: int,
     changed = [(*_values(e), now, existing[k][0]) for k, e in wanted.items()
                if k in existing and existing[k][1] != e]
     gone = [(row_id,) for k, (row_id, _e) in existing.items() if k not in wanted]
-    await conn.executemany(
-        f"INSERT INTO boot_source_cache (boot_source_id, {_COLUMNS}, created, updated) "  # noqa: S608
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", added)
-    await conn.executemany(
-        "UPDATE boot_source_cache SET os = ?, arch = ?, subarch = ?, release = ?, label = ?, "
-        "kflavor = ?, bootloader_type = ?, release_codename = ?, release_title = ?, "
-        "support_eol = ?, extra = ?, updated = ? WHERE id = ?", changed)
-    await conn.executemany("DELETE FROM boot_source_cache WHERE id = ?", gone)
-    await conn.commit()
+    async with transaction(conn):
+        await conn.executemany(
+            f"INSERT INTO boot_source_cache (boot_source_id, {_COLUMNS}, created, updated) "  # noqa: S608
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", added)
+        await conn.executemany(
+            "UPDATE boot_source_cache SET os = ?, arch = ?, subarch = ?, release = ?, "
+            "label = ?, kflavor = ?, bootloader_type = ?, release_codename = ?, "
+            "release_title = ?, support_eol = ?, extra = ?, updated = ? WHERE id = ?", changed)
+        await conn.executemany("DELETE FROM boot_source_cache WHERE id = ?", gone)
     return CatalogueDiff(added=len(added), updated=len(changed), removed=len(gone))
 
 
@@ -144,27 +145,27 @@ async def record_checked(conn: aiosqlite.Connection, source_id: int, *,
                          index_updated: str | None, warnings: list[str]) -> None:
     """Record a successful read of the source's index: clears its error, sets its warnings."""
     now = now_iso()
-    await conn.execute(
-        "INSERT INTO boot_source_status (boot_source_id, warnings, last_index_updated, "
-        "index_changed_at, last_checked_at) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (boot_source_id) DO UPDATE SET last_error = NULL, last_error_at = NULL, "
-        "warnings = excluded.warnings, last_checked_at = excluded.last_checked_at, "
-        "index_changed_at = CASE WHEN last_index_updated IS excluded.last_index_updated "
-        "THEN index_changed_at ELSE excluded.index_changed_at END, "
-        "last_index_updated = excluded.last_index_updated",
-        (source_id, json.dumps(warnings), index_updated, now, now))
-    await conn.commit()
+    async with transaction(conn):
+        await conn.execute(
+            "INSERT INTO boot_source_status (boot_source_id, warnings, last_index_updated, "
+            "index_changed_at, last_checked_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (boot_source_id) DO UPDATE SET last_error = NULL, last_error_at = NULL, "
+            "warnings = excluded.warnings, last_checked_at = excluded.last_checked_at, "
+            "index_changed_at = CASE WHEN last_index_updated IS excluded.last_index_updated "
+            "THEN index_changed_at ELSE excluded.index_changed_at END, "
+            "last_index_updated = excluded.last_index_updated",
+            (source_id, json.dumps(warnings), index_updated, now, now))
 
 
 async def record_error(conn: aiosqlite.Connection, source_id: int, message: str) -> None:
     """Record ``message`` as the source's last error (kept until its next successful read)."""
     now = now_iso()
-    await conn.execute(
-        "INSERT INTO boot_source_status (boot_source_id, last_error, last_error_at) "
-        "VALUES (?, ?, ?) ON CONFLICT (boot_source_id) DO UPDATE SET "
-        "last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-        (source_id, message, now))
-    await conn.commit()
+    async with transaction(conn):
+        await conn.execute(
+            "INSERT INTO boot_source_status (boot_source_id, last_error, last_error_at) "
+            "VALUES (?, ?, ?) ON CONFLICT (boot_source_id) DO UPDATE SET "
+            "last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+            (source_id, message, now))
 
 
 async def last_imported_index(conn: aiosqlite.Connection, url: str) -> str | None:
@@ -178,8 +179,8 @@ async def last_imported_index(conn: aiosqlite.Connection, url: str) -> str | Non
 async def remember_imported_index(conn: aiosqlite.Connection, url: str,
                                   index_updated: str) -> None:
     """Record ``index_updated`` as the index last imported from ``url``."""
-    await conn.execute(
-        "INSERT INTO imported_index (url, index_updated, imported_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (url) DO UPDATE SET index_updated = excluded.index_updated, "
-        "imported_at = excluded.imported_at", (url, index_updated, now_iso()))
-    await conn.commit()
+    async with transaction(conn):
+        await conn.execute(
+            "INSERT INTO imported_index (url, index_updated, imported_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (url) DO UPDATE SET index_updated = excluded.index_updated, "
+            "imported_at = excluded.imported_at", (url, index_updated, now_iso()))

@@ -18,6 +18,7 @@ import aiosqlite
 
 from common.logging import get_logger, short_sha
 from region.api.http import now_iso
+from region.db import transaction
 
 log = get_logger("resources")
 
@@ -119,15 +120,10 @@ class SetRow:
 
 
 async def atomic(conn: aiosqlite.Connection, work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work`` and commit (roll back if it raises), shielded from cancellation."""
+    """Run ``work`` as one transaction (region.db.transaction), shielded from cancellation."""
     async def run() -> T:
-        try:
-            result = await work()
-        except BaseException:
-            await conn.rollback()
-            raise
-        await conn.commit()
-        return result
+        async with transaction(conn):
+            return await work()
     return await asyncio.shield(run())
 
 

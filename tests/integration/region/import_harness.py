@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import aiohttp
 import aiosqlite
@@ -26,7 +25,6 @@ from common.gpgkeys import SigningKey
 from common.http import make_session
 from common.samplestream import SampleStream, write_sample_stream
 from common.snapshot import SnapshotPublisher
-from region import db as region_db
 from region import repo_sources
 from region.catalogue import Catalogue
 from region.db import open_db
@@ -73,12 +71,8 @@ async def import_env(root: Path, region_key: SigningKey, *, frozen_after_hours: 
     root.mkdir(parents=True, exist_ok=True)
     store = BlobStore(root / "store")
     publisher = SnapshotPublisher(root / "stream", store)
-    async with AsyncExitStack() as stack:
-        # TEMP until region/db.py lists migrations off the loop: list them in a thread.
-        shipped = await asyncio.to_thread(region_db.migrations)
-        with patch.object(region_db, "migrations", lambda: shipped):
-            db = await stack.enter_async_context(open_db(root / "region.db"))
-        session = await stack.enter_async_context(make_session(user_agent="bootsync-test"))
+    async with open_db(root / "region.db") as db, \
+            make_session(user_agent="bootsync-test") as session:
         catalogue = Catalogue(db, session, frozen_after_hours=frozen_after_hours)
         importer = Importer(db, session, store=store, publisher=publisher,
                             region_key=region_key, catalogue=catalogue,

@@ -14,6 +14,7 @@ from common.gpgkeys import SigningKey
 from common.samplestream import SampleStream
 from region import repo_catalogue, repo_sources
 from region.repo_catalogue import CatalogueEntry
+from region.repo_config import set_config
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.region.api_harness import region_signing_key
 from tests.integration.region.import_harness import (
@@ -190,3 +191,22 @@ async def test_refresh_requests_made_together_coalesce_into_one_refresh(
     assert len(entries) == 10
     (event,) = [e for e in log_events if e["event"] == "catalogue_refreshed"]
     assert event["reason"] == "created,proxy,updated"
+
+
+async def test_sources_are_read_through_the_configured_proxy(
+        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
+        stream: SampleStream) -> None:
+    """With http_proxy set, a source on an unresolvable host is fetched via the proxy."""
+    async with import_env(tmp_path / "region", keys[0]) as env:
+        source = await repo_sources.create_source(
+            env.db, url="http://images.invalid/stable/", keyring_data=stream.keyring.read_bytes())
+        await set_config(env.db, "http_proxy", upstream.url("/"))
+        await env.catalogue.refresh_all()
+        proxied = await repo_catalogue.get_status(env.db, source.id)
+        await set_config(env.db, "boot_images_no_proxy", True)
+        await env.catalogue.refresh_all()
+        bypassed = await repo_catalogue.get_status(env.db, source.id)
+    assert proxied.last_error is None
+    assert upstream.requests_for("/stable/streams/v1/index.sjson")[0].headers["Host"] == \
+        "images.invalid"
+    assert bypassed.last_error is not None  # images.invalid cannot be reached directly
