@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SSTREAM_VENV ?= .venv-simplestreams
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup demo demo-mirror test lint typecheck pytest bench clean
 
 $(BIN)/bootsync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror
 
 demo: $(BIN)/bootsync
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+
+demo-mirror: $(BIN)/bootsync
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo-mirror.sh
 
 lint: $(BIN)/bootsync
 	$(BIN)/ruff check .

@@ -21,7 +21,7 @@ from common.blobstore import BlobStore
 from common.download import Downloader, DownloadOutcome, DownloadRequest
 from common.logging import get_logger
 from common.workers import run_bounded
-from region import repo_resources
+from region import repo_import
 from region.proxy import UpstreamSessions
 
 log = get_logger("importer")
@@ -77,7 +77,7 @@ class ProgressRecorder:
     async def flush(self) -> None:
         """Write the counts that changed since the last flush."""
         dirty, self._dirty = self._dirty, set()
-        await repo_resources.set_bytes_done(self._db, {s: self._held[s] for s in dirty})
+        await repo_import.set_bytes_done(self._db, {s: self._held[s] for s in dirty})
 
     async def _loop(self) -> None:
         while True:
@@ -121,7 +121,7 @@ async def fetch_blobs(db: aiosqlite.Connection, store: BlobStore, sessions: Upst
             outcomes += await run_bounded(reqs, fetch, concurrency)
     failed = {o.request.sha256: o.request.size for o in outcomes if not o.ok}
     partial = await held_bytes(store, failed)
-    await repo_resources.set_bytes_done(db, {
+    await repo_import.set_bytes_done(db, {
         o.request.sha256: o.request.size if o.ok else partial.get(o.request.sha256, 0)
         for o in outcomes})
     return outcomes

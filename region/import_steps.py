@@ -18,7 +18,8 @@ from common.fetch import join_url
 from common.logging import get_logger
 from region.catalogue import SourceDescription, parse_updated, product_title
 from region.config import RegionConfig
-from region.repo_resources import ResourceKey, ResourceRow, WantedFile, WantedSet
+from region.repo_import import WantedFile, WantedSet
+from region.repo_resources import ResourceKey, ResourceRow
 from region.stream import KEEP_SNAPSHOTS
 from simplestreams import (
     ImageSpec,

@@ -37,7 +37,7 @@ from common.errors import BootsyncError
 from common.gpgkeys import SigningKey
 from common.logging import get_logger
 from common.snapshot import SnapshotPublisher
-from region import repo_catalogue, repo_resources, repo_sources
+from region import repo_catalogue, repo_import, repo_resources, repo_sources
 from region.catalogue import Catalogue, SourceDescription, error_message
 from region.import_download import fetch_blobs, held_bytes
 from region.import_steps import (
@@ -87,12 +87,13 @@ class Importer:
         """True while an import runs (or one was just started)."""
         return self._lock.locked() or (self._task is not None and not self._task.done())
 
-    def start(self, *, reason: str) -> bool:
+    def start(self, *, reason: str, force: bool = False) -> bool:
         """Start an import in the background; False (logged) if one is running."""
         if self.is_importing():
             log.info("import_skipped", reason="already running", trigger=reason)
             return False
-        self._task = asyncio.get_running_loop().create_task(self.run_import(reason))
+        self._task = asyncio.get_running_loop().create_task(
+            self.run_import(reason, force=force))
         return True
 
     async def stop(self) -> None:
@@ -142,7 +143,7 @@ class Importer:
 
     async def _import_once(self, reason: str, force: bool) -> ImportSummary:
         tally = Tally(reason=reason)
-        run_id = await repo_resources.start_run(self._db)
+        run_id = await repo_import.start_run(self._db)
         log.info("import_started", reason=reason, force=force)
         try:
             await self._steps(tally, force)
@@ -165,14 +166,14 @@ class Importer:
         log.info("images_selected", images=len(chosen), sources=len(accepted))
         sizes = {f.sha256: f.size for c in chosen for f in c.wanted.files}
         held = await held_bytes(self._store, sizes)
-        created = await repo_resources.write_wanted(self._db, [c.wanted for c in chosen], held)
+        created = await repo_import.write_wanted(self._db, [c.wanted for c in chosen], held)
         log.info("metadata_written", images=len(chosen), new=len(created))
         failed = await self._download(chosen, sizes, held, tally)
         tally.images_added = sum(
             1 for c in chosen if c.wanted.key in created
             and not any(f.sha256 in failed for f in c.wanted.files))
         await self._remove(chosen, described, selections, tally)
-        cleaned = await repo_resources.clean_sets(self._db)
+        cleaned = await repo_import.clean_sets(self._db)
         log.info("sets_cleaned", sets_removed=cleaned)
         published = await publish_stream(self._db, self._publisher, self._key,
                                          keep=self._settings.keep_snapshots)
@@ -184,13 +185,13 @@ class Importer:
         summary = tally.summary(outcome)
         fields = dataclasses.asdict(summary)
         (log.info if outcome == "ok" else log.warning)("import_finished", **fields)
-        await repo_resources.finish_run(self._db, run_id, outcome, fields)
+        await repo_import.finish_run(self._db, run_id, outcome, fields)
         return summary
 
     async def _settle(self, tally: Tally) -> None:
         """After a stop or a crash: drop the sets left incomplete, publish the complete ones."""
         try:
-            await repo_resources.clean_sets(self._db)
+            await repo_import.clean_sets(self._db)
             tally.published = await publish_stream(
                 self._db, self._publisher, self._key,
                 keep=self._settings.keep_snapshots) is not None
@@ -321,11 +322,11 @@ class Importer:
             return
         for resource in plan.delete:
             log.info("image_removed", name=resource.name, architecture=resource.architecture)
-        tally.images_removed = await repo_resources.delete_resources(
+        tally.images_removed = await repo_import.delete_resources(
             self._db, [r.id for r in plan.delete])
 
     async def _collect_garbage(self, wanted: set[str]) -> None:
         # Blobs of this import stay even if their set failed: a partial resumes next time.
-        keep = (await repo_resources.referenced_sha256(self._db)
+        keep = (await repo_import.referenced_sha256(self._db)
                 | await self._publisher.referenced_blobs() | wanted)
         await self._store.collect_garbage(keep)

@@ -21,6 +21,7 @@ from region.api.http import (
     json_response,
     no_content,
     not_found,
+    read_params,
     text_response,
 )
 from region.auth import require_admin, require_user
@@ -39,6 +40,7 @@ TYPE_NAMES = {repo_resources.SYNCED: "Synced", repo_resources.GENERATED: "Genera
 _API_EXTRAS = ("subarches", "title", "platform", "supported_platforms")
 IMPORT_STARTED = "Import of boot resources started"
 IMPORT_STOPPING = "Import of boot resources is being stopped"
+_TRUE = frozenset({"true", "True", "1", "yes", "on"})
 
 
 def resource_uri(resource_id: int) -> str:
@@ -131,10 +133,20 @@ async def delete_resource(request: web.Request) -> web.StreamResponse:
 
 
 async def start_import(request: web.Request) -> web.StreamResponse:
-    """POST op=import: start an import in the background (a running one is kept)."""
+    """POST op=import: start an import in the background (a running one is kept).
+
+    Our addition: ``force=true`` accepts an index older than the last one
+    imported (the rollback guard refuses it otherwise).
+    """
     user = require_admin(request, method_only=True)
-    started = request.app[CTX].importer.start(reason=f"api:{user.username}")
-    log.info("import_requested", user=user.username, started=started)
+    force = (await read_params(request)).get("force") in _TRUE
+    importer = request.app[CTX].importer
+    reason = f"api:{user.username}"
+    if force and isinstance(importer, Importer):
+        started = importer.start(reason=reason, force=True)
+    else:
+        started = importer.start(reason=reason)
+    log.info("import_requested", user=user.username, started=started, force=force)
     return text_response(IMPORT_STARTED)
 
 

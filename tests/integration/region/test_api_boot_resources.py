@@ -31,6 +31,7 @@ from tests.integration.region.import_harness import (
     ImportEnv,
     eventually,
     import_env,
+    resign_index,
     sample_stream,
 )
 
@@ -62,6 +63,8 @@ class Api:
     user: ApiKey
     source: BootSource
     upstream: FakeUpstream
+    stream: SampleStream
+    upstream_key: SigningKey
 
     async def call(self, method: str, path: str, *, key: ApiKey | str | None = "admin",
                    query: dict[str, str] | None = None) -> aiohttp.ClientResponse:
@@ -106,7 +109,7 @@ async def api(tmp_path: Path, region_key: SigningKey, upstream_key: SigningKey,
         source = await env.add_source(fake_upstream, stream)
         client = await aiohttp_client(build_app(ctx))
         yield Api(client=client, env=env, admin=admin, user=user, source=source,
-                  upstream=fake_upstream)
+                  upstream=fake_upstream, stream=stream, upstream_key=upstream_key)
 
 
 async def test_read_lists_images_in_maas_shape_with_a_status(api: Api) -> None:
@@ -199,6 +202,22 @@ async def test_import_and_stop_import_answer_maas_text_and_need_an_admin(api: Ap
         200, "Import of boot resources is being stopped")
     assert importing is True
     assert after is False
+
+
+async def test_import_with_force_accepts_an_index_the_rollback_guard_refuses(
+        api: Api) -> None:
+    """An older index fails a plain op=import and passes op=import with force=true."""
+    await api.env.importer.run_import("first")
+    await asyncio.to_thread(resign_index, api.stream, api.upstream_key,
+                            updated="Mon, 01 Jan 2024 00:00:00 +0000")
+    outcomes = []
+    for query in ({"op": "import"}, {"op": "import", "force": "true"}):
+        resp = await api.call("POST", "/boot-resources/", query=query)
+        assert resp.status == 200
+        await eventually(lambda: _idle(api))
+        async with api.env.db.execute("SELECT outcome FROM import_runs ORDER BY id DESC") as cur:
+            outcomes.append((await cur.fetchone())[0])  # type: ignore[index]
+    assert outcomes == ["failed", "ok"]
 
 
 async def test_deleting_an_image_answers_204_and_unknown_ids_404(api: Api) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from common.gpgkeys import SigningKey, aload_keyring
 from common.signing import averify_clearsigned
-from region import repo_resources
-from region.repo_resources import WantedFile, WantedSet
+from region import repo_import
+from region.repo_import import WantedFile, WantedSet
 from region.stream import INDEX_PATH, PRODUCTS_PATH, SIGNED_INDEX_PATH, publish_stream
 from region.web import KEYRING_NAME
 from simplestreams import parse_index, parse_products
@@ -34,7 +34,7 @@ async def hold(env: ImportEnv, release: str, version: str, data: bytes, *,
                        version=version, label="stable",
                        files=(WantedFile(filename="squashfs", filetype="squashfs",
                                          sha256=sha256, size=len(data)),))
-    await repo_resources.write_wanted(env.db, [wanted], {sha256: len(data)} if stored else {})
+    await repo_import.write_wanted(env.db, [wanted], {sha256: len(data)} if stored else {})
 
 
 def current(root: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 from collections.abc import Callable
@@ -176,3 +177,55 @@ async def test_cancelled_send_leaves_the_callers_descriptors_usable(
             await task
         assert os.fstat(src.fileno()).st_size == SIZE
         assert left.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_body_waits_for_bytes_still_buffered_from_the_previous_response(
+        loop_name: LoopName, image: tuple[Path, bytes]) -> None:
+    """A pipelined response that a slow client left in the write buffer is sent whole first."""
+    path, data = image
+    previous = os.urandom(8 << 20)
+
+    async def scenario() -> bytes:
+        second_started = asyncio.Event()
+
+        async def buffered(_request: web.Request) -> web.StreamResponse:
+            return web.Response(body=previous)
+
+        async def sendfile(_request: web.Request) -> web.StreamResponse:
+            second_started.set()
+            return SendfileResponse(path)
+
+        app = web.Application()
+        app.router.add_get("/buffered", buffered)
+        app.router.add_get("/image", sendfile)
+        async with TestServer(app) as server:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            sock.connect((server.host, server.port))
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(b"GET /buffered HTTP/1.1\r\nHost: t\r\n\r\n"
+                         b"GET /image HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            await second_started.wait()  # the first body is stuck: nobody has read yet
+            for _ in range(20):
+                await asyncio.sleep(0)
+            received = await reader.read()
+            writer.close()
+            return received
+
+    with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+        received = runner.run(scenario())
+    head1, rest = received.split(b"\r\n\r\n", 1)
+    assert head1.startswith(b"HTTP/1.1 200")
+    assert rest[:len(previous)] == previous
+    head2, body2 = rest[len(previous):].split(b"\r\n\r\n", 1)
+    assert head2.startswith(b"HTTP/1.1 200")
+    assert body2 == data
+
+
+def test_file_response_still_has_the_hook_sendfile_response_overrides() -> None:
+    """aiohttp's FileResponse._sendfile keeps the signature SendfileResponse overrides."""
+    hook = inspect.signature(web.FileResponse._sendfile)
+    assert list(hook.parameters) == ["self", "request", "fobj", "offset", "count"]
+    assert SendfileResponse._sendfile is not web.FileResponse._sendfile
