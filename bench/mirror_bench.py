@@ -35,6 +35,7 @@ import platform
 import pstats
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -92,6 +93,7 @@ class Sample:
 
     seconds: float
     rss_kib: int
+    rss_floor_kib: int  # this script's own peak RSS: ru_maxrss cannot go below it
     cpu_s: float  # user + sys, the child and the descendants it waited for
     other_cpu_s: float  # the rest of the machine meanwhile, nginx included
     phases: Mapping[str, float]  # bootsync only: where the wall time went
@@ -127,6 +129,13 @@ class Row:
     @property
     def rss_mib(self) -> float:  # the worst repeat, not the median: a ceiling is the target
         return max(s.rss_kib for s in self.samples) / 1024
+
+    @property
+    def rss_text(self) -> str:
+        """Peak RSS in MiB; "≤ x" when it is only this script's floor (see measure())."""
+        worst = max(self.samples, key=lambda s: s.rss_kib)
+        bound = "≤ " if worst.rss_kib <= worst.rss_floor_kib else ""
+        return f"{bound}{worst.rss_kib / 1024:.1f}"
 
     @property
     def best_s(self) -> float:
@@ -304,12 +313,19 @@ class Measured:
 
     seconds: float
     rss_kib: int
+    rss_floor_kib: int
     cpu_s: float
     other_cpu_s: float  # CPU the rest of the machine (nginx included) used meanwhile
 
 
 def measure(argv: list[str], env: Mapping[str, str], log: Path) -> Measured:
-    """Run ``argv`` to completion and measure it. Raises BenchError if it fails."""
+    """Run ``argv`` to completion and measure it. Raises BenchError if it fails.
+
+    Linux keeps a process's ru_maxrss across exec, and a child spawned from here
+    starts with this script's peak RSS; so a child's figure is never below ours
+    (``rss_floor_kib``), and one at that floor is only an upper bound.
+    """
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with log.open("wb") as out:
         busy_before = busy_cpu_s()
         started = time.monotonic()
@@ -333,7 +349,7 @@ def measure(argv: list[str], env: Mapping[str, str], log: Path) -> Measured:
         raise BenchError(f"{' '.join(argv[:2])} … exited {code} (timeout "
                          f"{RUN_TIMEOUT_S:.0f} s if killed); log {log}:\n{tail}")
     cpu = usage.ru_utime + usage.ru_stime
-    return Measured(seconds=seconds, rss_kib=usage.ru_maxrss, cpu_s=cpu,
+    return Measured(seconds=seconds, rss_kib=usage.ru_maxrss, rss_floor_kib=floor, cpu_s=cpu,
                     other_cpu_s=max(0.0, busy - cpu))
 
 
@@ -375,7 +391,8 @@ def run_once(tool: Tool, stream: Stream, url: str, work: Path, label: str) -> Sa
     check_output(out, stream)
     phases = bootsync_phases(log, got.seconds) if tool.is_bootsync else {}
     shutil.rmtree(out)
-    return Sample(seconds=got.seconds, rss_kib=got.rss_kib, cpu_s=got.cpu_s,
+    return Sample(seconds=got.seconds, rss_kib=got.rss_kib, rss_floor_kib=got.rss_floor_kib,
+                  cpu_s=got.cpu_s,
                   other_cpu_s=got.other_cpu_s, phases=phases)
 
 
@@ -519,7 +536,7 @@ def table(rows: list[Row]) -> str:
         runs = ", ".join(f"{s.seconds:.2f}" for s in row.samples)
         lines.append(f"| {row.tool.name} | {len(row.stream.files)} files, "
                      f"{row.stream.total / MIB:.0f} MiB | {row.seconds:.2f} | {row.best_s:.2f} | "
-                     f"{row.mib_s:.0f} | {row.rss_mib:.1f} | {row.cpu_s:.2f} | "
+                     f"{row.mib_s:.0f} | {row.rss_text} | {row.cpu_s:.2f} | "
                      f"{row.other_cpu_s:.2f} | {runs} | {row.redone} |")
     return "\n".join(lines)
 
@@ -613,10 +630,11 @@ def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, 
         "the machine used meanwhile (nginx included; the machine is shared with other work), "
         f"and a run where that exceeded {DISTURBED_CORES} cores on average was thrown away "
         f"and measured again (up to {REDO_DISTURBED} times; column redone). "
-        "Peak RSS is ru_maxrss "
-        "from wait4 (the worst of the runs): for the mirrors "
-        "it covers the gpg children too; for xargs it is the largest single curl, and "
-        f"{CONCURRENCY} of them run at once.", "",
+        "Peak RSS is ru_maxrss from wait4 (the worst of the runs): for the mirrors it covers "
+        "the gpg children too; for xargs it is the largest single curl, and "
+        f"{CONCURRENCY} of them run at once. Linux carries ru_maxrss across exec, so a child "
+        "never reads below this script's own peak; \"≤\" marks a figure at that floor, an "
+        "upper bound only.", "",
         table(rows), "",
         "Where bootsync's wall time goes (median s, from its log events: startup+exit is "
         "interpreter start, imports and keyring load before `mirror_started` plus teardown "

@@ -22,7 +22,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -95,6 +95,11 @@ class SnapshotPublisher:
         self.store = store
         self.snapshots = root / "snapshots"
         self.current_link = root / "current"
+        self._listeners: list[Callable[[PublishedSnapshot], None]] = []
+
+    def add_listener(self, listener: Callable[[PublishedSnapshot], None]) -> None:
+        """Call ``listener`` (on the loop, must not block) after each switch of ``current``."""
+        self._listeners.append(listener)
 
     @asynccontextmanager
     async def build(self) -> AsyncIterator[SnapshotBuilder]:
@@ -121,7 +126,11 @@ class SnapshotPublisher:
         changed = previous != snapshot_id
         log.info("snapshot_published", snapshot_id=snapshot_id, changed=changed,
                  files=len(builder.files), blobs=len(builder.blobs), path=str(final))
-        return PublishedSnapshot(id=snapshot_id, path=final, changed=changed)
+        published = PublishedSnapshot(id=snapshot_id, path=final, changed=changed)
+        if changed:
+            for listener in self._listeners:
+                listener(published)
+        return published
 
     async def current_id(self) -> str | None:
         """The id ``current`` points at, or None before the first publication."""

@@ -8,12 +8,16 @@ region's public key, served even before the first import.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
 STREAM_PREFIX = "/MAAS/images-stream"
 KEYRING_NAME = "region-keyring.gpg"
+
+SNAPSHOT_HEADER = "X-Bootsync-Snapshot"
 
 STREAM_ROOT = web.AppKey("stream_root", Path)  # <data_dir>/stream: holds current -> snapshot
 KEYRING_PATH = web.AppKey("region_keyring_path", Path)
@@ -30,12 +34,24 @@ def safe_relative(path: str) -> PurePosixPath | None:
 
 
 async def serve_stream_file(request: web.Request) -> web.StreamResponse:
-    """A file of the current snapshot, or 404."""
+    """A file of the current snapshot, or 404.
+
+    ``current`` is resolved once, so the file comes from one snapshot even if a
+    new one is published meanwhile; ``X-Bootsync-Snapshot`` names it (racks
+    report it back as the snapshot they serve).
+    """
     rel = safe_relative(request.match_info["path"])
     if rel is None:
         raise web.HTTPNotFound(text="Not found.", content_type="text/plain")
+    root = request.app[STREAM_ROOT]
+    try:
+        target = await asyncio.to_thread(os.readlink, root / "current")
+    except FileNotFoundError:
+        raise web.HTTPNotFound(text="Nothing published yet.", content_type="text/plain") from None
+    snapshot = root / target
     # FileResponse stats and opens the file in a worker thread; a missing file is a 404.
-    return web.FileResponse(request.app[STREAM_ROOT] / "current" / rel, chunk_size=1 << 20)
+    return web.FileResponse(snapshot / rel, chunk_size=1 << 20,
+                            headers={SNAPSHOT_HEADER: snapshot.name})
 
 
 async def serve_keyring(request: web.Request) -> web.StreamResponse:

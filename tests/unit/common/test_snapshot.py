@@ -105,3 +105,15 @@ async def test_current_is_always_a_complete_snapshot_while_switching(
     assert publisher.current_link.is_symlink()
     assert (publisher.current_link / "v.json").read_bytes() == b"2"
     assert not list(publisher.root.glob(".current.*"))
+
+
+async def test_listeners_hear_each_switch_of_current_but_not_a_republication(
+        publisher: SnapshotPublisher) -> None:
+    """A listener is called with the new snapshot; an identical rebuild calls nobody."""
+    heard: list[str] = []
+    publisher.add_listener(lambda snap: heard.append(snap.id))
+    for content in (b"1", b"1", b"2"):
+        async with publisher.build() as snap:
+            await snap.write_file("v.json", content)
+    assert len(heard) == 2
+    assert heard[-1] == await publisher.current_id()
