@@ -3,8 +3,8 @@
 A signed sample stream (30 large files of ``--file-size`` plus 20 small ones,
 ≥ 1 GiB at the default 40M) is served by nginx on 127.0.0.1. Each tool copies
 the whole stream into a fresh empty directory, page cache warm, ``--repeat``
-times, interleaved so drift hits all alike (a run during which the rest of the
-shared machine was busy is thrown away and measured again):
+times, interleaved so drift hits all alike (each run waits for the shared
+machine to be quiet, and a run disturbed by other work is measured again):
 
 * ``bootsync mirror`` (verifies signatures and sha256s, fsyncs), once with
   ``BOOTSYNC_EVENT_LOOP=uvloop`` and once with ``asyncio``;
@@ -67,6 +67,7 @@ LOOPS = ("uvloop", "asyncio")
 # than this many cores on average is measured again, at most REDO_DISTURBED times.
 DISTURBED_CORES = 0.25
 REDO_DISTURBED = 2
+QUIET_WAIT_S = 20.0
 
 
 class BenchError(Exception):
@@ -432,13 +433,36 @@ def make_tools(bootsync: Path, sstream: Path, work: Path) -> list[Tool]:
     ]
 
 
-def run_rows(tools: list[Tool], stream: Stream, url: str, work: Path,
-             repeat: int) -> list[Row]:
+class Pacer:
+    """Keeps runs away from other work on a shared machine, within a time budget.
+
+    Before each run it waits (at most QUIET_WAIT_S) until the rest of the machine
+    uses under DISTURBED_CORES; past the deadline it neither waits nor redoes runs.
+    """
+
+    def __init__(self, budget_s: float) -> None:
+        self._deadline = time.monotonic() + budget_s
+
+    def in_budget(self) -> bool:
+        return time.monotonic() < self._deadline
+
+    def settle(self) -> None:
+        give_up = min(self._deadline, time.monotonic() + QUIET_WAIT_S)
+        while time.monotonic() < give_up:
+            before = busy_cpu_s()
+            time.sleep(0.5)
+            if busy_cpu_s() - before < DISTURBED_CORES * 0.5:
+                return
+
+
+def run_rows(tools: list[Tool], stream: Stream, url: str, work: Path, *, repeat: int,
+             pacer: Pacer) -> list[Row]:
     """Measure every tool ``repeat`` times, interleaved; disturbed runs are redone."""
     rows = [Row(tool, stream, []) for tool in tools]
     for rep in range(repeat):
         for row in rows:
             for attempt in range(1 + REDO_DISTURBED):
+                pacer.settle()
                 sample = run_once(row.tool, stream, url, work,
                                   f"{_slug(row.tool.name)}-{stream.root.name}-{rep}-{attempt}")
                 disturbed = sample.other_cpu_s > DISTURBED_CORES * sample.seconds
@@ -446,7 +470,7 @@ def run_rows(tools: list[Tool], stream: Stream, url: str, work: Path,
                       f"{sample.seconds:6.2f} s  {sample.rss_kib / 1024:6.1f} MiB  "
                       f"CPU {sample.cpu_s:5.2f} s  other CPU {sample.other_cpu_s:5.2f} s"
                       f"{'  disturbed' if disturbed else ''}", flush=True)
-                if not disturbed:
+                if not disturbed or not pacer.in_budget():
                     break
                 row.redone += 1
             row.samples.append(sample)
@@ -628,8 +652,10 @@ def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, 
         "sstream-mirror: all versions, checksums verified while reading, one file at a time, "
         "no fsync. CPU s is user + sys of the client (median); other CPU s is what the rest of "
         "the machine used meanwhile (nginx included; the machine is shared with other work), "
-        f"and a run where that exceeded {DISTURBED_CORES} cores on average was thrown away "
-        f"and measured again (up to {REDO_DISTURBED} times; column redone). "
+        f"each run waits (up to {QUIET_WAIT_S:.0f} s) for that to fall under "
+        f"{DISTURBED_CORES} cores, and a run during which it exceeded {DISTURBED_CORES} cores "
+        f"on average was thrown away and measured again (up to {REDO_DISTURBED} times, "
+        f"within a {args.budget:.0f} s budget; column redone). "
         "Peak RSS is ru_maxrss from wait4 (the worst of the runs): for the mirrors it covers "
         "the gpg children too; for xargs it is the largest single curl, and "
         f"{CONCURRENCY} of them run at once. Linux carries ru_maxrss across exec, so a child "
@@ -676,6 +702,9 @@ def parse_args() -> argparse.Namespace:
                         help="large files of the second stream, for RSS flatness (default 8M)")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=360.0,
+                        help="seconds after which no run waits for a quiet machine or is "
+                        "redone (default 360; the whole run stays under 10 min)")
     parser.add_argument("--profile", action="store_true",
                         help="run the cProfile pass even when every target is met")
     parser.add_argument("--no-results", action="store_true",
@@ -719,9 +748,10 @@ def main() -> int:
         warm_cache(small_url, small, work)
         for tool in tools:  # unmeasured: makes the signing key, fails fast on a broken tool
             run_once(tool, small, small_url, work, f"{_slug(tool.name)}-warmup")
+        pacer = Pacer(args.budget)
         small_rows = run_rows([t for t in tools if t.is_bootsync], small, small_url, work,
-                              args.repeat)
-        large_rows = run_rows(tools, large, large_url, work, args.repeat)
+                              repeat=args.repeat, pacer=pacer)
+        large_rows = run_rows(tools, large, large_url, work, repeat=args.repeat, pacer=pacer)
         rows = large_rows + small_rows
         found = verdicts(large_rows, small_rows)
         if args.profile or not all(v.ok for v in found):

@@ -81,7 +81,7 @@ class SendfileResponse(FileResponse):
         writer = await super(FileResponse, self).prepare(request)
         if writer is None:
             raise ConnectionResetError("connection lost before the body")
-        await _empty_write_buffer(transport, writer)
+        await wait_flushed(transport, writer)
         resume_reading = transport.is_reading()
         transport.pause_reading()  # as loop.sendfile does: nothing else touches the socket
         try:
@@ -98,12 +98,16 @@ class SendfileResponse(FileResponse):
         return writer
 
 
-async def _empty_write_buffer(transport: asyncio.Transport,
-                              writer: AbstractStreamWriter) -> None:
-    """Wait until every byte written to ``transport`` so far has reached the socket."""
+async def wait_flushed(transport: asyncio.Transport, writer: AbstractStreamWriter) -> None:
+    """Wait until every byte written to ``transport`` so far has reached the socket.
+
+    ``writer`` is the aiohttp writer on that transport; its drain() waits while the
+    protocol is paused. The transport's buffer limits are restored afterwards.
+    Raises what drain() raises when the connection is lost.
+    """
     if transport.get_write_buffer_size() == 0:
         return
-    high, low = transport.get_write_buffer_limits()
+    low, high = transport.get_write_buffer_limits()
     # With a zero high-water mark the protocol stays paused until the buffer is
     # empty, and drain() waits for exactly that.
     transport.set_write_buffer_limits(high=0, low=0)

@@ -158,7 +158,7 @@ class Catalogue:
             reasons, self._pending = self._pending, []
             try:
                 await self.refresh_all(reason=",".join(sorted(set(reasons))))
-            except (BootsyncError, aiosqlite.Error, OSError) as exc:
+            except Exception as exc:  # a background task: log, and serve the next request
                 log.exception("catalogue_refresh_crashed", error=str(exc))
 
     async def close(self) -> None:

@@ -19,14 +19,20 @@ from region.config import RegionConfig
 class ImportControl(Protocol):
     """Starts, watches and stops the region import (region/importer.py implements it)."""
 
-    def start(self, *, reason: str) -> bool:
-        """Start an import in the background; False (logged) if one is running."""
+    def start(self, *, reason: str, force: bool = False) -> bool:
+        """Start an import in the background; False (logged) if one is running.
+
+        ``force`` accepts an upstream index older than the last one imported.
+        """
 
     def is_importing(self) -> bool:
         """True while an import runs."""
 
     async def stop(self) -> None:
         """Cancel a running import promptly; nothing half-published remains."""
+
+    async def republish(self, *, reason: str) -> bool:
+        """Publish the stream again (after a deletion); False if an import will do it."""
 
 
 class CatalogueControl(Protocol):

@@ -51,8 +51,6 @@ _MATCHES_NOTHING = Selection(os="", release="", arches=(), subarches=(), labels=
 _DEBIAN_ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
                   "ppc64le": "ppc64el", "s390x": "s390x", "i386": "i386", "i686": "i386",
                   "armv7l": "armhf", "riscv64": "riscv64"}
-
-
 DEFAULT_SOURCE_URL = "http://images.maas.io/ephemeral-v3/stable/"
 DEFAULT_RELEASE = "noble"  # the latest LTS, hard-coded as MAAS does
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import aiosqlite
 
+from region.db import transaction
+
 DEFAULTS: dict[str, Any] = {
     "boot_images_auto_import": True,
     "http_proxy": None,
@@ -41,8 +43,8 @@ async def is_config_set(conn: aiosqlite.Connection, name: str) -> bool:
 async def set_config(conn: aiosqlite.Connection, name: str, value: Any) -> None:
     """Store ``value`` (anything JSON can hold) under ``name``; KeyError for an unknown name."""
     _check_name(name)
-    await conn.execute(
-        "INSERT INTO config (name, value) VALUES (?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        (name, json.dumps(value)))
-    await conn.commit()
+    async with transaction(conn):
+        await conn.execute(
+            "INSERT INTO config (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, json.dumps(value)))

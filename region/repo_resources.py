@@ -155,15 +155,13 @@ async def list_resources(conn: aiosqlite.Connection, rtype: int | None = None,
     Ordered by type, name and architecture as MAAS lists them.
     """
     async with conn.execute(
-            "WITH latest AS (SELECT resource_id, MAX(id) AS set_id FROM boot_resource_sets "
-            "GROUP BY resource_id), totals AS (SELECT f.set_id, COUNT(*) AS files, "
-            "SUM(f.size) AS total, SUM(MIN(f.bytes_done, f.size)) AS done, "
-            "SUM(f.bytes_done >= f.size) AS stored FROM boot_resource_files f "
-            "JOIN latest l ON l.set_id = f.set_id GROUP BY f.set_id) "
-            "SELECT r.*, l.set_id, t.files, t.total, t.done, t.stored FROM boot_resources r "
-            "LEFT JOIN latest l ON l.resource_id = r.id "
-            "LEFT JOIN totals t ON t.set_id = l.set_id "
-            "WHERE ? IS NULL OR r.rtype = ? ORDER BY r.rtype, r.name, r.architecture",
+            "SELECT r.*, s.id AS set_id, COUNT(f.id) AS files, SUM(f.size) AS total, "
+            "SUM(MIN(f.bytes_done, f.size)) AS done, SUM(f.bytes_done >= f.size) AS stored "
+            "FROM boot_resources r LEFT JOIN boot_resource_sets s ON s.id = "
+            "(SELECT MAX(id) FROM boot_resource_sets WHERE resource_id = r.id) "
+            "LEFT JOIN boot_resource_files f ON f.set_id = s.id "
+            "WHERE ? IS NULL OR r.rtype = ? GROUP BY r.id ORDER BY r.rtype, r.name, "
+            "r.architecture",
             (rtype, rtype)) as cur:
         rows = await cur.fetchall()
     return [(_resource(row), None if row["set_id"] is None else SetTotals(

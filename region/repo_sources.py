@@ -18,6 +18,7 @@ import aiosqlite
 
 from common.errors import BootsyncError
 from region.api.http import now_iso
+from region.db import transaction
 
 
 class DuplicateError(BootsyncError):
@@ -69,13 +70,12 @@ async def _write(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...],
                  duplicate: str) -> int:
     """Run one writing statement and commit; returns lastrowid (or rowcount for no insert)."""
     try:
-        cursor = await conn.execute(sql, params)
+        async with transaction(conn):
+            cursor = await conn.execute(sql, params)
     except sqlite3.IntegrityError as exc:
-        await conn.commit()  # end the implicit transaction the failed statement opened
         if "UNIQUE" in str(exc):
             raise DuplicateError(duplicate) from exc
         raise
-    await conn.commit()
     if sql.startswith("INSERT"):
         return cursor.lastrowid or 0
     return cursor.rowcount

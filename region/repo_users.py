@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from region.api.http import now_iso
+from region.db import transaction
 from region.repo_sources import DuplicateError
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -60,13 +61,12 @@ async def create_user(conn: aiosqlite.Connection, username: str, *, email: str =
     """Insert a user; DuplicateError if ``username`` is taken."""
     now = now_iso()
     try:
-        cursor = await conn.execute(
-            "INSERT INTO users (username, email, is_admin, created) VALUES (?, ?, ?, ?)",
-            (username, email, int(is_admin), now))
+        async with transaction(conn):
+            cursor = await conn.execute(
+                "INSERT INTO users (username, email, is_admin, created) VALUES (?, ?, ?, ?)",
+                (username, email, int(is_admin), now))
     except aiosqlite.IntegrityError as exc:
-        await conn.commit()
         raise DuplicateError(f"user {username} exists") from exc
-    await conn.commit()
     assert cursor.lastrowid is not None  # an INSERT always sets it
     return User(id=cursor.lastrowid, username=username, email=email, is_admin=is_admin,
                 created=now)
@@ -82,11 +82,12 @@ async def get_user(conn: aiosqlite.Connection, username: str) -> User | None:
 async def update_user(conn: aiosqlite.Connection, user_id: int, *, is_admin: bool | None = None,
                       email: str | None = None) -> None:
     """Set the admin flag and/or the email of a user (None keeps a field)."""
-    if is_admin is not None:
-        await conn.execute("UPDATE users SET is_admin = ? WHERE id = ?", (int(is_admin), user_id))
-    if email is not None:
-        await conn.execute("UPDATE users SET email = ? WHERE id = ?", (email, user_id))
-    await conn.commit()
+    async with transaction(conn):
+        if is_admin is not None:
+            await conn.execute("UPDATE users SET is_admin = ? WHERE id = ?",
+                               (int(is_admin), user_id))
+        if email is not None:
+            await conn.execute("UPDATE users SET email = ? WHERE id = ?", (email, user_id))
 
 
 async def set_admin(conn: aiosqlite.Connection, user_id: int, is_admin: bool = True) -> None:
@@ -97,11 +98,11 @@ async def set_admin(conn: aiosqlite.Connection, user_id: int, is_admin: bool = T
 async def create_token(conn: aiosqlite.Connection, user_id: int) -> tuple[str, str, str]:
     """Make a new API key for ``user_id``: (consumer_key, token_key, token_secret)."""
     key = ApiKey(_random(KEY_LENGTH), _random(KEY_LENGTH), _random(SECRET_LENGTH))
-    await conn.execute(
-        "INSERT INTO api_tokens (user_id, consumer_key, token_key, token_secret, created)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (user_id, key.consumer_key, key.token_key, key.token_secret, now_iso()))
-    await conn.commit()
+    async with transaction(conn):
+        await conn.execute(
+            "INSERT INTO api_tokens (user_id, consumer_key, token_key, token_secret, created)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (user_id, key.consumer_key, key.token_key, key.token_secret, now_iso()))
     return key.consumer_key, key.token_key, key.token_secret
 
 

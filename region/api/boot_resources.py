@@ -26,7 +26,6 @@ from region.api.http import (
 )
 from region.auth import require_admin, require_user
 from region.context import CTX
-from region.importer import Importer
 from region.repo_resources import ResourceRow, SetRow, SetTotals
 from region.status import image_status, progress
 
@@ -124,11 +123,10 @@ async def delete_resource(request: web.Request) -> web.StreamResponse:
     if not await repo_resources.delete_resource(ctx.db, resource_id):
         raise not_found("BootResource")
     log.info("boot_resource_deleted", user=user.username, boot_resource_id=resource_id)
-    if isinstance(ctx.importer, Importer):
-        try:
-            await ctx.importer.republish(reason="boot_resource_deleted")
-        except BootsyncError as exc:  # deleted all the same; the next import publishes
-            log.warning("stream_republish_failed", error=str(exc))
+    try:
+        await ctx.importer.republish(reason="boot_resource_deleted")
+    except BootsyncError as exc:  # deleted all the same; the next import publishes
+        log.warning("stream_republish_failed", error=str(exc))
     return no_content()
 
 
@@ -142,10 +140,7 @@ async def start_import(request: web.Request) -> web.StreamResponse:
     force = (await read_params(request)).get("force") in _TRUE
     importer = request.app[CTX].importer
     reason = f"api:{user.username}"
-    if force and isinstance(importer, Importer):
-        started = importer.start(reason=reason, force=True)
-    else:
-        started = importer.start(reason=reason)
+    started = importer.start(reason=reason, force=force)
     log.info("import_requested", user=user.username, started=started, force=force)
     return text_response(IMPORT_STARTED)
 

@@ -22,6 +22,7 @@ from simplestreams import flatten, parse_index, parse_products
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.region.api_harness import region_signing_key
 from tests.integration.region.import_harness import (
+    FILE_SIZE,
     NEWER,
     V3,
     drop_products,
@@ -155,6 +156,24 @@ async def test_a_newer_upstream_version_replaces_the_old_one_once_complete(
     assert {v for versions in holding.values() for v in versions} == {"20250815", "20250815.0"}
     items = await published(scene.root, scene.region_key)
     assert all("20250815" in path for path in items)
+
+
+async def test_blobs_no_set_or_kept_snapshot_references_are_collected(
+        scene: Scene, newer_stream: SampleStream) -> None:
+    """Keeping one snapshot, the old version's blobs leave the store once replaced."""
+    old_kernel = sha_of(scene.stream, KERNEL)
+    new_kernel = sha_of(newer_stream, KERNEL.replace("20250718", "20250815"))
+    async with import_env(scene.root, scene.region_key, keep_snapshots=1) as env:
+        await env.add_source(scene.upstream, scene.stream)
+        await env.importer.run_import("first")
+        held_before = await env.store.has(old_kernel, FILE_SIZE)
+        scene.upstream.serve_directory(newer_stream.root)
+        await env.importer.run_import("second")
+        old_after = await env.store.has(old_kernel, FILE_SIZE)
+        new_after = await env.store.has(new_kernel, FILE_SIZE)
+    assert held_before
+    assert not old_after
+    assert new_after
 
 
 async def test_a_corrupted_file_fails_its_set_while_the_previous_set_keeps_being_served(

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_writer import StreamWriter
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.fileserve import MIN_SENDFILE_BYTES, SendfileResponse, send_fd
+from common.fileserve import MIN_SENDFILE_BYTES, SendfileResponse, send_fd, wait_flushed
 from common.runtime import LoopName, loop_factory
 
 SIZE = 3 * MIN_SENDFILE_BYTES + 12345
@@ -180,48 +182,38 @@ async def test_cancelled_send_leaves_the_callers_descriptors_usable(
 
 
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
-def test_body_waits_for_bytes_still_buffered_from_the_previous_response(
-        loop_name: LoopName, image: tuple[Path, bytes]) -> None:
-    """A pipelined response that a slow client left in the write buffer is sent whole first."""
-    path, data = image
-    previous = os.urandom(8 << 20)
+def test_wait_flushed_returns_only_once_the_transport_buffer_is_empty(
+        loop_name: LoopName) -> None:
+    """Bytes a slow peer left in the transport buffer are flushed before sendfile may start."""
+    pending = os.urandom(4 << 20)
 
-    async def scenario() -> bytes:
-        second_started = asyncio.Event()
-
-        async def buffered(_request: web.Request) -> web.StreamResponse:
-            return web.Response(body=previous)
-
-        async def sendfile(_request: web.Request) -> web.StreamResponse:
-            second_started.set()
-            return SendfileResponse(path)
-
-        app = web.Application()
-        app.router.add_get("/buffered", buffered)
-        app.router.add_get("/image", sendfile)
-        async with TestServer(app) as server:
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-            sock.connect((server.host, server.port))
-            sock.setblocking(False)
-            reader, writer = await asyncio.open_connection(sock=sock)
-            writer.write(b"GET /buffered HTTP/1.1\r\nHost: t\r\n\r\n"
-                         b"GET /image HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            await second_started.wait()  # the first body is stuck: nobody has read yet
-            for _ in range(20):
-                await asyncio.sleep(0)
-            received = await reader.read()
-            writer.close()
-            return received
+    async def scenario() -> tuple[int, bool, int, bytes, tuple[int, int], tuple[int, int]]:
+        loop = asyncio.get_running_loop()
+        left, right = socket.socketpair()
+        right.setblocking(False)
+        transport, protocol = await loop.create_connection(lambda: BaseProtocol(loop),
+                                                           sock=left)
+        limits = transport.get_write_buffer_limits()
+        transport.write(pending)  # the peer reads nothing yet: most of it stays buffered
+        buffered = transport.get_write_buffer_size()
+        flushed = asyncio.create_task(wait_flushed(transport, StreamWriter(protocol, loop)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        waited = not flushed.done()
+        received = await read_all(right, len(pending))
+        await flushed
+        left_over = transport.get_write_buffer_size()
+        transport.close()
+        right.close()
+        return buffered, waited, left_over, received, limits, transport.get_write_buffer_limits()
 
     with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
-        received = runner.run(scenario())
-    head1, rest = received.split(b"\r\n\r\n", 1)
-    assert head1.startswith(b"HTTP/1.1 200")
-    assert rest[:len(previous)] == previous
-    head2, body2 = rest[len(previous):].split(b"\r\n\r\n", 1)
-    assert head2.startswith(b"HTTP/1.1 200")
-    assert body2 == data
+        buffered, waited, left_over, received, before, after = runner.run(scenario())
+    assert buffered > 0
+    assert waited
+    assert left_over == 0
+    assert received == pending
+    assert after == before
 
 
 def test_file_response_still_has_the_hook_sendfile_response_overrides() -> None:

@@ -1,0 +1,7 @@
+"""``python -m rack`` is ``bootsync-rackd``."""
+
+import sys
+
+from rack.main import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""The rack's aiohttp application and the services it runs beside the web server.
+
+Data directory::
+
+    rack.json, region-keyring.gpg   who the rack is, the pinned region key (rack.identity)
+    last-sync.json                  the last successful sync (rack.status)
+    cache/                          content-addressed blobs and partial downloads
+    boot-resources/current -> snapshots/<id>   what /images/ serves
+
+The parts are opened in one ``cleanup_ctx`` generator and closed in reverse:
+the sync loop is cancelled first (a running pull stops; its partial downloads
+stay and resume on the next start), then the region link, then the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from common.blobstore import BlobStore
+from common.download import Downloader
+from common.http import make_session
+from common.logging import get_logger
+from common.snapshot import SnapshotPublisher
+from rack import web as rack_web
+from rack.config import RackConfig
+from rack.identity import RackIdentity
+from rack.link import RegionHealth, RegionLink
+from rack.loop import SyncLoop
+from rack.pull import PullContext, run_pull
+from rack.region_client import RegionClient
+from rack.status import StatusBoard
+
+log = get_logger("rack")
+
+USER_AGENT = "bootsync-rackd/0.1"
+CACHE_DIR = "cache"
+BOOT_RESOURCES_DIR = "boot-resources"
+
+
+@dataclass
+class RackContext:
+    """The running parts of one rack."""
+
+    config: RackConfig
+    pull: PullContext
+    link: RegionLink
+    loop: SyncLoop
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the region link, and the sync loop once a registration confirmed the key."""
+        self.tasks = [asyncio.create_task(self.link.run(), name="region-link"),
+                      asyncio.create_task(self._sync_when_pinned(), name="sync-loop")]
+        for task in self.tasks:
+            task.add_done_callback(_log_crash)
+
+    async def stop(self) -> None:
+        """Cancel the sync loop, then the link; wait for both."""
+        for task in reversed(self.tasks):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        self.tasks = []
+
+    async def _sync_when_pinned(self) -> None:
+        # Even with a key pinned by an earlier run: the region may offer another now.
+        await self.link.accepted.wait()
+        await self.loop.run()
+
+
+async def sync_once(pull: PullContext, reason: str) -> bool:
+    """One pull for the sync loop; True when a failure should be retried soon."""
+    return (await run_pull(pull, reason=reason)).retry_soon
+
+
+@asynccontextmanager
+async def open_rack(config: RackConfig) -> AsyncIterator[RackContext]:
+    """Open the rack's parts for ``config`` (nothing runs until :meth:`RackContext.start`)."""
+    data = config.data_dir
+    await asyncio.to_thread(data.mkdir, mode=0o750, parents=True, exist_ok=True)
+    async with make_session(user_agent=USER_AGENT) as session:
+        identity = RackIdentity(data)
+        await identity.load()
+        store = BlobStore(data / CACHE_DIR)
+        await store.prepare()
+        publisher = SnapshotPublisher(data / BOOT_RESOURCES_DIR, store)
+        status = StatusBoard(data)
+        await status.load(publisher.current_link)
+        health = RegionHealth()
+        client = RegionClient(session, config.region_urls, config.secret)
+        pull = PullContext(client=client, identity=identity, status=status, health=health,
+                           store=store, publisher=publisher,
+                           downloader=Downloader(session, store),
+                           concurrency=config.concurrency)
+        loop = SyncLoop(lambda reason: sync_once(pull, reason), interval_s=config.interval_s)
+        link = RegionLink(client, identity, status, health, hostname=config.rack_name,
+                          rack_url=config.rack_url, on_sync_request=loop.request)
+        yield RackContext(config=config, pull=pull, link=link, loop=loop)
+
+
+RACK = web.AppKey("rack", RackContext)
+
+
+def build_app(config: RackConfig) -> web.Application:
+    """The rack application for ``config`` (nothing is opened until it starts)."""
+    app = web.Application()
+    app[rack_web.BOOT_RESOURCES] = config.data_dir / BOOT_RESOURCES_DIR
+    rack_web.add_routes(app)
+    app.cleanup_ctx.append(lambda app: rack_context(app, config))
+    return app
+
+
+async def rack_context(app: web.Application, config: RackConfig) -> AsyncIterator[None]:
+    """Open the rack, run its services while the app runs, stop them at shutdown."""
+    async with open_rack(config) as ctx:
+        app[RACK] = ctx
+        app[rack_web.PROBLEM_SOURCE] = ctx.link
+        ctx.start()
+        log.info("rack_started", data_dir=str(config.data_dir), regions=config.region_urls,
+                 url=config.rack_url, interval_minutes=config.interval_minutes,
+                 system_id=ctx.pull.identity.system_id,
+                 snapshot=await ctx.pull.publisher.current_id())
+        try:
+            yield
+        finally:
+            await ctx.stop()
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("rack_task_crashed", task=task.get_name(), error=repr(task.exception()))
+

@@ -1,0 +1,45 @@
+"""Small JSON state files in the rack's data directory, written crash-safely."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from common.logging import get_logger
+
+log = get_logger("rack.files")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (blocking); ``{}`` when missing or damaged (logged)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("rack_state_unreadable", path=str(path), error=str(exc))
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (blocking) so a crash leaves the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def dump_json(value: object) -> bytes:
+    """``value`` as stable, readable JSON bytes (sorted keys, final newline)."""
+    return json.dumps(value, indent=1, sort_keys=True).encode() + b"\n"

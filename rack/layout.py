@@ -1,0 +1,212 @@
+"""Where a rack puts each file of the region's stream: MAAS's rack layout. Pure.
+
+For the newest version of every product::
+
+    <os>/<arch>/<subarch>/<release>/<label>/<file>     images (kernel, initrd, squashfs, ...)
+    <os>/<arch>/generic/<release>/<label>/<file>       also, for GA kernels of the generic flavour
+    <os>/<arch>/hwe-rolling.../<release>/<label>/<file> also, for products flagged ``rolling``
+    bootloader/<bootloader-type>/<arch>/<file>         bootloaders
+    <file>                                             also, every bootloader file at the root
+    maas.meta                                          what the snapshot holds (JSON)
+
+``<file>`` is the last segment of the item's path. MAAS racks unpack the
+bootloaders' ``archive.tar.xz`` items and link the members; we link the archive
+as the region ships it and leave unpacking to whatever serves the boot files.
+
+A path claimed twice with different content keeps the first claim (sorted by
+path); a real placement always wins over an alias (the generic and rolling
+subarches, the root bootloader links), and alias clashes are dropped quietly:
+two bootloaders of different architectures often ship files of the same name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from common.rackproto import RackImage
+from simplestreams import FlatItem, ProductList, flatten, newest_versions, path_problem
+
+META_NAME = "maas.meta"
+BOOTLOADER_DIR = "bootloader"
+_BOOTLOADER_TYPE = "bootloader-type"
+# Keys of a maas.meta leaf (MAAS's own), copied from the product when present.
+_META_KEYS = ("content_id", "product_name", "version_name", "subarches", "release_codename",
+              "release_title", "support_eol", "kflavor", _BOOTLOADER_TYPE, "os_title", "title")
+
+
+@dataclass(frozen=True, slots=True)
+class RackFile:
+    """One file of a rack snapshot and the stream item it comes from."""
+
+    relpath: str  # inside the snapshot
+    sha256: str
+    size: int
+    source: str  # the item's path in the region's stream
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A stream item the layout could not place, and why."""
+
+    location: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RackLayout:
+    """The planned content of one rack snapshot."""
+
+    files: tuple[RackFile, ...]  # sorted by relpath; one blob may sit at several paths
+    sources: tuple[FlatItem, ...]  # the stream items placed: what must be downloaded
+    meta: Mapping[str, Any]  # maas.meta: os → arch → subarch → kflavor → release → label
+    skipped: tuple[Skipped, ...]
+
+    @property
+    def images(self) -> list[RackImage]:
+        """The images this snapshot holds, as the rack reports them."""
+        return images_from_meta(self.meta)
+
+    def meta_json(self) -> bytes:
+        """``maas.meta`` as written into the snapshot."""
+        return json.dumps(self.meta, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def plan_layout(product_lists: Iterable[ProductList]) -> RackLayout:
+    """Place the newest version of every product of ``product_lists`` (see module doc)."""
+    claims: list[tuple[bool, str, FlatItem]] = []  # (is_alias, relpath, item)
+    skipped: list[Skipped] = []
+    for product_list in product_lists:
+        for item in flatten(newest_versions(product_list)):
+            if item.path is None or item.sha256 is None or item.size is None:
+                continue
+            placed = _placements(item)
+            if isinstance(placed, str):
+                skipped.append(Skipped(item.location, placed))
+                continue
+            claims += [(alias, relpath, item) for alias, relpath in placed]
+    claims.sort(key=lambda claim: (claim[0], claim[1]))
+    tree = _Tree()
+    files: list[RackFile] = []
+    sources: list[FlatItem] = []
+    meta: dict[str, Any] = {}
+    for alias, relpath, item in claims:
+        sha256, size, source = item.sha256 or "", item.size or 0, item.path or ""
+        if not tree.holds(relpath, sha256):
+            problem = tree.claim(relpath, sha256)
+            if problem is not None:
+                if not alias:
+                    skipped.append(Skipped(item.location, problem))
+                continue
+            files.append(RackFile(relpath=relpath, sha256=sha256, size=size, source=source))
+        if not alias:
+            sources.append(item)
+            _add_meta(meta, item, relpath.rsplit("/", 1)[-1])
+    files.sort(key=lambda f: f.relpath)
+    return RackLayout(files=tuple(files), sources=tuple(sources), meta=meta,
+                      skipped=tuple(skipped))
+
+
+def _placements(item: FlatItem) -> list[tuple[bool, str]] | str:
+    """(is_alias, relpath) for each place ``item`` goes, or why it cannot be placed."""
+    fields = item.fields
+    name = (item.path or "").rsplit("/", 1)[-1]
+    btype = fields.get(_BOOTLOADER_TYPE, "")
+    needed = ("os", "arch", _BOOTLOADER_TYPE, "label") if btype else (
+        "os", "arch", "subarch", "release", "label")
+    for key in needed:
+        problem = segment_problem(fields.get(key, ""))
+        if problem is not None:
+            return f"field {key}: {problem}"
+    problem = segment_problem(name)
+    if problem is not None:
+        return f"file name: {problem}"
+    if btype:
+        return [(False, f"{BOOTLOADER_DIR}/{btype}/{fields['arch']}/{name}"), (True, name)]
+    os_name, arch, subarch = fields["os"], fields["arch"], fields["subarch"]
+    tail = f"{fields['release']}/{fields['label']}/{name}"
+    places = [(False, f"{os_name}/{arch}/{subarch}/{tail}")]
+    if subarch.startswith("ga-") and fields.get("kflavor", "generic") == "generic":
+        places.append((True, f"{os_name}/{arch}/generic/{tail}"))
+    parts = subarch.split("-")
+    if fields.get("rolling") == "True" and len(parts) >= 2:
+        parts[1] = "rolling"
+        places.append((True, f"{os_name}/{arch}/{'-'.join(parts)}/{tail}"))
+    return places
+
+
+def segment_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one path segment of a snapshot, or None."""
+    if not value:
+        return "missing"
+    if "/" in value:
+        return f"{value!r} holds a '/'"
+    if value.startswith("."):
+        return f"{value!r} is hidden (starts with '.')"
+    return path_problem(value)
+
+
+class _Tree:
+    """Claimed paths of a snapshot: a file may not sit where another file or a dir is."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {META_NAME: ""}
+        self.dirs: set[str] = set()
+
+    def holds(self, relpath: str, sha256: str) -> bool:
+        """True when ``relpath`` is already claimed for the same content."""
+        return self.files.get(relpath) == sha256 and relpath != META_NAME
+
+    def claim(self, relpath: str, sha256: str) -> str | None:
+        """Claim ``relpath`` for ``sha256``; why not, if it cannot be claimed."""
+        if relpath in self.files:
+            return f"{relpath} is already taken by other content"
+        if relpath in self.dirs:
+            return f"{relpath} is already a directory"
+        parents = ["/".join(relpath.split("/")[:n]) for n in range(1, relpath.count("/") + 1)]
+        clash = next((p for p in parents if p in self.files), None)
+        if clash is not None:
+            return f"{clash} is already a file"
+        self.files[relpath] = sha256
+        self.dirs.update(parents)
+        return None
+
+
+def _add_meta(meta: dict[str, Any], item: FlatItem, name: str) -> None:
+    fields = item.fields
+    btype = fields.get(_BOOTLOADER_TYPE, "")
+    keys = (fields["os"], fields["arch"], fields.get("subarch") or "generic",
+            fields.get("kflavor") or "generic", fields.get("release") or btype, fields["label"])
+    node = meta
+    for key in keys:
+        node = node.setdefault(key, {})
+    for key in _META_KEYS:
+        if key in fields:
+            node[key] = fields[key]
+    node.setdefault("files", {})[name] = {"sha256": item.sha256, "size": item.size}
+
+
+def images_from_meta(meta: Mapping[str, Any]) -> list[RackImage]:
+    """The images a ``maas.meta`` mapping describes, one per name and architecture.
+
+    ``name`` is ``<os>/<release>`` (for bootloaders the release is the
+    bootloader type); ``subarches`` lists every subarch held. Malformed parts
+    are ignored.
+    """
+    found: dict[tuple[str, str], set[str]] = {}
+    for os_name, arches in _children(meta):
+        for arch, subarches in _children(arches):
+            for subarch, kflavors in _children(subarches):
+                for _kflavor, releases in _children(kflavors):
+                    for release, _labels in _children(releases):
+                        found.setdefault((f"{os_name}/{release}", arch), set()).add(subarch)
+    return [RackImage(name=name, architecture=arch, subarches=sorted(subs))
+            for (name, arch), subs in sorted(found.items())]
+
+
+def _children(node: object) -> list[tuple[str, Any]]:
+    if not isinstance(node, Mapping):
+        return []
+    return [(key, value) for key, value in node.items() if isinstance(value, Mapping)]

@@ -1,0 +1,188 @@
+"""The rack's standing connection to its region: registration, events, status reports.
+
+:meth:`RegionLink.run` keeps two tasks going until cancelled:
+
+* connect: register (shared secret) → accept the reply (pin or check the
+  region's key) → hold the event stream open, asking the sync loop for a sync on
+  every ``snapshot`` / ``import`` event → when the stream ends or fails, wait
+  (backoff with jitter, at most ``backoff_cap`` seconds) and start over. Every
+  (re-)registration asks for a sync too, so a rack converges as soon as its
+  region is back.
+* report: post the rack's status to the region whenever it changes, and again
+  after each (re-)registration.
+
+Failures are logged once per change of state, never once per attempt:
+``rack_registered``, ``registration_refused``, ``region_key_changed``, and
+(through :class:`RegionHealth`) ``region_unreachable`` / ``region_reachable_again``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Literal
+
+from common.errors import KeyringError, UpstreamError, is_retryable
+from common.http import backoff_delay
+from common.logging import get_logger
+from common.rackproto import Registration
+from rack.identity import PinnedRegion, RackIdentity, RegionKeyChangedError
+from rack.region_client import RegionClient, RegionEvent, RegistrationRefusedError
+from rack.status import StatusBoard
+
+log = get_logger("rack.link")
+
+SYNC_EVENTS = ("snapshot", "import")
+LinkState = Literal["starting", "connected", "refused", "key_changed", "bad_reply"]
+
+
+class RegionHealth:
+    """Whether the region answers; a change is logged once, each failure is not."""
+
+    def __init__(self) -> None:
+        self.reachable: bool | None = None
+
+    def failed(self, exc: BaseException, *, url: str) -> None:
+        """A call failed; log ``region_unreachable`` if that is news."""
+        if self.reachable is not False:
+            log.warning("region_unreachable", url=url, error=str(exc))
+        self.reachable = False
+
+    def ok(self, *, url: str) -> None:
+        """A call succeeded; log ``region_reachable_again`` after an outage."""
+        if self.reachable is False:
+            log.info("region_reachable_again", url=url)
+        self.reachable = True
+
+
+class RegionLink:
+    """Registration, the event stream and status reports of one rack."""
+
+    def __init__(self, client: RegionClient, identity: RackIdentity, status: StatusBoard,
+                 health: RegionHealth, *, hostname: str, rack_url: str,
+                 on_sync_request: Callable[[str], None], backoff_base: float = 0.5,
+                 backoff_cap: float = 60.0) -> None:
+        self._client = client
+        self._identity = identity
+        self._status = status
+        self._health = health
+        self._hostname = hostname
+        self._rack_url = rack_url
+        self._request_sync = on_sync_request
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self.state: LinkState = "starting"
+        self.problem: str | None = None  # what keeps the rack from syncing, for /healthz
+        self._registered = asyncio.Event()  # the region gave us a system id
+        self.accepted = asyncio.Event()  # a registration was accepted with the pinned key
+
+    async def run(self) -> None:
+        """Stay connected and keep the region informed, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._connect_forever())
+            group.create_task(self._report_forever())
+
+    async def register_once(self) -> PinnedRegion:
+        """Register and accept the reply; raise what went wrong (logged once per state).
+
+        Raises RegistrationRefusedError (wrong secret), RegionKeyChangedError,
+        KeyringError (an unusable keyring in the reply) and UpstreamError.
+        """
+        registration = Registration(hostname=self._hostname, url=self._rack_url,
+                                    system_id=self._identity.system_id)
+        url = self._client.base_url
+        try:
+            reply = await self._client.register(registration)
+        except RegistrationRefusedError as exc:
+            self._enter("refused", f"the region refused the shared secret ({exc})")
+            raise
+        except UpstreamError as exc:
+            if is_retryable(exc):
+                self._health.failed(exc, url=exc.url or url)
+            raise
+        self._health.ok(url=url)
+        try:
+            pinned = await self._identity.accept(reply)
+        except RegionKeyChangedError as exc:
+            self._enter("key_changed", str(exc))
+            self._status.failed(str(exc))
+            raise
+        except KeyringError as exc:
+            self._enter("bad_reply", str(exc))
+            raise
+        finally:
+            if self._identity.system_id is not None:
+                self._registered.set()
+        self._enter("connected", None)
+        self.accepted.set()
+        self._status.changed.set()  # the region may have restarted: tell it again
+        return pinned
+
+    async def _connect_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.register_once()
+                attempt = 0
+                self._request_sync("registered")
+                assert self._identity.system_id is not None
+                await self._client.listen(self._identity.system_id, self._on_event)
+                log.debug("region_events_ended", url=self._client.base_url)
+            except (RegistrationRefusedError, RegionKeyChangedError, KeyringError):
+                pass  # logged once by register_once
+            except UpstreamError as exc:
+                if is_retryable(exc):
+                    self._health.failed(exc, url=exc.url or self._client.base_url)
+                else:
+                    log.debug("region_events_failed", error=str(exc))
+            attempt += 1
+            await asyncio.sleep(backoff_delay(attempt, base=self._backoff_base,
+                                              cap=self._backoff_cap))
+
+    def _on_event(self, event: RegionEvent) -> None:
+        if event.name in SYNC_EVENTS:
+            log.info("region_event", region_event=event.name, snapshot=event.data.get("id"))
+            self._request_sync(event.name)
+        else:
+            log.debug("region_event_ignored", region_event=event.name)
+
+    async def _report_forever(self) -> None:
+        await self._registered.wait()
+        attempt = 0
+        while True:
+            await self._status.changed.wait()
+            self._status.changed.clear()
+            status = self._status.status
+            assert self._identity.system_id is not None
+            try:
+                await self._client.report(self._identity.system_id, status)
+            except UpstreamError as exc:
+                if isinstance(exc, RegistrationRefusedError):
+                    self._enter("refused", f"the region refused the shared secret ({exc})")
+                elif is_retryable(exc):
+                    self._health.failed(exc, url=exc.url or self._client.base_url)
+                attempt += 1
+                self._status.changed.set()  # still to be sent
+                await asyncio.sleep(backoff_delay(attempt, base=self._backoff_base,
+                                                  cap=self._backoff_cap))
+                continue
+            attempt = 0
+            log.debug("status_reported", state=status.state, snapshot_id=status.snapshot_id)
+
+    def _enter(self, state: LinkState, problem: str | None) -> None:
+        if state == self.state:
+            return
+        self.state, self.problem = state, problem
+        url = self._client.base_url
+        if state == "connected":
+            log.info("rack_registered", url=url, system_id=self._identity.system_id,
+                     fingerprint=self._identity.pinned.fingerprint
+                     if self._identity.pinned else None)
+        elif state == "refused":
+            log.error("registration_refused", url=url, error=problem,
+                      hint="check region.secret_file: `bootsync rack-secret` on the region "
+                           "host prints the secret")
+        elif state == "key_changed":
+            log.error("region_key_changed", url=url, error=problem)
+        else:
+            log.error("registration_failed", url=url, error=problem)

@@ -1,0 +1,225 @@
+"""One rack pull: the region's signed stream → verified files → a new snapshot.
+
+:func:`run_pull` reads as the list of its steps: ask for the index (a 304 ends
+the pull), verify it and the products documents with the pinned region key,
+lay the newest versions out as MAAS racks do, plan against the local cache,
+stream what is missing (bounded, sha256-checked, resumable), publish the
+snapshot by switching ``current``, then drop other snapshots and cache files
+nothing links. Any failure leaves ``current`` as it was; partial downloads stay
+for the next attempt. Each pull logs its steps and one ``pull_finished``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+
+from common.blobstore import BlobStore
+from common.download import Downloader, DownloadOutcome, DownloadRequest
+from common.errors import BootsyncError, ConnectError, HTTPStatusError, is_retryable
+from common.gpgkeys import Keyring
+from common.logging import get_logger
+from common.signing import averify_clearsigned
+from common.snapshot import PublishedSnapshot, SnapshotPublisher
+from rack.identity import RackIdentity
+from rack.layout import META_NAME, RackLayout, plan_layout
+from rack.link import RegionHealth
+from rack.region_client import RegionClient, StreamDocument
+from rack.status import StatusBoard, SyncRecord, utc_now
+from simplestreams import (
+    DownloadPlan,
+    ProductList,
+    StreamFormatError,
+    parse_index,
+    parse_products,
+    plan_downloads,
+)
+
+log = get_logger("rack.pull")
+
+Outcome = Literal["ok", "unchanged", "failed", "cancelled"]
+KEEP_SNAPSHOTS = 1
+
+
+@dataclass
+class PullContext:
+    """What a pull works with; one pull at a time per context."""
+
+    client: RegionClient
+    identity: RackIdentity
+    status: StatusBoard
+    health: RegionHealth
+    store: BlobStore
+    publisher: SnapshotPublisher
+    downloader: Downloader
+    concurrency: int = 8
+
+
+@dataclass
+class PullResult:
+    """The summary of one pull (also logged as ``pull_finished``)."""
+
+    outcome: Outcome = "failed"
+    files_fetched: int = 0
+    files_reused: int = 0
+    bytes: int = 0
+    duration_s: float = 0.0
+    snapshot_id: str | None = None  # the rack snapshot ``current`` points at afterwards
+    region_snapshot: str | None = None
+    error: str | None = None
+    retry_soon: bool = False  # a failure another attempt may fix shortly
+    skipped: list[str] = field(default_factory=list)
+
+
+async def run_pull(ctx: PullContext, *, reason: str = "manual") -> PullResult:
+    """Pull once; never raises except CancelledError (the result says what happened)."""
+    result = PullResult()
+    started = time.monotonic()
+    with structlog.contextvars.bound_contextvars(pull_id=secrets.token_hex(4)):
+        log.info("pull_started", reason=reason, region=ctx.client.base_url)
+        try:
+            await _pull(ctx, result)
+        except asyncio.CancelledError:
+            result.outcome, result.error = "cancelled", "the rack is stopping"
+            raise
+        except (BootsyncError, StreamFormatError, OSError) as exc:
+            _failed(ctx, result, exc)
+        finally:
+            result.duration_s = round(time.monotonic() - started, 3)
+            if result.snapshot_id is None:
+                result.snapshot_id = await ctx.publisher.current_id()
+            log.info("pull_finished", outcome=result.outcome, reason=reason,
+                     files_fetched=result.files_fetched, files_reused=result.files_reused,
+                     bytes=result.bytes, duration_s=result.duration_s,
+                     snapshot_id=result.snapshot_id, region_snapshot=result.region_snapshot,
+                     error=result.error)
+    return result
+
+
+async def _pull(ctx: PullContext, result: PullResult) -> None:
+    keyring = ctx.identity.require_pinned().keyring
+    index_doc = await ctx.client.get_index(ctx.status.index_etag)
+    ctx.health.ok(url=ctx.client.base_url)
+    if index_doc is None:
+        log.info("index_not_modified", etag=ctx.status.index_etag)
+        ctx.status.unchanged()
+        result.outcome = "unchanged"
+        result.region_snapshot = ctx.status.status.snapshot_id
+        return
+    ctx.status.syncing()
+    products, region_snapshot = await _verified_products(ctx, index_doc, keyring)
+    result.region_snapshot = region_snapshot
+    layout = plan_layout(products)
+    for skipped in layout.skipped:
+        log.warning("layout_item_skipped", location=skipped.location, reason=skipped.reason)
+        result.skipped.append(f"{skipped.location}: {skipped.reason}")
+    plan = await _plan(ctx.store, layout)
+    await ctx.store.ensure_space(plan.total_bytes)
+    outcomes = await ctx.downloader.fetch_all(_requests(ctx.client, plan), ctx.concurrency)
+    _count(result, plan, outcomes)
+    _raise_first_failure(outcomes)
+    published = await _publish(ctx.publisher, layout)
+    await _clean_up(ctx.publisher, ctx.store)
+    await ctx.status.succeeded(SyncRecord(index_etag=index_doc.etag,
+                                          region_snapshot=region_snapshot,
+                                          rack_snapshot=published.id, last_sync=utc_now()),
+                               layout.images)
+    result.outcome = "ok" if published.changed else "unchanged"
+    result.snapshot_id = published.id
+
+
+async def _verified_products(ctx: PullContext, index_doc: StreamDocument, keyring: Keyring,
+                             ) -> tuple[list[ProductList], str | None]:
+    """The products documents the verified index lists, each verified with ``keyring``."""
+    index_url = ctx.client.stream_url("streams/v1/index.sjson")
+    verified = await averify_clearsigned(index_doc.body, keyring, source=index_url)
+    index = parse_index(verified.payload, source=index_url)
+    log.info("index_verified", entries=len(index.entries), etag=index_doc.etag,
+             region_snapshot=index_doc.snapshot, fingerprint=verified.fingerprint)
+    products: list[ProductList] = []
+    snapshot = index_doc.snapshot
+    for content_id, entry in sorted(index.entries.items()):
+        if entry.path is None:
+            continue
+        url = ctx.client.stream_url(entry.path)
+        doc = await ctx.client.get_document(entry.path)
+        payload = (await averify_clearsigned(doc.body, keyring, source=url)).payload
+        product_list = parse_products(payload, source=url)
+        if product_list.content_id != content_id:
+            raise StreamFormatError(f"{url}: content_id",
+                                    f"{product_list.content_id!r}, but the index says "
+                                    f"{content_id!r}")
+        products.append(product_list)
+        snapshot = doc.snapshot or snapshot
+    log.info("products_verified", documents=len(products), region_snapshot=snapshot)
+    return products, snapshot
+
+
+async def _plan(store: BlobStore, layout: RackLayout) -> DownloadPlan:
+    present: set[str] = set()
+    for item in layout.sources:
+        if item.sha256 and item.size is not None and item.sha256 not in present \
+                and await store.has(item.sha256, item.size):
+            present.add(item.sha256)
+    plan = plan_downloads(layout.sources, present)
+    log.info("pull_planned", files=len(plan.to_fetch), reused=len(plan.already_present),
+             bytes=plan.total_bytes, reused_bytes=plan.present_bytes,
+             snapshot_files=len(layout.files))
+    return plan
+
+
+def _requests(client: RegionClient, plan: DownloadPlan) -> list[DownloadRequest]:
+    return [DownloadRequest(url=client.stream_url(blob.paths[0]), sha256=blob.sha256,
+                            size=blob.size, name=blob.paths[0]) for blob in plan.to_fetch]
+
+
+def _count(result: PullResult, plan: DownloadPlan, outcomes: list[DownloadOutcome]) -> None:
+    result.files_fetched = sum(1 for o in outcomes if o.ok and not o.reused)
+    result.files_reused = len(plan.already_present) + sum(1 for o in outcomes if o.reused)
+    result.bytes = sum(o.bytes_received for o in outcomes)
+
+
+def _raise_first_failure(outcomes: list[DownloadOutcome]) -> None:
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        log.error("downloads_failed", files=len(failed), error=str(failed[0].error))
+        assert failed[0].error is not None
+        raise failed[0].error
+
+
+async def _publish(publisher: SnapshotPublisher, layout: RackLayout) -> PublishedSnapshot:
+    async with publisher.build() as builder:
+        for rack_file in layout.files:
+            await builder.link_blob(rack_file.sha256, rack_file.relpath)
+        await builder.write_file(META_NAME, layout.meta_json())
+    assert builder.result is not None
+    return builder.result
+
+
+async def _clean_up(publisher: SnapshotPublisher, store: BlobStore) -> None:
+    """Drop other snapshots, then cache files no snapshot links (failures only logged)."""
+    try:
+        await publisher.prune(KEEP_SNAPSHOTS)
+        await store.collect_garbage(await publisher.referenced_blobs())
+    except OSError as exc:
+        log.warning("cleanup_failed", error=str(exc))
+
+
+def _failed(ctx: PullContext, result: PullResult, exc: BaseException) -> None:
+    result.outcome, result.error = "failed", str(exc)
+    ctx.status.failed(str(exc))
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    log.error("pull_refused" if not is_retryable(exc) else "pull_failed", error=str(exc),
+              reason=reason)
+    if isinstance(exc, ConnectError):
+        # The link reconnects with backoff and asks for a sync once the region is back.
+        ctx.health.failed(exc, url=exc.url or ctx.client.base_url)
+        return
+    # A 404 mid-pull: the region published a newer stream meanwhile.
+    gone = isinstance(exc, HTTPStatusError) and exc.status == 404
+    result.retry_soon = is_retryable(exc) or gone
