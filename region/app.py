@@ -39,6 +39,7 @@ log = get_logger("region")
 USER_AGENT = "bootsync-regiond/0.1"
 REGION_KEY_DIR = "gnupg"
 MAX_BODY = 64 << 20  # multipart uploads of keyrings and small images
+AUTO_IMPORT = web.AppKey("auto_import", AutoImport)
 
 
 async def build_app(config: RegionConfig) -> web.Application:
@@ -101,6 +102,7 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
             scheduler = AutoImport(importer, interval_minutes=config.import_interval_minutes,
                                    enabled=auto_import_enabled)
             scheduler.start()
+            app[AUTO_IMPORT] = scheduler
             log.info("region_started", fingerprint=key.fingerprint, data_dir=str(data))
             try:
                 yield

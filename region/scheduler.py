@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -39,6 +40,10 @@ class AutoImport:
             misfire_grace_time=max(60, self._interval * 30))
         self._scheduler.start()
         log.info("auto_import_scheduled", interval_minutes=self._interval)
+
+    def job(self) -> Any:
+        """The scheduled APScheduler job (for status and tests)."""
+        return self._scheduler.get_job(JOB_ID)
 
     def shutdown(self) -> None:
         """Stop triggering new runs (a running import is the importer's business)."""

@@ -109,16 +109,14 @@ async def test_a_changed_region_key_is_refused_until_the_pin_is_forgotten(
             status = await fake_region.wait_for_status(
                 lambda s: s.state == "failed" and "region key changed" in (s.error or ""))
             await eventually(lambda: rack.link.problem is not None)
-            runs = rack.loop.runs
-            rack.loop.request("test")
-            await eventually(lambda: rack.loop.runs > runs)
         finally:
             await rack.stop()
+        assert rack.loop.runs == 0
+        refused = await run_pull(rack.pull)
     assert pinned in (status.error or "")
     assert count(log_events, "region_key_changed") == 1
-    refusals = [e for e in log_events if e["event"] == "pull_finished"]
-    assert refusals[-1]["outcome"] == "failed"
-    assert "region key changed" in refusals[-1]["error"]
+    assert refused.outcome == "failed"
+    assert "region key changed" in (refused.error or "")
     assert os.readlink(data / "boot-resources" / "current") == current
     assert len(fake_region.stream_requests) == served
 
