@@ -107,3 +107,17 @@ def status_from_json(data: dict[str, Any]) -> RackStatus:
             raise ValueError(f"{key}: must be a string or null")
     return RackStatus(state=state, snapshot_id=data.get("snapshot_id"), images=parsed,
                       last_sync=data.get("last_sync"), error=data.get("error"))
+
+
+def registration_from_json(data: dict[str, Any]) -> Registration:
+    """Parse a :class:`Registration`; ValueError names the bad field."""
+    hostname = data.get("hostname")
+    if not isinstance(hostname, str) or not hostname.strip() or len(hostname) > 255:
+        raise ValueError("hostname: must be a non-empty string of at most 255 characters")
+    url = data.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError("url: must be an http:// or https:// URL")
+    system_id = data.get("system_id")
+    if system_id is not None and not isinstance(system_id, str):
+        raise ValueError("system_id: must be a string or null")
+    return Registration(hostname=hostname.strip(), url=url, system_id=system_id or None)

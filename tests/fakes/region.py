@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,11 +85,13 @@ class FakeRegion:
     _server: TestServer | None = None
     _session: aiohttp.ClientSession | None = None
     _status_posted: asyncio.Event = field(default_factory=asyncio.Event)
+    _unstall: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen (on the same port as before, after a :meth:`stop`)."""
+        self._unstall.clear()
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False)
         if self.keyring is None:
@@ -108,7 +111,8 @@ class FakeRegion:
         self.port = self._server.port
 
     async def stop(self) -> None:
-        """Stop listening; open event streams end."""
+        """Stop listening; open event streams end, stalled bodies resume."""
+        self.release_stalls()
         for _, queue in self._listeners:
             queue.put_nowait(None)
         if self._server is not None:
@@ -142,6 +146,10 @@ class FakeRegion:
     def stall(self, path: str, *, after_bytes: int, seconds: float, times: int = 1) -> None:
         """Send ``after_bytes`` of ``path``'s body, then go silent for ``seconds``."""
         self._stall[path] = _Stall(after_bytes, seconds, times)
+
+    def release_stalls(self) -> None:
+        """End every stall now (the bodies go on)."""
+        self._unstall.set()
 
     def flip_byte(self, path: str, offset: int) -> None:
         """Invert the byte at ``offset`` of ``path`` in every body that carries it."""
@@ -254,10 +262,14 @@ class FakeRegion:
             stall.times -= 1
             await resp.write(body[:stall.after_bytes])
             sent = min(stall.after_bytes, len(body))
-            await asyncio.sleep(stall.seconds)
-        for start in range(sent, len(body), _PIECE):
-            await resp.write(body[start:start + _PIECE])
-        await resp.write_eof()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._unstall.wait(), stall.seconds)
+        try:
+            for start in range(sent, len(body), _PIECE):
+                await resp.write(body[start:start + _PIECE])
+            await resp.write_eof()
+        except ConnectionError:
+            pass  # the rack went away (killed, in some tests)
         return resp
 
     def _flipped(self, path: str, body: bytes, content_range: str | None) -> bytes:
