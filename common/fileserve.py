@@ -17,8 +17,11 @@ HEAD, content type) and replaces only the transfer of the body:
   make a worker write to a reused descriptor number.
 
 Wiring: use ``SendfileResponse`` wherever ``web.FileResponse`` is used; it takes
-the same arguments. TLS transports and compressed responses take FileResponse's
-own path.
+the same arguments. TLS transports, compressed responses and bodies under
+MIN_SENDFILE_BYTES take FileResponse's own path. It overrides
+``FileResponse._sendfile``, aiohttp 3.x's hook between the header logic and the
+body; a unit test fails if that hook changes. Numbers: bench/serve_bench.py and
+its section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ log = get_logger("fileserve")
 # for a whole image while others wait for a worker.
 MAX_BYTES_PER_CALL = 16 << 20
 # Workers only run while the kernel is copying or a page is being read from
-# disk; a slow client waits on the loop, not in a worker.
+# disk; a slow client waits on the loop, not in a worker. On warm files 1, 2, 8
+# and 16 threads measured alike; more threads let more cold reads wait at once.
 SENDFILE_THREADS = min(32, 4 * (os.cpu_count() or 1))
 # Smaller bodies take FileResponse's own path: one worker hop for a few pages costs
 # more than it saves (index and products documents, keyrings).
@@ -72,8 +76,8 @@ class SendfileResponse(FileResponse):
     async def _sendfile(self, request: BaseRequest, fobj: IO[Any], offset: int,
                         count: int) -> AbstractStreamWriter:
         transport = request.transport
-        if (transport is None or count < MIN_SENDFILE_BYTES or self.compression
-                or web_fileresponse.NOSENDFILE
+        if (transport is None or transport.is_closing() or count < MIN_SENDFILE_BYTES
+                or self.compression or web_fileresponse.NOSENDFILE
                 or transport.get_extra_info("sslcontext") is not None
                 or transport.get_extra_info("socket") is None):
             return await super()._sendfile(request, fobj, offset, count)

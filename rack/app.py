@@ -74,8 +74,13 @@ class RackContext:
 
 
 async def sync_once(pull: PullContext, reason: str) -> bool:
-    """One pull for the sync loop; True when a failure should be retried soon."""
-    return (await run_pull(pull, reason=reason)).retry_soon
+    """One pull for the sync loop; True when a failure should be retried soon.
+
+    An operator's import (``import`` among the reasons) re-reads the region's
+    index even when it did not change.
+    """
+    force = "import" in reason.split(",")
+    return (await run_pull(pull, reason=reason, force=force)).retry_soon
 
 
 @asynccontextmanager

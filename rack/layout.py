@@ -13,8 +13,8 @@ For the newest version of every product::
 bootloaders' ``archive.tar.xz`` items and link the members; we link the archive
 as the region ships it and leave unpacking to whatever serves the boot files.
 
-A path claimed twice with different content keeps the first claim (sorted by
-path); a real placement always wins over an alias (the generic and rolling
+A path claimed twice with different content keeps the first claim (by rack
+path, then stream path); a real placement always wins over an alias (the generic and rolling
 subarches, the root bootloader links), and alias clashes are dropped quietly:
 two bootloaders of different architectures often ship files of the same name.
 """
@@ -87,7 +87,7 @@ def plan_layout(product_lists: Iterable[ProductList]) -> RackLayout:
                 skipped.append(Skipped(item.location, placed))
                 continue
             claims += [(alias, relpath, item) for alias, relpath in placed]
-    claims.sort(key=lambda claim: (claim[0], claim[1]))
+    claims.sort(key=lambda claim: (claim[0], claim[1], claim[2].path or ""))
     tree = _Tree()
     files: list[RackFile] = []
     sources: list[FlatItem] = []

@@ -19,6 +19,7 @@ Failures are logged once per change of state, never once per attempt:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -72,9 +73,16 @@ class RegionLink:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self.state: LinkState = "starting"
-        self.problem: str | None = None  # what keeps the rack from syncing, for /healthz
+        self._problem: str | None = None
         self._registered = asyncio.Event()  # the region gave us a system id
         self.accepted = asyncio.Event()  # a registration was accepted with the pinned key
+
+    @property
+    def problem(self) -> str | None:
+        """What keeps the rack from syncing now, for operators (/healthz), or None."""
+        if self._problem is None and self._health.reachable is False:
+            return f"the region at {self._client.base_url} is unreachable"
+        return self._problem
 
     async def run(self) -> None:
         """Stay connected and keep the region informed, until cancelled."""
@@ -123,11 +131,17 @@ class RegionLink:
         while True:
             try:
                 await self.register_once()
-                attempt = 0
-                self._request_sync("registered")
+                self._request_sync("registered")  # events may have been missed meanwhile
                 assert self._identity.system_id is not None
-                await self._client.listen(self._identity.system_id, self._on_event)
-                log.debug("region_events_ended", url=self._client.base_url)
+                listening = time.monotonic()
+                try:
+                    await self._client.listen(self._identity.system_id, self._on_event)
+                    log.debug("region_events_ended", url=self._client.base_url)
+                finally:
+                    # Only a stream that stayed open a while resets the backoff: a region
+                    # that ends it at once must not draw a tight reconnect loop.
+                    if time.monotonic() - listening >= self._backoff_cap:
+                        attempt = 0
             except (RegistrationRefusedError, RegionKeyChangedError, KeyringError):
                 pass  # logged once by register_once
             except UpstreamError as exc:
@@ -172,7 +186,7 @@ class RegionLink:
     def _enter(self, state: LinkState, problem: str | None) -> None:
         if state == self.state:
             return
-        self.state, self.problem = state, problem
+        self.state, self._problem = state, problem
         url = self._client.base_url
         if state == "connected":
             log.info("rack_registered", url=url, system_id=self._identity.system_id,

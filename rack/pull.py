@@ -14,19 +14,24 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import structlog
 
 from common.blobstore import BlobStore
 from common.download import Downloader, DownloadOutcome, DownloadRequest
-from common.errors import BootsyncError, ConnectError, HTTPStatusError, is_retryable
-from common.gpgkeys import Keyring
+from common.errors import (
+    BootsyncError,
+    ConnectError,
+    HTTPStatusError,
+    UnknownKeyError,
+    is_retryable,
+)
 from common.logging import get_logger
-from common.signing import averify_clearsigned
+from common.signing import VerifiedDocument, averify_clearsigned
 from common.snapshot import PublishedSnapshot, SnapshotPublisher
-from rack.identity import RackIdentity
+from rack.identity import PinnedRegion, RackIdentity
 from rack.layout import META_NAME, RackLayout, plan_layout
 from rack.link import RegionHealth
 from rack.region_client import RegionClient, StreamDocument
@@ -73,17 +78,21 @@ class PullResult:
     region_snapshot: str | None = None
     error: str | None = None
     retry_soon: bool = False  # a failure another attempt may fix shortly
-    skipped: list[str] = field(default_factory=list)
 
 
-async def run_pull(ctx: PullContext, *, reason: str = "manual") -> PullResult:
-    """Pull once; never raises except CancelledError (the result says what happened)."""
+async def run_pull(ctx: PullContext, *, reason: str = "manual", force: bool = False,
+                   ) -> PullResult:
+    """Pull once; never raises except CancelledError (the result says what happened).
+
+    ``force`` reads the index even if it did not change (an operator's import):
+    the metadata is fetched and verified again, files still only when missing.
+    """
     result = PullResult()
     started = time.monotonic()
     with structlog.contextvars.bound_contextvars(pull_id=secrets.token_hex(4)):
-        log.info("pull_started", reason=reason, region=ctx.client.base_url)
+        log.info("pull_started", reason=reason, force=force, region=ctx.client.base_url)
         try:
-            await _pull(ctx, result)
+            await _pull(ctx, result, force=force)
         except asyncio.CancelledError:
             result.outcome, result.error = "cancelled", "the rack is stopping"
             raise
@@ -101,9 +110,9 @@ async def run_pull(ctx: PullContext, *, reason: str = "manual") -> PullResult:
     return result
 
 
-async def _pull(ctx: PullContext, result: PullResult) -> None:
-    keyring = ctx.identity.require_pinned().keyring
-    index_doc = await ctx.client.get_index(ctx.status.index_etag)
+async def _pull(ctx: PullContext, result: PullResult, *, force: bool) -> None:
+    pinned = ctx.identity.require_pinned()
+    index_doc = await ctx.client.get_index(None if force else ctx.status.index_etag)
     ctx.health.ok(url=ctx.client.base_url)
     if index_doc is None:
         log.info("index_not_modified", etag=ctx.status.index_etag)
@@ -112,14 +121,14 @@ async def _pull(ctx: PullContext, result: PullResult) -> None:
         result.region_snapshot = ctx.status.status.snapshot_id
         return
     ctx.status.syncing()
-    products, region_snapshot = await _verified_products(ctx, index_doc, keyring)
+    products, region_snapshot = await _verified_products(ctx, index_doc, pinned)
     result.region_snapshot = region_snapshot
     layout = plan_layout(products)
     for skipped in layout.skipped:
         log.warning("layout_item_skipped", location=skipped.location, reason=skipped.reason)
-        result.skipped.append(f"{skipped.location}: {skipped.reason}")
     plan = await _plan(ctx.store, layout)
-    await ctx.store.ensure_space(plan.total_bytes)
+    if plan.to_fetch:
+        await ctx.store.ensure_space(plan.total_bytes)
     outcomes = await ctx.downloader.fetch_all(_requests(ctx.client, plan), ctx.concurrency)
     _count(result, plan, outcomes)
     _raise_first_failure(outcomes)
@@ -133,11 +142,11 @@ async def _pull(ctx: PullContext, result: PullResult) -> None:
     result.snapshot_id = published.id
 
 
-async def _verified_products(ctx: PullContext, index_doc: StreamDocument, keyring: Keyring,
-                             ) -> tuple[list[ProductList], str | None]:
-    """The products documents the verified index lists, each verified with ``keyring``."""
+async def _verified_products(ctx: PullContext, index_doc: StreamDocument,
+                             pinned: PinnedRegion) -> tuple[list[ProductList], str | None]:
+    """The products documents the verified index lists, each verified with the pinned key."""
     index_url = ctx.client.stream_url("streams/v1/index.sjson")
-    verified = await averify_clearsigned(index_doc.body, keyring, source=index_url)
+    verified = await _verify(index_doc.body, pinned, index_url)
     index = parse_index(verified.payload, source=index_url)
     log.info("index_verified", entries=len(index.entries), etag=index_doc.etag,
              region_snapshot=index_doc.snapshot, fingerprint=verified.fingerprint)
@@ -148,7 +157,7 @@ async def _verified_products(ctx: PullContext, index_doc: StreamDocument, keyrin
             continue
         url = ctx.client.stream_url(entry.path)
         doc = await ctx.client.get_document(entry.path)
-        payload = (await averify_clearsigned(doc.body, keyring, source=url)).payload
+        payload = (await _verify(doc.body, pinned, url)).payload
         product_list = parse_products(payload, source=url)
         if product_list.content_id != content_id:
             raise StreamFormatError(f"{url}: content_id",
@@ -158,6 +167,15 @@ async def _verified_products(ctx: PullContext, index_doc: StreamDocument, keyrin
         snapshot = doc.snapshot or snapshot
     log.info("products_verified", documents=len(products), region_snapshot=snapshot)
     return products, snapshot
+
+
+async def _verify(data: bytes, pinned: PinnedRegion, source: str) -> VerifiedDocument:
+    verified = await averify_clearsigned(data, pinned.keyring, source=source)
+    if verified.fingerprint != pinned.fingerprint:
+        # The pinned keyring came from the region; only the key it named is trusted.
+        raise UnknownKeyError(f"signed by {verified.fingerprint}, not by the pinned region key "
+                              f"{pinned.fingerprint}", source=source)
+    return verified
 
 
 async def _plan(store: BlobStore, layout: RackLayout) -> DownloadPlan:
@@ -211,15 +229,19 @@ async def _clean_up(publisher: SnapshotPublisher, store: BlobStore) -> None:
 
 
 def _failed(ctx: PullContext, result: PullResult, exc: BaseException) -> None:
+    """Record a failed pull: the status, the summary, and whether to retry soon."""
     result.outcome, result.error = "failed", str(exc)
     ctx.status.failed(str(exc))
-    reason = getattr(exc, "reason", None) or type(exc).__name__
-    log.error("pull_refused" if not is_retryable(exc) else "pull_failed", error=str(exc),
-              reason=reason)
     if isinstance(exc, ConnectError):
-        # The link reconnects with backoff and asks for a sync once the region is back.
+        # Logged once as region_unreachable; the link reconnects with backoff and
+        # asks for a sync as soon as the region is back.
         ctx.health.failed(exc, url=exc.url or ctx.client.base_url)
         return
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    if is_retryable(exc):
+        log.warning("pull_failed", error=str(exc), reason=reason)
+    else:
+        log.error("pull_refused", error=str(exc), reason=reason)
     # A 404 mid-pull: the region published a newer stream meanwhile.
     gone = isinstance(exc, HTTPStatusError) and exc.status == 404
     result.retry_soon = is_retryable(exc) or gone

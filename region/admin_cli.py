@@ -1,9 +1,11 @@
-"""``bootsync apikey`` and ``bootsync createadmin``: API keys made on the region host.
+"""``bootsync apikey``, ``createadmin`` and ``rack-secret``: tools for the region host.
 
 Both open the region's database (``<data_dir>/region.db``) directly, so they
 work whether or not the daemon runs. The key goes to stdout as
 ``consumer_key:token_key:token_secret`` and nothing else does; log events go
 to stderr. A missing or unusable data directory raises ConfigError.
+``rack-secret`` prints the secret racks need (the region makes it at its first
+start; it is never created here).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from common.runtime import run
 from region import repo_users
 from region.config import DB_NAME, load_config
 from region.db import open_db
+from region.rack_secret import read_secret
 from region.repo_users import ApiKey
 
 log = get_logger("admin_cli")
@@ -40,7 +43,7 @@ class KeyRequest:
 
 
 def register(sub: Any) -> None:
-    """Add ``apikey`` and ``createadmin`` to the ``bootsync`` parser."""
+    """Add ``apikey``, ``createadmin`` and ``rack-secret`` to the ``bootsync`` parser."""
     p = sub.add_parser("apikey", help="print a new API key for a user (created if needed)",
                        description="Create the user if needed and print a new API key "
                        "(consumer_key:token_key:token_secret) on stdout.")
@@ -56,6 +59,12 @@ def register(sub: Any) -> None:
     p.add_argument("--email", type=_email, help="the admin's email address")
     _add_location(p)
     p.set_defaults(run=run_createadmin)
+
+    p = sub.add_parser("rack-secret", help="print the shared secret racks register with",
+                       description="Print the region's rack secret (made at the region's "
+                       "first start) on stdout, for a rack's secret file.")
+    _add_location(p)
+    p.set_defaults(run=run_rack_secret)
 
 
 def _add_location(p: argparse.ArgumentParser) -> None:
@@ -138,3 +147,9 @@ def run_createadmin(args: argparse.Namespace) -> int:
     """``bootsync createadmin``: make ``--username`` an admin and print a new key."""
     return _issue_and_print(args, KeyRequest(username=args.username, admin=True,
                                              email=args.email))
+
+
+def run_rack_secret(args: argparse.Namespace) -> int:
+    """``bootsync rack-secret``: print the secret; ConfigError if the region never made one."""
+    print(read_secret(data_dir_of(args)))
+    return 0

@@ -21,7 +21,15 @@ from common.http import make_session
 from common.logging import get_logger
 from common.snapshot import SnapshotPublisher
 from region import web as stream_web
-from region.api import boot_resources, boot_sources, maas_config, selections, users
+from region.api import (
+    boot_resources,
+    boot_sources,
+    maas_config,
+    rack_controllers,
+    rack_protocol,
+    selections,
+    users,
+)
 from region.api.catalogue import SOURCE_OPS
 from region.api.http import API_ROOT, api_hash_middleware, maas_errors
 from region.auth import auth_middleware
@@ -31,6 +39,7 @@ from region.context import CTX, RegionContext
 from region.db import open_db
 from region.import_steps import ImportSettings
 from region.importer import Importer
+from region.racks import open_rack_hub
 from region.repo_config import get_config
 from region.scheduler import AutoImport
 
@@ -50,6 +59,8 @@ async def build_app(config: RegionConfig) -> web.Application:
     boot_resources.add_routes(app)
     maas_config.add_routes(app)
     users.add_routes(app)
+    rack_controllers.add_routes(app)
+    rack_protocol.add_routes(app)  # also closes open rack event streams at shutdown
     app.router.add_get("/healthz", healthz)
     app[stream_web.STREAM_ROOT] = config.data_dir / "stream"
     app[stream_web.KEYRING_PATH] = config.data_dir / stream_web.KEYRING_NAME
@@ -87,6 +98,7 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
                                     await key.aexport_public())
             store = BlobStore(data / "store")
             publisher = SnapshotPublisher(data / "stream", store)
+            racks = await open_rack_hub(data, publisher)
             catalogue = Catalogue(db, session, frozen_after_hours=config.frozen_after_hours,
                                   proxy=config.http_proxy)
             importer = Importer(db, session, store=store, publisher=publisher, region_key=key,
@@ -94,7 +106,7 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
                                 settings=ImportSettings.from_config(config))
             app[CTX] = RegionContext(data_dir=data, db=db, session=session, store=store,
                                      publisher=publisher, region_key=key, importer=importer,
-                                     catalogue=catalogue, config=config)
+                                     catalogue=catalogue, config=config, racks=racks)
 
             async def auto_import_enabled() -> bool:
                 return bool(await get_config(db, "boot_images_auto_import"))
@@ -107,6 +119,7 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
             try:
                 yield
             finally:
+                racks.close()
                 scheduler.shutdown()
                 await importer.stop()
                 await catalogue.close()

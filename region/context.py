@@ -14,6 +14,7 @@ from common.blobstore import BlobStore
 from common.gpgkeys import SigningKey
 from common.snapshot import SnapshotPublisher
 from region.config import RegionConfig
+from region.racks import RackHub
 
 
 class ImportControl(Protocol):
@@ -56,6 +57,8 @@ class RegionContext:
     catalogue: CatalogueControl
     # Defaults (data_dir aside) until the daemon passes the loaded configuration.
     config: RegionConfig = field(default_factory=RegionConfig)
+    # The racks' secret and event streams (None until the region wires racks in).
+    racks: RackHub | None = None
 
 
 CTX = web.AppKey("region_context", RegionContext)

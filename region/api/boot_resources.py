@@ -26,8 +26,9 @@ from region.api.http import (
 )
 from region.auth import require_admin, require_user
 from region.context import CTX
+from region.rack_state import RackSyncSummary, rack_sync_summary
 from region.repo_resources import ResourceRow, SetRow, SetTotals
-from region.status import image_status, progress
+from region.status import SYNCED, image_status, progress
 
 log = get_logger("api.boot_resources")
 
@@ -47,8 +48,12 @@ def resource_uri(resource_id: int) -> str:
     return f"{API_ROOT}/boot-resources/{resource_id}/"
 
 
-def render_resource(resource: ResourceRow, newest: SetTotals | None) -> dict[str, Any]:
-    """A list entry: MAAS's fields, ``extra`` merged in, plus our ``status``."""
+def render_resource(resource: ResourceRow, newest: SetTotals | None,
+                    racks: RackSyncSummary | None = None) -> dict[str, Any]:
+    """A list entry: MAAS's fields, ``extra`` merged in, plus our ``status``.
+
+    A complete image's status also says where it stands on the racks (``racks``).
+    """
     data: dict[str, Any] = {
         "id": resource.id, "type": TYPE_NAMES.get(resource.rtype, "Unknown"),
         "name": resource.name, "architecture": resource.architecture,
@@ -57,10 +62,21 @@ def render_resource(resource: ResourceRow, newest: SetTotals | None) -> dict[str
     data.update({k: resource.extra[k] for k in _API_EXTRAS if k in resource.extra})
     if resource.base_image:
         data["base_image"] = resource.base_image
-    data["status"] = image_status(
+    status = image_status(
         has_set=newest is not None, complete=newest is not None and newest.complete,
         done=newest.done if newest else 0, total=newest.total if newest else 0)
+    if status == SYNCED and racks is not None:
+        status = racks.image_status(resource.name, resource.architecture.split("/")[0])
+    data["status"] = status
     return data
+
+
+async def rack_summary(request: web.Request) -> RackSyncSummary:
+    """Where the region's current images stand on the connected racks."""
+    ctx = request.app[CTX]
+    connected = ctx.racks.connected_ids() if ctx.racks is not None else frozenset()
+    return await rack_sync_summary(ctx.db, await ctx.publisher.current_id(),
+                                   connected=connected)
 
 
 def render_set(set_row: SetRow) -> dict[str, Any]:
@@ -97,7 +113,8 @@ async def read_resources(request: web.Request) -> web.StreamResponse:
             text=f"'{rtype}' is not a valid boot resource type. Available types: "
                  f"{list(TYPES)}", content_type="text/plain")
     listed = await repo_resources.list_resources(request.app[CTX].db, TYPES.get(rtype))
-    return json_response([render_resource(r, newest) for r, newest in listed])
+    racks = await rack_summary(request)
+    return json_response([render_resource(r, newest, racks) for r, newest in listed])
 
 
 async def read_resource(request: web.Request) -> web.StreamResponse:
@@ -110,7 +127,7 @@ async def read_resource(request: web.Request) -> web.StreamResponse:
     newest = sets[0] if sets else None
     data = render_resource(resource, None if newest is None else SetTotals(
         files=len(newest.files), total=newest.total, done=newest.done,
-        complete=newest.complete))
+        complete=newest.complete), await rack_summary(request))
     data["sets"] = {s.version: render_set(s) for s in sets}
     return json_response(data)
 

@@ -14,6 +14,7 @@ from rack.config import RackConfig
 from simplestreams import flatten, parse_index, parse_products
 from tests.fakes.region import FakeRegion
 
+
 def rack_config(fake: FakeRegion, data_dir: Path, **changes: object) -> RackConfig:
     """A rack configured for ``fake`` with its data in ``data_dir``."""
     settings: dict[str, object] = {"region_urls": (fake.url,), "secret": fake.secret,
@@ -45,5 +46,7 @@ def sha256_of(path: Path) -> str:
 async def eventually(check: Callable[[], bool], *, timeout: float = 20) -> None:
     """Wait until ``check()`` is true."""
     async with asyncio.timeout(timeout):
-        while not check():
+        while True:
+            if check():
+                return
             await asyncio.sleep(0.05)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
 from collections.abc import MutableMapping
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +19,7 @@ from rack import web as rack_web
 from rack.app import open_rack
 from rack.pull import run_pull
 from tests.fakes.daemons import DaemonProcess
+from tests.fakes.gpg import ThrowawayKey, clearsign
 from tests.fakes.region import FakeRegion
 from tests.integration.rack.harness import published_files, rack_config, sha256_of
 
@@ -79,7 +80,7 @@ async def test_first_pull_builds_the_maas_layout_and_serves_files_byte_identical
         "snapshot_published", "pull_finished"]
     summary = events(log_events, "pull_finished")[0]
     assert summary["files_fetched"] == result.files_fetched > 0
-    assert summary["snapshot_id"] == os.readlink(current).rsplit("/", 1)[-1]
+    assert summary["snapshot_id"] == current.readlink().name
 
     client = await serve(aiohttp_client, data)
     squashfs = (tmp_path / "squashfs")
@@ -118,7 +119,10 @@ async def test_a_second_poll_is_one_conditional_request_answered_304_even_after_
 
     before = len(fake_region.stream_requests)
     async with open_rack(rack_config(fake_region, data)) as restarted:
+        remembered = restarted.pull.status.status
         third = await run_pull(restarted.pull)
+    assert (remembered.state, remembered.snapshot_id) == ("synced", first.region_snapshot)
+    assert remembered.images
     assert third.outcome == "unchanged"
     assert [(r.path, r.status) for r in fake_region.stream_requests[before:]] == [(INDEX, 304)]
     assert third.snapshot_id == first.snapshot_id
@@ -139,11 +143,27 @@ async def test_a_tampered_index_is_refused_and_current_stays_as_it_was(
     assert refused.outcome == "failed"
     assert refused.error is not None
     assert "BADSIG" in refused.error
-    assert os.readlink(data / "boot-resources" / "current").endswith(str(first.snapshot_id))
+    assert (data / "boot-resources" / "current").readlink().name == first.snapshot_id
     assert (status.state, status.error) == ("failed", refused.error)
     assert events(log_events, "pull_refused")[0]["reason"] == "tampered_payload"
     client = await serve(aiohttp_client, data)
     assert (await client.get("/images/syslinux.tar.xz")).status == 200
+
+
+async def test_an_index_signed_by_another_key_is_refused(
+        fake_region: FakeRegion, region: DaemonProcess, tmp_path: Path,
+        gpg_stranger: ThrowawayKey, log_events: list[MutableMapping[str, Any]]) -> None:
+    """The same index, validly signed by a key that is not the pinned one, is not trusted."""
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{region.url}/MAAS/images-stream/{INDEX}".replace(".sjson", ".json")) as resp:
+        forged = await asyncio.to_thread(clearsign, gpg_stranger, await resp.read())
+    fake_region.tamper(INDEX, lambda _body: forged)
+    async with open_rack(rack_config(fake_region, tmp_path / "rack")) as rack:
+        await rack.link.register_once()
+        refused = await run_pull(rack.pull)
+    assert refused.outcome == "failed"
+    assert events(log_events, "pull_refused")[0]["reason"] == "unknown_key"
+    assert not (tmp_path / "rack" / "boot-resources" / "current").exists()
 
 
 async def test_a_file_whose_sha256_differs_is_refused_and_only_it_is_fetched_again(
@@ -174,7 +194,7 @@ async def test_a_file_whose_sha256_differs_is_refused_and_only_it_is_fetched_aga
 
 async def test_a_full_disk_is_refused_before_any_download(
         fake_region: FakeRegion, tmp_path: Path) -> None:
-    """When the cache's filesystem lacks room the pull fails with a clear error, fetching nothing."""
+    """Without room in the cache's filesystem the pull fails clearly and fetches nothing."""
 
     class FullStore(BlobStore):
         def _disk_usage(self) -> tuple[int, int]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +41,16 @@ def synced(status: RackStatus) -> bool:
 
 @pytest.fixture
 async def rack_app(fake_region: FakeRegion, tmp_path: Path,
-                   aiohttp_client: ClientFactory) -> AsyncIterator[TestClient[Any, Any]]:
+                   aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
     """The rack app, started (link and sync loop running), with a client of its web side."""
     client: TestClient[Any, Any] = await aiohttp_client(
         build_app(rack_config(fake_region, tmp_path / "rack")))
-    yield client
+    return client
 
 
 async def test_a_snapshot_event_makes_the_rack_poll_at_once_and_report_its_status(
         rack_app: TestClient[Any, Any], fake_region: FakeRegion) -> None:
-    """Registration triggers the first sync; an SSE snapshot event the next, not the timer."""
+    """Registration brings the first sync, events the next: snapshot polls, import re-reads."""
     status = await fake_region.wait_for_status(synced)
     assert status.images
     assert {"ubuntu/noble", "grub-efi-signed/uefi"} <= {i.name for i in status.images}
@@ -60,6 +59,15 @@ async def test_a_snapshot_event_makes_the_rack_poll_at_once_and_report_its_statu
     rack: RackContext = rack_app.app[RACK]
     await eventually(lambda: not rack.loop.running and fake_region.announce("snapshot") == 1)
     await eventually(lambda: fake_region.requests_for(INDEX)[-1].status == 304)
+    files_before = [r for r in fake_region.stream_requests if "/2025" in r.path]
+    polls, reported = len(fake_region.requests_for(INDEX)), len(fake_region.statuses)
+    fake_region.announce("import")
+    await eventually(lambda: len(fake_region.requests_for(INDEX)) > polls)
+    await eventually(lambda: [s.state for _, s in fake_region.statuses[reported:]] == [
+        "syncing", "synced"])
+    forced = fake_region.requests_for(INDEX)[-1]
+    assert (forced.status, forced.headers.get("If-None-Match")) == (200, None)
+    assert [r for r in fake_region.stream_requests if "/2025" in r.path] == files_before
     resp = await rack_app.get(f"/images/{KERNEL}")
     assert resp.status == 200
     health = await (await rack_app.get("/healthz")).json()
@@ -69,7 +77,7 @@ async def test_a_snapshot_event_makes_the_rack_poll_at_once_and_report_its_statu
 async def test_while_the_region_is_down_the_rack_serves_and_logs_once_then_converges(
         rack_app: TestClient[Any, Any], fake_region: FakeRegion,
         log_events: list[MutableMapping[str, Any]]) -> None:
-    """Failed polls during an outage log region_unreachable once; after it the rack reports again."""
+    """Polls failing in an outage log region_unreachable once; afterwards the rack reports."""
     await fake_region.wait_for_status(synced)
     rack: RackContext = rack_app.app[RACK]
     await fake_region.stop()
@@ -99,7 +107,7 @@ async def test_a_changed_region_key_is_refused_until_the_pin_is_forgotten(
         assert (await run_pull(rack.pull)).outcome == "ok"
         assert rack.pull.identity.pinned is not None
         pinned = rack.pull.identity.pinned.fingerprint
-    current = os.readlink(data / "boot-resources" / "current")
+    current = (data / "boot-resources" / "current").readlink()
     served = len(fake_region.stream_requests)
     fake_region.keyring = export_public(gpg_stranger)
     fake_region.fingerprint = gpg_stranger.fingerprint
@@ -117,7 +125,7 @@ async def test_a_changed_region_key_is_refused_until_the_pin_is_forgotten(
     assert count(log_events, "region_key_changed") == 1
     assert refused.outcome == "failed"
     assert "region key changed" in (refused.error or "")
-    assert os.readlink(data / "boot-resources" / "current") == current
+    assert (data / "boot-resources" / "current").readlink() == current
     assert len(fake_region.stream_requests) == served
 
     assert await asyncio.to_thread(forget_region_key, data) == pinned

@@ -46,7 +46,7 @@ def rack_process(fake: FakeRegion, data_dir: Path, tmp_path: Path, port: int,
 
 async def watch(url: str, expected: dict[str, str], seen: dict[str, set[int]],
                 violations: list[str]) -> None:
-    """Fetch the watched paths over and over; any answer but 404 or a complete file is a violation."""
+    """Fetch the watched paths over and over; all but 404 or a complete file is a violation."""
     async with aiohttp.ClientSession() as session:
         while True:
             for rack_path, sha256 in expected.items():
@@ -63,7 +63,7 @@ async def watch(url: str, expected: dict[str, str], seen: dict[str, set[int]],
 
 async def test_kill_9_mid_pull_then_restart_completes_without_refetching_finished_files(
         fake_region: FakeRegion, region: DaemonProcess, tmp_path: Path) -> None:
-    """Only the stalled file is asked for again (resumed with Range); /images/ never serves a part."""
+    """Only the stalled file is asked for again (with Range); /images/ never serves a part."""
     published = await published_files(region.url)
     expected = {rack: published[stream] for rack, stream in WATCHED.items()}
     fake_region.stall(SQUASHFS, after_bytes=FILE_SIZE * 3 // 4, seconds=120)
@@ -116,5 +116,22 @@ def partial_size(range_header: str) -> int:
 
 
 async def _until_served(seen: dict[str, set[int]], expected: dict[str, str]) -> None:
-    while not all(200 in seen.get(path, set()) for path in expected):
+    while True:
+        if all(200 in seen.get(path, set()) for path in expected):
+            return
         await asyncio.sleep(0.05)
+
+
+async def test_sigterm_mid_pull_stops_promptly_with_a_cancelled_summary(
+        fake_region: FakeRegion, tmp_path: Path) -> None:
+    """A stop signal cancels the running pull (logged as cancelled), and the daemon exits 0."""
+    fake_region.stall(SQUASHFS, after_bytes=FILE_SIZE // 2, seconds=120)
+    rack = rack_process(fake_region, tmp_path / "rack", tmp_path, free_port(), "rackd.log")
+    await rack.start(ready_path="/livez")
+    planned = (await rack.wait_for_event("pull_planned"))[0]
+    await rack.wait_for_event("download_finished", count=planned["files"] - 1)
+    assert await rack.stop(signal.SIGTERM, timeout=10) == 0
+    summary = rack.events("pull_finished")
+    assert [e["outcome"] for e in summary] == ["cancelled"]
+    assert rack.events("rackd_stopped")
+    assert not (tmp_path / "rack" / "boot-resources" / "current").exists()

@@ -65,7 +65,7 @@ class IdleImporter:
 
     started: list[str] = field(default_factory=list)
 
-    def start(self, *, reason: str) -> bool:
+    def start(self, *, reason: str, force: bool = False) -> bool:
         """Record the request; report that nothing started."""
         self.started.append(reason)
         return False
@@ -76,6 +76,10 @@ class IdleImporter:
 
     async def stop(self) -> None:
         """Nothing to stop."""
+
+    async def republish(self, *, reason: str) -> bool:
+        """Nothing to publish."""
+        return False
 
 
 @contextmanager

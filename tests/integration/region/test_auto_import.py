@@ -38,7 +38,7 @@ async def test_switching_auto_import_off_and_on_takes_effect_without_a_restart(
         aiohttp_client: Any, data_dir: Path, log_events: list[Any]) -> None:
     """A tick after set_config false skips the import; after true it starts one."""
     app = await build_app(RegionConfig(data_dir=data_dir, create_default_source=False))
-    client: TestClient = await aiohttp_client(app)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
     ctx = app[CTX]
     user = await repo_users.create_user(ctx.db, "admin", is_admin=True)
     headers = oauth(await repo_users.create_token(ctx.db, user.id))

@@ -86,7 +86,8 @@ def test_a_full_file_sets_every_field(tmp_path: Path) -> None:
         '[region]\nurls = ["http://r1:5240/", "https://r2.example:5240"]\nsecret = "inline"\n'
         '[server]\nlisten = "[::]:8080"\nadvertise_url = "http://rack.example:8080/"\n'
         'hostname = "rack-7"\n[storage]\ndata_dir = "/srv/rack"\n'
-        '[sync]\ninterval_minutes = 7\nconcurrency = 3\n[log]\nlevel = "debug"\nformat = "json"\n')))
+        '[sync]\ninterval_minutes = 7\nconcurrency = 3\n'
+        '[log]\nlevel = "debug"\nformat = "json"\n')))
     assert config == RackConfig(
         region_urls=("http://r1:5240", "https://r2.example:5240"), secret="inline",
         listen="[::]:8080", advertise_url="http://rack.example:8080/", hostname="rack-7",

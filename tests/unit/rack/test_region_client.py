@@ -1,0 +1,162 @@
+"""The rack's region client: auth, rotation, server-sent events, conditional index GETs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from common.errors import ConnectError, HTTPStatusError
+from common.rackproto import (
+    EVENTS_PATH,
+    REGISTER_PATH,
+    STATUS_PATH,
+    STREAM_INDEX,
+    RackImage,
+    RackStatus,
+    Registration,
+    status_from_json,
+)
+from rack.region_client import RegionClient, RegionEvent, RegistrationRefusedError
+from tests.fakes.daemons import free_port
+
+SECRET = "sesame"
+ServerFactory = Callable[..., Any]
+
+
+class Region:
+    """A tiny region: what it was sent, and a document that fails twice first."""
+
+    def __init__(self) -> None:
+        self.statuses: list[RackStatus] = []
+        self.failures_left = 2
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(REGISTER_PATH, self.register)
+        app.router.add_get(EVENTS_PATH, self.events)
+        app.router.add_post(STATUS_PATH, self.status)
+        app.router.add_get(STREAM_INDEX, self.index)
+        app.router.add_get("/MAAS/images-stream/streams/v1/flaky.sjson", self.flaky)
+        return app
+
+    @staticmethod
+    def authorized(request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {SECRET}"
+
+    async def register(self, request: web.Request) -> web.StreamResponse:
+        if not self.authorized(request):
+            return web.Response(status=403)
+        body = await request.json()
+        return web.json_response({"system_id": body["system_id"] or "abc123",
+                                  "region_keyring": "AAAA", "region_fingerprint": "F" * 40})
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["system_id"] != "abc123":
+            return web.Response(status=404)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b": keepalive\n\nevent: snapshot\ndata: {\"id\": \"s1\"}\n\n"
+                         b"event: import\n\ndata: plain\ndata: text\n\n: keepalive\n\n")
+        return resp
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        if not self.authorized(request):
+            return web.Response(status=401)
+        self.statuses.append(status_from_json(await request.json()))
+        return web.json_response({})
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("If-None-Match") == '"e1"':
+            return web.Response(status=304)
+        return web.Response(body=b"signed index", headers={
+            "ETag": '"e1"', "X-Bootsync-Snapshot": "snap1"})
+
+    async def flaky(self, request: web.Request) -> web.StreamResponse:
+        if self.failures_left:
+            self.failures_left -= 1
+            return web.Response(status=503, headers={"Retry-After": "0"})
+        return web.Response(body=b"products")
+
+
+@pytest.fixture
+async def region(aiohttp_server: ServerFactory) -> tuple[Region, TestServer]:
+    """A started tiny region."""
+    fake = Region()
+    server: TestServer = await aiohttp_server(fake.app())
+    return fake, server
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for the test."""
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def url_of(server: TestServer) -> str:
+    """The base URL of ``server``."""
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_registration_goes_round_unreachable_urls_to_one_that_answers(
+        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    """A dead first URL is skipped, and later calls stay on the URL that worked."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = RegionClient(session, [dead, url_of(region[1])], SECRET)
+    reply = await client.register(Registration(hostname="r", url="http://r:5248"))
+    assert reply.system_id == "abc123"
+    assert client.base_url == url_of(region[1])
+
+
+async def test_a_wrong_secret_and_an_unreachable_region_raise_distinct_errors(
+        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    """403 is a refused secret; nothing listening is a connect error after every URL."""
+    wrong = RegionClient(session, [url_of(region[1])], "guess")
+    with pytest.raises(RegistrationRefusedError, match="refused this rack's shared secret"):
+        await wrong.register(Registration(hostname="r", url="http://r:5248"))
+    dead = RegionClient(session, [f"http://127.0.0.1:{free_port()}",
+                                  f"http://127.0.0.1:{free_port()}"], SECRET)
+    with pytest.raises(ConnectError):
+        await dead.get_index(None)
+
+
+async def test_events_are_parsed_from_the_stream_and_keepalives_ignored(
+        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    """Each event carries its name and JSON data; plain data is kept as text."""
+    client = RegionClient(session, [url_of(region[1])], SECRET)
+    seen: list[RegionEvent] = []
+    await client.listen("abc123", seen.append)
+    assert seen == [RegionEvent("snapshot", {"id": "s1"}), RegionEvent("import", {}),
+                    RegionEvent("message", {"text": "plain\ntext"})]
+    with pytest.raises(HTTPStatusError) as exc:
+        await client.listen("unknown", seen.append)
+    assert exc.value.status == 404
+
+
+async def test_the_index_is_fetched_conditionally_and_documents_are_retried(
+        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    """A matching ETag gives None (304); a 503 is retried; headers come back."""
+    client = RegionClient(session, [url_of(region[1])], SECRET)
+    first = await client.get_index(None)
+    assert first is not None
+    assert (first.body, first.etag, first.snapshot) == (b"signed index", '"e1"', "snap1")
+    assert await client.get_index('"e1"') is None
+    document = await client.get_document("streams/v1/flaky.sjson")
+    assert document.body == b"products"
+    assert region[0].failures_left == 0
+
+
+async def test_status_reports_reach_the_region_as_sent(
+        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    """A RackStatus posted is the RackStatus the region parses."""
+    client = RegionClient(session, [url_of(region[1])], SECRET)
+    status = RackStatus(state="synced", snapshot_id="snap1", last_sync="2025-07-18T00:00:00+00:00",
+                        images=[RackImage(name="ubuntu/noble", architecture="amd64",
+                                          subarches=["ga-24.04"])])
+    await client.report("abc123", status)
+    assert region[0].statuses == [status]
