@@ -67,7 +67,7 @@ WRK_SECONDS = 2
 # The machine may be shared (see Sampler): a sample waits up to QUIET_WAIT_S for the
 # CPUs to be less than QUIET_BUSY busy, and is taken again when other processes used
 # more than that share meanwhile; waits and retakes spend at most QUIET_BUDGET_S per run.
-QUIET_BUSY = 0.15
+QUIET_BUSY = 0.05
 QUIET_WAIT_S = 20.0
 QUIET_BUDGET_S = 240.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
