@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on a machine with no upstream: a region importing the bundled sample
-# stream served on loopback, driven through its MAAS-compatible API.
+# The main job on a machine with no upstream, all on loopback: the bundled sample
+# stream stands in for images.maas.io; a region imports it through its MAAS API; two
+# racks register with the region and sync; a status table ends the run. Ctrl-C at any
+# point stops every daemon cleanly. DEMO_HOLD=1 keeps them running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,7 @@ cleanup() {
     rm -rf "$data"
 }
 trap cleanup EXIT
+trap 'echo; echo "== interrupted: stopping the daemons"; exit 130' INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 echo "== 1. writing the sample stream (signed, shaped like images.maas.io) to $work/upstream"
@@ -63,7 +66,60 @@ print(line.format("id", "type", "name", "architecture", "status"))
 for r in rows:
     print(line.format(r["id"], r["type"], r["name"], r["architecture"], r.get("status", "")))
 '
-echo "== 7. the region publishes its own signed stream for racks:"
-curl -sf "http://127.0.0.1:$port/MAAS/images-stream/streams/v1/index.json" | python3 -m json.tool | head -20
-echo "== import summary (last log line of the import):"
+echo "== 7. the region publishes its own signed stream for racks; its index lists:"
+curl -sf "http://127.0.0.1:$port/MAAS/images-stream/streams/v1/index.json" | python3 -c '
+import json, sys
+for cid, entry in json.load(sys.stdin)["index"].items():
+    print(cid, entry["path"])
+    for product in entry["products"]:
+        print("   ", product)'
+
+secret_file="$data/rack-secret"
+for name in rack-a rack-b; do
+    rport=$(free_port)
+    mkdir -p "$data/$name"
+    printf '[server]\nhostname = "%s"\n[log]\nformat = "json"\n' "$name" >"$work/$name.toml"
+    echo "== 8. starting bootsync-rackd $name on 127.0.0.1:$rport (log: $work/$name.log)"
+    bootsync-rackd --config "$work/$name.toml" --region "http://127.0.0.1:$port" \
+        --secret-file "$secret_file" --listen "127.0.0.1:$rport" --data-dir "$data/$name" \
+        >"$work/$name.log" 2>&1 &
+    pids+=($!)
+    eval "port_$(echo "$name" | tr - _)=$rport"
+done
+
+echo "== 9. waiting for both racks to sync from the region"
+synced() {
+    api "$base/rackcontrollers/" | python3 -c '
+import json, sys
+racks = json.load(sys.stdin)
+sys.exit(0 if len(racks) == 2 and all(r["bootsync"]["state"] == "synced" for r in racks) else 1)'
+}
+for _ in $(seq 300); do synced && break; sleep 0.2; done
+
+echo "== 10. status"
+echo "-- rack controllers"
+for id in $(api "$base/rackcontrollers/" | python3 -c 'import json,sys; print(" ".join(r["system_id"] for r in json.load(sys.stdin)))'); do
+    host=$(api "$base/rackcontrollers/$id/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostname"])')
+    api "$base/rackcontrollers/$id/?op=list_boot_images" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print("{:<8} {:<8} {:<10} connected={} images={}".format(sys.argv[1], sys.argv[2], d["status"], d["connected"], len(d["images"])))' "$id" "$host"
+done
+echo "-- boot resources"
+api "$base/boot-resources/" | python3 -c '
+import json, sys
+line = "{:>3}  {:<28} {:<18} {}"
+for r in json.load(sys.stdin):
+    print(line.format(r["id"], r["name"], r["architecture"], r.get("status", "")))
+'
+echo "-- a booting machine fetches its kernel from rack-a:"
+curl -sfI "http://127.0.0.1:$port_rack_a/images/ubuntu/amd64/ga-24.04/noble/stable/boot-kernel" | grep -iE '^(HTTP|content-length|etag)'
+echo "-- the import's summary event:"
 grep '"import_finished"' "$work/regiond.log" | tail -1
+echo "-- each rack's last pull:"
+for name in rack-a rack-b; do grep '"pull_finished"' "$work/$name.log" | tail -1; done
+if [ "${DEMO_HOLD:-0}" = 1 ]; then
+    echo "== running; press Ctrl-C to stop"
+    while true; do sleep 1; done
+fi
+echo "== done: stopping the daemons"
