@@ -199,8 +199,8 @@ def stream_files(root: Path) -> dict[str, int]:
 
 
 def make_stream(bootsync: Path, work: Path, size_text: str, file_size: int) -> Stream:
-    """The sample stream ``work/stream-<size>``, reused when one of that size is there."""
-    root = work / f"stream-{size_text}"
+    """The sample stream ``work/streams/stream-<size>``, reused when one of that size is there."""
+    root = work / "streams" / f"stream-{size_text}"
     marker = root / ".bench-file-size"
     if not (marker.is_file() and marker.read_text().strip() == str(file_size)):
         shutil.rmtree(root, ignore_errors=True)
@@ -742,7 +742,9 @@ def main() -> int:
         print("warning: the large stream is under 1 GiB or 40 files; targets are for ≥ 1 GiB")
     tools = make_tools(bootsync, sstream, work)
     profile = None
-    with nginx_serving(nginx, work, work / "nginx") as base, agent_stopped(work / "xdg"):
+    # nginx serves work/streams only: work/xdg holds the mirror's secret signing key.
+    with (nginx_serving(nginx, work / "streams", work / "nginx") as base,
+          agent_stopped(work / "xdg")):
         large_url, small_url = f"{base}{large.root.name}/", f"{base}{small.root.name}/"
         warm_cache(large_url, large, work)
         warm_cache(small_url, small, work)

@@ -14,9 +14,9 @@ from common.runtime import LoopName, run
 from simplestreams import ItemFilter
 
 DEFAULT_KEY_DIR = "mirror-signing-key"
-# The mirror is an HTTP client: uvloop's missing loop.sendfile does not matter here.
-# bench/mirror_bench.py measures both loops; see bench/RESULTS.md for the choice.
-MIRROR_LOOP: LoopName = "uvloop"
+# bench/mirror_bench.py measured both loops for the mirror: asyncio was faster and
+# peaked lower in memory (bench/RESULTS.md), so the mirror runs on asyncio.
+MIRROR_LOOP: LoopName = "asyncio"
 
 
 def register(sub: Any) -> None:
@@ -94,9 +94,9 @@ def resolve_signing_key(given: Path | None, mirror_dir: Path) -> SigningKey:
 def run_command(args: argparse.Namespace) -> int:
     """Run the mirror; exit 0 when the mirror is complete, 1 when files failed."""
     keyring: Keyring | None = None if args.no_verify else load_keyring(args.keyring)
+    key = resolve_signing_key(args.signing_key, args.dir)
     opts = MirrorOptions(
-        source_url=args.source_url, target=args.dir, keyring=keyring,
-        signing_key=resolve_signing_key(args.signing_key, args.dir),
+        source_url=args.source_url, target=args.dir, keyring=keyring, signing_key=key,
         filters=tuple(args.filters), max_versions=args.max_versions,
         concurrency=args.concurrency,
         show_progress=not args.no_progress)
@@ -105,6 +105,8 @@ def run_command(args: argparse.Namespace) -> int:
     except MirrorFailedError as exc:
         print(f"bootsync mirror: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        key.close()  # stops the gpg-agent that signing started
     print(f"{args.dir}: {summary.products} products; {summary.files_fetched} files fetched "
           f"({summary.bytes_fetched} bytes), {summary.files_reused} already held, "
           f"{summary.files_removed} removed, in {summary.duration_s:.1f} s")
