@@ -183,9 +183,13 @@ async def test_a_region_import_reaches_both_racks_through_the_event_not_the_time
 
     await until(both_have_it)
     for rack in site.racks:
-        reasons = [e["reason"] for e in rack.events("pull_finished")
-                   if e["outcome"] == "ok" and e["files_fetched"] > 0]
-        assert "snapshot" in reasons[-1]
+        # current switches just before pull_finished is logged: wait for the line.
+        async def pulled_on_event(rack: DaemonProcess = rack) -> bool:
+            reasons = [e["reason"] for e in rack.events("pull_finished")
+                       if e["outcome"] == "ok" and e["files_fetched"] > 0]
+            return len(reasons) >= 2 and "snapshot" in reasons[-1]
+
+        await until(pulled_on_event, timeout=10)
     await until(lambda: all_synced(site))
 
 
