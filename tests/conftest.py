@@ -9,7 +9,7 @@ import pytest
 import structlog
 from blockbuster import blockbuster_ctx
 
-pytest_plugins = ["tests.fakes.gpg", "tests.fakes.upstream"]
+pytest_plugins = ["tests.fakes.gpg", "tests.fakes.upstream", "tests.fakes.streams"]
 
 OUR_PACKAGES = ["common", "simplestreams", "region", "rack"]
 

@@ -9,7 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -28,14 +28,6 @@ FILE_SIZE = 64 << 10
 NEW_SQUASHFS = "noble/amd64/20250815/squashfs"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def upstream_key() -> Iterator[SigningKey]:
-    home = Path(tempfile.mkdtemp(prefix="bsk", dir="/tmp"))
-    with SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key:
-        yield key
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +19,6 @@ from tests.fakes.region import FakeRegion
 from tests.fakes.upstream import FakeUpstream
 
 DEFAULT_FILE_SIZE = 64 << 10
-
-
-@pytest.fixture(scope="module")
-def upstream_key() -> Iterator[SigningKey]:
-    """The sample stream's signing key (short home: gpg-agent's socket lives there)."""
-    home = Path(tempfile.mkdtemp(prefix="bsk", dir="/tmp"))
-    with SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key:
-        yield key
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -33,14 +33,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def upstream_key() -> Iterator[SigningKey]:
-    home = Path(tempfile.mkdtemp(prefix="bsk", dir="/tmp"))
-    with SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key:
-        yield key
-    shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey) -> SampleStream:
     return write_sample_stream(tmp_path_factory.mktemp("upstream"), file_size=FILE_SIZE,
                                signing_key=upstream_key)
