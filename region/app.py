@@ -4,34 +4,48 @@ Resources are acquired in one ``cleanup_ctx`` generator, in the order they
 depend on each other, and released in reverse: the scheduler stops first, then
 a running import is cancelled (its partial downloads stay for a resume), then
 the HTTP session, the signing key's agent and the database are closed.
+Before that, at SIGTERM, :func:`drain` stops scheduling imports and gives a
+running one a grace period to finish.
+
+``/healthz`` answers 200 when the region is ready and 503 with the reason
+(starting, stopping) otherwise; ``/metrics`` is the Prometheus exposition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiosqlite
 from aiohttp import web
+from prometheus_client.core import Metric
 
+from common import metrics
 from common.blobstore import BlobStore
 from common.gpgkeys import SigningKey
 from common.http import make_session
 from common.logging import get_logger
+from common.rackproto import SYNC_STATES
 from common.snapshot import SnapshotPublisher
 from region import web as stream_web
 from region.api import (
     boot_resources,
     boot_sources,
+    describe,
     maas_config,
     rack_controllers,
     rack_protocol,
     selections,
+    uploads,
     users,
 )
 from region.api.catalogue import SOURCE_OPS
-from region.api.http import API_ROOT, api_hash_middleware, maas_errors
+from region.api.handlers import HANDLERS
+from region.api.http import api_hash_middleware, maas_errors
+from region.api.registry import describe_document
 from region.auth import auth_middleware
 from region.catalogue import Catalogue
 from region.config import RegionConfig
@@ -39,7 +53,7 @@ from region.context import CTX, RegionContext
 from region.db import open_db
 from region.import_steps import ImportSettings
 from region.importer import Importer
-from region.racks import open_rack_hub
+from region.racks import list_racks, open_rack_hub
 from region.repo_config import get_config
 from region.scheduler import AutoImport
 
@@ -49,6 +63,8 @@ USER_AGENT = "bootsync-regiond/0.1"
 REGION_KEY_DIR = "gnupg"
 MAX_BODY = 64 << 20  # multipart uploads of keyrings and small images
 AUTO_IMPORT = web.AppKey("auto_import", AutoImport)
+STOPPING = web.AppKey("stopping", asyncio.Event)  # set once shutdown has begun
+DRAIN_POLL_S = 0.1
 
 
 async def build_app(config: RegionConfig) -> web.Application:
@@ -56,34 +72,117 @@ async def build_app(config: RegionConfig) -> web.Application:
     app = web.Application(middlewares=[maas_errors, auth_middleware], client_max_size=MAX_BODY)
     boot_sources.add_routes(app, source_ops=SOURCE_OPS)
     selections.add_routes(app)
-    boot_resources.add_routes(app)
+    boot_resources.add_routes(app, resources_ops={("POST", None): uploads.create_resource})
+    uploads.add_routes(app)
+    describe.add_routes(app)
     maas_config.add_routes(app)
     users.add_routes(app)
     rack_controllers.add_routes(app)
     rack_protocol.add_routes(app)  # also closes open rack event streams at shutdown
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics.metrics_handler)
+    app[STOPPING] = asyncio.Event()
+    app[metrics.LIVE_METRICS] = lambda: live_metrics(app)
+    app.on_response_prepare.append(metrics.count_served(stream_web.STREAM_PREFIX + "/"))
     app[stream_web.STREAM_ROOT] = config.data_dir / "stream"
     app[stream_web.KEYRING_PATH] = config.data_dir / stream_web.KEYRING_NAME
     stream_web.add_routes(app)
-    app.middlewares.insert(0, api_hash_middleware(api_hash(app)))
+    app[describe.API_HASH] = api_hash()
+    app.middlewares.insert(0, api_hash_middleware(app[describe.API_HASH]))
     app.cleanup_ctx.append(lambda app: region_context(app, config))
     return app
 
 
-def api_hash(app: web.Application) -> str:
-    """A digest of the API's routes, sent as ``X-MAAS-API-Hash`` (changes with the API)."""
-    signature = sorted(f"{r.method} {r.resource.canonical}" for r in app.router.routes()
-                       if r.resource is not None and r.resource.canonical.startswith(API_ROOT))
-    return hashlib.sha1("\n".join(signature).encode(), usedforsecurity=False).hexdigest()
+def api_hash() -> str:
+    """A digest of the API description, sent as ``X-MAAS-API-Hash``.
+
+    As in MAAS it covers every handler, action and parameter (not the host in the
+    URIs), so the maas CLI warns when its cached description is out of date. The
+    registry test keeps the description and the routes in step.
+    """
+    document = describe_document(HANDLERS, base_url="", api_hash="")
+    canonical = json.dumps(document, sort_keys=True).encode()
+    return hashlib.sha1(canonical, usedforsecurity=False).hexdigest()
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    """200 once the region's context is up (load balancers and systemd checks)."""
+    """200 once the region's context is up; 503 with the reason while starting or stopping."""
     ctx = request.app.get(CTX)
-    status = 200 if ctx is not None else 503
-    return web.json_response({"ready": ctx is not None,
-                              "importing": bool(ctx and ctx.importer.is_importing())},
-                             status=status)
+    if request.app[STOPPING].is_set():
+        reason = "stopping"
+    elif ctx is None:
+        reason = "starting: the database and the region key are being opened"
+    else:
+        return web.json_response({"ready": True, "importing": ctx.importer.is_importing()})
+    return web.json_response({"ready": False, "reason": reason}, status=503)
+
+
+async def drain(app: web.Application, grace_s: float) -> None:
+    """Shutdown, first step: no new imports; a running one gets ``grace_s`` to finish.
+
+    The web server keeps serving meanwhile (``/healthz`` says 503 stopping). An
+    import still running after ``grace_s`` is cancelled: it publishes only
+    complete sets and keeps its partial downloads for the next start.
+    """
+    app[STOPPING].set()
+    if (scheduler := app.get(AUTO_IMPORT)) is not None:
+        scheduler.shutdown()
+    ctx = app.get(CTX)
+    if ctx is None or not ctx.importer.is_importing():
+        return
+    log.info("shutdown_waiting", work="import", grace_s=grace_s)
+    try:
+        async with asyncio.timeout(grace_s):
+            while ctx.importer.is_importing():  # noqa: ASYNC110 - ImportControl has no event
+                await asyncio.sleep(DRAIN_POLL_S)
+    except TimeoutError:
+        log.warning("shutdown_grace_expired", work="import", grace_s=grace_s)
+        await ctx.importer.stop()
+
+
+async def live_metrics(app: web.Application) -> list[Metric]:
+    """Scrape-time values: sync and snapshot age, and the state of every rack."""
+    ctx = app.get(CTX)
+    if ctx is None:
+        return []
+    racks = await list_racks(ctx.db)
+    connected = ctx.racks.connected_ids() if ctx.racks is not None else frozenset()
+    who = [(r.system_id, r.hostname) for r in racks]
+    return [
+        *metrics.gauge("bootsync_seconds_since_last_successful_sync",
+                       "Seconds since the last import that ended ok.",
+                       metrics.seconds_since_success(await _last_ok_import(ctx.db))),
+        *metrics.gauge("bootsync_snapshot_age_seconds",
+                       "Seconds since the published stream snapshot was first published.",
+                       await metrics.snapshot_age(ctx.publisher.root)),
+        metrics.labelled_gauge(
+            "bootsync_rack_sync_state",
+            "1 for the state each rack last reported (unknown: never reported), else 0.",
+            ["system_id", "hostname", "state"],
+            [((*w, state), float((r.state or "unknown") == state))
+             for w, r in zip(who, racks, strict=True) for state in (*SYNC_STATES, "unknown")]),
+        metrics.labelled_gauge(
+            "bootsync_rack_connected", "1 while the rack holds its event stream open.",
+            ["system_id", "hostname"],
+            [(w, float(r.system_id in connected)) for w, r in zip(who, racks, strict=True)]),
+        metrics.labelled_gauge(
+            "bootsync_rack_seconds_since_last_sync",
+            "Seconds since each rack last reported a successful sync.",
+            ["system_id", "hostname"],
+            [(w, age) for w, r in zip(who, racks, strict=True)
+             if (age := _age(r.last_sync)) is not None]),
+    ]
+
+
+async def _last_ok_import(db: aiosqlite.Connection) -> str | None:
+    async with db.execute(
+            "SELECT MAX(finished) FROM import_runs WHERE outcome = 'ok'") as cur:
+        row = await cur.fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def _age(recorded: str | None) -> float | None:
+    return metrics.seconds_since_success(recorded) if recorded else None
 
 
 async def region_context(app: web.Application, config: RegionConfig) -> AsyncIterator[None]:
