@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SSTREAM_VENV ?= .venv-simplestreams
+LIBMAAS_VENV ?= .venv-libmaas
 
-.PHONY: setup demo demo-mirror test lint typecheck pytest bench clean
+.PHONY: setup systemd-tools demo demo-mirror test lint typecheck pytest bench clean
 
 $(BIN)/bootsync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,25 @@ $(SSTREAM_VENV)/bin/sstream-mirror:
 	$(SSTREAM_VENV)/bin/pip install --quiet python-simplestreams
 	touch $@
 
-setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror
+# python-libmaas (a real MAAS client the tests drive the region with) pulls in its own
+# aiohttp, pymongo, macaroonbakery, ... and a `maas` script: it gets a venv of its own
+# and runs as a subprocess (tests/integration/test_libmaas.py). setuptools provides
+# the distutils it imports on Python >= 3.12.
+$(LIBMAAS_VENV)/.installed:
+	$(PYTHON) -m venv $(LIBMAAS_VENV)
+	$(LIBMAAS_VENV)/bin/pip install --quiet 'python-libmaas==0.6.8' setuptools
+	touch $@
+
+# systemd-analyze, systemd-sysusers and systemd-tmpfiles check systemd/ in the
+# tests. Debian's package systemd has them; installed here when missing and
+# root (CI is). Otherwise the tests fail and say how to get them.
+systemd-tools:
+	@command -v systemd-analyze >/dev/null || { [ "$$(id -u)" = 0 ] \
+	    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y -qq --no-install-recommends systemd >/dev/null; } \
+	    || echo "make: systemd-analyze is missing; install the systemd package" >&2
+
+setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror $(LIBMAAS_VENV)/.installed systemd-tools
 
 demo: $(BIN)/bootsync
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
@@ -34,7 +53,8 @@ typecheck: $(BIN)/bootsync
 	$(BIN)/mypy
 
 pytest: setup
-	SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" $(BIN)/pytest -q
+	SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" LIBMAAS_PYTHON="$(CURDIR)/$(LIBMAAS_VENV)/bin/python" \
+	    $(BIN)/pytest -q
 
 test: lint typecheck pytest
 
@@ -43,4 +63,4 @@ bench: setup
 	    $(BIN)/python bench/mirror_bench.py
 
 clean:
-	rm -rf $(VENV) $(SSTREAM_VENV) demo-data bench/work
+	rm -rf $(VENV) $(SSTREAM_VENV) $(LIBMAAS_VENV) demo-data bench/work

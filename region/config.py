@@ -2,17 +2,20 @@
 
 ``etc/regiond.toml`` documents every key and its default. :func:`load_config`
 reads the file (blocking: call it before the event loop starts, or through
-``asyncio.to_thread``), applies the command-line overrides and raises one
+``asyncio.to_thread``), applies the environment (``BOOTSYNC_REGIOND_*``, see
+common/envconfig.py) and then the command-line overrides, and raises one
 ConfigError that lists every problem with its key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
+from common.envconfig import REGIOND_ENV, name_env_problems, overlay_env
 from common.errors import ConfigError
 from common.logging import LogFormat
 from common.tomlconfig import (
@@ -35,6 +38,8 @@ SHIPPED_KEYRING_NAME = "ubuntu-cloudimage-keyring.gpg"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 MAX_CONCURRENCY = 64
+DEFAULT_SHUTDOWN_GRACE_S = 5
+MAX_SHUTDOWN_GRACE_S = 600
 
 
 def shipped_keyring() -> Path:
@@ -48,6 +53,7 @@ class RegionConfig:
     """Validated settings of one region; build it directly in tests."""
 
     listen: str = DEFAULT_LISTEN
+    shutdown_grace_s: int = DEFAULT_SHUTDOWN_GRACE_S
     data_dir: Path = DEFAULT_DATA_DIR
     log_level: str = "info"
     log_format: LogFormat = "auto"
@@ -83,16 +89,21 @@ class Overrides:
     data_dir: Path | None = None
 
 
-def load_config(path: Path | None, *, overrides: Overrides | None = None) -> RegionConfig:
-    """Read ``path`` (None: defaults only), apply ``overrides`` and validate everything.
+def load_config(path: Path | None, *, overrides: Overrides | None = None,
+                environ: Mapping[str, str] | None = None) -> RegionConfig:
+    """Read ``path`` (None: defaults only), apply ``environ`` and ``overrides``, validate.
 
+    Only the ``BOOTSYNC_REGIOND_*`` variables of ``environ`` are read (None: none).
     Raises ConfigError for an unreadable or invalid TOML file, unknown keys, wrong
     types and impossible values; the message lists every problem with its key
-    (``import.interval_minutes: must be a whole number ≥ 1, got 0``).
+    (``import.interval_minutes: must be a whole number ≥ 1, got 0``), and with the
+    variable for a value from the environment.
     """
     data = read_toml(path) if path is not None else {}
-    reader = ConfigReader(data, source=str(path) if path is not None else "defaults")
+    env = overlay_env(data, REGIOND_ENV, environ or {})
+    reader = ConfigReader(env.data, source=str(path) if path is not None else "defaults")
     config = _read(reader)
+    name_env_problems(reader.problems, env.origins)
     reader.finish()
     return _apply(config, overrides or Overrides())
 
@@ -105,6 +116,8 @@ def _read(reader: ConfigReader) -> RegionConfig:
     proxy = reader.table("proxy")
     return RegionConfig(
         listen=server.string("listen", DEFAULT_LISTEN, check=check_host_port),
+        shutdown_grace_s=server.integer("shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S,
+                                        minimum=0, maximum=MAX_SHUTDOWN_GRACE_S),
         data_dir=Path(storage.string("data_dir", str(DEFAULT_DATA_DIR),
                                      check=check_absolute_path)),
         log_level=log.string("level", "info", choices=LOG_LEVELS),

@@ -1,20 +1,32 @@
-"""``bootsync-regiond``: load the config, then serve until SIGTERM or SIGINT."""
+"""``bootsync-regiond``: load the config, then serve until SIGTERM or SIGINT.
+
+Under systemd (``Type=notify``) it sends READY=1 once it listens and its
+database is migrated, STATUS= lines as imports run, WATCHDOG=1 from the event
+loop and STOPPING=1 at shutdown. SIGTERM drains (no new imports; a running one
+gets ``server.shutdown_grace_s`` to finish, then is cancelled), then closes the
+web server and the database. SIGHUP re-reads the log level and format.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from common import metrics
+from common.envconfig import data_dir_problem, prepare_data_dir
 from common.errors import ConfigError
 from common.logging import configure_logging, get_logger
 from common.runtime import LoopName, run
-from region.app import build_app
+from common.sdnotify import Notifier, StatusLine
+from region.app import build_app, drain
 from region.config import Overrides, RegionConfig, load_config
 
 log = get_logger("regiond")
@@ -33,45 +45,100 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--listen", metavar="HOST:PORT", help="overrides server.listen")
     parser.add_argument("--data-dir", type=Path, help="overrides storage.data_dir")
     parser.add_argument("--check-config", action="store_true",
-                        help="validate the configuration, print problems, and exit")
+                        help="validate the configuration and the data directory, print every "
+                             "problem, and exit (0: fine, 2: problems)")
     return parser.parse_args(argv)
 
 
-async def serve(config: RegionConfig) -> None:
-    """Run the region until a stop signal; shut down in order."""
+def read_config(args: argparse.Namespace) -> RegionConfig:
+    """The configuration: command line > ``BOOTSYNC_REGIOND_*`` > file > defaults; ConfigError."""
+    return load_config(args.config, overrides=Overrides(listen=args.listen, data_dir=args.data_dir),
+                       environ=os.environ)
+
+
+async def serve(config: RegionConfig, args: argparse.Namespace | None = None) -> None:
+    """Run the region until a stop signal; shut down in order.
+
+    ``args`` (the command line) lets SIGHUP re-read the configuration.
+    """
+    notifier = Notifier()
+    status = StatusLine(notifier, idle="idle")
+    metrics.tap_log_events([metrics.record_event, status], level=config.log_level)
+    notifier.status("starting: opening the database")
     app = await build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           shutdown_timeout=config.shutdown_grace_s)
+    # Handlers first: a signal sent as soon as READY=1 arrives must not hit the default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+    if args is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: _spawn(
+            reloads, reload_logging(args, [metrics.record_event, status])))
+    watchdog = asyncio.create_task(notifier.run_watchdog(), name="sd-watchdog")
     try:
+        await runner.setup()  # opens and migrates the database
         site = web.TCPSite(runner, config.listen_host, config.listen_port, backlog=1024)
         await site.start()
         log.info("regiond_listening", listen=config.listen, data_dir=str(config.data_dir))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        notifier.ready(status.text)
         await stop.wait()
-        log.info("regiond_stopping")
+        log.info("regiond_stopping", grace_s=config.shutdown_grace_s)
+        notifier.stopping()
+        await drain(app, config.shutdown_grace_s)
     finally:
         await runner.cleanup()
+        watchdog.cancel()
+        notifier.close()
     log.info("regiond_stopped")
 
 
+async def reload_logging(args: argparse.Namespace,
+                         observers: Sequence[metrics.EventObserver]) -> None:
+    """SIGHUP: apply the log level and format the configuration says now."""
+    try:
+        config = await asyncio.to_thread(read_config, args)
+    except ConfigError as exc:
+        log.error("config_reload_failed", error=str(exc))  # noqa: TRY400 - expected, not a bug
+        return
+    metrics.configure_daemon_logging(level=config.log_level, fmt=config.log_format,
+                                     observers=observers)
+    # A warning, so that it shows whatever level was chosen (but error).
+    log.warning("log_level_reloaded", level=config.log_level, format=config.log_format)
+
+
+def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def check_data_dir(data_dir: Path, config_path: Path | None) -> int:
+    """``--check-config`` once the configuration is valid: 0, or 2 after printing why."""
+    problem = data_dir_problem(data_dir, key="storage.data_dir")
+    if problem is not None:
+        print(f"bootsync-regiond: invalid data directory:\n  {problem}", file=sys.stderr)
+        return 2
+    print(f"{config_path or 'defaults'}: ok")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``bootsync-regiond``; returns the exit code."""
+    """Entry point of ``bootsync-regiond``; returns the exit code (2: bad configuration)."""
     args = parse_args(argv)
     try:
-        config = load_config(args.config,
-                             overrides=Overrides(listen=args.listen, data_dir=args.data_dir))
+        config = read_config(args)
+        if args.check_config:
+            return check_data_dir(config.data_dir, args.config)
+        prepare_data_dir(config.data_dir, key="storage.data_dir")
     except ConfigError as exc:
         print(f"bootsync-regiond: {exc}", file=sys.stderr)
         return 2
-    if args.check_config:
-        print(f"{args.config or 'defaults'}: ok")
-        return 0
     configure_logging(level=config.log_level, fmt=config.log_format)
     try:
-        run(serve(config), default_loop=REGION_LOOP)
+        run(serve(config, args), default_loop=REGION_LOOP)
     except OSError as exc:
         log.error("regiond_failed", error=str(exc))  # noqa: TRY400 - e.g. port in use
         print(f"bootsync-regiond: {exc}", file=sys.stderr)

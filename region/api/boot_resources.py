@@ -8,15 +8,17 @@ is bytes held / size × 100 (MAAS inverted it), and deleting an unknown id is a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from common.errors import BootsyncError
 from common.logging import get_logger
-from region import repo_resources
+from region import repo_resources, repo_uploads
 from region.api.http import (
     API_ROOT,
+    Handler,
     dispatch,
     json_response,
     no_content,
@@ -79,8 +81,12 @@ async def rack_summary(request: web.Request) -> RackSyncSummary:
                                    connected=connected)
 
 
-def render_set(set_row: SetRow) -> dict[str, Any]:
-    """A set with its files; ``progress`` only while incomplete, as MAAS does."""
+def render_set(set_row: SetRow, upload_uris: Mapping[str, str] | None = None,
+               ) -> dict[str, Any]:
+    """A set with its files; ``progress`` only while incomplete, as MAAS does.
+
+    ``upload_uris`` (filename → path) adds ``upload_uri`` to incomplete uploaded files.
+    """
     files: dict[str, Any] = {}
     for f in set_row.files:
         entry: dict[str, Any] = {"filename": f.filename, "filetype": f.filetype,
@@ -88,6 +94,8 @@ def render_set(set_row: SetRow) -> dict[str, Any]:
                                  "complete": f.bytes_done >= f.size}
         if not entry["complete"]:
             entry["progress"] = progress(f.bytes_done, f.size)
+            if upload_uris and f.filename in upload_uris:
+                entry["upload_uri"] = upload_uris[f.filename]
         files[f.filename] = entry
     data: dict[str, Any] = {"version": set_row.version, "label": set_row.label,
                             "size": set_row.total, "complete": set_row.complete}
@@ -117,18 +125,29 @@ async def read_resources(request: web.Request) -> web.StreamResponse:
     return json_response([render_resource(r, newest, racks) for r, newest in listed])
 
 
-async def read_resource(request: web.Request) -> web.StreamResponse:
-    """GET {id}: one resource with its sets, newest first."""
-    require_user(request)
-    found = await repo_resources.get_resource(request.app[CTX].db, _resource_id(request))
+async def resource_detail(request: web.Request, resource_id: int) -> dict[str, Any] | None:
+    """One resource with its sets, newest first (``upload_uri`` on files being uploaded)."""
+    db = request.app[CTX].db
+    found = await repo_resources.get_resource(db, resource_id)
     if found is None:
-        raise not_found("BootResource")
+        return None
     resource, sets = found
     newest = sets[0] if sets else None
     data = render_resource(resource, None if newest is None else SetTotals(
         files=len(newest.files), total=newest.total, done=newest.done,
         complete=newest.complete), await rack_summary(request))
-    data["sets"] = {s.version: render_set(s) for s in sets}
+    uris = {} if resource.rtype == repo_resources.SYNCED else \
+        await repo_uploads.upload_uris(db, resource.id)
+    data["sets"] = {s.version: render_set(s, uris.get(s.id)) for s in sets}
+    return data
+
+
+async def read_resource(request: web.Request) -> web.StreamResponse:
+    """GET {id}: one resource with its sets, newest first."""
+    require_user(request)
+    data = await resource_detail(request, _resource_id(request))
+    if data is None:
+        raise not_found("BootResource")
     return json_response(data)
 
 
@@ -176,13 +195,19 @@ async def is_importing(request: web.Request) -> web.StreamResponse:
     return json_response(request.app[CTX].importer.is_importing())
 
 
-def add_routes(app: web.Application) -> None:
-    """Register ``boot-resources/`` and ``boot-resources/{id}/``."""
+def add_routes(app: web.Application, *,
+               resources_ops: Mapping[tuple[str, str | None], Handler] | None = None) -> None:
+    """Register ``boot-resources/`` and ``boot-resources/{id}/``.
+
+    ``resources_ops`` adds operations to ``boot-resources/`` that other modules
+    own (region/api/uploads.py: ``("POST", None)``, the upload).
+    """
     app.router.add_route("*", f"{API_ROOT}/boot-resources/", dispatch({
         ("GET", None): read_resources,
         ("GET", "is_importing"): is_importing,
         ("POST", "import"): start_import,
         ("POST", "stop_import"): stop_import,
+        **(resources_ops or {}),
     }))
     app.router.add_route("*", f"{API_ROOT}/boot-resources/{{id}}/", dispatch({
         ("GET", None): read_resource,

@@ -32,6 +32,7 @@ API_ROOT = "/MAAS/api/2.0"
 log = get_logger("api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_DISPATCH_TABLE = "_bootsync_dispatch_table"
 
 
 class ValidationError(Exception):
@@ -172,7 +173,15 @@ def dispatch(routes: Mapping[tuple[str, str | None], Handler]) -> Handler:
                 text=f"Unrecognised signature: method={request.method} op={op}",
                 content_type="text/plain")
         return await handler(request)
+    setattr(handle, _DISPATCH_TABLE, dict(routes))
     return handle
+
+
+def dispatch_table(handler: object) -> Mapping[tuple[str, str | None], Handler] | None:
+    """The (method, op) table of a handler made by :func:`dispatch`; None for others."""
+    table: Mapping[tuple[str, str | None], Handler] | None = getattr(
+        handler, _DISPATCH_TABLE, None)
+    return table
 
 
 @web.middleware
