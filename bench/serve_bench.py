@@ -83,7 +83,7 @@ class Design:
 
 
 DESIGNS = (
-    Design("nginx", "nginx 1 process, 2 workers (reference)"),
+    Design("nginx", "nginx, 2 workers (reference)"),
     Design("asyncio", "asyncio loop + FileResponse (loop.sendfile)", "asyncio"),
     Design("uvloop", "uvloop + FileResponse (read in thread + write)", "uvloop"),
     Design("uvloop+sf", "uvloop + SendfileResponse (os.sendfile in workers)", "uvloop", True),
@@ -811,7 +811,10 @@ def main() -> int:
     print(noise_note(sampler))
     for line in verdicts(rows):
         print(line)
-    if not args.no_results:
+    if sampler.spoiled > sampler.samples // 10:
+        print(f"\nnot writing {RESULTS.name}: {sampler.spoiled} of {sampler.samples} samples ran "
+              "beside other load; rerun when the machine is quieter")
+    elif not args.no_results:
         ngx = subprocess.run([str(nginx), "-v"], capture_output=True, text=True, check=False)
         write_results(section(rows, args.repeat, machine(), ngx.stderr.strip(), sampler))
         print(f"\nwrote section {SECTION!r} of {RESULTS}")

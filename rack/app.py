@@ -10,6 +10,8 @@ Data directory::
 The parts are opened in one ``cleanup_ctx`` generator and closed in reverse:
 the sync loop is cancelled first (a running pull stops; its partial downloads
 stay and resume on the next start), then the region link, then the session.
+Before that, at SIGTERM, :func:`drain` lets no new pull start and gives a
+running one a grace period to finish. ``/metrics`` is the Prometheus exposition.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from prometheus_client.core import Metric
 
+from common import metrics
 from common.blobstore import BlobStore
 from common.download import Downloader
 from common.http import make_session
 from common.logging import get_logger
+from common.rackproto import SYNC_STATES
 from common.snapshot import SnapshotPublisher
 from rack import web as rack_web
 from rack.config import RackConfig
@@ -42,6 +47,26 @@ CACHE_DIR = "cache"
 BOOT_RESOURCES_DIR = "boot-resources"
 
 
+class PullGate:
+    """Lets the sync loop's pulls through until closed, and tells when none runs."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def sync(self, pull: PullContext, reason: str) -> bool:
+        """One pull for the sync loop (see :func:`sync_once`), unless the gate is closed."""
+        if self.closed:
+            log.info("pull_skipped", reason="the rack is stopping", trigger=reason)
+            return False
+        self.idle.clear()
+        try:
+            return await sync_once(pull, reason)
+        finally:
+            self.idle.set()
+
+
 @dataclass
 class RackContext:
     """The running parts of one rack."""
@@ -50,6 +75,7 @@ class RackContext:
     pull: PullContext
     link: RegionLink
     loop: SyncLoop
+    gate: PullGate
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -58,6 +84,21 @@ class RackContext:
                       asyncio.create_task(self._sync_when_pinned(), name="sync-loop")]
         for task in self.tasks:
             task.add_done_callback(_log_crash)
+
+    async def drain(self, grace_s: float) -> None:
+        """Start no new pull; give a running one ``grace_s`` to finish, then cancel it.
+
+        A cancelled pull leaves ``current`` as it was and keeps its partial files.
+        """
+        self.gate.closed = True
+        if self.gate.idle.is_set():
+            return
+        log.info("shutdown_waiting", work="pull", grace_s=grace_s)
+        try:
+            await asyncio.wait_for(self.gate.idle.wait(), grace_s)
+        except TimeoutError:
+            log.warning("shutdown_grace_expired", work="pull", grace_s=grace_s)
+            await self.stop()
 
     async def stop(self) -> None:
         """Cancel the sync loop, then the link; wait for both."""
@@ -102,10 +143,11 @@ async def open_rack(config: RackConfig) -> AsyncIterator[RackContext]:
                            store=store, publisher=publisher,
                            downloader=Downloader(session, store),
                            concurrency=config.concurrency)
-        loop = SyncLoop(lambda reason: sync_once(pull, reason), interval_s=config.interval_s)
+        gate = PullGate()
+        loop = SyncLoop(lambda reason: gate.sync(pull, reason), interval_s=config.interval_s)
         link = RegionLink(client, identity, status, health, hostname=config.rack_name,
                           rack_url=config.rack_url, on_sync_request=loop.request)
-        yield RackContext(config=config, pull=pull, link=link, loop=loop)
+        yield RackContext(config=config, pull=pull, link=link, loop=loop, gate=gate)
 
 
 RACK = web.AppKey("rack", RackContext)
@@ -116,8 +158,41 @@ def build_app(config: RackConfig) -> web.Application:
     app = web.Application()
     app[rack_web.BOOT_RESOURCES] = config.data_dir / BOOT_RESOURCES_DIR
     rack_web.add_routes(app)
+    app.router.add_get("/metrics", metrics.metrics_handler)
+    app[metrics.LIVE_METRICS] = lambda: live_metrics(app)
+    app.on_response_prepare.append(metrics.count_served(rack_web.IMAGES_PREFIX + "/"))
     app.cleanup_ctx.append(lambda app: rack_context(app, config))
     return app
+
+
+async def drain(app: web.Application, grace_s: float) -> None:
+    """Shutdown, first step: see :meth:`RackContext.drain` (the web side keeps serving)."""
+    if (ctx := app.get(RACK)) is not None:
+        await ctx.drain(grace_s)
+
+
+async def live_metrics(app: web.Application) -> list[Metric]:
+    """Scrape-time values: sync and snapshot age, sync state, whether the region answers."""
+    ctx = app.get(RACK)
+    if ctx is None:
+        return []
+    status, health = ctx.pull.status, ctx.pull.health
+    recorded = status.record.last_sync if status.record is not None else None
+    reachable = None if health.reachable is None else float(health.reachable)
+    return [
+        *metrics.gauge("bootsync_seconds_since_last_successful_sync",
+                       "Seconds since the last pull that ended ok or found nothing new.",
+                       metrics.seconds_since_success(recorded)),
+        *metrics.gauge("bootsync_snapshot_age_seconds",
+                       "Seconds since the served snapshot was first published on this rack.",
+                       await metrics.snapshot_age(ctx.pull.publisher.root)),
+        metrics.labelled_gauge("bootsync_sync_state", "1 for the rack's sync state, else 0.",
+                               ["state"], [((state,), float(status.status.state == state))
+                                           for state in SYNC_STATES]),
+        *metrics.gauge("bootsync_region_reachable",
+                       "1 when the region answered the last request, 0 when it did not.",
+                       reachable),
+    ]
 
 
 async def rack_context(app: web.Application, config: RackConfig) -> AsyncIterator[None]:

@@ -2,8 +2,9 @@
 
 ``etc/rackd.toml`` documents every key and its default. :func:`load_config`
 reads the file and the shared secret (blocking: call it before the event loop
-starts), applies the command-line overrides and raises one ConfigError listing
-every problem with its key. The sync loop cannot be switched off: an interval of
+starts), applies the environment (``BOOTSYNC_RACKD_*``, see common/envconfig.py)
+and then the command-line overrides, and raises one ConfigError listing every
+problem with its key. The sync loop cannot be switched off: an interval of
 0, ``"off"``, ``false`` or anything under one minute is refused.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from common.envconfig import RACKD_ENV, name_env_problems, overlay_env
 from common.errors import ConfigError
 from common.logging import LogFormat
 from common.tomlconfig import (
@@ -34,6 +36,8 @@ DEFAULT_LISTEN = "0.0.0.0:5248"
 DEFAULT_INTERVAL_MINUTES = 5
 MAX_INTERVAL_MINUTES = 60
 MAX_CONCURRENCY = 64
+DEFAULT_SHUTDOWN_GRACE_S = 5
+MAX_SHUTDOWN_GRACE_S = 600
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 _WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - names them, binds nothing
@@ -62,6 +66,7 @@ class RackConfig:
     secret: str = field(repr=False)
     data_dir: Path = DEFAULT_DATA_DIR
     listen: str = DEFAULT_LISTEN
+    shutdown_grace_s: int = DEFAULT_SHUTDOWN_GRACE_S
     advertise_url: str = ""
     hostname: str = ""
     concurrency: int = 8
@@ -121,16 +126,22 @@ class Overrides:
     data_dir: Path | None = None
 
 
-def load_config(path: Path | None, *, overrides: Overrides | None = None) -> RackConfig:
-    """Read ``path`` (None: defaults only), apply ``overrides``, read the secret, validate.
+def load_config(path: Path | None, *, overrides: Overrides | None = None,
+                environ: Mapping[str, str] | None = None) -> RackConfig:
+    """Read ``path`` (None: defaults only), apply ``environ`` and ``overrides``, read the
+    secret, validate.
 
+    Only the ``BOOTSYNC_RACKD_*`` variables of ``environ`` are read (None: none).
     Raises ConfigError for an unreadable or invalid TOML file, unknown keys, wrong
     types, impossible values (a sync loop switched off among them) and a secret
-    file that cannot be read; the message lists every problem with its key.
+    file that cannot be read; the message lists every problem with its key, and
+    with the variable for a value from the environment.
     """
     data = read_toml(path) if path is not None else {}
-    reader = ConfigReader(data, source=str(path) if path is not None else "defaults")
-    settings = _read(reader, data)
+    env = overlay_env(data, RACKD_ENV, environ or {})
+    reader = ConfigReader(env.data, source=str(path) if path is not None else "defaults")
+    settings = _read(reader, env.data)
+    name_env_problems(reader.problems, env.origins)
     reader.finish()
     return _apply(settings, overrides or Overrides())
 
@@ -148,6 +159,8 @@ def _read(reader: ConfigReader, data: Mapping[str, Any]) -> dict[str, Any]:
         "data_dir": Path(storage.string("data_dir", str(DEFAULT_DATA_DIR),
                                         check=check_absolute_path)),
         "listen": server.string("listen", DEFAULT_LISTEN, check=check_host_port),
+        "shutdown_grace_s": server.integer("shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S,
+                                           minimum=0, maximum=MAX_SHUTDOWN_GRACE_S),
         "advertise_url": server.string("advertise_url", "", check=_check_optional_url),
         "hostname": server.string("hostname", ""),
         "concurrency": sync.integer("concurrency", 8, minimum=1, maximum=MAX_CONCURRENCY),

@@ -4,24 +4,35 @@
 registration and exits; the next start pins whatever key the region offers.
 Use it only after checking that the region's key was changed on purpose (a new
 region installation): until then a rack refuses a region whose key changed.
+
+Under systemd (``Type=notify``) it sends READY=1 once it listens, STATUS= lines
+as pulls run, WATCHDOG=1 from the event loop and STOPPING=1 at shutdown.
+SIGTERM drains (no new pulls; a running one gets ``server.shutdown_grace_s`` to
+finish, then is cancelled), then closes the web server. SIGHUP re-reads the log
+level and format.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from common import metrics
+from common.envconfig import RACKD_ENV, data_dir_problem, prepare_data_dir
 from common.errors import ConfigError
 from common.logging import configure_logging, get_logger
 from common.runtime import LoopName, run
+from common.sdnotify import Notifier, StatusLine
 from common.tomlconfig import read_toml
-from rack.app import build_app
+from rack.app import build_app, drain
 from rack.config import DEFAULT_DATA_DIR, Overrides, RackConfig, load_config
 from rack.identity import forget_region_key
 
@@ -30,6 +41,7 @@ log = get_logger("rackd")
 # A benchmark (bench/) decides between asyncio and uvloop; asyncio for now, as for
 # the region: FileResponse's loop.sendfile is missing from uvloop.
 RACK_LOOP: LoopName = "asyncio"
+_DATA_DIR_VAR = next(v.name for v in RACKD_ENV if v.key == "storage.data_dir")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -44,30 +56,78 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--listen", metavar="HOST:PORT", help="overrides server.listen")
     parser.add_argument("--data-dir", type=Path, help="overrides storage.data_dir")
     parser.add_argument("--check-config", action="store_true",
-                        help="validate the configuration, print problems, and exit")
+                        help="validate the configuration, the secret and the data directory, "
+                             "print every problem, and exit (0: fine, 2: problems)")
     parser.add_argument("--forget-region-key", action="store_true",
                         help="clear the pinned region key, so the next start trusts the key "
                              "the region offers then, and exit")
     return parser.parse_args(argv)
 
 
-async def serve(config: RackConfig) -> None:
-    """Run the rack until a stop signal; shut down in order."""
-    runner = web.AppRunner(build_app(config), handle_signals=False, access_log=None)
-    await runner.setup()
+def read_config(args: argparse.Namespace) -> RackConfig:
+    """The configuration: command line > ``BOOTSYNC_RACKD_*`` > file > defaults; ConfigError."""
+    return load_config(args.config, overrides=Overrides(
+        region_urls=args.region, secret_file=args.secret_file, listen=args.listen,
+        data_dir=args.data_dir), environ=os.environ)
+
+
+async def serve(config: RackConfig, args: argparse.Namespace | None = None) -> None:
+    """Run the rack until a stop signal; shut down in order.
+
+    ``args`` (the command line) lets SIGHUP re-read the configuration.
+    """
+    notifier = Notifier()
+    status = StatusLine(notifier, idle="idle")
+    metrics.tap_log_events([metrics.record_event, status], level=config.log_level)
+    notifier.status("starting")
+    app = build_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           shutdown_timeout=config.shutdown_grace_s)
+    # Handlers first: a signal sent as soon as READY=1 arrives must not hit the default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+    if args is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: _spawn(
+            reloads, reload_logging(args, [metrics.record_event, status])))
+    watchdog = asyncio.create_task(notifier.run_watchdog(), name="sd-watchdog")
     try:
+        await runner.setup()
         site = web.TCPSite(runner, config.listen_host, config.listen_port, backlog=1024)
         await site.start()
         log.info("rackd_listening", listen=config.listen, data_dir=str(config.data_dir))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        notifier.ready(status.text)
         await stop.wait()
-        log.info("rackd_stopping")
+        log.info("rackd_stopping", grace_s=config.shutdown_grace_s)
+        notifier.stopping()
+        await drain(app, config.shutdown_grace_s)
     finally:
         await runner.cleanup()
+        watchdog.cancel()
+        notifier.close()
     log.info("rackd_stopped")
+
+
+async def reload_logging(args: argparse.Namespace,
+                         observers: Sequence[metrics.EventObserver]) -> None:
+    """SIGHUP: apply the log level and format the configuration says now."""
+    try:
+        config = await asyncio.to_thread(read_config, args)
+    except ConfigError as exc:
+        log.error("config_reload_failed", error=str(exc))  # noqa: TRY400 - expected, not a bug
+        return
+    metrics.configure_daemon_logging(level=config.log_level, fmt=config.log_format,
+                                     observers=observers)
+    # A warning, so that it shows whatever level was chosen (but error).
+    log.warning("log_level_reloaded", level=config.log_level, format=config.log_format)
+
+
+def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def forget(args: argparse.Namespace) -> int:
@@ -83,31 +143,43 @@ def forget(args: argparse.Namespace) -> int:
 
 
 def configured_data_dir(path: Path | None) -> Path:
-    """``storage.data_dir`` of the file at ``path`` (the default without one); ConfigError."""
+    """``$BOOTSYNC_RACKD_DATA_DIR``, else ``storage.data_dir`` of the file at ``path`` (the
+    default without one); ConfigError."""
+    from_env = os.environ.get(_DATA_DIR_VAR, "").strip()
+    if from_env:
+        return Path(from_env)
     data = read_toml(path) if path is not None else {}
     storage = data.get("storage")
     value = storage.get("data_dir") if isinstance(storage, dict) else None
     return Path(value) if isinstance(value, str) else DEFAULT_DATA_DIR
 
 
+def check_data_dir(data_dir: Path, config_path: Path | None) -> int:
+    """``--check-config`` once the configuration is valid: 0, or 2 after printing why."""
+    problem = data_dir_problem(data_dir, key="storage.data_dir")
+    if problem is not None:
+        print(f"bootsync-rackd: invalid data directory:\n  {problem}", file=sys.stderr)
+        return 2
+    print(f"{config_path or 'defaults'}: ok")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``bootsync-rackd``; returns the exit code."""
+    """Entry point of ``bootsync-rackd``; returns the exit code (2: bad configuration)."""
     args = parse_args(argv)
     try:
         if args.forget_region_key:
             return forget(args)
-        config = load_config(args.config, overrides=Overrides(
-            region_urls=args.region, secret_file=args.secret_file, listen=args.listen,
-            data_dir=args.data_dir))
+        config = read_config(args)
+        if args.check_config:
+            return check_data_dir(config.data_dir, args.config)
+        prepare_data_dir(config.data_dir, key="storage.data_dir")
     except ConfigError as exc:
         print(f"bootsync-rackd: {exc}", file=sys.stderr)
         return 2
-    if args.check_config:
-        print(f"{args.config or 'defaults'}: ok")
-        return 0
     configure_logging(level=config.log_level, fmt=config.log_format)
     try:
-        run(serve(config), default_loop=RACK_LOOP)
+        run(serve(config, args), default_loop=RACK_LOOP)
     except OSError as exc:
         log.error("rackd_failed", error=str(exc))  # noqa: TRY400 - e.g. port in use
         print(f"bootsync-rackd: {exc}", file=sys.stderr)

@@ -1,26 +1,41 @@
-"""The ``bootsync`` command line: local tools now, the MAAS CLI grammar later."""
+"""The ``bootsync`` command line: local tools, and the MAAS CLI grammar for profiles.
+
+The first word decides: a local command (``mirror``, ``login``, ``apikey``, ...)
+runs here; any other word must be a profile made by ``bootsync login``, and
+the rest is ``COMMAND ACTION [ids] [key=value ...] [key@=file ...]`` built from
+that profile's API description (see :mod:`common.cli.maascli_commands`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from common.cli import mirror_cmd, sample_stream_cmd
+from common.cli import maascli_commands as grammar
+from common.cli import maascli_profiles, mirror_cmd, sample_stream_cmd
+from common.cli.maascli_commands import Invocation
+from common.cli.maascli_http import ApiClient, print_response
+from common.cli.maascli_profiles import Profile, ProfileStore
+from common.cli.maascli_upload import is_upload, upload_resource
+from common.cli.maascli_watch import watch_import
 from common.errors import BootsyncError
-from common.logging import configure_logging
+from common.logging import LogFormat, configure_logging
+from common.runtime import run
 from simplestreams import StreamFormatError
 
-_COMMANDS = (sample_stream_cmd, mirror_cmd)
+_COMMANDS = (sample_stream_cmd, mirror_cmd, maascli_profiles)
+_LEVELS = ["debug", "info", "warning", "error"]
+_FORMATS = ["auto", "json", "console"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every local subcommand."""
     parser = argparse.ArgumentParser(
-        prog="bootsync", description="bootsync: boot images for bare-metal provisioning.")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
+        prog="bootsync", description="bootsync: boot images for bare-metal provisioning.",
+        epilog="API commands: bootsync PROFILE COMMAND ACTION [ARGS] [key=value ...] "
+               "(log in first; 'bootsync PROFILE --help' lists the commands).")
+    _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.register(sub)
@@ -29,27 +44,116 @@ def build_parser() -> argparse.ArgumentParser:
     from region import admin_cli  # noqa: PLC0415
 
     admin_cli.register(sub)
+    sub.choices["login"].set_defaults(reserved=frozenset(sub.choices))
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default=None, choices=_LEVELS,
+                        help="default: info; warning for API commands")
+    parser.add_argument("--log-format", default="auto", choices=_FORMATS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bootsync``; returns the process exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    first = _first_word(words)
+    local = _local_commands(parser)
+    if first is not None and first not in local:
+        return _run_profile(words, first, local)
     # Positionals may follow options (`mirror URL DIR --keyring K 'arch=amd64'`), which
     # argparse leaves unparsed; a command that takes trailing words collects them.
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(words)
     if extra:
         collect = getattr(args, "collect_extra", None)
         if collect is None or any(word.startswith("-") for word in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         collect(args, extra, parser)
-    configure_logging(level=args.log_level, fmt=args.log_format)
+    configure_logging(level=args.log_level or "info", fmt=args.log_format)
+    return _guarded(f"bootsync {args.command}", lambda: int(args.run(args)))
+
+
+def _first_word(words: list[str]) -> str | None:
+    """The first word that is not a global option (or its value); None if there is none."""
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in ("--log-level", "--log-format"):
+            skip = True
+        elif word in ("-h", "--help"):
+            return None  # argparse answers
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _local_commands(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return sorted(action.choices)
+    return []
+
+
+def _run_profile(words: list[str], name: str, local: list[str]) -> int:
+    """``bootsync PROFILE COMMAND ACTION ...``; exit 2 for an unknown profile."""
+    globals_parser = argparse.ArgumentParser(prog="bootsync", add_help=False,
+                                             allow_abbrev=False)
+    _add_global_options(globals_parser)
+    position = words.index(name)
+    options = globals_parser.parse_args(words[:position])
+    level: str = options.log_level or "warning"
+    fmt: LogFormat = options.log_format
+    configure_logging(level=level, fmt=fmt)
+    return _guarded(f"bootsync {name}",
+                    lambda: _profile_command(name, words[position + 1:], local))
+
+
+def _profile_command(name: str, words: list[str], local: list[str]) -> int:
+    profile = ProfileStore.default().get(name)
+    if profile is None:
+        print(f"bootsync: error: {name!r} is neither a command nor a profile\n"
+              f"commands: {', '.join(local)}\n"
+              "profiles: log in with 'bootsync login PROFILE URL KEY' "
+              "('bootsync list' shows them)", file=sys.stderr)
+        return 2
+    prog = f"bootsync {name}"
     try:
-        code: int = args.run(args)
+        commands = grammar.build_commands(profile.description,
+                                          anonymous=profile.credentials is None)
+        invocation = grammar.parse_invocation(commands, words, prog=prog)
+    except grammar.HelpRequested as help_:
+        print(help_.text)
+        return 0
+    except grammar.UsageError as exc:
+        print(f"{exc.usage}\n{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}; run 'bootsync refresh'", file=sys.stderr)
+        return 1
+    return run(_send(profile, invocation), default_loop="asyncio")
+
+
+async def _send(profile: Profile, invocation: Invocation) -> int:
+    out, err = sys.stdout, sys.stderr
+    async with ApiClient(profile.url, profile.credentials, insecure=invocation.insecure,
+                         debug=err if invocation.debug else None,
+                         api_hash=profile.description.get("hash")) as client:
+        if is_upload(invocation):
+            return await upload_resource(client, invocation, out=out, err=err)
+        if invocation.watch or invocation.action.local:
+            return await watch_import(client, invocation, out=out, err=err,
+                                      start=invocation.watch)
+        return print_response(await client.call(invocation), out=out, err=err)
+
+
+def _guarded(prog: str, body: Callable[[], int]) -> int:
+    try:
+        return body()
     except (BootsyncError, StreamFormatError) as exc:
-        print(f"bootsync {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"bootsync {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    return code

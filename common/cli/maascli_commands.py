@@ -38,7 +38,7 @@ class UsageError(BootsyncError):
         super().__init__(message)
 
 
-class HelpRequested(BootsyncError):  # noqa: N818 - control flow, like argparse's exit
+class HelpRequested(BootsyncError):
     """``-h``/``--help`` was given; ``text`` is what to print."""
 
     def __init__(self, text: str) -> None:
