@@ -62,5 +62,14 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
 	    $(BIN)/python bench/mirror_bench.py
 
+.PHONY: bench-region bench-rack
+bench-region: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
+	    $(BIN)/python bench/region_bench.py
+
+bench-rack: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
+	    $(BIN)/python bench/rack_bench.py
+
 clean:
 	rm -rf $(VENV) $(SSTREAM_VENV) $(LIBMAAS_VENV) demo-data bench/work

@@ -298,6 +298,7 @@ class Measured:
     cpu_s: float
     other_cpu_s: float  # CPU the rest of the machine (servers included) used meanwhile
     other_user_s: float = 0.0  # user CPU of the rest of the machine meanwhile
+    user_s: float = 0.0  # the user part of cpu_s
 
 
 def measure(argv: list[str], env: Mapping[str, str], log: Path, *,
@@ -325,7 +326,7 @@ def measure(argv: list[str], env: Mapping[str, str], log: Path, *,
     cpu = usage.ru_utime + usage.ru_stime
     return Measured(seconds=seconds, rss_kib=usage.ru_maxrss, rss_floor_kib=floor, cpu_s=cpu,
                     other_cpu_s=max(0.0, busy - cpu),
-                    other_user_s=max(0.0, user - usage.ru_utime))
+                    other_user_s=max(0.0, user - usage.ru_utime), user_s=usage.ru_utime)
 
 
 def wait_rusage(proc: subprocess.Popen[bytes],

@@ -31,18 +31,13 @@ import argparse
 import io
 import json
 import os
-import platform
 import pstats
-import pwd
 import re
-import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -50,12 +45,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "RESULTS.md"
+from _common import (
+    DISTURBED_CORES,
+    MIB,
+    QUIET_WAIT_S,
+    REPO,
+    RESULTS,
+    BenchError,
+    Pacer,
+    Stream,
+    Verdict,
+    ensure_nginx,
+    find_program,
+    find_sstream_mirror,
+    machine,
+    make_stream,
+    measure,
+    nginx_serving,
+    parse_size,
+    slug,
+    versions,
+    write_section,
+)
+
 SECTION = "## bootsync mirror vs curl and sstream-mirror"
-ANALYSIS = "### Analysis"
-MIB = 1 << 20
-RUN_TIMEOUT_S = 120.0
 CONCURRENCY = 8
 TARGET_SPEEDUP = 2.0
 TARGET_CURL_FRACTION = 0.65
@@ -63,29 +76,9 @@ TARGET_RSS_MIB = 80.0
 # Peak RSS counts as flat when the large-file run is within this of the small-file run.
 FLAT_SLACK_MIB = 8.0
 LOOPS = ("uvloop", "asyncio")
-# The machine may be shared: a run during which the rest of it (nginx included) used more
-# than this many cores on average is measured again, at most REDO_DISTURBED times.
-DISTURBED_CORES = 0.25
+# A run during which the rest of the machine (nginx included) used more than
+# DISTURBED_CORES on average is measured again, at most REDO_DISTURBED times.
 REDO_DISTURBED = 2
-QUIET_WAIT_S = 20.0
-
-
-class BenchError(Exception):
-    """A step failed; the message says which one and why."""
-
-
-@dataclass(frozen=True)
-class Stream:
-    """A sample stream on disk and the data files its products documents list."""
-
-    root: Path
-    keyring: Path
-    file_size: int
-    files: Mapping[str, int]  # path -> size
-
-    @property
-    def total(self) -> int:
-        return sum(self.files.values())
 
 
 @dataclass(frozen=True)
@@ -157,135 +150,6 @@ class Row:
 # ---------------------------------------------------------------- setup
 
 
-def find_program(name: str, *candidates: Path) -> Path:
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    found = shutil.which(name)
-    if found is None:
-        raise BenchError(f"{name} not found (looked in {', '.join(map(str, candidates))} "
-                         "and $PATH); run `make setup`")
-    return Path(found)
-
-
-def ensure_nginx() -> Path:
-    """nginx on PATH (or /usr/sbin), installed with apt-get when missing."""
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if found:
-        return Path(found)
-    print("nginx missing: apt-get install -y nginx", flush=True)
-    install = ["apt-get", "install", "-y", "nginx"]
-    if subprocess.run(install, check=False, stdout=subprocess.DEVNULL).returncode != 0:
-        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(install, check=True, stdout=subprocess.DEVNULL)
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if not found:
-        raise BenchError("apt-get installed nginx but no nginx binary was found")
-    return Path(found)
-
-
-def stream_files(root: Path) -> dict[str, int]:
-    """Every item path and size in the stream's products documents."""
-    index = json.loads((root / "streams/v1/index.json").read_bytes())
-    files: dict[str, int] = {}
-    for entry in index["index"].values():
-        doc = json.loads((root / entry["path"]).read_bytes())
-        for product in doc["products"].values():
-            for version in product["versions"].values():
-                for item in version["items"].values():
-                    if "path" in item:
-                        files[item["path"]] = int(item["size"])
-    return files
-
-
-def make_stream(bootsync: Path, work: Path, size_text: str, file_size: int) -> Stream:
-    """The sample stream ``work/streams/stream-<size>``, reused when one of that size is there."""
-    root = work / "streams" / f"stream-{size_text}"
-    marker = root / ".bench-file-size"
-    if not (marker.is_file() and marker.read_text().strip() == str(file_size)):
-        shutil.rmtree(root, ignore_errors=True)
-        print(f"writing sample stream {root} (--file-size {size_text})", flush=True)
-        subprocess.run([str(bootsync), "--log-level", "warning", "sample-stream", str(root),
-                        "--file-size", size_text], check=True, stdout=subprocess.DEVNULL)
-        marker.write_text(f"{file_size}\n")
-    stream = Stream(root=root, keyring=root / "sample-keyring.gpg", file_size=file_size,
-                    files=stream_files(root))
-    large = sum(1 for size in stream.files.values() if size == file_size)
-    print(f"stream {root.name}: {len(stream.files)} files ({large} of {size_text}), "
-          f"{stream.total} bytes = {stream.total / (1 << 30):.2f} GiB", flush=True)
-    return stream
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-NGINX_CONF = """\
-{user}worker_processes 2;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    default_type application/octet-stream;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location / {{ }}
-    }}
-}}
-"""
-
-
-@contextmanager
-def nginx_serving(nginx: Path, root: Path, prefix: Path) -> Iterator[str]:
-    """Serve ``root`` on a free loopback port; yields the base URL; stops nginx by PID."""
-    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    # As root, the workers would drop to "nobody", who may not read the work dir.
-    user = f"user {pwd.getpwuid(0).pw_name};\n" if os.geteuid() == 0 else ""
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, prefix=prefix, port=port, root=root))
-    log = (prefix / "nginx.out").open("wb")
-    proc = subprocess.Popen([str(nginx), "-p", str(prefix), "-c", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"nginx exited ({proc.returncode}): "
-                                 f"{(prefix / 'nginx.out').read_text()[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"nginx did not listen on 127.0.0.1:{port}") from None
-                time.sleep(0.05)
-        print(f"nginx {proc.pid} serving {root} on 127.0.0.1:{port}", flush=True)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        if proc.poll() is None:
-            proc.terminate()  # SIGTERM: fast shutdown of master and workers
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
-
-
 @contextmanager
 def agent_stopped(xdg: Path) -> Iterator[None]:
     """Stop the gpg-agent that ``bootsync mirror`` leaves running in its key's home."""
@@ -299,59 +163,6 @@ def agent_stopped(xdg: Path) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- measuring
-
-
-def busy_cpu_s() -> float:
-    """User + system CPU seconds the whole machine has spent since boot."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    user, nice, system = (int(v) for v in fields[1:4])
-    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class Measured:
-    """What one process tree used."""
-
-    seconds: float
-    rss_kib: int
-    rss_floor_kib: int
-    cpu_s: float
-    other_cpu_s: float  # CPU the rest of the machine (nginx included) used meanwhile
-
-
-def measure(argv: list[str], env: Mapping[str, str], log: Path) -> Measured:
-    """Run ``argv`` to completion and measure it. Raises BenchError if it fails.
-
-    Linux keeps a process's ru_maxrss across exec, and a child spawned from here
-    starts with this script's peak RSS; so a child's figure is never below ours
-    (``rss_floor_kib``), and one at that floor is only an upper bound.
-    """
-    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with log.open("wb") as out:
-        busy_before = busy_cpu_s()
-        started = time.monotonic()
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        timer = threading.Timer(RUN_TIMEOUT_S, os.killpg, (proc.pid, signal.SIGKILL))
-        timer.start()
-        try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        seconds = time.monotonic() - started
-        busy = busy_cpu_s() - busy_before
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        tail = log.read_text(errors="replace")[-1500:]
-        raise BenchError(f"{' '.join(argv[:2])} … exited {code} (timeout "
-                         f"{RUN_TIMEOUT_S:.0f} s if killed); log {log}:\n{tail}")
-    cpu = usage.ru_utime + usage.ru_stime
-    return Measured(seconds=seconds, rss_kib=usage.ru_maxrss, rss_floor_kib=floor, cpu_s=cpu,
-                    other_cpu_s=max(0.0, busy - cpu))
 
 
 def bootsync_phases(log: Path, seconds: float) -> dict[str, float]:
@@ -433,28 +244,6 @@ def make_tools(bootsync: Path, sstream: Path, work: Path) -> list[Tool]:
     ]
 
 
-class Pacer:
-    """Keeps runs away from other work on a shared machine, within a time budget.
-
-    Before each run it waits (at most QUIET_WAIT_S) until the rest of the machine
-    uses under DISTURBED_CORES; past the deadline it neither waits nor redoes runs.
-    """
-
-    def __init__(self, budget_s: float) -> None:
-        self._deadline = time.monotonic() + budget_s
-
-    def in_budget(self) -> bool:
-        return time.monotonic() < self._deadline
-
-    def settle(self) -> None:
-        give_up = min(self._deadline, time.monotonic() + QUIET_WAIT_S)
-        while time.monotonic() < give_up:
-            before = busy_cpu_s()
-            time.sleep(0.5)
-            if busy_cpu_s() - before < DISTURBED_CORES * 0.5:
-                return
-
-
 def run_rows(tools: list[Tool], stream: Stream, url: str, work: Path, *, repeat: int,
              pacer: Pacer) -> list[Row]:
     """Measure every tool ``repeat`` times, interleaved; disturbed runs are redone."""
@@ -464,7 +253,7 @@ def run_rows(tools: list[Tool], stream: Stream, url: str, work: Path, *, repeat:
             for attempt in range(1 + REDO_DISTURBED):
                 pacer.settle()
                 sample = run_once(row.tool, stream, url, work,
-                                  f"{_slug(row.tool.name)}-{stream.root.name}-{rep}-{attempt}")
+                                  f"{slug(row.tool.name)}-{stream.root.name}-{rep}-{attempt}")
                 disturbed = sample.other_cpu_s > DISTURBED_CORES * sample.seconds
                 print(f"  {row.tool.name:<22} {stream.root.name:<12} run {rep + 1}: "
                       f"{sample.seconds:6.2f} s  {sample.rss_kib / 1024:6.1f} MiB  "
@@ -475,10 +264,6 @@ def run_rows(tools: list[Tool], stream: Stream, url: str, work: Path, *, repeat:
                 row.redone += 1
             row.samples.append(sample)
     return rows
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def profile_bootsync(stream: Stream, url: str, work: Path, loop: str) -> str:
@@ -506,20 +291,6 @@ def profile_bootsync(stream: Stream, url: str, work: Path, loop: str) -> str:
 
 
 # ---------------------------------------------------------------- reporting
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One target: what was measured against what was wanted."""
-
-    what: str
-    measured: str
-    target: str
-    ok: bool
-
-    def line(self) -> str:
-        return f"{'PASS' if self.ok else 'MISS'}  {self.what}: {self.measured} " \
-               f"(target {self.target})"
 
 
 def verdicts(large: list[Row], small: list[Row]) -> list[Verdict]:
@@ -609,32 +380,6 @@ def recommend(large: list[Row]) -> str:
     return f"Event loop ({facts}): {why}; {verdict}."
 
 
-def machine() -> str:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
-    return (f"nproc {nproc.strip()}, CPU {cpu}, {mem:.0f} GiB RAM, kernel "
-            f"{platform.release()}, Python {platform.python_version()}")
-
-
-def versions(nginx: Path, sstream: Path) -> str:
-    from importlib.metadata import version  # noqa: PLC0415 - only for the report
-
-    ngx = subprocess.run([str(nginx), "-v"], capture_output=True, text=True, check=False)
-    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True, check=False)
-    pkg = subprocess.run([str(sstream.parent / "python"), "-c",
-                          "from importlib.metadata import version as v; "
-                          "print(v('python-simplestreams'))"],
-                         capture_output=True, text=True, check=False)
-    return (f"{ngx.stderr.strip()}; {' '.join(curl.stdout.split()[:2])}; python-simplestreams "
-            f"{pkg.stdout.strip() or '?'}; aiohttp {version('aiohttp')}, "
-            f"uvloop {version('uvloop')}")
-
-
 def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, advice: str,
             about: str, profile: str | None) -> str:
     date = subprocess.run(["date", "-u"], capture_output=True, text=True, check=True).stdout
@@ -677,21 +422,6 @@ def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, 
     return "\n".join(parts) + "\n"
 
 
-def write_results(text: str) -> None:
-    """Replace this script's section of RESULTS.md (or add it); other sections stay.
-
-    A hand-written ``### Analysis`` subsection of the old section is carried over.
-    """
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    chunks = re.split(r"(?m)^(?=## )", old)
-    ours = [c for c in chunks if c.startswith(SECTION)]
-    kept = [c for c in chunks if not c.startswith(SECTION)]
-    analysis = ours[0].find(ANALYSIS) if ours else -1
-    if analysis >= 0:
-        text += "\n" + ours[0][analysis:].rstrip("\n") + "\n"
-    RESULTS.write_text("".join(kept).rstrip("\n") + "\n\n" + text)
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -712,13 +442,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"(\d+)([KMG]?)", text.strip().upper())
-    if match is None:
-        raise BenchError(f"{text!r} is not a size such as 40M")
-    return int(match[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[match[2]]
-
-
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
@@ -727,9 +450,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     venv_bin = Path(sys.executable).parent
     bootsync = find_program("bootsync", venv_bin / "bootsync", REPO / ".venv/bin/bootsync")
-    sstream_dirs = [Path(os.environ["SSTREAM_BIN"])] if os.environ.get("SSTREAM_BIN") else []
-    sstream = find_program("sstream-mirror", *(d / "sstream-mirror" for d in sstream_dirs),
-                           REPO / ".venv-simplestreams/bin/sstream-mirror")
+    sstream = find_sstream_mirror()
     find_program("curl")
     nginx = ensure_nginx()
     work: Path = args.work.resolve()
@@ -749,7 +470,7 @@ def main() -> int:
         warm_cache(large_url, large, work)
         warm_cache(small_url, small, work)
         for tool in tools:  # unmeasured: makes the signing key, fails fast on a broken tool
-            run_once(tool, small, small_url, work, f"{_slug(tool.name)}-warmup")
+            run_once(tool, small, small_url, work, f"{slug(tool.name)}-warmup")
         pacer = Pacer(args.budget)
         small_rows = run_rows([t for t in tools if t.is_bootsync], small, small_url, work,
                               repeat=args.repeat, pacer=pacer)
@@ -773,7 +494,8 @@ def main() -> int:
         print(profile)
     if not args.no_results:
         about = f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}"
-        write_results(section(args, rows, found, advice=advice, about=about, profile=profile))
+        write_section(SECTION, section(args, rows, found, advice=advice, about=about,
+                                       profile=profile))
         print(f"\nwrote section {SECTION!r} of {RESULTS}")
     print(f"total {time.monotonic() - started:.0f} s")
     return 0

@@ -93,6 +93,7 @@ from region_bench import (
     Region,
     add_wildcard_source,
     bootsync_cli,
+    profile_text,
     region_running,
     short_dir,
     stamp,
@@ -362,6 +363,7 @@ class Sample:
     rss_kib: int
     rss_floor_kib: int
     phases: Mapping[str, float] = field(default_factory=dict)
+    cpu_sys_s: float = 0.0  # the system part of cpu_s
 
     @property
     def busy_cores(self) -> float:
@@ -446,7 +448,7 @@ class SingleBench:
                              f"{sum(b.size for b in self.blobs)}")
         other = region_use.machine_user - region_use.pids_user - rack_use.pids_user
         sample = Sample(seconds, t1 - rack.started_at, cpu, region_use.pids, max(0.0, other),
-                        rss, floor, phases)
+                        rss, floor, phases, cpu_sys_s=rack.usage.ru_stime)
         _report("rack pull", name, sample)
         return sample
 
@@ -465,7 +467,7 @@ class SingleBench:
         shutil.rmtree(out)
         return Sample(got.seconds, got.seconds, got.cpu_s, region_use.pids,
                       max(0.0, got.other_user_s - region_use.pids_user), got.rss_kib,
-                      got.rss_floor_kib)
+                      got.rss_floor_kib, cpu_sys_s=got.cpu_s - got.user_s)
 
     def curl_once(self, prefix: str, attempt: int) -> Sample:
         label, out = f"{prefix}-{attempt}", self.ctx.root / "curl-out"
@@ -502,6 +504,25 @@ class SingleBench:
                 row.samples.append(sample)
                 row.redone += redone
         return rows
+
+
+def profile_rack(single: SingleBench) -> str:
+    """One rack's first pull under cProfile (its event-loop thread; hashing runs in workers)."""
+    ctx = single.ctx
+    stats = ctx.work / "rack.pstats"
+    rack = rack_daemon(ctx.root, "profile", region_url=single.region.daemon.url,
+                       secret_file=ctx.secret_file, logs=ctx.logs)
+    rack.prefix = ("-m", "cProfile", "-o", str(stats))
+    try:
+        rack.launch()
+        _started, finished = fetching_pull(rack, timeout_s=PULL_TIMEOUT_S)
+    finally:
+        rack.stop()
+        shutil.rmtree(ctx.root / "profile", ignore_errors=True)
+    return profile_text(stats, f"cProfile of one rack's first pull (event-loop thread only; "
+                               f"sha256 and writes run in worker threads): pull "
+                               f"{float(finished['duration_s']):.2f} s under the profiler",
+                        lines=18)
 
 
 def _own_maxrss() -> int:
@@ -709,7 +730,7 @@ def verdicts(rows: Sequence[Row], swarms: Sequence[Swarm], polls: Sequence[Poll]
 
 def single_table(rows: Sequence[Row]) -> str:
     lines = ["| client ← region | data | median s | best s | MiB/s | peak RSS MiB | CPU s "
-             "| region CPU s | other CPU s | runs (s) | redone |",
+             "(user + sys) | region CPU s | other CPU s | runs (s) | redone |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for row in rows:
         floor = max(row.samples, key=lambda s: s.rss_kib)
@@ -717,7 +738,9 @@ def single_table(rows: Sequence[Row]) -> str:
         lines.append(
             f"| {row.name} | {row.bytes / MIB:.0f} MiB | {row.seconds:.2f} | "
             f"{min(s.seconds for s in row.samples):.2f} | {row.mib_s:.0f} | "
-            f"{bound}{row.rss_mib:.1f} | {median(s.cpu_s for s in row.samples):.2f} | "
+            f"{bound}{row.rss_mib:.1f} | {median(s.cpu_s for s in row.samples):.2f} ("
+            f"{median(s.cpu_s - s.cpu_sys_s for s in row.samples):.2f} + "
+            f"{median(s.cpu_sys_s for s in row.samples):.2f}) | "
             f"{median(s.server_cpu_s for s in row.samples):.2f} | "
             f"{median(s.other_cpu_s for s in row.samples):.2f} | "
             f"{', '.join(f'{s.seconds:.2f}' for s in row.samples)} | {row.redone} |")
@@ -767,7 +790,7 @@ def poll_table(polls: Sequence[Poll]) -> str:
 
 def section(args: argparse.Namespace, ctx: Context, *, rows: Sequence[Row],
             swarms: Sequence[Swarm], polls: Sequence[Poll], found: Sequence[Verdict],
-            about: str) -> str:
+            about: str, profile: str | None) -> str:
     parts = [
         SECTION, "",
         f"Run {utc_date()} with `.venv/bin/python bench/rack_bench.py --file-size "
@@ -814,6 +837,8 @@ def section(args: argparse.Namespace, ctx: Context, *, rows: Sequence[Row],
         poll_table(polls), "",
         *(f"- {v.line()}" for v in found),
     ]
+    if profile is not None:
+        parts += ["", "```", profile, "```"]
     return "\n".join(parts) + "\n"
 
 
@@ -829,6 +854,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     parser.add_argument("--budget", type=float, default=360.0,
                         help="seconds after which no run waits for quiet or is redone")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile a rack pull even when every target is met")
     parser.add_argument("--no-results", action="store_true",
                         help="print only; leave bench/RESULTS.md alone")
     return parser.parse_args()
@@ -883,7 +910,8 @@ def main() -> int:
                 rows = single.run(args.repeat)
                 print("no-op poll", flush=True)
                 polls = probe.polls()
-    found = verdicts(rows, swarms, polls)
+            found = verdicts(rows, swarms, polls)
+            profile = profile_rack(single) if args.profile or not found[0].ok else None
     print()
     print(swarm_table(swarms))
     print()
@@ -895,10 +923,13 @@ def main() -> int:
     print()
     for verdict in found:
         print(verdict.line())
+    if profile is not None:
+        print()
+        print(profile)
     if not args.no_results:
         about = f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}"
         write_section(SECTION, section(args, ctx, rows=rows, swarms=swarms, polls=polls,
-                                       found=found, about=about))
+                                       found=found, about=about, profile=profile))
         print(f"\nwrote section {SECTION!r} of bench/RESULTS.md")
     print(f"total {time.monotonic() - started:.0f} s")
     return 0

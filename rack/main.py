@@ -38,9 +38,11 @@ from rack.identity import forget_region_key
 
 log = get_logger("rackd")
 
-# A benchmark (bench/) decides between asyncio and uvloop; asyncio for now, as for
-# the region: FileResponse's loop.sendfile is missing from uvloop.
-RACK_LOOP: LoopName = "asyncio"
+# Files are served with common.fileserve.SendfileResponse (os.sendfile in worker
+# threads), which works on any loop and keeps disk reads off the event loop; with it,
+# uvloop costs no file throughput and answers the API 12-16% faster than asyncio
+# (bench/serve_bench.py, bench/RESULTS.md). BOOTSYNC_EVENT_LOOP=asyncio switches back.
+RACK_LOOP: LoopName = "uvloop"
 _DATA_DIR_VAR = next(v.name for v in RACKD_ENV if v.key == "storage.data_dir")
 
 

@@ -19,6 +19,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from common.fileserve import SendfileResponse
+
 IMAGES_PREFIX = "/images"
 SNAPSHOT_HEADER = "X-Bootsync-Rack-Snapshot"
 
@@ -62,8 +64,9 @@ async def serve_image(request: web.Request) -> web.StreamResponse:
     snapshot = await current_snapshot(request.app[BOOT_RESOURCES])
     if snapshot is None:
         raise web.HTTPNotFound(text="No images synced yet.", content_type="text/plain")
-    # FileResponse stats and opens the file in a worker thread; a missing file is a 404.
-    return web.FileResponse(snapshot / rel, chunk_size=1 << 20,
+    # Stat and open happen in a worker thread, the body goes out by os.sendfile in
+    # worker threads (common/fileserve.py); a missing file is a 404.
+    return SendfileResponse(snapshot / rel, chunk_size=1 << 20,
                             headers={SNAPSHOT_HEADER: snapshot.name})
 
 

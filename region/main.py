@@ -31,10 +31,11 @@ from region.config import Overrides, RegionConfig, load_config
 
 log = get_logger("regiond")
 
-# The region serves large files: aiohttp's FileResponse uses loop.sendfile, which
-# uvloop lacks (it then copies through a thread pool at about half the speed).
-# bench/serve_bench.py measures both loops; bench/RESULTS.md records the choice.
-REGION_LOOP: LoopName = "asyncio"
+# Files are served with common.fileserve.SendfileResponse (os.sendfile in worker
+# threads), which works on any loop and keeps disk reads off the event loop; with it,
+# uvloop costs no file throughput and answers the API 12-16% faster than asyncio
+# (bench/serve_bench.py, bench/RESULTS.md). BOOTSYNC_EVENT_LOOP=asyncio switches back.
+REGION_LOOP: LoopName = "uvloop"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -14,6 +14,8 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
+from common.fileserve import SendfileResponse
+
 STREAM_PREFIX = "/MAAS/images-stream"
 KEYRING_NAME = "region-keyring.gpg"
 
@@ -49,8 +51,9 @@ async def serve_stream_file(request: web.Request) -> web.StreamResponse:
     except FileNotFoundError:
         raise web.HTTPNotFound(text="Nothing published yet.", content_type="text/plain") from None
     snapshot = root / target
-    # FileResponse stats and opens the file in a worker thread; a missing file is a 404.
-    return web.FileResponse(snapshot / rel, chunk_size=1 << 20,
+    # Stat and open happen in a worker thread, the body goes out by os.sendfile in
+    # worker threads (common/fileserve.py); a missing file is a 404.
+    return SendfileResponse(snapshot / rel, chunk_size=1 << 20,
                             headers={SNAPSHOT_HEADER: snapshot.name})
 
 
