@@ -454,6 +454,17 @@ def versions(nginx: Path, sstream: Path) -> str:
             f"uvloop {version('uvloop')}")
 
 
+def shipped_loops() -> str:
+    """The event loops the daemons ship with (``REGION_LOOP`` / ``RACK_LOOP`` in their mains)."""
+    found = []
+    for daemon, path, name in (("region", "region/main.py", "REGION_LOOP"),
+                               ("rack", "rack/main.py", "RACK_LOOP")):
+        match = re.search(rf'^{name}\b.*?"(\w+)"', (REPO / path).read_text(), re.MULTILINE)
+        found.append(f"{daemon} {match[1] if match else 'unknown'}")
+    loop = os.environ.get("BOOTSYNC_EVENT_LOOP")
+    return ", ".join(found) + (f" (overridden: BOOTSYNC_EVENT_LOOP={loop})" if loop else "")
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 

@@ -28,14 +28,16 @@ sample stream (≥ 1 GiB; see region_bench.py) from nginx on 127.0.0.1. Then:
    counted. An operator-forced poll (``import-boot-images``) is shown for scale.
    Target ≤ 2 KiB.
 
-Results go to the "Rack pull" section of bench/RESULTS.md. When a target is
-missed, the phase timings from the JSON logs are shown.
+Results go to the "Rack pull" section of bench/RESULTS.md, with the phase timings
+of the pulls from their JSON logs; when the curl target is missed (or with
+``--profile``) one more pull runs under cProfile (on asyncio's loop) and its top
+functions are recorded.
 
-Run: ``.venv/bin/python bench/rack_bench.py [--racks 20] [--repeat 3]
+Run: ``.venv/bin/python bench/rack_bench.py [--racks 20] [--repeat 3] [--profile]
 [--no-results]`` (or ``make bench-rack``). Needs nginx (apt-get if missing), curl,
 xargs and sstream-mirror (``make setup``). Work files go to bench/work/rack/, data
 to /tmp/bbk* (about (racks + 2) × 1.2 GiB at the peak); every process started is
-stopped at the end, also on Ctrl-C. Takes about 5–7 minutes on 2 cores.
+stopped at the end, also on Ctrl-C. Takes about 3–4 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from _common import (
     nginx_serving,
     parse_size,
     process_cpu_s,
+    shipped_loops,
     user_cpu_s,
     utc_date,
     versions,
@@ -89,6 +92,7 @@ from _common import (
     write_section,
 )
 from region_bench import (
+    PROFILE_ENV,
     Daemon,
     Region,
     add_wildcard_source,
@@ -513,14 +517,15 @@ def profile_rack(single: SingleBench) -> str:
     rack = rack_daemon(ctx.root, "profile", region_url=single.region.daemon.url,
                        secret_file=ctx.secret_file, logs=ctx.logs)
     rack.prefix = ("-m", "cProfile", "-o", str(stats))
+    rack.env = PROFILE_ENV
     try:
         rack.launch()
         _started, finished = fetching_pull(rack, timeout_s=PULL_TIMEOUT_S)
     finally:
         rack.stop()
         shutil.rmtree(ctx.root / "profile", ignore_errors=True)
-    return profile_text(stats, f"cProfile of one rack's first pull (event-loop thread only; "
-                               f"sha256 and writes run in worker threads): pull "
+    return profile_text(stats, "cProfile (asyncio loop) of one rack's first pull (event-loop "
+                               "thread only; sha256 and writes run in worker threads): pull "
                                f"{float(finished['duration_s']):.2f} s under the profiler",
                         lines=18)
 
@@ -798,7 +803,7 @@ def section(args: argparse.Namespace, ctx: Context, *, rows: Sequence[Row],
         f"Machine: {about}.", "",
         f"A real bootsync-regiond imported the one-version sample stream "
         f"({ctx.stream.total / MIB:.0f} MiB) from nginx and serves it at "
-        "/MAAS/images-stream/ (aiohttp FileResponse, its shipped event loop). Racks are real "
+        "/MAAS/images-stream/ (its shipped file sender and event loop). Racks are real "
         f"bootsync-rackd processes (concurrency {CONCURRENCY}, sha256 of every byte, fsync of "
         "every blob, hard-linked snapshot); everything on 127.0.0.1, all clients write to "
         "the same disk.", "",
@@ -927,7 +932,8 @@ def main() -> int:
         print()
         print(profile)
     if not args.no_results:
-        about = f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}"
+        about = (f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}; "
+                 f"daemon event loops as shipped: {shipped_loops()}")
         write_section(SECTION, section(args, ctx, rows=rows, swarms=swarms, polls=polls,
                                        found=found, about=about, profile=profile))
         print(f"\nwrote section {SECTION!r} of bench/RESULTS.md")

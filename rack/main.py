@@ -39,10 +39,11 @@ from rack.identity import forget_region_key
 log = get_logger("rackd")
 
 # Files are served with common.fileserve.SendfileResponse (os.sendfile in worker
-# threads), which works on any loop and keeps disk reads off the event loop; with it,
-# uvloop costs no file throughput and answers the API 12-16% faster than asyncio
-# (bench/serve_bench.py, bench/RESULTS.md). BOOTSYNC_EVENT_LOOP=asyncio switches back.
-RACK_LOOP: LoopName = "uvloop"
+# threads), which keeps disk reads off the event loop on either loop. The rack's API
+# is small, so uvloop's request-rate gain buys little, while it raised the rack's peak
+# RSS by 12-15 MiB with no faster pull (bench/rack_bench.py, bench/RESULTS.md): the
+# rack runs on asyncio. BOOTSYNC_EVENT_LOOP=uvloop switches.
+RACK_LOOP: LoopName = "asyncio"
 _DATA_DIR_VAR = next(v.name for v in RACKD_ENV if v.key == "storage.data_dir")
 
 

@@ -135,7 +135,8 @@ async def site(fake_upstream: FakeUpstream, stream: SampleStream,
     try:
         yield built
     finally:
-        for daemon in (*racks, region):
+        # built.region, not region: a test may have replaced it with a restarted one.
+        for daemon in (*built.racks, built.region):
             await daemon.stop()
         shutil.rmtree(short, ignore_errors=True)
 
