@@ -19,14 +19,14 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from common import metrics
-from common.envconfig import RACKD_ENV, data_dir_problem, prepare_data_dir
+from common.daemon import check_data_dir, reload_logging, spawn
+from common.envconfig import RACKD_ENV, prepare_data_dir
 from common.errors import ConfigError
 from common.logging import configure_logging, get_logger
 from common.runtime import LoopName, run
@@ -93,8 +93,8 @@ async def serve(config: RackConfig, args: argparse.Namespace | None = None) -> N
         loop.add_signal_handler(signum, stop.set)
     reloads: set[asyncio.Task[None]] = set()
     if args is not None:
-        loop.add_signal_handler(signal.SIGHUP, lambda: _spawn(
-            reloads, reload_logging(args, [metrics.record_event, status])))
+        loop.add_signal_handler(signal.SIGHUP, lambda: spawn(
+            reloads, reload_logging(lambda: read_config(args), [metrics.record_event, status])))
     watchdog = asyncio.create_task(notifier.run_watchdog(), name="sd-watchdog")
     try:
         await runner.setup()
@@ -111,26 +111,6 @@ async def serve(config: RackConfig, args: argparse.Namespace | None = None) -> N
         watchdog.cancel()
         notifier.close()
     log.info("rackd_stopped")
-
-
-async def reload_logging(args: argparse.Namespace,
-                         observers: Sequence[metrics.EventObserver]) -> None:
-    """SIGHUP: apply the log level and format the configuration says now."""
-    try:
-        config = await asyncio.to_thread(read_config, args)
-    except ConfigError as exc:
-        log.error("config_reload_failed", error=str(exc))  # noqa: TRY400 - expected, not a bug
-        return
-    metrics.configure_daemon_logging(level=config.log_level, fmt=config.log_format,
-                                     observers=observers)
-    # A warning, so that it shows whatever level was chosen (but error).
-    log.warning("log_level_reloaded", level=config.log_level, format=config.log_format)
-
-
-def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.get_running_loop().create_task(coro)
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
 
 
 def forget(args: argparse.Namespace) -> int:
@@ -157,16 +137,6 @@ def configured_data_dir(path: Path | None) -> Path:
     return Path(value) if isinstance(value, str) else DEFAULT_DATA_DIR
 
 
-def check_data_dir(data_dir: Path, config_path: Path | None) -> int:
-    """``--check-config`` once the configuration is valid: 0, or 2 after printing why."""
-    problem = data_dir_problem(data_dir, key="storage.data_dir")
-    if problem is not None:
-        print(f"bootsync-rackd: invalid data directory:\n  {problem}", file=sys.stderr)
-        return 2
-    print(f"{config_path or 'defaults'}: ok")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bootsync-rackd``; returns the exit code (2: bad configuration)."""
     args = parse_args(argv)
@@ -175,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return forget(args)
         config = read_config(args)
         if args.check_config:
-            return check_data_dir(config.data_dir, args.config)
+            return check_data_dir("bootsync-rackd", config.data_dir, args.config)
         prepare_data_dir(config.data_dir, key="storage.data_dir")
     except ConfigError as exc:
         print(f"bootsync-rackd: {exc}", file=sys.stderr)
