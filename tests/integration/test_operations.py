@@ -212,11 +212,19 @@ async def test_healthz_is_ready_then_503_stopping_once_draining_begins(
                                                               "reason": "stopping"})
 
 
+async def idle(importer: Any) -> None:
+    """Wait until the start-up import's task has ended."""
+    async with asyncio.timeout(10):
+        while importer.is_importing():
+            await asyncio.sleep(0.01)
+
+
 async def test_draining_lets_a_running_import_finish_within_the_grace_period(
         region: TestClient[Any, Any], events: Events, fake_upstream: FakeUpstream) -> None:
     """An import slowed by a short stall still ends ok: it is not cancelled at SIGTERM."""
     await events.wait_for("import_finished")
     importer = region.app[CTX].importer
+    await idle(importer)  # the summary is logged just before the import's task ends
     fake_upstream.stall("streams/v1/index.sjson", after_bytes=10, seconds=0.5)
     assert importer.start(reason="test")
     await events.wait_for("import_started", count=2)
@@ -233,6 +241,7 @@ async def test_draining_cancels_an_import_still_running_after_the_grace_period(
     """A stalled import is cancelled once the grace period ends; the scheduler is stopped."""
     await events.wait_for("import_finished")
     importer = region.app[CTX].importer
+    await idle(importer)  # the summary is logged just before the import's task ends
     fake_upstream.stall("streams/v1/index.sjson", after_bytes=10, seconds=60)
     assert importer.start(reason="test")
     await events.wait_for("import_started", count=2)
