@@ -4,7 +4,7 @@
     bounded queue (depth 4); the loop waits only when the queue is full.
 (b) to_thread: each 1 MiB batch is written and hashed by one executor hop,
     overlapping with receiving the next batch (at most one in flight). This is
-    :class:`common.download.PartialWriter`, the design bootsync ships.
+    :class:`common.transfer.download.PartialWriter`, the design bootsync ships.
 
 An aiohttp server in a separate process serves random files from memory on
 127.0.0.1; the client downloads all of them at concurrency 1, 8 and 32 with
@@ -33,8 +33,8 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 
-from common.download import PartialWriter
-from common.workers import run_bounded
+from common.transfer.download import PartialWriter
+from common.transfer.workers import run_bounded
 
 BATCH = 1 << 20
 DEPTH = 4

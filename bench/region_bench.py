@@ -14,7 +14,7 @@
 2. API latency. A region is started once to create its database and an admin key,
    auto-import is switched off (so no import runs beside the measurement), the
    region is stopped, 1,000 synthetic synced resources with complete sets are
-   written into its SQLite through ``region.repo_import.write_wanted`` (in a child
+   written into its SQLite through ``region.db.imports.write_wanted`` (in a child
    process), the region is started again and 200 ``GET boot-resources/`` are
    timed one after another over one keep-alive connection with an API key.
    Target p50 ≤ 30 ms; p90/p99 are printed too.
@@ -497,8 +497,8 @@ def seed_resources(db: Path, count: int) -> None:
     """Write ``count`` synthetic synced resources with complete sets (child-process mode)."""
     import hashlib  # noqa: PLC0415 - only the child needs these
 
-    from region.db import open_db  # noqa: PLC0415
-    from region.repo_import import WantedFile, WantedSet, write_wanted  # noqa: PLC0415
+    from region.db.connection import open_db  # noqa: PLC0415
+    from region.db.imports import WantedFile, WantedSet, write_wanted  # noqa: PLC0415
 
     def sha(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
@@ -703,7 +703,7 @@ def section(args: argparse.Namespace, stream: Stream, rows: Sequence[ImportRow],
         "publish+gc: set cleaning, stream publish and signing, blob gc, summary):", "",
         phase_table(rows[0]), "",
         f"API: {RESOURCES} synthetic synced resources (3 files each, complete sets) written "
-        "with `region.repo_import.write_wanted` while the region was stopped, auto-import "
+        "with `region.db.imports.write_wanted` while the region was stopped, auto-import "
         f"off; {GETS} `GET /MAAS/api/2.0/boot-resources/` in a row over one keep-alive "
         f"connection with an admin API key after {WARMUP_GETS} warm-up requests; time to the "
         "last byte of the body, measured in the client (Python http.client).", "",

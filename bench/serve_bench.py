@@ -8,7 +8,7 @@ lays them out. They are served on 127.0.0.1 by:
 * the region's stream routes (``region.web.add_routes``) in a separate process,
   once per design: FileResponse on asyncio's loop (``loop.sendfile``), on
   uvloop (no ``loop.sendfile``: read in a thread and write), and
-  ``common.fileserve.SendfileResponse`` (``os.sendfile`` in worker threads) on
+  ``common.storage.fileserve.SendfileResponse`` (``os.sendfile`` in worker threads) on
   uvloop and on asyncio. The child swaps the class the region's handler
   builds, which is exactly the one-line wiring change.
 
@@ -295,8 +295,8 @@ def serve_child(root: Path, *, sendfile_response: bool, threads: int) -> None:
     """Child process: serve the region's routes on the loop $BOOTSYNC_EVENT_LOOP names."""
     from aiohttp import web, web_fileresponse  # noqa: PLC0415 - the parent never imports it
 
-    from common import fileserve  # noqa: PLC0415
-    from common.runtime import chosen_loop, run  # noqa: PLC0415
+    from common.ops.runtime import chosen_loop, run  # noqa: PLC0415
+    from common.storage import fileserve  # noqa: PLC0415
     from region import web as region_web  # noqa: PLC0415
 
     # The region's handler builds `web.FileResponse(...)` (or, once wired,
@@ -711,8 +711,8 @@ def reading(rows: list[Row]) -> str:
            if api_u else "(not measured: no wrk)")
     return "\n".join([
         "**Recommendation: bootsync-regiond and bootsync-rackd run on uvloop and serve files "
-        "with `common.fileserve.SendfileResponse`** (a FileResponse whose body goes out with "
-        "`os.sendfile` from a small worker pool; every header decision stays FileResponse's). "
+        "with `common.storage.fileserve.SendfileResponse`** (a FileResponse whose body "
+        "goes out with `os.sendfile` from a small worker pool; every header decision stays FileResponse's). "
         "From this run:", "",
         f"- uvloop + plain FileResponse is the design to avoid: {r(u_fr, 'parallel')} nginx "
         f"with {CLIENTS} clients and {r(u_fr, 'single')} for one stream, and "

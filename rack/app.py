@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from common import metrics
-from common.blobstore import BlobStore
-from common.download import Downloader
-from common.http import make_session
-from common.logging import get_logger
+from common.ops import metrics
+from common.ops.logging import get_logger
 from common.rackproto import SYNC_STATES
-from common.snapshot import SnapshotPublisher
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import SnapshotPublisher
+from common.transfer.download import Downloader
+from common.transfer.http import make_session
 from rack import web as rack_web
 from rack.config import RackConfig
 from rack.identity import RackIdentity

@@ -2,7 +2,7 @@
 
 ``etc/rackd.toml`` documents every key and its default. :func:`load_config`
 reads the file and the shared secret (blocking: call it before the event loop
-starts), applies the environment (``BOOTSYNC_RACKD_*``, see common/envconfig.py)
+starts), applies the environment (``BOOTSYNC_RACKD_*``, see common/ops/envconfig.py)
 and then the command-line overrides, and raises one ConfigError listing every
 problem with its key. The sync loop cannot be switched off: an interval of
 0, ``"off"``, ``false`` or anything under one minute is refused.
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from common.envconfig import RACKD_ENV, name_env_problems, overlay_env
 from common.errors import ConfigError
-from common.logging import LogFormat
-from common.tomlconfig import (
+from common.ops.envconfig import RACKD_ENV, name_env_problems, overlay_env
+from common.ops.logging import LogFormat
+from common.ops.tomlconfig import (
     ConfigReader,
     Table,
     check_absolute_path,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common.logging import get_logger
+from common.ops.logging import get_logger
 
 log = get_logger("rack.files")
 

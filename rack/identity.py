@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import KeyringError, SignatureError
-from common.gpgkeys import Keyring, aload_keyring
-from common.logging import get_logger
+from common.ops.logging import get_logger
 from common.rackproto import RegistrationReply
+from common.trust.keyrings import Keyring, aload_keyring
 from rack.files import dump_json, read_json, write_atomic
 
 log = get_logger("rack.identity")

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Literal
 
 from common.errors import KeyringError, UpstreamError, is_retryable
-from common.http import backoff_delay
-from common.logging import get_logger
+from common.ops.logging import get_logger
 from common.rackproto import Registration
+from common.transfer.http import backoff_delay
 from rack.identity import PinnedRegion, RackIdentity, RegionKeyChangedError
 from rack.region_client import RegionClient, RegionEvent, RegistrationRefusedError
 from rack.status import StatusBoard

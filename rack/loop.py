@@ -17,8 +17,8 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
-from common.http import backoff_delay
-from common.logging import get_logger
+from common.ops.logging import get_logger
+from common.transfer.http import backoff_delay
 
 log = get_logger("rack.loop")
 

@@ -24,21 +24,21 @@ from pathlib import Path
 
 from aiohttp import web
 
-from common import metrics
-from common.daemon import check_data_dir, reload_logging, spawn
-from common.envconfig import RACKD_ENV, prepare_data_dir
 from common.errors import ConfigError
-from common.logging import configure_logging, get_logger
-from common.runtime import LoopName, run
-from common.sdnotify import Notifier, StatusLine
-from common.tomlconfig import read_toml
+from common.ops import metrics
+from common.ops.daemon import check_data_dir, reload_logging, spawn
+from common.ops.envconfig import RACKD_ENV, prepare_data_dir
+from common.ops.logging import configure_logging, get_logger
+from common.ops.runtime import LoopName, run
+from common.ops.sdnotify import Notifier, StatusLine
+from common.ops.tomlconfig import read_toml
 from rack.app import build_app, drain
 from rack.config import DEFAULT_DATA_DIR, Overrides, RackConfig, load_config
 from rack.identity import forget_region_key
 
 log = get_logger("rackd")
 
-# Files are served with common.fileserve.SendfileResponse (os.sendfile in worker
+# Files are served with common.storage.fileserve.SendfileResponse (os.sendfile in worker
 # threads), which keeps disk reads off the event loop on either loop. The rack's API
 # is small, so uvloop's request-rate gain buys little, while it raised the rack's peak
 # RSS by 12-15 MiB with no faster pull (bench/rack_bench.py, bench/RESULTS.md): the

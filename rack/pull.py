@@ -19,8 +19,6 @@ from typing import Literal
 
 import structlog
 
-from common.blobstore import BlobStore
-from common.download import Downloader, DownloadOutcome, DownloadRequest
 from common.errors import (
     BootsyncError,
     ConnectError,
@@ -28,9 +26,11 @@ from common.errors import (
     UnknownKeyError,
     is_retryable,
 )
-from common.logging import get_logger
-from common.signing import VerifiedDocument, averify_clearsigned
-from common.snapshot import PublishedSnapshot, SnapshotPublisher
+from common.ops.logging import get_logger
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import PublishedSnapshot, SnapshotPublisher
+from common.transfer.download import Downloader, DownloadOutcome, DownloadRequest
+from common.trust.signing import VerifiedDocument, averify_clearsigned
 from rack.identity import PinnedRegion, RackIdentity
 from rack.layout import META_NAME, RackLayout, plan_layout
 from rack.link import RegionHealth

@@ -24,9 +24,7 @@ from common.errors import (
     UpstreamError,
     is_retryable,
 )
-from common.fetch import MAX_METADATA_BYTES, join_url
-from common.http import backoff_delay, parse_retry_after, translate_error
-from common.logging import get_logger
+from common.ops.logging import get_logger
 from common.rackproto import (
     AUTH_SCHEME,
     EVENTS_PATH,
@@ -40,6 +38,8 @@ from common.rackproto import (
     RegistrationReply,
     to_json,
 )
+from common.transfer.fetch import MAX_METADATA_BYTES, join_url
+from common.transfer.http import backoff_delay, parse_retry_after, translate_error
 
 log = get_logger("rack.region")
 

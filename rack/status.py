@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.logging import get_logger
+from common.ops.logging import get_logger
 from common.rackproto import RackImage, RackState, RackStatus
 from rack.files import dump_json, read_json, write_atomic
 from rack.layout import META_NAME, images_from_meta

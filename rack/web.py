@@ -19,7 +19,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from common.fileserve import SendfileResponse
+from common.storage.fileserve import SendfileResponse
 
 IMAGES_PREFIX = "/images"
 SNAPSHOT_HEADER = "X-Bootsync-Rack-Snapshot"
@@ -65,7 +65,7 @@ async def serve_image(request: web.Request) -> web.StreamResponse:
     if snapshot is None:
         raise web.HTTPNotFound(text="No images synced yet.", content_type="text/plain")
     # Stat and open happen in a worker thread, the body goes out by os.sendfile in
-    # worker threads (common/fileserve.py); a missing file is a 404.
+    # worker threads (common/storage/fileserve.py); a missing file is a 404.
     return SendfileResponse(snapshot / rel, chunk_size=1 << 20,
                             headers={SNAPSHOT_HEADER: snapshot.name})
 

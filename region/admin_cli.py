@@ -19,13 +19,13 @@ from typing import Any
 import aiosqlite
 
 from common.errors import ConfigError
-from common.logging import get_logger
-from common.runtime import run
-from region import repo_users
+from common.ops.logging import get_logger
+from common.ops.runtime import run
 from region.config import DB_NAME, load_config
-from region.db import open_db
-from region.rack_secret import read_secret
-from region.repo_users import ApiKey
+from region.db import users as repo_users
+from region.db.connection import open_db
+from region.db.users import ApiKey
+from region.rackhub.secret import read_secret
 
 log = get_logger("admin_cli")
 

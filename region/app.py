@@ -23,13 +23,13 @@ import aiosqlite
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from common import metrics
-from common.blobstore import BlobStore
-from common.gpgkeys import SigningKey
-from common.http import make_session
-from common.logging import get_logger
+from common.ops import metrics
+from common.ops.logging import get_logger
 from common.rackproto import SYNC_STATES
-from common.snapshot import SnapshotPublisher
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import SnapshotPublisher
+from common.transfer.http import make_session
+from common.trust.keyrings import SigningKey
 from region import web as stream_web
 from region.api import (
     boot_resources,
@@ -42,20 +42,20 @@ from region.api import (
     uploads,
     users,
 )
+from region.api.auth import auth_middleware
 from region.api.catalogue import SOURCE_OPS
 from region.api.handlers import HANDLERS
 from region.api.http import api_hash_middleware, maas_errors
 from region.api.registry import describe_document
-from region.auth import auth_middleware
-from region.catalogue import Catalogue
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
-from region.db import open_db
-from region.import_steps import ImportSettings
-from region.importer import Importer
-from region.racks import list_racks, open_rack_hub
-from region.repo_config import get_config
-from region.scheduler import AutoImport
+from region.db.config import get_config
+from region.db.connection import open_db
+from region.images.catalogue import Catalogue
+from region.images.importer import Importer
+from region.images.scheduler import AutoImport
+from region.images.steps import ImportSettings
+from region.rackhub.hub import list_racks, open_rack_hub
 
 log = get_logger("region")
 

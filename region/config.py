@@ -3,7 +3,7 @@
 ``etc/regiond.toml`` documents every key and its default. :func:`load_config`
 reads the file (blocking: call it before the event loop starts, or through
 ``asyncio.to_thread``), applies the environment (``BOOTSYNC_REGIOND_*``, see
-common/envconfig.py) and then the command-line overrides, and raises one
+common/ops/envconfig.py) and then the command-line overrides, and raises one
 ConfigError that lists every problem with its key.
 """
 
@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
-from common.envconfig import REGIOND_ENV, name_env_problems, overlay_env
 from common.errors import ConfigError
-from common.logging import LogFormat
-from common.tomlconfig import (
+from common.ops.envconfig import REGIOND_ENV, name_env_problems, overlay_env
+from common.ops.logging import LogFormat
+from common.ops.tomlconfig import (
     ConfigReader,
     check_absolute_path,
     check_host_port,

@@ -10,15 +10,15 @@ import aiohttp
 import aiosqlite
 from aiohttp import web
 
-from common.blobstore import BlobStore
-from common.gpgkeys import SigningKey
-from common.snapshot import SnapshotPublisher
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import SnapshotPublisher
+from common.trust.keyrings import SigningKey
 from region.config import RegionConfig
-from region.racks import RackHub
+from region.rackhub.hub import RackHub
 
 
 class ImportControl(Protocol):
-    """Starts, watches and stops the region import (region/importer.py implements it)."""
+    """Starts, watches and stops the region import (region/images/importer.py implements it)."""
 
     def start(self, *, reason: str, force: bool = False) -> bool:
         """Start an import in the background; False (logged) if one is running.
@@ -37,7 +37,7 @@ class ImportControl(Protocol):
 
 
 class CatalogueControl(Protocol):
-    """Refreshes what boot sources offer (region/catalogue.py implements it)."""
+    """Refreshes what boot sources offer (region/images/catalogue.py implements it)."""
 
     def schedule_refresh(self, *, reason: str) -> None:
         """Refresh every source's catalogue soon, in the background."""

@@ -19,19 +19,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-from common import metrics
-from common.daemon import check_data_dir, reload_logging, spawn
-from common.envconfig import prepare_data_dir
 from common.errors import ConfigError
-from common.logging import configure_logging, get_logger
-from common.runtime import LoopName, run
-from common.sdnotify import Notifier, StatusLine
+from common.ops import metrics
+from common.ops.daemon import check_data_dir, reload_logging, spawn
+from common.ops.envconfig import prepare_data_dir
+from common.ops.logging import configure_logging, get_logger
+from common.ops.runtime import LoopName, run
+from common.ops.sdnotify import Notifier, StatusLine
 from region.app import build_app, drain
 from region.config import Overrides, RegionConfig, load_config
 
 log = get_logger("regiond")
 
-# Files are served with common.fileserve.SendfileResponse (os.sendfile in worker
+# Files are served with common.storage.fileserve.SendfileResponse (os.sendfile in worker
 # threads), which works on any loop and keeps disk reads off the event loop; with it,
 # uvloop costs no file throughput and answers the API 12-16% faster than asyncio
 # (bench/serve_bench.py, bench/RESULTS.md). BOOTSYNC_EVENT_LOOP=asyncio switches back.

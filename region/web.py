@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
-from common.fileserve import SendfileResponse
+from common.storage.fileserve import SendfileResponse
 
 STREAM_PREFIX = "/MAAS/images-stream"
 KEYRING_NAME = "region-keyring.gpg"
@@ -52,7 +52,7 @@ async def serve_stream_file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="Nothing published yet.", content_type="text/plain") from None
     snapshot = root / target
     # Stat and open happen in a worker thread, the body goes out by os.sendfile in
-    # worker threads (common/fileserve.py); a missing file is a 404.
+    # worker threads (common/storage/fileserve.py); a missing file is a 404.
     return SendfileResponse(snapshot / rel, chunk_size=1 << 20,
                             headers={SNAPSHOT_HEADER: snapshot.name})
 

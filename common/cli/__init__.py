@@ -20,8 +20,8 @@ from common.cli.maascli_profiles import Profile, ProfileStore
 from common.cli.maascli_upload import is_upload, upload_resource
 from common.cli.maascli_watch import watch_import
 from common.errors import BootsyncError
-from common.logging import LogFormat, configure_logging
-from common.runtime import run
+from common.ops.logging import LogFormat, configure_logging
+from common.ops.runtime import run
 from simplestreams import StreamFormatError
 
 _COMMANDS = (sample_stream_cmd, mirror_cmd, maascli_profiles)

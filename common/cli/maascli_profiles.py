@@ -23,7 +23,7 @@ from typing import Any
 
 from common.cli.maascli_http import ApiClient, Credentials, api_url, media_type
 from common.errors import BootsyncError, ConfigError, ConnectError
-from common.runtime import run
+from common.ops.runtime import run
 
 PROFILES_FILE = "profiles.json"
 _FORMAT_VERSION = 1

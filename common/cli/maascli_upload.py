@@ -24,7 +24,7 @@ from common.cli.maascli_http import (
     print_response,
     read_file,
 )
-from common.progress import TransferProgress
+from common.ops.progress import TransferProgress
 
 CHUNK_SIZE = 4 << 20
 CONTENT_FIELD = "content"

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.gpgkeys import Keyring, SigningKey, load_keyring
-from common.mirror import MirrorFailedError, MirrorOptions, run_mirror
-from common.runtime import LoopName, run
+from common.mirror.sync import MirrorFailedError, MirrorOptions, run_mirror
+from common.ops.runtime import LoopName, run
+from common.trust.keyrings import Keyring, SigningKey, load_keyring
 from simplestreams import ItemFilter
 
 DEFAULT_KEY_DIR = "mirror-signing-key"

@@ -8,8 +8,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from common.logging import get_logger
-from common.samplestream import parse_size, write_sample_stream
+from common.mirror.samplestream import parse_size, write_sample_stream
+from common.ops.logging import get_logger
 
 log = get_logger("sample_stream")
 

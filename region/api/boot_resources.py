@@ -3,7 +3,7 @@
 Reading needs any valid key; deleting and the ``import``/``stop_import`` ops
 need an admin. Shapes follow MAAS 3.4, with two fixes: per-file ``progress``
 is bytes held / size × 100 (MAAS inverted it), and deleting an unknown id is a
-404 (MAAS answered 500). Our addition: a ``status`` per image (region/status.py).
+404 (MAAS answered 500). Our addition: a ``status`` per image (region/images/status.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from common.errors import BootsyncError
-from common.logging import get_logger
-from region import repo_resources, repo_uploads
+from common.ops.logging import get_logger
+from region.api.auth import require_admin, require_user
 from region.api.http import (
     API_ROOT,
     Handler,
@@ -26,11 +26,12 @@ from region.api.http import (
     read_params,
     text_response,
 )
-from region.auth import require_admin, require_user
 from region.context import CTX
-from region.rack_state import RackSyncSummary, rack_sync_summary
-from region.repo_resources import ResourceRow, SetRow, SetTotals
-from region.status import SYNCED, image_status, progress
+from region.db import resources as repo_resources
+from region.db import uploads as repo_uploads
+from region.db.resources import ResourceRow, SetRow, SetTotals
+from region.images.status import SYNCED, image_status, progress
+from region.rackhub.state import RackSyncSummary, rack_sync_summary
 
 log = get_logger("api.boot_resources")
 

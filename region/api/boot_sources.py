@@ -18,10 +18,10 @@ import aiosqlite
 from aiohttp import web
 
 from common.errors import KeyringError
-from common.gpgkeys import aload_keyring
-from common.logging import get_logger
-from common.tomlconfig import check_http_url
-from region import repo_sources
+from common.ops.logging import get_logger
+from common.ops.tomlconfig import check_http_url
+from common.trust.keyrings import aload_keyring
+from region.api.auth import require_admin
 from region.api.http import (
     API_ROOT,
     Handler,
@@ -34,9 +34,9 @@ from region.api.http import (
     not_found,
     read_params,
 )
-from region.auth import require_admin
 from region.context import CTX
-from region.repo_sources import BootSource, DuplicateError
+from region.db import sources as repo_sources
+from region.db.sources import BootSource, DuplicateError
 
 log = get_logger("api.boot_sources")
 

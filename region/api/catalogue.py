@@ -14,10 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
-from region import repo_catalogue, repo_sources
+from region.api.auth import require_admin
 from region.api.http import API_ROOT, Handler, json_response, maas_timestamp, not_found
-from region.auth import require_admin
 from region.context import CTX
+from region.db import catalogue as repo_catalogue
+from region.db import sources as repo_sources
 
 
 async def available_images(request: web.Request) -> web.StreamResponse:

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from multidict import MultiDict, MultiDictProxy
 
-from common.logging import get_logger
+from common.ops.logging import get_logger
 
 API_ROOT = "/MAAS/api/2.0"
 

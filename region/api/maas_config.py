@@ -15,9 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from common.logging import get_logger
-from common.tomlconfig import check_http_url
-from region import repo_config
+from common.ops.logging import get_logger
+from common.ops.tomlconfig import check_http_url
+from region.api.auth import require_admin, require_user
 from region.api.http import (
     API_ROOT,
     ValidationError,
@@ -26,8 +26,8 @@ from region.api.http import (
     read_params,
     text_response,
 )
-from region.auth import require_admin, require_user
 from region.context import CTX
+from region.db import config as repo_config
 
 log = get_logger("api.maas_config")
 

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from common.logging import get_logger
+from common.ops.logging import get_logger
+from region.api.auth import require_admin, require_user
 from region.api.http import (
     API_ROOT,
     dispatch,
@@ -23,10 +24,9 @@ from region.api.http import (
     not_found,
     text_response,
 )
-from region.auth import require_admin, require_user
 from region.context import CTX, RegionContext
-from region.rack_state import rack_status
-from region.racks import RackRow, get_rack, list_racks
+from region.rackhub.hub import RackRow, get_rack, list_racks
+from region.rackhub.state import rack_status
 
 log = get_logger("api.rack_controllers")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from common.logging import get_logger
+from common.ops.logging import get_logger
 from common.rackproto import (
     AUTH_SCHEME,
     EVENTS_PATH,
@@ -28,8 +28,8 @@ from common.rackproto import (
 )
 from region.api.http import ValidationError, json_response, not_found
 from region.context import CTX, RegionContext
-from region.rack_secret import bearer_token, check_bearer
-from region.racks import RackHub, get_rack, register_rack, store_status, touch_rack
+from region.rackhub.hub import RackHub, get_rack, register_rack, store_status, touch_rack
+from region.rackhub.secret import bearer_token, check_bearer
 
 log = get_logger("api.rack_protocol")
 

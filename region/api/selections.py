@@ -15,8 +15,8 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
-from common.logging import get_logger
-from region import repo_catalogue, repo_sources
+from common.ops.logging import get_logger
+from region.api.auth import require_admin
 from region.api.boot_sources import path_id, source_or_404
 from region.api.http import (
     API_ROOT,
@@ -28,9 +28,10 @@ from region.api.http import (
     not_found,
     read_params,
 )
-from region.auth import require_admin
 from region.context import CTX
-from region.repo_sources import DuplicateError, Selection
+from region.db import catalogue as repo_catalogue
+from region.db import sources as repo_sources
+from region.db.sources import DuplicateError, Selection
 
 log = get_logger("api.selections")
 

@@ -17,7 +17,7 @@ from aiohttp import BodyPartReader, web
 from multidict import MultiDict, MultiDictProxy
 
 from region.api.http import Params, ValidationError, read_params
-from region.upload_area import Staged, UploadArea
+from region.images.upload_area import Staged, UploadArea
 
 CONTENT = "content"
 MAX_FIELD = 1 << 20

@@ -24,18 +24,18 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from common.errors import BootsyncError, InsufficientSpaceError
-from common.logging import get_logger, short_sha
-from region import repo_uploads
+from common.ops.logging import get_logger, short_sha
+from region.api.auth import require_admin
 from region.api.boot_resources import TYPE_NAMES, resource_detail
 from region.api.http import API_ROOT, dispatch, json_response, not_found
 from region.api.upload_form import read_upload_form
-from region.auth import require_admin
+from region.api.upload_rules import Offered, check_upload
 from region.context import CTX, ImportControl, RegionContext
-from region.repo_resources import SYNCED
-from region.repo_uploads import ResourceClashError, UploadFile
-from region.status import progress
-from region.upload_area import UploadArea
-from region.upload_rules import Offered, check_upload
+from region.db import uploads as repo_uploads
+from region.db.resources import SYNCED
+from region.db.uploads import ResourceClashError, UploadFile
+from region.images.status import progress
+from region.images.upload_area import UploadArea
 
 log = get_logger("api.uploads")
 

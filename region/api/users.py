@@ -6,8 +6,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from region.api.auth import require_user
 from region.api.http import API_ROOT, dispatch, json_response
-from region.auth import require_user
 
 
 async def whoami(request: web.Request) -> web.StreamResponse:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from common.gpgkeys import Keyring, load_keyring, stop_agent
+from common.trust.keyrings import Keyring, load_keyring, stop_agent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # CI clones the repository somewhere else, with shared/ beside the clone.

@@ -23,7 +23,6 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from common.gpgkeys import aload_keyring
 from common.rackproto import (
     AUTH_SCHEME,
     EVENTS_PATH,
@@ -33,6 +32,7 @@ from common.rackproto import (
     RackStatus,
     status_from_json,
 )
+from common.trust.keyrings import aload_keyring
 
 _FORWARDED_REQUEST = ("If-None-Match", "Range", "If-Range")
 _FORWARDED_REPLY = ("ETag", "Content-Range", "Last-Modified", "Content-Type",

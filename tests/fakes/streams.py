@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common.gpgkeys import SigningKey
+from common.trust.keyrings import SigningKey
 
 
 @contextmanager

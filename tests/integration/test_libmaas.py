@@ -22,9 +22,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from common.gpgkeys import SigningKey
-from common.samplestream import SampleStream, write_sample_stream
-from region.stream import PRODUCTS_PATH
+from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.trust.keyrings import SigningKey
+from region.images.publish import PRODUCTS_PATH
 from tests.fakes.daemons import REPO, DaemonProcess, free_port
 from tests.fakes.upstream import FakeUpstream
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from common.errors import ConnectError, SignatureError, TamperedPayloadError
-from common.gpgkeys import SigningKey, aload_keyring
-from common.mirror import MirrorFailedError, MirrorOptions, run_mirror
-from common.mirror_tree import KEYRING_NAME
-from common.samplestream import SampleStream, write_sample_stream
-from common.signing import averify_clearsigned
+from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.mirror.sync import MirrorFailedError, MirrorOptions, run_mirror
+from common.mirror.tree import KEYRING_NAME
+from common.trust.keyrings import SigningKey, aload_keyring
+from common.trust.signing import averify_clearsigned
 from simplestreams import ItemFilter, StreamFormatError, flatten, parse_index, parse_products
 from tests.fakes.upstream import FakeUpstream
 

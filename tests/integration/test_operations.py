@@ -20,9 +20,9 @@ import structlog
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from common import metrics
-from common.gpgkeys import SigningKey
-from common.samplestream import SampleStream, write_sample_stream
+from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.ops import metrics
+from common.trust.keyrings import SigningKey
 from rack import app as rack_app
 from rack.config import RackConfig
 from region import app as region_app

@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from common.gpgkeys import SigningKey
-from common.samplestream import SampleStream, write_sample_stream
+from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.trust.keyrings import SigningKey
 from tests.fakes.daemons import REPO, DaemonProcess, free_port
 from tests.fakes.upstream import FakeUpstream
 

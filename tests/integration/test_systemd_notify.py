@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from region.db import migrations
+from region.db.connection import migrations
 from tests.fakes.daemons import DaemonProcess, free_port
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from common.envconfig import RACKD_ENV, REGIOND_ENV, prepare_data_dir
 from common.errors import ConfigError
+from common.ops.envconfig import RACKD_ENV, REGIOND_ENV, prepare_data_dir
 from rack import main as rackd
 from rack.config import load_config as load_rack
 from region import main as regiond

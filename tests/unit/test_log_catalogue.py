@@ -15,8 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.metrics import OBSERVED_EVENTS
-from common.sdnotify import STATUS_EVENTS
+from common.ops.metrics import OBSERVED_EVENTS
+from common.ops.sdnotify import STATUS_EVENTS
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("common", "region", "rack")

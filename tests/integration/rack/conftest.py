@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from common.gpgkeys import SigningKey
-from common.samplestream import SampleStream, write_sample_stream
+from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.trust.keyrings import SigningKey
 from tests.fakes.daemons import DaemonProcess, free_port
 from tests.fakes.region import FakeRegion
 from tests.fakes.upstream import FakeUpstream

@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from common.blobstore import BlobStore
-from common.download import Downloader
+from common.storage.blobstore import BlobStore
+from common.transfer.download import Downloader
 from rack import web as rack_web
 from rack.app import open_rack
 from rack.pull import run_pull

@@ -31,17 +31,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from common.blobstore import BlobStore
-from common.gpgkeys import SigningKey
-from common.snapshot import SnapshotPublisher
-from region import repo_users
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import SnapshotPublisher
+from common.trust.keyrings import SigningKey
 from region.api import boot_sources, maas_config, selections, users
+from region.api.auth import auth_middleware
 from region.api.http import API_ROOT, api_hash_middleware, maas_errors
-from region.auth import auth_middleware
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
-from region.db import open_db
-from region.repo_users import ApiKey
+from region.db import users as repo_users
+from region.db.connection import open_db
+from region.db.users import ApiKey
 
 API_HASH = "0123456789abcdef0123456789abcdef01234567"
 Style = Literal["libmaas", "maascli", "form"]

@@ -20,16 +20,16 @@ from typing import Any
 import aiohttp
 import aiosqlite
 
-from common.blobstore import BlobStore
-from common.gpgkeys import SigningKey
-from common.http import make_session
-from common.samplestream import SampleStream, write_sample_stream
-from common.snapshot import SnapshotPublisher
-from region import repo_sources
-from region.catalogue import Catalogue
-from region.db import open_db
-from region.importer import Importer, ImportSettings
-from region.repo_sources import BootSource
+from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import SnapshotPublisher
+from common.transfer.http import make_session
+from common.trust.keyrings import SigningKey
+from region.db import sources as repo_sources
+from region.db.connection import open_db
+from region.db.sources import BootSource
+from region.images.catalogue import Catalogue
+from region.images.importer import Importer, ImportSettings
 from tests.fakes.upstream import FakeUpstream
 
 FILE_SIZE = 16 << 10

@@ -21,14 +21,14 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from common.rackproto import AUTH_SCHEME, EVENTS_PATH, REGISTER_PATH, STATUS_PATH
-from region import repo_users
 from region.api import rack_controllers, rack_protocol
 from region.api.http import API_ROOT
 from region.app import build_app
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
-from region.racks import RackHub, open_rack_hub
-from region.repo_users import ApiKey
+from region.db import users as repo_users
+from region.db.users import ApiKey
+from region.rackhub.hub import RackHub, open_rack_hub
 from tests.integration.region.api_harness import oauth_header
 
 WAIT_S = 10.0

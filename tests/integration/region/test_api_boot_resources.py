@@ -14,17 +14,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from common.gpgkeys import SigningKey
-from common.samplestream import SampleStream
-from region import repo_resources, repo_sources
+from common.mirror.samplestream import SampleStream
+from common.trust.keyrings import SigningKey
 from region.api import boot_resources, boot_sources
+from region.api.auth import auth_middleware
 from region.api.catalogue import SOURCE_OPS
 from region.api.http import API_ROOT, api_hash_middleware, maas_errors
-from region.auth import auth_middleware
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
-from region.repo_sources import BootSource
-from region.repo_users import ApiKey
+from region.db import resources as repo_resources
+from region.db import sources as repo_sources
+from region.db.sources import BootSource
+from region.db.users import ApiKey
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.region.api_harness import make_key, oauth_header, region_signing_key
 from tests.integration.region.import_harness import (

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from common.gpgkeys import SigningKey
-from region import repo_config
+from common.trust.keyrings import SigningKey
+from region.db import config as repo_config
 from tests.integration.region.api_harness import Region, region_signing_key, running_region
 
 Events = list[MutableMapping[str, Any]]

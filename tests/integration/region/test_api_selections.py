@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from common.gpgkeys import SigningKey
-from region import repo_catalogue, repo_sources
+from common.trust.keyrings import SigningKey
 from region.api.selections import DUPLICATE
-from region.repo_catalogue import CatalogueEntry
+from region.db import catalogue as repo_catalogue
+from region.db import sources as repo_sources
+from region.db.catalogue import CatalogueEntry
 from tests.integration.region.api_harness import (
     Field,
     Region,

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from common.gpgkeys import Keyring, SigningKey
-from region import repo_catalogue, repo_sources
+from common.trust.keyrings import Keyring, SigningKey
 from region.api.boot_sources import ONE_KEYRING, ONLY_ONE_KEYRING, URL_TAKEN
-from region.repo_catalogue import CatalogueEntry
+from region.db import catalogue as repo_catalogue
+from region.db import sources as repo_sources
+from region.db.catalogue import CatalogueEntry
 from tests.fakes.gpg import ThrowawayKey, export_public
 from tests.integration.region.api_harness import (
     API_HASH,

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from region import repo_users
 from region.app import AUTO_IMPORT, build_app
 from region.config import RegionConfig
 from region.context import CTX
+from region.db import users as repo_users
 
 API = "/MAAS/api/2.0"
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from common.gpgkeys import SigningKey
-from common.samplestream import SampleStream
-from region import repo_catalogue, repo_sources
-from region.repo_catalogue import CatalogueEntry
-from region.repo_config import set_config
+from common.mirror.samplestream import SampleStream
+from common.trust.keyrings import SigningKey
+from region.db import catalogue as repo_catalogue
+from region.db import sources as repo_sources
+from region.db.catalogue import CatalogueEntry
+from region.db.config import set_config
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.region.api_harness import region_signing_key
 from tests.integration.region.import_harness import (

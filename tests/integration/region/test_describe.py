@@ -17,7 +17,7 @@ from region.api.handlers import HANDLERS
 from region.api.http import API_ROOT
 from region.api.registry import described_actions, registry_problems, routed_actions
 from region.config import shipped_keyring
-from region.repo_users import ApiKey
+from region.db.users import ApiKey
 from tests.integration.region.api_harness import maas_multipart, oauth_header
 from tests.integration.region.rack_harness import RackRegion, start_region
 

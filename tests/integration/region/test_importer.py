@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
-from common.gpgkeys import SigningKey, aload_keyring
-from common.samplestream import SampleStream, write_sample_stream
-from common.signing import averify_clearsigned
-from region import repo_catalogue, repo_resources, repo_sources
-from region.import_steps import ImportSummary
-from region.status import image_status
-from region.stream import CONTENT_ID, SIGNED_INDEX_PATH, SIGNED_PRODUCTS_PATH
+from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.trust.keyrings import SigningKey, aload_keyring
+from common.trust.signing import averify_clearsigned
+from region.db import catalogue as repo_catalogue
+from region.db import resources as repo_resources
+from region.db import sources as repo_sources
+from region.images.publish import CONTENT_ID, SIGNED_INDEX_PATH, SIGNED_PRODUCTS_PATH
+from region.images.status import image_status
+from region.images.steps import ImportSummary
 from simplestreams import flatten, parse_index, parse_products
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.region.api_harness import region_signing_key

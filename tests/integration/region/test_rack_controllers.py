@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from region import repo_sources
+from region.db import sources as repo_sources
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.region.rack_harness import (
     RackRegion,

@@ -15,11 +15,11 @@ import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from common.gpgkeys import aload_keyring
 from common.rackproto import REGISTER_PATH, STATUS_PATH, STREAM_INDEX
-from region import repo_import
-from region.importer import Importer
-from region.repo_import import WantedFile, WantedSet
+from common.trust.keyrings import aload_keyring
+from region.db import imports as repo_import
+from region.db.imports import WantedFile, WantedSet
+from region.images.importer import Importer
 from tests.integration.region.rack_harness import (
     RackRegion,
     events_path,

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from common.gpgkeys import SigningKey, aload_keyring
-from common.samplestream import SampleStream, write_sample_stream
-from common.signing import averify_clearsigned
+from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.trust.keyrings import SigningKey, aload_keyring
+from common.trust.signing import averify_clearsigned
 from simplestreams import flatten, parse_index, parse_products
 from tests.fakes.daemons import REPO, DaemonProcess, free_port
 from tests.fakes.upstream import FakeUpstream

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from common.gpgkeys import SigningKey, aload_keyring
-from common.signing import averify_clearsigned
-from region import repo_import
-from region.repo_import import WantedFile, WantedSet
-from region.stream import INDEX_PATH, PRODUCTS_PATH, SIGNED_INDEX_PATH, publish_stream
+from common.trust.keyrings import SigningKey, aload_keyring
+from common.trust.signing import averify_clearsigned
+from region.db import imports as repo_import
+from region.db.imports import WantedFile, WantedSet
+from region.images.publish import INDEX_PATH, PRODUCTS_PATH, SIGNED_INDEX_PATH, publish_stream
 from region.web import KEYRING_NAME
 from simplestreams import parse_index, parse_products
 from tests.integration.region.api_harness import region_signing_key

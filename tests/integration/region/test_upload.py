@@ -20,12 +20,13 @@ from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
 from pytest_aiohttp import AiohttpClient
 
-from region import repo_catalogue, repo_sources
 from region.api.http import API_ROOT
-from region.repo_catalogue import CatalogueEntry
-from region.repo_import import WantedFile, WantedSet, write_wanted
-from region.repo_users import ApiKey
-from region.stream import PRODUCTS_PATH
+from region.db import catalogue as repo_catalogue
+from region.db import sources as repo_sources
+from region.db.catalogue import CatalogueEntry
+from region.db.imports import WantedFile, WantedSet, write_wanted
+from region.db.users import ApiKey
+from region.images.publish import PRODUCTS_PATH
 from tests.integration.region.api_harness import Field, maas_multipart, oauth_header
 from tests.integration.region.rack_harness import RackRegion, eventually, start_region
 

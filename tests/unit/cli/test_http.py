@@ -27,8 +27,8 @@ from common.cli.maascli_http import (
     print_response,
 )
 from common.errors import ConnectError
+from region.api.auth import parse_oauth_header
 from region.api.http import read_params
-from region.auth import parse_oauth_header
 from tests.unit.cli.describe_sample import describe
 
 ServerFactory = Callable[..., Awaitable[TestServer]]

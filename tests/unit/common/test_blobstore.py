@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from common.blobstore import BlobStore, GCResult
 from common.errors import DigestMismatchError, InsufficientSpaceError, SizeMismatchError
+from common.storage.blobstore import BlobStore, GCResult
 
 DATA = b"a boot image, more or less\n" * 1000
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -16,8 +16,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from common.blobstore import BlobStore
-from common.download import Downloader, DownloadRequest, make_session
 from common.errors import (
     DigestMismatchError,
     HTTPStatusError,
@@ -26,7 +24,9 @@ from common.errors import (
     StallError,
     TruncatedBodyError,
 )
-from common.http import parse_content_range, parse_retry_after, translate_error
+from common.storage.blobstore import BlobStore
+from common.transfer.download import Downloader, DownloadRequest, make_session
+from common.transfer.http import parse_content_range, parse_retry_after, translate_error
 from tests.fakes.upstream import FakeUpstream
 
 MIB = 1 << 20

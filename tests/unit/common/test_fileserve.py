@@ -16,8 +16,8 @@ from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_writer import StreamWriter
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.fileserve import MIN_SENDFILE_BYTES, SendfileResponse, send_fd, wait_flushed
-from common.runtime import LoopName, loop_factory
+from common.ops.runtime import LoopName, loop_factory
+from common.storage.fileserve import MIN_SENDFILE_BYTES, SendfileResponse, send_fd, wait_flushed
 
 SIZE = 3 * MIN_SENDFILE_BYTES + 12345
 COMPARED = ("Content-Length", "Content-Range", "Content-Type", "ETag", "Last-Modified",

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from common.errors import KeyringError
-from common.gpgkeys import (
+from common.trust.keyrings import (
     MAX_SIGNED_LINE,
     SigningKey,
     aload_keyring,
     load_keyring,
     stop_agent,
 )
-from common.signing import verify_clearsigned
+from common.trust.signing import verify_clearsigned
 from tests.fakes.gpg import (
     UBUNTU_FINGERPRINTS,
     UBUNTU_KEYRING,

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 
-from common import metrics
-from common.logging import configure_logging, get_logger
+from common.ops import metrics
+from common.ops.logging import configure_logging, get_logger
 
 
 @pytest.fixture

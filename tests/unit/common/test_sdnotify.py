@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from common.sdnotify import Notifier, StatusLine, socket_address
+from common.ops.sdnotify import Notifier, StatusLine, socket_address
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from common.errors import (
     TamperedPayloadError,
     UnknownKeyError,
 )
-from common.gpgkeys import Keyring, load_keyring
-from common.signing import VerifiedDocument, averify_clearsigned, verify_clearsigned
+from common.trust.keyrings import Keyring, load_keyring
+from common.trust.signing import VerifiedDocument, averify_clearsigned, verify_clearsigned
 from tests.fakes.gpg import (
     UBUNTU_KEYRING,
     UPSTREAM_SAMPLES,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from common.blobstore import BlobStore
-from common.snapshot import MANIFEST_NAME, SnapshotPublisher
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import MANIFEST_NAME, SnapshotPublisher
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from common.workers import run_bounded
+from common.transfer.workers import run_bounded
 
 
 async def yield_times(n: int) -> None:

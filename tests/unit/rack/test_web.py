@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from common.blobstore import BlobStore
-from common.snapshot import SnapshotPublisher
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import SnapshotPublisher
 from rack import web as rack_web
 
 ClientFactory = Callable[..., Any]

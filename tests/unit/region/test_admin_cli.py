@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from common.errors import ConfigError
-from region import admin_cli, repo_users
-from region.db import open_db
-from region.repo_users import User
+from region import admin_cli
+from region.db import users as repo_users
+from region.db.connection import open_db
+from region.db.users import User
 
 KEY = re.compile(r"([A-Za-z0-9]{18}):([A-Za-z0-9]{18}):([A-Za-z0-9]{32})\n")
 Events = list[MutableMapping[str, Any]]

@@ -11,17 +11,17 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
-from common.gpgkeys import SigningKey
-from region import repo_users
-from region.auth import (
+from common.trust.keyrings import SigningKey
+from region.api.auth import (
     Credentials,
     OAuthHeaderError,
     auth_middleware,
     current_user,
     parse_oauth_header,
 )
-from region.db import open_db
-from region.repo_users import ApiKey
+from region.db import users as repo_users
+from region.db.connection import open_db
+from region.db.users import ApiKey
 from tests.integration.region.api_harness import (
     API_HASH,
     Region,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from common.errors import ConnectError, UnknownKeyError
-from region.catalogue import (
+from region.images.catalogue import (
     catalogue_entry,
     error_message,
     frozen_warning,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from region.db import migrations, open_db, transaction
+from region.db.connection import migrations, open_db, transaction
 
 
 async def test_migrations_are_applied_once_and_recorded_in_user_version(tmp_path: Path) -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from region.catalogue import SourceDescription
-from region.import_steps import (
+from region.db.resources import ResourceRow
+from region.db.sources import BootSource
+from region.images.catalogue import SourceDescription
+from region.images.steps import (
     choose_images,
     default_arches,
     is_rollback,
     plan_removals,
     wanted_set,
 )
-from region.repo_resources import ResourceRow
-from region.repo_sources import BootSource
 from simplestreams import ProductList, Selection, parse_products
 
 SHA = {name: c * 64 for name, c in (("kernel", "a"), ("initrd", "b"), ("squashfs", "c"),

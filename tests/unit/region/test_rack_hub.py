@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from common.snapshot import PublishedSnapshot
-from region.racks import EventBox, RackHub
+from common.storage.snapshot import PublishedSnapshot
+from region.rackhub.hub import EventBox, RackHub
 
 
 def snapshot(snapshot_id: str) -> PublishedSnapshot:

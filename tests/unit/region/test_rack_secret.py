@@ -12,7 +12,7 @@ import pytest
 
 from common.errors import ConfigError
 from region import admin_cli
-from region.rack_secret import (
+from region.rackhub.secret import (
     bearer_token,
     check_bearer,
     load_or_create_secret,

@@ -7,14 +7,14 @@ from dataclasses import replace
 import pytest
 
 from common.rackproto import RackImage, RackState
-from region.rack_state import (
+from region.rackhub.hub import RackRow
+from region.rackhub.state import (
     RACK_SYNCED,
     RACK_SYNCING,
     RACK_WAITING,
     rack_status,
     summarize,
 )
-from region.racks import RackRow
 
 NOBLE = RackImage(name="ubuntu/noble", architecture="amd64", subarches=["ga-24.04", "generic"])
 GRUB = RackImage(name="grub-efi-signed/uefi", architecture="amd64", subarches=["generic"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from region.status import QUEUED, SYNCED, downloading, image_status, progress
+from region.images.status import QUEUED, SYNCED, downloading, image_status, progress
 
 
 def test_progress_is_bytes_held_over_size_not_maas_inverted_value() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from region.repo_resources import FileRow, ResourceRow, SetRow
-from region.stream import stream_products
+from region.db.resources import FileRow, ResourceRow, SetRow
+from region.images.publish import stream_products
 
 
 def _resource(name: str, arch: str, **kw: Any) -> ResourceRow:

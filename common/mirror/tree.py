@@ -1,0 +1,118 @@
+"""The on-disk side of ``bootsync mirror``: a plain SimpleStreams tree.
+
+``DIR`` is laid out as the upstream (``streams/v1/...`` plus every item at its
+stream path) so that any web server can serve it and sstream-mirror can read
+it. ``DIR/.bootsync/`` holds the blob store (same filesystem: items are hard
+links to blobs) and ``state.json``, the list of files the last run published.
+
+Order of writes, so a reader never sees metadata that names a missing file:
+files are linked first (each verified blob, link to a temp name, rename), then
+the products documents, then the index; files no longer listed go last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from common.ops.logging import get_logger
+from common.storage.blobstore import BlobStore
+
+log = get_logger("mirror")
+
+STATE_DIR = ".bootsync"
+KEYRING_NAME = "mirror-keyring.gpg"
+
+
+class MirrorTree:
+    """A mirror directory: its store, its published files and its state."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state_dir = root / STATE_DIR
+        self.store = BlobStore(self.state_dir / "store")
+        self._state_file = self.state_dir / "state.json"
+
+    async def previous_files(self) -> dict[str, str]:
+        """Files (path → sha256 or ``"metadata"``) the last successful run published."""
+        def read() -> dict[str, str]:
+            try:
+                data = json.loads(self._state_file.read_bytes())
+            except FileNotFoundError:
+                return {}
+            return dict(data["files"])
+        return await asyncio.to_thread(read)
+
+    async def place_files(self, files: Mapping[str, str]) -> int:
+        """Hard-link blob ``sha256`` at each ``path``; returns how many links changed."""
+        return await asyncio.to_thread(self._place_all, dict(files))
+
+    def _place_all(self, files: dict[str, str]) -> int:
+        changed = 0
+        for relpath, sha256 in sorted(files.items()):
+            blob = self.store.path_for(sha256)
+            dest = self.root / relpath
+            if dest.exists() and dest.samefile(blob):
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+            os.link(blob, tmp)
+            tmp.replace(dest)
+            changed += 1
+        return changed
+
+    async def write_document(self, relpath: str, data: bytes) -> bool:
+        """Write a metadata file atomically; False when it already held ``data``."""
+        return await asyncio.to_thread(_replace_if_changed, self.root / relpath, data)
+
+    async def read_document(self, relpath: str) -> bytes | None:
+        """The current bytes of a published metadata file, or None."""
+        def read() -> bytes | None:
+            try:
+                return (self.root / relpath).read_bytes()
+            except FileNotFoundError:
+                return None
+        return await asyncio.to_thread(read)
+
+    async def commit_state(self, files: Mapping[str, str]) -> list[str]:
+        """Record ``files`` as published and delete what the previous run listed only.
+
+        Returns the removed paths.
+        """
+        previous = await self.previous_files()
+        stale = sorted(set(previous) - set(files))
+        payload = json.dumps({"files": dict(sorted(files.items()))}, indent=1).encode()
+        await asyncio.to_thread(_replace_if_changed, self._state_file, payload)
+        await asyncio.to_thread(self._remove, stale)
+        for path in stale:
+            log.info("mirror_file_removed", path=path)
+        return stale
+
+    def _remove(self, paths: Iterable[str]) -> None:
+        for relpath in paths:
+            target = self.root / relpath
+            target.unlink(missing_ok=True)
+            parent = target.parent
+            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+
+
+def _replace_if_changed(path: Path, data: bytes) -> bool:
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return True

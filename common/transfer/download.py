@@ -1,0 +1,361 @@
+"""Downloads into the blob store: streamed, hashed in the same pass, resumed, retried.
+
+Each file is streamed into the store's partial file while its sha256 is
+computed, both in worker threads (see :class:`PartialWriter`). A partial left
+by an earlier attempt or an earlier process is resumed with a Range request.
+Retryable failures are retried with exponential backoff and full jitter; a
+digest mismatch is retried once from zero. Only verified bytes are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import aiohttp
+
+from common.errors import (
+    BootsyncError,
+    DigestMismatchError,
+    HTTPStatusError,
+    IntegrityError,
+    StoreError,
+    UpstreamError,
+    is_retryable,
+)
+from common.ops.logging import get_logger, short_sha
+from common.storage.blobstore import BlobStore, check_sha256
+from common.transfer.http import backoff_delay, get_into, make_session
+from common.transfer.workers import run_bounded
+
+__all__ = ["DownloadOutcome", "DownloadRequest", "Downloader", "PartialWriter", "make_session"]
+
+log = get_logger("download")
+
+DEFAULT_CHUNK = 1 << 20
+_HASH_CHUNK = 4 << 20
+_IOV_MAX = 1024  # writev's limit on buffers per call (Linux IOV_MAX)
+
+ProgressCallback = Callable[["DownloadRequest", int], None]
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """One file to fetch. Raises ValueError for a malformed sha256 or negative size."""
+
+    url: str
+    sha256: str
+    size: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        check_sha256(self.sha256)
+        if self.size < 0:
+            raise ValueError(f"negative size {self.size} for {self.url}")
+
+
+@dataclass(frozen=True)
+class DownloadOutcome:
+    """What happened to one request; ``error`` is None exactly when ``ok``."""
+
+    request: DownloadRequest
+    ok: bool
+    error: BaseException | None
+    bytes_received: int  # over the network, all attempts together
+    resumed_from: int  # bytes already in the partial file when the fetch began
+    attempts: int
+    duration_s: float
+    reused: bool  # the blob was already in the store: nothing was requested
+
+
+class PartialWriter:
+    """Appends to a partial file and hashes the same bytes, off the event loop.
+
+    Bytes are gathered into batches of ``batch_size``; each batch is written
+    and hashed by one executor hop while the next batch is being received (at
+    most one batch in flight). One task at a time may use a writer. File
+    errors raise StoreError.
+    """
+
+    def __init__(self, path: Path, *, batch_size: int = DEFAULT_CHUNK) -> None:
+        self.path = path
+        self.size = 0  # bytes accepted; all on disk after flush()
+        self._batch_size = batch_size
+        self._file: BinaryIO | None = None
+        self._hasher = hashlib.sha256()
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._in_flight: asyncio.Future[None] | None = None
+
+    async def open(self) -> int:
+        """Open (or create) the file, hash the bytes already in it, return their count."""
+        await asyncio.to_thread(self._guarded, self._open)
+        return self.size
+
+    async def write(self, data: bytes) -> None:
+        """Accept ``data``; a full batch goes to a worker thread."""
+        self._batch.append(data)
+        self._batched += len(data)
+        self.size += len(data)
+        if self._batched >= self._batch_size:
+            await self._hand_off()
+
+    async def flush(self) -> None:
+        """Return once every accepted byte is written to the file and hashed."""
+        if self._batch:
+            await self._hand_off()
+        await self._wait_in_flight()
+
+    def hexdigest(self) -> str:
+        """The sha256 of the file's bytes (call after :meth:`flush`)."""
+        return self._hasher.hexdigest()
+
+    async def reset(self) -> None:
+        """Forget every byte, on disk and in the digest, to start again from zero."""
+        self._batch, self._batched = [], 0
+        await self._wait_in_flight()
+        await asyncio.to_thread(self._guarded, self._truncate)
+        self._hasher = hashlib.sha256()
+        self.size = 0
+
+    async def close(self) -> None:
+        """Close the file, keeping it on disk (bytes not flushed are dropped)."""
+        self._batch, self._batched = [], 0
+        try:
+            await self._wait_in_flight()
+        finally:
+            # Still in flight only if cancelled meanwhile: the thread owns the file then.
+            if self._file is not None and self._in_flight is None:
+                file, self._file = self._file, None
+                await asyncio.to_thread(file.close)
+
+    async def discard(self) -> None:
+        """Close the file and delete it."""
+        await self.close()
+        await asyncio.to_thread(self.path.unlink, missing_ok=True)
+
+    async def _hand_off(self) -> None:
+        await self._wait_in_flight()
+        batch, self._batch, self._batched = self._batch, [], 0
+        loop = asyncio.get_running_loop()
+        self._in_flight = loop.run_in_executor(None, self._guarded, self._write, batch)
+
+    async def _wait_in_flight(self) -> None:
+        in_flight = self._in_flight
+        if in_flight is None:
+            return
+        try:
+            # Shielded: a cancelled caller must not mark a still-running write as done.
+            await asyncio.shield(in_flight)
+        finally:
+            if in_flight.done():
+                self._in_flight = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = self.path.open("a+b", buffering=0)
+        try:
+            file.seek(0)
+            while chunk := file.read(_HASH_CHUNK):
+                self._hasher.update(chunk)
+                self.size += len(chunk)
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
+
+    def _write(self, batch: list[bytes]) -> None:
+        # Hash and write the received chunks as they are: joining them first would
+        # copy every byte once more (measured in bench/RESULTS.md).
+        assert self._file is not None, "write after close"
+        for chunk in batch:
+            self._hasher.update(chunk)
+        fd = self._file.fileno()
+        pending = [memoryview(chunk) for chunk in batch if chunk]
+        while pending:
+            written = os.writev(fd, pending[:_IOV_MAX])
+            while written and pending:
+                if written >= len(pending[0]):
+                    written -= len(pending.pop(0))
+                else:
+                    pending[0] = pending[0][written:]
+                    written = 0
+
+    def _truncate(self) -> None:
+        if self._file is not None:
+            self._file.truncate(0)
+
+    def _guarded(self, func: Callable[..., None], *args: object) -> None:
+        try:
+            func(*args)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+
+@dataclass
+class _Progress:
+    """Counters of one fetch, across its attempts."""
+
+    attempts: int = 0
+    received: int = 0
+    resumed_from: int = 0
+
+
+class Downloader:
+    """Fetches files into a BlobStore over one aiohttp session.
+
+    ``on_progress(request, nbytes)`` is called on the event loop with the
+    number of bytes just received (a delta, not a total).
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, store: BlobStore, *,
+                 retries: int = 4, backoff_base: float = 0.5, backoff_max: float = 30.0,
+                 stall_timeout: float = 30.0, connect_timeout: float = 15.0,
+                 chunk_size: int = DEFAULT_CHUNK,
+                 on_progress: ProgressCallback | None = None) -> None:
+        self._session = session
+        self._store = store
+        self._retries = retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
+                                              sock_read=stall_timeout)
+        self._chunk_size = chunk_size
+        self._on_progress = on_progress
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary())
+
+    async def fetch_all(self, reqs: Iterable[DownloadRequest],
+                        concurrency: int) -> list[DownloadOutcome]:
+        """Fetch every request, ``concurrency`` at a time; outcomes in input order.
+
+        One file's failure does not stop the others. Cancelling this cancels
+        every download promptly; their partial files stay for a later resume.
+        """
+        return await run_bounded(reqs, self.fetch, concurrency)
+
+    async def fetch(self, req: DownloadRequest) -> DownloadOutcome:
+        """Fetch one file into the store; a failure is reported in the outcome.
+
+        Only cancellation (CancelledError) is raised.
+        """
+        started = time.monotonic()
+        progress = _Progress()
+        flog = _log_for(req)
+        error: BootsyncError | None = None
+        reused = False
+        lock = self._locks.setdefault(req.sha256, asyncio.Lock())
+        try:
+            async with lock:  # the same blob twice at once would share one partial file
+                if await self._store.has(req.sha256, req.size):
+                    reused = True
+                    flog.debug("download_reused", bytes=req.size)
+                else:
+                    await self._download(req, progress)
+        except BootsyncError as exc:
+            error = exc
+        except OSError as exc:
+            error = StoreError(f"{self._store.root}: {exc}")
+            error.__cause__ = exc
+        duration = time.monotonic() - started
+        if error is not None:
+            flog.warning("download_failed", error=str(error), reason=_reason(error),
+                         attempts=progress.attempts, duration_s=round(duration, 3))
+        elif not reused:
+            flog.info("download_finished", bytes=progress.received, size=req.size,
+                      duration_s=round(duration, 3), resumed_from=progress.resumed_from,
+                      attempts=progress.attempts)
+        return DownloadOutcome(request=req, ok=error is None, error=error,
+                               bytes_received=progress.received,
+                               resumed_from=progress.resumed_from,
+                               attempts=progress.attempts, duration_s=duration, reused=reused)
+
+    async def _download(self, req: DownloadRequest, progress: _Progress) -> None:
+        writer = PartialWriter(self._store.partial_path(req.sha256), batch_size=self._chunk_size)
+        progress.resumed_from = await writer.open()
+        try:
+            if writer.size > req.size:
+                await writer.reset()
+                progress.resumed_from = 0
+            await self._store.ensure_space(req.size - writer.size)
+            _log_for(req).info("download_started", size=req.size,
+                               resumed_from=progress.resumed_from)
+            await self._attempt_until_done(req, writer, progress)
+            await writer.close()
+            await self._store.commit(req.sha256, req.size, writer.path)
+        except asyncio.CancelledError:
+            # Quick (at most one batch write is in flight), and shielded so that a
+            # second cancellation cannot leave the file open.
+            await asyncio.shield(writer.close())
+            raise
+        except IntegrityError:
+            await writer.discard()
+            raise
+        except BaseException:
+            await writer.close()
+            raise
+
+    async def _attempt_until_done(self, req: DownloadRequest, writer: PartialWriter,
+                                  progress: _Progress) -> None:
+        digest_retried = False
+        while True:
+            progress.attempts += 1
+            try:
+                if writer.size < req.size:
+                    await get_into(self._session, req.url, writer, size=req.size,
+                                   limits=self._timeout, on_bytes=self._count(req, progress))
+                _check_digest(req, writer.hexdigest())
+            except DigestMismatchError as exc:
+                if digest_retried:
+                    raise
+                digest_retried = True
+                await writer.reset()
+                delay, error = 0.0, str(exc)
+            except UpstreamError as exc:
+                if not is_retryable(exc) or progress.attempts > self._retries:
+                    raise
+                retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+                delay = backoff_delay(progress.attempts, base=self._backoff_base,
+                                      cap=self._backoff_max, retry_after=retry_after)
+                error = str(exc)
+            else:
+                return
+            _log_for(req).warning("download_retrying", attempt=progress.attempts,
+                                  delay_s=round(delay, 3), error=error)
+            await asyncio.sleep(delay)
+
+    def _count(self, req: DownloadRequest, progress: _Progress) -> Callable[[int], None]:
+        def count(nbytes: int) -> None:
+            progress.received += nbytes
+            if self._on_progress is not None:
+                self._on_progress(req, nbytes)
+        return count
+
+
+def _check_digest(req: DownloadRequest, actual: str) -> None:
+    if actual != req.sha256:
+        raise DigestMismatchError(url=req.url, expected=req.sha256, actual=actual)
+
+
+def _log_for(req: DownloadRequest) -> Any:
+    bound = log.bind(url=req.url, sha256=short_sha(req.sha256))
+    return bound.bind(name=req.name) if req.name else bound
+
+
+def _reason(exc: BootsyncError) -> str:
+    """A short snake_case word for dashboards: ``http_404``, ``stall``, ``sha256_mismatch``."""
+    if isinstance(exc, HTTPStatusError):
+        return f"http_{exc.status}"
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str):
+        return reason
+    words = re.findall(r"[A-Z][a-z0-9]*", type(exc).__name__.removesuffix("Error"))
+    return "_".join(words).lower() or "error"

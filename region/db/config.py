@@ -1,0 +1,50 @@
+"""Run-time settings changed through the API (``maas set-config``), stored as JSON.
+
+Only the keys in :data:`DEFAULTS` exist; a key never set reads as its default.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiosqlite
+
+from region.db.connection import transaction
+
+DEFAULTS: dict[str, Any] = {
+    "boot_images_auto_import": True,
+    "http_proxy": None,
+    "enable_http_proxy": True,
+    "boot_images_no_proxy": False,
+}
+
+
+def _check_name(name: str) -> None:
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown config name {name!r}; known: {', '.join(sorted(DEFAULTS))}")
+
+
+async def get_config(conn: aiosqlite.Connection, name: str) -> Any:
+    """The value of ``name`` (its default if never set); KeyError for an unknown name."""
+    _check_name(name)
+    async with conn.execute("SELECT value FROM config WHERE name = ?", (name,)) as cur:
+        row = await cur.fetchone()
+    return DEFAULTS[name] if row is None else json.loads(row["value"])
+
+
+async def is_config_set(conn: aiosqlite.Connection, name: str) -> bool:
+    """True once ``name`` has been written (even with its default value)."""
+    _check_name(name)
+    async with conn.execute("SELECT 1 FROM config WHERE name = ?", (name,)) as cur:
+        return await cur.fetchone() is not None
+
+
+async def set_config(conn: aiosqlite.Connection, name: str, value: Any) -> None:
+    """Store ``value`` (anything JSON can hold) under ``name``; KeyError for an unknown name."""
+    _check_name(name)
+    async with transaction(conn):
+        await conn.execute(
+            "INSERT INTO config (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, json.dumps(value)))

@@ -1,0 +1,244 @@
+"""What each boot source offers: fetched, verified, described, and kept per source.
+
+:meth:`Catalogue.describe_source` reads a source (signed index, then every
+products document, newest version of each product) into a
+:class:`SourceDescription`. :meth:`Catalogue.refresh_all` does that for every
+source and stores the result: the catalogue rows on success, the error on
+failure (kept per source and shown in the API). The importer reuses the same
+descriptions, so an import reads each source once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import aiohttp
+import aiosqlite
+
+from common.errors import BootsyncError, SignatureError
+from common.mirror.sync import resolve_source
+from common.ops.logging import get_logger
+from common.transfer.fetch import fetch_verified, join_url
+from common.trust.keyrings import Keyring, aload_keyring
+from region.db import catalogue as repo_catalogue
+from region.db import sources as repo_sources
+from region.db.catalogue import CatalogueEntry
+from region.db.sources import BootSource
+from region.images.proxy import UpstreamSessions
+from simplestreams import (
+    PRODUCTS_FORMAT,
+    ProductList,
+    StreamFormatError,
+    image_spec_of,
+    newest_versions,
+    parse_index,
+    parse_products,
+    product_fields,
+)
+
+log = get_logger("catalogue")
+
+DEFAULT_FROZEN_AFTER_HOURS = 7 * 24.0
+_OS_TITLES = {"ubuntu": "Ubuntu", "centos": "CentOS", "rhel": "RHEL"}
+
+
+@dataclass(frozen=True)
+class SourceDescription:
+    """One source as read just now: its newest products and its catalogue."""
+
+    source: BootSource
+    index_url: str
+    base_url: str
+    index_updated: str | None  # the index's own `updated`, as the source signed it
+    products: tuple[ProductList, ...]  # newest version of every product, per document
+    entries: tuple[CatalogueEntry, ...]
+    warnings: tuple[str, ...]
+
+
+# A source and what reading it gave: its description, or the error.
+SourceOutcome = tuple[BootSource, SourceDescription | BootsyncError]
+
+
+def parse_updated(text: str | None) -> datetime | None:
+    """An index ``updated`` (RFC 2822 or ISO 8601) as an aware datetime; None if unreadable."""
+    if not text:
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def product_title(fields: Mapping[str, str]) -> str:
+    """A display title (``Ubuntu 24.04 LTS``); ``title`` wins, bootloaders have none."""
+    if fields.get("title"):
+        return fields["title"]
+    release_title = fields.get("release_title", "")
+    if not release_title:
+        return ""
+    os_title = fields.get("os_title") or _OS_TITLES.get(fields.get("os", ""), "")
+    if os_title and release_title.startswith(os_title):
+        os_title = ""
+    return " ".join(w for w in (os_title, release_title, fields.get("gadget_title", "")) if w)
+
+
+def catalogue_entry(fields: Mapping[str, str]) -> CatalogueEntry:
+    """The catalogue row of a product, from its flattened fields."""
+    spec = image_spec_of(fields)
+    return CatalogueEntry(
+        os=spec.os, arch=spec.arch, subarch=spec.subarch, release=spec.release,
+        label=spec.label, kflavor=spec.kflavor, bootloader_type=spec.bootloader_type,
+        release_codename=fields.get("release_codename"),
+        release_title=fields.get("release_title"), support_eol=fields.get("support_eol"),
+        title=product_title(fields))
+
+
+def error_message(url: str, exc: BaseException) -> str:
+    """The per-source error shown in the API (MAAS's wording)."""
+    if isinstance(exc, SignatureError):
+        return (f"Failed to import images from {url} ({exc}). "
+                "Verify network connectivity and try again.")
+    return f"Failed to import images from {url}: {exc}"
+
+
+def frozen_warning(url: str, updated: str | None, max_age: timedelta,
+                   now: datetime) -> str | None:
+    """A warning when the signed index is older than ``max_age`` (a frozen mirror)."""
+    when = parse_updated(updated)
+    if when is None or now - when <= max_age:
+        return None
+    hours = (now - when).total_seconds() / 3600
+    return (f"The index of {url} was last updated {updated} ({hours:.0f} hours ago): "
+            "the mirror may be frozen or replaying old images.")
+
+
+async def _keyring(source: BootSource) -> Keyring:
+    if source.keyring_data:
+        return await aload_keyring(source.keyring_data, name=f"keyring of {source.url}")
+    # The file is read now, at import time: a bad path fails the import, not the save.
+    return await aload_keyring(Path(source.keyring_filename))
+
+
+class Catalogue:
+    """Reads sources and keeps their catalogues; implements ``CatalogueControl``.
+
+    ``session`` is the region's HTTP session (a proxied one is made per refresh
+    when the proxy config says so). ``frozen_after_hours``: how old a signed
+    index may be before the source gets a frozen-mirror warning. ``proxy``: the
+    config file's proxy, used unless ``http_proxy`` is set through the API.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, session: aiohttp.ClientSession, *,
+                 frozen_after_hours: float = DEFAULT_FROZEN_AFTER_HOURS,
+                 proxy: str = "") -> None:
+        self._db = db
+        self._session = session
+        self._proxy = proxy
+        self._frozen_after = timedelta(hours=frozen_after_hours)
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._pending: list[str] = []
+
+    def schedule_refresh(self, *, reason: str) -> None:
+        """Refresh every source soon, in one background task (requests coalesce)."""
+        self._pending.append(reason)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._refresh_pending())
+
+    async def _refresh_pending(self) -> None:
+        while self._pending:
+            reasons, self._pending = self._pending, []
+            try:
+                await self.refresh_all(reason=",".join(sorted(set(reasons))))
+            except Exception as exc:  # a background task: log, and serve the next request
+                log.exception("catalogue_refresh_crashed", error=str(exc))
+
+    async def close(self) -> None:
+        """Cancel a background refresh and wait for it to end."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def refresh_all(self, *, reason: str = "") -> list[SourceOutcome]:
+        """Read every source (by id), store catalogues and errors; the outcome of each."""
+        async with self._lock:
+            sources = await repo_sources.list_sources(self._db)
+            async with UpstreamSessions(self._db, self._session,
+                                        fallback_proxy=self._proxy) as sessions:
+                return [(source, await self._refresh_one(source, sessions.for_url(source.url),
+                                                         reason)) for source in sources]
+
+    async def _refresh_one(self, source: BootSource, session: aiohttp.ClientSession,
+                           reason: str) -> SourceDescription | BootsyncError:
+        try:
+            description = await self.describe_source(source, session=session)
+        except (BootsyncError, StreamFormatError) as exc:
+            error = exc if isinstance(exc, BootsyncError) else BootsyncError(str(exc))
+            log.warning("catalogue_refresh_failed", url=source.url, reason=str(exc))
+            if await self._unchanged(source):
+                await repo_catalogue.record_error(self._db, source.id,
+                                                  error_message(source.url, exc))
+            return error
+        if await self._unchanged(source):
+            diff = await repo_catalogue.replace_catalogue(self._db, source.id,
+                                                          list(description.entries))
+            await repo_catalogue.record_checked(self._db, source.id,
+                                                index_updated=description.index_updated,
+                                                warnings=list(description.warnings))
+            log.info("catalogue_refreshed", url=source.url, images=len(description.entries),
+                     added=diff.added, updated=diff.updated, removed=diff.removed,
+                     reason=reason)
+        return description
+
+    async def _unchanged(self, source: BootSource) -> bool:
+        # The source may have been edited or deleted while we were reading it.
+        now = await repo_sources.get_source(self._db, source.id)
+        return now is not None and (now.url, now.keyring_filename, now.keyring_data) == (
+            source.url, source.keyring_filename, source.keyring_data)
+
+    async def describe_source(self, source: BootSource, *,
+                              session: aiohttp.ClientSession | None = None,
+                              ) -> SourceDescription:
+        """Fetch, verify and parse ``source``; newest version of each product.
+
+        An explicit ``.../index.json`` URL is read unsigned, as MAAS does (with a
+        warning); otherwise the index and every products document must be
+        signed by the source's keyring. Raises KeyringError, SignatureError,
+        UpstreamError or StreamFormatError.
+        """
+        http = session or self._session
+        index_url, base = resolve_source(source.url, signed=True)
+        unsigned = index_url.endswith(".json")
+        keyring = None if unsigned else await _keyring(source)
+        index = parse_index((await fetch_verified(http, index_url, keyring)).payload,
+                            source=index_url)
+        products: list[ProductList] = []
+        entries: list[CatalogueEntry] = []
+        for entry in index.entries.values():
+            if entry.path is None or entry.format != PRODUCTS_FORMAT:
+                continue
+            url = join_url(base, entry.path)
+            doc = await fetch_verified(http, url, keyring)
+            newest = newest_versions(parse_products(doc.payload, source=url))
+            products.append(newest)
+            entries += [catalogue_entry(product_fields(newest, p))
+                        for p in newest.products.values()]
+        warnings = [w for w in (
+            frozen_warning(source.url, index.updated, self._frozen_after, datetime.now(UTC)),
+            "The index is not signed: nothing verifies what this source serves."
+            if unsigned else None) if w]
+        for warning in warnings:
+            log.warning("source_warning", url=source.url, warning=warning)
+        return SourceDescription(source=source, index_url=index_url, base_url=base,
+                                 index_updated=index.updated, products=tuple(products),
+                                 entries=tuple(entries), warnings=tuple(warnings))

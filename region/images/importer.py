@@ -1,0 +1,335 @@
+"""The region import, one orchestrator that reads top to bottom (spec §5).
+
+:meth:`Importer.run_import` runs these steps, each logged as an event:
+
+1. ensure a source: the default source and selection when none exists;
+2. read every source: fetch and verify the signed index and products, refresh
+   the catalogue (per-source errors are kept, the other sources go on);
+3. rollback guard: refuse an index older than the last one imported from the
+   same URL, unless forced;
+4. select: the user's selections plus every bootloader, newest version of
+   each product, the first source offering an image wins it;
+5. write the metadata (resources, sets, files) before downloading, so the API
+   shows what is queued;
+6. download the missing blobs into the store (``bytes_done`` as they arrive);
+   a failed file leaves its set incomplete, the previous set stays;
+7. removals: keep images a selection still names that vanished upstream,
+   delete unselected ones, unless that would delete every image (safety valve);
+8. set cleaner: the newest complete set of each image stays;
+9. publish the region's stream; 10. collect unreferenced blobs;
+11. run once more if sources or selections changed meanwhile.
+
+Each run ends with one ``import_finished`` event, also stored in ``import_runs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+
+import aiohttp
+import aiosqlite
+
+from common.errors import BootsyncError
+from common.ops.logging import get_logger
+from common.storage.blobstore import BlobStore
+from common.storage.snapshot import SnapshotPublisher
+from common.transfer.download import DownloadOutcome, DownloadRequest
+from common.trust.keyrings import SigningKey
+from region.db import catalogue as repo_catalogue
+from region.db import imports as repo_import
+from region.db import resources as repo_resources
+from region.db import sources as repo_sources
+from region.db.sources import DuplicateError
+from region.images.catalogue import Catalogue, SourceDescription, error_message
+from region.images.downloads import fetch_blobs, held_bytes
+from region.images.proxy import UpstreamSessions
+from region.images.publish import publish_stream
+from region.images.steps import (
+    Chosen,
+    ImportSettings,
+    ImportSummary,
+    Tally,
+    choose_images,
+    default_arches,
+    is_rollback,
+    plan_removals,
+)
+from simplestreams import Selection
+
+log = get_logger("importer")
+
+__all__ = ["ImportSettings", "ImportSummary", "Importer"]
+
+
+class Importer:
+    """Runs region imports, one at a time; implements ``ImportControl``.
+
+    ``store`` is ``<data_dir>/store``, ``publisher`` publishes ``<data_dir>/stream``
+    (both shared with the web app), ``catalogue`` reads the sources.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, session: aiohttp.ClientSession, *,
+                 store: BlobStore, publisher: SnapshotPublisher, region_key: SigningKey,
+                 catalogue: Catalogue, settings: ImportSettings | None = None) -> None:
+        self._db = db
+        self._session = session
+        self._store = store
+        self._publisher = publisher
+        self._key = region_key
+        self._catalogue = catalogue
+        self._settings = settings or ImportSettings()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[ImportSummary] | None = None
+        self._running: asyncio.Task[object] | None = None
+
+    # --- control ---------------------------------------------------------------
+
+    def is_importing(self) -> bool:
+        """True while an import runs (or one was just started)."""
+        return self._lock.locked() or (self._task is not None and not self._task.done())
+
+    def start(self, *, reason: str, force: bool = False) -> bool:
+        """Start an import in the background; False (logged) if one is running."""
+        if self.is_importing():
+            log.info("import_skipped", reason="already running", trigger=reason)
+            return False
+        self._task = asyncio.get_running_loop().create_task(
+            self.run_import(reason, force=force))
+        return True
+
+    async def stop(self) -> None:
+        """Cancel a running import and wait for it; partial downloads stay for a resume."""
+        tasks = {t for t in (self._task, self._running) if t is not None and not t.done()}
+        if not tasks:
+            return
+        log.info("import_stop_requested")
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+
+    async def republish(self, *, reason: str) -> bool:
+        """Publish the stream again now; False if an import runs (it publishes at its end)."""
+        if self._lock.locked():
+            return False
+        async with self._lock:
+            log.info("stream_republish", reason=reason)
+            await publish_stream(self._db, self._publisher, self._key,
+                                 keep=self._settings.keep_snapshots)
+        return True
+
+    async def run_import(self, reason: str = "manual", *, force: bool = False) -> ImportSummary:
+        """Import now; a second call while one runs is skipped (logged), not queued.
+
+        ``force`` accepts an index older than the last one imported (rollback).
+        Failures end in a summary with outcome ``failed``; cancelling raises
+        CancelledError after recording the ``cancelled`` summary.
+        """
+        started = self._task is not None and not self._task.done() and \
+            self._task is not asyncio.current_task()  # start()ed, about to take the lock
+        if self._lock.locked() or started:
+            log.info("import_skipped", reason="already running", trigger=reason)
+            return ImportSummary(outcome="skipped", reason=reason)
+        async with self._lock:
+            self._running = asyncio.current_task()
+            try:
+                summary = await self._import_once(reason, force)
+                if summary.sources_changed:
+                    log.info("import_rerun", reason="sources or selections changed meanwhile")
+                    summary = await self._import_once(f"{reason} (re-run)", force)
+                return summary
+            finally:
+                self._running = None
+
+    # --- one import --------------------------------------------------------------
+
+    async def _import_once(self, reason: str, force: bool) -> ImportSummary:
+        tally = Tally(reason=reason)
+        run_id = await repo_import.start_run(self._db)
+        log.info("import_started", reason=reason, force=force)
+        try:
+            await self._steps(tally, force)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._settle(tally))
+            await asyncio.shield(self._finish(run_id, tally, "cancelled"))
+            raise
+        except Exception as exc:  # every import must end with its summary, even after a bug
+            log.exception("import_failed", error=str(exc))
+            tally.errors.append(f"{type(exc).__name__}: {exc}")
+            await self._settle(tally)
+        return await self._finish(run_id, tally, "failed" if tally.errors else "ok")
+
+    async def _steps(self, tally: Tally, force: bool) -> None:
+        fingerprint = await self._ensure_source()
+        described = await self._read_sources(tally)
+        accepted = await self._guard_rollback(described, tally, force)
+        selections = await self._selections()
+        chosen = choose_images(accepted, selections)
+        log.info("images_selected", images=len(chosen), sources=len(accepted))
+        sizes = {f.sha256: f.size for c in chosen for f in c.wanted.files}
+        held = await held_bytes(self._store, sizes)
+        created = await repo_import.write_wanted(self._db, [c.wanted for c in chosen], held)
+        log.info("metadata_written", images=len(chosen), new=len(created))
+        failed = await self._download(chosen, sizes, held, tally)
+        tally.images_added = sum(
+            1 for c in chosen if c.wanted.key in created
+            and not any(f.sha256 in failed for f in c.wanted.files))
+        await self._remove(chosen, described, selections, tally)
+        cleaned = await repo_import.clean_sets(self._db)
+        log.info("sets_cleaned", sets_removed=cleaned)
+        published = await publish_stream(self._db, self._publisher, self._key,
+                                         keep=self._settings.keep_snapshots)
+        tally.published = published is not None
+        await self._collect_garbage(set(sizes))
+        tally.sources_changed = fingerprint != await repo_sources.sources_fingerprint(self._db)
+
+    async def _finish(self, run_id: int, tally: Tally, outcome: str) -> ImportSummary:
+        summary = tally.summary(outcome)
+        fields = dataclasses.asdict(summary)
+        (log.info if outcome == "ok" else log.warning)("import_finished", **fields)
+        await repo_import.finish_run(self._db, run_id, outcome, fields)
+        return summary
+
+    async def _settle(self, tally: Tally) -> None:
+        """After a stop or a crash: drop the sets left incomplete, publish the complete ones."""
+        try:
+            await repo_import.clean_sets(self._db)
+            tally.published = await publish_stream(
+                self._db, self._publisher, self._key,
+                keep=self._settings.keep_snapshots) is not None
+        except (BootsyncError, OSError, aiosqlite.Error) as exc:
+            log.exception("import_settle_failed", error=str(exc))
+            tally.errors.append(f"after the import: {exc}")
+
+    # --- steps ---------------------------------------------------------------------
+
+    async def _ensure_source(self) -> str:
+        """Create the default source and selection if there is no source; the fingerprint."""
+        s = self._settings
+        if s.create_default_source and not await repo_sources.list_sources(self._db):
+            try:
+                source = await repo_sources.create_source(
+                    self._db, url=s.default_source_url, keyring_filename=str(s.default_keyring))
+                await repo_sources.create_selection(
+                    self._db, source.id, os="ubuntu", release=s.default_release,
+                    arches=default_arches(), subarches=["*"], labels=["*"])
+                log.info("default_source_created", url=source.url, release=s.default_release,
+                         arches=default_arches())
+            except DuplicateError:
+                pass  # created meanwhile through the API
+        return await repo_sources.sources_fingerprint(self._db)
+
+    async def _read_sources(self, tally: Tally) -> list[SourceDescription]:
+        described: list[SourceDescription] = []
+        for source, result in await self._catalogue.refresh_all(reason="import"):
+            tally.sources.append(source.url)
+            if isinstance(result, SourceDescription):
+                described.append(result)
+            else:
+                tally.errors.append(error_message(source.url, result))
+                tally.source_failed = True
+        return described
+
+    async def _guard_rollback(self, described: list[SourceDescription], tally: Tally,
+                              force: bool) -> list[SourceDescription]:
+        accepted: list[SourceDescription] = []
+        for desc in described:
+            url, updated = desc.source.url, desc.index_updated
+            last = await repo_catalogue.last_imported_index(self._db, url)
+            if is_rollback(updated, last):
+                if not force:
+                    message = (f"Refused the index of {url}: updated {updated}, older than "
+                               f"{last} imported before (a rollback). Import with force to "
+                               "accept it.")
+                    log.error("index_rollback_refused", url=url, updated=updated,
+                              last_imported=last)
+                    await repo_catalogue.record_error(self._db, desc.source.id, message)
+                    tally.errors.append(message)
+                    tally.source_failed = True
+                    continue
+                log.warning("index_rollback_forced", url=url, updated=updated,
+                            last_imported=last)
+            if updated is not None:
+                await repo_catalogue.remember_imported_index(self._db, url, updated)
+            accepted.append(desc)
+        return accepted
+
+    async def _selections(self) -> dict[int, list[Selection]]:
+        by_source: dict[int, list[Selection]] = defaultdict(list)
+        for sel in await repo_sources.list_selections(self._db):
+            by_source[sel.boot_source_id].append(Selection(
+                os=sel.os, release=sel.release, arches=sel.arches, subarches=sel.subarches,
+                labels=sel.labels))
+        return by_source
+
+    async def _download(self, chosen: list[Chosen], sizes: dict[str, int],
+                        held: dict[str, int], tally: Tally) -> set[str]:
+        """Fetch every blob not yet stored; the sha256 of those that failed."""
+        sources: dict[str, Chosen] = {}
+        for c in chosen:
+            for sha256 in c.urls:
+                sources.setdefault(sha256, c)
+        missing = [DownloadRequest(url=sources[sha].urls[sha], sha256=sha, size=size)
+                   for sha, size in sorted(sizes.items()) if held.get(sha) != size]
+        tally.files_reused = len(sizes) - len(missing)
+        if not missing:
+            return set()
+        log.info("downloads_started", files=len(missing), bytes=sum(r.size for r in missing))
+        async with UpstreamSessions(self._db, self._session,
+                                    fallback_proxy=self._settings.proxy) as sessions:
+            outcomes = await fetch_blobs(
+                self._db, self._store, sessions, missing, held,
+                concurrency=self._settings.concurrency,
+                interval=self._settings.progress_interval_s)
+        failed = {o.request.sha256 for o in outcomes if not o.ok}
+        tally.bytes = sum(o.bytes_received for o in outcomes)
+        tally.files_fetched = sum(1 for o in outcomes if o.ok and not o.reused)
+        tally.files_reused += sum(1 for o in outcomes if o.ok and o.reused)
+        tally.files_failed = len(failed)
+        await self._record_file_failures([o for o in outcomes if not o.ok], sources, tally)
+        log.info("downloads_finished", fetched=tally.files_fetched, failed=len(failed),
+                 bytes=tally.bytes)
+        return failed
+
+    async def _record_file_failures(self, failures: list[DownloadOutcome],
+                                    sources: dict[str, Chosen], tally: Tally) -> None:
+        by_source: dict[int, list[str]] = defaultdict(list)
+        for outcome in failures:
+            message = str(outcome.error)  # names the URL already
+            tally.errors.append(message)
+            by_source[sources[outcome.request.sha256].source_id].append(message)
+        for source_id, messages in by_source.items():
+            await repo_catalogue.record_error(
+                self._db, source_id, f"{len(messages)} file(s) failed: {messages[0]}")
+
+    async def _remove(self, chosen: list[Chosen], described: list[SourceDescription],
+                      selections: dict[int, list[Selection]], tally: Tally) -> None:
+        if tally.source_failed:
+            log.warning("removals_skipped", reason="a source could not be read or was refused")
+            return
+        held = {r.key for r, _sets in await repo_resources.complete_sets(self._db)}
+        plan = plan_removals(
+            await repo_resources.list_synced(self._db), {c.wanted.key for c in chosen}, held,
+            {(e.os, e.arch, e.release) for d in described for e in d.entries},
+            [s for sels in selections.values() for s in sels])
+        for resource in plan.kept:
+            log.info("image_kept_still_selected", name=resource.name,
+                     architecture=resource.architecture)
+        tally.images_kept = len(plan.kept)
+        if plan.refused:
+            message = (f"Refused to delete all {len(plan.delete)} synced images that are no "
+                       "longer selected or offered: nothing new would replace them.")
+            log.error("import_refused_to_delete_everything", images=len(plan.delete))
+            tally.errors.append(message)
+            return
+        for resource in plan.delete:
+            log.info("image_removed", name=resource.name, architecture=resource.architecture)
+        tally.images_removed = await repo_import.delete_resources(
+            self._db, [r.id for r in plan.delete])
+
+    async def _collect_garbage(self, wanted: set[str]) -> None:
+        # Blobs of this import stay even if their set failed: a partial resumes next time.
+        keep = (await repo_import.referenced_sha256(self._db)
+                | await self._publisher.referenced_blobs() | wanted)
+        await self._store.collect_garbage(keep)

@@ -1,0 +1,58 @@
+"""The hourly auto-import: APScheduler 3.x only triggers; the import is an ordinary coroutine.
+
+A run is due at start-up and then every ``interval_minutes``. Each tick reads
+``boot_images_auto_import`` from the database, so an operator switches the
+hourly import off and on at run time (``maas set-config``) without a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from common.ops.logging import get_logger
+from region.context import ImportControl
+
+log = get_logger("scheduler")
+
+JOB_ID = "auto_import"
+
+
+class AutoImport:
+    """Owns the scheduler and the one job it runs."""
+
+    def __init__(self, importer: ImportControl, *, interval_minutes: int,
+                 enabled: Callable[[], Awaitable[bool]]) -> None:
+        self._importer = importer
+        self._enabled = enabled
+        self._interval = interval_minutes
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+
+    def start(self) -> None:
+        """Schedule the first run now and the next ones every interval (call on the loop)."""
+        self._scheduler.add_job(
+            self.tick, IntervalTrigger(minutes=self._interval, timezone=UTC), id=JOB_ID,
+            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+            misfire_grace_time=max(60, self._interval * 30))
+        self._scheduler.start()
+        log.info("auto_import_scheduled", interval_minutes=self._interval)
+
+    def job(self) -> Any:
+        """The scheduled APScheduler job (for status and tests)."""
+        return self._scheduler.get_job(JOB_ID)
+
+    def shutdown(self) -> None:
+        """Stop triggering new runs (a running import is the importer's business)."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    async def tick(self) -> bool:
+        """One scheduled run: start an import unless auto-import is off; True if started."""
+        if not await self._enabled():
+            log.info("auto_import_skipped", reason="boot_images_auto_import is off")
+            return False
+        return self._importer.start(reason="auto-import")

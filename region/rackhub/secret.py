@@ -1,0 +1,102 @@
+"""The shared secret racks authenticate with: ``<data_dir>/rack-secret``.
+
+The region creates the file at its first start (32 random bytes as hex, mode
+0600) and never changes it; ``bootsync rack-secret`` prints it for the
+operator to give to each rack. Racks send it as ``Authorization: Bearer
+<secret>``; :func:`check_bearer` compares in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from common.errors import ConfigError
+from common.ops.logging import get_logger
+from common.rackproto import AUTH_SCHEME
+
+log = get_logger("rack_secret")
+
+SECRET_NAME = "rack-secret"  # noqa: S105 - a file name, not a secret
+MIN_LENGTH = 32
+
+
+def secret_path(data_dir: Path) -> Path:
+    """``<data_dir>/rack-secret``."""
+    return data_dir / SECRET_NAME
+
+
+def read_secret(data_dir: Path) -> str:
+    """The secret stored in ``data_dir`` (blocking).
+
+    Raises ConfigError when the file is missing (the region has never started
+    with this data directory), unreadable, or holds no usable secret.
+    """
+    path = secret_path(data_dir)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: the region creates it at its first start "
+                          "(start the region once, or give the right --data-dir/--config)"
+                          ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the rack secret: {exc}") from exc
+    if len(text) < MIN_LENGTH or any(c.isspace() for c in text):
+        raise ConfigError(f"{path}: not a rack secret (one word of at least {MIN_LENGTH} "
+                          "characters expected)")
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("rack_secret_readable_by_others", path=str(path))
+    return text
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """The secret in ``data_dir``, created first if there is none (blocking).
+
+    Creation is exclusive, so two processes starting at once agree on one
+    secret. Raises ConfigError as :func:`read_secret` does, OSError if the
+    file cannot be written.
+    """
+    path = secret_path(data_dir)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_secret(data_dir)
+    secret = secrets.token_hex(32)
+    try:
+        os.write(fd, f"{secret}\n".encode())
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    log.info("rack_secret_created", path=str(path))
+    return secret
+
+
+async def aload_or_create_secret(data_dir: Path) -> str:
+    """:func:`load_or_create_secret` in a worker thread."""
+    return await asyncio.to_thread(load_or_create_secret, data_dir)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != AUTH_SCHEME.lower() or not token:
+        return None
+    return token
+
+
+def check_bearer(header: str | None, secret: str) -> bool:
+    """True when ``header`` carries ``secret`` (compared in constant time)."""
+    token = bearer_token(header)
+    if token is None:
+        return False
+    return hmac.compare_digest(token.encode(), secret.encode())
