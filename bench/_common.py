@@ -66,16 +66,21 @@ def find_program(name: str, *candidates: Path) -> Path:
             return path
     found = shutil.which(name)
     if found is None:
-        raise BenchError(f"{name} not found (looked in {', '.join(map(str, candidates))} "
-                         "and $PATH); run `make setup`")
+        raise BenchError(
+            f"{name} not found (looked in {', '.join(map(str, candidates))} "
+            "and $PATH); run `make setup`"
+        )
     return Path(found)
 
 
 def find_sstream_mirror() -> Path:
     """sstream-mirror from ``$SSTREAM_BIN`` or the repo's .venv-simplestreams."""
     dirs = [Path(os.environ["SSTREAM_BIN"])] if os.environ.get("SSTREAM_BIN") else []
-    return find_program("sstream-mirror", *(d / "sstream-mirror" for d in dirs),
-                        REPO / ".venv-simplestreams/bin/sstream-mirror")
+    return find_program(
+        "sstream-mirror",
+        *(d / "sstream-mirror" for d in dirs),
+        REPO / ".venv-simplestreams/bin/sstream-mirror",
+    )
 
 
 def ensure_nginx() -> Path:
@@ -108,8 +113,9 @@ def stream_files(root: Path) -> dict[str, int]:
     return files
 
 
-def make_stream(bootsync: Path, work: Path, size_text: str, file_size: int, *,
-                versions: int = 2) -> Stream:
+def make_stream(
+    bootsync: Path, work: Path, size_text: str, file_size: int, *, versions: int = 2
+) -> Stream:
     """The sample stream ``work/streams/stream-<size>[-v<versions>]``, reused when present.
 
     The name has no ``-v`` suffix for the default two versions per product.
@@ -119,17 +125,38 @@ def make_stream(bootsync: Path, work: Path, size_text: str, file_size: int, *,
     marker = root / ".bench-file-size"
     if not (marker.is_file() and marker.read_text().strip() == str(file_size)):
         shutil.rmtree(root, ignore_errors=True)
-        print(f"writing sample stream {root} (--file-size {size_text} --versions {versions})",
-              flush=True)
-        subprocess.run([str(bootsync), "--log-level", "warning", "sample-stream", str(root),
-                        "--file-size", size_text, "--versions", str(versions)],
-                       check=True, stdout=subprocess.DEVNULL)
+        print(
+            f"writing sample stream {root} (--file-size {size_text} --versions {versions})",
+            flush=True,
+        )
+        subprocess.run(
+            [
+                str(bootsync),
+                "--log-level",
+                "warning",
+                "sample-stream",
+                str(root),
+                "--file-size",
+                size_text,
+                "--versions",
+                str(versions),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         marker.write_text(f"{file_size}\n")
-    stream = Stream(root=root, keyring=root / "sample-keyring.gpg", file_size=file_size,
-                    files=stream_files(root))
+    stream = Stream(
+        root=root,
+        keyring=root / "sample-keyring.gpg",
+        file_size=file_size,
+        files=stream_files(root),
+    )
     large = sum(1 for size in stream.files.values() if size == file_size)
-    print(f"stream {root.name}: {len(stream.files)} files ({large} of {size_text}), "
-          f"{stream.total} bytes = {stream.total / GIB:.2f} GiB", flush=True)
+    print(
+        f"stream {root.name}: {len(stream.files)} files ({large} of {size_text}), "
+        f"{stream.total} bytes = {stream.total / GIB:.2f} GiB",
+        flush=True,
+    )
     return stream
 
 
@@ -150,8 +177,9 @@ def free_port() -> int:
         return port
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str,
-                   timeout_s: float = 10.0) -> None:
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 10.0
+) -> None:
     """Wait until 127.0.0.1:``port`` accepts; BenchError if ``proc`` exits or time runs out."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -200,8 +228,9 @@ def nginx_serving(nginx: Path, root: Path, prefix: Path) -> Iterator[str]:
 
 
 @contextmanager
-def nginx_process(nginx: Path, root: Path,
-                  prefix: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def nginx_process(
+    nginx: Path, root: Path, prefix: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """As :func:`nginx_serving`, also yielding the master process (for its CPU time)."""
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -210,8 +239,12 @@ def nginx_process(nginx: Path, root: Path,
     conf = prefix / "nginx.conf"
     conf.write_text(NGINX_CONF.format(user=user, prefix=prefix, port=port, root=root))
     log = (prefix / "nginx.out").open("wb")
-    proc = subprocess.Popen([str(nginx), "-p", str(prefix), "-c", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(nginx), "-p", str(prefix), "-c", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         try:
             wait_listening(port, proc, "nginx")
@@ -255,8 +288,7 @@ def user_cpu_s() -> float:
     return (int(fields[1]) + int(fields[2])) / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pids: Iterable[int], *, children: bool = True,
-                  user_only: bool = False) -> float:
+def process_cpu_s(pids: Iterable[int], *, children: bool = True, user_only: bool = False) -> float:
     """User + system CPU seconds the live processes ``pids`` have used (0 for gone ones).
 
     ``children`` adds what their children used once reaped (gpg, for our daemons);
@@ -301,8 +333,9 @@ class Measured:
     user_s: float = 0.0  # the user part of cpu_s
 
 
-def measure(argv: list[str], env: Mapping[str, str], log: Path, *,
-            timeout_s: float = RUN_TIMEOUT_S) -> Measured:
+def measure(
+    argv: list[str], env: Mapping[str, str], log: Path, *, timeout_s: float = RUN_TIMEOUT_S
+) -> Measured:
     """Run ``argv`` to completion and measure it. Raises BenchError if it fails.
 
     Linux keeps a process's ru_maxrss across exec, and a child spawned from here
@@ -313,24 +346,38 @@ def measure(argv: list[str], env: Mapping[str, str], log: Path, *,
     with log.open("wb") as out:
         busy_before, user_before = busy_cpu_s(), user_cpu_s()
         started = time.monotonic()
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         status, usage = wait_rusage(proc, timeout_s)
         seconds = time.monotonic() - started
         busy, user = busy_cpu_s() - busy_before, user_cpu_s() - user_before
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         tail = log.read_text(errors="replace")[-1500:]
-        raise BenchError(f"{' '.join(argv[:2])} … exited {code} (timeout "
-                         f"{timeout_s:.0f} s if killed); log {log}:\n{tail}")
+        raise BenchError(
+            f"{' '.join(argv[:2])} … exited {code} (timeout "
+            f"{timeout_s:.0f} s if killed); log {log}:\n{tail}"
+        )
     cpu = usage.ru_utime + usage.ru_stime
-    return Measured(seconds=seconds, rss_kib=usage.ru_maxrss, rss_floor_kib=floor, cpu_s=cpu,
-                    other_cpu_s=max(0.0, busy - cpu),
-                    other_user_s=max(0.0, user - usage.ru_utime), user_s=usage.ru_utime)
+    return Measured(
+        seconds=seconds,
+        rss_kib=usage.ru_maxrss,
+        rss_floor_kib=floor,
+        cpu_s=cpu,
+        other_cpu_s=max(0.0, busy - cpu),
+        other_user_s=max(0.0, user - usage.ru_utime),
+        user_s=usage.ru_utime,
+    )
 
 
-def wait_rusage(proc: subprocess.Popen[bytes],
-                timeout_s: float) -> tuple[int, resource.struct_rusage]:
+def wait_rusage(
+    proc: subprocess.Popen[bytes], timeout_s: float
+) -> tuple[int, resource.struct_rusage]:
     """Reap ``proc`` with wait4 (its group is SIGKILLed after ``timeout_s``, or on Ctrl-C)."""
     timer = threading.Timer(timeout_s, _kill_group, (proc.pid,))
     timer.start()
@@ -376,8 +423,9 @@ class Pacer:
                 return
 
 
-def least_disturbed(attempt: Callable[[int], T], busy_cores: Callable[[T], float], *,
-                    pacer: Pacer, redo: int = 2) -> tuple[T, int]:
+def least_disturbed(
+    attempt: Callable[[int], T], busy_cores: Callable[[T], float], *, pacer: Pacer, redo: int = 2
+) -> tuple[T, int]:
     """Run ``attempt(n)`` until one is undisturbed; the least disturbed one and redo count.
 
     ``busy_cores`` tells how many cores the rest of the machine used on average
@@ -424,8 +472,9 @@ class Verdict:
     ok: bool
 
     def line(self) -> str:
-        return f"{'PASS' if self.ok else 'MISS'}  {self.what}: {self.measured} " \
-               f"(target {self.target})"
+        return (
+            f"{'PASS' if self.ok else 'MISS'}  {self.what}: {self.measured} (target {self.target})"
+        )
 
 
 def machine() -> str:
@@ -436,8 +485,10 @@ def machine() -> str:
             break
     nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-    return (f"nproc {nproc.strip()}, CPU {cpu}, {mem:.0f} GiB RAM, kernel "
-            f"{platform.release()}, Python {platform.python_version()}")
+    return (
+        f"nproc {nproc.strip()}, CPU {cpu}, {mem:.0f} GiB RAM, kernel "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def versions(nginx: Path, sstream: Path) -> str:
@@ -445,20 +496,30 @@ def versions(nginx: Path, sstream: Path) -> str:
 
     ngx = subprocess.run([str(nginx), "-v"], capture_output=True, text=True, check=False)
     curl = subprocess.run(["curl", "--version"], capture_output=True, text=True, check=False)
-    pkg = subprocess.run([str(sstream.parent / "python"), "-c",
-                          "from importlib.metadata import version as v; "
-                          "print(v('python-simplestreams'))"],
-                         capture_output=True, text=True, check=False)
-    return (f"{ngx.stderr.strip()}; {' '.join(curl.stdout.split()[:2])}; python-simplestreams "
-            f"{pkg.stdout.strip() or '?'}; aiohttp {version('aiohttp')}, "
-            f"uvloop {version('uvloop')}")
+    pkg = subprocess.run(
+        [
+            str(sstream.parent / "python"),
+            "-c",
+            "from importlib.metadata import version as v; print(v('python-simplestreams'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (
+        f"{ngx.stderr.strip()}; {' '.join(curl.stdout.split()[:2])}; python-simplestreams "
+        f"{pkg.stdout.strip() or '?'}; aiohttp {version('aiohttp')}, "
+        f"uvloop {version('uvloop')}"
+    )
 
 
 def shipped_loops() -> str:
     """The event loops the daemons ship with (``REGION_LOOP`` / ``RACK_LOOP`` in their mains)."""
     found = []
-    for daemon, path, name in (("region", "region/main.py", "REGION_LOOP"),
-                               ("rack", "rack/main.py", "RACK_LOOP")):
+    for daemon, path, name in (
+        ("region", "region/main.py", "REGION_LOOP"),
+        ("rack", "rack/main.py", "RACK_LOOP"),
+    ):
         match = re.search(rf'^{name}\b.*?"(\w+)"', (REPO / path).read_text(), re.MULTILINE)
         found.append(f"{daemon} {match[1] if match else 'unknown'}")
     loop = os.environ.get("BOOTSYNC_EVENT_LOOP")
@@ -470,8 +531,7 @@ def load_average() -> str:
 
 
 def utc_date() -> str:
-    return subprocess.run(["date", "-u"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(["date", "-u"], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def write_section(title: str, text: str) -> None:

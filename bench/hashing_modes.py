@@ -137,10 +137,17 @@ class StartableSink(Sink, Protocol):
     async def start(self) -> None: ...
 
 
-async def run_once(base: str, make_sink: Callable[[Path], StartableSink], *,
-                   digests: list[str], concurrency: int, workdir: Path) -> float:
+async def run_once(
+    base: str,
+    make_sink: Callable[[Path], StartableSink],
+    *,
+    digests: list[str],
+    concurrency: int,
+    workdir: Path,
+) -> float:
     """Download every file once; return MB/s."""
     async with aiohttp.ClientSession(auto_decompress=False) as session:
+
         async def fetch(index: int) -> int:
             sink = make_sink(workdir / f"f{index}.part")
             await sink.start()
@@ -173,9 +180,13 @@ def main() -> None:
     server.start()
     base = f"http://127.0.0.1:{port_out.get(timeout=60)}"
     modes: dict[str, Callable[[Path], StartableSink]] = {
-        "a: thread per download": ThreadSink, "b: to_thread per batch": ToThreadSink}
-    print(f"{args.files} files x {args.size_mib} MiB, batch {BATCH >> 20} MiB, "
-          f"nproc {os.cpu_count()}, {args.repeat} repeats; MB/s min / median / max")
+        "a: thread per download": ThreadSink,
+        "b: to_thread per batch": ToThreadSink,
+    }
+    print(
+        f"{args.files} files x {args.size_mib} MiB, batch {BATCH >> 20} MiB, "
+        f"nproc {os.cpu_count()}, {args.repeat} repeats; MB/s min / median / max"
+    )
     try:
         for concurrency in (1, 8, 32):
             rates: dict[str, list[float]] = {name: [] for name in modes}
@@ -183,14 +194,24 @@ def main() -> None:
                 for name, sink in modes.items():
                     workdir = Path(tempfile.mkdtemp(prefix="bench-hash-"))
                     try:
-                        rates[name].append(asyncio.run(run_once(
-                            base, sink, digests=digests, concurrency=concurrency,
-                            workdir=workdir)))
+                        rates[name].append(
+                            asyncio.run(
+                                run_once(
+                                    base,
+                                    sink,
+                                    digests=digests,
+                                    concurrency=concurrency,
+                                    workdir=workdir,
+                                )
+                            )
+                        )
                     finally:
                         shutil.rmtree(workdir)
             for name, got in rates.items():
-                print(f"concurrency {concurrency:>2}  {name:<24} {min(got):7.0f} "
-                      f"{statistics.median(got):7.0f} {max(got):7.0f}")
+                print(
+                    f"concurrency {concurrency:>2}  {name:<24} {min(got):7.0f} "
+                    f"{statistics.median(got):7.0f} {max(got):7.0f}"
+                )
     finally:
         server.terminate()
         server.join()

@@ -158,8 +158,11 @@ def agent_stopped(xdg: Path) -> Iterator[None]:
     finally:
         home = xdg / "bootsync" / "mirror-signing-key"
         if home.is_dir():
-            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                           check=False, capture_output=True)
+            subprocess.run(
+                ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                check=False,
+                capture_output=True,
+            )
 
 
 # ---------------------------------------------------------------- measuring
@@ -182,8 +185,12 @@ def bootsync_phases(log: Path, seconds: float) -> dict[str, float]:
     except KeyError as exc:
         raise BenchError(f"{log}: no {exc} event; cannot split the time") from None
     inside = end - begin
-    return {"startup+exit": seconds - inside, "metadata": first - begin,
-            "download": last - first, "publish": end - last}
+    return {
+        "startup+exit": seconds - inside,
+        "metadata": first - begin,
+        "download": last - first,
+        "publish": end - last,
+    }
 
 
 def check_output(out: Path, stream: Stream) -> None:
@@ -203,17 +210,25 @@ def run_once(tool: Tool, stream: Stream, url: str, work: Path, label: str) -> Sa
     check_output(out, stream)
     phases = bootsync_phases(log, got.seconds) if tool.is_bootsync else {}
     shutil.rmtree(out)
-    return Sample(seconds=got.seconds, rss_kib=got.rss_kib, rss_floor_kib=got.rss_floor_kib,
-                  cpu_s=got.cpu_s,
-                  other_cpu_s=got.other_cpu_s, phases=phases)
+    return Sample(
+        seconds=got.seconds,
+        rss_kib=got.rss_kib,
+        rss_floor_kib=got.rss_floor_kib,
+        cpu_s=got.cpu_s,
+        other_cpu_s=got.other_cpu_s,
+        phases=phases,
+    )
 
 
 def warm_cache(url: str, stream: Stream, work: Path) -> None:
     """One curl pass to /dev/null: nginx and the page cache see every file once."""
     listing = work / "warm.txt"
     listing.write_text("".join(f"/dev/null {url}{p}\n" for p in stream.files))
-    measure(["xargs", "-a", str(listing), "-P", str(CONCURRENCY), "-n", "2",
-             "curl", "-sf", "-o"], {}, work / "logs" / "warm.log")
+    measure(
+        ["xargs", "-a", str(listing), "-P", str(CONCURRENCY), "-n", "2", "curl", "-sf", "-o"],
+        {},
+        work / "logs" / "warm.log",
+    )
 
 
 def make_tools(bootsync: Path, sstream: Path, work: Path) -> list[Tool]:
@@ -221,15 +236,38 @@ def make_tools(bootsync: Path, sstream: Path, work: Path) -> list[Tool]:
     xdg = {"XDG_DATA_HOME": str(work / "xdg")}  # the mirror's own signing key lives here
 
     def bootsync_cmd(url: str, out: Path, stream: Stream) -> list[str]:
-        return [str(bootsync), "--log-format", "json", "mirror", url, str(out),
-                "--keyring", str(stream.keyring), "--max", "2",
-                "--concurrency", str(CONCURRENCY), "--no-progress"]
+        return [
+            str(bootsync),
+            "--log-format",
+            "json",
+            "mirror",
+            url,
+            str(out),
+            "--keyring",
+            str(stream.keyring),
+            "--max",
+            "2",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--no-progress",
+        ]
 
     def curl_cmd(url: str, out: Path, stream: Stream) -> list[str]:
         listing = work / "curl-list.txt"
         listing.write_text("".join(f"{out / p} {url}{p}\n" for p in stream.files))
-        return ["xargs", "-a", str(listing), "-P", str(CONCURRENCY), "-n", "2",
-                "curl", "-sf", "--create-dirs", "-o"]
+        return [
+            "xargs",
+            "-a",
+            str(listing),
+            "-P",
+            str(CONCURRENCY),
+            "-n",
+            "2",
+            "curl",
+            "-sf",
+            "--create-dirs",
+            "-o",
+        ]
 
     def sstream_cmd(url: str, out: Path, stream: Stream) -> list[str]:
         shutil.rmtree(gnupg, ignore_errors=True)  # empty again for every run
@@ -237,28 +275,44 @@ def make_tools(bootsync: Path, sstream: Path, work: Path) -> list[Tool]:
         return [str(sstream), "--keyring", str(stream.keyring), url, str(out)]
 
     return [
-        *(Tool(f"bootsync ({loop})", bootsync_cmd, {**xdg, "BOOTSYNC_EVENT_LOOP": loop},
-               is_bootsync=True) for loop in LOOPS),
+        *(
+            Tool(
+                f"bootsync ({loop})",
+                bootsync_cmd,
+                {**xdg, "BOOTSYNC_EVENT_LOOP": loop},
+                is_bootsync=True,
+            )
+            for loop in LOOPS
+        ),
         Tool(f"xargs -P {CONCURRENCY} curl", curl_cmd, {}),
         Tool("sstream-mirror", sstream_cmd, {"GNUPGHOME": str(gnupg)}),
     ]
 
 
-def run_rows(tools: list[Tool], stream: Stream, url: str, work: Path, *, repeat: int,
-             pacer: Pacer) -> list[Row]:
+def run_rows(
+    tools: list[Tool], stream: Stream, url: str, work: Path, *, repeat: int, pacer: Pacer
+) -> list[Row]:
     """Measure every tool ``repeat`` times, interleaved; disturbed runs are redone."""
     rows = [Row(tool, stream, []) for tool in tools]
     for rep in range(repeat):
         for row in rows:
             for attempt in range(1 + REDO_DISTURBED):
                 pacer.settle()
-                sample = run_once(row.tool, stream, url, work,
-                                  f"{slug(row.tool.name)}-{stream.root.name}-{rep}-{attempt}")
+                sample = run_once(
+                    row.tool,
+                    stream,
+                    url,
+                    work,
+                    f"{slug(row.tool.name)}-{stream.root.name}-{rep}-{attempt}",
+                )
                 disturbed = sample.other_cpu_s > DISTURBED_CORES * sample.seconds
-                print(f"  {row.tool.name:<22} {stream.root.name:<12} run {rep + 1}: "
-                      f"{sample.seconds:6.2f} s  {sample.rss_kib / 1024:6.1f} MiB  "
-                      f"CPU {sample.cpu_s:5.2f} s  other CPU {sample.other_cpu_s:5.2f} s"
-                      f"{'  disturbed' if disturbed else ''}", flush=True)
+                print(
+                    f"  {row.tool.name:<22} {stream.root.name:<12} run {rep + 1}: "
+                    f"{sample.seconds:6.2f} s  {sample.rss_kib / 1024:6.1f} MiB  "
+                    f"CPU {sample.cpu_s:5.2f} s  other CPU {sample.other_cpu_s:5.2f} s"
+                    f"{'  disturbed' if disturbed else ''}",
+                    flush=True,
+                )
                 if not disturbed or not pacer.in_budget():
                     break
                 row.redone += 1
@@ -271,9 +325,27 @@ def profile_bootsync(stream: Stream, url: str, work: Path, loop: str) -> str:
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     stats_file = work / "bootsync.pstats"
-    argv = [sys.executable, "-m", "cProfile", "-o", str(stats_file), "-m", "common.cli",
-            "--log-format", "json", "mirror", url, str(out), "--keyring", str(stream.keyring),
-            "--max", "2", "--concurrency", str(CONCURRENCY), "--no-progress"]
+    argv = [
+        sys.executable,
+        "-m",
+        "cProfile",
+        "-o",
+        str(stats_file),
+        "-m",
+        "common.cli",
+        "--log-format",
+        "json",
+        "mirror",
+        url,
+        str(out),
+        "--keyring",
+        str(stream.keyring),
+        "--max",
+        "2",
+        "--concurrency",
+        str(CONCURRENCY),
+        "--no-progress",
+    ]
     env = {"XDG_DATA_HOME": str(work / "xdg"), "BOOTSYNC_EVENT_LOOP": loop}
     seconds = measure(argv, env, work / "logs" / "profile.log").seconds
     shutil.rmtree(out, ignore_errors=True)
@@ -281,13 +353,18 @@ def profile_bootsync(stream: Stream, url: str, work: Path, loop: str) -> str:
     stats = pstats.Stats(str(stats_file), stream=text)
     stats.strip_dirs().sort_stats("tottime").print_stats(18)
     body = text.getvalue()
-    body = body[body.find("   ncalls"):].rstrip()
+    body = body[body.find("   ncalls") :].rstrip()
     # asyncio's loop thread is idle only inside epoll.poll; the rest of the run it is busy.
-    idle = sum(entry[2] for func, entry in stats.stats.items()  # type: ignore[attr-defined]
-               if func[2] == "<method 'poll' of 'select.epoll' objects>")
-    return (f"cProfile, {loop} loop, {seconds:.2f} s under the profiler; the event-loop "
-            f"thread waited in epoll {idle:.2f} s, so it was busy for the rest. "
-            f"Top by tottime:\n\n{body}")
+    idle = sum(
+        entry[2]
+        for func, entry in stats.stats.items()  # type: ignore[attr-defined]
+        if func[2] == "<method 'poll' of 'select.epoll' objects>"
+    )
+    return (
+        f"cProfile, {loop} loop, {seconds:.2f} s under the profiler; the event-loop "
+        f"thread waited in epoll {idle:.2f} s, so it was busy for the rest. "
+        f"Top by tottime:\n\n{body}"
+    )
 
 
 # ---------------------------------------------------------------- reporting
@@ -305,17 +382,32 @@ def verdicts(large: list[Row], small: list[Row]) -> list[Verdict]:
         fraction = boot.mib_s / curl.mib_s
         grown = boot.rss_mib - small_by[boot.tool.name].rss_mib
         found += [
-            Verdict(f"{loop}: speed-up over sstream-mirror", f"{speedup:.2f}×",
-                    f"≥ {TARGET_SPEEDUP:.1f}×", speedup >= TARGET_SPEEDUP),
-            Verdict(f"{loop}: throughput vs curl", f"{fraction:.2f}×",
-                    f"≥ {TARGET_CURL_FRACTION:.2f}×", fraction >= TARGET_CURL_FRACTION),
-            Verdict(f"{loop}: peak RSS", f"{boot.rss_mib:.1f} MiB",
-                    f"≤ {TARGET_RSS_MIB:.0f} MiB", boot.rss_mib <= TARGET_RSS_MIB),
-            Verdict(f"{loop}: RSS flat with file size",
-                    f"{small_by[boot.tool.name].rss_mib:.1f} MiB at "
-                    f"{_size(small[0].stream.file_size)} → {boot.rss_mib:.1f} MiB at "
-                    f"{_size(boot.stream.file_size)} ({grown:+.1f} MiB)",
-                    f"growth ≤ {FLAT_SLACK_MIB:.0f} MiB", grown <= FLAT_SLACK_MIB),
+            Verdict(
+                f"{loop}: speed-up over sstream-mirror",
+                f"{speedup:.2f}×",
+                f"≥ {TARGET_SPEEDUP:.1f}×",
+                speedup >= TARGET_SPEEDUP,
+            ),
+            Verdict(
+                f"{loop}: throughput vs curl",
+                f"{fraction:.2f}×",
+                f"≥ {TARGET_CURL_FRACTION:.2f}×",
+                fraction >= TARGET_CURL_FRACTION,
+            ),
+            Verdict(
+                f"{loop}: peak RSS",
+                f"{boot.rss_mib:.1f} MiB",
+                f"≤ {TARGET_RSS_MIB:.0f} MiB",
+                boot.rss_mib <= TARGET_RSS_MIB,
+            ),
+            Verdict(
+                f"{loop}: RSS flat with file size",
+                f"{small_by[boot.tool.name].rss_mib:.1f} MiB at "
+                f"{_size(small[0].stream.file_size)} → {boot.rss_mib:.1f} MiB at "
+                f"{_size(boot.stream.file_size)} ({grown:+.1f} MiB)",
+                f"growth ≤ {FLAT_SLACK_MIB:.0f} MiB",
+                grown <= FLAT_SLACK_MIB,
+            ),
         ]
     return found
 
@@ -325,21 +417,25 @@ def _size(nbytes: int) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| tool | stream | median s | best s | MiB/s | peak RSS MiB | CPU s | other CPU s "
-             "| runs (s) | redone |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "| tool | stream | median s | best s | MiB/s | peak RSS MiB | CPU s | other CPU s "
+        "| runs (s) | redone |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for row in rows:
         runs = ", ".join(f"{s.seconds:.2f}" for s in row.samples)
-        lines.append(f"| {row.tool.name} | {len(row.stream.files)} files, "
-                     f"{row.stream.total / MIB:.0f} MiB | {row.seconds:.2f} | {row.best_s:.2f} | "
-                     f"{row.mib_s:.0f} | {row.rss_text} | {row.cpu_s:.2f} | "
-                     f"{row.other_cpu_s:.2f} | {runs} | {row.redone} |")
+        lines.append(
+            f"| {row.tool.name} | {len(row.stream.files)} files, "
+            f"{row.stream.total / MIB:.0f} MiB | {row.seconds:.2f} | {row.best_s:.2f} | "
+            f"{row.mib_s:.0f} | {row.rss_text} | {row.cpu_s:.2f} | "
+            f"{row.other_cpu_s:.2f} | {runs} | {row.redone} |"
+        )
     return "\n".join(lines)
 
 
 def phase_table(rows: list[Row]) -> str:
     names = ("startup+exit", "metadata", "download", "publish")
-    lines = ["| bootsync run | " + " | ".join(names) + " |",
-             "|---|" + "---:|" * len(names)]
+    lines = ["| bootsync run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for row in rows:
         if row.tool.is_bootsync:
             cells = " | ".join(f"{row.phase(n):.2f}" for n in names)
@@ -356,38 +452,53 @@ def recommend(large: list[Row]) -> str:
     text = (REPO / "common/cli/mirror_cmd.py").read_text()
     match = re.search(r'^MIRROR_LOOP\b.*?"(\w+)"', text, re.MULTILINE)
     current = match[1] if match else "unknown"
-    rows = {loop: next(r for r in large if r.tool.name == f"bootsync ({loop})")
-            for loop in LOOPS}
+    rows = {loop: next(r for r in large if r.tool.name == f"bootsync ({loop})") for loop in LOOPS}
     fast = min(LOOPS, key=lambda loop: rows[loop].seconds)
     slow = max(LOOPS, key=lambda loop: rows[loop].seconds)
     gap = rows[slow].seconds / rows[fast].seconds - 1
     best_agrees = rows[fast].best_s <= rows[slow].best_s
     lean = min(LOOPS, key=lambda loop: rows[loop].rss_mib)
     rss_gap = max(r.rss_mib for r in rows.values()) - rows[lean].rss_mib
-    facts = "; ".join(f"{loop}: median {r.seconds:.2f} s, best {r.best_s:.2f} s, peak RSS "
-                      f"{r.rss_mib:.1f} MiB" for loop, r in rows.items())
+    facts = "; ".join(
+        f"{loop}: median {r.seconds:.2f} s, best {r.best_s:.2f} s, peak RSS {r.rss_mib:.1f} MiB"
+        for loop, r in rows.items()
+    )
     if gap >= 0.05 and best_agrees:
         choice, why = fast, f"{fast} is {gap:.0%} faster (median, and in the best runs)"
     elif rss_gap >= 5:
         choice = lean
-        why = (f"speed is within noise ({gap:.0%} apart, best runs "
-               f"{'agree' if best_agrees else 'disagree'}) and {lean} needs "
-               f"{rss_gap:.0f} MiB less memory")
+        why = (
+            f"speed is within noise ({gap:.0%} apart, best runs "
+            f"{'agree' if best_agrees else 'disagree'}) and {lean} needs "
+            f"{rss_gap:.0f} MiB less memory"
+        )
     else:
         choice, why = current, "no measurable difference in speed or memory"
-    verdict = (f"keep `MIRROR_LOOP = \"{current}\"`" if choice == current else
-               f"switch `MIRROR_LOOP` from \"{current}\" to \"{choice}\"")
+    verdict = (
+        f'keep `MIRROR_LOOP = "{current}"`'
+        if choice == current
+        else f'switch `MIRROR_LOOP` from "{current}" to "{choice}"'
+    )
     return f"Event loop ({facts}): {why}; {verdict}."
 
 
-def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, advice: str,
-            about: str, profile: str | None) -> str:
+def section(
+    args: argparse.Namespace,
+    rows: list[Row],
+    found: list[Verdict],
+    *,
+    advice: str,
+    about: str,
+    profile: str | None,
+) -> str:
     date = subprocess.run(["date", "-u"], capture_output=True, text=True, check=True).stdout
     parts = [
-        SECTION, "",
+        SECTION,
+        "",
         f"Run {date.strip()} with `.venv/bin/python bench/mirror_bench.py --file-size "
         f"{args.file_size} --small-file-size {args.small_file_size} --repeat {args.repeat}`.",
-        f"Machine: {about}.", "",
+        f"Machine: {about}.",
+        "",
         f"Each tool copies every file of the stream from nginx on 127.0.0.1 (sendfile, 2 "
         f"workers) into a fresh empty directory, page cache warm, {args.repeat} runs "
         f"interleaved; the median is shown. MiB/s is the stream's data bytes over the whole "
@@ -404,21 +515,33 @@ def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, 
         "Peak RSS is ru_maxrss from wait4 (the worst of the runs): for the mirrors it covers "
         "the gpg children too; for xargs it is the largest single curl, and "
         f"{CONCURRENCY} of them run at once. Linux carries ru_maxrss across exec, so a child "
-        "never reads below this script's own peak; \"≤\" marks a figure at that floor, an "
-        "upper bound only.", "",
-        table(rows), "",
+        'never reads below this script\'s own peak; "≤" marks a figure at that floor, an '
+        "upper bound only.",
+        "",
+        table(rows),
+        "",
         "Where bootsync's wall time goes (median s, from its log events: startup+exit is "
         "interpreter start, imports and keyring load before `mirror_started` plus teardown "
         "after `mirror_finished`; metadata is index and products fetch, gpg verify, parse, "
-        "plan; publish is hard links, signing, state and gc):", "",
-        phase_table(rows), "",
-        *(f"- {v.line()}" for v in found), "",
+        "plan; publish is hard links, signing, state and gc):",
+        "",
+        phase_table(rows),
+        "",
+        *(f"- {v.line()}" for v in found),
+        "",
         advice,
     ]
     if profile is not None:
-        parts += ["", "A target was missed, so bootsync ran once more under cProfile "
-                  "(the event-loop thread only; hashing and writes run in worker threads "
-                  "and appear as waits):", "", "```", profile, "```"]
+        parts += [
+            "",
+            "A target was missed, so bootsync ran once more under cProfile "
+            "(the event-loop thread only; hashing and writes run in worker threads "
+            "and appear as waits):",
+            "",
+            "```",
+            profile,
+            "```",
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -428,17 +551,26 @@ def section(args: argparse.Namespace, rows: list[Row], found: list[Verdict], *, 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file-size", default="40M", help="large files (default 40M)")
-    parser.add_argument("--small-file-size", default="8M",
-                        help="large files of the second stream, for RSS flatness (default 8M)")
+    parser.add_argument(
+        "--small-file-size",
+        default="8M",
+        help="large files of the second stream, for RSS flatness (default 8M)",
+    )
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=360.0,
-                        help="seconds after which no run waits for a quiet machine or is "
-                        "redone (default 360; the whole run stays under 10 min)")
-    parser.add_argument("--profile", action="store_true",
-                        help="run the cProfile pass even when every target is met")
-    parser.add_argument("--no-results", action="store_true",
-                        help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=360.0,
+        help="seconds after which no run waits for a quiet machine or is "
+        "redone (default 360; the whole run stays under 10 min)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="run the cProfile pass even when every target is met"
+    )
+    parser.add_argument(
+        "--no-results", action="store_true", help="print only; leave bench/RESULTS.md alone"
+    )
     return parser.parse_args()
 
 
@@ -464,16 +596,24 @@ def main() -> int:
     tools = make_tools(bootsync, sstream, work)
     profile = None
     # nginx serves work/streams only: work/xdg holds the mirror's secret signing key.
-    with (nginx_serving(nginx, work / "streams", work / "nginx") as base,
-          agent_stopped(work / "xdg")):
+    with (
+        nginx_serving(nginx, work / "streams", work / "nginx") as base,
+        agent_stopped(work / "xdg"),
+    ):
         large_url, small_url = f"{base}{large.root.name}/", f"{base}{small.root.name}/"
         warm_cache(large_url, large, work)
         warm_cache(small_url, small, work)
         for tool in tools:  # unmeasured: makes the signing key, fails fast on a broken tool
             run_once(tool, small, small_url, work, f"{slug(tool.name)}-warmup")
         pacer = Pacer(args.budget)
-        small_rows = run_rows([t for t in tools if t.is_bootsync], small, small_url, work,
-                              repeat=args.repeat, pacer=pacer)
+        small_rows = run_rows(
+            [t for t in tools if t.is_bootsync],
+            small,
+            small_url,
+            work,
+            repeat=args.repeat,
+            pacer=pacer,
+        )
         large_rows = run_rows(tools, large, large_url, work, repeat=args.repeat, pacer=pacer)
         rows = large_rows + small_rows
         found = verdicts(large_rows, small_rows)
@@ -494,8 +634,9 @@ def main() -> int:
         print(profile)
     if not args.no_results:
         about = f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}"
-        write_section(SECTION, section(args, rows, found, advice=advice, about=about,
-                                       profile=profile))
+        write_section(
+            SECTION, section(args, rows, found, advice=advice, about=about, profile=profile)
+        )
         print(f"\nwrote section {SECTION!r} of {RESULTS}")
     print(f"total {time.monotonic() - started:.0f} s")
     return 0

@@ -137,8 +137,11 @@ def region_items(root: Path) -> list[Blob]:
         doc = json.loads((root / entry["path"]).read_bytes())
         for product in doc["products"].values():
             for version in product["versions"].values():
-                items += [Blob(it["path"], int(it["size"]), it["sha256"])
-                          for it in version["items"].values() if "path" in it]
+                items += [
+                    Blob(it["path"], int(it["size"]), it["sha256"])
+                    for it in version["items"].values()
+                    if "path" in it
+                ]
     return items
 
 
@@ -181,8 +184,10 @@ class CpuSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            per_pid = {pid: (process_cpu_s([pid]), process_cpu_s([pid], user_only=True))
-                       for pid in list(self.watch)}
+            per_pid = {
+                pid: (process_cpu_s([pid]), process_cpu_s([pid], user_only=True))
+                for pid in list(self.watch)
+            }
             self._samples.append((time.time(), user_cpu_s(), per_pid))
 
     def _at(self, when: float) -> tuple[float, dict[int, tuple[float, float]]]:
@@ -198,40 +203,78 @@ class CpuSampler:
         time.sleep(0.25)  # let a sample after t1 land
         user0, cpu0 = self._at(t0)
         user1, cpu1 = self._at(t1)
-        deltas = [(cpu1[p][0] - cpu0[p][0], cpu1[p][1] - cpu0[p][1])
-                  for p in pids if p in cpu0 and p in cpu1]
+        deltas = [
+            (cpu1[p][0] - cpu0[p][0], cpu1[p][1] - cpu0[p][1])
+            for p in pids
+            if p in cpu0 and p in cpu1
+        ]
         return Usage(user1 - user0, sum(d[0] for d in deltas), sum(d[1] for d in deltas))
 
 
 # ---------------------------------------------------------------- racks
 
 
-def rack_daemon(data_root: Path, name: str, *, region_url: str, secret_file: Path,
-                logs: Path, interval_minutes: int = 5) -> Daemon:
+def rack_daemon(
+    data_root: Path,
+    name: str,
+    *,
+    region_url: str,
+    secret_file: Path,
+    logs: Path,
+    interval_minutes: int = 5,
+) -> Daemon:
     """A ``bootsync-rackd`` (not started) with data in ``data_root/name``."""
     config = logs.parent / f"rackd-{name}.toml"
-    config.write_text(f'[server]\nhostname = "bench-{name}"\n[sync]\ninterval_minutes = '
-                      f'{interval_minutes}\nconcurrency = {CONCURRENCY}\n'
-                      '[log]\nformat = "json"\n')
+    config.write_text(
+        f'[server]\nhostname = "bench-{name}"\n[sync]\ninterval_minutes = '
+        f"{interval_minutes}\nconcurrency = {CONCURRENCY}\n"
+        '[log]\nformat = "json"\n'
+    )
     port = free_port()
-    return Daemon("rack", ["--config", str(config), "--region", region_url, "--secret-file",
-                           str(secret_file), "--listen", f"127.0.0.1:{port}",
-                           "--data-dir", str(data_root / name)], logs / f"{name}.log", port)
+    return Daemon(
+        "rack",
+        [
+            "--config",
+            str(config),
+            "--region",
+            region_url,
+            "--secret-file",
+            str(secret_file),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(data_root / name),
+        ],
+        logs / f"{name}.log",
+        port,
+    )
 
 
-def fetching_pull(rack: Daemon, *, timeout_s: float,
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+def fetching_pull(
+    rack: Daemon,
+    *,
+    timeout_s: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Wait for the rack's first ok pull that fetched files: (pull_started, pull_finished)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        done = [e for e in rack.events("pull_finished")
-                if e.get("outcome") == "ok" and e.get("files_fetched")]
-        failed = [e for e in rack.events("pull_finished") if e.get("outcome") == "failed"
-                  and "404" not in str(e.get("error"))]
+        done = [
+            e
+            for e in rack.events("pull_finished")
+            if e.get("outcome") == "ok" and e.get("files_fetched")
+        ]
+        failed = [
+            e
+            for e in rack.events("pull_finished")
+            if e.get("outcome") == "failed" and "404" not in str(e.get("error"))
+        ]
         if done:
             finished = done[0]
-            started = [e for e in rack.events("pull_started")
-                       if e.get("pull_id") == finished.get("pull_id")]
+            started = [
+                e
+                for e in rack.events("pull_started")
+                if e.get("pull_id") == finished.get("pull_id")
+            ]
             return started[0], finished
         if failed:
             raise BenchError(f"{rack.log_path.name}: pull failed: {failed[-1]}")
@@ -240,8 +283,9 @@ def fetching_pull(rack: Daemon, *, timeout_s: float,
         time.sleep(0.1)
 
 
-def pull_phases(rack: Daemon, started: Mapping[str, Any],
-                finished: Mapping[str, Any]) -> dict[str, float]:
+def pull_phases(
+    rack: Daemon, started: Mapping[str, Any], finished: Mapping[str, Any]
+) -> dict[str, float]:
     """Split a pull by its events: metadata (index, verify, plan), download, publish."""
     pull_id = started.get("pull_id")
     events = [e for e in rack.events() if e.get("pull_id") == pull_id]
@@ -250,8 +294,11 @@ def pull_phases(rack: Daemon, started: Mapping[str, Any],
     t0, t1 = stamp(started), stamp(finished)
     if not planned or not downloads:
         return {"metadata": 0.0, "download": t1 - t0, "publish": 0.0}
-    return {"metadata": planned[0] - t0, "download": max(downloads) - planned[0],
-            "publish": t1 - max(downloads)}
+    return {
+        "metadata": planned[0] - t0,
+        "download": max(downloads) - planned[0],
+        "publish": t1 - max(downloads),
+    }
 
 
 # ---------------------------------------------------------------- part 1: many clients
@@ -277,8 +324,16 @@ class Swarm:
 
 def rack_swarm(region: Region, args: argparse.Namespace, ctx: Context) -> Swarm:
     """Part 1: ``--racks`` racks register, then the import sends them all pulling at once."""
-    racks = [rack_daemon(ctx.root, f"r{i:02d}", region_url=region.daemon.url,
-                         secret_file=ctx.secret_file, logs=ctx.logs) for i in range(args.racks)]
+    racks = [
+        rack_daemon(
+            ctx.root,
+            f"r{i:02d}",
+            region_url=region.daemon.url,
+            secret_file=ctx.secret_file,
+            logs=ctx.logs,
+        )
+        for i in range(args.racks)
+    ]
     try:
         for rack in racks:
             rack.launch()
@@ -301,30 +356,61 @@ def rack_swarm(region: Region, args: argparse.Namespace, ctx: Context) -> Swarm:
             rack.terminate()
         rss = [rack.stop() for rack in racks]
         ctx.sampler.watch -= {r.pid for r in racks if r.proc is not None}
-    return Swarm(f"{len(racks)} × bootsync-rackd ← region", len(racks),
-                 sum(int(f["bytes"]) for _s, f in pulls), t1 - t0,
-                 [float(f["duration_s"]) for _s, f in pulls], server, clients, rss)
+    return Swarm(
+        f"{len(racks)} × bootsync-rackd ← region",
+        len(racks),
+        sum(int(f["bytes"]) for _s, f in pulls),
+        t1 - t0,
+        [float(f["duration_s"]) for _s, f in pulls],
+        server,
+        clients,
+        rss,
+    )
 
 
-def curl_swarm(name: str, base_url: str, blobs: Sequence[Blob], *, clients: int,
-               ctx: Context, server_pids: Callable[[], list[int]]) -> Swarm:
+def curl_swarm(
+    name: str,
+    base_url: str,
+    blobs: Sequence[Blob],
+    *,
+    clients: int,
+    ctx: Context,
+    server_pids: Callable[[], list[int]],
+) -> Swarm:
     """``clients`` curl processes at once, each fetching every blob (8 in parallel) to disk."""
     out = ctx.root / "curl-swarm"
     shutil.rmtree(out, ignore_errors=True)
     lists = []
     for i in range(clients):
         listing = ctx.work / f"swarm-{i:02d}.curl"
-        listing.write_text("".join(f'url = "{base_url}{b.path}"\noutput = "{out}/c{i:02d}/'
-                                   f'{b.path}"\n' for b in blobs))
+        listing.write_text(
+            "".join(
+                f'url = "{base_url}{b.path}"\noutput = "{out}/c{i:02d}/{b.path}"\n' for b in blobs
+            )
+        )
         lists.append(listing)
     ctx.sampler.watch |= set(server_pids())
     os.sync()
     ctx.pacer.settle()
     t0 = time.time()
-    procs = [subprocess.Popen(["curl", "-sSf", "--parallel", "--parallel-max", str(CONCURRENCY),
-                               "--create-dirs", "-K", str(listing)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True) for listing in lists]
+    procs = [
+        subprocess.Popen(
+            [
+                "curl",
+                "-sSf",
+                "--parallel",
+                "--parallel-max",
+                str(CONCURRENCY),
+                "--create-dirs",
+                "-K",
+                str(listing),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        for listing in lists
+    ]
     ended, cpu, rss = [], 0.0, []
     try:
         for proc in procs:
@@ -348,8 +434,16 @@ def curl_swarm(name: str, base_url: str, blobs: Sequence[Blob], *, clients: int,
             if (out / f"c{i:02d}" / blob.path).stat().st_size != blob.size:
                 raise BenchError(f"curl client {i}: {blob.path} is short")
     shutil.rmtree(out)
-    return Swarm(name, clients, clients * sum(b.size for b in blobs), t1 - t0,
-                 [e - t0 for e in ended], server, cpu, rss)
+    return Swarm(
+        name,
+        clients,
+        clients * sum(b.size for b in blobs),
+        t1 - t0,
+        [e - t0 for e in ended],
+        server,
+        cpu,
+        rss,
+    )
 
 
 # ---------------------------------------------------------------- part 2: one rack
@@ -429,8 +523,13 @@ class SingleBench:
             shutil.rmtree(self.kept_rack, ignore_errors=True)
         os.sync()
         self.ctx.pacer.settle()
-        rack = rack_daemon(self.ctx.root, name, region_url=self.region.daemon.url,
-                           secret_file=self.ctx.secret_file, logs=self.ctx.logs)
+        rack = rack_daemon(
+            self.ctx.root,
+            name,
+            region_url=self.region.daemon.url,
+            secret_file=self.ctx.secret_file,
+            logs=self.ctx.logs,
+        )
         floor = _own_maxrss()
         try:
             rack.launch()
@@ -448,16 +547,27 @@ class SingleBench:
         phases = pull_phases(rack, started, finished)
         seconds = float(finished["duration_s"])
         if int(finished["bytes"]) != sum(b.size for b in self.blobs):
-            raise BenchError(f"rack pulled {finished['bytes']} bytes, expected "
-                             f"{sum(b.size for b in self.blobs)}")
+            raise BenchError(
+                f"rack pulled {finished['bytes']} bytes, expected {sum(b.size for b in self.blobs)}"
+            )
         other = region_use.machine_user - region_use.pids_user - rack_use.pids_user
-        sample = Sample(seconds, t1 - rack.started_at, cpu, region_use.pids, max(0.0, other),
-                        rss, floor, phases, cpu_sys_s=rack.usage.ru_stime)
+        sample = Sample(
+            seconds,
+            t1 - rack.started_at,
+            cpu,
+            region_use.pids,
+            max(0.0, other),
+            rss,
+            floor,
+            phases,
+            cpu_sys_s=rack.usage.ru_stime,
+        )
         _report("rack pull", name, sample)
         return sample
 
-    def _client(self, label: str, argv: list[str], env: Mapping[str, str], out: Path,
-                check: Sequence[Blob]) -> Sample:
+    def _client(
+        self, label: str, argv: list[str], env: Mapping[str, str], out: Path, check: Sequence[Blob]
+    ) -> Sample:
         shutil.rmtree(out, ignore_errors=True)
         os.sync()
         self.ctx.pacer.settle()
@@ -469,18 +579,41 @@ class SingleBench:
             if (out / blob.path).stat().st_size != blob.size:
                 raise BenchError(f"{label}: {out / blob.path} is short")
         shutil.rmtree(out)
-        return Sample(got.seconds, got.seconds, got.cpu_s, region_use.pids,
-                      max(0.0, got.other_user_s - region_use.pids_user), got.rss_kib,
-                      got.rss_floor_kib, cpu_sys_s=got.cpu_s - got.user_s)
+        return Sample(
+            got.seconds,
+            got.seconds,
+            got.cpu_s,
+            region_use.pids,
+            max(0.0, got.other_user_s - region_use.pids_user),
+            got.rss_kib,
+            got.rss_floor_kib,
+            cpu_sys_s=got.cpu_s - got.user_s,
+        )
 
     def curl_once(self, prefix: str, attempt: int) -> Sample:
         label, out = f"{prefix}-{attempt}", self.ctx.root / "curl-out"
         url = self.region.stream_url()
         listing = self.ctx.work / "curl-list.txt"
         listing.write_text("".join(f"{out / b.path} {url}{b.path}\n" for b in self.blobs))
-        sample = self._client(label, ["xargs", "-a", str(listing), "-P", str(CONCURRENCY),
-                                      "-n", "2", "curl", "-sf", "--create-dirs", "-o"],
-                              {}, out, self.blobs)
+        sample = self._client(
+            label,
+            [
+                "xargs",
+                "-a",
+                str(listing),
+                "-P",
+                str(CONCURRENCY),
+                "-n",
+                "2",
+                "curl",
+                "-sf",
+                "--create-dirs",
+                "-o",
+            ],
+            {},
+            out,
+            self.blobs,
+        )
         _report("xargs curl", label, sample)
         return sample
 
@@ -489,22 +622,31 @@ class SingleBench:
         gnupg = self.ctx.work / "gnupg-empty"
         shutil.rmtree(gnupg, ignore_errors=True)
         gnupg.mkdir(mode=0o700)  # sstream-mirror's GNUPGHOME: trusts only --keyring
-        sample = self._client(label, [str(self.sstream), "--keyring", str(self.keyring),
-                                      self.region.stream_url(), str(out)],
-                              {"GNUPGHOME": str(gnupg)}, out, self.items)
+        sample = self._client(
+            label,
+            [str(self.sstream), "--keyring", str(self.keyring), self.region.stream_url(), str(out)],
+            {"GNUPGHOME": str(gnupg)},
+            out,
+            self.items,
+        )
         _report("sstream-mirror", label, sample)
         return sample
 
     def run(self, repeat: int) -> list[Row]:
-        rows = [Row("bootsync-rackd (first pull)", sum(b.size for b in self.blobs)),
-                Row(f"xargs -P {CONCURRENCY} curl", sum(b.size for b in self.blobs)),
-                Row("sstream-mirror", sum(b.size for b in self.items))]
+        rows = [
+            Row("bootsync-rackd (first pull)", sum(b.size for b in self.blobs)),
+            Row(f"xargs -P {CONCURRENCY} curl", sum(b.size for b in self.blobs)),
+            Row("sstream-mirror", sum(b.size for b in self.items)),
+        ]
         runs = (self.rack_once, self.curl_once, self.sstream_once)
         for rep in range(repeat):
             for row, run in zip(rows, runs, strict=True):
                 sample, redone = least_disturbed(
                     partial(run, f"{row.name.split()[0].lower()}-{rep}"),
-                    lambda s: s.busy_cores, pacer=self.ctx.pacer, redo=REDO_DISTURBED)
+                    lambda s: s.busy_cores,
+                    pacer=self.ctx.pacer,
+                    redo=REDO_DISTURBED,
+                )
                 row.samples.append(sample)
                 row.redone += redone
         return rows
@@ -514,8 +656,13 @@ def profile_rack(single: SingleBench) -> str:
     """One rack's first pull under cProfile (its event-loop thread; hashing runs in workers)."""
     ctx = single.ctx
     stats = ctx.work / "rack.pstats"
-    rack = rack_daemon(ctx.root, "profile", region_url=single.region.daemon.url,
-                       secret_file=ctx.secret_file, logs=ctx.logs)
+    rack = rack_daemon(
+        ctx.root,
+        "profile",
+        region_url=single.region.daemon.url,
+        secret_file=ctx.secret_file,
+        logs=ctx.logs,
+    )
     rack.prefix = ("-m", "cProfile", "-o", str(stats))
     rack.env = PROFILE_ENV
     try:
@@ -524,10 +671,13 @@ def profile_rack(single: SingleBench) -> str:
     finally:
         rack.stop()
         shutil.rmtree(ctx.root / "profile", ignore_errors=True)
-    return profile_text(stats, "cProfile (asyncio loop) of one rack's first pull (event-loop "
-                               "thread only; sha256 and writes run in worker threads): pull "
-                               f"{float(finished['duration_s']):.2f} s under the profiler",
-                        lines=18)
+    return profile_text(
+        stats,
+        "cProfile (asyncio loop) of one rack's first pull (event-loop "
+        "thread only; sha256 and writes run in worker threads): pull "
+        f"{float(finished['duration_s']):.2f} s under the profiler",
+        lines=18,
+    )
 
 
 def _own_maxrss() -> int:
@@ -537,10 +687,12 @@ def _own_maxrss() -> int:
 
 
 def _report(what: str, label: str, s: Sample) -> None:
-    print(f"  {what:<15} {label:<18} {s.seconds:6.2f} s  RSS {s.rss_kib / 1024:5.1f} MiB  "
-          f"CPU {s.cpu_s:5.2f} s  region CPU {s.server_cpu_s:5.2f} s  other CPU "
-          f"{s.other_cpu_s:5.2f} s{'  disturbed' if s.busy_cores > DISTURBED_CORES else ''}",
-          flush=True)
+    print(
+        f"  {what:<15} {label:<18} {s.seconds:6.2f} s  RSS {s.rss_kib / 1024:5.1f} MiB  "
+        f"CPU {s.cpu_s:5.2f} s  region CPU {s.server_cpu_s:5.2f} s  other CPU "
+        f"{s.other_cpu_s:5.2f} s{'  disturbed' if s.busy_cores > DISTURBED_CORES else ''}",
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------- part 3: the no-op poll
@@ -588,15 +740,17 @@ class RecordingProxy:
                 self._socks += [client, server]
                 conn = self._count
             for src, dst, up in ((client, server, True), (server, client, False)):
-                threading.Thread(target=self._pump, args=(src, dst, conn, up), daemon=True,
-                                 name=f"proxy-{conn}").start()
+                threading.Thread(
+                    target=self._pump, args=(src, dst, conn, up), daemon=True, name=f"proxy-{conn}"
+                ).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, conn: int, up: bool) -> None:
         try:
             while data := src.recv(1 << 16):
                 head = None
-                if data[:5] in (b"GET /", b"POST ", b"HEAD ", b"PUT /") or \
-                        data.startswith(b"HTTP/1."):
+                if data[:5] in (b"GET /", b"POST ", b"HEAD ", b"PUT /") or data.startswith(
+                    b"HTTP/1."
+                ):
                     head = data.split(b"\r\n", 1)[0].decode("latin-1")
                 with self._lock:
                     self.chunks.append(Chunk(time.time(), conn, up, len(data), head))
@@ -651,8 +805,9 @@ class Poll:
         return sum(e.up + e.down for e in self.exchanges)
 
 
-def poll_cost(proxy: RecordingProxy, started: Mapping[str, Any],
-              finished: Mapping[str, Any]) -> Poll:
+def poll_cost(
+    proxy: RecordingProxy, started: Mapping[str, Any], finished: Mapping[str, Any]
+) -> Poll:
     t0, t1 = stamp(started), stamp(finished)
     time.sleep(0.5)  # a response may still be on its way through the proxy
     chunks = list(proxy.chunks)
@@ -669,19 +824,24 @@ class PollProbe:
     proxy: RecordingProxy
     region: Region
 
-    def pull_where(self, wanted: Callable[[str], bool], timeout_s: float = 100.0,
-                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def pull_where(
+        self,
+        wanted: Callable[[str], bool],
+        timeout_s: float = 100.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The first pull whose reason passes ``wanted``: (pull_started, pull_finished)."""
         deadline = time.monotonic() + timeout_s
         while True:
             done = [e for e in self.rack.events("pull_finished") if wanted(str(e["reason"]))]
             if done:
-                started = [e for e in self.rack.events("pull_started")
-                           if e.get("pull_id") == done[0].get("pull_id")]
+                started = [
+                    e
+                    for e in self.rack.events("pull_started")
+                    if e.get("pull_id") == done[0].get("pull_id")
+                ]
                 return started[0], done[0]
             if time.monotonic() > deadline:
-                raise BenchError(f"no such poll in {self.rack.log_path}:\n"
-                                 f"{self.rack.log_tail()}")
+                raise BenchError(f"no such poll in {self.rack.log_path}:\n{self.rack.log_tail()}")
             time.sleep(0.2)
 
     def polls(self) -> list[Poll]:
@@ -697,8 +857,14 @@ class PollProbe:
 @contextmanager
 def poll_probe(region: Region, ctx: Context, rack_name: str) -> Iterator[PollProbe]:
     proxy = RecordingProxy(region.daemon.port)
-    rack = rack_daemon(ctx.root, rack_name, region_url=f"http://127.0.0.1:{proxy.port}",
-                       secret_file=ctx.secret_file, logs=ctx.logs, interval_minutes=1)
+    rack = rack_daemon(
+        ctx.root,
+        rack_name,
+        region_url=f"http://127.0.0.1:{proxy.port}",
+        secret_file=ctx.secret_file,
+        logs=ctx.logs,
+        interval_minutes=1,
+    )
     rack.log_path = ctx.logs / f"{rack_name}-poll.log"
     try:
         rack.start("/livez")
@@ -711,32 +877,57 @@ def poll_probe(region: Region, ctx: Context, rack_name: str) -> Iterator[PollPro
 # ---------------------------------------------------------------- reporting
 
 
-def verdicts(rows: Sequence[Row], swarms: Sequence[Swarm], polls: Sequence[Poll],
-             ) -> list[Verdict]:
+def verdicts(
+    rows: Sequence[Row],
+    swarms: Sequence[Swarm],
+    polls: Sequence[Poll],
+) -> list[Verdict]:
     rack, curl, sstream = rows
     timer = next(p for p in polls if "timer" in p.reason)
     ratio_curl = rack.mib_s / curl.mib_s
     speedup = sstream.seconds / rack.seconds
     ratio_nginx = swarms[0].mib_s / swarms[1].mib_s
     return [
-        Verdict("one rack's first pull vs xargs curl (throughput)", f"{ratio_curl:.2f}×",
-                f"≥ {TARGET_CURL:.2f}×", ratio_curl >= TARGET_CURL),
-        Verdict("one rack's first pull vs sstream-mirror (speed-up)", f"{speedup:.2f}×",
-                f"≥ {TARGET_SSTREAM:.1f}×", speedup >= TARGET_SSTREAM),
-        Verdict("rack peak RSS", f"{rack.rss_mib:.1f} MiB", f"≤ {TARGET_RSS_MIB:.0f} MiB",
-                rack.rss_mib <= TARGET_RSS_MIB),
-        Verdict("no-op poll on the wire (timer poll)", f"{timer.bytes} bytes",
-                f"≤ {TARGET_POLL_BYTES} bytes", timer.bytes <= TARGET_POLL_BYTES),
-        Verdict(f"{swarms[0].clients} racks at once vs nginx to {swarms[1].clients} curl "
-                "clients (aggregate throughput)", f"{ratio_nginx:.2f}×",
-                f"≥ {TARGET_NGINX:.1f}×", ratio_nginx >= TARGET_NGINX),
+        Verdict(
+            "one rack's first pull vs xargs curl (throughput)",
+            f"{ratio_curl:.2f}×",
+            f"≥ {TARGET_CURL:.2f}×",
+            ratio_curl >= TARGET_CURL,
+        ),
+        Verdict(
+            "one rack's first pull vs sstream-mirror (speed-up)",
+            f"{speedup:.2f}×",
+            f"≥ {TARGET_SSTREAM:.1f}×",
+            speedup >= TARGET_SSTREAM,
+        ),
+        Verdict(
+            "rack peak RSS",
+            f"{rack.rss_mib:.1f} MiB",
+            f"≤ {TARGET_RSS_MIB:.0f} MiB",
+            rack.rss_mib <= TARGET_RSS_MIB,
+        ),
+        Verdict(
+            "no-op poll on the wire (timer poll)",
+            f"{timer.bytes} bytes",
+            f"≤ {TARGET_POLL_BYTES} bytes",
+            timer.bytes <= TARGET_POLL_BYTES,
+        ),
+        Verdict(
+            f"{swarms[0].clients} racks at once vs nginx to {swarms[1].clients} curl "
+            "clients (aggregate throughput)",
+            f"{ratio_nginx:.2f}×",
+            f"≥ {TARGET_NGINX:.1f}×",
+            ratio_nginx >= TARGET_NGINX,
+        ),
     ]
 
 
 def single_table(rows: Sequence[Row]) -> str:
-    lines = ["| client ← region | data | median s | best s | MiB/s | peak RSS MiB | CPU s "
-             "(user + sys) | region CPU s | other CPU s | runs (s) | redone |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "| client ← region | data | median s | best s | MiB/s | peak RSS MiB | CPU s "
+        "(user + sys) | region CPU s | other CPU s | runs (s) | redone |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for row in rows:
         floor = max(row.samples, key=lambda s: s.rss_kib)
         bound = "≤ " if floor.rss_kib <= floor.rss_floor_kib else ""
@@ -748,37 +939,44 @@ def single_table(rows: Sequence[Row]) -> str:
             f"{median(s.cpu_sys_s for s in row.samples):.2f}) | "
             f"{median(s.server_cpu_s for s in row.samples):.2f} | "
             f"{median(s.other_cpu_s for s in row.samples):.2f} | "
-            f"{', '.join(f'{s.seconds:.2f}' for s in row.samples)} | {row.redone} |")
+            f"{', '.join(f'{s.seconds:.2f}' for s in row.samples)} | {row.redone} |"
+        )
     return "\n".join(lines)
 
 
 def phase_table(rows: Sequence[Row], swarm_phases: Sequence[Mapping[str, float]]) -> str:
     names = ("metadata", "download", "publish")
-    lines = ["| pull | start-up → pull_started | " + " | ".join(names) + " |",
-             "|---|---:|" + "---:|" * len(names)]
+    lines = [
+        "| pull | start-up → pull_started | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
     rack = rows[0]
     startup = median(s.wall_s - s.seconds for s in rack.samples)
-    cells = " | ".join(f"{median(s.phases.get(n, 0.0) for s in rack.samples):.2f}"
-                       for n in names)
+    cells = " | ".join(f"{median(s.phases.get(n, 0.0) for s in rack.samples):.2f}" for n in names)
     lines.append(f"| one rack (median) | {startup:.2f} | {cells} |")
     if swarm_phases:
-        cells = " | ".join(f"{median(p[n] for p in swarm_phases):.2f} (max "
-                           f"{max(p[n] for p in swarm_phases):.2f})" for n in names)
+        cells = " | ".join(
+            f"{median(p[n] for p in swarm_phases):.2f} (max {max(p[n] for p in swarm_phases):.2f})"
+            for n in names
+        )
         lines.append(f"| {len(swarm_phases)} racks at once (median, max) | – | {cells} |")
     return "\n".join(lines)
 
 
 def swarm_table(swarms: Sequence[Swarm]) -> str:
-    lines = ["| clients ← server | data | window s | aggregate MiB/s | per client s "
-             "(median / max) | server CPU s | server CPU s/GiB | clients CPU s "
-             "| client peak RSS MiB (max) |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        "| clients ← server | data | window s | aggregate MiB/s | per client s "
+        "(median / max) | server CPU s | server CPU s/GiB | clients CPU s "
+        "| client peak RSS MiB (max) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for s in swarms:
         lines.append(
             f"| {s.name} | {s.bytes / GIB:.1f} GiB | {s.window_s:.1f} | {s.mib_s:.0f} | "
             f"{median(s.client_s):.1f} / {max(s.client_s):.1f} | {s.server_cpu_s:.1f} | "
             f"{s.server_cpu_s / (s.bytes / GIB):.2f} | {s.client_cpu_s:.1f} | "
-            f"{max(s.rss_kib) / 1024:.1f} |")
+            f"{max(s.rss_kib) / 1024:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -786,35 +984,52 @@ def poll_table(polls: Sequence[Poll]) -> str:
     lines = ["| poll | outcome | request → status | up B | down B |", "|---|---|---|---:|---:|"]
     for poll in polls:
         for ex in poll.exchanges:
-            lines.append(f"| {poll.reason} | {poll.outcome} | `{ex.request}` → "
-                         f"`{ex.status}` | {ex.up} | {ex.down} |")
-        lines.append(f"| **{poll.reason} total** | | {len(poll.exchanges)} exchange(s); "
-                     f"all bytes in the window {poll.window_bytes} | | **{poll.bytes}** |")
+            lines.append(
+                f"| {poll.reason} | {poll.outcome} | `{ex.request}` → "
+                f"`{ex.status}` | {ex.up} | {ex.down} |"
+            )
+        lines.append(
+            f"| **{poll.reason} total** | | {len(poll.exchanges)} exchange(s); "
+            f"all bytes in the window {poll.window_bytes} | | **{poll.bytes}** |"
+        )
     return "\n".join(lines)
 
 
-def section(args: argparse.Namespace, ctx: Context, *, rows: Sequence[Row],
-            swarms: Sequence[Swarm], polls: Sequence[Poll], found: Sequence[Verdict],
-            about: str, profile: str | None) -> str:
+def section(
+    args: argparse.Namespace,
+    ctx: Context,
+    *,
+    rows: Sequence[Row],
+    swarms: Sequence[Swarm],
+    polls: Sequence[Poll],
+    found: Sequence[Verdict],
+    about: str,
+    profile: str | None,
+) -> str:
     parts = [
-        SECTION, "",
+        SECTION,
+        "",
         f"Run {utc_date()} with `.venv/bin/python bench/rack_bench.py --file-size "
         f"{args.file_size} --racks {args.racks} --repeat {args.repeat}`.",
-        f"Machine: {about}.", "",
+        f"Machine: {about}.",
+        "",
         f"A real bootsync-regiond imported the one-version sample stream "
         f"({ctx.stream.total / MIB:.0f} MiB) from nginx and serves it at "
         "/MAAS/images-stream/ (its shipped file sender and event loop). Racks are real "
         f"bootsync-rackd processes (concurrency {CONCURRENCY}, sha256 of every byte, fsync of "
         "every blob, hard-linked snapshot); everything on 127.0.0.1, all clients write to "
-        "the same disk.", "",
+        "the same disk.",
+        "",
         f"Many at once: {args.racks} racks registered with the region while it held nothing; "
         "the import's `snapshot` event started all pulls together. Window: first "
         "`pull_started` → last `pull_finished`. Reference: the same number of `curl "
         f"--parallel --parallel-max {CONCURRENCY}` processes started together, each fetching "
         "the same files (one path per sha256, as a rack does) to disk, from nginx "
         "(sendfile, 2 workers) serving the region's published snapshot directory, and from "
-        "the region. Server CPU is sampled from /proc every 0.1 s.", "",
-        swarm_table(swarms), "",
+        "the region. Server CPU is sampled from /proc every 0.1 s.",
+        "",
+        swarm_table(swarms),
+        "",
         f"One at a time, {args.repeat} interleaved rounds, median: a rack's first pull into a "
         "fresh data dir (timed `pull_started` → `pull_finished`, its `duration_s`; start-up "
         f"and registration come before), `xargs -P {CONCURRENCY} curl -sf --create-dirs -o` "
@@ -823,23 +1038,28 @@ def section(args: argparse.Namespace, ctx: Context, *, rows: Sequence[Row],
         "path, so a file two products share is fetched twice; verifies sha256; no fsync). "
         "Rack peak RSS: ru_maxrss from wait4 after SIGTERM right after its pull (start-up, "
         "registration, pull, gpg children); a child never reads below this script's own "
-        "peak (\"≤\"). Other CPU: user CPU of the rest of the machine (region excluded; the "
+        'peak ("≤"). Other CPU: user CPU of the rest of the machine (region excluded; the '
         "machine is shared); a run with more than "
         f"{DISTURBED_CORES} cores of it on average was redone, up to {REDO_DISTURBED} times "
         f"within a {args.budget:.0f} s budget, keeping the least disturbed (column redone).",
         "",
-        single_table(rows), "",
+        single_table(rows),
+        "",
         "Where a rack's pull time goes (s, from its JSON log: metadata = index 304/200, gpg "
         "verify, parse, plan; download = `pull_planned` → last `download_finished`; publish "
-        "= snapshot links, `current` switch, prune, gc, status):", "",
-        phase_table(rows, ctx.rack_phases), "",
+        "= snapshot links, `current` switch, prune, gc, status):",
+        "",
+        phase_table(rows, ctx.rack_phases),
+        "",
         "No-op poll: a synced rack restarted through this script's recording TCP proxy "
         "(sync interval 1 minute). Counted: HTTP bytes (request and response, headers and "
         "body) of the exchanges the rack opened between `pull_started` and `pull_finished`; "
         "TCP/IP headers are not counted (a connection reused from aiohttp's pool costs no "
         "handshake). The forced poll (`rack-controller import-boot-images`) re-reads the "
-        "signed index and products on purpose and is shown for scale only.", "",
-        poll_table(polls), "",
+        "signed index and products on purpose and is shown for scale only.",
+        "",
+        poll_table(polls),
+        "",
         *(f"- {v.line()}" for v in found),
     ]
     if profile is not None:
@@ -852,17 +1072,26 @@ def section(args: argparse.Namespace, ctx: Context, *, rows: Sequence[Row],
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--file-size", default="80M",
-                        help="large files of the one-version stream (default 80M: 1.2 GiB)")
+    parser.add_argument(
+        "--file-size",
+        default="80M",
+        help="large files of the one-version stream (default 80M: 1.2 GiB)",
+    )
     parser.add_argument("--racks", type=int, default=20, help="racks pulling at once")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
-    parser.add_argument("--budget", type=float, default=360.0,
-                        help="seconds after which no run waits for quiet or is redone")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile a rack pull even when every target is met")
-    parser.add_argument("--no-results", action="store_true",
-                        help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=360.0,
+        help="seconds after which no run waits for quiet or is redone",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile a rack pull even when every target is met"
+    )
+    parser.add_argument(
+        "--no-results", action="store_true", help="print only; leave bench/RESULTS.md alone"
+    )
     return parser.parse_args()
 
 
@@ -877,18 +1106,30 @@ def main() -> int:
     work = (args.work / "rack").resolve()
     shutil.rmtree(work, ignore_errors=True)
     (work / "logs").mkdir(parents=True)
-    stream = make_stream(bootsync, args.work.resolve(), args.file_size,
-                         parse_size(args.file_size), versions=1)
-    with (nginx_serving(nginx, stream.root.parent, work / "nginx-upstream") as base,
-          short_dir("bbk") as root, CpuSampler() as sampler):
-        ctx = Context(work=work, logs=work / "logs", root=root, stream=stream,
-                      upstream=f"{base}{stream.root.name}/", secret_file=root / "rack-secret",
-                      sampler=sampler, pacer=Pacer(args.budget, user_only=True))
+    stream = make_stream(
+        bootsync, args.work.resolve(), args.file_size, parse_size(args.file_size), versions=1
+    )
+    with (
+        nginx_serving(nginx, stream.root.parent, work / "nginx-upstream") as base,
+        short_dir("bbk") as root,
+        CpuSampler() as sampler,
+    ):
+        ctx = Context(
+            work=work,
+            logs=work / "logs",
+            root=root,
+            stream=stream,
+            upstream=f"{base}{stream.root.name}/",
+            secret_file=root / "rack-secret",
+            sampler=sampler,
+            pacer=Pacer(args.budget, user_only=True),
+        )
         config = write_region_config(work / "regiond.toml")
         with region_running(root / "region", config, ctx.logs / "regiond.log") as region:
             sampler.watch.add(region.daemon.pid)
-            ctx.secret_file.write_text(bootsync_cli("rack-secret", "--data-dir",
-                                                    str(root / "region")) + "\n")
+            ctx.secret_file.write_text(
+                bootsync_cli("rack-secret", "--data-dir", str(root / "region")) + "\n"
+            )
             print(f"{args.racks} racks at once", flush=True)
             swarms = [rack_swarm(region, args, ctx)]
             for rack_dir in root.glob("r[0-9]*"):
@@ -900,15 +1141,31 @@ def main() -> int:
             with urllib.request.urlopen(region.stream_url() + "region-keyring.gpg") as resp:
                 keyring.write_bytes(resp.read())
             with poll_probe(region, ctx, "r00") as probe:
-                with nginx_process(nginx, region.current_snapshot(),
-                                   work / "nginx-region") as (ngx_url, ngx):
-                    swarms.append(curl_swarm(
-                        f"{args.racks} × curl ← nginx", ngx_url, blobs, clients=args.racks,
-                        ctx=ctx, server_pids=lambda: children_of(ngx.pid)))
+                with nginx_process(nginx, region.current_snapshot(), work / "nginx-region") as (
+                    ngx_url,
+                    ngx,
+                ):
+                    swarms.append(
+                        curl_swarm(
+                            f"{args.racks} × curl ← nginx",
+                            ngx_url,
+                            blobs,
+                            clients=args.racks,
+                            ctx=ctx,
+                            server_pids=lambda: children_of(ngx.pid),
+                        )
+                    )
                 print(f"  {swarms[-1].name}: {swarms[-1].mib_s:.0f} MiB/s", flush=True)
-                swarms.append(curl_swarm(
-                    f"{args.racks} × curl ← region", region.stream_url(), blobs,
-                    clients=args.racks, ctx=ctx, server_pids=lambda: [region.daemon.pid]))
+                swarms.append(
+                    curl_swarm(
+                        f"{args.racks} × curl ← region",
+                        region.stream_url(),
+                        blobs,
+                        clients=args.racks,
+                        ctx=ctx,
+                        server_pids=lambda: [region.daemon.pid],
+                    )
+                )
                 print(f"  {swarms[-1].name}: {swarms[-1].mib_s:.0f} MiB/s", flush=True)
                 print("one client at a time", flush=True)
                 single = SingleBench(ctx, region, blobs, items, sstream, keyring)
@@ -932,10 +1189,23 @@ def main() -> int:
         print()
         print(profile)
     if not args.no_results:
-        about = (f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}; "
-                 f"daemon event loops as shipped: {shipped_loops()}")
-        write_section(SECTION, section(args, ctx, rows=rows, swarms=swarms, polls=polls,
-                                       found=found, about=about, profile=profile))
+        about = (
+            f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}; "
+            f"daemon event loops as shipped: {shipped_loops()}"
+        )
+        write_section(
+            SECTION,
+            section(
+                args,
+                ctx,
+                rows=rows,
+                swarms=swarms,
+                polls=polls,
+                found=found,
+                about=about,
+                profile=profile,
+            ),
+        )
         print(f"\nwrote section {SECTION!r} of bench/RESULTS.md")
     print(f"total {time.monotonic() - started:.0f} s")
     return 0

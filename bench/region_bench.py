@@ -151,16 +151,21 @@ class Daemon:
             self.started_at = time.time()
             self.proc = subprocess.Popen(
                 [sys.executable, *self.prefix, "-m", self.module, *self.args],
-                stdout=log, stderr=log, env={**os.environ, **self.env}, cwd=REPO,
-                start_new_session=True)
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **self.env},
+                cwd=REPO,
+                start_new_session=True,
+            )
 
     def wait_ready(self, path: str, timeout_s: float = 60.0) -> None:
         """Wait until ``path`` answers 200; BenchError if the process exits or time runs out."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
-                raise BenchError(f"{self.module} exited early; log {self.log_path}:\n"
-                                 f"{self.log_tail()}")
+                raise BenchError(
+                    f"{self.module} exited early; log {self.log_path}:\n{self.log_tail()}"
+                )
             try:
                 with urllib.request.urlopen(self.url + path, timeout=2) as resp:
                     if resp.status == 200:
@@ -189,8 +194,13 @@ class Daemon:
                 self._events.append(json.loads(line))
         return [e for e in self._events if name is None or e.get("event") == name]
 
-    def wait_event(self, name: str, *, count: int = 1, timeout_s: float = 60.0,
-                   ) -> list[dict[str, Any]]:
+    def wait_event(
+        self,
+        name: str,
+        *,
+        count: int = 1,
+        timeout_s: float = 60.0,
+    ) -> list[dict[str, Any]]:
         """Wait until ``count`` events called ``name`` are logged; all of them."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -198,11 +208,12 @@ class Daemon:
             if len(found) >= count:
                 return found
             if self.proc is not None and self.proc.poll() is not None:
-                raise BenchError(f"{self.module} exited before {count}× {name}:\n"
-                                 f"{self.log_tail()}")
+                raise BenchError(f"{self.module} exited before {count}× {name}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise BenchError(f"no {count}× {name} after {timeout_s:.0f} s in "
-                                 f"{self.log_path}:\n{self.log_tail()}")
+                raise BenchError(
+                    f"no {count}× {name} after {timeout_s:.0f} s in "
+                    f"{self.log_path}:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
 
     def cpu_s(self) -> float:
@@ -229,8 +240,11 @@ class Daemon:
 def kill_gpg_agents(root: Path) -> None:
     """Stop gpg-agents whose home is under ``root`` (by their socket, with gpgconf)."""
     for sock in root.rglob("S.gpg-agent"):
-        subprocess.run(["gpgconf", "--homedir", str(sock.parent), "--kill", "gpg-agent"],
-                       check=False, capture_output=True)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(sock.parent), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+        )
 
 
 @contextmanager
@@ -246,8 +260,13 @@ def short_dir(prefix: str) -> Iterator[Path]:
 
 def bootsync_cli(*args: str) -> str:
     """``bootsync ARGS`` (the repo's CLI); its stdout, stripped."""
-    done = subprocess.run([sys.executable, "-m", "common.cli", "--log-level", "warning", *args],
-                          capture_output=True, text=True, check=False, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "common.cli", "--log-level", "warning", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
     if done.returncode != 0:
         raise BenchError(f"bootsync {' '.join(args[:1])} failed: {done.stderr[-800:]}")
     return done.stdout.strip()
@@ -258,10 +277,13 @@ def bootsync_cli(*args: str) -> str:
 
 def oauth_header(key: str) -> dict[str, str]:
     consumer, token, secret = key.split(":")
-    return {"Authorization": (
-        f'OAuth oauth_version="1.0", oauth_signature_method="PLAINTEXT", '
-        f'oauth_consumer_key="{consumer}", oauth_token="{token}", '
-        f'oauth_signature="%26{secret}", oauth_nonce="1", oauth_timestamp="1"')}
+    return {
+        "Authorization": (
+            f'OAuth oauth_version="1.0", oauth_signature_method="PLAINTEXT", '
+            f'oauth_consumer_key="{consumer}", oauth_token="{token}", '
+            f'oauth_signature="%26{secret}", oauth_nonce="1", oauth_timestamp="1"'
+        )
+    }
 
 
 @dataclass
@@ -274,8 +296,9 @@ class Api:
     def call(self, method: str, path: str, **fields: str) -> Any:
         """One request (fields urlencoded); JSON or text back; BenchError unless 2xx."""
         body = urllib.parse.urlencode(fields).encode() if fields else None
-        request = urllib.request.Request(self.base + API + path, data=body, method=method,
-                                         headers=oauth_header(self.key))
+        request = urllib.request.Request(
+            self.base + API + path, data=body, method=method, headers=oauth_header(self.key)
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as resp:
                 data = resp.read()
@@ -304,15 +327,23 @@ class Region:
 
 
 def write_region_config(path: Path, *, concurrency: int = 8) -> Path:
-    path.write_text(f"[import]\ncreate_default_source = false\nconcurrency = {concurrency}\n"
-                    '[log]\nformat = "json"\n')
+    path.write_text(
+        f"[import]\ncreate_default_source = false\nconcurrency = {concurrency}\n"
+        '[log]\nformat = "json"\n'
+    )
     return path
 
 
 @contextmanager
-def region_running(data_dir: Path, config: Path, log: Path, *, startup_import: bool = True,
-                   prefix: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                   ) -> Iterator[Region]:
+def region_running(
+    data_dir: Path,
+    config: Path,
+    log: Path,
+    *,
+    startup_import: bool = True,
+    prefix: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Region]:
     """Start ``bootsync-regiond`` on ``data_dir``; stop it when the block ends.
 
     With ``startup_import`` it waits for the import the daemon runs at start (with
@@ -320,17 +351,25 @@ def region_running(data_dir: Path, config: Path, log: Path, *, startup_import: b
     database, reused on a later start).
     """
     port = free_port()
-    daemon = Daemon("region", ["--config", str(config), "--listen", f"127.0.0.1:{port}",
-                               "--data-dir", str(data_dir)], log, port, env=env or {},
-                    prefix=prefix)
+    daemon = Daemon(
+        "region",
+        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        log,
+        port,
+        env=env or {},
+        prefix=prefix,
+    )
     daemon.start("/healthz")
     try:
         if startup_import:
             daemon.wait_event("import_finished")
         key_file = data_dir.parent / "admin-key"
         if not key_file.exists():
-            key_file.write_text(bootsync_cli("apikey", "--username", "admin", "--admin",
-                                             "--data-dir", str(data_dir)))
+            key_file.write_text(
+                bootsync_cli(
+                    "apikey", "--username", "admin", "--admin", "--data-dir", str(data_dir)
+                )
+            )
         yield Region(daemon, data_dir, Api(daemon.url, key_file.read_text().strip()))
     finally:
         daemon.stop()
@@ -342,8 +381,15 @@ def add_wildcard_source(region: Region, url: str, keyring: Path) -> None:
     refreshed = len(region.daemon.events("catalogue_refreshed"))
     source = region.api.call("POST", "/boot-sources/", url=url, keyring_filename=str(keyring))
     region.daemon.wait_event("catalogue_refreshed", count=refreshed + 1)
-    region.api.call("POST", f"/boot-sources/{source['id']}/selections/", os="*", release="*",
-                    arches="*", subarches="*", labels="*")
+    region.api.call(
+        "POST",
+        f"/boot-sources/{source['id']}/selections/",
+        os="*",
+        release="*",
+        arches="*",
+        subarches="*",
+        labels="*",
+    )
 
 
 @dataclass(frozen=True)
@@ -368,8 +414,9 @@ def timed_import(region: Region) -> ImportTiming:
     user0 = process_cpu_s([region.daemon.pid], user_only=True)
     t0 = time.time()
     region.api.call("POST", "/boot-resources/?op=import")
-    finished = region.daemon.wait_event("import_finished", count=before + 1,
-                                        timeout_s=IMPORT_TIMEOUT_S)[before]
+    finished = region.daemon.wait_event(
+        "import_finished", count=before + 1, timeout_s=IMPORT_TIMEOUT_S
+    )[before]
     t1 = stamp(finished)
     cpu, busy = region.daemon.cpu_s() - cpu0, user_cpu_s() - busy0
     user = process_cpu_s([region.daemon.pid], user_only=True) - user0
@@ -383,14 +430,25 @@ def timed_import(region: Region) -> ImportTiming:
         return min(times) if name != "downloads_finished" else max(times)
 
     started, dl0, dl1 = at("import_started"), at("downloads_started"), at("downloads_finished")
-    phases = {"request": started - t0, "metadata": dl0 - started, "download": dl1 - dl0,
-              "publish+gc": t1 - dl1}
-    return ImportTiming(seconds=t1 - t0, cpu_s=cpu, other_cpu_s=max(0.0, busy - user),
-                        rss_kib=0, summary=finished, phases=phases)
+    phases = {
+        "request": started - t0,
+        "metadata": dl0 - started,
+        "download": dl1 - dl0,
+        "publish+gc": t1 - dl1,
+    }
+    return ImportTiming(
+        seconds=t1 - t0,
+        cpu_s=cpu,
+        other_cpu_s=max(0.0, busy - user),
+        rss_kib=0,
+        summary=finished,
+        phases=phases,
+    )
 
 
-def imported_region(work: Path, stack: ExitStack, label: str, *, upstream: str,
-                    keyring: Path, concurrency: int = 8) -> Region:
+def imported_region(
+    work: Path, stack: ExitStack, label: str, *, upstream: str, keyring: Path, concurrency: int = 8
+) -> Region:
     """A fresh region (data dir /tmp/bbr*) with the wildcard source, not yet imported."""
     data = stack.enter_context(short_dir("bbr")) / "region"
     config = write_region_config(work / f"regiond-{label}.toml", concurrency=concurrency)
@@ -438,8 +496,9 @@ class ImportBench:
     def region_once(self, prefix: str, attempt: int) -> ImportTiming:
         label = f"{prefix}-{attempt}"
         with ExitStack() as stack:
-            region = imported_region(self.work, stack, label, upstream=self.upstream,
-                                     keyring=self.stream.keyring)
+            region = imported_region(
+                self.work, stack, label, upstream=self.upstream, keyring=self.stream.keyring
+            )
             self.pacer.settle()
             timing = timed_import(region)
             rss = region.daemon.stop()
@@ -454,9 +513,11 @@ class ImportBench:
         gnupg.mkdir(mode=0o700)  # sstream-mirror's GNUPGHOME: trusts only --keyring
         os.sync()
         self.pacer.settle()
-        got = measure([str(self.sstream), "--keyring", str(self.stream.keyring),
-                       self.upstream, str(out)],
-                      {"GNUPGHOME": str(gnupg)}, self.work / "logs" / f"{label}.log")
+        got = measure(
+            [str(self.sstream), "--keyring", str(self.stream.keyring), self.upstream, str(out)],
+            {"GNUPGHOME": str(gnupg)},
+            self.work / "logs" / f"{label}.log",
+        )
         for rel, size in self.stream.files.items():
             if not (out / rel).is_file() or (out / rel).stat().st_size != size:
                 raise BenchError(f"sstream-mirror left {out / rel} missing or short")
@@ -472,13 +533,19 @@ class ImportBench:
         for rep in range(repeat):
             timing, redone = least_disturbed(
                 partial(self.region_once, f"import-{rep}"),
-                lambda t: t.other_cpu_s / t.seconds, pacer=self.pacer, redo=REDO_DISTURBED)
+                lambda t: t.other_cpu_s / t.seconds,
+                pacer=self.pacer,
+                redo=REDO_DISTURBED,
+            )
             region_row.add(timing.seconds, timing.cpu_s, timing.rss_kib, redone)
             region_row.phases.append(timing.phases)
             region_row.bytes = int(timing.summary.get("bytes", 0))
             got, redone = least_disturbed(
                 partial(self.sstream_once, f"sstream-{rep}"),
-                lambda m: m.other_cpu_s / m.seconds, pacer=self.pacer, redo=REDO_DISTURBED)
+                lambda m: m.other_cpu_s / m.seconds,
+                pacer=self.pacer,
+                redo=REDO_DISTURBED,
+            )
             sstream_row.add(got.seconds, got.cpu_s, got.rss_kib, redone)
             sstream_row.bytes = self.stream.total
         return region_row, sstream_row
@@ -486,8 +553,11 @@ class ImportBench:
 
 def _report(what: str, label: str, seconds: float, cpu: float, other: float) -> None:
     busy = other / seconds
-    print(f"  {what:<16} {label:<14} {seconds:6.2f} s  CPU {cpu:5.2f} s  other CPU "
-          f"{other:5.2f} s{'  disturbed' if busy > DISTURBED_CORES else ''}", flush=True)
+    print(
+        f"  {what:<16} {label:<14} {seconds:6.2f} s  CPU {cpu:5.2f} s  other CPU "
+        f"{other:5.2f} s{'  disturbed' if busy > DISTURBED_CORES else ''}",
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------- part 2: API latency
@@ -506,17 +576,39 @@ def seed_resources(db: Path, count: int) -> None:
     wanted = []
     for i in range(count):
         release, sub = f"bench{i // 4:03d}", ("ga-24.04", "hwe-24.04", "generic", "hwe-v")[i % 4]
-        files = tuple(WantedFile(filename=name, filetype=name, sha256=sha(f"{i}/{name}"),
-                                 size=size, extra={"kpackage": "linux-generic"}
-                                 if name != "squashfs" else {})
-                      for name, size in (("boot-kernel", 14 << 20), ("boot-initrd", 70 << 20),
-                                         ("squashfs", 300 << 20)))
-        wanted.append(WantedSet(
-            name=f"ubuntu/{release}", architecture=f"amd64/{sub}", kflavor="generic",
-            bootloader_type=None, rolling=False, version="20250718", label="stable",
-            extra={"subarches": f"generic,{sub}", "title": f"Ubuntu {release}",
-                   "label": "stable", "release": release, "version": "24.04"},
-            files=files))
+        files = tuple(
+            WantedFile(
+                filename=name,
+                filetype=name,
+                sha256=sha(f"{i}/{name}"),
+                size=size,
+                extra={"kpackage": "linux-generic"} if name != "squashfs" else {},
+            )
+            for name, size in (
+                ("boot-kernel", 14 << 20),
+                ("boot-initrd", 70 << 20),
+                ("squashfs", 300 << 20),
+            )
+        )
+        wanted.append(
+            WantedSet(
+                name=f"ubuntu/{release}",
+                architecture=f"amd64/{sub}",
+                kflavor="generic",
+                bootloader_type=None,
+                rolling=False,
+                version="20250718",
+                label="stable",
+                extra={
+                    "subarches": f"generic,{sub}",
+                    "title": f"Ubuntu {release}",
+                    "label": "stable",
+                    "release": release,
+                    "version": "24.04",
+                },
+                files=files,
+            )
+        )
 
     async def write() -> None:
         async with open_db(db) as conn:
@@ -566,8 +658,12 @@ def time_gets(region: Region, count: int) -> Latency:
         cpu = region.daemon.cpu_s() - cpu0
     finally:
         conn.close()
-    return Latency(ms=times, body_bytes=len(body), resources=len(json.loads(body)),
-                   region_cpu_ms=cpu * 1000 / count)
+    return Latency(
+        ms=times,
+        body_bytes=len(body),
+        resources=len(json.loads(body)),
+        region_cpu_ms=cpu * 1000 / count,
+    )
 
 
 def measure_latency(work: Path, pacer: Pacer, profile: bool) -> tuple[Latency, str | None]:
@@ -576,28 +672,51 @@ def measure_latency(work: Path, pacer: Pacer, profile: bool) -> tuple[Latency, s
     with short_dir("bbr") as root:
         data = root / "region"
         with region_running(data, config, work / "logs" / "api-setup.log") as region:
-            region.api.call("POST", "/maas/?op=set_config", name="boot_images_auto_import",
-                            value="false")
-        subprocess.run([sys.executable, __file__, "--seed-db", str(data / "region.db"),
-                        "--resources", str(RESOURCES)], check=True, cwd=REPO)
-        with region_running(data, config, work / "logs" / "api.log",
-                            startup_import=False) as region:
+            region.api.call(
+                "POST", "/maas/?op=set_config", name="boot_images_auto_import", value="false"
+            )
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--seed-db",
+                str(data / "region.db"),
+                "--resources",
+                str(RESOURCES),
+            ],
+            check=True,
+            cwd=REPO,
+        )
+        with region_running(
+            data, config, work / "logs" / "api.log", startup_import=False
+        ) as region:
             region.daemon.wait_event("auto_import_skipped")
             pacer.settle()
             latency = time_gets(region, GETS)
-        print(f"  GET boot-resources/ ×{GETS}: p50 {latency.pct(50):.1f} ms, p90 "
-              f"{latency.pct(90):.1f} ms, p99 {latency.pct(99):.1f} ms", flush=True)
+        print(
+            f"  GET boot-resources/ ×{GETS}: p50 {latency.pct(50):.1f} ms, p90 "
+            f"{latency.pct(90):.1f} ms, p99 {latency.pct(99):.1f} ms",
+            flush=True,
+        )
         text = None
         if profile or latency.pct(50) > TARGET_P50_MS:
             stats = work / "api.pstats"
-            with region_running(data, config, work / "logs" / "api-profile.log",
-                                startup_import=False, env=PROFILE_ENV,
-                                prefix=("-m", "cProfile", "-o", str(stats))) as region:
+            with region_running(
+                data,
+                config,
+                work / "logs" / "api-profile.log",
+                startup_import=False,
+                env=PROFILE_ENV,
+                prefix=("-m", "cProfile", "-o", str(stats)),
+            ) as region:
                 region.daemon.wait_event("auto_import_skipped")
                 profiled = time_gets(region, GETS)
-            text = profile_text(stats, f"cProfile (asyncio loop) of the region serving {GETS} GET "
-                                       f"boot-resources/ ({RESOURCES} resources): p50 "
-                                       f"{profiled.pct(50):.1f} ms under the profiler")
+            text = profile_text(
+                stats,
+                f"cProfile (asyncio loop) of the region serving {GETS} GET "
+                f"boot-resources/ ({RESOURCES} resources): p50 "
+                f"{profiled.pct(50):.1f} ms under the profiler",
+            )
     return latency, text
 
 
@@ -606,10 +725,9 @@ def profile_text(stats_file: Path, title: str, lines: int = 22) -> str:
     parts = [title]
     for key in ("tottime", "cumulative"):
         out = io.StringIO()
-        pstats.Stats(str(stats_file), stream=out).strip_dirs().sort_stats(key) \
-            .print_stats(lines)
+        pstats.Stats(str(stats_file), stream=out).strip_dirs().sort_stats(key).print_stats(lines)
         body = out.getvalue()
-        parts += ["", f"Top by {key}:", "", body[body.find("   ncalls"):].rstrip()]
+        parts += ["", f"Top by {key}:", "", body[body.find("   ncalls") :].rstrip()]
     return "\n".join(parts)
 
 
@@ -619,14 +737,24 @@ def profile_import(work: Path, stream: Stream, upstream: str) -> str:
     with ExitStack() as stack:
         data = stack.enter_context(short_dir("bbr")) / "region"
         config = write_region_config(work / "regiond-profile.toml")
-        region = stack.enter_context(region_running(
-            data, config, work / "logs" / "import-profile.log",
-            prefix=("-m", "cProfile", "-o", str(stats)), env=PROFILE_ENV))
+        region = stack.enter_context(
+            region_running(
+                data,
+                config,
+                work / "logs" / "import-profile.log",
+                prefix=("-m", "cProfile", "-o", str(stats)),
+                env=PROFILE_ENV,
+            )
+        )
         add_wildcard_source(region, upstream, stream.keyring)
         timing = timed_import(region)
-    return profile_text(stats, "cProfile (asyncio loop) of one region import (event-loop "
-                               "thread only; hashing and writes run in worker threads): "
-                               f"{timing.seconds:.2f} s under the profiler", lines=18)
+    return profile_text(
+        stats,
+        "cProfile (asyncio loop) of one region import (event-loop "
+        "thread only; hashing and writes run in worker threads): "
+        f"{timing.seconds:.2f} s under the profiler",
+        lines=18,
+    )
 
 
 # ---------------------------------------------------------------- reporting
@@ -636,50 +764,74 @@ def verdicts(region_row: ImportRow, sstream_row: ImportRow, latency: Latency) ->
     speedup = sstream_row.median_s / region_row.median_s
     p50 = latency.pct(50)
     return [
-        Verdict("import speed-up over sstream-mirror", f"{speedup:.2f}×",
-                f"≥ {TARGET_SPEEDUP:.1f}×", speedup >= TARGET_SPEEDUP),
-        Verdict(f"boot-resources read with {latency.resources} resources, p50",
-                f"{p50:.1f} ms (p90 {latency.pct(90):.1f} ms, p99 {latency.pct(99):.1f} ms)",
-                f"≤ {TARGET_P50_MS:.0f} ms", p50 <= TARGET_P50_MS),
+        Verdict(
+            "import speed-up over sstream-mirror",
+            f"{speedup:.2f}×",
+            f"≥ {TARGET_SPEEDUP:.1f}×",
+            speedup >= TARGET_SPEEDUP,
+        ),
+        Verdict(
+            f"boot-resources read with {latency.resources} resources, p50",
+            f"{p50:.1f} ms (p90 {latency.pct(90):.1f} ms, p99 {latency.pct(99):.1f} ms)",
+            f"≤ {TARGET_P50_MS:.0f} ms",
+            p50 <= TARGET_P50_MS,
+        ),
     ]
 
 
 def import_table(rows: Sequence[ImportRow]) -> str:
-    lines = ["| tool | data | median s | best s | MiB/s | CPU s | peak RSS MiB | runs (s) "
-             "| redone |", "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "| tool | data | median s | best s | MiB/s | CPU s | peak RSS MiB | runs (s) | redone |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for row in rows:
         lines.append(
             f"| {row.name} | {row.bytes / MIB:.0f} MiB | {row.median_s:.2f} | "
             f"{min(row.seconds):.2f} | {row.bytes / MIB / row.median_s:.0f} | "
             f"{median(row.cpu_s):.2f} | {max(row.rss_kib) / 1024:.1f} | "
-            f"{', '.join(f'{s:.2f}' for s in row.seconds)} | {row.redone} |")
+            f"{', '.join(f'{s:.2f}' for s in row.seconds)} | {row.redone} |"
+        )
     return "\n".join(lines)
 
 
 def phase_table(row: ImportRow) -> str:
     cells = " | ".join(f"{median(p[name] for p in row.phases):.2f}" for name in IMPORT_PHASES)
-    return "\n".join([f"| {' | '.join(IMPORT_PHASES)} |", "|" + "---:|" * len(IMPORT_PHASES),
-                      f"| {cells} |"])
+    return "\n".join(
+        [f"| {' | '.join(IMPORT_PHASES)} |", "|" + "---:|" * len(IMPORT_PHASES), f"| {cells} |"]
+    )
 
 
 def latency_table(latency: Latency) -> str:
     ms = latency.ms
-    return "\n".join([
-        "| resources | response | requests | p50 ms | p90 ms | p99 ms | mean ms | max ms "
-        "| region CPU ms/request |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {latency.resources} | {latency.body_bytes / 1024:.0f} KiB | {len(ms)} | "
-        f"{latency.pct(50):.1f} | {latency.pct(90):.1f} | {latency.pct(99):.1f} | "
-        f"{sum(ms) / len(ms):.1f} | {max(ms):.1f} | {latency.region_cpu_ms:.1f} |"])
+    return "\n".join(
+        [
+            "| resources | response | requests | p50 ms | p90 ms | p99 ms | mean ms | max ms "
+            "| region CPU ms/request |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {latency.resources} | {latency.body_bytes / 1024:.0f} KiB | {len(ms)} | "
+            f"{latency.pct(50):.1f} | {latency.pct(90):.1f} | {latency.pct(99):.1f} | "
+            f"{sum(ms) / len(ms):.1f} | {max(ms):.1f} | {latency.region_cpu_ms:.1f} |",
+        ]
+    )
 
 
-def section(args: argparse.Namespace, stream: Stream, rows: Sequence[ImportRow], *,
-            latency: Latency, found: list[Verdict], about: str,
-            profiles: Sequence[str]) -> str:
+def section(
+    args: argparse.Namespace,
+    stream: Stream,
+    rows: Sequence[ImportRow],
+    *,
+    latency: Latency,
+    found: list[Verdict],
+    about: str,
+    profiles: Sequence[str],
+) -> str:
     parts = [
-        SECTION, "",
+        SECTION,
+        "",
         f"Run {utc_date()} with `.venv/bin/python bench/region_bench.py --file-size "
         f"{args.file_size} --repeat {args.repeat}`.",
-        f"Machine: {about}.", "",
+        f"Machine: {about}.",
+        "",
         f"Import: the sample stream with one version per product ({len(stream.files)} files, "
         f"{stream.total / MIB:.0f} MiB; the region takes the newest version of each product, "
         "so this is everything) served by nginx on 127.0.0.1, page cache warm. "
@@ -695,19 +847,25 @@ def section(args: argparse.Namespace, stream: Stream, rows: Sequence[ImportRow],
         f"{REDO_DISTURBED} times within a {args.budget:.0f} s budget, keeping the least "
         "disturbed run (column redone). CPU s: the region process over the import / the whole "
         "sstream-mirror process. Peak RSS: ru_maxrss from wait4 (the region's covers its "
-        "whole life and its gpg children).", "",
-        import_table(rows), "",
+        "whole life and its gpg children).",
+        "",
+        import_table(rows),
+        "",
         "Where the region's import time goes (median s; request: POST until "
         "`import_started`; metadata: index and products fetch, gpg verify, select, "
         "metadata written; download: `downloads_started` → `downloads_finished`; "
-        "publish+gc: set cleaning, stream publish and signing, blob gc, summary):", "",
-        phase_table(rows[0]), "",
+        "publish+gc: set cleaning, stream publish and signing, blob gc, summary):",
+        "",
+        phase_table(rows[0]),
+        "",
         f"API: {RESOURCES} synthetic synced resources (3 files each, complete sets) written "
         "with `region.db.imports.write_wanted` while the region was stopped, auto-import "
         f"off; {GETS} `GET /MAAS/api/2.0/boot-resources/` in a row over one keep-alive "
         f"connection with an admin API key after {WARMUP_GETS} warm-up requests; time to the "
-        "last byte of the body, measured in the client (Python http.client).", "",
-        latency_table(latency), "",
+        "last byte of the body, measured in the client (Python http.client).",
+        "",
+        latency_table(latency),
+        "",
         *(f"- {v.line()}" for v in found),
     ]
     for profile in profiles:
@@ -720,16 +878,27 @@ def section(args: argparse.Namespace, stream: Stream, rows: Sequence[ImportRow],
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--file-size", default="80M",
-                        help="large files of the one-version stream (default 80M: 1.2 GiB)")
+    parser.add_argument(
+        "--file-size",
+        default="80M",
+        help="large files of the one-version stream (default 80M: 1.2 GiB)",
+    )
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=240.0,
-                        help="seconds after which no run waits for quiet or is redone")
-    parser.add_argument("--profile", action="store_true",
-                        help="run the cProfile passes even when every target is met")
-    parser.add_argument("--no-results", action="store_true",
-                        help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=240.0,
+        help="seconds after which no run waits for quiet or is redone",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the cProfile passes even when every target is met",
+    )
+    parser.add_argument(
+        "--no-results", action="store_true", help="print only; leave bench/RESULTS.md alone"
+    )
     parser.add_argument("--seed-db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--resources", type=int, default=RESOURCES, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -749,8 +918,9 @@ def main() -> int:
     work = (args.work / "region").resolve()
     shutil.rmtree(work / "logs", ignore_errors=True)
     (work / "logs").mkdir(parents=True)
-    stream = make_stream(bootsync, args.work.resolve(), args.file_size,
-                         parse_size(args.file_size), versions=1)
+    stream = make_stream(
+        bootsync, args.work.resolve(), args.file_size, parse_size(args.file_size), versions=1
+    )
     if stream.total < 1 << 30:
         print("warning: the stream is under 1 GiB; the targets are for ≥ 1 GiB")
     pacer = Pacer(args.budget, user_only=True)
@@ -759,8 +929,11 @@ def main() -> int:
         upstream = f"{base}{stream.root.name}/"
         listing = work / "warm.txt"
         listing.write_text("".join(f"/dev/null {upstream}{p}\n" for p in stream.files))
-        measure(["xargs", "-a", str(listing), "-P", "8", "-n", "2", "curl", "-sf", "-o"], {},
-                work / "logs" / "warm.log")
+        measure(
+            ["xargs", "-a", str(listing), "-P", "8", "-n", "2", "curl", "-sf", "-o"],
+            {},
+            work / "logs" / "warm.log",
+        )
         print("import: region vs sstream-mirror", flush=True)
         rows = ImportBench(work, stream, upstream, sstream, pacer).run(args.repeat)
         print("API latency", flush=True)
@@ -783,10 +956,16 @@ def main() -> int:
         print()
         print(profile)
     if not args.no_results:
-        about = (f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}; "
-                 f"daemon event loops as shipped: {shipped_loops()}")
-        write_section(SECTION, section(args, stream, rows, latency=latency, found=found,
-                                       about=about, profiles=profiles))
+        about = (
+            f"{machine()}, load average {load} at the start; {versions(nginx, sstream)}; "
+            f"daemon event loops as shipped: {shipped_loops()}"
+        )
+        write_section(
+            SECTION,
+            section(
+                args, stream, rows, latency=latency, found=found, about=about, profiles=profiles
+            ),
+        )
         print(f"\nwrote section {SECTION!r} of bench/RESULTS.md")
     print(f"total {time.monotonic() - started:.0f} s (run timeout per tool {RUN_TIMEOUT_S:.0f} s)")
     return 0

@@ -90,8 +90,10 @@ DESIGNS = (
     Design("asyncio+sf", "asyncio loop + SendfileResponse", "asyncio", True),
 )
 # Run only when named in --designs: SendfileResponse's pool size (default 4 per CPU).
-POOL_DESIGNS = tuple(Design(f"uvloop+sf{n}", f"uvloop + SendfileResponse, {n} threads",
-                            "uvloop", True, n) for n in (1, 2, 16))
+POOL_DESIGNS = tuple(
+    Design(f"uvloop+sf{n}", f"uvloop + SendfileResponse, {n} threads", "uvloop", True, n)
+    for n in (1, 2, 16)
+)
 FILE_CASES = ("parallel", "single", "cold")
 LOOP_CASES = ("api", "small", "cold_pings", "cold_p99", "cold_max")
 LATENCY_CASES = ("cold_p99", "cold_max")  # lower is better, no ratio shown
@@ -162,8 +164,9 @@ def make_stream(work: Path) -> Stream:
         with (root / "current" / rel).open("rb") as src:
             while src.read(16 * MIB):
                 pass
-    return Stream(root, sorted(r for r in wanted if r != "images/large.bin"),
-                  "images/large.bin", index)
+    return Stream(
+        root, sorted(r for r in wanted if r != "images/large.bin"), "images/large.bin", index
+    )
 
 
 # ---------------------------------------------------------------- servers
@@ -255,11 +258,16 @@ def nginx_serving(nginx: Path, stream: Stream, prefix: Path) -> Iterator[tuple[i
     # As root, the workers would drop to "nobody", who may not read the work dir.
     user = f"user {pwd.getpwuid(0).pw_name};\n" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, prefix=prefix, port=port, root=stream.root,
-                                      url_prefix=PREFIX))
+    conf.write_text(
+        NGINX_CONF.format(user=user, prefix=prefix, port=port, root=stream.root, url_prefix=PREFIX)
+    )
     with (prefix / "nginx.out").open("wb") as log:
-        proc = subprocess.Popen([str(nginx), "-p", str(prefix), "-c", str(conf)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(nginx), "-p", str(prefix), "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_listening(port, proc, "nginx")
             yield port, proc.pid
@@ -277,8 +285,9 @@ def region_serving(design: Design, stream: Stream, logs: Path) -> Iterator[tuple
     if design.threads:
         argv += ["--sendfile-threads", str(design.threads)]
     with (logs / f"server-{design.key}.log").open("wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=log,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=log, start_new_session=True
+        )
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline().decode()
@@ -355,16 +364,23 @@ def probe(port: int, stream: Stream, design: Design) -> None:
             raise BenchError(f"{design.key}: {what}")
 
     resp, body = ask("GET", {})
-    check(resp.status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest(),
-          f"full GET {resp.status}, {len(body)} bytes, sha256 mismatch or short")
+    check(
+        resp.status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest(),
+        f"full GET {resp.status}, {len(body)} bytes, sha256 mismatch or short",
+    )
     etag = resp.getheader("ETag") or ""
     resp, body = ask("GET", {"Range": "bytes=1000-1999"})
-    check(resp.status == 206 and body == data[1000:2000]
-          and resp.getheader("Content-Range") == f"bytes 1000-1999/{len(data)}",
-          f"Range GET {resp.status} {resp.getheader('Content-Range')}")
+    check(
+        resp.status == 206
+        and body == data[1000:2000]
+        and resp.getheader("Content-Range") == f"bytes 1000-1999/{len(data)}",
+        f"Range GET {resp.status} {resp.getheader('Content-Range')}",
+    )
     resp, body = ask("HEAD", {})
-    check(resp.status == 200 and body == b"" and resp.getheader("Content-Length") == str(len(data)),
-          f"HEAD {resp.status} length {resp.getheader('Content-Length')}")
+    check(
+        resp.status == 200 and body == b"" and resp.getheader("Content-Length") == str(len(data)),
+        f"HEAD {resp.status} length {resp.getheader('Content-Length')}",
+    )
     resp, body = ask("GET", {"If-None-Match": etag})
     check(bool(etag) and resp.status == 304 and body == b"", f"If-None-Match {resp.status}")
     if design.loop:  # the full GET above went through the design's file sender
@@ -376,6 +392,7 @@ def probe(port: int, stream: Stream, design: Design) -> None:
 
 def cpu_busy(window_s: float) -> float:
     """Fraction of all CPUs busy (not idle or iowait) over the next ``window_s``."""
+
     def sample() -> tuple[int, int]:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         return sum(fields), fields[3] + fields[4]
@@ -447,9 +464,11 @@ class Sampler:
             server = family(after, server_pid)
             ours = family(after, os.getpid())
             server_s = sum(after[p][1] - before.get(p, (0, 0.0))[1] for p in server)
-            foreign_s = sum(cpu - before.get(pid, (0, 0.0))[1]
-                            for pid, (ppid, cpu) in after.items()
-                            if pid not in ours and 2 not in (pid, ppid))
+            foreign_s = sum(
+                cpu - before.get(pid, (0, 0.0))[1]
+                for pid, (ppid, cpu) in after.items()
+                if pid not in ours and 2 not in (pid, ppid)
+            )
             if foreign_s <= QUIET_BUSY * (os.cpu_count() or 1) * elapsed:
                 return result, server_s, clients_s
             if self.budget_s <= 0:
@@ -471,8 +490,15 @@ def curl_fetch(port: int, stream: Stream, paths: list[list[str]]) -> float:
     procs = []
     start = time.monotonic()
     for client in paths:
-        argv = ["curl", "-sS", "--fail", "--max-time", str(CURL_TIMEOUT_S),
-                "-w", "%{http_code} %{size_download}\\n"]
+        argv = [
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            str(CURL_TIMEOUT_S),
+            "-w",
+            "%{http_code} %{size_download}\\n",
+        ]
         for rel in client:
             argv += ["-o", "/dev/null", f"http://127.0.0.1:{port}{PREFIX}{rel}"]
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
@@ -506,8 +532,18 @@ def cold_fetch(port: int, stream: Stream) -> tuple[float, list[float]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", "/api/ping")  # connect before the download starts
     conn.getresponse().read()
-    argv = ["curl", "-sS", "--fail", "--max-time", str(CURL_TIMEOUT_S), "-o", "/dev/null",
-            "-w", "%{http_code} %{size_download}", f"http://127.0.0.1:{port}{PREFIX}{stream.large}"]
+    argv = [
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        str(CURL_TIMEOUT_S),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        f"http://127.0.0.1:{port}{PREFIX}{stream.large}",
+    ]
     pings: list[float] = []
     start = time.monotonic()
     curl = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -526,8 +562,13 @@ def cold_fetch(port: int, stream: Stream) -> tuple[float, list[float]]:
 
 def wrk_rate(wrk: Path, url: str) -> float:
     """Requests per second from ``wrk -t1 -c16`` for WRK_SECONDS."""
-    out = subprocess.run([str(wrk), "-t1", "-c16", f"-d{WRK_SECONDS}s", url],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [str(wrk), "-t1", "-c16", f"-d{WRK_SECONDS}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors", out)
     match = re.search(r"Requests/sec:\s*([\d.]+)", out)
     if match is None or errors:
@@ -535,16 +576,18 @@ def wrk_rate(wrk: Path, url: str) -> float:
     return float(match[1])
 
 
-def measure(server: tuple[int, int], stream: Stream, row: Row, wrk: Path | None,
-            sampler: Sampler) -> None:
+def measure(
+    server: tuple[int, int], stream: Stream, row: Row, wrk: Path | None, sampler: Sampler
+) -> None:
     """One run of every case against one server; appends to ``row``."""
     port, pid = server
     rotated = [stream.small[n:] + stream.small[:n] for n in range(CLIENTS)]
     single = [[stream.large] * SINGLE_FETCHES]
     for case, paths in (("parallel", rotated), ("single", single)):
         rate, server_s, clients_s = sampler.run(pid, partial(curl_fetch, port, stream, paths))
-        gib = sum(LARGE_SIZE if rel == stream.large else SMALL_SIZE
-                  for client in paths for rel in client) / (1 << 30)
+        gib = sum(
+            LARGE_SIZE if rel == stream.large else SMALL_SIZE for client in paths for rel in client
+        ) / (1 << 30)
         row.samples.setdefault(case, []).append(rate)
         row.cpu.setdefault(case, []).append((server_s / gib, clients_s / gib))
     (rate, pings_ms), _, _ = sampler.run(pid, partial(cold_fetch, port, stream))
@@ -595,8 +638,13 @@ def table(rows: list[Row], wanted: tuple[str, ...]) -> str:
 
 
 def cpu_table(rows: list[Row]) -> str:
-    head = "| design | " + " | ".join(
-        f"{CASE_TITLES[c].split(' (')[0]}: server + clients = total" for c in CPU_CASES) + " |"
+    head = (
+        "| design | "
+        + " | ".join(
+            f"{CASE_TITLES[c].split(' (')[0]}: server + clients = total" for c in CPU_CASES
+        )
+        + " |"
+    )
     lines = [head, "|---" * (len(CPU_CASES) + 1) + "|"]
     for row in rows:
         cells = []
@@ -616,21 +664,30 @@ def verdicts(rows: list[Row]) -> list[str]:
         par, one = ratio(row, ref, "parallel") or 0.0, ratio(row, ref, "single") or 0.0
         mark_par = "PASS" if par >= TARGET_PARALLEL else "MISS"
         mark_one = "PASS" if one >= TARGET_SINGLE else "MISS"
-        lines.append(f"{row.design.label}: parallel {par:.2f}× nginx (target ≥ "
-                     f"{TARGET_PARALLEL}) {mark_par}; single {one:.2f}× (target ≥ "
-                     f"{TARGET_SINGLE}) {mark_one}")
+        lines.append(
+            f"{row.design.label}: parallel {par:.2f}× nginx (target ≥ "
+            f"{TARGET_PARALLEL}) {mark_par}; single {one:.2f}× (target ≥ "
+            f"{TARGET_SINGLE}) {mark_one}"
+        )
     return lines
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
     from importlib.metadata import version  # noqa: PLC0415 - only for the report
 
-    return (f"nproc {os.cpu_count()}, CPU {cpu}, kernel {platform.release()}, Python "
-            f"{platform.python_version()}, aiohttp {version('aiohttp')}, uvloop "
-            f"{version('uvloop')}")
+    return (
+        f"nproc {os.cpu_count()}, CPU {cpu}, kernel {platform.release()}, Python "
+        f"{platform.python_version()}, aiohttp {version('aiohttp')}, uvloop "
+        f"{version('uvloop')}"
+    )
 
 
 def write_results(text: str) -> None:
@@ -642,45 +699,63 @@ def write_results(text: str) -> None:
 
 
 def noise_note(sampler: Sampler) -> str:
-    return (f"The machine is shared: {sampler.retried} samples were taken again because other "
-            f"processes used more than {QUIET_BUSY:.0%} of the CPUs during them; "
-            f"{sampler.spoiled} of {sampler.samples} kept such load (retry budget spent).")
+    return (
+        f"The machine is shared: {sampler.retried} samples were taken again because other "
+        f"processes used more than {QUIET_BUSY:.0%} of the CPUs during them; "
+        f"{sampler.spoiled} of {sampler.samples} kept such load (retry budget spent)."
+    )
 
 
 def section(rows: list[Row], repeat: int, about: str, ngx: str, sampler: Sampler) -> str:
     date = subprocess.run(["date", "-u"], capture_output=True, text=True, check=True).stdout
-    return "\n".join([
-        SECTION, "",
-        f"Run {date.strip()} with `.venv/bin/python bench/serve_bench.py --repeat {repeat}`.",
-        f"Machine: {about}; {ngx}.", "",
-        f"Files: {SMALL_COUNT} × 25 MiB and 1 × 1 GiB of random bytes in a snapshot dir behind "
-        "`current`, page cache warm. Servers on 127.0.0.1, all started up front and measured "
-        "one at a time: nginx (`sendfile "
-        "on; tcp_nopush off; worker_processes 2; access_log off`) and the region's stream "
-        "routes (`region.web.add_routes`) in one separate process per design. Clients: "
-        f"{CLIENTS} curl processes at once, each fetching all {SMALL_COUNT} files over one "
-        "keep-alive connection (3.2 GiB per run); one curl fetching the 1 GiB file "
-        f"{SINGLE_FETCHES} times in a row over one connection; all "
-        f"`-o /dev/null`, every status and size checked. Small requests: `wrk -t1 -c16 "
-        f"-d{WRK_SECONDS}s` on an in-memory JSON handler (`/api/ping`; nginx answers it with "
-        "`return 200`) and on a 2 KiB stream file. Each server passed a probe first "
-        "(sha256 of a full GET, Range → 206, HEAD, If-None-Match → 304). Median of "
-        f"{repeat} interleaved runs (min–max); **bold** is the median over runs of the ratio "
-        "to nginx in the same run.", "",
-        table(rows, FILE_CASES), "",
-        "Where the event loop shows: small requests, and an API ping repeated one after "
-        "another (Python http.client, one connection) while one curl fetches the 1 GiB file "
-        "after `posix_fadvise(DONTNEED)` dropped it from the page cache:", "",
-        table(rows, LOOP_CASES), "",
-        "CPU seconds per GiB served (median over runs): the server process with its threads "
-        "(nginx: master and workers) + all curl clients. Loopback receive work is charged to "
-        "whichever side the kernel ran it on, so the split moves between runs; the total is "
-        "the steady figure.", "",
-        cpu_table(rows), "",
-        noise_note(sampler), "",
-        *(f"- {line}" for line in verdicts(rows)), "",
-        reading(rows), "",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                SECTION,
+                "",
+                f"Run {date.strip()} with `.venv/bin/python bench/serve_bench.py --repeat {repeat}`.",
+                f"Machine: {about}; {ngx}.",
+                "",
+                f"Files: {SMALL_COUNT} × 25 MiB and 1 × 1 GiB of random bytes in a snapshot dir behind "
+                "`current`, page cache warm. Servers on 127.0.0.1, all started up front and measured "
+                "one at a time: nginx (`sendfile "
+                "on; tcp_nopush off; worker_processes 2; access_log off`) and the region's stream "
+                "routes (`region.web.add_routes`) in one separate process per design. Clients: "
+                f"{CLIENTS} curl processes at once, each fetching all {SMALL_COUNT} files over one "
+                "keep-alive connection (3.2 GiB per run); one curl fetching the 1 GiB file "
+                f"{SINGLE_FETCHES} times in a row over one connection; all "
+                f"`-o /dev/null`, every status and size checked. Small requests: `wrk -t1 -c16 "
+                f"-d{WRK_SECONDS}s` on an in-memory JSON handler (`/api/ping`; nginx answers it with "
+                "`return 200`) and on a 2 KiB stream file. Each server passed a probe first "
+                "(sha256 of a full GET, Range → 206, HEAD, If-None-Match → 304). Median of "
+                f"{repeat} interleaved runs (min–max); **bold** is the median over runs of the ratio "
+                "to nginx in the same run.",
+                "",
+                table(rows, FILE_CASES),
+                "",
+                "Where the event loop shows: small requests, and an API ping repeated one after "
+                "another (Python http.client, one connection) while one curl fetches the 1 GiB file "
+                "after `posix_fadvise(DONTNEED)` dropped it from the page cache:",
+                "",
+                table(rows, LOOP_CASES),
+                "",
+                "CPU seconds per GiB served (median over runs): the server process with its threads "
+                "(nginx: master and workers) + all curl clients. Loopback receive work is charged to "
+                "whichever side the kernel ran it on, so the split moves between runs; the total is "
+                "the steady figure.",
+                "",
+                cpu_table(rows),
+                "",
+                noise_note(sampler),
+                "",
+                *(f"- {line}" for line in verdicts(rows)),
+                "",
+                reading(rows),
+                "",
+            ]
+        )
+        + "\n"
+    )
 
 
 def reading(rows: list[Row]) -> str:
@@ -688,8 +763,9 @@ def reading(rows: list[Row]) -> str:
     by = {row.design.key: row for row in rows}
     if not {d.key for d in DESIGNS} <= set(by):
         return ""
-    ngx, a_fr, u_fr, u_sf, a_sf = (by[k] for k in ("nginx", "asyncio", "uvloop", "uvloop+sf",
-                                                   "asyncio+sf"))
+    ngx, a_fr, u_fr, u_sf, a_sf = (
+        by[k] for k in ("nginx", "asyncio", "uvloop", "uvloop+sf", "asyncio+sf")
+    )
 
     def r(row: Row, case: str) -> str:
         return f"{ratio(row, ngx, case) or 0:.2f}×"
@@ -703,41 +779,51 @@ def reading(rows: list[Row]) -> str:
     def ms(row: Row, case: str) -> str:
         return f"{row.median(case) or 0:.1f} ms"
 
-    api_u = [statistics.fmean(pair) for pair in zip(u_fr.samples.get("api", []),
-                                                     u_sf.samples.get("api", []), strict=True)]
-    api_a = [statistics.fmean(pair) for pair in zip(a_fr.samples.get("api", []),
-                                                     a_sf.samples.get("api", []), strict=True)]
-    api = (f"{statistics.median(u / a for u, a in zip(api_u, api_a, strict=True)):.2f}×"
-           if api_u else "(not measured: no wrk)")
-    return "\n".join([
-        "**Recommendation: bootsync-regiond and bootsync-rackd run on uvloop and serve files "
-        "with `common.storage.fileserve.SendfileResponse`** (a FileResponse whose body "
-        "goes out with `os.sendfile` from a small worker pool; every header decision stays FileResponse's). "
-        "From this run:", "",
-        f"- uvloop + plain FileResponse is the design to avoid: {r(u_fr, 'parallel')} nginx "
-        f"with {CLIENTS} clients and {r(u_fr, 'single')} for one stream, and "
-        f"{cpu(u_fr)} CPU-s per GiB (server + clients) against {cpu(u_sf)} for "
-        f"SendfileResponse on the same loop ({r(u_sf, 'parallel')} / {r(u_sf, 'single')}).",
-        f"- asyncio + FileResponse keeps sendfile on warm files ({r(a_fr, 'parallel')} / "
-        f"{r(a_fr, 'single')}), but `loop.sendfile` reads the disk on the event-loop thread: "
-        f"while a 1 GiB file is served from disk the API's p99 is {ms(a_fr, 'cold_p99')} "
-        f"(worst {ms(a_fr, 'cold_max')}), against {ms(u_sf, 'cold_p99')} (worst "
-        f"{ms(u_sf, 'cold_max')}) with SendfileResponse, which reads in worker threads. "
-        f"The stalled loop answers {rate(a_fr)} pings/s against {rate(u_sf)}, and the CPU "
-        f"it leaves idle is why its cold transfer runs at {r(a_fr, 'cold')} nginx against "
-        f"{r(u_sf, 'cold')}. Racks serve images to booting machines from disks that are "
-        "often slower than this VM's, where the stall grows with the disk's latency.",
-        f"- Where uvloop helps: the API JSON handler answers {api} as many requests per "
-        "second on uvloop as on asyncio (median per run, same handler, both file senders). "
-        "With SendfileResponse the loop choice no longer costs file throughput, so that gain "
-        "is kept for free.",
-        f"- asyncio + SendfileResponse ({r(a_sf, 'parallel')} / {r(a_sf, 'single')}) is the "
-        "fallback where uvloop is missing (`BOOTSYNC_EVENT_LOOP=asyncio`): same files, same "
-        "headers, no stall.",
-        "- On this 2-core box the clients and the server share the CPUs, so every sendfile "
-        "design is CPU-bound near nginx and differences under ~10% between them are noise; "
-        "the CPU-s/GiB table is the steadier comparison.",
-    ])
+    api_u = [
+        statistics.fmean(pair)
+        for pair in zip(u_fr.samples.get("api", []), u_sf.samples.get("api", []), strict=True)
+    ]
+    api_a = [
+        statistics.fmean(pair)
+        for pair in zip(a_fr.samples.get("api", []), a_sf.samples.get("api", []), strict=True)
+    ]
+    api = (
+        f"{statistics.median(u / a for u, a in zip(api_u, api_a, strict=True)):.2f}×"
+        if api_u
+        else "(not measured: no wrk)"
+    )
+    return "\n".join(
+        [
+            "**Recommendation: bootsync-regiond and bootsync-rackd run on uvloop and serve files "
+            "with `common.storage.fileserve.SendfileResponse`** (a FileResponse whose body "
+            "goes out with `os.sendfile` from a small worker pool; every header decision stays FileResponse's). "
+            "From this run:",
+            "",
+            f"- uvloop + plain FileResponse is the design to avoid: {r(u_fr, 'parallel')} nginx "
+            f"with {CLIENTS} clients and {r(u_fr, 'single')} for one stream, and "
+            f"{cpu(u_fr)} CPU-s per GiB (server + clients) against {cpu(u_sf)} for "
+            f"SendfileResponse on the same loop ({r(u_sf, 'parallel')} / {r(u_sf, 'single')}).",
+            f"- asyncio + FileResponse keeps sendfile on warm files ({r(a_fr, 'parallel')} / "
+            f"{r(a_fr, 'single')}), but `loop.sendfile` reads the disk on the event-loop thread: "
+            f"while a 1 GiB file is served from disk the API's p99 is {ms(a_fr, 'cold_p99')} "
+            f"(worst {ms(a_fr, 'cold_max')}), against {ms(u_sf, 'cold_p99')} (worst "
+            f"{ms(u_sf, 'cold_max')}) with SendfileResponse, which reads in worker threads. "
+            f"The stalled loop answers {rate(a_fr)} pings/s against {rate(u_sf)}, and the CPU "
+            f"it leaves idle is why its cold transfer runs at {r(a_fr, 'cold')} nginx against "
+            f"{r(u_sf, 'cold')}. Racks serve images to booting machines from disks that are "
+            "often slower than this VM's, where the stall grows with the disk's latency.",
+            f"- Where uvloop helps: the API JSON handler answers {api} as many requests per "
+            "second on uvloop as on asyncio (median per run, same handler, both file senders). "
+            "With SendfileResponse the loop choice no longer costs file throughput, so that gain "
+            "is kept for free.",
+            f"- asyncio + SendfileResponse ({r(a_sf, 'parallel')} / {r(a_sf, 'single')}) is the "
+            "fallback where uvloop is missing (`BOOTSYNC_EVENT_LOOP=asyncio`): same files, same "
+            "headers, no stall.",
+            "- On this 2-core box the clients and the server share the CPUs, so every sendfile "
+            "design is CPU-bound near nginx and differences under ~10% between them are noise; "
+            "the CPU-s/GiB table is the steadier comparison.",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -747,12 +833,16 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "serve")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--designs", default=",".join(d.key for d in DESIGNS[1:]),
-                        help="comma-separated designs besides nginx, from: " + ", ".join(
-                            d.key for d in DESIGNS[1:] + POOL_DESIGNS))
+    parser.add_argument(
+        "--designs",
+        default=",".join(d.key for d in DESIGNS[1:]),
+        help="comma-separated designs besides nginx, from: "
+        + ", ".join(d.key for d in DESIGNS[1:] + POOL_DESIGNS),
+    )
     parser.add_argument("--no-wrk", action="store_true", help="skip the small-request rows")
-    parser.add_argument("--no-results", action="store_true",
-                        help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument(
+        "--no-results", action="store_true", help="print only; leave bench/RESULTS.md alone"
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--sendfile-response", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sendfile-threads", type=int, default=0, help=argparse.SUPPRESS)
@@ -762,8 +852,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     if args.serve is not None:
-        serve_child(args.serve, sendfile_response=args.sendfile_response,
-                    threads=args.sendfile_threads)
+        serve_child(
+            args.serve, sendfile_response=args.sendfile_response, threads=args.sendfile_threads
+        )
         return 0
     started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: servers stopped
@@ -794,11 +885,13 @@ def main() -> int:
             running[row.design.key] = server
         sampler = Sampler()
         for n in range(args.repeat):
-            order = rows[n % len(rows):] + rows[:n % len(rows)]
+            order = rows[n % len(rows) :] + rows[: n % len(rows)]
             for row in order:
                 measure(running[row.design.key], stream, row, wrk, sampler)
-            print(f"round {n + 1}/{args.repeat} done at {time.monotonic() - started:.0f} s",
-                  flush=True)
+            print(
+                f"round {n + 1}/{args.repeat} done at {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
     print()
     print(table(rows, FILE_CASES))
     print()
@@ -812,8 +905,10 @@ def main() -> int:
     for line in verdicts(rows):
         print(line)
     if sampler.spoiled > sampler.samples // 10:
-        print(f"\nnot writing {RESULTS.name}: {sampler.spoiled} of {sampler.samples} samples ran "
-              "beside other load; rerun when the machine is quieter")
+        print(
+            f"\nnot writing {RESULTS.name}: {sampler.spoiled} of {sampler.samples} samples ran "
+            "beside other load; rerun when the machine is quieter"
+        )
     elif not args.no_results:
         ngx = subprocess.run([str(nginx), "-v"], capture_output=True, text=True, check=False)
         write_results(section(rows, args.repeat, machine(), ngx.stderr.strip(), sampler))

@@ -101,8 +101,9 @@ class IntegrityError(BootsyncError):
 
     reason = "integrity"
 
-    def __init__(self, message: str, *, url: str = "", expected: object = None,
-                 actual: object = None) -> None:
+    def __init__(
+        self, message: str, *, url: str = "", expected: object = None, actual: object = None
+    ) -> None:
         self.url = url
         self.expected = expected
         self.actual = actual
@@ -115,8 +116,12 @@ class DigestMismatchError(IntegrityError):
     reason = "sha256_mismatch"
 
     def __init__(self, *, url: str, expected: str, actual: str) -> None:
-        super().__init__(f"sha256 mismatch: expected {expected}, got {actual}",
-                         url=url, expected=expected, actual=actual)
+        super().__init__(
+            f"sha256 mismatch: expected {expected}, got {actual}",
+            url=url,
+            expected=expected,
+            actual=actual,
+        )
 
 
 class SizeMismatchError(IntegrityError):
@@ -125,8 +130,12 @@ class SizeMismatchError(IntegrityError):
     reason = "size_mismatch"
 
     def __init__(self, *, url: str, expected: int, actual: int) -> None:
-        super().__init__(f"size mismatch: expected {expected} bytes, got {actual}",
-                         url=url, expected=expected, actual=actual)
+        super().__init__(
+            f"size mismatch: expected {expected} bytes, got {actual}",
+            url=url,
+            expected=expected,
+            actual=actual,
+        )
 
 
 class OversizeError(IntegrityError):
@@ -135,8 +144,12 @@ class OversizeError(IntegrityError):
     reason = "oversize"
 
     def __init__(self, *, url: str, expected: int, actual: int) -> None:
-        super().__init__(f"refused: server sends {actual} bytes, metadata allows {expected}",
-                         url=url, expected=expected, actual=actual)
+        super().__init__(
+            f"refused: server sends {actual} bytes, metadata allows {expected}",
+            url=url,
+            expected=expected,
+            actual=actual,
+        )
 
 
 # --- local storage ---------------------------------------------------------------
@@ -153,8 +166,7 @@ class InsufficientSpaceError(StoreError):
         self.path = path
         self.needed = needed
         self.free = free
-        super().__init__(
-            f"{path}: not enough free space: need {needed} bytes, {free} bytes free")
+        super().__init__(f"{path}: not enough free space: need {needed} bytes, {free} bytes free")
 
 
 class ConfigError(BootsyncError):

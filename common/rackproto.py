@@ -94,19 +94,30 @@ def status_from_json(data: dict[str, Any]) -> RackStatus:
         raise ValueError("images: must be a list")
     parsed = []
     for n, image in enumerate(images):
-        if not isinstance(image, dict) or not isinstance(image.get("name"), str) \
-                or not isinstance(image.get("architecture"), str):
+        if (
+            not isinstance(image, dict)
+            or not isinstance(image.get("name"), str)
+            or not isinstance(image.get("architecture"), str)
+        ):
             raise ValueError(f"images[{n}]: needs name and architecture strings")
         subarches = image.get("subarches", [])
         if not isinstance(subarches, list) or not all(isinstance(s, str) for s in subarches):
             raise ValueError(f"images[{n}].subarches: must be a list of strings")
-        parsed.append(RackImage(name=image["name"], architecture=image["architecture"],
-                                subarches=list(subarches)))
+        parsed.append(
+            RackImage(
+                name=image["name"], architecture=image["architecture"], subarches=list(subarches)
+            )
+        )
     for key in ("snapshot_id", "last_sync", "error"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ValueError(f"{key}: must be a string or null")
-    return RackStatus(state=state, snapshot_id=data.get("snapshot_id"), images=parsed,
-                      last_sync=data.get("last_sync"), error=data.get("error"))
+    return RackStatus(
+        state=state,
+        snapshot_id=data.get("snapshot_id"),
+        images=parsed,
+        last_sync=data.get("last_sync"),
+        error=data.get("error"),
+    )
 
 
 def registration_from_json(data: dict[str, Any]) -> Registration:

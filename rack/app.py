@@ -80,8 +80,10 @@ class RackContext:
 
     def start(self) -> None:
         """Start the region link, and the sync loop once a registration confirmed the key."""
-        self.tasks = [asyncio.create_task(self.link.run(), name="region-link"),
-                      asyncio.create_task(self._sync_when_pinned(), name="sync-loop")]
+        self.tasks = [
+            asyncio.create_task(self.link.run(), name="region-link"),
+            asyncio.create_task(self._sync_when_pinned(), name="sync-loop"),
+        ]
         for task in self.tasks:
             task.add_done_callback(_log_crash)
 
@@ -139,14 +141,27 @@ async def open_rack(config: RackConfig) -> AsyncIterator[RackContext]:
         await status.load(publisher.current_link)
         health = RegionHealth()
         client = RegionClient(session, config.region_urls, config.secret)
-        pull = PullContext(client=client, identity=identity, status=status, health=health,
-                           store=store, publisher=publisher,
-                           downloader=Downloader(session, store),
-                           concurrency=config.concurrency)
+        pull = PullContext(
+            client=client,
+            identity=identity,
+            status=status,
+            health=health,
+            store=store,
+            publisher=publisher,
+            downloader=Downloader(session, store),
+            concurrency=config.concurrency,
+        )
         gate = PullGate()
         loop = SyncLoop(lambda reason: gate.sync(pull, reason), interval_s=config.interval_s)
-        link = RegionLink(client, identity, status, health, hostname=config.rack_name,
-                          rack_url=config.rack_url, on_sync_request=loop.request)
+        link = RegionLink(
+            client,
+            identity,
+            status,
+            health,
+            hostname=config.rack_name,
+            rack_url=config.rack_url,
+            on_sync_request=loop.request,
+        )
         yield RackContext(config=config, pull=pull, link=link, loop=loop, gate=gate)
 
 
@@ -180,18 +195,27 @@ async def live_metrics(app: web.Application) -> list[Metric]:
     recorded = status.record.last_sync if status.record is not None else None
     reachable = None if health.reachable is None else float(health.reachable)
     return [
-        *metrics.gauge("bootsync_seconds_since_last_successful_sync",
-                       "Seconds since the last pull that ended ok or found nothing new.",
-                       metrics.seconds_since_success(recorded)),
-        *metrics.gauge("bootsync_snapshot_age_seconds",
-                       "Seconds since the served snapshot was first published on this rack.",
-                       await metrics.snapshot_age(ctx.pull.publisher.root)),
-        metrics.labelled_gauge("bootsync_sync_state", "1 for the rack's sync state, else 0.",
-                               ["state"], [((state,), float(status.status.state == state))
-                                           for state in SYNC_STATES]),
-        *metrics.gauge("bootsync_region_reachable",
-                       "1 when the region answered the last request, 0 when it did not.",
-                       reachable),
+        *metrics.gauge(
+            "bootsync_seconds_since_last_successful_sync",
+            "Seconds since the last pull that ended ok or found nothing new.",
+            metrics.seconds_since_success(recorded),
+        ),
+        *metrics.gauge(
+            "bootsync_snapshot_age_seconds",
+            "Seconds since the served snapshot was first published on this rack.",
+            await metrics.snapshot_age(ctx.pull.publisher.root),
+        ),
+        metrics.labelled_gauge(
+            "bootsync_sync_state",
+            "1 for the rack's sync state, else 0.",
+            ["state"],
+            [((state,), float(status.status.state == state)) for state in SYNC_STATES],
+        ),
+        *metrics.gauge(
+            "bootsync_region_reachable",
+            "1 when the region answered the last request, 0 when it did not.",
+            reachable,
+        ),
     ]
 
 
@@ -201,10 +225,15 @@ async def rack_context(app: web.Application, config: RackConfig) -> AsyncIterato
         app[RACK] = ctx
         app[rack_web.PROBLEM_SOURCE] = ctx.link
         ctx.start()
-        log.info("rack_started", data_dir=str(config.data_dir), regions=config.region_urls,
-                 url=config.rack_url, interval_minutes=config.interval_minutes,
-                 system_id=ctx.pull.identity.system_id,
-                 snapshot=await ctx.pull.publisher.current_id())
+        log.info(
+            "rack_started",
+            data_dir=str(config.data_dir),
+            regions=config.region_urls,
+            url=config.rack_url,
+            interval_minutes=config.interval_minutes,
+            system_id=ctx.pull.identity.system_id,
+            snapshot=await ctx.pull.publisher.current_id(),
+        )
         try:
             yield
         finally:
@@ -214,4 +243,3 @@ async def rack_context(app: web.Application, config: RackConfig) -> AsyncIterato
 def _log_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("rack_task_crashed", task=task.get_name(), error=repr(task.exception()))
-

@@ -46,12 +46,17 @@ SECRET_HINT = "`bootsync rack-secret` on the region host prints it"  # noqa: S10
 
 def interval_problem(value: object) -> str | None:
     """Why ``value`` cannot be the sync interval in minutes, or None if it can."""
-    if isinstance(value, int) and not isinstance(value, bool) \
-            and 1 <= value <= MAX_INTERVAL_MINUTES:
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 1 <= value <= MAX_INTERVAL_MINUTES
+    ):
         return None
-    return (f"the rack's sync loop cannot be switched off or slowed past an hour: use a "
-            f"whole number of minutes from 1 to {MAX_INTERVAL_MINUTES} (default "
-            f"{DEFAULT_INTERVAL_MINUTES}), got {show(value)}")
+    return (
+        f"the rack's sync loop cannot be switched off or slowed past an hour: use a "
+        f"whole number of minutes from 1 to {MAX_INTERVAL_MINUTES} (default "
+        f"{DEFAULT_INTERVAL_MINUTES}), got {show(value)}"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,8 +131,12 @@ class Overrides:
     data_dir: Path | None = None
 
 
-def load_config(path: Path | None, *, overrides: Overrides | None = None,
-                environ: Mapping[str, str] | None = None) -> RackConfig:
+def load_config(
+    path: Path | None,
+    *,
+    overrides: Overrides | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RackConfig:
     """Read ``path`` (None: defaults only), apply ``environ`` and ``overrides``, read the
     secret, validate.
 
@@ -156,11 +165,13 @@ def _read(reader: ConfigReader, data: Mapping[str, Any]) -> dict[str, Any]:
     raw_sync = data.get("sync") if isinstance(data.get("sync"), dict) else {}
     settings: dict[str, Any] = {
         "region_urls": _urls(reader, region, cast(Mapping[str, Any], raw_region)),
-        "data_dir": Path(storage.string("data_dir", str(DEFAULT_DATA_DIR),
-                                        check=check_absolute_path)),
+        "data_dir": Path(
+            storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path)
+        ),
         "listen": server.string("listen", DEFAULT_LISTEN, check=check_host_port),
-        "shutdown_grace_s": server.integer("shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S,
-                                           minimum=0, maximum=MAX_SHUTDOWN_GRACE_S),
+        "shutdown_grace_s": server.integer(
+            "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
+        ),
         "advertise_url": server.string("advertise_url", "", check=_check_optional_url),
         "hostname": server.string("hostname", ""),
         "concurrency": sync.integer("concurrency", 8, minimum=1, maximum=MAX_CONCURRENCY),
@@ -173,19 +184,22 @@ def _read(reader: ConfigReader, data: Mapping[str, Any]) -> dict[str, Any]:
     if inline and secret_file:
         region.problem("secret", "set secret or secret_file, not both")
     settings["secret"] = inline
-    settings["secret_file"] = Path(secret_file) if secret_file else (
-        None if inline else DEFAULT_SECRET_FILE)
+    settings["secret_file"] = (
+        Path(secret_file) if secret_file else (None if inline else DEFAULT_SECRET_FILE)
+    )
     return settings
 
 
 def _interval(reader: ConfigReader, sync: Table, raw: Mapping[str, Any]) -> int:
     mark = len(reader.problems)
-    minutes = sync.integer("interval_minutes", DEFAULT_INTERVAL_MINUTES, minimum=1,
-                           maximum=MAX_INTERVAL_MINUTES)
+    minutes = sync.integer(
+        "interval_minutes", DEFAULT_INTERVAL_MINUTES, minimum=1, maximum=MAX_INTERVAL_MINUTES
+    )
     if len(reader.problems) > mark:
         # The generic "whole number" note does not say why 0 or "off" is refused.
         reader.problems[mark:] = [
-            f"sync.interval_minutes: {interval_problem(raw.get('interval_minutes'))}"]
+            f"sync.interval_minutes: {interval_problem(raw.get('interval_minutes'))}"
+        ]
     return minutes
 
 

@@ -43,7 +43,8 @@ class RegionKeyChangedError(SignatureError):
         self.offered = offered
         super().__init__(
             f"region key changed: pinned {pinned}, region now offers {offered}; refusing to "
-            "sync (run `bootsync-rackd --forget-region-key` and restart to trust the new key)")
+            "sync (run `bootsync-rackd --forget-region-key` and restart to trust the new key)"
+        )
 
 
 class NotRegisteredError(SignatureError):
@@ -77,8 +78,7 @@ class RackIdentity:
     async def load(self) -> None:
         """Read what an earlier run saved; a missing or damaged pin means "not pinned"."""
         saved = await asyncio.to_thread(read_json, self.data_dir / RACK_FILE)
-        self.system_id = saved.get("system_id") if isinstance(saved.get("system_id"),
-                                                               str) else None
+        self.system_id = saved.get("system_id") if isinstance(saved.get("system_id"), str) else None
         fingerprint = saved.get("region_fingerprint")
         if not isinstance(fingerprint, str):
             return
@@ -105,16 +105,17 @@ class RackIdentity:
             await self._save()
         if self.pinned is not None:
             if offered != self.pinned.fingerprint:
-                self.key_changed = RegionKeyChangedError(pinned=self.pinned.fingerprint,
-                                                         offered=offered)
+                self.key_changed = RegionKeyChangedError(
+                    pinned=self.pinned.fingerprint, offered=offered
+                )
                 raise self.key_changed
             self.key_changed = None
             return self.pinned
-        keyring = await aload_keyring(_decode_keyring(reply.region_keyring),
-                                      name="region keyring")
+        keyring = await aload_keyring(_decode_keyring(reply.region_keyring), name="region keyring")
         if offered not in keyring.fingerprints:
-            raise KeyringError(f"the region's keyring does not hold its key {offered}",
-                               source="registration reply")
+            raise KeyringError(
+                f"the region's keyring does not hold its key {offered}", source="registration reply"
+            )
         await asyncio.to_thread(write_atomic, self.data_dir / KEYRING_FILE, keyring.binary)
         self.pinned = PinnedRegion(fingerprint=offered, keyring=keyring)
         self._pinned_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -127,8 +128,9 @@ class RackIdentity:
         if self.key_changed is not None:
             raise self.key_changed
         if self.pinned is None:
-            raise NotRegisteredError("the rack has not registered with a region yet, so no "
-                                     "region key is pinned")
+            raise NotRegisteredError(
+                "the rack has not registered with a region yet, so no region key is pinned"
+            )
         return self.pinned
 
     async def _save(self) -> None:

@@ -33,8 +33,19 @@ META_NAME = "maas.meta"
 BOOTLOADER_DIR = "bootloader"
 _BOOTLOADER_TYPE = "bootloader-type"
 # Keys of a maas.meta leaf (MAAS's own), copied from the product when present.
-_META_KEYS = ("content_id", "product_name", "version_name", "subarches", "release_codename",
-              "release_title", "support_eol", "kflavor", _BOOTLOADER_TYPE, "os_title", "title")
+_META_KEYS = (
+    "content_id",
+    "product_name",
+    "version_name",
+    "subarches",
+    "release_codename",
+    "release_title",
+    "support_eol",
+    "kflavor",
+    _BOOTLOADER_TYPE,
+    "os_title",
+    "title",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +116,7 @@ def plan_layout(product_lists: Iterable[ProductList]) -> RackLayout:
             sources.append(item)
             _add_meta(meta, item, relpath.rsplit("/", 1)[-1])
     files.sort(key=lambda f: f.relpath)
-    return RackLayout(files=tuple(files), sources=tuple(sources), meta=meta,
-                      skipped=tuple(skipped))
+    return RackLayout(files=tuple(files), sources=tuple(sources), meta=meta, skipped=tuple(skipped))
 
 
 def _placements(item: FlatItem) -> list[tuple[bool, str]] | str:
@@ -114,8 +124,11 @@ def _placements(item: FlatItem) -> list[tuple[bool, str]] | str:
     fields = item.fields
     name = (item.path or "").rsplit("/", 1)[-1]
     btype = fields.get(_BOOTLOADER_TYPE, "")
-    needed = ("os", "arch", _BOOTLOADER_TYPE, "label") if btype else (
-        "os", "arch", "subarch", "release", "label")
+    needed = (
+        ("os", "arch", _BOOTLOADER_TYPE, "label")
+        if btype
+        else ("os", "arch", "subarch", "release", "label")
+    )
     for key in needed:
         problem = segment_problem(fields.get(key, ""))
         if problem is not None:
@@ -177,8 +190,14 @@ class _Tree:
 def _add_meta(meta: dict[str, Any], item: FlatItem, name: str) -> None:
     fields = item.fields
     btype = fields.get(_BOOTLOADER_TYPE, "")
-    keys = (fields["os"], fields["arch"], fields.get("subarch") or "generic",
-            fields.get("kflavor") or "generic", fields.get("release") or btype, fields["label"])
+    keys = (
+        fields["os"],
+        fields["arch"],
+        fields.get("subarch") or "generic",
+        fields.get("kflavor") or "generic",
+        fields.get("release") or btype,
+        fields["label"],
+    )
     node = meta
     for key in keys:
         node = node.setdefault(key, {})
@@ -202,8 +221,10 @@ def images_from_meta(meta: Mapping[str, Any]) -> list[RackImage]:
                 for _kflavor, releases in _children(kflavors):
                     for release, _labels in _children(releases):
                         found.setdefault((f"{os_name}/{release}", arch), set()).add(subarch)
-    return [RackImage(name=name, architecture=arch, subarches=sorted(subs))
-            for (name, arch), subs in sorted(found.items())]
+    return [
+        RackImage(name=name, architecture=arch, subarches=sorted(subs))
+        for (name, arch), subs in sorted(found.items())
+    ]
 
 
 def _children(node: object) -> list[tuple[str, Any]]:

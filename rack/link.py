@@ -59,10 +59,19 @@ class RegionHealth:
 class RegionLink:
     """Registration, the event stream and status reports of one rack."""
 
-    def __init__(self, client: RegionClient, identity: RackIdentity, status: StatusBoard,
-                 health: RegionHealth, *, hostname: str, rack_url: str,
-                 on_sync_request: Callable[[str], None], backoff_base: float = 0.5,
-                 backoff_cap: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: RegionClient,
+        identity: RackIdentity,
+        status: StatusBoard,
+        health: RegionHealth,
+        *,
+        hostname: str,
+        rack_url: str,
+        on_sync_request: Callable[[str], None],
+        backoff_base: float = 0.5,
+        backoff_cap: float = 60.0,
+    ) -> None:
         self._client = client
         self._identity = identity
         self._status = status
@@ -96,8 +105,9 @@ class RegionLink:
         Raises RegistrationRefusedError (wrong secret), RegionKeyChangedError,
         KeyringError (an unusable keyring in the reply) and UpstreamError.
         """
-        registration = Registration(hostname=self._hostname, url=self._rack_url,
-                                    system_id=self._identity.system_id)
+        registration = Registration(
+            hostname=self._hostname, url=self._rack_url, system_id=self._identity.system_id
+        )
         url = self._client.base_url
         try:
             reply = await self._client.register(registration)
@@ -150,8 +160,9 @@ class RegionLink:
                 else:
                     log.debug("region_events_failed", error=str(exc))
             attempt += 1
-            await asyncio.sleep(backoff_delay(attempt, base=self._backoff_base,
-                                              cap=self._backoff_cap))
+            await asyncio.sleep(
+                backoff_delay(attempt, base=self._backoff_base, cap=self._backoff_cap)
+            )
 
     def _on_event(self, event: RegionEvent) -> None:
         if event.name in SYNC_EVENTS:
@@ -177,8 +188,9 @@ class RegionLink:
                     self._health.failed(exc, url=exc.url or self._client.base_url)
                 attempt += 1
                 self._status.changed.set()  # still to be sent
-                await asyncio.sleep(backoff_delay(attempt, base=self._backoff_base,
-                                                  cap=self._backoff_cap))
+                await asyncio.sleep(
+                    backoff_delay(attempt, base=self._backoff_base, cap=self._backoff_cap)
+                )
                 continue
             attempt = 0
             log.debug("status_reported", state=status.state, snapshot_id=status.snapshot_id)
@@ -189,13 +201,20 @@ class RegionLink:
         self.state, self._problem = state, problem
         url = self._client.base_url
         if state == "connected":
-            log.info("rack_registered", url=url, system_id=self._identity.system_id,
-                     fingerprint=self._identity.pinned.fingerprint
-                     if self._identity.pinned else None)
+            log.info(
+                "rack_registered",
+                url=url,
+                system_id=self._identity.system_id,
+                fingerprint=self._identity.pinned.fingerprint if self._identity.pinned else None,
+            )
         elif state == "refused":
-            log.error("registration_refused", url=url, error=problem,
-                      hint="check region.secret_file: `bootsync rack-secret` on the region "
-                           "host prints the secret")
+            log.error(
+                "registration_refused",
+                url=url,
+                error=problem,
+                hint="check region.secret_file: `bootsync rack-secret` on the region "
+                "host prints the secret",
+            )
         elif state == "key_changed":
             log.error("region_key_changed", url=url, error=problem)
         else:

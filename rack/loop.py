@@ -31,8 +31,14 @@ SyncFunction = Callable[[str], Awaitable[bool]]
 class SyncLoop:
     """Calls ``sync(reason)`` on start, every ``interval_s`` seconds, and on :meth:`request`."""
 
-    def __init__(self, sync: SyncFunction, *, interval_s: float, retry_base: float = 5.0,
-                 retry_cap: float = 60.0) -> None:
+    def __init__(
+        self,
+        sync: SyncFunction,
+        *,
+        interval_s: float,
+        retry_base: float = 5.0,
+        retry_cap: float = 60.0,
+    ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self._sync = sync
@@ -68,8 +74,10 @@ class SyncLoop:
 
     def _next_delay(self, failures: int) -> float:
         if failures:
-            return backoff_delay(failures, base=self._retry_base, cap=self._retry_cap) \
+            return (
+                backoff_delay(failures, base=self._retry_base, cap=self._retry_cap)
                 + self._retry_base / 2
+            )
         return self._interval_s * random.uniform(1 - JITTER, 1 + JITTER)
 
     async def _run_one(self, reason: str) -> bool:

@@ -51,27 +51,49 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The daemon's command line."""
     parser = argparse.ArgumentParser(prog="bootsync-rackd", description="bootsync rack daemon")
     parser.add_argument("--config", type=Path, help="TOML file (default: built-in defaults)")
-    parser.add_argument("--region", metavar="URL", action="append", default=[],
-                        help="region URL; repeat for several (overrides region.urls)")
-    parser.add_argument("--secret-file", type=Path, metavar="FILE",
-                        help="file holding the region's shared secret "
-                             "(overrides region.secret_file and region.secret)")
+    parser.add_argument(
+        "--region",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="region URL; repeat for several (overrides region.urls)",
+    )
+    parser.add_argument(
+        "--secret-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the region's shared secret "
+        "(overrides region.secret_file and region.secret)",
+    )
     parser.add_argument("--listen", metavar="HOST:PORT", help="overrides server.listen")
     parser.add_argument("--data-dir", type=Path, help="overrides storage.data_dir")
-    parser.add_argument("--check-config", action="store_true",
-                        help="validate the configuration, the secret and the data directory, "
-                             "print every problem, and exit (0: fine, 2: problems)")
-    parser.add_argument("--forget-region-key", action="store_true",
-                        help="clear the pinned region key, so the next start trusts the key "
-                             "the region offers then, and exit")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, the secret and the data directory, "
+        "print every problem, and exit (0: fine, 2: problems)",
+    )
+    parser.add_argument(
+        "--forget-region-key",
+        action="store_true",
+        help="clear the pinned region key, so the next start trusts the key "
+        "the region offers then, and exit",
+    )
     return parser.parse_args(argv)
 
 
 def read_config(args: argparse.Namespace) -> RackConfig:
     """The configuration: command line > ``BOOTSYNC_RACKD_*`` > file > defaults; ConfigError."""
-    return load_config(args.config, overrides=Overrides(
-        region_urls=args.region, secret_file=args.secret_file, listen=args.listen,
-        data_dir=args.data_dir), environ=os.environ)
+    return load_config(
+        args.config,
+        overrides=Overrides(
+            region_urls=args.region,
+            secret_file=args.secret_file,
+            listen=args.listen,
+            data_dir=args.data_dir,
+        ),
+        environ=os.environ,
+    )
 
 
 async def serve(config: RackConfig, args: argparse.Namespace | None = None) -> None:
@@ -84,8 +106,9 @@ async def serve(config: RackConfig, args: argparse.Namespace | None = None) -> N
     metrics.tap_log_events([metrics.record_event, status], level=config.log_level)
     notifier.status("starting")
     app = build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=config.shutdown_grace_s)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_grace_s
+    )
     # Handlers first: a signal sent as soon as READY=1 arrives must not hit the default action.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -93,8 +116,12 @@ async def serve(config: RackConfig, args: argparse.Namespace | None = None) -> N
         loop.add_signal_handler(signum, stop.set)
     reloads: set[asyncio.Task[None]] = set()
     if args is not None:
-        loop.add_signal_handler(signal.SIGHUP, lambda: spawn(
-            reloads, reload_logging(lambda: read_config(args), [metrics.record_event, status])))
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: spawn(
+                reloads, reload_logging(lambda: read_config(args), [metrics.record_event, status])
+            ),
+        )
     watchdog = asyncio.create_task(notifier.run_watchdog(), name="sd-watchdog")
     try:
         await runner.setup()
@@ -120,8 +147,10 @@ def forget(args: argparse.Namespace) -> int:
     if forgotten is None:
         print(f"{data_dir}: no region key was pinned")
     else:
-        print(f"{data_dir}: forgot region key {forgotten}; the next start pins the key the "
-              "region offers")
+        print(
+            f"{data_dir}: forgot region key {forgotten}; the next start pins the key the "
+            "region offers"
+        )
     return 0
 
 

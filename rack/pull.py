@@ -80,8 +80,12 @@ class PullResult:
     retry_soon: bool = False  # a failure another attempt may fix shortly
 
 
-async def run_pull(ctx: PullContext, *, reason: str = "manual", force: bool = False,
-                   ) -> PullResult:
+async def run_pull(
+    ctx: PullContext,
+    *,
+    reason: str = "manual",
+    force: bool = False,
+) -> PullResult:
     """Pull once; never raises except CancelledError (the result says what happened).
 
     ``force`` reads the index even if it did not change (an operator's import):
@@ -102,11 +106,18 @@ async def run_pull(ctx: PullContext, *, reason: str = "manual", force: bool = Fa
             result.duration_s = round(time.monotonic() - started, 3)
             if result.snapshot_id is None:
                 result.snapshot_id = await ctx.publisher.current_id()
-            log.info("pull_finished", outcome=result.outcome, reason=reason,
-                     files_fetched=result.files_fetched, files_reused=result.files_reused,
-                     bytes=result.bytes, duration_s=result.duration_s,
-                     snapshot_id=result.snapshot_id, region_snapshot=result.region_snapshot,
-                     error=result.error)
+            log.info(
+                "pull_finished",
+                outcome=result.outcome,
+                reason=reason,
+                files_fetched=result.files_fetched,
+                files_reused=result.files_reused,
+                bytes=result.bytes,
+                duration_s=result.duration_s,
+                snapshot_id=result.snapshot_id,
+                region_snapshot=result.region_snapshot,
+                error=result.error,
+            )
     return result
 
 
@@ -134,22 +145,33 @@ async def _pull(ctx: PullContext, result: PullResult, *, force: bool) -> None:
     _raise_first_failure(outcomes)
     published = await _publish(ctx.publisher, layout)
     await _clean_up(ctx.publisher, ctx.store)
-    await ctx.status.succeeded(SyncRecord(index_etag=index_doc.etag,
-                                          region_snapshot=region_snapshot,
-                                          rack_snapshot=published.id, last_sync=utc_now()),
-                               layout.images)
+    await ctx.status.succeeded(
+        SyncRecord(
+            index_etag=index_doc.etag,
+            region_snapshot=region_snapshot,
+            rack_snapshot=published.id,
+            last_sync=utc_now(),
+        ),
+        layout.images,
+    )
     result.outcome = "ok" if published.changed else "unchanged"
     result.snapshot_id = published.id
 
 
-async def _verified_products(ctx: PullContext, index_doc: StreamDocument,
-                             pinned: PinnedRegion) -> tuple[list[ProductList], str | None]:
+async def _verified_products(
+    ctx: PullContext, index_doc: StreamDocument, pinned: PinnedRegion
+) -> tuple[list[ProductList], str | None]:
     """The products documents the verified index lists, each verified with the pinned key."""
     index_url = ctx.client.stream_url("streams/v1/index.sjson")
     verified = await _verify(index_doc.body, pinned, index_url)
     index = parse_index(verified.payload, source=index_url)
-    log.info("index_verified", entries=len(index.entries), etag=index_doc.etag,
-             region_snapshot=index_doc.snapshot, fingerprint=verified.fingerprint)
+    log.info(
+        "index_verified",
+        entries=len(index.entries),
+        etag=index_doc.etag,
+        region_snapshot=index_doc.snapshot,
+        fingerprint=verified.fingerprint,
+    )
     products: list[ProductList] = []
     snapshot = index_doc.snapshot
     for content_id, entry in sorted(index.entries.items()):
@@ -160,9 +182,10 @@ async def _verified_products(ctx: PullContext, index_doc: StreamDocument,
         payload = (await _verify(doc.body, pinned, url)).payload
         product_list = parse_products(payload, source=url)
         if product_list.content_id != content_id:
-            raise StreamFormatError(f"{url}: content_id",
-                                    f"{product_list.content_id!r}, but the index says "
-                                    f"{content_id!r}")
+            raise StreamFormatError(
+                f"{url}: content_id",
+                f"{product_list.content_id!r}, but the index says {content_id!r}",
+            )
         products.append(product_list)
         snapshot = doc.snapshot or snapshot
     log.info("products_verified", documents=len(products), region_snapshot=snapshot)
@@ -173,27 +196,45 @@ async def _verify(data: bytes, pinned: PinnedRegion, source: str) -> VerifiedDoc
     verified = await averify_clearsigned(data, pinned.keyring, source=source)
     if verified.fingerprint != pinned.fingerprint:
         # The pinned keyring came from the region; only the key it named is trusted.
-        raise UnknownKeyError(f"signed by {verified.fingerprint}, not by the pinned region key "
-                              f"{pinned.fingerprint}", source=source)
+        raise UnknownKeyError(
+            f"signed by {verified.fingerprint}, not by the pinned region key {pinned.fingerprint}",
+            source=source,
+        )
     return verified
 
 
 async def _plan(store: BlobStore, layout: RackLayout) -> DownloadPlan:
     present: set[str] = set()
     for item in layout.sources:
-        if item.sha256 and item.size is not None and item.sha256 not in present \
-                and await store.has(item.sha256, item.size):
+        if (
+            item.sha256
+            and item.size is not None
+            and item.sha256 not in present
+            and await store.has(item.sha256, item.size)
+        ):
             present.add(item.sha256)
     plan = plan_downloads(layout.sources, present)
-    log.info("pull_planned", files=len(plan.to_fetch), reused=len(plan.already_present),
-             bytes=plan.total_bytes, reused_bytes=plan.present_bytes,
-             snapshot_files=len(layout.files))
+    log.info(
+        "pull_planned",
+        files=len(plan.to_fetch),
+        reused=len(plan.already_present),
+        bytes=plan.total_bytes,
+        reused_bytes=plan.present_bytes,
+        snapshot_files=len(layout.files),
+    )
     return plan
 
 
 def _requests(client: RegionClient, plan: DownloadPlan) -> list[DownloadRequest]:
-    return [DownloadRequest(url=client.stream_url(blob.paths[0]), sha256=blob.sha256,
-                            size=blob.size, name=blob.paths[0]) for blob in plan.to_fetch]
+    return [
+        DownloadRequest(
+            url=client.stream_url(blob.paths[0]),
+            sha256=blob.sha256,
+            size=blob.size,
+            name=blob.paths[0],
+        )
+        for blob in plan.to_fetch
+    ]
 
 
 def _count(result: PullResult, plan: DownloadPlan, outcomes: list[DownloadOutcome]) -> None:

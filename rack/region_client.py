@@ -47,8 +47,7 @@ SNAPSHOT_HEADER = "X-Bootsync-Snapshot"
 _API_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10, sock_read=60)
 # Three missed keepalives mean the connection is dead (a half-open TCP session).
-_EVENTS_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10,
-                                        sock_read=3 * KEEPALIVE_S)
+_EVENTS_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=3 * KEEPALIVE_S)
 _API_BODY_MAX = 1 << 20
 _DOCUMENT_RETRIES = 2
 
@@ -121,15 +120,20 @@ class RegionClient:
         Other failures raise ConnectError, HTTPStatusError or UpstreamError (a
         reply that is not a RegistrationReply).
         """
-        answer = await self._call("POST", REGISTER_PATH, json_body=to_json(registration),
-                                  headers=self._auth)
+        answer = await self._call(
+            "POST", REGISTER_PATH, json_body=to_json(registration), headers=self._auth
+        )
         _check_api(answer)
         return _parse_reply(answer)
 
     async def report(self, system_id: str, status: RackStatus) -> None:
         """Send ``status`` to the region; errors as for :meth:`register` (404: unknown rack)."""
-        answer = await self._call("POST", STATUS_PATH.format(system_id=system_id),
-                                  json_body=to_json(status), headers=self._auth)
+        answer = await self._call(
+            "POST",
+            STATUS_PATH.format(system_id=system_id),
+            json_body=to_json(status),
+            headers=self._auth,
+        )
         _check_api(answer)
 
     async def listen(self, system_id: str, on_event: Callable[[RegionEvent], None]) -> None:
@@ -156,47 +160,73 @@ class RegionClient:
 
     async def get_document(self, path: str) -> StreamDocument:
         """GET a (small) stream document at the stream-relative ``path``."""
-        document = await self._get_stream(join_url(STREAM_PREFIX, path), {},
-                                          allow_not_modified=False)
+        document = await self._get_stream(
+            join_url(STREAM_PREFIX, path), {}, allow_not_modified=False
+        )
         assert document is not None
         return document
 
-    async def _get_stream(self, path: str, headers: dict[str, str], *,
-                          allow_not_modified: bool) -> StreamDocument | None:
+    async def _get_stream(
+        self, path: str, headers: dict[str, str], *, allow_not_modified: bool
+    ) -> StreamDocument | None:
         attempt = 0
         while True:
             attempt += 1
             try:
-                answer = await self._call("GET", path, headers=headers,
-                                          limit=MAX_METADATA_BYTES, limits=_STREAM_TIMEOUT)
+                answer = await self._call(
+                    "GET", path, headers=headers, limit=MAX_METADATA_BYTES, limits=_STREAM_TIMEOUT
+                )
                 if answer.status == 304 and allow_not_modified:
                     return None
                 if answer.status != 200:
-                    raise HTTPStatusError(answer.status, url=answer.url, retry_after=(
-                        parse_retry_after(answer.headers.get("Retry-After"))))
+                    raise HTTPStatusError(
+                        answer.status,
+                        url=answer.url,
+                        retry_after=(parse_retry_after(answer.headers.get("Retry-After"))),
+                    )
             except UpstreamError as exc:
                 # Connect errors already went round every URL: the link retries later.
-                if isinstance(exc, ConnectError) or not is_retryable(exc) \
-                        or attempt > _DOCUMENT_RETRIES:
+                if (
+                    isinstance(exc, ConnectError)
+                    or not is_retryable(exc)
+                    or attempt > _DOCUMENT_RETRIES
+                ):
                     raise
-                delay = backoff_delay(attempt, base=0.5, cap=5.0,
-                                      retry_after=getattr(exc, "retry_after", None))
-                log.warning("stream_fetch_retrying", url=exc.url, attempt=attempt,
-                            delay_s=round(delay, 2), error=str(exc))
+                delay = backoff_delay(
+                    attempt, base=0.5, cap=5.0, retry_after=getattr(exc, "retry_after", None)
+                )
+                log.warning(
+                    "stream_fetch_retrying",
+                    url=exc.url,
+                    attempt=attempt,
+                    delay_s=round(delay, 2),
+                    error=str(exc),
+                )
                 await asyncio.sleep(delay)
                 continue
-            return StreamDocument(body=answer.body, etag=answer.headers.get("ETag"),
-                                  snapshot=answer.headers.get(SNAPSHOT_HEADER))
+            return StreamDocument(
+                body=answer.body,
+                etag=answer.headers.get("ETag"),
+                snapshot=answer.headers.get(SNAPSHOT_HEADER),
+            )
 
-    async def _call(self, method: str, path: str, *, json_body: object = None,
-                    headers: Mapping[str, str], limit: int = _API_BODY_MAX,
-                    limits: aiohttp.ClientTimeout = _API_TIMEOUT) -> _Answer:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: object = None,
+        headers: Mapping[str, str],
+        limit: int = _API_BODY_MAX,
+        limits: aiohttp.ClientTimeout = _API_TIMEOUT,
+    ) -> _Answer:
         """One request, trying each region URL once while connecting fails."""
         for tried in range(1, len(self._urls) + 1):
             url = self.base_url + path
             try:
-                async with self._session.request(method, url, json=json_body, headers=headers,
-                                                 timeout=limits) as resp:
+                async with self._session.request(
+                    method, url, json=json_body, headers=headers, timeout=limits
+                ) as resp:
                     body = await _read_bounded(resp, url, limit)
                     return _Answer(resp.status, resp.headers, body, url)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -219,8 +249,9 @@ async def _read_bounded(resp: aiohttp.ClientResponse, url: str, limit: int) -> b
     return bytes(body)
 
 
-async def _read_events(resp: aiohttp.ClientResponse,
-                       on_event: Callable[[RegionEvent], None]) -> None:
+async def _read_events(
+    resp: aiohttp.ClientResponse, on_event: Callable[[RegionEvent], None]
+) -> None:
     """Parse a text/event-stream body (event and data fields; comments are keepalives)."""
     name, data = "message", list[str]()
     async for raw in resp.content:
@@ -252,8 +283,11 @@ def _check_api(answer: _Answer) -> None:
     if answer.status in (401, 403):
         raise RegistrationRefusedError(answer.status, url=answer.url)
     if not 200 <= answer.status < 300:
-        raise HTTPStatusError(answer.status, url=answer.url, retry_after=parse_retry_after(
-            answer.headers.get("Retry-After")))
+        raise HTTPStatusError(
+            answer.status,
+            url=answer.url,
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+        )
 
 
 def _parse_reply(answer: _Answer) -> RegistrationReply:
@@ -262,11 +296,16 @@ def _parse_reply(answer: _Answer) -> RegistrationReply:
     except ValueError as exc:
         raise UpstreamError("registration reply is not JSON", url=answer.url) from exc
     fields = ("system_id", "region_keyring", "region_fingerprint")
-    if not isinstance(data, dict) or not all(isinstance(data.get(f), str) and data[f]
-                                             for f in fields):
-        raise UpstreamError(f"registration reply lacks one of {', '.join(fields)}",
-                            url=answer.url)
-    extra = {"stream_index": data["stream_index"]} if isinstance(
-        data.get("stream_index"), str) else {}
-    return RegistrationReply(system_id=data["system_id"], region_keyring=data["region_keyring"],
-                             region_fingerprint=data["region_fingerprint"], **extra)
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(f), str) and data[f] for f in fields
+    ):
+        raise UpstreamError(f"registration reply lacks one of {', '.join(fields)}", url=answer.url)
+    extra = (
+        {"stream_index": data["stream_index"]} if isinstance(data.get("stream_index"), str) else {}
+    )
+    return RegistrationReply(
+        system_id=data["system_id"],
+        region_keyring=data["region_keyring"],
+        region_fingerprint=data["region_fingerprint"],
+        **extra,
+    )

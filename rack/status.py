@@ -63,8 +63,14 @@ class StatusBoard:
             record = None
         self.record = record
         state: RackState = "synced" if record is not None else "idle"
-        self._set(RackStatus(state=state, snapshot_id=record.region_snapshot if record else None,
-                             images=images, last_sync=record.last_sync if record else None))
+        self._set(
+            RackStatus(
+                state=state,
+                snapshot_id=record.region_snapshot if record else None,
+                images=images,
+                last_sync=record.last_sync if record else None,
+            )
+        )
 
     @property
     def index_etag(self) -> str | None:
@@ -85,8 +91,14 @@ class StatusBoard:
         data = dump_json(asdict(record))
         await asyncio.to_thread(write_atomic, self._path, data)
         self.record = record
-        self._set(RackStatus(state="synced", snapshot_id=record.region_snapshot, images=images,
-                             last_sync=record.last_sync))
+        self._set(
+            RackStatus(
+                state="synced",
+                snapshot_id=record.region_snapshot,
+                images=images,
+                last_sync=record.last_sync,
+            )
+        )
 
     def failed(self, error: str) -> None:
         """A pull (or the registration) failed; the rack keeps serving what it has."""

@@ -25,7 +25,6 @@ IMAGES_PREFIX = "/images"
 SNAPSHOT_HEADER = "X-Bootsync-Rack-Snapshot"
 
 
-
 class ProblemSource(Protocol):
     """Something that knows what keeps the rack from syncing (the region link)."""
 
@@ -66,8 +65,9 @@ async def serve_image(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="No images synced yet.", content_type="text/plain")
     # Stat and open happen in a worker thread, the body goes out by os.sendfile in
     # worker threads (common/storage/fileserve.py); a missing file is a 404.
-    return SendfileResponse(snapshot / rel, chunk_size=1 << 20,
-                            headers={SNAPSHOT_HEADER: snapshot.name})
+    return SendfileResponse(
+        snapshot / rel, chunk_size=1 << 20, headers={SNAPSHOT_HEADER: snapshot.name}
+    )
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:

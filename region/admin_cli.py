@@ -44,41 +44,52 @@ class KeyRequest:
 
 def register(sub: Any) -> None:
     """Add ``apikey``, ``createadmin`` and ``rack-secret`` to the ``bootsync`` parser."""
-    p = sub.add_parser("apikey", help="print a new API key for a user (created if needed)",
-                       description="Create the user if needed and print a new API key "
-                       "(consumer_key:token_key:token_secret) on stdout.")
+    p = sub.add_parser(
+        "apikey",
+        help="print a new API key for a user (created if needed)",
+        description="Create the user if needed and print a new API key "
+        "(consumer_key:token_key:token_secret) on stdout.",
+    )
     p.add_argument("--username", required=True, type=_username)
     p.add_argument("--admin", action="store_true", help="make the user an admin")
     _add_location(p)
     p.set_defaults(run=run_apikey)
 
-    p = sub.add_parser("createadmin", help="create or promote an admin and print a new API key",
-                       description="Create the user as an admin, or make an existing user "
-                       "an admin, and print a new API key on stdout.")
+    p = sub.add_parser(
+        "createadmin",
+        help="create or promote an admin and print a new API key",
+        description="Create the user as an admin, or make an existing user "
+        "an admin, and print a new API key on stdout.",
+    )
     p.add_argument("--username", required=True, type=_username)
     p.add_argument("--email", type=_email, help="the admin's email address")
     _add_location(p)
     p.set_defaults(run=run_createadmin)
 
-    p = sub.add_parser("rack-secret", help="print the shared secret racks register with",
-                       description="Print the region's rack secret (made at the region's "
-                       "first start) on stdout, for a rack's secret file.")
+    p = sub.add_parser(
+        "rack-secret",
+        help="print the shared secret racks register with",
+        description="Print the region's rack secret (made at the region's "
+        "first start) on stdout, for a rack's secret file.",
+    )
     _add_location(p)
     p.set_defaults(run=run_rack_secret)
 
 
 def _add_location(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--config", type=Path, metavar="FILE",
-                       help="the region's config file (its storage.data_dir is used)")
-    where.add_argument("--data-dir", type=Path, metavar="DIR",
-                       help="the region's data directory")
+    where.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the region's config file (its storage.data_dir is used)",
+    )
+    where.add_argument("--data-dir", type=Path, metavar="DIR", help="the region's data directory")
 
 
 def _username(text: str) -> str:
     if not _USERNAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: use up to 150 letters, digits and @ . + - _")
+        raise argparse.ArgumentTypeError(f"{text!r}: use up to 150 letters, digits and @ . + - _")
     return text
 
 
@@ -98,8 +109,10 @@ def data_dir_of(args: argparse.Namespace) -> Path:
 def database_path(data_dir: Path) -> Path:
     """``<data_dir>/region.db``; ConfigError when the directory is missing or not writable."""
     if not data_dir.is_dir():
-        raise ConfigError(f"region data directory {data_dir} does not exist (start the region "
-                          "once, or give --data-dir/--config)")
+        raise ConfigError(
+            f"region data directory {data_dir} does not exist (start the region "
+            "once, or give --data-dir/--config)"
+        )
     db = data_dir / DB_NAME
     if db.exists() and not db.is_file():
         raise ConfigError(f"{db} is not a database file")
@@ -118,13 +131,16 @@ async def issue_key(db_path: Path, request: KeyRequest) -> ApiKey:
 async def _issue(conn: aiosqlite.Connection, request: KeyRequest) -> ApiKey:
     user = await repo_users.get_user(conn, request.username)
     if user is None:
-        user = await repo_users.create_user(conn, request.username, email=request.email or "",
-                                            is_admin=request.admin)
+        user = await repo_users.create_user(
+            conn, request.username, email=request.email or "", is_admin=request.admin
+        )
         log.info("user_created", user=user.username, admin=user.is_admin)
-    elif (request.admin and not user.is_admin) or \
-            (request.email is not None and request.email != user.email):
-        await repo_users.update_user(conn, user.id, is_admin=True if request.admin else None,
-                                     email=request.email)
+    elif (request.admin and not user.is_admin) or (
+        request.email is not None and request.email != user.email
+    ):
+        await repo_users.update_user(
+            conn, user.id, is_admin=True if request.admin else None, email=request.email
+        )
         log.info("user_updated", user=user.username, admin=request.admin or user.is_admin)
     key = ApiKey(*await repo_users.create_token(conn, user.id))
     log.info("api_key_created", user=user.username, consumer_key=key.consumer_key[:6])
@@ -145,8 +161,7 @@ def run_apikey(args: argparse.Namespace) -> int:
 
 def run_createadmin(args: argparse.Namespace) -> int:
     """``bootsync createadmin``: make ``--username`` an admin and print a new key."""
-    return _issue_and_print(args, KeyRequest(username=args.username, admin=True,
-                                             email=args.email))
+    return _issue_and_print(args, KeyRequest(username=args.username, admin=True, email=args.email))
 
 
 def run_rack_secret(args: argparse.Namespace) -> int:

@@ -149,34 +149,47 @@ async def live_metrics(app: web.Application) -> list[Metric]:
     connected = ctx.racks.connected_ids() if ctx.racks is not None else frozenset()
     who = [(r.system_id, r.hostname) for r in racks]
     return [
-        *metrics.gauge("bootsync_seconds_since_last_successful_sync",
-                       "Seconds since the last import that ended ok.",
-                       metrics.seconds_since_success(await _last_ok_import(ctx.db))),
-        *metrics.gauge("bootsync_snapshot_age_seconds",
-                       "Seconds since the published stream snapshot was first published.",
-                       await metrics.snapshot_age(ctx.publisher.root)),
+        *metrics.gauge(
+            "bootsync_seconds_since_last_successful_sync",
+            "Seconds since the last import that ended ok.",
+            metrics.seconds_since_success(await _last_ok_import(ctx.db)),
+        ),
+        *metrics.gauge(
+            "bootsync_snapshot_age_seconds",
+            "Seconds since the published stream snapshot was first published.",
+            await metrics.snapshot_age(ctx.publisher.root),
+        ),
         metrics.labelled_gauge(
             "bootsync_rack_sync_state",
             "1 for the state each rack last reported (unknown: never reported), else 0.",
             ["system_id", "hostname", "state"],
-            [((*w, state), float((r.state or "unknown") == state))
-             for w, r in zip(who, racks, strict=True) for state in (*SYNC_STATES, "unknown")]),
+            [
+                ((*w, state), float((r.state or "unknown") == state))
+                for w, r in zip(who, racks, strict=True)
+                for state in (*SYNC_STATES, "unknown")
+            ],
+        ),
         metrics.labelled_gauge(
-            "bootsync_rack_connected", "1 while the rack holds its event stream open.",
+            "bootsync_rack_connected",
+            "1 while the rack holds its event stream open.",
             ["system_id", "hostname"],
-            [(w, float(r.system_id in connected)) for w, r in zip(who, racks, strict=True)]),
+            [(w, float(r.system_id in connected)) for w, r in zip(who, racks, strict=True)],
+        ),
         metrics.labelled_gauge(
             "bootsync_rack_seconds_since_last_sync",
             "Seconds since each rack last reported a successful sync.",
             ["system_id", "hostname"],
-            [(w, age) for w, r in zip(who, racks, strict=True)
-             if (age := _age(r.last_sync)) is not None]),
+            [
+                (w, age)
+                for w, r in zip(who, racks, strict=True)
+                if (age := _age(r.last_sync)) is not None
+            ],
+        ),
     ]
 
 
 async def _last_ok_import(db: aiosqlite.Connection) -> str | None:
-    async with db.execute(
-            "SELECT MAX(finished) FROM import_runs WHERE outcome = 'ok'") as cur:
+    async with db.execute("SELECT MAX(finished) FROM import_runs WHERE outcome = 'ok'") as cur:
         row = await cur.fetchone()
     return None if row is None or row[0] is None else str(row[0])
 
@@ -190,28 +203,49 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
     data = config.data_dir
     await asyncio.to_thread(_prepare_data_dir, data)
     async with open_db(config.db_path) as db, make_session(user_agent=USER_AGENT) as session:
-        key = await SigningKey.aopen_or_create(data / REGION_KEY_DIR, name="bootsync region",
-                                               email="region@bootsync.invalid")
+        key = await SigningKey.aopen_or_create(
+            data / REGION_KEY_DIR, name="bootsync region", email="region@bootsync.invalid"
+        )
         try:
-            await asyncio.to_thread(_write_if_changed, data / stream_web.KEYRING_NAME,
-                                    await key.aexport_public())
+            await asyncio.to_thread(
+                _write_if_changed, data / stream_web.KEYRING_NAME, await key.aexport_public()
+            )
             store = BlobStore(data / "store")
             publisher = SnapshotPublisher(data / "stream", store)
             racks = await open_rack_hub(data, publisher)
-            catalogue = Catalogue(db, session, frozen_after_hours=config.frozen_after_hours,
-                                  proxy=config.http_proxy)
-            importer = Importer(db, session, store=store, publisher=publisher, region_key=key,
-                                catalogue=catalogue,
-                                settings=ImportSettings.from_config(config))
-            app[CTX] = RegionContext(data_dir=data, db=db, session=session, store=store,
-                                     publisher=publisher, region_key=key, importer=importer,
-                                     catalogue=catalogue, config=config, racks=racks)
+            catalogue = Catalogue(
+                db, session, frozen_after_hours=config.frozen_after_hours, proxy=config.http_proxy
+            )
+            importer = Importer(
+                db,
+                session,
+                store=store,
+                publisher=publisher,
+                region_key=key,
+                catalogue=catalogue,
+                settings=ImportSettings.from_config(config),
+            )
+            app[CTX] = RegionContext(
+                data_dir=data,
+                db=db,
+                session=session,
+                store=store,
+                publisher=publisher,
+                region_key=key,
+                importer=importer,
+                catalogue=catalogue,
+                config=config,
+                racks=racks,
+            )
 
             async def auto_import_enabled() -> bool:
                 return bool(await get_config(db, "boot_images_auto_import"))
 
-            scheduler = AutoImport(importer, interval_minutes=config.import_interval_minutes,
-                                   enabled=auto_import_enabled)
+            scheduler = AutoImport(
+                importer,
+                interval_minutes=config.import_interval_minutes,
+                enabled=auto_import_enabled,
+            )
             scheduler.start()
             app[AUTO_IMPORT] = scheduler
             log.info("region_started", fingerprint=key.fingerprint, data_dir=str(data))

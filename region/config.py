@@ -89,8 +89,12 @@ class Overrides:
     data_dir: Path | None = None
 
 
-def load_config(path: Path | None, *, overrides: Overrides | None = None,
-                environ: Mapping[str, str] | None = None) -> RegionConfig:
+def load_config(
+    path: Path | None,
+    *,
+    overrides: Overrides | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RegionConfig:
     """Read ``path`` (None: defaults only), apply ``environ`` and ``overrides``, validate.
 
     Only the ``BOOTSYNC_REGIOND_*`` variables of ``environ`` are read (None: none).
@@ -116,20 +120,19 @@ def _read(reader: ConfigReader) -> RegionConfig:
     proxy = reader.table("proxy")
     return RegionConfig(
         listen=server.string("listen", DEFAULT_LISTEN, check=check_host_port),
-        shutdown_grace_s=server.integer("shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S,
-                                        minimum=0, maximum=MAX_SHUTDOWN_GRACE_S),
-        data_dir=Path(storage.string("data_dir", str(DEFAULT_DATA_DIR),
-                                     check=check_absolute_path)),
+        shutdown_grace_s=server.integer(
+            "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
+        ),
+        data_dir=Path(storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path)),
         log_level=log.string("level", "info", choices=LOG_LEVELS),
         log_format=cast(LogFormat, log.string("format", "auto", choices=LOG_FORMATS)),
         import_interval_minutes=imports.integer("interval_minutes", 60, minimum=1),
-        import_concurrency=imports.integer("concurrency", 8, minimum=1,
-                                           maximum=MAX_CONCURRENCY),
+        import_concurrency=imports.integer("concurrency", 8, minimum=1, maximum=MAX_CONCURRENCY),
         create_default_source=imports.boolean("create_default_source", True),
-        default_source_url=imports.string("default_source_url", DEFAULT_SOURCE_URL,
-                                          check=check_http_url),
-        default_keyring=_keyring_path(imports.string("default_keyring", "",
-                                                     check=_check_keyring)),
+        default_source_url=imports.string(
+            "default_source_url", DEFAULT_SOURCE_URL, check=check_http_url
+        ),
+        default_keyring=_keyring_path(imports.string("default_keyring", "", check=_check_keyring)),
         frozen_after_hours=imports.integer("frozen_after_hours", 72, minimum=1),
         http_proxy=proxy.string("http_proxy", "", check=_check_proxy),
     )

@@ -40,21 +40,26 @@ REGION_LOOP: LoopName = "uvloop"
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The daemon's command line."""
-    parser = argparse.ArgumentParser(prog="bootsync-regiond",
-                                     description="bootsync region daemon")
+    parser = argparse.ArgumentParser(prog="bootsync-regiond", description="bootsync region daemon")
     parser.add_argument("--config", type=Path, help="TOML file (default: built-in defaults)")
     parser.add_argument("--listen", metavar="HOST:PORT", help="overrides server.listen")
     parser.add_argument("--data-dir", type=Path, help="overrides storage.data_dir")
-    parser.add_argument("--check-config", action="store_true",
-                        help="validate the configuration and the data directory, print every "
-                             "problem, and exit (0: fine, 2: problems)")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration and the data directory, print every "
+        "problem, and exit (0: fine, 2: problems)",
+    )
     return parser.parse_args(argv)
 
 
 def read_config(args: argparse.Namespace) -> RegionConfig:
     """The configuration: command line > ``BOOTSYNC_REGIOND_*`` > file > defaults; ConfigError."""
-    return load_config(args.config, overrides=Overrides(listen=args.listen, data_dir=args.data_dir),
-                       environ=os.environ)
+    return load_config(
+        args.config,
+        overrides=Overrides(listen=args.listen, data_dir=args.data_dir),
+        environ=os.environ,
+    )
 
 
 async def serve(config: RegionConfig, args: argparse.Namespace | None = None) -> None:
@@ -67,8 +72,9 @@ async def serve(config: RegionConfig, args: argparse.Namespace | None = None) ->
     metrics.tap_log_events([metrics.record_event, status], level=config.log_level)
     notifier.status("starting: opening the database")
     app = await build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=config.shutdown_grace_s)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_grace_s
+    )
     # Handlers first: a signal sent as soon as READY=1 arrives must not hit the default action.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,8 +82,12 @@ async def serve(config: RegionConfig, args: argparse.Namespace | None = None) ->
         loop.add_signal_handler(signum, stop.set)
     reloads: set[asyncio.Task[None]] = set()
     if args is not None:
-        loop.add_signal_handler(signal.SIGHUP, lambda: spawn(
-            reloads, reload_logging(lambda: read_config(args), [metrics.record_event, status])))
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: spawn(
+                reloads, reload_logging(lambda: read_config(args), [metrics.record_event, status])
+            ),
+        )
     watchdog = asyncio.create_task(notifier.run_watchdog(), name="sd-watchdog")
     try:
         await runner.setup()  # opens and migrates the database

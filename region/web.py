@@ -53,14 +53,16 @@ async def serve_stream_file(request: web.Request) -> web.StreamResponse:
     snapshot = root / target
     # Stat and open happen in a worker thread, the body goes out by os.sendfile in
     # worker threads (common/storage/fileserve.py); a missing file is a 404.
-    return SendfileResponse(snapshot / rel, chunk_size=1 << 20,
-                            headers={SNAPSHOT_HEADER: snapshot.name})
+    return SendfileResponse(
+        snapshot / rel, chunk_size=1 << 20, headers={SNAPSHOT_HEADER: snapshot.name}
+    )
 
 
 async def serve_keyring(request: web.Request) -> web.StreamResponse:
     """The region's public key (binary OpenPGP), which racks pin at registration."""
-    return web.FileResponse(request.app[KEYRING_PATH],
-                            headers={"Content-Type": "application/pgp-keys"})
+    return web.FileResponse(
+        request.app[KEYRING_PATH], headers={"Content-Type": "application/pgp-keys"}
+    )
 
 
 def add_routes(app: web.Application) -> None:

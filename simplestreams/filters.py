@@ -33,8 +33,7 @@ class ItemFilter:
     key: str
     op: Operator
     value: str
-    pattern: re.Pattern[str] | None = field(default=None, init=False, compare=False,
-                                            repr=False)
+    pattern: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.op not in _OPERATORS:
@@ -43,8 +42,9 @@ class ItemFilter:
             try:
                 object.__setattr__(self, "pattern", re.compile(self.value))
             except re.error as exc:
-                raise ValueError(f"bad filter {str(self)!r}: invalid regular expression: "
-                                 f"{exc}") from exc
+                raise ValueError(
+                    f"bad filter {str(self)!r}: invalid regular expression: {exc}"
+                ) from exc
 
     @classmethod
     def parse(cls, text: str) -> ItemFilter:
@@ -55,8 +55,9 @@ class ItemFilter:
         """
         match = _GRAMMAR.fullmatch(text)
         if match is None:
-            raise ValueError(f"bad filter {text!r}: expected key=value, key!=value, "
-                             "key~regex or key!~regex")
+            raise ValueError(
+                f"bad filter {text!r}: expected key=value, key!=value, key~regex or key!~regex"
+            )
         return cls(match["key"], _OPERATORS[match["op"]], match["value"])
 
     def matches(self, fields: Mapping[str, str]) -> bool:

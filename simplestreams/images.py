@@ -60,12 +60,24 @@ def image_spec_of(fields: Mapping[str, str]) -> ImageSpec:
     kflavor = fields.get("kflavor") or "generic"
     if is_bootloader(fields):
         bootloader_type = fields[BOOTLOADER_TYPE]
-        return ImageSpec(os=os_name, release=bootloader_type, arch=fields.get("arch", ""),
-                         subarch="generic", kflavor=kflavor, label=fields.get("label", ""),
-                         bootloader_type=bootloader_type)
+        return ImageSpec(
+            os=os_name,
+            release=bootloader_type,
+            arch=fields.get("arch", ""),
+            subarch="generic",
+            kflavor=kflavor,
+            label=fields.get("label", ""),
+            bootloader_type=bootloader_type,
+        )
     subarch = _spliced_subarch(fields.get("subarch") or "generic", kflavor)
-    return ImageSpec(os=os_name, release=fields.get("release", ""), arch=fields.get("arch", ""),
-                     subarch=subarch, kflavor=kflavor, label=fields.get("label", ""))
+    return ImageSpec(
+        os=os_name,
+        release=fields.get("release", ""),
+        arch=fields.get("arch", ""),
+        subarch=subarch,
+        kflavor=kflavor,
+        label=fields.get("label", ""),
+    )
 
 
 def resource_name(spec: ImageSpec) -> str:
@@ -110,11 +122,13 @@ def selection_matches(selection: Selection, spec: ImageSpec) -> bool:
     be listed or the list must hold ``*``. Comparison is literal, so a
     selection with a blank os matches nothing.
     """
-    return (selection.os in (WILDCARD, spec.os)
-            and selection.release in (WILDCARD, spec.release)
-            and _listed(spec.arch, selection.arches)
-            and _listed(spec.subarch, selection.subarches)
-            and _listed(spec.label, selection.labels))
+    return (
+        selection.os in (WILDCARD, spec.os)
+        and selection.release in (WILDCARD, spec.release)
+        and _listed(spec.arch, selection.arches)
+        and _listed(spec.subarch, selection.subarches)
+        and _listed(spec.label, selection.labels)
+    )
 
 
 def matches_any(selections: Iterable[Selection], spec: ImageSpec) -> bool:

@@ -81,8 +81,9 @@ def freeze_json(value: object, where: str) -> JsonValue:
 
 def freeze_mapping(value: Mapping[Any, object], where: str) -> FrozenMap[str, JsonValue]:
     """Freeze a JSON object; see :func:`freeze_json`."""
-    return FrozenMap((_json_key(k, where), freeze_json(v, member(where, k)))
-                     for k, v in value.items())
+    return FrozenMap(
+        (_json_key(k, where), freeze_json(v, member(where, k))) for k, v in value.items()
+    )
 
 
 def thaw_json(value: JsonValue) -> Any:
@@ -105,8 +106,9 @@ def _json_key(key: object, where: str) -> str:
     return key
 
 
-def _freeze_attrs(obj: object, attrs: Mapping[str, JsonValue], reserved: frozenset[str],
-                  where: str) -> None:
+def _freeze_attrs(
+    obj: object, attrs: Mapping[str, JsonValue], reserved: frozenset[str], where: str
+) -> None:
     clash = reserved.intersection(attrs)
     if clash:
         raise ValueError(f"{where}: attrs may not hold the reserved keys {sorted(clash)}")
@@ -213,8 +215,9 @@ class Index:
 ITEM_KEYS = frozenset({"path", "sha256", "size"})
 VERSION_KEYS = frozenset({"items"})
 PRODUCT_KEYS = frozenset({"versions"})
-PRODUCT_LIST_KEYS = frozenset({"format", "content_id", "datatype", "updated", "products",
-                               "_aliases"})
+PRODUCT_LIST_KEYS = frozenset(
+    {"format", "content_id", "datatype", "updated", "products", "_aliases"}
+)
 INDEX_ENTRY_KEYS = frozenset({"path", "format", "datatype", "updated", "products"})
 INDEX_KEYS = frozenset({"format", "updated", "index"})
 
@@ -244,8 +247,10 @@ class FlatItem:
     @property
     def location(self) -> str:
         """Where the item sits in its products document, for error messages."""
-        return (f"{self.content_id}: products[{self.product_name}]"
-                f".versions[{self.version_name}].items[{self.item_name}]")
+        return (
+            f"{self.content_id}: products[{self.product_name}]"
+            f".versions[{self.version_name}].items[{self.item_name}]"
+        )
 
 
 def _overlay(fields: dict[str, str], attrs: Mapping[str, JsonValue]) -> None:
@@ -260,8 +265,15 @@ def product_fields(product_list: ProductList, product: Product) -> dict[str, str
     """Return the flattened scalars of the document and ``product`` (no version/item)."""
     fields: dict[str, str] = {}
     _overlay(fields, product_list.attrs)
-    _overlay(fields, {"content_id": product_list.content_id, "format": product_list.format,
-                      "datatype": product_list.datatype, "updated": product_list.updated})
+    _overlay(
+        fields,
+        {
+            "content_id": product_list.content_id,
+            "format": product_list.format,
+            "datatype": product_list.datatype,
+            "updated": product_list.updated,
+        },
+    )
     _overlay(fields, product.attrs)
     fields["product_name"] = product.name
     return fields
@@ -284,8 +296,16 @@ def flatten(product_list: ProductList) -> list[FlatItem]:
                 _overlay(fields, item.attrs)
                 _overlay(fields, {"path": item.path, "sha256": item.sha256, "size": item.size})
                 fields["item_name"] = iname
-                flat.append(FlatItem(
-                    content_id=product_list.content_id, product_name=pname,
-                    version_name=vname, item_name=iname, path=item.path,
-                    sha256=item.sha256, size=item.size, fields=fields))
+                flat.append(
+                    FlatItem(
+                        content_id=product_list.content_id,
+                        product_name=pname,
+                        version_name=vname,
+                        item_name=iname,
+                        path=item.path,
+                        sha256=item.sha256,
+                        size=item.size,
+                        fields=fields,
+                    )
+                )
     return flat

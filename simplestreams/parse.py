@@ -75,8 +75,12 @@ def parse_products(data: Document, *, source: str = "") -> ProductList:
 
 # bool before numbers: True is an int to Python but not to JSON.
 _JSON_TYPE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
-    (bool, "a boolean"), ((int, float), "a number"), (str, "a string"),
-    ((list, tuple), "an array"), (Mapping, "an object"))
+    (bool, "a boolean"),
+    ((int, float), "a number"),
+    (str, "a string"),
+    ((list, tuple), "an array"),
+    (Mapping, "an object"),
+)
 
 
 def _json_type(value: object) -> str:
@@ -131,8 +135,11 @@ class _Reader:
         for content_id, raw in self.obj(doc.get("index"), "index").items():
             self.name(content_id, "index", "content id")
             entries[content_id] = self.index_entry(content_id, raw)
-        return Index(updated=self.opt_str(doc, "updated", ""),
-                     attrs=self.attrs(doc, INDEX_KEYS, ""), entries=entries)
+        return Index(
+            updated=self.opt_str(doc, "updated", ""),
+            attrs=self.attrs(doc, INDEX_KEYS, ""),
+            entries=entries,
+        )
 
     def product_list(self, doc: Mapping[str, Any]) -> ProductList:
         self.check_format(doc, PRODUCTS_FORMAT)
@@ -144,9 +151,13 @@ class _Reader:
         for name, raw in self.obj(doc.get("products"), "products").items():
             self.name(name, "products", "product name")
             products[name] = self.product(name, raw, aliases)
-        return ProductList(content_id=content_id, datatype=self.opt_str(doc, "datatype", ""),
-                           updated=self.opt_str(doc, "updated", ""),
-                           attrs=self.attrs(doc, PRODUCT_LIST_KEYS, ""), products=products)
+        return ProductList(
+            content_id=content_id,
+            datatype=self.opt_str(doc, "datatype", ""),
+            updated=self.opt_str(doc, "updated", ""),
+            attrs=self.attrs(doc, PRODUCT_LIST_KEYS, ""),
+            products=products,
+        )
 
     def check_format(self, doc: Mapping[str, Any], expected: str) -> None:
         if "format" not in doc:
@@ -171,8 +182,9 @@ class _Reader:
             self.fail(member(path, key), f"expected a string, got {_json_type(value)}")
         return value
 
-    def attrs(self, obj: Mapping[str, Any], reserved: frozenset[str],
-              path: str) -> Mapping[str, JsonValue]:
+    def attrs(
+        self, obj: Mapping[str, Any], reserved: frozenset[str], path: str
+    ) -> Mapping[str, JsonValue]:
         return freeze_mapping({k: v for k, v in obj.items() if k not in reserved}, path)
 
     def aliases(self, value: object) -> Aliases:
@@ -221,8 +233,13 @@ class _Reader:
             self.fail(f"{path}.sha256", "missing; an item with a path needs a sha256")
         if item_path is not None and size is None:
             self.fail(f"{path}.size", "missing; an item with a path needs a size")
-        return Item(name=name, path=item_path, sha256=sha256, size=size,
-                    attrs=self.attrs(obj, ITEM_KEYS, path))
+        return Item(
+            name=name,
+            path=item_path,
+            sha256=sha256,
+            size=size,
+            attrs=self.attrs(obj, ITEM_KEYS, path),
+        )
 
     def sha256(self, obj: Mapping[str, Any], path: str) -> str | None:
         value = self.opt_str(obj, "sha256", path)
@@ -247,12 +264,14 @@ class _Reader:
         if entry_path is not None:
             check_safe_path(entry_path, at(self.source, f"{path}.path"))
         products = obj.get("products", [])
-        if not isinstance(products, list | tuple) or not all(
-                isinstance(p, str) for p in products):
+        if not isinstance(products, list | tuple) or not all(isinstance(p, str) for p in products):
             self.fail(f"{path}.products", "expected an array of strings")
-        return IndexEntry(content_id=content_id, path=entry_path,
-                          format=self.opt_str(obj, "format", path),
-                          datatype=self.opt_str(obj, "datatype", path),
-                          updated=self.opt_str(obj, "updated", path),
-                          products=tuple(products),
-                          attrs=self.attrs(obj, INDEX_ENTRY_KEYS, path))
+        return IndexEntry(
+            content_id=content_id,
+            path=entry_path,
+            format=self.opt_str(obj, "format", path),
+            datatype=self.opt_str(obj, "datatype", path),
+            updated=self.opt_str(obj, "updated", path),
+            products=tuple(products),
+            attrs=self.attrs(obj, INDEX_ENTRY_KEYS, path),
+        )

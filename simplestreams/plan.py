@@ -47,8 +47,9 @@ def _membership(present: Callable[[str], bool] | Container[str]) -> Callable[[st
     return present.__contains__
 
 
-def plan_downloads(items: Iterable[FlatItem],
-                   present: Callable[[str], bool] | Container[str]) -> DownloadPlan:
+def plan_downloads(
+    items: Iterable[FlatItem], present: Callable[[str], bool] | Container[str]
+) -> DownloadPlan:
     """Group the downloadable ``items`` by sha256 and split them by ``present``.
 
     ``present`` is a predicate or a container of sha256 digests already held.
@@ -65,11 +66,14 @@ def plan_downloads(items: Iterable[FlatItem],
             raise StreamFormatError(
                 f"{item.location}.size",
                 f"sha256 {item.sha256} has size {item.size} here but {seen[0]} "
-                f"at {seen[1].location}")
+                f"at {seen[1].location}",
+            )
         paths.setdefault(item.sha256, set()).add(item.path)
     is_present = _membership(present)
-    blobs = sorted((Blob(sha, sizes[sha][0], tuple(sorted(paths[sha]))) for sha in sizes),
-                   key=lambda blob: (blob.paths[0], blob.sha256))
+    blobs = sorted(
+        (Blob(sha, sizes[sha][0], tuple(sorted(paths[sha]))) for sha in sizes),
+        key=lambda blob: (blob.paths[0], blob.sha256),
+    )
     to_fetch: list[Blob] = []
     already_present: list[Blob] = []
     for blob in blobs:

@@ -45,23 +45,35 @@ def _product_to_dict(product: Product) -> dict[str, Any]:
 def products_to_dict(product_list: ProductList) -> dict[str, Any]:
     """Return the ``products:1.0`` document for ``product_list`` as plain JSON data."""
     products = {name: _product_to_dict(p) for name, p in product_list.products.items()}
-    return _with_attrs(product_list, {
-        "format": product_list.format, "content_id": product_list.content_id,
-        "datatype": product_list.datatype, "updated": product_list.updated,
-        "products": products})
+    return _with_attrs(
+        product_list,
+        {
+            "format": product_list.format,
+            "content_id": product_list.content_id,
+            "datatype": product_list.datatype,
+            "updated": product_list.updated,
+            "products": products,
+        },
+    )
 
 
 def _entry_to_dict(entry: IndexEntry) -> dict[str, Any]:
-    return _with_attrs(entry, {
-        "path": entry.path, "format": entry.format, "datatype": entry.datatype,
-        "updated": entry.updated, "products": list(entry.products) or None})
+    return _with_attrs(
+        entry,
+        {
+            "path": entry.path,
+            "format": entry.format,
+            "datatype": entry.datatype,
+            "updated": entry.updated,
+            "products": list(entry.products) or None,
+        },
+    )
 
 
 def index_to_dict(index: Index) -> dict[str, Any]:
     """Return the ``index:1.0`` document for ``index`` as plain JSON data."""
     entries = {cid: _entry_to_dict(entry) for cid, entry in index.entries.items()}
-    return _with_attrs(index, {"format": index.format, "updated": index.updated,
-                               "index": entries})
+    return _with_attrs(index, {"format": index.format, "updated": index.updated, "index": entries})
 
 
 def _dump(doc: dict[str, Any]) -> bytes:

@@ -36,17 +36,20 @@ def newest_versions(product_list: ProductList, keep: int = 1) -> ProductList:
     return replace(product_list, products=products)
 
 
-def filter_items(product_list: ProductList,
-                 predicate: Callable[[FlatItem], bool]) -> ProductList:
+def filter_items(product_list: ProductList, predicate: Callable[[FlatItem], bool]) -> ProductList:
     """Keep the items whose flattened view passes ``predicate``, then prune empties."""
-    kept = {(f.product_name, f.version_name, f.item_name)
-            for f in flatten(product_list) if predicate(f)}
+    kept = {
+        (f.product_name, f.version_name, f.item_name) for f in flatten(product_list) if predicate(f)
+    }
     products: dict[str, Product] = {}
     for pname, product in product_list.products.items():
         versions: dict[str, Version] = {}
         for vname, version in product.versions.items():
-            items = {iname: item for iname, item in version.items.items()
-                     if (pname, vname, iname) in kept}
+            items = {
+                iname: item
+                for iname, item in version.items.items()
+                if (pname, vname, iname) in kept
+            }
             if items:
                 versions[vname] = replace(version, items=items)
         if versions:
@@ -56,12 +59,15 @@ def filter_items(product_list: ProductList,
 
 def product_specs(product_list: ProductList) -> dict[str, ImageSpec]:
     """Return the MAAS image spec of every product, by product name."""
-    return {name: image_spec_of(product_fields(product_list, product))
-            for name, product in product_list.products.items()}
+    return {
+        name: image_spec_of(product_fields(product_list, product))
+        for name, product in product_list.products.items()
+    }
 
 
-def select_images(product_list: ProductList, selections: Iterable[Selection], *,
-                  include_bootloaders: bool = False) -> ProductList:
+def select_images(
+    product_list: ProductList, selections: Iterable[Selection], *, include_bootloaders: bool = False
+) -> ProductList:
     """Keep the products whose image spec passes any of ``selections``.
 
     An empty ``selections`` keeps everything (MAAS semantics, see
@@ -74,6 +80,7 @@ def select_images(product_list: ProductList, selections: Iterable[Selection], *,
     for name, product in product_list.products.items():
         fields = product_fields(product_list, product)
         if (include_bootloaders and is_bootloader(fields)) or matches_any(
-                chosen, image_spec_of(fields)):
+            chosen, image_spec_of(fields)
+        ):
             products[name] = product
     return replace(product_list, products=products)

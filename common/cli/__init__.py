@@ -32,9 +32,11 @@ _FORMATS = ["auto", "json", "console"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every local subcommand."""
     parser = argparse.ArgumentParser(
-        prog="bootsync", description="bootsync: boot images for bare-metal provisioning.",
+        prog="bootsync",
+        description="bootsync: boot images for bare-metal provisioning.",
         epilog="API commands: bootsync PROFILE COMMAND ACTION [ARGS] [key=value ...] "
-               "(log in first; 'bootsync PROFILE --help' lists the commands).")
+        "(log in first; 'bootsync PROFILE --help' lists the commands).",
+    )
     _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
@@ -49,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_global_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", default=None, choices=_LEVELS,
-                        help="default: info; warning for API commands")
+    parser.add_argument(
+        "--log-level", default=None, choices=_LEVELS, help="default: info; warning for API commands"
+    )
     parser.add_argument("--log-format", default="auto", choices=_FORMATS)
 
 
@@ -98,30 +101,34 @@ def _local_commands(parser: argparse.ArgumentParser) -> list[str]:
 
 def _run_profile(words: list[str], name: str, local: list[str]) -> int:
     """``bootsync PROFILE COMMAND ACTION ...``; exit 2 for an unknown profile."""
-    globals_parser = argparse.ArgumentParser(prog="bootsync", add_help=False,
-                                             allow_abbrev=False)
+    globals_parser = argparse.ArgumentParser(prog="bootsync", add_help=False, allow_abbrev=False)
     _add_global_options(globals_parser)
     position = words.index(name)
     options = globals_parser.parse_args(words[:position])
     level: str = options.log_level or "warning"
     fmt: LogFormat = options.log_format
     configure_logging(level=level, fmt=fmt)
-    return _guarded(f"bootsync {name}",
-                    lambda: _profile_command(name, words[position + 1:], local))
+    return _guarded(
+        f"bootsync {name}", lambda: _profile_command(name, words[position + 1 :], local)
+    )
 
 
 def _profile_command(name: str, words: list[str], local: list[str]) -> int:
     profile = ProfileStore.default().get(name)
     if profile is None:
-        print(f"bootsync: error: {name!r} is neither a command nor a profile\n"
-              f"commands: {', '.join(local)}\n"
-              "profiles: log in with 'bootsync login PROFILE URL KEY' "
-              "('bootsync list' shows them)", file=sys.stderr)
+        print(
+            f"bootsync: error: {name!r} is neither a command nor a profile\n"
+            f"commands: {', '.join(local)}\n"
+            "profiles: log in with 'bootsync login PROFILE URL KEY' "
+            "('bootsync list' shows them)",
+            file=sys.stderr,
+        )
         return 2
     prog = f"bootsync {name}"
     try:
-        commands = grammar.build_commands(profile.description,
-                                          anonymous=profile.credentials is None)
+        commands = grammar.build_commands(
+            profile.description, anonymous=profile.credentials is None
+        )
         invocation = grammar.parse_invocation(commands, words, prog=prog)
     except grammar.HelpRequested as help_:
         print(help_.text)
@@ -137,14 +144,17 @@ def _profile_command(name: str, words: list[str], local: list[str]) -> int:
 
 async def _send(profile: Profile, invocation: Invocation) -> int:
     out, err = sys.stdout, sys.stderr
-    async with ApiClient(profile.url, profile.credentials, insecure=invocation.insecure,
-                         debug=err if invocation.debug else None,
-                         api_hash=profile.description.get("hash")) as client:
+    async with ApiClient(
+        profile.url,
+        profile.credentials,
+        insecure=invocation.insecure,
+        debug=err if invocation.debug else None,
+        api_hash=profile.description.get("hash"),
+    ) as client:
         if is_upload(invocation):
             return await upload_resource(client, invocation, out=out, err=err)
         if invocation.watch or invocation.action.local:
-            return await watch_import(client, invocation, out=out, err=err,
-                                      start=invocation.watch)
+            return await watch_import(client, invocation, out=out, err=err, start=invocation.watch)
         return print_response(await client.call(invocation), out=out, err=err)
 
 

@@ -25,9 +25,11 @@ _FILE_ARG = re.compile(r"^([^=@]+)@=(.*)$", re.DOTALL)
 _VALUE_ARG = re.compile(r"^([^=]+)=(.*)$", re.DOTALL)
 
 WATCH_ACTION = "watch"
-WATCH_DOC = ("Show per-image progress until the running import ends (a bootsync "
-             "addition).\n\nPolls is-importing and the images' sets; exits 1 if an "
-             "image is still incomplete when the import ends.")
+WATCH_DOC = (
+    "Show per-image progress until the running import ends (a bootsync "
+    "addition).\n\nPolls is-importing and the images' sets; exits 1 if an "
+    "image is still incomplete when the import ends."
+)
 
 
 class UsageError(BootsyncError):
@@ -124,8 +126,9 @@ def build_commands(description: Mapping[str, Any], *, anonymous: bool) -> dict[s
         raise ValueError("the API description has no 'resources' list")
     commands: dict[str, Command] = {}
     for resource in resources:
-        handler = resource.get("anon") if anonymous else \
-            resource.get("auth") or resource.get("anon")
+        handler = (
+            resource.get("anon") if anonymous else resource.get("auth") or resource.get("anon")
+        )
         if not isinstance(handler, dict) or not handler.get("actions"):
             continue
         command = _command(str(resource.get("name") or handler.get("name")), handler)
@@ -136,21 +139,38 @@ def build_commands(description: Mapping[str, Any], *, anonymous: bool) -> dict[s
 def _command(handler_name: str, handler: Mapping[str, Any]) -> Command:
     actions: dict[str, Action] = {}
     for raw in handler["actions"]:
-        action = Action(name=action_command_name(raw["name"]), api_name=raw["name"],
-                        method=str(raw["method"]).upper(), op=raw.get("op"),
-                        doc=raw.get("doc") or "")
+        action = Action(
+            name=action_command_name(raw["name"]),
+            api_name=raw["name"],
+            method=str(raw["method"]).upper(),
+            op=raw.get("op"),
+            doc=raw.get("doc") or "",
+        )
         actions[action.name] = action
     name = handler_command_name(handler_name)
     if name == "boot-resources" and "is-importing" in actions:
-        actions[WATCH_ACTION] = Action(name=WATCH_ACTION, api_name=WATCH_ACTION, method="GET",
-                                       op=None, doc=WATCH_DOC, local=True)
-    return Command(name=name, handler=handler_name, doc=handler.get("doc") or "",
-                   params=tuple(handler.get("params") or ()), path=handler.get("path") or "",
-                   uri=handler.get("uri") or "", actions=dict(sorted(actions.items())))
+        actions[WATCH_ACTION] = Action(
+            name=WATCH_ACTION,
+            api_name=WATCH_ACTION,
+            method="GET",
+            op=None,
+            doc=WATCH_DOC,
+            local=True,
+        )
+    return Command(
+        name=name,
+        handler=handler_name,
+        doc=handler.get("doc") or "",
+        params=tuple(handler.get("params") or ()),
+        path=handler.get("path") or "",
+        uri=handler.get("uri") or "",
+        actions=dict(sorted(actions.items())),
+    )
 
 
-def parse_invocation(commands: Mapping[str, Command], words: Sequence[str], *,
-                     prog: str) -> Invocation:
+def parse_invocation(
+    commands: Mapping[str, Command], words: Sequence[str], *, prog: str
+) -> Invocation:
     """Parse ``COMMAND ACTION [ids] [key=value] [key@=file]`` and the options.
 
     Options anywhere after the action: ``-d/--debug``, ``-k/--insecure``,
@@ -165,8 +185,9 @@ def parse_invocation(commands: Mapping[str, Command], words: Sequence[str], *,
         raise UsageError("a command is required", usage=listing)
     command = commands.get(words[0])
     if command is None:
-        raise UsageError(f"unknown command {words[0]!r}; commands: {', '.join(commands)}",
-                         usage=usage)
+        raise UsageError(
+            f"unknown command {words[0]!r}; commands: {', '.join(commands)}", usage=usage
+        )
     rest = list(words[1:])
     if not rest or rest[0] in ("-h", "--help"):
         listing = command_help(command, prog=prog)
@@ -175,13 +196,16 @@ def parse_invocation(commands: Mapping[str, Command], words: Sequence[str], *,
         raise UsageError(f"{command.name}: an action is required", usage=listing)
     action = command.actions.get(rest[0])
     if action is None:
-        raise UsageError(f"{command.name}: unknown action {rest[0]!r}; actions: "
-                         f"{', '.join(command.actions)}", usage=command_help(command, prog=prog))
+        raise UsageError(
+            f"{command.name}: unknown action {rest[0]!r}; actions: {', '.join(command.actions)}",
+            usage=command_help(command, prog=prog),
+        )
     return _parse_arguments(command, action, rest[1:], prog=prog)
 
 
-def _parse_arguments(command: Command, action: Action, words: list[str], *,
-                     prog: str) -> Invocation:
+def _parse_arguments(
+    command: Command, action: Action, words: list[str], *, prog: str
+) -> Invocation:
     usage = action_usage(command, action, prog=prog)
     flags = {"debug": False, "insecure": False, "watch": False}
     positional: list[str] = []
@@ -192,8 +216,9 @@ def _parse_arguments(command: Command, action: Action, words: list[str], *,
             raise HelpRequested(action_help(command, action, prog=prog))
         if word in ("-d", "--debug", "-k", "--insecure", "--watch"):
             name = {"-d": "debug", "-k": "insecure"}.get(word, word.lstrip("-"))
-            if name == "watch" and not (command.name == "boot-resources"
-                                        and action.name == "import"):
+            if name == "watch" and not (
+                command.name == "boot-resources" and action.name == "import"
+            ):
                 raise UsageError("--watch is only for 'boot-resources import'", usage=usage)
             flags[name] = True
         elif word.startswith("-") and len(word) > 1:
@@ -203,35 +228,47 @@ def _parse_arguments(command: Command, action: Action, words: list[str], *,
         elif match := _VALUE_ARG.match(word):
             data.append((match.group(1), match.group(2)))
         elif data or files or len(positional) >= len(command.params):
-            raise UsageError(f"unexpected argument {word!r} (give key=value or key@=file)",
-                             usage=usage)
+            raise UsageError(
+                f"unexpected argument {word!r} (give key=value or key@=file)", usage=usage
+            )
         else:
             positional.append(word)
     if len(positional) < len(command.params):
-        missing = [p.upper() for p in command.params[len(positional):]]
-        raise UsageError(f"the following arguments are required: {', '.join(missing)}",
-                         usage=usage)
-    return Invocation(command=command, action=action,
-                      uri_params=dict(zip(command.params, positional, strict=True)),
-                      data=data, files=files, debug=flags["debug"],
-                      insecure=flags["insecure"], watch=flags["watch"])
+        missing = [p.upper() for p in command.params[len(positional) :]]
+        raise UsageError(f"the following arguments are required: {', '.join(missing)}", usage=usage)
+    return Invocation(
+        command=command,
+        action=action,
+        uri_params=dict(zip(command.params, positional, strict=True)),
+        data=data,
+        files=files,
+        debug=flags["debug"],
+        insecure=flags["insecure"],
+        watch=flags["watch"],
+    )
 
 
 def action_usage(command: Command, action: Action, *, prog: str) -> str:
     """``usage: bootsync P boot-source update ID [key=value ...]``."""
     ids = " ".join(p.upper() for p in command.params)
     extra = " [--watch]" if command.name == "boot-resources" and action.name == "import" else ""
-    return (f"usage: {prog} {command.name} {action.name} {ids + ' ' if ids else ''}"
-            f"[-d] [-k]{extra} [key=value ...] [key@=file ...]")
+    return (
+        f"usage: {prog} {command.name} {action.name} {ids + ' ' if ids else ''}"
+        f"[-d] [-k]{extra} [key=value ...] [key@=file ...]"
+    )
 
 
 def profile_help(commands: Mapping[str, Command], *, prog: str) -> str:
     """The commands of a profile, one per line with the handler's summary."""
     width = max((len(name) for name in commands), default=0)
-    lines = [f"usage: {prog} COMMAND ACTION [ARGS] [key=value ...] [key@=file ...]", "",
-             "commands:"]
-    lines += [f"  {name.ljust(width)}  {split_doc(cmd.doc)[0]}".rstrip()
-              for name, cmd in commands.items()]
+    lines = [
+        f"usage: {prog} COMMAND ACTION [ARGS] [key=value ...] [key@=file ...]",
+        "",
+        "commands:",
+    ]
+    lines += [
+        f"  {name.ljust(width)}  {split_doc(cmd.doc)[0]}".rstrip() for name, cmd in commands.items()
+    ]
     return "\n".join(lines)
 
 
@@ -245,8 +282,10 @@ def command_help(command: Command, *, prog: str) -> str:
     if detail:
         lines += [detail, ""]
     lines.append("actions:")
-    lines += [f"  {name.ljust(width)}  {action.summary}".rstrip()
-              for name, action in command.actions.items()]
+    lines += [
+        f"  {name.ljust(width)}  {action.summary}".rstrip()
+        for name, action in command.actions.items()
+    ]
     return "\n".join(lines)
 
 
@@ -258,14 +297,18 @@ def action_help(command: Command, action: Action, *, prog: str) -> str:
         lines += [summary, ""]
     if command.params:
         lines.append("positional arguments: " + ", ".join(p.upper() for p in command.params))
-    prose = "\n".join(line for line in detail.splitlines()
-                      if not line.lstrip().startswith((":param", ":type"))).strip()
+    prose = "\n".join(
+        line for line in detail.splitlines() if not line.lstrip().startswith((":param", ":type"))
+    ).strip()
     if prose:
         lines += [prose, ""]
     params = action.documented_params()
     if params:
         lines.append("keywords:")
         lines += [f"  {name}={'  ' + text if text else ''}".rstrip() for name, text in params]
-    lines += ["", "options: -d/--debug show the HTTP exchange on stderr; "
-              "-k/--insecure skip TLS certificate checks"]
+    lines += [
+        "",
+        "options: -d/--debug show the HTTP exchange on stderr; "
+        "-k/--insecure skip TLS certificate checks",
+    ]
     return "\n".join(lines)

@@ -96,20 +96,24 @@ def api_url(url: str) -> str:
         raise ValueError(f"{url!r} is not an http(s) URL")
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     segments = path.rstrip("/").split("/")
-    if not (len(segments) >= 2 and segments[-2] == "api"
-            and segments[-1].replace(".", "").isdigit()):
+    if not (
+        len(segments) >= 2 and segments[-2] == "api" and segments[-1].replace(".", "").isdigit()
+    ):
         path += "api/2.0/"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def oauth_header(credentials: Credentials) -> str:
     """``Authorization`` value for OAuth 1.0 PLAINTEXT, as the maas CLI signs (no realm)."""
-    params = (("oauth_nonce", str(secrets.randbits(64))),
-              ("oauth_timestamp", str(int(time.time()))),
-              ("oauth_version", "1.0"), ("oauth_signature_method", "PLAINTEXT"),
-              ("oauth_consumer_key", credentials.consumer_key),
-              ("oauth_token", credentials.token_key),
-              ("oauth_signature", "&" + credentials.token_secret))
+    params = (
+        ("oauth_nonce", str(secrets.randbits(64))),
+        ("oauth_timestamp", str(int(time.time()))),
+        ("oauth_version", "1.0"),
+        ("oauth_signature_method", "PLAINTEXT"),
+        ("oauth_consumer_key", credentials.consumer_key),
+        ("oauth_token", credentials.token_key),
+        ("oauth_signature", "&" + credentials.token_secret),
+    )
     return "OAuth " + ", ".join(f'{k}="{quote(v, safe="~")}"' for k, v in params)
 
 
@@ -128,11 +132,13 @@ def encode_multipart(parts: Sequence[Part], *, boundary: str | None = None) -> t
             ctype = "application/octet-stream"
         else:
             ctype = 'text/plain; charset="utf-8"'
-        out += (f"--{marker}\r\nContent-Type: {ctype}\r\nMIME-Version: 1.0\r\n"
-                f"Content-Transfer-Encoding: base64\r\nContent-Disposition: {disposition}\r\n"
-                "\r\n").encode()
+        out += (
+            f"--{marker}\r\nContent-Type: {ctype}\r\nMIME-Version: 1.0\r\n"
+            f"Content-Transfer-Encoding: base64\r\nContent-Disposition: {disposition}\r\n"
+            "\r\n"
+        ).encode()
         encoded = base64.b64encode(part.data)
-        out += b"\r\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+        out += b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
         out += b"\r\n"
     out += f"--{marker}--\r\n".encode()
     return f'multipart/form-data; boundary="{marker}"', bytes(out)
@@ -145,9 +151,16 @@ def _quoted(text: str) -> str:
 class ApiClient:
     """One profile's HTTP session; use ``async with``. Transport failures raise ConnectError."""
 
-    def __init__(self, base_url: str, credentials: Credentials | None, *,
-                 insecure: bool = False, debug: TextIO | None = None,
-                 api_hash: str | None = None, warn: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials | None,
+        *,
+        insecure: bool = False,
+        debug: TextIO | None = None,
+        api_hash: str | None = None,
+        warn: TextIO | None = None,
+    ) -> None:
         self.base_url = base_url
         self.credentials = credentials
         self._insecure = insecure
@@ -159,13 +172,19 @@ class ApiClient:
 
     async def __aenter__(self) -> ApiClient:
         self._session = aiohttp.ClientSession(
-            headers={"User-Agent": USER_AGENT}, trust_env=True,
+            headers={"User-Agent": USER_AGENT},
+            trust_env=True,
             connector=aiohttp.TCPConnector(ssl=not self._insecure),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300))
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300),
+        )
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._session is not None:
             await self._session.close()
 
@@ -186,13 +205,26 @@ class ApiClient:
     async def call(self, invocation: Invocation) -> ApiResponse:
         """Send the invocation as the maas CLI would. Raises ApiFileError, ConnectError."""
         files = [(name, await read_file(path)) for name, path in invocation.files]
-        return await self.request(invocation.action.method, self.handler_url(invocation),
-                                  op=invocation.action.op, fields=invocation.data, files=files)
+        return await self.request(
+            invocation.action.method,
+            self.handler_url(invocation),
+            op=invocation.action.op,
+            fields=invocation.data,
+            files=files,
+        )
 
-    async def request(self, method: str, url: str, *, op: str | None = None,
-                      fields: Sequence[tuple[str, str]] = (),
-                      files: Sequence[tuple[str, bytes]] = (), signed: bool = True,
-                      raw: bytes | None = None, raw_type: str | None = None) -> ApiResponse:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        op: str | None = None,
+        fields: Sequence[tuple[str, str]] = (),
+        files: Sequence[tuple[str, bytes]] = (),
+        signed: bool = True,
+        raw: bytes | None = None,
+        raw_type: str | None = None,
+    ) -> ApiResponse:
         """One request; ``raw`` sends those bytes as the body instead of fields/files."""
         assert self._session is not None, "use ApiClient in 'async with'"
         query: list[tuple[str, str]] = [("op", op)] if op else []
@@ -215,19 +247,33 @@ class ApiClient:
             skip = () if body is not None else ("Content-Type",)
             # A BytesIO payload: aiohttp warns that large raw bytes may stall the loop.
             payload = None if body is None else io.BytesIO(body)
-            async with self._session.request(method, url, params=query or None, data=payload,
-                                             headers=headers, skip_auto_headers=skip,
-                                             allow_redirects=False) as resp:
+            async with self._session.request(
+                method,
+                url,
+                params=query or None,
+                data=payload,
+                headers=headers,
+                skip_auto_headers=skip,
+                allow_redirects=False,
+            ) as resp:
                 data = await resp.read()
-                response = ApiResponse(method=method, url=str(resp.url), status=resp.status,
-                                       reason=resp.reason or "",
-                                       content_type=resp.headers.get("Content-Type", ""),
-                                       headers=resp.headers, body=data)
+                response = ApiResponse(
+                    method=method,
+                    url=str(resp.url),
+                    status=resp.status,
+                    reason=resp.reason or "",
+                    content_type=resp.headers.get("Content-Type", ""),
+                    headers=resp.headers,
+                    body=data,
+                )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ConnectError(f"cannot reach the server: {exc or type(exc).__name__}",
-                               url=url) from exc
-        self._trace(f"< {response.status} {response.reason}\n" + "\n".join(
-            f"< {k}: {v}" for k, v in response.headers.items()))
+            raise ConnectError(
+                f"cannot reach the server: {exc or type(exc).__name__}", url=url
+            ) from exc
+        self._trace(
+            f"< {response.status} {response.reason}\n"
+            + "\n".join(f"< {k}: {v}" for k, v in response.headers.items())
+        )
         self._check_hash(response)
         return response
 
@@ -240,8 +286,11 @@ class ApiClient:
         if self._warned or not served or not self._api_hash or served == self._api_hash:
             return
         self._warned = True
-        print("warning: the API on the server differs from the description stored for this "
-              "profile; run 'bootsync refresh'.", file=self._warn)
+        print(
+            "warning: the API on the server differs from the description stored for this "
+            "profile; run 'bootsync refresh'.",
+            file=self._warn,
+        )
 
 
 async def read_file(path: Path) -> bytes:
@@ -266,8 +315,10 @@ def error_message(response: ApiResponse) -> str:
         except ValueError:
             return text
         if isinstance(data, dict):
-            return "\n".join(f"{key}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                             for key, v in data.items())
+            return "\n".join(
+                f"{key}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                for key, v in data.items()
+            )
         return json.dumps(data)
     return text
 
@@ -276,8 +327,10 @@ def print_response(response: ApiResponse, *, out: TextIO, err: TextIO) -> int:
     """Print an answer: body on ``out`` for 2xx (exit 0), status and message on ``err`` (2)."""
     if not response.ok:
         message = error_message(response)
-        print(f"HTTP {response.status} {response.reason}" + (f": {message}" if message else ""),
-              file=err)
+        print(
+            f"HTTP {response.status} {response.reason}" + (f": {message}" if message else ""),
+            file=err,
+        )
         return API_ERROR_EXIT
     if not response.body:
         return 0

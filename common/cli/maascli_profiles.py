@@ -44,18 +44,25 @@ class Profile:
 
     def to_json(self) -> dict[str, Any]:
         creds = self.credentials
-        return {"name": self.name, "url": self.url,
-                "credentials": None if creds is None else
-                [creds.consumer_key, creds.token_key, creds.token_secret],
-                "description": self.description}
+        return {
+            "name": self.name,
+            "url": self.url,
+            "credentials": None
+            if creds is None
+            else [creds.consumer_key, creds.token_key, creds.token_secret],
+            "description": self.description,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Profile:
         """A profile from its stored form; KeyError/TypeError/ValueError when malformed."""
         creds = data["credentials"]
-        return cls(name=str(data["name"]), url=str(data["url"]),
-                   credentials=None if creds is None else Credentials(*map(str, creds)),
-                   description=dict(data["description"]))
+        return cls(
+            name=str(data["name"]),
+            url=str(data["url"]),
+            credentials=None if creds is None else Credentials(*map(str, creds)),
+            description=dict(data["description"]),
+        )
 
 
 def config_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -84,8 +91,9 @@ class ProfileStore:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"{self.path}: unreadable profiles file ({exc}); fix or remove "
-                              "it and log in again") from exc
+            raise ConfigError(
+                f"{self.path}: unreadable profiles file ({exc}); fix or remove it and log in again"
+            ) from exc
 
     def get(self, name: str) -> Profile | None:
         """The profile called ``name``, or None."""
@@ -109,8 +117,10 @@ class ProfileStore:
         directory = self.path.parent
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         directory.chmod(0o700)
-        data = {"version": _FORMAT_VERSION,
-                "profiles": {name: p.to_json() for name, p in sorted(profiles.items())}}
+        data = {
+            "version": _FORMAT_VERSION,
+            "profiles": {name: p.to_json() for name, p in sorted(profiles.items())},
+        }
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".profiles-", suffix=".tmp")
         try:
             os.fchmod(fd, 0o600)
@@ -128,8 +138,10 @@ async def fetch_description(client: ApiClient, url: str) -> dict[str, Any]:
     """``GET <url>describe/`` unsigned; LoginError unless it is a JSON object with resources."""
     response = await client.request("GET", url + "describe/", signed=False)
     if response.status != 200 or media_type(response.content_type) != "application/json":
-        raise LoginError(f"{url}describe/ gave no API description: HTTP {response.status} "
-                         f"{response.reason} ({response.content_type or 'no Content-Type'})")
+        raise LoginError(
+            f"{url}describe/ gave no API description: HTTP {response.status} "
+            f"{response.reason} ({response.content_type or 'no Content-Type'})"
+        )
     try:
         description = response.json()
     except ValueError as exc:
@@ -139,8 +151,9 @@ async def fetch_description(client: ApiClient, url: str) -> dict[str, Any]:
     return description
 
 
-async def check_login(url: str, credentials: Credentials | None, *,
-                      insecure: bool = False) -> dict[str, Any]:
+async def check_login(
+    url: str, credentials: Credentials | None, *, insecure: bool = False
+) -> dict[str, Any]:
     """Check the key with ``users/?op=whoami`` and return the describe document.
 
     Raises LoginError ("login failed: ...") for a rejected key, an unexpected
@@ -151,11 +164,15 @@ async def check_login(url: str, credentials: Credentials | None, *,
             if credentials is not None:
                 response = await client.request("GET", url + "users/", op="whoami")
                 if response.status == 401:
-                    raise LoginError("login failed: the server rejected the API key "
-                                     f"(HTTP 401 {response.reason})")
+                    raise LoginError(
+                        "login failed: the server rejected the API key "
+                        f"(HTTP 401 {response.reason})"
+                    )
                 if response.status != 200:
-                    raise LoginError("login failed: unexpected answer to users/?op=whoami: "
-                                     f"HTTP {response.status} {response.reason}")
+                    raise LoginError(
+                        "login failed: unexpected answer to users/?op=whoami: "
+                        f"HTTP {response.status} {response.reason}"
+                    )
             return await fetch_description(client, url)
     except ConnectError as exc:
         raise LoginError(f"login failed: {exc}") from exc
@@ -163,10 +180,13 @@ async def check_login(url: str, credentials: Credentials | None, *,
 
 def register(sub: Any) -> None:
     """Add ``login``, ``logout``, ``list`` and ``refresh`` to the ``bootsync`` parser."""
-    p = sub.add_parser("login", help="log in to a MAAS-compatible API and store a profile",
-                       description="Check KEY with users/?op=whoami, fetch the API "
-                       "description and store it as PROFILE. KEY '-' reads it from stdin; "
-                       "without KEY you are asked for it (empty: anonymous).")
+    p = sub.add_parser(
+        "login",
+        help="log in to a MAAS-compatible API and store a profile",
+        description="Check KEY with users/?op=whoami, fetch the API "
+        "description and store it as PROFILE. KEY '-' reads it from stdin; "
+        "without KEY you are asked for it (empty: anonymous).",
+    )
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("url", metavar="URL", help="e.g. http://region:5240/MAAS/")
     p.add_argument("key", metavar="KEY", nargs="?", help="consumer_key:token_key:token_secret")
@@ -175,11 +195,17 @@ def register(sub: Any) -> None:
     p = sub.add_parser("logout", help="forget a profile", description="Delete PROFILE.")
     p.add_argument("profile", metavar="PROFILE")
     p.set_defaults(run=run_logout)
-    p = sub.add_parser("list", help="list profiles (name, URL, key)",
-                       description="Print each profile's name, API URL and key.")
+    p = sub.add_parser(
+        "list",
+        help="list profiles (name, URL, key)",
+        description="Print each profile's name, API URL and key.",
+    )
     p.set_defaults(run=run_list)
-    p = sub.add_parser("refresh", help="fetch every profile's API description again",
-                       description="Fetch the API description of every profile again.")
+    p = sub.add_parser(
+        "refresh",
+        help="fetch every profile's API description again",
+        description="Fetch the API description of every profile again.",
+    )
     p.set_defaults(run=run_refresh)
 
 
@@ -187,8 +213,11 @@ def _read_key(key: str | None) -> Credentials | None:
     if key == "-":
         key = sys.stdin.readline()
     elif key is None:
-        key = getpass.getpass("API key (leave empty for anonymous access): ") \
-            if sys.stdin.isatty() else ""
+        key = (
+            getpass.getpass("API key (leave empty for anonymous access): ")
+            if sys.stdin.isatty()
+            else ""
+        )
     if not key.strip():
         return None
     return Credentials.parse(key)
@@ -198,8 +227,11 @@ def run_login(args: argparse.Namespace) -> int:
     """``bootsync login PROFILE URL [KEY]``: 0 when stored, 1 when the server says no."""
     reserved: frozenset[str] = getattr(args, "reserved", frozenset())
     if args.profile in reserved or args.profile.startswith("-"):
-        print(f"bootsync login: error: {args.profile!r} is a bootsync command; "
-              "choose another profile name", file=sys.stderr)
+        print(
+            f"bootsync login: error: {args.profile!r} is a bootsync command; "
+            "choose another profile name",
+            file=sys.stderr,
+        )
         return 2
     try:
         url = api_url(args.url)
@@ -207,12 +239,11 @@ def run_login(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"bootsync login: error: {exc}", file=sys.stderr)
         return 2
-    description = run(check_login(url, credentials, insecure=args.insecure),
-                      default_loop="asyncio")
-    ProfileStore.default().save(Profile(name=args.profile, url=url, credentials=credentials,
-                                        description=description))
-    print(f"You are now logged in to the server at {url} with the profile name "
-          f"'{args.profile}'.")
+    description = run(check_login(url, credentials, insecure=args.insecure), default_loop="asyncio")
+    ProfileStore.default().save(
+        Profile(name=args.profile, url=url, credentials=credentials, description=description)
+    )
+    print(f"You are now logged in to the server at {url} with the profile name '{args.profile}'.")
     return 0
 
 
@@ -241,8 +272,14 @@ def run_refresh(args: argparse.Namespace) -> int:
             print(f"bootsync refresh: {profile.name}: {exc}", file=sys.stderr)
             failed += 1
             continue
-        store.save(Profile(name=profile.name, url=profile.url,
-                           credentials=profile.credentials, description=description))
+        store.save(
+            Profile(
+                name=profile.name,
+                url=profile.url,
+                credentials=profile.credentials,
+                description=description,
+            )
+        )
     return 1 if failed else 0
 
 

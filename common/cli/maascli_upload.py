@@ -32,8 +32,11 @@ CONTENT_FIELD = "content"
 
 def is_upload(invocation: Invocation) -> bool:
     """True for ``boot-resources create`` given ``content@=FILE``."""
-    return (invocation.command.name == "boot-resources" and invocation.action.name == "create"
-            and any(name == CONTENT_FIELD for name, _ in invocation.files))
+    return (
+        invocation.command.name == "boot-resources"
+        and invocation.action.name == "create"
+        and any(name == CONTENT_FIELD for name, _ in invocation.files)
+    )
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -61,8 +64,9 @@ def upload_target(resource: Any) -> dict[str, Any]:
     return target
 
 
-async def upload_resource(client: ApiClient, invocation: Invocation, *, out: TextIO,
-                          err: TextIO) -> int:
+async def upload_resource(
+    client: ApiClient, invocation: Invocation, *, out: TextIO, err: TextIO
+) -> int:
     """Create the resource and upload its content; the exit code (0, or 2 on an API error).
 
     Raises ApiFileError when the content cannot be read, ConnectError on transport failure.
@@ -72,11 +76,17 @@ async def upload_resource(client: ApiClient, invocation: Invocation, *, out: Tex
         sha256, size = await asyncio.to_thread(hash_file, path)
     except OSError as exc:
         raise ApiFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    fields = sorted([*((k, v) for k, v in invocation.data if k not in ("size", "sha256")),
-                     ("sha256", sha256), ("size", str(size))])
+    fields = sorted(
+        [
+            *((k, v) for k, v in invocation.data if k not in ("size", "sha256")),
+            ("sha256", sha256),
+            ("size", str(size)),
+        ]
+    )
     extra = [(name, await read_file(p)) for name, p in invocation.files if name != CONTENT_FIELD]
-    created = await client.request("POST", client.handler_url(invocation), fields=fields,
-                                   files=extra)
+    created = await client.request(
+        "POST", client.handler_url(invocation), fields=fields, files=extra
+    )
     if not created.ok:
         return print_response(created, out=out, err=err)
     try:
@@ -88,8 +98,14 @@ async def upload_resource(client: ApiClient, invocation: Invocation, *, out: Tex
     if target.get("complete"):
         print(f"{path.name}: the server already holds these bytes; nothing to upload.", file=err)
     else:
-        failed = await _put_chunks(client, client.url_for(target["upload_uri"]), path, size,
-                                   label=str(resource.get("name", path.name)), err=err)
+        failed = await _put_chunks(
+            client,
+            client.url_for(target["upload_uri"]),
+            path,
+            size,
+            label=str(resource.get("name", path.name)),
+            err=err,
+        )
         if failed is not None:
             return print_response(failed, out=out, err=err)
     uri = resource.get("resource_uri")
@@ -98,15 +114,17 @@ async def upload_resource(client: ApiClient, invocation: Invocation, *, out: Tex
     return print_response(await client.request("GET", client.url_for(uri)), out=out, err=err)
 
 
-async def _put_chunks(client: ApiClient, url: str, path: Path, size: int, *, label: str,
-                      err: TextIO) -> ApiResponse | None:
+async def _put_chunks(
+    client: ApiClient, url: str, path: Path, size: int, *, label: str, err: TextIO
+) -> ApiResponse | None:
     """PUT the file in chunks; the first answer that is not 200, or None when all were."""
     progress = TransferProgress(total_bytes=size, total_files=1, label=label, stream=err)
     f: BinaryIO = await asyncio.to_thread(path.open, "rb")
     try:
         while chunk := await asyncio.to_thread(f.read, CHUNK_SIZE):
-            response = await client.request("PUT", url, raw=chunk,
-                                            raw_type="application/octet-stream")
+            response = await client.request(
+                "PUT", url, raw=chunk, raw_type="application/octet-stream"
+            )
             if response.status != 200:
                 return response
             progress.advance(len(chunk))

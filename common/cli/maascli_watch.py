@@ -46,8 +46,15 @@ class ImageState:
         return self.complete, int(self.percent // 10)
 
 
-async def watch_import(client: ApiClient, invocation: Invocation, *, out: TextIO,
-                       err: TextIO, start: bool, interval: float = POLL_SECONDS) -> int:
+async def watch_import(
+    client: ApiClient,
+    invocation: Invocation,
+    *,
+    out: TextIO,
+    err: TextIO,
+    start: bool,
+    interval: float = POLL_SECONDS,
+) -> int:
     """Optionally start an import, then show progress until it ends; the exit code."""
     base = client.handler_url(invocation)
     try:
@@ -96,14 +103,16 @@ async def image_states(client: ApiClient, base: str) -> list[ImageState]:
 def _from_detail(label: str, detail: Any, status: str | None) -> ImageState:
     sets = detail.get("sets") or {}
     if not sets:
-        return ImageState(label, complete=False, size=0, percent=0.0,
-                          status=status or "Queued for download")
+        return ImageState(
+            label, complete=False, size=0, percent=0.0, status=status or "Queued for download"
+        )
     newest = sets[max(sets)]
     complete = bool(newest.get("complete"))
     percent = 100.0 if complete else float(newest.get("progress") or 0.0)
     text = status or ("Synced" if complete else f"Downloading {percent:3.0f}%")
-    return ImageState(label, complete=complete, size=int(newest.get("size") or 0),
-                      percent=percent, status=text)
+    return ImageState(
+        label, complete=complete, size=int(newest.get("size") or 0), percent=percent, status=text
+    )
 
 
 class ImportView:
@@ -137,8 +146,11 @@ class ImportView:
     def _bar(image: ImageState, width: int) -> str:
         filled = int(_BAR_WIDTH * min(image.percent, 100.0) / 100)
         bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-        size = f" {image.size * image.percent / 100 / _MIB:,.1f}/{image.size / _MIB:,.1f} MiB" \
-            if image.size else ""
+        size = (
+            f" {image.size * image.percent / 100 / _MIB:,.1f}/{image.size / _MIB:,.1f} MiB"
+            if image.size
+            else ""
+        )
         return f"{image.label.ljust(width)} [{bar}] {image.percent:5.1f}%{size}  {image.status}"
 
     def finish(self, images: Sequence[ImageState]) -> int:

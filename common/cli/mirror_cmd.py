@@ -22,32 +22,46 @@ MIRROR_LOOP: LoopName = "asyncio"
 def register(sub: Any) -> None:
     """Add the subcommand to the ``bootsync`` parser."""
     p = sub.add_parser(
-        "mirror", help="make or update a verified local mirror of a SimpleStreams source",
+        "mirror",
+        help="make or update a verified local mirror of a SimpleStreams source",
         description=__doc__ + "\n\nFilters are sstream-mirror's: key=value, key!=value, "
-        "key~regex, key!~regex; all must match; a missing field counts as \"\".",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        'key~regex, key!~regex; all must match; a missing field counts as "".',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("source_url", help="mirror root or streams/v1/index.(s)json URL")
     p.add_argument("dir", type=Path, help="the local mirror directory")
     p.add_argument("filters", nargs="*", metavar="FILTER", type=_filter)
     trust = p.add_mutually_exclusive_group(required=True)
-    trust.add_argument("--keyring", type=Path,
-                       help="keyring (binary or armored) that must have signed the source")
-    trust.add_argument("--no-verify", action="store_true",
-                       help="accept an unsigned index.json source (sha256s are still checked)")
-    p.add_argument("--max", type=_positive, default=1, dest="max_versions",
-                   help="versions to keep per product (default 1)")
-    p.add_argument("--concurrency", type=_positive, default=8,
-                   help="downloads at once (default 8)")
-    p.add_argument("--signing-key", type=Path,
-                   help="GnuPG home (directory) or exported secret key (file) that signs the "
-                   "mirror's metadata; default: a key made on first use in the user's data "
-                   "directory")
+    trust.add_argument(
+        "--keyring", type=Path, help="keyring (binary or armored) that must have signed the source"
+    )
+    trust.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="accept an unsigned index.json source (sha256s are still checked)",
+    )
+    p.add_argument(
+        "--max",
+        type=_positive,
+        default=1,
+        dest="max_versions",
+        help="versions to keep per product (default 1)",
+    )
+    p.add_argument("--concurrency", type=_positive, default=8, help="downloads at once (default 8)")
+    p.add_argument(
+        "--signing-key",
+        type=Path,
+        help="GnuPG home (directory) or exported secret key (file) that signs the "
+        "mirror's metadata; default: a key made on first use in the user's data "
+        "directory",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_command, collect_extra=_collect_filters)
 
 
-def _collect_filters(args: argparse.Namespace, words: list[str],
-                     parser: argparse.ArgumentParser) -> None:
+def _collect_filters(
+    args: argparse.Namespace, words: list[str], parser: argparse.ArgumentParser
+) -> None:
     try:
         args.filters = [*args.filters, *(ItemFilter.parse(w) for w in words)]
     except ValueError as exc:
@@ -81,14 +95,15 @@ def resolve_signing_key(given: Path | None, mirror_dir: Path) -> SigningKey:
     """The mirror's signing key; refuses one kept inside the published directory."""
     home = given if given is not None else user_data_dir() / DEFAULT_KEY_DIR
     if home.resolve().is_relative_to(mirror_dir.resolve()):
-        raise SystemExit(f"bootsync mirror: error: the signing key {home} is inside the "
-                         f"mirror {mirror_dir}, which would publish it; keep it elsewhere")
+        raise SystemExit(
+            f"bootsync mirror: error: the signing key {home} is inside the "
+            f"mirror {mirror_dir}, which would publish it; keep it elsewhere"
+        )
     if given is not None and given.is_file():
         return SigningKey.import_secret(given, user_data_dir() / "imported-keys")
     if given is not None:
         return SigningKey.open(home)
-    return SigningKey.open_or_create(home, name="bootsync mirror",
-                                     email="mirror@bootsync.invalid")
+    return SigningKey.open_or_create(home, name="bootsync mirror", email="mirror@bootsync.invalid")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -96,10 +111,15 @@ def run_command(args: argparse.Namespace) -> int:
     keyring: Keyring | None = None if args.no_verify else load_keyring(args.keyring)
     key = resolve_signing_key(args.signing_key, args.dir)
     opts = MirrorOptions(
-        source_url=args.source_url, target=args.dir, keyring=keyring, signing_key=key,
-        filters=tuple(args.filters), max_versions=args.max_versions,
+        source_url=args.source_url,
+        target=args.dir,
+        keyring=keyring,
+        signing_key=key,
+        filters=tuple(args.filters),
+        max_versions=args.max_versions,
         concurrency=args.concurrency,
-        show_progress=not args.no_progress)
+        show_progress=not args.no_progress,
+    )
     try:
         summary = run(run_mirror(opts), default_loop=MIRROR_LOOP)
     except MirrorFailedError as exc:
@@ -107,7 +127,9 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     finally:
         key.close()  # stops the gpg-agent that signing started
-    print(f"{args.dir}: {summary.products} products; {summary.files_fetched} files fetched "
-          f"({summary.bytes_fetched} bytes), {summary.files_reused} already held, "
-          f"{summary.files_removed} removed, in {summary.duration_s:.1f} s")
+    print(
+        f"{args.dir}: {summary.products} products; {summary.files_fetched} files fetched "
+        f"({summary.bytes_fetched} bytes), {summary.files_reused} already held, "
+        f"{summary.files_removed} removed, in {summary.duration_s:.1f} s"
+    )
     return 0

@@ -30,14 +30,23 @@ def _size(text: str) -> int:
 
 def register(sub: Any) -> None:
     """Add the subcommand to the ``bootsync`` parser."""
-    p = sub.add_parser("sample-stream", help="write a signed sample SimpleStreams tree",
-                       description=__doc__)
+    p = sub.add_parser(
+        "sample-stream", help="write a signed sample SimpleStreams tree", description=__doc__
+    )
     p.add_argument("dir", type=Path, help="where to write the stream")
-    p.add_argument("--file-size", type=_size, default=parse_size("1M"),
-                   help="size of each large file (squashfs, kernel, initrd), e.g. 25M, 1G")
+    p.add_argument(
+        "--file-size",
+        type=_size,
+        default=parse_size("1M"),
+        help="size of each large file (squashfs, kernel, initrd), e.g. 25M, 1G",
+    )
     p.add_argument("--versions", type=int, default=2, help="versions per product (default 2)")
-    p.add_argument("--newest", type=_newest, default=date(2025, 7, 18),
-                   help="version name (YYYYMMDD) of the newest version")
+    p.add_argument(
+        "--newest",
+        type=_newest,
+        default=date(2025, 7, 18),
+        help="version name (YYYYMMDD) of the newest version",
+    )
     p.set_defaults(run=run)
 
 
@@ -46,11 +55,18 @@ def run(args: argparse.Namespace) -> int:
     if args.versions < 1:
         print("bootsync sample-stream: error: --versions must be at least 1", file=sys.stderr)
         return 2
-    stream = write_sample_stream(args.dir, file_size=args.file_size, versions=args.versions,
-                                 newest=args.newest)
-    log.info("sample_stream_written", root=str(stream.root), files=stream.files,
-             bytes=stream.total_bytes, keyring=str(stream.keyring),
-             fingerprint=stream.fingerprint)
-    print(f"{stream.root}: {stream.files} files, {stream.total_bytes} bytes; "
-          f"keyring {stream.keyring}")
+    stream = write_sample_stream(
+        args.dir, file_size=args.file_size, versions=args.versions, newest=args.newest
+    )
+    log.info(
+        "sample_stream_written",
+        root=str(stream.root),
+        files=stream.files,
+        bytes=stream.total_bytes,
+        keyring=str(stream.keyring),
+        fingerprint=stream.fingerprint,
+    )
+    print(
+        f"{stream.root}: {stream.files} files, {stream.total_bytes} bytes; keyring {stream.keyring}"
+    )
     return 0

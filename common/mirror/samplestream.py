@@ -28,8 +28,15 @@ _CHUNK = 1 << 20
 # (release, version, codename, title, eol, esm_eol, extra kernels (subarch, kpackage))
 _UBUNTU = (
     ("jammy", "22.04", "Jammy Jellyfish", "22.04 LTS", "2027-04-21", "2032-04-21", ()),
-    ("noble", "24.04", "Noble Numbat", "24.04 LTS", "2029-05-31", "2034-04-25",
-     (("hwe-24.04", "linux-generic-hwe-24.04"),)),
+    (
+        "noble",
+        "24.04",
+        "Noble Numbat",
+        "24.04 LTS",
+        "2029-05-31",
+        "2034-04-25",
+        (("hwe-24.04", "linux-generic-hwe-24.04"),),
+    ),
 )
 _ARCHES = ("amd64", "arm64")
 _OLD_SUBARCHES = "generic,hwe-p,hwe-q,hwe-r,hwe-s,hwe-t,hwe-u,hwe-v,hwe-w"
@@ -107,8 +114,11 @@ def _ubuntu_products(tree: _Tree, versions: list[str], big: int, small: int) -> 
         ga = f"ga-{version}"
         subarches = f"{_OLD_SUBARCHES},ga-{version}"
         for arch in _ARCHES:
-            kernels = [(ga, "linux-generic"), *extra_kernels] if arch == "amd64" else [
-                (ga, "linux-generic")]
+            kernels = (
+                [(ga, "linux-generic"), *extra_kernels]
+                if arch == "amd64"
+                else [(ga, "linux-generic")]
+            )
             shared: dict[str, dict[str, Any]] = {}
             for serial in versions:
                 base = f"{release}/{arch}/{serial}"
@@ -122,17 +132,27 @@ def _ubuntu_products(tree: _Tree, versions: list[str], big: int, small: int) -> 
                 for serial in versions:
                     kdir = f"{release}/{arch}/{serial}/{subarch}/generic"
                     items = dict(shared[serial])
-                    items["boot-kernel"] = tree.item(f"{kdir}/boot-kernel", big, "boot-kernel",
-                                                     kpackage=kpackage)
-                    items["boot-initrd"] = tree.item(f"{kdir}/boot-initrd", big, "boot-initrd",
-                                                     kpackage=kpackage)
+                    items["boot-kernel"] = tree.item(
+                        f"{kdir}/boot-kernel", big, "boot-kernel", kpackage=kpackage
+                    )
+                    items["boot-initrd"] = tree.item(
+                        f"{kdir}/boot-initrd", big, "boot-initrd", kpackage=kpackage
+                    )
                     product_versions[serial] = {"items": items}
                 products[name] = {
-                    "arch": arch, "kflavor": "generic", "krel": release, "label": LABEL,
-                    "os": "ubuntu", "release": release, "release_codename": codename,
-                    "release_title": title, "subarch": subarch,
+                    "arch": arch,
+                    "kflavor": "generic",
+                    "krel": release,
+                    "label": LABEL,
+                    "os": "ubuntu",
+                    "release": release,
+                    "release_codename": codename,
+                    "release_title": title,
+                    "subarch": subarch,
                     "subarches": subarches if subarch == ga else f"{subarches},{subarch}",
-                    "support_eol": eol, "support_esm_eol": esm, "version": version,
+                    "support_eol": eol,
+                    "support_esm_eol": esm,
+                    "version": version,
                     "versions": product_versions,
                 }
     return products
@@ -144,13 +164,24 @@ def _bootloader_products(tree: _Tree, versions: list[str], small: int) -> dict[s
         product_versions = {}
         for serial in versions:
             bver = f"{serial}.0"
-            items = {n: tree.item(f"bootloaders/{btype}/{arch}/{bver}/{n}.tar.xz", small,
-                                  "archive.tar.xz", src_package=n, src_release="noble")
-                     for n in names}
+            items = {
+                n: tree.item(
+                    f"bootloaders/{btype}/{arch}/{bver}/{n}.tar.xz",
+                    small,
+                    "archive.tar.xz",
+                    src_package=n,
+                    src_release="noble",
+                )
+                for n in names
+            }
             product_versions[bver] = {"items": items}
         products[f"com.ubuntu.maas.{LABEL}:1:{os_name}:{btype}:{arch}"] = {
-            "arch": arch, "arches": arch, "bootloader-type": btype, "label": LABEL,
-            "os": os_name, "versions": product_versions,
+            "arch": arch,
+            "arches": arch,
+            "bootloader-type": btype,
+            "label": LABEL,
+            "os": os_name,
+            "versions": product_versions,
         }
     return products
 
@@ -159,33 +190,54 @@ def _centos_products(tree: _Tree, versions: list[str], big: int, small: int) -> 
     product_versions = {}
     for serial in versions:
         base = f"centos/8/amd64/{serial}_01"
-        product_versions[f"{serial}_01"] = {"items": {
-            "root-tgz": tree.item(f"{base}/root-tgz", big, "root-tgz"),
-            "manifest": tree.item(f"{base}/root-tgz.manifest", small, "manifest"),
-        }}
-    return {f"com.ubuntu.maas.{LABEL}:centos-bases:8:amd64": {
-        "arch": "amd64", "label": LABEL, "os": "centos", "release": "8",
-        "release_title": "CentOS 8", "subarch": "generic", "subarches": "generic",
-        "support_eol": "2024-05-31", "version": "8", "versions": product_versions,
-    }}
+        product_versions[f"{serial}_01"] = {
+            "items": {
+                "root-tgz": tree.item(f"{base}/root-tgz", big, "root-tgz"),
+                "manifest": tree.item(f"{base}/root-tgz.manifest", small, "manifest"),
+            }
+        }
+    return {
+        f"com.ubuntu.maas.{LABEL}:centos-bases:8:amd64": {
+            "arch": "amd64",
+            "label": LABEL,
+            "os": "centos",
+            "release": "8",
+            "release_title": "CentOS 8",
+            "subarch": "generic",
+            "subarches": "generic",
+            "support_eol": "2024-05-31",
+            "version": "8",
+            "versions": product_versions,
+        }
+    }
 
 
-def _documents(tree: _Tree, versions: list[str], big: int,
-               small: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def _documents(
+    tree: _Tree, versions: list[str], big: int, small: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
     yield f"com.ubuntu.maas:{LABEL}:v3:download", _ubuntu_products(tree, versions, big, small)
-    yield f"com.ubuntu.maas:{LABEL}:1:bootloader-download", _bootloader_products(
-        tree, versions, small)
-    yield f"com.ubuntu.maas:{LABEL}:centos-bases-download", _centos_products(
-        tree, versions, big, small)
+    yield (
+        f"com.ubuntu.maas:{LABEL}:1:bootloader-download",
+        _bootloader_products(tree, versions, small),
+    )
+    yield (
+        f"com.ubuntu.maas:{LABEL}:centos-bases-download",
+        _centos_products(tree, versions, big, small),
+    )
 
 
 def _dump(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, indent=1).encode() + b"\n"
 
 
-def write_sample_stream(root: Path, *, file_size: int, versions: int = 2,
-                        newest: date = date(2025, 7, 18),
-                        signing_key: SigningKey | None = None) -> SampleStream:
+def write_sample_stream(
+    root: Path,
+    *,
+    file_size: int,
+    versions: int = 2,
+    newest: date = date(2025, 7, 18),
+    signing_key: SigningKey | None = None,
+) -> SampleStream:
     """Write a signed sample stream under ``root``; return what was written.
 
     Large files (squashfs, kernels, initrds, root-tgz) are ``file_size`` bytes;
@@ -199,30 +251,48 @@ def write_sample_stream(root: Path, *, file_size: int, versions: int = 2,
     (root / "streams" / "v1").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bootsync-sample-key-") as tmp:
         key = signing_key or SigningKey.create(
-            Path(tmp) / "gnupg", name="bootsync sample stream",
-            email="sample-stream@bootsync.invalid")
+            Path(tmp) / "gnupg",
+            name="bootsync sample stream",
+            email="sample-stream@bootsync.invalid",
+        )
         try:
-            return _write(root, tree, key, names=names, file_size=file_size, small=small,
-                          updated=updated)
+            return _write(
+                root, tree, key, names=names, file_size=file_size, small=small, updated=updated
+            )
         finally:
             if signing_key is None:
                 key.close()
 
 
-def _write(root: Path, tree: _Tree, key: SigningKey, *, names: list[str], file_size: int,
-           small: int, updated: str) -> SampleStream:
+def _write(
+    root: Path,
+    tree: _Tree,
+    key: SigningKey,
+    *,
+    names: list[str],
+    file_size: int,
+    small: int,
+    updated: str,
+) -> SampleStream:
     meta = root / "streams" / "v1"
     index_entries: dict[str, Any] = {}
     for content_id, products in _documents(tree, names, file_size, small):
-        doc = {"content_id": content_id, "datatype": "image-ids", "format": "products:1.0",
-               "updated": updated, "products": products}
+        doc = {
+            "content_id": content_id,
+            "datatype": "image-ids",
+            "format": "products:1.0",
+            "updated": updated,
+            "products": products,
+        }
         payload = _dump(doc)
         (meta / f"{content_id}.json").write_bytes(payload)
         (meta / f"{content_id}.sjson").write_bytes(key.clearsign(payload))
         index_entries[content_id] = {
-            "datatype": "image-ids", "format": "products:1.0",
+            "datatype": "image-ids",
+            "format": "products:1.0",
             "path": f"streams/v1/{content_id}.json",
-            "products": sorted(products), "updated": updated,
+            "products": sorted(products),
+            "updated": updated,
         }
     index = {"format": "index:1.0", "index": index_entries, "updated": updated}
     (meta / "index.json").write_bytes(_dump(index))
@@ -231,5 +301,10 @@ def _write(root: Path, tree: _Tree, key: SigningKey, *, names: list[str], file_s
     (meta / "index.sjson").write_bytes(key.clearsign(_dump(index)))
     keyring = root / KEYRING_NAME
     keyring.write_bytes(key.export_public())
-    return SampleStream(root=root, keyring=keyring, fingerprint=key.fingerprint,
-                        files=tree.files, total_bytes=tree.total)
+    return SampleStream(
+        root=root,
+        keyring=keyring,
+        fingerprint=key.fingerprint,
+        files=tree.files,
+        total_bytes=tree.total,
+    )

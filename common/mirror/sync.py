@@ -89,8 +89,10 @@ class MirrorFailedError(BootsyncError):
 
     def __init__(self, summary: MirrorSummary) -> None:
         self.summary = summary
-        super().__init__(f"{summary.files_failed} file(s) failed; the mirror is unchanged: "
-                         + "; ".join(summary.failures[:5]))
+        super().__init__(
+            f"{summary.files_failed} file(s) failed; the mirror is unchanged: "
+            + "; ".join(summary.failures[:5])
+        )
 
 
 def resolve_source(url: str, *, signed: bool) -> tuple[str, str]:
@@ -107,8 +109,13 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
     started = time.monotonic()
     index_url, base = resolve_source(opts.source_url, signed=opts.keyring is not None)
     tree = MirrorTree(opts.target)
-    log.info("mirror_started", source=index_url, target=str(opts.target),
-             filters=[str(f) for f in opts.filters], max_versions=opts.max_versions)
+    log.info(
+        "mirror_started",
+        source=index_url,
+        target=str(opts.target),
+        filters=[str(f) for f in opts.filters],
+        max_versions=opts.max_versions,
+    )
     async with make_session(user_agent=USER_AGENT) as session:
         index = await _fetch_index(session, index_url, opts.keyring)
         wanted = await _select(session, base, index, opts)
@@ -119,31 +126,50 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
         outcomes = await _download(session, tree.store, base, plan.to_fetch, opts)
     failed = [o for o in outcomes if not o.ok]
     if failed:
-        summary = _summary("failed", index_url, wanted, outcomes, len(plan.already_present),
-                           removed=0, changed=False, started=started)
+        summary = _summary(
+            "failed",
+            index_url,
+            wanted,
+            outcomes,
+            len(plan.already_present),
+            removed=0,
+            changed=False,
+            started=started,
+        )
         log.error("mirror_finished", **dataclasses.asdict(summary))
         raise MirrorFailedError(summary)
-    files = {item.path: item.sha256 for item in items
-             if item.path is not None and item.sha256 is not None}
+    files = {
+        item.path: item.sha256
+        for item in items
+        if item.path is not None and item.sha256 is not None
+    }
     await tree.place_files(files)
     changed = await _write_metadata(tree, index, wanted, opts.signing_key)
     published = dict(files) | dict.fromkeys(_metadata_paths(index, wanted), "metadata")
     removed = await tree.commit_state(published)
     await tree.store.collect_garbage(set(files.values()))
-    summary = _summary("ok", index_url, wanted, outcomes, len(plan.already_present),
-                       removed=len(removed), changed=changed, started=started)
+    summary = _summary(
+        "ok",
+        index_url,
+        wanted,
+        outcomes,
+        len(plan.already_present),
+        removed=len(removed),
+        changed=changed,
+        started=started,
+    )
     log.info("mirror_finished", **dataclasses.asdict(summary))
     return summary
 
 
-async def _fetch_index(session: aiohttp.ClientSession, url: str,
-                       keyring: Keyring | None) -> Index:
+async def _fetch_index(session: aiohttp.ClientSession, url: str, keyring: Keyring | None) -> Index:
     doc = await fetch_verified(session, url, keyring)
     return parse_index(doc.payload, source=url)
 
 
-async def _select(session: aiohttp.ClientSession, base: str, index: Index,
-                  opts: MirrorOptions) -> dict[str, ProductList]:
+async def _select(
+    session: aiohttp.ClientSession, base: str, index: Index, opts: MirrorOptions
+) -> dict[str, ProductList]:
     """Each products document of the index, filtered to the newest wanted versions."""
     wanted: dict[str, ProductList] = {}
     for content_id, entry in index.entries.items():
@@ -154,8 +180,12 @@ async def _select(session: aiohttp.ClientSession, base: str, index: Index,
         products = parse_products(doc.payload, source=url)
         selected = filter_items(products, lambda item: _matches(opts.filters, item))
         kept = newest_versions(selected, keep=opts.max_versions)
-        log.info("products_selected", content_id=content_id, products=len(kept.products),
-                 upstream=len(products.products))
+        log.info(
+            "products_selected",
+            content_id=content_id,
+            products=len(kept.products),
+            upstream=len(products.products),
+        )
         if kept.products:  # a document the filters emptied is not published at all
             wanted[content_id] = kept
     return wanted
@@ -166,18 +196,34 @@ def _matches(filters: tuple[ItemFilter, ...], item: FlatItem) -> bool:
 
 
 async def _present(store: BlobStore, items: list[FlatItem]) -> set[str]:
-    sizes = {item.sha256: item.size for item in items
-             if item.sha256 is not None and item.size is not None}
+    sizes = {
+        item.sha256: item.size
+        for item in items
+        if item.sha256 is not None and item.size is not None
+    }
     return {sha for sha, size in sizes.items() if await store.has(sha, size)}
 
 
-async def _download(session: aiohttp.ClientSession, store: BlobStore, base: str,
-                    blobs: tuple[Blob, ...], opts: MirrorOptions) -> list[DownloadOutcome]:
-    requests = [DownloadRequest(url=join_url(base, b.paths[0]), sha256=b.sha256, size=b.size,
-                                name=b.paths[0]) for b in blobs]
-    progress = TransferProgress(total_bytes=sum(r.size for r in requests),
-                                total_files=len(requests), label="mirror") \
-        if opts.show_progress else None
+async def _download(
+    session: aiohttp.ClientSession,
+    store: BlobStore,
+    base: str,
+    blobs: tuple[Blob, ...],
+    opts: MirrorOptions,
+) -> list[DownloadOutcome]:
+    requests = [
+        DownloadRequest(
+            url=join_url(base, b.paths[0]), sha256=b.sha256, size=b.size, name=b.paths[0]
+        )
+        for b in blobs
+    ]
+    progress = (
+        TransferProgress(
+            total_bytes=sum(r.size for r in requests), total_files=len(requests), label="mirror"
+        )
+        if opts.show_progress
+        else None
+    )
     downloader = Downloader(session, store, on_progress=_advance(progress))
     try:
         return await downloader.fetch_all(requests, concurrency=opts.concurrency)
@@ -192,6 +238,7 @@ def _advance(progress: TransferProgress | None):  # type: ignore[no-untyped-def]
 
     def on_progress(_req: DownloadRequest, nbytes: int) -> None:
         progress.advance(nbytes)
+
     return on_progress
 
 
@@ -207,8 +254,9 @@ def _metadata_paths(index: Index, wanted: Mapping[str, ProductList]) -> list[str
     return paths
 
 
-async def _write_metadata(tree: MirrorTree, index: Index, wanted: Mapping[str, ProductList],
-                          key: SigningKey) -> bool:
+async def _write_metadata(
+    tree: MirrorTree, index: Index, wanted: Mapping[str, ProductList], key: SigningKey
+) -> bool:
     """Write signed products documents, then the index; True if anything changed."""
     # A new key (or keyring) means every signature must be made again.
     resign = await tree.write_document(KEYRING_NAME, await key.aexport_public())
@@ -219,20 +267,27 @@ async def _write_metadata(tree: MirrorTree, index: Index, wanted: Mapping[str, P
         stem = _stem(entry.path or "")
         changed |= await _write_signed(tree, stem, render_products(products), key, resign)
         entries[content_id] = dataclasses.replace(
-            entry, path=f"{stem}.json", products=tuple(sorted(products.products)))
+            entry, path=f"{stem}.json", products=tuple(sorted(products.products))
+        )
     plain = dataclasses.replace(index, entries=entries)
-    signed = dataclasses.replace(index, entries={
-        cid: dataclasses.replace(e, path=f"{_stem(e.path or '')}.sjson")
-        for cid, e in entries.items()})
+    signed = dataclasses.replace(
+        index,
+        entries={
+            cid: dataclasses.replace(e, path=f"{_stem(e.path or '')}.sjson")
+            for cid, e in entries.items()
+        },
+    )
     changed |= await tree.write_document("streams/v1/index.json", render_index(plain))
     if changed or await tree.read_document("streams/v1/index.sjson") is None:
-        await tree.write_document("streams/v1/index.sjson",
-                                  await key.aclearsign(render_index(signed)))
+        await tree.write_document(
+            "streams/v1/index.sjson", await key.aclearsign(render_index(signed))
+        )
     return changed
 
 
-async def _write_signed(tree: MirrorTree, stem: str, payload: bytes, key: SigningKey,
-                        resign: bool) -> bool:
+async def _write_signed(
+    tree: MirrorTree, stem: str, payload: bytes, key: SigningKey, resign: bool
+) -> bool:
     """Write ``stem.json`` and its clearsigned ``stem.sjson`` (signed again only on change)."""
     changed = await tree.write_document(f"{stem}.json", payload)
     if changed or resign or await tree.read_document(f"{stem}.sjson") is None:
@@ -240,17 +295,29 @@ async def _write_signed(tree: MirrorTree, stem: str, payload: bytes, key: Signin
     return changed
 
 
-def _summary(outcome: str, index_url: str, wanted: Mapping[str, ProductList],
-             outcomes: list[DownloadOutcome], reused: int, *, removed: int, changed: bool,
-             started: float) -> MirrorSummary:
+def _summary(
+    outcome: str,
+    index_url: str,
+    wanted: Mapping[str, ProductList],
+    outcomes: list[DownloadOutcome],
+    reused: int,
+    *,
+    removed: int,
+    changed: bool,
+    started: float,
+) -> MirrorSummary:
     fetched = [o for o in outcomes if o.ok and not o.reused]
     failed = [o for o in outcomes if not o.ok]
     return MirrorSummary(
-        outcome=outcome, index_url=index_url,
+        outcome=outcome,
+        index_url=index_url,
         products=sum(len(p.products) for p in wanted.values()),
         files_fetched=len(fetched),
         files_reused=reused + sum(1 for o in outcomes if o.ok and o.reused),
-        files_failed=len(failed), bytes_fetched=sum(o.bytes_received for o in outcomes),
-        files_removed=removed, metadata_changed=changed,
+        files_failed=len(failed),
+        bytes_fetched=sum(o.bytes_received for o in outcomes),
+        files_removed=removed,
+        metadata_changed=changed,
         duration_s=round(time.monotonic() - started, 3),
-        failures=tuple(f"{o.request.name}: {o.error}" for o in failed))
+        failures=tuple(f"{o.request.name}: {o.error}" for o in failed),
+    )

@@ -39,12 +39,14 @@ class MirrorTree:
 
     async def previous_files(self) -> dict[str, str]:
         """Files (path → sha256 or ``"metadata"``) the last successful run published."""
+
         def read() -> dict[str, str]:
             try:
                 data = json.loads(self._state_file.read_bytes())
             except FileNotFoundError:
                 return {}
             return dict(data["files"])
+
         return await asyncio.to_thread(read)
 
     async def place_files(self, files: Mapping[str, str]) -> int:
@@ -71,11 +73,13 @@ class MirrorTree:
 
     async def read_document(self, relpath: str) -> bytes | None:
         """The current bytes of a published metadata file, or None."""
+
         def read() -> bytes | None:
             try:
                 return (self.root / relpath).read_bytes()
             except FileNotFoundError:
                 return None
+
         return await asyncio.to_thread(read)
 
     async def commit_state(self, files: Mapping[str, str]) -> list[str]:

@@ -26,8 +26,9 @@ class LoggingSettings(Protocol):
     def log_format(self) -> LogFormat: ...
 
 
-async def reload_logging(read_config: Callable[[], LoggingSettings],
-                         observers: Sequence[metrics.EventObserver]) -> None:
+async def reload_logging(
+    read_config: Callable[[], LoggingSettings], observers: Sequence[metrics.EventObserver]
+) -> None:
     """SIGHUP: apply the log level and format the configuration says now.
 
     ``read_config`` re-reads the file (it blocks, so it runs in a worker thread);
@@ -38,8 +39,9 @@ async def reload_logging(read_config: Callable[[], LoggingSettings],
     except ConfigError as exc:
         log.error("config_reload_failed", error=str(exc))  # noqa: TRY400 - expected, not a bug
         return
-    metrics.configure_daemon_logging(level=config.log_level, fmt=config.log_format,
-                                     observers=observers)
+    metrics.configure_daemon_logging(
+        level=config.log_level, fmt=config.log_format, observers=observers
+    )
     # A warning, so that it shows whatever level was chosen (but error).
     log.warning("log_level_reloaded", level=config.log_level, format=config.log_format)
 

@@ -42,11 +42,13 @@ class EnvVar:
 
 
 def _common(prefix: str) -> tuple[EnvVar, ...]:
-    return (EnvVar(f"{prefix}_LISTEN", "server.listen"),
-            EnvVar(f"{prefix}_SHUTDOWN_GRACE_S", "server.shutdown_grace_s", "integer"),
-            EnvVar(f"{prefix}_DATA_DIR", "storage.data_dir"),
-            EnvVar(f"{prefix}_LOG_LEVEL", "log.level"),
-            EnvVar(f"{prefix}_LOG_FORMAT", "log.format"))
+    return (
+        EnvVar(f"{prefix}_LISTEN", "server.listen"),
+        EnvVar(f"{prefix}_SHUTDOWN_GRACE_S", "server.shutdown_grace_s", "integer"),
+        EnvVar(f"{prefix}_DATA_DIR", "storage.data_dir"),
+        EnvVar(f"{prefix}_LOG_LEVEL", "log.level"),
+        EnvVar(f"{prefix}_LOG_FORMAT", "log.format"),
+    )
 
 
 REGIOND_ENV: tuple[EnvVar, ...] = (
@@ -72,8 +74,9 @@ class EnvOverlay:
     origins: dict[str, str]  # dotted key -> variable name
 
 
-def overlay_env(data: Mapping[str, Any], variables: Sequence[EnvVar],
-                environ: Mapping[str, str]) -> EnvOverlay:
+def overlay_env(
+    data: Mapping[str, Any], variables: Sequence[EnvVar], environ: Mapping[str, str]
+) -> EnvOverlay:
     """``data`` (a parsed TOML document, not modified) with each set variable applied.
 
     A value that does not convert (``"abc"`` for an integer) is kept as text, so
@@ -129,8 +132,9 @@ def prepare_data_dir(path: Path, *, key: str) -> None:
     except FileExistsError:
         raise ConfigError(f"{key}: {path} exists but is not a directory") from None
     except OSError as exc:
-        raise ConfigError(f"{key}: cannot create {path}: {exc.strerror or exc} "
-                          f"(running as uid {os.getuid()})") from exc
+        raise ConfigError(
+            f"{key}: cannot create {path}: {exc.strerror or exc} (running as uid {os.getuid()})"
+        ) from exc
     problem = data_dir_problem(path, key=key)
     if problem is not None:
         raise ConfigError(problem)
@@ -153,6 +157,8 @@ def data_dir_problem(path: Path, *, key: str) -> str | None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        return (f"{key}: {path} does not exist and cannot be created: {parent} is not a "
-                f"writable directory for uid {uid}")
+        return (
+            f"{key}: {path} does not exist and cannot be created: {parent} is not a "
+            f"writable directory for uid {uid}"
+        )
     return None

@@ -16,12 +16,17 @@ import structlog
 
 LogFormat = Literal["auto", "json", "console"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
-def configure_logging(*, level: str = "info", fmt: LogFormat = "auto",
-                      stream: TextIO | None = None) -> None:
+def configure_logging(
+    *, level: str = "info", fmt: LogFormat = "auto", stream: TextIO | None = None
+) -> None:
     """Configure structlog for this process.
 
     ``fmt="auto"`` picks the console renderer when ``stream`` is a terminal and
@@ -31,8 +36,11 @@ def configure_logging(*, level: str = "info", fmt: LogFormat = "auto",
         raise ValueError(f"unknown log level {level!r}; use one of {', '.join(_LEVELS)}")
     out = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
-    renderer: Any = (structlog.processors.JSONRenderer(sort_keys=False) if use_json
-                     else structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    renderer: Any = (
+        structlog.processors.JSONRenderer(sort_keys=False)
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -49,51 +49,98 @@ PlatformCollector(registry=REGISTRY)
 _SYNC_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
 _FILE_BUCKETS = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600)
 
-IMPORTS = Counter("bootsync_imports", "Region imports by outcome (ok, failed, cancelled).",
-                  ["outcome"], registry=REGISTRY)
-IMPORT_SECONDS = Histogram("bootsync_import_duration_seconds", "Duration of region imports.",
-                           buckets=_SYNC_BUCKETS, registry=REGISTRY)
-PULLS = Counter("bootsync_pulls", "Rack pulls by outcome (ok, unchanged, failed, cancelled).",
-                ["outcome"], registry=REGISTRY)
-PULL_SECONDS = Histogram("bootsync_pull_duration_seconds", "Duration of rack pulls.",
-                         buckets=_SYNC_BUCKETS, registry=REGISTRY)
-DOWNLOADS = Counter("bootsync_downloads", "File downloads by outcome (ok, failed).",
-                    ["outcome"], registry=REGISTRY)
-DOWNLOAD_SECONDS = Histogram("bootsync_download_duration_seconds",
-                             "Duration of successful file downloads, retries included.",
-                             buckets=_FILE_BUCKETS, registry=REGISTRY)
-DOWNLOADED_BYTES = Counter("bootsync_downloaded_bytes",
-                           "Bytes received for files that downloaded and verified.",
-                           registry=REGISTRY)
-FILES_VERIFIED = Counter("bootsync_files_verified",
-                         "Downloaded files whose size and sha256 matched the signed metadata.",
-                         registry=REGISTRY)
+IMPORTS = Counter(
+    "bootsync_imports",
+    "Region imports by outcome (ok, failed, cancelled).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+IMPORT_SECONDS = Histogram(
+    "bootsync_import_duration_seconds",
+    "Duration of region imports.",
+    buckets=_SYNC_BUCKETS,
+    registry=REGISTRY,
+)
+PULLS = Counter(
+    "bootsync_pulls",
+    "Rack pulls by outcome (ok, unchanged, failed, cancelled).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+PULL_SECONDS = Histogram(
+    "bootsync_pull_duration_seconds",
+    "Duration of rack pulls.",
+    buckets=_SYNC_BUCKETS,
+    registry=REGISTRY,
+)
+DOWNLOADS = Counter(
+    "bootsync_downloads", "File downloads by outcome (ok, failed).", ["outcome"], registry=REGISTRY
+)
+DOWNLOAD_SECONDS = Histogram(
+    "bootsync_download_duration_seconds",
+    "Duration of successful file downloads, retries included.",
+    buckets=_FILE_BUCKETS,
+    registry=REGISTRY,
+)
+DOWNLOADED_BYTES = Counter(
+    "bootsync_downloaded_bytes",
+    "Bytes received for files that downloaded and verified.",
+    registry=REGISTRY,
+)
+FILES_VERIFIED = Counter(
+    "bootsync_files_verified",
+    "Downloaded files whose size and sha256 matched the signed metadata.",
+    registry=REGISTRY,
+)
 VERIFICATION_FAILURES = Counter(
     "bootsync_verification_failures",
     "Files or documents refused by a check, by reason (sha256_mismatch, size_mismatch, "
-    "oversize, bad_signature, unknown_key, ...).", ["reason"], registry=REGISTRY)
-SERVED_BYTES = Counter("bootsync_served_bytes",
-                       "Bytes of image and stream files served (Content-Length of GET "
-                       "responses with status 200 or 206).", registry=REGISTRY)
-SERVED_FILES = Counter("bootsync_served_files",
-                       "GET responses with status 200 or 206 for image and stream files.",
-                       registry=REGISTRY)
-LAST_SUCCESS = Gauge("bootsync_last_successful_sync_timestamp_seconds",
-                     "Unix time of the last import (region) or pull (rack) that succeeded "
-                     "in this process; 0 before the first.", registry=REGISTRY)
-OBSERVER_ERRORS = Counter("bootsync_event_observer_errors",
-                          "Log events an observer failed on (a bug; the event was still "
-                          "logged).", registry=REGISTRY)
+    "oversize, bad_signature, unknown_key, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
+SERVED_BYTES = Counter(
+    "bootsync_served_bytes",
+    "Bytes of image and stream files served (Content-Length of GET "
+    "responses with status 200 or 206).",
+    registry=REGISTRY,
+)
+SERVED_FILES = Counter(
+    "bootsync_served_files",
+    "GET responses with status 200 or 206 for image and stream files.",
+    registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    "bootsync_last_successful_sync_timestamp_seconds",
+    "Unix time of the last import (region) or pull (rack) that succeeded "
+    "in this process; 0 before the first.",
+    registry=REGISTRY,
+)
+OBSERVER_ERRORS = Counter(
+    "bootsync_event_observer_errors",
+    "Log events an observer failed on (a bug; the event was still logged).",
+    registry=REGISTRY,
+)
 
 # Integrity reasons come from download_failed; signature reasons from a rack's
 # pull_refused. A pull that fails on a bad file is not counted twice: its
 # download_failed already was.
 INTEGRITY_REASONS = frozenset({"sha256_mismatch", "size_mismatch", "oversize", "integrity"})
-SIGNATURE_REASONS = frozenset({"signature", "no_signature", "bad_signature", "tampered_payload",
-                               "unknown_key", "expired_key", "keyring"})
+SIGNATURE_REASONS = frozenset(
+    {
+        "signature",
+        "no_signature",
+        "bad_signature",
+        "tampered_payload",
+        "unknown_key",
+        "expired_key",
+        "keyring",
+    }
+)
 
-OBSERVED_EVENTS = frozenset({"import_finished", "pull_finished", "download_finished",
-                             "download_failed", "pull_refused"})
+OBSERVED_EVENTS = frozenset(
+    {"import_finished", "pull_finished", "download_finished", "download_failed", "pull_refused"}
+)
 """The log events :func:`record_event` reads (the catalogue test checks they exist)."""
 
 
@@ -156,19 +203,28 @@ async def snapshot_age(root: Path) -> float | None:
     Its manifest is written just before publication and never touched again, so
     republishing identical content does not make the snapshot look new.
     """
+
     def age() -> float | None:
         try:
             return max(0.0, time.time() - (root / "current" / MANIFEST_NAME).stat().st_mtime)
         except FileNotFoundError:
             return None
+
     return await asyncio.to_thread(age)
 
 
 # --- seeing every log event ------------------------------------------------------------
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "warn": logging.WARNING, "error": logging.ERROR, "exception": logging.ERROR,
-           "critical": logging.CRITICAL, "fatal": logging.CRITICAL}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 
 
 class _Tap:
@@ -208,14 +264,18 @@ def tap_log_events(observers: Sequence[EventObserver], *, level: str) -> None:
     ``level`` filter behind the observers. Raises KeyError for an unknown level.
     """
     level_filter = _LevelFilter(level)
-    kept = [p for p in structlog.get_config()["processors"]
-            if not isinstance(p, _Tap | _LevelFilter)]
-    structlog.configure(processors=[_Tap(observers), level_filter, *kept],
-                        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    kept = [
+        p for p in structlog.get_config()["processors"] if not isinstance(p, _Tap | _LevelFilter)
+    ]
+    structlog.configure(
+        processors=[_Tap(observers), level_filter, *kept],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+    )
 
 
-def configure_daemon_logging(*, level: str, fmt: LogFormat,
-                             observers: Sequence[EventObserver]) -> None:
+def configure_daemon_logging(
+    *, level: str, fmt: LogFormat, observers: Sequence[EventObserver]
+) -> None:
     """:func:`~common.ops.logging.configure_logging`, then :func:`tap_log_events` (at start
     and at each SIGHUP). Raises ValueError for an unknown level."""
     configure_logging(level=level, fmt=fmt)
@@ -239,8 +299,12 @@ def gauge(name: str, documentation: str, value: float | None) -> list[Metric]:
     return [] if value is None else [GaugeMetricFamily(name, documentation, value=value)]
 
 
-def labelled_gauge(name: str, documentation: str, labels: Sequence[str],
-                   rows: Iterable[tuple[Sequence[str], float]]) -> Metric:
+def labelled_gauge(
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    rows: Iterable[tuple[Sequence[str], float]],
+) -> Metric:
     """A gauge family with one sample per (label values, value) row."""
     family = GaugeMetricFamily(name, documentation, labels=labels)
     for values, value in rows:
@@ -275,9 +339,14 @@ def count_served(prefix: str) -> Callable[[web.Request, web.StreamResponse], Awa
     It runs once the headers are final, so a FileResponse's Content-Length is the
     whole file (200) or the range sent (206); HEAD requests send no body.
     """
+
     async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        if (request.method == "GET" and response.status in (200, 206)
-                and request.path.startswith(prefix)):
+        if (
+            request.method == "GET"
+            and response.status in (200, 206)
+            and request.path.startswith(prefix)
+        ):
             SERVED_FILES.inc()
             SERVED_BYTES.inc(response.content_length or 0)
+
     return on_response_prepare

@@ -23,8 +23,15 @@ class TransferProgress:
     only.
     """
 
-    def __init__(self, *, total_bytes: int, total_files: int, label: str = "",
-                 stream: TextIO | None = None, log_every: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        total_bytes: int,
+        total_files: int,
+        label: str = "",
+        stream: TextIO | None = None,
+        log_every: float = 10.0,
+    ) -> None:
         self.total_bytes = total_bytes
         self.total_files = total_files
         self.label = label
@@ -66,10 +73,16 @@ class TransferProgress:
         if self._tty:
             self._draw()
         else:
-            log.info("transfer_progress", label=self.label, bytes=self.done_bytes,
-                     total_bytes=self.total_bytes, files=self.done_files,
-                     total_files=self.total_files, percent=round(self.percent(), 1),
-                     mib_per_s=round(self.rate() / _MIB, 1))
+            log.info(
+                "transfer_progress",
+                label=self.label,
+                bytes=self.done_bytes,
+                total_bytes=self.total_bytes,
+                files=self.done_files,
+                total_files=self.total_files,
+                percent=round(self.percent(), 1),
+                mib_per_s=round(self.rate() / _MIB, 1),
+            )
 
     def percent(self) -> float:
         """Bytes done as a percentage of the total (100 when there is nothing to do)."""
@@ -78,8 +91,10 @@ class TransferProgress:
     def _draw(self) -> None:
         filled = int(_BAR_WIDTH * min(self.percent(), 100.0) / 100)
         bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-        line = (f"\r{self.label} [{bar}] {self.percent():5.1f}% "
-                f"{self.done_bytes / _MIB:,.1f}/{self.total_bytes / _MIB:,.1f} MiB "
-                f"{self.done_files}/{self.total_files} files {self.rate() / _MIB:,.1f} MiB/s")
+        line = (
+            f"\r{self.label} [{bar}] {self.percent():5.1f}% "
+            f"{self.done_bytes / _MIB:,.1f}/{self.total_bytes / _MIB:,.1f} MiB "
+            f"{self.done_files}/{self.total_files} files {self.rate() / _MIB:,.1f} MiB/s"
+        )
         self._stream.write(line)
         self._stream.flush()

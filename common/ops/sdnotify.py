@@ -77,8 +77,9 @@ class Notifier:
         """
         if self._address is None:
             return False
-        message = "\n".join(f"{key}={value.replace(chr(10), ' ')}"
-                            for key, value in fields.items()).encode()
+        message = "\n".join(
+            f"{key}={value.replace(chr(10), ' ')}" for key, value in fields.items()
+        ).encode()
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # not inherited
@@ -136,9 +137,18 @@ def _watchdog_interval(env: Mapping[str, str]) -> float | None:
     return usec / 2e6 if usec > 0 else None
 
 
-STATUS_EVENTS = frozenset({"import_started", "pull_started", "downloads_started", "pull_planned",
-                           "download_finished", "download_failed", "import_finished",
-                           "pull_finished"})
+STATUS_EVENTS = frozenset(
+    {
+        "import_started",
+        "pull_started",
+        "downloads_started",
+        "pull_planned",
+        "download_finished",
+        "download_failed",
+        "import_finished",
+        "pull_finished",
+    }
+)
 """The log events :class:`StatusLine` reads (the catalogue test checks they exist)."""
 
 
@@ -174,8 +184,10 @@ class StatusLine:
         elif event in ("import_finished", "pull_finished"):
             kind = "import" if event == "import_finished" else "pull"
             self._verb, self._files = "", 0
-            self._set(f"idle, last {kind} {datetime.now(UTC):%H:%M} UTC "
-                      f"{fields.get('outcome', '?')}{_why(fields)}")
+            self._set(
+                f"idle, last {kind} {datetime.now(UTC):%H:%M} UTC "
+                f"{fields.get('outcome', '?')}{_why(fields)}"
+            )
 
     def _set(self, text: str) -> None:
         if text != self.text:

@@ -58,8 +58,9 @@ def show(value: object) -> str:
 class Table:
     """One TOML table: typed readers that record problems under dotted key names."""
 
-    def __init__(self, data: Mapping[str, Any], *, prefix: str, problems: list[str],
-                 tables: list[Table]) -> None:
+    def __init__(
+        self, data: Mapping[str, Any], *, prefix: str, problems: list[str], tables: list[Table]
+    ) -> None:
         self._data = data
         self._prefix = prefix
         self._problems = problems
@@ -85,11 +86,18 @@ class Table:
         if present and not isinstance(value, dict):
             self.problem(name, f"must be a table, got {show(value)}")
             value = {}
-        return Table(value or {}, prefix=self.key(name) + ".", problems=self._problems,
-                     tables=self._tables)
+        return Table(
+            value or {}, prefix=self.key(name) + ".", problems=self._problems, tables=self._tables
+        )
 
-    def string(self, name: str, default: str, *, choices: Sequence[str] = (),
-               check: Callable[[str], object] | None = None) -> str:
+    def string(
+        self,
+        name: str,
+        default: str,
+        *,
+        choices: Sequence[str] = (),
+        check: Callable[[str], object] | None = None,
+    ) -> str:
         """A string value; ``check`` raises ValueError whose text becomes the problem."""
         present, value = self._get(name)
         if not present:
@@ -108,8 +116,9 @@ class Table:
                 return default
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None,
-                maximum: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         """A whole number within [minimum, maximum] (either bound optional)."""
         present, value = self._get(name)
         if not present:
@@ -123,9 +132,12 @@ class Table:
         else:
             wanted = "a whole number"
         # TOML booleans are Python bools, which are ints: refuse them explicitly.
-        if (not isinstance(value, int) or isinstance(value, bool)
-                or (minimum is not None and value < minimum)
-                or (maximum is not None and value > maximum)):
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+        ):
             self.problem(name, f"must be {wanted}, got {show(value)}")
             return default
         return value

@@ -128,8 +128,9 @@ class BlobStore:
         """
         return await asyncio.to_thread(self._ingest, data, sha256, None)
 
-    async def ingest_file(self, path: Path, *, sha256: str | None = None,
-                          size: int | None = None) -> str:
+    async def ingest_file(
+        self, path: Path, *, sha256: str | None = None, size: int | None = None
+    ) -> str:
         """Copy the local file ``path`` into the store and return its sha256.
 
         With ``sha256`` / ``size`` given, raise DigestMismatchError /
@@ -137,8 +138,7 @@ class BlobStore:
         """
         return await asyncio.to_thread(self._ingest, path, sha256, size)
 
-    def _ingest(self, source: bytes | Path, expected: str | None,
-                expected_size: int | None) -> str:
+    def _ingest(self, source: bytes | Path, expected: str | None, expected_size: int | None) -> str:
         if expected is not None:
             check_sha256(expected)
         self._prepare()
@@ -184,8 +184,7 @@ class BlobStore:
         free, total = await asyncio.to_thread(self._disk_usage)
         reserve = self._reserve if self._reserve is not None else max(_MIN_MARGIN, total // 100)
         if needed + reserve > free:
-            raise InsufficientSpaceError(path=str(self.root), needed=needed + reserve,
-                                         free=free)
+            raise InsufficientSpaceError(path=str(self.root), needed=needed + reserve, free=free)
 
     async def collect_garbage(self, referenced: set[str]) -> GCResult:
         """Delete blobs and partials whose sha256 is not in ``referenced``.
@@ -195,8 +194,12 @@ class BlobStore:
         Names that are not sha256 values are left alone.
         """
         result = await asyncio.to_thread(self._collect, frozenset(referenced))
-        log.info("blobstore_gc", blobs_removed=result.blobs_removed,
-                 partials_removed=result.partials_removed, bytes_freed=result.bytes_freed)
+        log.info(
+            "blobstore_gc",
+            blobs_removed=result.blobs_removed,
+            partials_removed=result.partials_removed,
+            bytes_freed=result.bytes_freed,
+        )
         return result
 
     def _collect(self, referenced: frozenset[str]) -> GCResult:

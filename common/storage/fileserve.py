@@ -73,13 +73,19 @@ class SendfileResponse(FileResponse):
     so the client sees a short body and a closed connection, never a desync.
     """
 
-    async def _sendfile(self, request: BaseRequest, fobj: IO[Any], offset: int,
-                        count: int) -> AbstractStreamWriter:
+    async def _sendfile(
+        self, request: BaseRequest, fobj: IO[Any], offset: int, count: int
+    ) -> AbstractStreamWriter:
         transport = request.transport
-        if (transport is None or transport.is_closing() or count < MIN_SENDFILE_BYTES
-                or self.compression or web_fileresponse.NOSENDFILE
-                or transport.get_extra_info("sslcontext") is not None
-                or transport.get_extra_info("socket") is None):
+        if (
+            transport is None
+            or transport.is_closing()
+            or count < MIN_SENDFILE_BYTES
+            or self.compression
+            or web_fileresponse.NOSENDFILE
+            or transport.get_extra_info("sslcontext") is not None
+            or transport.get_extra_info("socket") is None
+        ):
             return await super()._sendfile(request, fobj, offset, count)
         # StreamResponse.prepare sends the status line and headers right away.
         writer = await super(FileResponse, self).prepare(request)
@@ -89,14 +95,16 @@ class SendfileResponse(FileResponse):
         resume_reading = transport.is_reading()
         transport.pause_reading()  # as loop.sendfile does: nothing else touches the socket
         try:
-            sent = await send_fd(transport.get_extra_info("socket").fileno(), fobj.fileno(),
-                                 offset, count)
+            sent = await send_fd(
+                transport.get_extra_info("socket").fileno(), fobj.fileno(), offset, count
+            )
         finally:
             if resume_reading and not transport.is_closing():
                 transport.resume_reading()
         if sent < count:
-            log.warning("file_shrank_while_sending", path=str(self._path), bytes=sent,
-                        expected=count)
+            log.warning(
+                "file_shrank_while_sending", path=str(self._path), bytes=sent, expected=count
+            )
             raise ConnectionAbortedError(f"{self._path}: file ended {count - sent} bytes early")
         await super().write_eof()
         return writer
@@ -134,8 +142,9 @@ async def send_fd(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
     sent = 0
     try:
         while sent < count:
-            call = loop.run_in_executor(sendfile_pool(), _send_until_full, sock_dup, file_dup,
-                                        offset + sent, count - sent)
+            call = loop.run_in_executor(
+                sendfile_pool(), _send_until_full, sock_dup, file_dup, offset + sent, count - sent
+            )
             # Shielded: cancelling us must not orphan a worker that still uses the dups.
             step, socket_full = await asyncio.shield(call)
             call = None

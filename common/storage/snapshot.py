@@ -71,15 +71,22 @@ class SnapshotBuilder:
         if relpath in self.files or relpath in self.blobs:
             raise ValueError(f"{relpath}: already in this snapshot")
         parts = PurePosixPath(relpath).parts
-        if (not parts or relpath.startswith("/") or ".." in parts or "\\" in relpath
-                or relpath == MANIFEST_NAME):
+        if (
+            not parts
+            or relpath.startswith("/")
+            or ".." in parts
+            or "\\" in relpath
+            or relpath == MANIFEST_NAME
+        ):
             raise ValueError(f"{relpath}: not a path inside the snapshot")
         return self.path / relpath
 
     def manifest(self) -> bytes:
         """The manifest: every file and blob of the snapshot, as canonical JSON."""
-        body = {"files": dict(sorted(self.files.items())),
-                "blobs": dict(sorted(self.blobs.items()))}
+        body = {
+            "files": dict(sorted(self.files.items())),
+            "blobs": dict(sorted(self.blobs.items())),
+        }
         return json.dumps(body, sort_keys=True, indent=1).encode() + b"\n"
 
 
@@ -124,8 +131,14 @@ class SnapshotPublisher:
             await asyncio.to_thread(os.replace, builder.path, final)
         await asyncio.to_thread(_switch_link, self.current_link, Path("snapshots") / snapshot_id)
         changed = previous != snapshot_id
-        log.info("snapshot_published", snapshot_id=snapshot_id, changed=changed,
-                 files=len(builder.files), blobs=len(builder.blobs), path=str(final))
+        log.info(
+            "snapshot_published",
+            snapshot_id=snapshot_id,
+            changed=changed,
+            files=len(builder.files),
+            blobs=len(builder.blobs),
+            path=str(final),
+        )
         published = PublishedSnapshot(id=snapshot_id, path=final, changed=changed)
         if changed:
             for listener in self._listeners:
@@ -189,8 +202,9 @@ def _prune(snapshots: Path, current: str | None, keep: int) -> list[str]:
     if not snapshots.is_dir():
         return []
     building = [p for p in snapshots.iterdir() if p.name.startswith(_BUILDING_PREFIX)]
-    done = [p for p in snapshots.iterdir()
-            if p.is_dir() and not p.name.startswith(_BUILDING_PREFIX)]
+    done = [
+        p for p in snapshots.iterdir() if p.is_dir() and not p.name.startswith(_BUILDING_PREFIX)
+    ]
     done.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
     kept = {p.name for p in done[:keep]} | ({current} if current else set())
     removed = []

@@ -216,25 +216,34 @@ class Downloader:
     number of bytes just received (a delta, not a total).
     """
 
-    def __init__(self, session: aiohttp.ClientSession, store: BlobStore, *,
-                 retries: int = 4, backoff_base: float = 0.5, backoff_max: float = 30.0,
-                 stall_timeout: float = 30.0, connect_timeout: float = 15.0,
-                 chunk_size: int = DEFAULT_CHUNK,
-                 on_progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        store: BlobStore,
+        *,
+        retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        stall_timeout: float = 30.0,
+        connect_timeout: float = 15.0,
+        chunk_size: int = DEFAULT_CHUNK,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         self._session = session
         self._store = store
         self._retries = retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
-                                              sock_read=stall_timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=stall_timeout
+        )
         self._chunk_size = chunk_size
         self._on_progress = on_progress
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary())
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    async def fetch_all(self, reqs: Iterable[DownloadRequest],
-                        concurrency: int) -> list[DownloadOutcome]:
+    async def fetch_all(
+        self, reqs: Iterable[DownloadRequest], concurrency: int
+    ) -> list[DownloadOutcome]:
         """Fetch every request, ``concurrency`` at a time; outcomes in input order.
 
         One file's failure does not stop the others. Cancelling this cancels
@@ -267,16 +276,32 @@ class Downloader:
             error.__cause__ = exc
         duration = time.monotonic() - started
         if error is not None:
-            flog.warning("download_failed", error=str(error), reason=_reason(error),
-                         attempts=progress.attempts, duration_s=round(duration, 3))
+            flog.warning(
+                "download_failed",
+                error=str(error),
+                reason=_reason(error),
+                attempts=progress.attempts,
+                duration_s=round(duration, 3),
+            )
         elif not reused:
-            flog.info("download_finished", bytes=progress.received, size=req.size,
-                      duration_s=round(duration, 3), resumed_from=progress.resumed_from,
-                      attempts=progress.attempts)
-        return DownloadOutcome(request=req, ok=error is None, error=error,
-                               bytes_received=progress.received,
-                               resumed_from=progress.resumed_from,
-                               attempts=progress.attempts, duration_s=duration, reused=reused)
+            flog.info(
+                "download_finished",
+                bytes=progress.received,
+                size=req.size,
+                duration_s=round(duration, 3),
+                resumed_from=progress.resumed_from,
+                attempts=progress.attempts,
+            )
+        return DownloadOutcome(
+            request=req,
+            ok=error is None,
+            error=error,
+            bytes_received=progress.received,
+            resumed_from=progress.resumed_from,
+            attempts=progress.attempts,
+            duration_s=duration,
+            reused=reused,
+        )
 
     async def _download(self, req: DownloadRequest, progress: _Progress) -> None:
         writer = PartialWriter(self._store.partial_path(req.sha256), batch_size=self._chunk_size)
@@ -286,8 +311,9 @@ class Downloader:
                 await writer.reset()
                 progress.resumed_from = 0
             await self._store.ensure_space(req.size - writer.size)
-            _log_for(req).info("download_started", size=req.size,
-                               resumed_from=progress.resumed_from)
+            _log_for(req).info(
+                "download_started", size=req.size, resumed_from=progress.resumed_from
+            )
             await self._attempt_until_done(req, writer, progress)
             await writer.close()
             await self._store.commit(req.sha256, req.size, writer.path)
@@ -303,15 +329,22 @@ class Downloader:
             await writer.close()
             raise
 
-    async def _attempt_until_done(self, req: DownloadRequest, writer: PartialWriter,
-                                  progress: _Progress) -> None:
+    async def _attempt_until_done(
+        self, req: DownloadRequest, writer: PartialWriter, progress: _Progress
+    ) -> None:
         digest_retried = False
         while True:
             progress.attempts += 1
             try:
                 if writer.size < req.size:
-                    await get_into(self._session, req.url, writer, size=req.size,
-                                   limits=self._timeout, on_bytes=self._count(req, progress))
+                    await get_into(
+                        self._session,
+                        req.url,
+                        writer,
+                        size=req.size,
+                        limits=self._timeout,
+                        on_bytes=self._count(req, progress),
+                    )
                 _check_digest(req, writer.hexdigest())
             except DigestMismatchError as exc:
                 if digest_retried:
@@ -323,13 +356,18 @@ class Downloader:
                 if not is_retryable(exc) or progress.attempts > self._retries:
                     raise
                 retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
-                delay = backoff_delay(progress.attempts, base=self._backoff_base,
-                                      cap=self._backoff_max, retry_after=retry_after)
+                delay = backoff_delay(
+                    progress.attempts,
+                    base=self._backoff_base,
+                    cap=self._backoff_max,
+                    retry_after=retry_after,
+                )
                 error = str(exc)
             else:
                 return
-            _log_for(req).warning("download_retrying", attempt=progress.attempts,
-                                  delay_s=round(delay, 3), error=error)
+            _log_for(req).warning(
+                "download_retrying", attempt=progress.attempts, delay_s=round(delay, 3), error=error
+            )
             await asyncio.sleep(delay)
 
     def _count(self, req: DownloadRequest, progress: _Progress) -> Callable[[int], None]:
@@ -337,6 +375,7 @@ class Downloader:
             progress.received += nbytes
             if self._on_progress is not None:
                 self._on_progress(req, nbytes)
+
         return count
 
 

@@ -27,9 +27,14 @@ MAX_METADATA_BYTES = 64 << 20  # the real v3 products file is a few MiB
 _TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=15, sock_read=60)
 
 
-async def fetch_document(session: aiohttp.ClientSession, url: str, *,
-                         max_bytes: int = MAX_METADATA_BYTES, retries: int = 3,
-                         backoff_base: float = 0.5) -> bytes:
+async def fetch_document(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    max_bytes: int = MAX_METADATA_BYTES,
+    retries: int = 3,
+    backoff_base: float = 0.5,
+) -> bytes:
     """GET ``url`` and return its body (at most ``max_bytes``).
 
     Retryable failures (connect errors, timeouts, 5xx, 429) are retried with
@@ -46,10 +51,16 @@ async def fetch_document(session: aiohttp.ClientSession, url: str, *,
                 if isinstance(exc, TimeoutError):
                     raise UpstreamError("timed out", url=url) from exc
                 raise
-            delay = backoff_delay(attempt, base=backoff_base, cap=30.0,
-                                  retry_after=getattr(exc, "retry_after", None))
-            log.warning("metadata_fetch_retrying", url=url, attempt=attempt,
-                        delay_s=round(delay, 2), error=str(exc))
+            delay = backoff_delay(
+                attempt, base=backoff_base, cap=30.0, retry_after=getattr(exc, "retry_after", None)
+            )
+            log.warning(
+                "metadata_fetch_retrying",
+                url=url,
+                attempt=attempt,
+                delay_s=round(delay, 2),
+                error=str(exc),
+            )
             await asyncio.sleep(delay)
 
 
@@ -57,8 +68,11 @@ async def _get(session: aiohttp.ClientSession, url: str, max_bytes: int) -> byte
     try:
         async with session.get(url, timeout=_TIMEOUT) as resp:
             if resp.status != 200:
-                raise HTTPStatusError(resp.status, url=url,
-                                      retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+                raise HTTPStatusError(
+                    resp.status,
+                    url=url,
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                )
             if resp.content_length is not None and resp.content_length > max_bytes:
                 raise OversizeError(url=url, expected=max_bytes, actual=resp.content_length)
             body = bytearray()
@@ -73,8 +87,11 @@ async def _get(session: aiohttp.ClientSession, url: str, max_bytes: int) -> byte
         raise ConnectError(str(exc) or type(exc).__name__, url=url) from exc
 
 
-async def fetch_verified(session: aiohttp.ClientSession, url: str, keyring: Keyring | None,
-                         ) -> VerifiedDocument:
+async def fetch_verified(
+    session: aiohttp.ClientSession,
+    url: str,
+    keyring: Keyring | None,
+) -> VerifiedDocument:
     """Fetch a metadata document and pass it through the signature gate.
 
     With ``keyring=None`` the caller explicitly accepts unsigned JSON (and only
@@ -83,8 +100,9 @@ async def fetch_verified(session: aiohttp.ClientSession, url: str, keyring: Keyr
     data = await fetch_document(session, url)
     if keyring is None:
         if data.lstrip().startswith(CLEARSIGN_HEADER):
-            raise SignatureError("clearsigned document, but no keyring to verify it with",
-                                 source=url)
+            raise SignatureError(
+                "clearsigned document, but no keyring to verify it with", source=url
+            )
         return VerifiedDocument(payload=data, fingerprint=None, signed=False)
     return await averify_clearsigned(data, keyring, source=url)  # logs signature_verified
 

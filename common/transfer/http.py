@@ -60,8 +60,15 @@ class ByteSink(Protocol):
     async def reset(self) -> None: ...
 
 
-async def get_into(session: aiohttp.ClientSession, url: str, sink: ByteSink, *, size: int,
-                   limits: aiohttp.ClientTimeout, on_bytes: Callable[[int], None]) -> None:
+async def get_into(
+    session: aiohttp.ClientSession,
+    url: str,
+    sink: ByteSink,
+    *,
+    size: int,
+    limits: aiohttp.ClientTimeout,
+    on_bytes: Callable[[int], None],
+) -> None:
     """GET ``url`` into ``sink`` until it holds ``size`` bytes: one attempt.
 
     A non-empty sink is resumed with ``Range: bytes=<sink.size>-``; a 200
@@ -88,15 +95,23 @@ async def get_into(session: aiohttp.ClientSession, url: str, sink: ByteSink, *, 
         raise
 
 
-async def _get(session: aiohttp.ClientSession, url: str, sink: ByteSink, *, size: int,
-               limits: aiohttp.ClientTimeout, count: Callable[[int], None]) -> None:
+async def _get(
+    session: aiohttp.ClientSession,
+    url: str,
+    sink: ByteSink,
+    *,
+    size: int,
+    limits: aiohttp.ClientTimeout,
+    count: Callable[[int], None],
+) -> None:
     use_range = sink.size > 0
     while True:
         headers = {"Accept-Encoding": "identity"}
         if use_range:
             headers["Range"] = f"bytes={sink.size}-"
-        async with session.get(url, headers=headers, timeout=limits,
-                               read_bufsize=READ_BUFSIZE) as resp:
+        async with session.get(
+            url, headers=headers, timeout=limits, read_bufsize=READ_BUFSIZE
+        ) as resp:
             if resp.status == 200:
                 if sink.size:
                     await sink.reset()  # the server ignored our Range: start over
@@ -105,14 +120,18 @@ async def _get(session: aiohttp.ClientSession, url: str, sink: ByteSink, *, size
                     await sink.reset()  # a range the server cannot serve: start over
                     use_range = False
                     continue
-                raise HTTPStatusError(resp.status, url=url, retry_after=parse_retry_after(
-                    resp.headers.get("Retry-After")))
+                raise HTTPStatusError(
+                    resp.status,
+                    url=url,
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                )
             await _stream(url, resp, sink, size, count)
             return
 
 
-async def _stream(url: str, resp: aiohttp.ClientResponse, sink: ByteSink, size: int,
-                  count: Callable[[int], None]) -> None:
+async def _stream(
+    url: str, resp: aiohttp.ClientResponse, sink: ByteSink, size: int, count: Callable[[int], None]
+) -> None:
     remaining = size - sink.size
     announced = resp.content_length
     if announced is not None and announced > remaining:
@@ -136,8 +155,12 @@ def _range_fits(resp: aiohttp.ClientResponse, offset: int, size: int) -> bool:
     if resp.status != 206:
         return False
     parsed = parse_content_range(resp.headers.get("Content-Range"))
-    return (parsed is not None and parsed[0] == offset and parsed[1] == size - 1
-            and parsed[2] in (None, size))
+    return (
+        parsed is not None
+        and parsed[0] == offset
+        and parsed[1] == size - 1
+        and parsed[2] in (None, size)
+    )
 
 
 def translate_error(exc: BaseException, *, url: str, body_started: bool) -> UpstreamError:
@@ -194,8 +217,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float,
-                  retry_after: float | None = None) -> float:
+def backoff_delay(
+    attempt: int, *, base: float, cap: float, retry_after: float | None = None
+) -> float:
     """Delay before retry number ``attempt`` (1-based): full jitter, capped.
 
     A server's Retry-After is honoured up to ``cap``.

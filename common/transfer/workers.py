@@ -10,8 +10,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-async def run_bounded(items: Iterable[T], worker: Callable[[T], Awaitable[R]],
-                      limit: int) -> list[R]:
+async def run_bounded(
+    items: Iterable[T], worker: Callable[[T], Awaitable[R]], limit: int
+) -> list[R]:
     """Run ``worker`` on every item, at most ``limit`` at a time.
 
     Results come back in input order. Items are taken from a queue by ``limit``

@@ -73,8 +73,12 @@ def gpg_for(home: Path, *, keyring: Path | None = None, offline: bool = True) ->
     ``offline`` forbids starting gpg-agent/dirmngr; secret-key work needs ``False``.
     """
     options = ["--no-autostart", *_COMMON_OPTIONS] if offline else list(_COMMON_OPTIONS)
-    return gnupg.GPG(gpgbinary=GPG, gnupghome=str(home),
-                     keyring=str(keyring) if keyring is not None else None, options=options)
+    return gnupg.GPG(
+        gpgbinary=GPG,
+        gnupghome=str(home),
+        keyring=str(keyring) if keyring is not None else None,
+        options=options,
+    )
 
 
 def status_lines(result: Any) -> list[tuple[str, list[str]]]:
@@ -122,13 +126,22 @@ async def aload_keyring(source: Path | bytes, *, name: str = "") -> Keyring:
 
 def stop_agent(home: Path) -> None:
     """Stop any gpg-agent (and dirmngr) serving ``home``; harmless when none runs."""
-    subprocess.run([GPGCONF, "--homedir", str(home), "--kill", "all"],
-                   capture_output=True, check=False, timeout=30)
+    subprocess.run(
+        [GPGCONF, "--homedir", str(home), "--kill", "all"],
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
 
 
 def _socket_paths_fit(home: Path) -> bool:
-    listing = subprocess.run([GPGCONF, "--homedir", str(home), "--list-dirs"],
-                             capture_output=True, check=False, timeout=30, text=True)
+    listing = subprocess.run(
+        [GPGCONF, "--homedir", str(home), "--list-dirs"],
+        capture_output=True,
+        check=False,
+        timeout=30,
+        text=True,
+    )
     for line in listing.stdout.splitlines():
         key, _, value = line.partition(":")
         path = re.sub(r"%([0-9a-fA-F]{2})", lambda m: chr(int(m[1], 16)), value)
@@ -152,8 +165,11 @@ def usable_home(home: Path) -> Path:
     if not alias.is_symlink():
         alias.symlink_to(home.resolve(), target_is_directory=True)
     if alias.resolve() != home.resolve() or not _socket_paths_fit(alias):
-        raise KeyringError(f"path too long for gpg-agent's sockets, and no usable alias at "
-                           f"{alias}; use a shorter home", source=str(home))
+        raise KeyringError(
+            f"path too long for gpg-agent's sockets, and no usable alias at "
+            f"{alias}; use a shorter home",
+            source=str(home),
+        )
     return alias
 
 
@@ -172,8 +188,9 @@ def _check_signable(data: bytes) -> None:
         raise ValueError(f"line {number} ends in spaces or tabs, which a clearsignature drops")
     for number, text in enumerate(data.split(b"\n"), 1):
         if len(text) > MAX_SIGNED_LINE:
-            raise ValueError(f"line {number} is longer than {MAX_SIGNED_LINE} bytes; gpg would "
-                             "break it")
+            raise ValueError(
+                f"line {number} is longer than {MAX_SIGNED_LINE} bytes; gpg would break it"
+            )
 
 
 @dataclass(frozen=True)
@@ -202,12 +219,15 @@ class SigningKey:
         home = usable_home(home)
         if _secret_fingerprints(home):
             raise KeyringError("already holds a secret key; open it instead", source=str(home))
-        params = (f"Key-Type: EDDSA\nKey-Curve: ed25519\nKey-Usage: sign\nName-Real: {name}\n"
-                  f"Name-Email: {email}\nExpire-Date: {expire}\n%no-protection\n%commit\n")
+        params = (
+            f"Key-Type: EDDSA\nKey-Curve: ed25519\nKey-Usage: sign\nName-Real: {name}\n"
+            f"Name-Email: {email}\nExpire-Date: {expire}\n%no-protection\n%commit\n"
+        )
         result = gpg_for(home, offline=False).gen_key(params)
         if not result.fingerprint:
-            raise KeyringError(f"gpg could not create a key: {result.stderr.strip()[-300:]}",
-                               source=str(home))
+            raise KeyringError(
+                f"gpg could not create a key: {result.stderr.strip()[-300:]}", source=str(home)
+            )
         log.info("signing_key_created", home=str(home), fingerprint=result.fingerprint.upper())
         return cls(home=home, fingerprint=result.fingerprint.upper())
 
@@ -223,8 +243,7 @@ class SigningKey:
         return cls(home=home, fingerprint=found[0])
 
     @classmethod
-    def open_or_create(cls, home: Path, *, name: str, email: str,
-                       expire: str = "0") -> SigningKey:
+    def open_or_create(cls, home: Path, *, name: str, email: str, expire: str = "0") -> SigningKey:
         """Open the key in ``home``, or create one there when it holds none."""
         if home.is_dir() and _secret_fingerprints(usable_home(home)):
             return cls.open(home)
@@ -240,8 +259,9 @@ class SigningKey:
         try:
             data = key_file.read_bytes()
         except OSError as exc:
-            raise KeyringError(f"cannot read secret key: {exc.strerror}",
-                               source=str(key_file)) from exc
+            raise KeyringError(
+                f"cannot read secret key: {exc.strerror}", source=str(key_file)
+            ) from exc
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         home.chmod(0o700)
         home = usable_home(home)
@@ -251,11 +271,13 @@ class SigningKey:
         return cls.open(home)
 
     @classmethod
-    async def aopen_or_create(cls, home: Path, *, name: str, email: str,
-                              expire: str = "0") -> SigningKey:
+    async def aopen_or_create(
+        cls, home: Path, *, name: str, email: str, expire: str = "0"
+    ) -> SigningKey:
         """:meth:`open_or_create` in a worker thread."""
-        return await asyncio.to_thread(cls.open_or_create, home, name=name, email=email,
-                                       expire=expire)
+        return await asyncio.to_thread(
+            cls.open_or_create, home, name=name, email=email, expire=expire
+        )
 
     def clearsign(self, data: bytes) -> bytes:
         """Clearsign ``data``; verifying the result yields exactly ``data``.
@@ -268,8 +290,9 @@ class SigningKey:
         gpg = gpg_for(self.home, offline=False)
         signed = gpg.sign(data, keyid=self.fingerprint, clearsign=True)
         if signed.returncode != 0 or not signed.data or signed.status != "signature created":
-            raise KeyringError(f"gpg could not sign: {signed.stderr.strip()[-300:]}",
-                               source=str(self.home))
+            raise KeyringError(
+                f"gpg could not sign: {signed.stderr.strip()[-300:]}", source=str(self.home)
+            )
         # The precondition covers the cases we know; this proves the contract for the rest.
         check = gpg.decrypt(signed.data)
         if check.returncode != 0 or check.data != data:
@@ -299,6 +322,10 @@ class SigningKey:
     def __enter__(self) -> SigningKey:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

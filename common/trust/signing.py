@@ -48,8 +48,9 @@ class VerifiedDocument:
     signed: bool
 
 
-def verify_clearsigned(data: bytes, keyring: Keyring, *, source: str = "",
-                       allow_unsigned: bool = False) -> VerifiedDocument:
+def verify_clearsigned(
+    data: bytes, keyring: Keyring, *, source: str = "", allow_unsigned: bool = False
+) -> VerifiedDocument:
     """Verify ``data`` as one clearsigned message by a primary key of ``keyring``.
 
     Unsigned data (no clearsign header) raises NoSignatureError unless
@@ -72,16 +73,23 @@ def verify_clearsigned(data: bytes, keyring: Keyring, *, source: str = "",
     started = time.monotonic()
     payload, statuses, returncode = _run_gpg(data, keyring)
     fingerprint = _judge(statuses, returncode, keyring, source)
-    log.info("signature_verified", source=source, fingerprint=fingerprint, bytes=len(payload),
-             duration_s=round(time.monotonic() - started, 3))
+    log.info(
+        "signature_verified",
+        source=source,
+        fingerprint=fingerprint,
+        bytes=len(payload),
+        duration_s=round(time.monotonic() - started, 3),
+    )
     return VerifiedDocument(payload=payload, fingerprint=fingerprint, signed=True)
 
 
-async def averify_clearsigned(data: bytes, keyring: Keyring, *, source: str = "",
-                              allow_unsigned: bool = False) -> VerifiedDocument:
+async def averify_clearsigned(
+    data: bytes, keyring: Keyring, *, source: str = "", allow_unsigned: bool = False
+) -> VerifiedDocument:
     """:func:`verify_clearsigned` in a worker thread, so the event loop keeps running."""
-    return await asyncio.to_thread(verify_clearsigned, data, keyring, source=source,
-                                   allow_unsigned=allow_unsigned)
+    return await asyncio.to_thread(
+        verify_clearsigned, data, keyring, source=source, allow_unsigned=allow_unsigned
+    )
 
 
 def _check_single_block(data: bytes, source: str) -> None:
@@ -92,7 +100,7 @@ def _check_single_block(data: bytes, source: str) -> None:
     end = _END_LINE.search(data)
     if end is None:
         raise BadSignatureError("signature block is missing or unterminated", source=source)
-    if data[end.end():].strip():
+    if data[end.end() :].strip():
         raise BadSignatureError("text after the signature block", source=source)
 
 
@@ -109,8 +117,7 @@ def _judge(statuses: Status, returncode: int, keyring: Keyring, source: str) -> 
     """Turn gpg's status lines into the signer's primary fingerprint, or raise."""
     keywords = {keyword for keyword, _ in statuses}
     if "BADSIG" in keywords:
-        raise TamperedPayloadError("signed text was changed after signing (BADSIG)",
-                                   source=source)
+        raise TamperedPayloadError("signed text was changed after signing (BADSIG)", source=source)
     if keywords & _EXPIRED:
         found = ", ".join(sorted(keywords & _EXPIRED))
         raise ExpiredKeyError(f"signing key or signature has expired ({found})", source=source)
@@ -119,18 +126,21 @@ def _judge(statuses: Status, returncode: int, keyring: Keyring, source: str) -> 
     for keyword, args in statuses:
         if keyword == "NO_PUBKEY" or (keyword == "ERRSIG" and args[5:6] == [_ERRSIG_NO_PUBKEY]):
             signer = args[6] if keyword == "ERRSIG" and len(args) > 6 else args[0]
-            raise UnknownKeyError(f"signed by key {signer}, which is not in the keyring",
-                                  source=source)
+            raise UnknownKeyError(
+                f"signed by key {signer}, which is not in the keyring", source=source
+            )
     valid = [args for keyword, args in statuses if keyword == "VALIDSIG"]
     goods = sum(1 for keyword, _ in statuses if keyword == "GOODSIG")
     if returncode != 0 or "ERRSIG" in keywords or not valid or goods != len(valid):
         seen = ", ".join(sorted(keywords)) or "no status"
-        raise BadSignatureError(f"no valid signature (gpg exit {returncode}: {seen})",
-                                source=source)
+        raise BadSignatureError(
+            f"no valid signature (gpg exit {returncode}: {seen})", source=source
+        )
     # VALIDSIG's tenth field is the primary key's fingerprint when a subkey signed.
     primaries = [(args[9] if len(args) >= 10 else args[0]).upper() for args in valid]
     for primary in primaries:
         if primary not in keyring.fingerprints:
-            raise UnknownKeyError(f"signed by {primary}, which is not a primary key of the "
-                                  "keyring", source=source)
+            raise UnknownKeyError(
+                f"signed by {primary}, which is not a primary key of the keyring", source=source
+            )
     return primaries[0]

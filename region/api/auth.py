@@ -73,15 +73,21 @@ def parse_oauth_header(header: str) -> Credentials:
     method = params.get("oauth_signature_method", "")
     if method != "PLAINTEXT":
         raise OAuthHeaderError(f"unsupported signature method {method!r}")
-    missing = [name for name in ("oauth_consumer_key", "oauth_token", "oauth_signature")
-               if not params.get(name)]
+    missing = [
+        name
+        for name in ("oauth_consumer_key", "oauth_token", "oauth_signature")
+        if not params.get(name)
+    ]
     if missing:
         raise OAuthHeaderError(f"missing {', '.join(missing)}")
     consumer_secret, sep, token_secret = params["oauth_signature"].partition("&")
     if not sep or consumer_secret:
         raise OAuthHeaderError("signature is not '&' followed by the token secret")
-    return Credentials(consumer_key=params["oauth_consumer_key"],
-                       token_key=params["oauth_token"], token_secret=token_secret)
+    return Credentials(
+        consumer_key=params["oauth_consumer_key"],
+        token_key=params["oauth_token"],
+        token_secret=token_secret,
+    )
 
 
 async def _authenticate(request: web.Request) -> AuthResult:
@@ -92,8 +98,9 @@ async def _authenticate(request: web.Request) -> AuthResult:
         creds = parse_oauth_header(header)
     except OAuthHeaderError as exc:
         return AuthResult(user=None, reason=f"bad_header: {exc}")
-    user = await user_for_token(request.app[CTX].db, creds.consumer_key, creds.token_key,
-                                creds.token_secret)
+    user = await user_for_token(
+        request.app[CTX].db, creds.consumer_key, creds.token_key, creds.token_secret
+    )
     if user is None:
         return AuthResult(user=None, reason="unknown_key", consumer_key=creds.consumer_key)
     return AuthResult(user=user, reason="", consumer_key=creds.consumer_key)
@@ -117,12 +124,21 @@ def require_user(request: web.Request) -> User:
     result = request.get(AUTH) or AuthResult(user=None, reason="missing")
     if result.user is not None:
         return result.user
-    log.info("auth_failed", reason=result.reason, path=request.path, method=request.method,
-             consumer_key=result.consumer_key[:6])
-    text = ("Authorization Required" if result.reason == "missing"
-            else "Authorization Error: invalid API key")
-    raise web.HTTPUnauthorized(text=text, content_type="text/plain",
-                               headers={"WWW-Authenticate": 'OAuth realm="OAuth"'})
+    log.info(
+        "auth_failed",
+        reason=result.reason,
+        path=request.path,
+        method=request.method,
+        consumer_key=result.consumer_key[:6],
+    )
+    text = (
+        "Authorization Required"
+        if result.reason == "missing"
+        else "Authorization Error: invalid API key"
+    )
+    raise web.HTTPUnauthorized(
+        text=text, content_type="text/plain", headers={"WWW-Authenticate": 'OAuth realm="OAuth"'}
+    )
 
 
 def require_admin(request: web.Request, *, method_only: bool = False) -> User:
@@ -134,7 +150,6 @@ def require_admin(request: web.Request, *, method_only: bool = False) -> User:
     """
     user = require_user(request)
     if not user.is_admin:
-        log.info("auth_forbidden", user=user.username, path=request.path,
-                 method=request.method)
+        log.info("auth_forbidden", user=user.username, path=request.path, method=request.method)
         raise forbidden(ADMIN_ONLY if method_only else NOT_ALLOWED)
     return user

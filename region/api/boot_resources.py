@@ -35,10 +35,16 @@ from region.rackhub.state import RackSyncSummary, rack_sync_summary
 
 log = get_logger("api.boot_resources")
 
-TYPES = {"synced": repo_resources.SYNCED, "generated": repo_resources.GENERATED,
-         "uploaded": repo_resources.UPLOADED}
-TYPE_NAMES = {repo_resources.SYNCED: "Synced", repo_resources.GENERATED: "Generated",
-              repo_resources.UPLOADED: "Uploaded"}
+TYPES = {
+    "synced": repo_resources.SYNCED,
+    "generated": repo_resources.GENERATED,
+    "uploaded": repo_resources.UPLOADED,
+}
+TYPE_NAMES = {
+    repo_resources.SYNCED: "Synced",
+    repo_resources.GENERATED: "Generated",
+    repo_resources.UPLOADED: "Uploaded",
+}
 # ``extra`` keys MAAS merges into a resource object (the rest stay region-side).
 _API_EXTRAS = ("subarches", "title", "platform", "supported_platforms")
 IMPORT_STARTED = "Import of boot resources started"
@@ -51,23 +57,30 @@ def resource_uri(resource_id: int) -> str:
     return f"{API_ROOT}/boot-resources/{resource_id}/"
 
 
-def render_resource(resource: ResourceRow, newest: SetTotals | None,
-                    racks: RackSyncSummary | None = None) -> dict[str, Any]:
+def render_resource(
+    resource: ResourceRow, newest: SetTotals | None, racks: RackSyncSummary | None = None
+) -> dict[str, Any]:
     """A list entry: MAAS's fields, ``extra`` merged in, plus our ``status``.
 
     A complete image's status also says where it stands on the racks (``racks``).
     """
     data: dict[str, Any] = {
-        "id": resource.id, "type": TYPE_NAMES.get(resource.rtype, "Unknown"),
-        "name": resource.name, "architecture": resource.architecture,
-        "resource_uri": resource_uri(resource.id), "last_deployed": None,
+        "id": resource.id,
+        "type": TYPE_NAMES.get(resource.rtype, "Unknown"),
+        "name": resource.name,
+        "architecture": resource.architecture,
+        "resource_uri": resource_uri(resource.id),
+        "last_deployed": None,
     }
     data.update({k: resource.extra[k] for k in _API_EXTRAS if k in resource.extra})
     if resource.base_image:
         data["base_image"] = resource.base_image
     status = image_status(
-        has_set=newest is not None, complete=newest is not None and newest.complete,
-        done=newest.done if newest else 0, total=newest.total if newest else 0)
+        has_set=newest is not None,
+        complete=newest is not None and newest.complete,
+        done=newest.done if newest else 0,
+        total=newest.total if newest else 0,
+    )
     if status == SYNCED and racks is not None:
         status = racks.image_status(resource.name, resource.architecture.split("/")[0])
     data["status"] = status
@@ -78,28 +91,37 @@ async def rack_summary(request: web.Request) -> RackSyncSummary:
     """Where the region's current images stand on the connected racks."""
     ctx = request.app[CTX]
     connected = ctx.racks.connected_ids() if ctx.racks is not None else frozenset()
-    return await rack_sync_summary(ctx.db, await ctx.publisher.current_id(),
-                                   connected=connected)
+    return await rack_sync_summary(ctx.db, await ctx.publisher.current_id(), connected=connected)
 
 
-def render_set(set_row: SetRow, upload_uris: Mapping[str, str] | None = None,
-               ) -> dict[str, Any]:
+def render_set(
+    set_row: SetRow,
+    upload_uris: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """A set with its files; ``progress`` only while incomplete, as MAAS does.
 
     ``upload_uris`` (filename → path) adds ``upload_uri`` to incomplete uploaded files.
     """
     files: dict[str, Any] = {}
     for f in set_row.files:
-        entry: dict[str, Any] = {"filename": f.filename, "filetype": f.filetype,
-                                 "sha256": f.sha256, "size": f.size,
-                                 "complete": f.bytes_done >= f.size}
+        entry: dict[str, Any] = {
+            "filename": f.filename,
+            "filetype": f.filetype,
+            "sha256": f.sha256,
+            "size": f.size,
+            "complete": f.bytes_done >= f.size,
+        }
         if not entry["complete"]:
             entry["progress"] = progress(f.bytes_done, f.size)
             if upload_uris and f.filename in upload_uris:
                 entry["upload_uri"] = upload_uris[f.filename]
         files[f.filename] = entry
-    data: dict[str, Any] = {"version": set_row.version, "label": set_row.label,
-                            "size": set_row.total, "complete": set_row.complete}
+    data: dict[str, Any] = {
+        "version": set_row.version,
+        "label": set_row.label,
+        "size": set_row.total,
+        "complete": set_row.complete,
+    }
     if not set_row.complete:
         data["progress"] = progress(set_row.done, set_row.total)
     data["files"] = files
@@ -119,8 +141,9 @@ async def read_resources(request: web.Request) -> web.StreamResponse:
     rtype = request.query.get("type", "all")
     if rtype != "all" and rtype not in TYPES:
         raise web.HTTPBadRequest(
-            text=f"'{rtype}' is not a valid boot resource type. Available types: "
-                 f"{list(TYPES)}", content_type="text/plain")
+            text=f"'{rtype}' is not a valid boot resource type. Available types: {list(TYPES)}",
+            content_type="text/plain",
+        )
     listed = await repo_resources.list_resources(request.app[CTX].db, TYPES.get(rtype))
     racks = await rack_summary(request)
     return json_response([render_resource(r, newest, racks) for r, newest in listed])
@@ -134,11 +157,20 @@ async def resource_detail(request: web.Request, resource_id: int) -> dict[str, A
         return None
     resource, sets = found
     newest = sets[0] if sets else None
-    data = render_resource(resource, None if newest is None else SetTotals(
-        files=len(newest.files), total=newest.total, done=newest.done,
-        complete=newest.complete), await rack_summary(request))
-    uris = {} if resource.rtype == repo_resources.SYNCED else \
-        await repo_uploads.upload_uris(db, resource.id)
+    data = render_resource(
+        resource,
+        None
+        if newest is None
+        else SetTotals(
+            files=len(newest.files), total=newest.total, done=newest.done, complete=newest.complete
+        ),
+        await rack_summary(request),
+    )
+    uris = (
+        {}
+        if resource.rtype == repo_resources.SYNCED
+        else await repo_uploads.upload_uris(db, resource.id)
+    )
     data["sets"] = {s.version: render_set(s, uris.get(s.id)) for s in sets}
     return data
 
@@ -196,21 +228,34 @@ async def is_importing(request: web.Request) -> web.StreamResponse:
     return json_response(request.app[CTX].importer.is_importing())
 
 
-def add_routes(app: web.Application, *,
-               resources_ops: Mapping[tuple[str, str | None], Handler] | None = None) -> None:
+def add_routes(
+    app: web.Application, *, resources_ops: Mapping[tuple[str, str | None], Handler] | None = None
+) -> None:
     """Register ``boot-resources/`` and ``boot-resources/{id}/``.
 
     ``resources_ops`` adds operations to ``boot-resources/`` that other modules
     own (region/api/uploads.py: ``("POST", None)``, the upload).
     """
-    app.router.add_route("*", f"{API_ROOT}/boot-resources/", dispatch({
-        ("GET", None): read_resources,
-        ("GET", "is_importing"): is_importing,
-        ("POST", "import"): start_import,
-        ("POST", "stop_import"): stop_import,
-        **(resources_ops or {}),
-    }))
-    app.router.add_route("*", f"{API_ROOT}/boot-resources/{{id}}/", dispatch({
-        ("GET", None): read_resource,
-        ("DELETE", None): delete_resource,
-    }))
+    app.router.add_route(
+        "*",
+        f"{API_ROOT}/boot-resources/",
+        dispatch(
+            {
+                ("GET", None): read_resources,
+                ("GET", "is_importing"): is_importing,
+                ("POST", "import"): start_import,
+                ("POST", "stop_import"): stop_import,
+                **(resources_ops or {}),
+            }
+        ),
+    )
+    app.router.add_route(
+        "*",
+        f"{API_ROOT}/boot-resources/{{id}}/",
+        dispatch(
+            {
+                ("GET", None): read_resource,
+                ("DELETE", None): delete_resource,
+            }
+        ),
+    )

@@ -70,8 +70,9 @@ def path_id(request: web.Request, name: str, model: str) -> int:
 
 async def source_or_404(request: web.Request, name: str = "id") -> BootSource:
     """The source named by the path parameter ``name``; 404 if there is none."""
-    source = await repo_sources.get_source(request.app[CTX].db,
-                                           path_id(request, name, "BootSource"))
+    source = await repo_sources.get_source(
+        request.app[CTX].db, path_id(request, name, "BootSource")
+    )
     if source is None:
         raise not_found("BootSource")
     return source
@@ -84,8 +85,9 @@ def _url(params: Params, errors: dict[str, list[str]], *, required: bool) -> str
             errors["url"] = ["This field is required."]
         return None
     if len(url) > MAX_URL_LENGTH:
-        errors["url"] = [f"Ensure this value has at most {MAX_URL_LENGTH} characters "
-                         f"(it has {len(url)})."]
+        errors["url"] = [
+            f"Ensure this value has at most {MAX_URL_LENGTH} characters (it has {len(url)})."
+        ]
         return None
     try:
         return check_http_url(url)
@@ -107,8 +109,9 @@ def _keyring_data(params: Params, errors: dict[str, list[str]]) -> bytes | None:
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        errors["keyring_data"] = ["Not valid base64: send the keyring base64-encoded, or "
-                                  "upload it as a file."]
+        errors["keyring_data"] = [
+            "Not valid base64: send the keyring base64-encoded, or upload it as a file."
+        ]
         return None
 
 
@@ -135,8 +138,9 @@ async def _check_keyring(filename: str, data: bytes, errors: dict[str, list[str]
         errors[field] = [f"Not a usable GPG keyring ({exc})."]
 
 
-async def _validate(conn: aiosqlite.Connection, params: Params,
-                    current: BootSource | None) -> dict[str, Any]:
+async def _validate(
+    conn: aiosqlite.Connection, params: Params, current: BootSource | None
+) -> dict[str, Any]:
     """The changes ``params`` ask for, validated against ``current`` (None on create).
 
     Raises ValidationError with every problem found, MAAS's messages where MAAS has them.
@@ -162,8 +166,11 @@ async def _validate(conn: aiosqlite.Connection, params: Params,
             errors["__all__"] = [ONLY_ONE_KEYRING]
         elif filename is not None or data is not None:
             await _check_keyring(final_filename, final_data, errors)
-    if url is not None and (current is None or url != current.url) \
-            and await repo_sources.find_source_by_url(conn, url) is not None:
+    if (
+        url is not None
+        and (current is None or url != current.url)
+        and await repo_sources.find_source_by_url(conn, url) is not None
+    ):
         errors["url"] = [URL_TAKEN]
     if errors:
         raise ValidationError(errors)
@@ -188,8 +195,13 @@ async def create_source(request: web.Request) -> web.StreamResponse:
         source = await repo_sources.create_source(ctx.db, **changes)
     except DuplicateError:
         raise ValidationError.field("url", URL_TAKEN) from None
-    log.info("boot_source_created", user=user.username, boot_source_id=source.id,
-             url=source.url, keyring="data" if source.keyring_data else "filename")
+    log.info(
+        "boot_source_created",
+        user=user.username,
+        boot_source_id=source.id,
+        url=source.url,
+        keyring="data" if source.keyring_data else "filename",
+    )
     ctx.catalogue.schedule_refresh(reason="boot_source_created")
     return json_response(render_source(source), status=201)
 
@@ -213,8 +225,13 @@ async def update_source(request: web.Request) -> web.StreamResponse:
         raise ValidationError.field("url", URL_TAKEN) from None
     if source is None:
         raise not_found("BootSource")
-    log.info("boot_source_updated", user=user.username, boot_source_id=source.id,
-             url=source.url, fields=sorted(changes))
+    log.info(
+        "boot_source_updated",
+        user=user.username,
+        boot_source_id=source.id,
+        url=source.url,
+        fields=sorted(changes),
+    )
     ctx.catalogue.schedule_refresh(reason="boot_source_updated")
     return json_response(render_source(source))
 
@@ -226,26 +243,38 @@ async def delete_source(request: web.Request) -> web.StreamResponse:
     source = await source_or_404(request)
     if not await repo_sources.delete_source(ctx.db, source.id):
         raise not_found("BootSource")
-    log.info("boot_source_deleted", user=user.username, boot_source_id=source.id,
-             url=source.url)
+    log.info("boot_source_deleted", user=user.username, boot_source_id=source.id, url=source.url)
     ctx.catalogue.schedule_refresh(reason="boot_source_deleted")
     return no_content()
 
 
-def add_routes(app: web.Application, *,
-               source_ops: Mapping[tuple[str, str | None], Handler] | None = None) -> None:
+def add_routes(
+    app: web.Application, *, source_ops: Mapping[tuple[str, str | None], Handler] | None = None
+) -> None:
     """Register ``boot-sources/`` and ``boot-sources/{id}/``.
 
     ``source_ops`` adds operations to ``boot-sources/{id}/`` that other modules own
     (e.g. ``("GET", "available_images")``).
     """
-    app.router.add_route("*", f"{API_ROOT}/boot-sources/", dispatch({
-        ("GET", None): read_sources,
-        ("POST", None): create_source,
-    }))
-    app.router.add_route("*", f"{API_ROOT}/boot-sources/{{id}}/", dispatch({
-        ("GET", None): read_source,
-        ("PUT", None): update_source,
-        ("DELETE", None): delete_source,
-        **(source_ops or {}),
-    }))
+    app.router.add_route(
+        "*",
+        f"{API_ROOT}/boot-sources/",
+        dispatch(
+            {
+                ("GET", None): read_sources,
+                ("POST", None): create_source,
+            }
+        ),
+    )
+    app.router.add_route(
+        "*",
+        f"{API_ROOT}/boot-sources/{{id}}/",
+        dispatch(
+            {
+                ("GET", None): read_source,
+                ("PUT", None): update_source,
+                ("DELETE", None): delete_source,
+                **(source_ops or {}),
+            }
+        ),
+    )

@@ -91,8 +91,9 @@ def now_iso() -> str:
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:
     """A JSON answer, Content-Type exactly ``application/json``."""
-    return web.Response(status=status, body=json.dumps(data).encode(),
-                        content_type="application/json")
+    return web.Response(
+        status=status, body=json.dumps(data).encode(), content_type="application/json"
+    )
 
 
 def text_response(text: str, *, status: int = 200) -> web.Response:
@@ -107,8 +108,7 @@ def no_content() -> web.Response:
 
 def not_found(model: str) -> web.HTTPNotFound:
     """404 ``No <Model> matches the given query.``"""
-    return web.HTTPNotFound(text=f"No {model} matches the given query.",
-                            content_type="text/plain")
+    return web.HTTPNotFound(text=f"No {model} matches the given query.", content_type="text/plain")
 
 
 def forbidden(message: str = "User is not allowed access to this API.") -> web.HTTPForbidden:
@@ -133,8 +133,9 @@ async def read_params(request: web.Request) -> Params:
     return Params(values=MultiDictProxy(values), files=files)
 
 
-async def _read_multipart(request: web.Request, values: MultiDict[str],
-                          files: dict[str, bytes]) -> None:
+async def _read_multipart(
+    request: web.Request, values: MultiDict[str], files: dict[str, bytes]
+) -> None:
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -162,25 +163,30 @@ def dispatch(routes: Mapping[tuple[str, str | None], Handler]) -> Handler:
     ``routes`` maps (HTTP method, op or None) to a coroutine. ``op`` is read from
     the query string first, then from an urlencoded body.
     """
+
     async def handle(request: web.Request) -> web.StreamResponse:
         op = request.query.get("op")
-        if op is None and request.method == "POST" and \
-                request.content_type == "application/x-www-form-urlencoded":
+        if (
+            op is None
+            and request.method == "POST"
+            and request.content_type == "application/x-www-form-urlencoded"
+        ):
             op = (await request.post()).get("op")  # type: ignore[assignment]
         handler = routes.get((request.method, op or None))
         if handler is None:
             raise web.HTTPBadRequest(
                 text=f"Unrecognised signature: method={request.method} op={op}",
-                content_type="text/plain")
+                content_type="text/plain",
+            )
         return await handler(request)
+
     setattr(handle, _DISPATCH_TABLE, dict(routes))
     return handle
 
 
 def dispatch_table(handler: object) -> Mapping[tuple[str, str | None], Handler] | None:
     """The (method, op) table of a handler made by :func:`dispatch`; None for others."""
-    table: Mapping[tuple[str, str | None], Handler] | None = getattr(
-        handler, _DISPATCH_TABLE, None)
+    table: Mapping[tuple[str, str | None], Handler] | None = getattr(handler, _DISPATCH_TABLE, None)
     return table
 
 
@@ -190,8 +196,7 @@ async def maas_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ValidationError as exc:
-        log.info("api_request_invalid", method=request.method, path=request.path,
-                 errors=exc.errors)
+        log.info("api_request_invalid", method=request.method, path=request.path, errors=exc.errors)
         return json_response(exc.errors, status=400)
     except web.HTTPException:
         raise
@@ -202,6 +207,7 @@ async def maas_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def api_hash_middleware(api_hash: str) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Add ``X-MAAS-API-Hash`` to every response (errors included)."""
+
     @web.middleware
     async def add_hash(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -211,4 +217,5 @@ def api_hash_middleware(api_hash: str) -> Callable[..., Awaitable[web.StreamResp
             raise
         response.headers["X-MAAS-API-Hash"] = api_hash
         return response
+
     return add_hash

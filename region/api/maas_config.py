@@ -80,8 +80,10 @@ def _known_name(name: str | None) -> str:
         raise ValidationError.field("name", "No provided name!")
     if name not in PARSERS:
         raise ValidationError.field(
-            "name", f"{name} is not a valid config setting (valid settings are: "
-            f"{', '.join(sorted(PARSERS))}).")
+            "name",
+            f"{name} is not a valid config setting (valid settings are: "
+            f"{', '.join(sorted(PARSERS))}).",
+        )
     return name
 
 
@@ -107,8 +109,13 @@ async def set_config(request: web.Request) -> web.StreamResponse:
         raise ValidationError.field(name, str(exc)) from None
     previous = await repo_config.get_config(ctx.db, name)
     await repo_config.set_config(ctx.db, name, value)
-    log.info("config_changed", user=user.username, name=name, value=_loggable(value),
-             previous=_loggable(previous))
+    log.info(
+        "config_changed",
+        user=user.username,
+        name=name,
+        value=_loggable(value),
+        previous=_loggable(previous),
+    )
     if name in _PROXY_KEYS and value != previous:
         ctx.catalogue.schedule_refresh(reason=f"config_changed:{name}")
     return text_response("OK")
@@ -116,7 +123,13 @@ async def set_config(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     """Register ``maas/``."""
-    app.router.add_route("*", f"{API_ROOT}/maas/", dispatch({
-        ("GET", "get_config"): get_config,
-        ("POST", "set_config"): set_config,
-    }))
+    app.router.add_route(
+        "*",
+        f"{API_ROOT}/maas/",
+        dispatch(
+            {
+                ("GET", "get_config"): get_config,
+                ("POST", "set_config"): set_config,
+            }
+        ),
+    )

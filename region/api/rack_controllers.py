@@ -48,15 +48,23 @@ def render_rack(rack: RackRow, *, connected: bool) -> dict[str, Any]:
     """A rack-controller object: MAAS's cheap fields plus our ``bootsync`` block."""
     host = urlsplit(rack.url).hostname
     return {
-        "system_id": rack.system_id, "hostname": rack.hostname, "fqdn": rack.hostname,
-        "node_type": NODE_TYPE_RACK, "node_type_name": "Rack controller",
+        "system_id": rack.system_id,
+        "hostname": rack.hostname,
+        "fqdn": rack.hostname,
+        "node_type": NODE_TYPE_RACK,
+        "node_type_name": "Rack controller",
         "resource_uri": resource_uri(rack.system_id),
         "ip_addresses": [host] if host else [],
         "last_image_sync": maas_timestamp(rack.last_sync),
-        "bootsync": {"url": rack.url, "connected": connected, "state": rack.state,
-                     "snapshot_id": rack.snapshot_id, "error": rack.error,
-                     "registered": maas_timestamp(rack.registered),
-                     "last_seen": maas_timestamp(rack.last_seen)},
+        "bootsync": {
+            "url": rack.url,
+            "connected": connected,
+            "state": rack.state,
+            "snapshot_id": rack.snapshot_id,
+            "error": rack.error,
+            "registered": maas_timestamp(rack.registered),
+            "last_seen": maas_timestamp(rack.last_seen),
+        },
     }
 
 
@@ -71,16 +79,16 @@ async def read_racks(request: web.Request) -> web.StreamResponse:
     """GET: every registered rack controller."""
     require_user(request)
     ctx = request.app[CTX]
-    return json_response([render_rack(r, connected=_connected(ctx, r.system_id))
-                          for r in await list_racks(ctx.db)])
+    return json_response(
+        [render_rack(r, connected=_connected(ctx, r.system_id)) for r in await list_racks(ctx.db)]
+    )
 
 
 async def read_rack(request: web.Request) -> web.StreamResponse:
     """GET {system_id}: one rack controller."""
     require_user(request)
     rack = await _rack_or_404(request)
-    return json_response(render_rack(rack, connected=_connected(request.app[CTX],
-                                                                 rack.system_id)))
+    return json_response(render_rack(rack, connected=_connected(request.app[CTX], rack.system_id)))
 
 
 async def import_all(request: web.Request) -> web.StreamResponse:
@@ -98,8 +106,7 @@ async def import_one(request: web.Request) -> web.StreamResponse:
     rack = await _rack_or_404(request)
     hub = request.app[CTX].racks
     reached = hub.request_import(rack.system_id) if hub is not None else 0
-    log.info("rack_import_requested", user=user.username, system_id=rack.system_id,
-             racks=reached)
+    log.info("rack_import_requested", user=user.username, system_id=rack.system_id, racks=reached)
     return text_response(f"Import of boot images started on {rack.hostname}")
 
 
@@ -109,23 +116,43 @@ async def list_boot_images(request: web.Request) -> web.StreamResponse:
     rack = await _rack_or_404(request)
     ctx = request.app[CTX]
     connected = _connected(ctx, rack.system_id)
-    status = rack_status(rack, connected=connected,
-                         current_snapshot_id=await ctx.publisher.current_id(),
-                         region_importing=ctx.importer.is_importing())
-    images = [] if status == "unknown" else [
-        {"name": i.name, "architecture": i.architecture, "subarches": list(i.subarches)}
-        for i in rack.images]
+    status = rack_status(
+        rack,
+        connected=connected,
+        current_snapshot_id=await ctx.publisher.current_id(),
+        region_importing=ctx.importer.is_importing(),
+    )
+    images = (
+        []
+        if status == "unknown"
+        else [
+            {"name": i.name, "architecture": i.architecture, "subarches": list(i.subarches)}
+            for i in rack.images
+        ]
+    )
     return json_response({"images": images, "connected": connected, "status": status})
 
 
 def add_routes(app: web.Application) -> None:
     """Register ``rackcontrollers/`` and ``rackcontrollers/{system_id}/``."""
-    app.router.add_route("*", f"{API_ROOT}/rackcontrollers/", dispatch({
-        ("GET", None): read_racks,
-        ("POST", "import_boot_images"): import_all,
-    }))
-    app.router.add_route("*", f"{API_ROOT}/rackcontrollers/{{system_id}}/", dispatch({
-        ("GET", None): read_rack,
-        ("GET", "list_boot_images"): list_boot_images,
-        ("POST", "import_boot_images"): import_one,
-    }))
+    app.router.add_route(
+        "*",
+        f"{API_ROOT}/rackcontrollers/",
+        dispatch(
+            {
+                ("GET", None): read_racks,
+                ("POST", "import_boot_images"): import_all,
+            }
+        ),
+    )
+    app.router.add_route(
+        "*",
+        f"{API_ROOT}/rackcontrollers/{{system_id}}/",
+        dispatch(
+            {
+                ("GET", None): read_rack,
+                ("GET", "list_boot_images"): list_boot_images,
+                ("POST", "import_boot_images"): import_one,
+            }
+        ),
+    )

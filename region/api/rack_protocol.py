@@ -34,15 +34,19 @@ from region.rackhub.secret import bearer_token, check_bearer
 log = get_logger("api.rack_protocol")
 
 RACK_MODEL = "RackController"
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}  # proxies must not buffer the stream
 
 
 def _hub(request: web.Request) -> tuple[RegionContext, RackHub]:
     ctx = request.app[CTX]
     if ctx.racks is None or ctx.racks.closed:
-        raise web.HTTPServiceUnavailable(text="The region is not accepting racks now.",
-                                         content_type="text/plain")
+        raise web.HTTPServiceUnavailable(
+            text="The region is not accepting racks now.", content_type="text/plain"
+        )
     return ctx, ctx.racks
 
 
@@ -52,10 +56,16 @@ def _authorize(request: web.Request, hub: RackHub) -> None:
         return
     reason = "missing" if bearer_token(header) is None else "wrong_secret"
     log.warning("rack_auth_failed", reason=reason, path=request.path, remote=request.remote)
-    text = ("Authorization Required: send the region's rack secret as a Bearer token."
-            if reason == "missing" else "Authorization Error: wrong rack secret.")
-    raise web.HTTPUnauthorized(text=text, content_type="text/plain",
-                               headers={"WWW-Authenticate": f'{AUTH_SCHEME} realm="bootsync"'})
+    text = (
+        "Authorization Required: send the region's rack secret as a Bearer token."
+        if reason == "missing"
+        else "Authorization Error: wrong rack secret."
+    )
+    raise web.HTTPUnauthorized(
+        text=text,
+        content_type="text/plain",
+        headers={"WWW-Authenticate": f'{AUTH_SCHEME} realm="bootsync"'},
+    )
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -70,8 +80,9 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 def _invalid(exc: ValueError) -> ValidationError:
     name, sep, message = str(exc).partition(": ")
-    return ValidationError.field(name, message) if sep else \
-        ValidationError.field("__all__", str(exc))
+    return (
+        ValidationError.field(name, message) if sep else ValidationError.field("__all__", str(exc))
+    )
 
 
 async def register(request: web.Request) -> web.StreamResponse:
@@ -85,10 +96,19 @@ async def register(request: web.Request) -> web.StreamResponse:
     rack, new = await register_rack(ctx.db, reg)
     if hub.keyring_b64 is None:
         hub.keyring_b64 = base64.b64encode(await ctx.region_key.aexport_public()).decode()
-    log.info("rack_registered", system_id=rack.system_id, hostname=rack.hostname,
-             url=rack.url, new=new, asked_for=reg.system_id)
-    reply = RegistrationReply(system_id=rack.system_id, region_keyring=hub.keyring_b64,
-                              region_fingerprint=ctx.region_key.fingerprint)
+    log.info(
+        "rack_registered",
+        system_id=rack.system_id,
+        hostname=rack.hostname,
+        url=rack.url,
+        new=new,
+        asked_for=reg.system_id,
+    )
+    reply = RegistrationReply(
+        system_id=rack.system_id,
+        region_keyring=hub.keyring_b64,
+        region_fingerprint=ctx.region_key.fingerprint,
+    )
     return json_response(to_json(reply))
 
 
@@ -104,8 +124,14 @@ async def report_status(request: web.Request) -> web.StreamResponse:
         raise _invalid(exc) from None
     if not stored:
         raise not_found(RACK_MODEL)
-    log.info("rack_status_reported", system_id=system_id, state=status.state,
-             snapshot_id=status.snapshot_id, images=len(status.images), error=status.error)
+    log.info(
+        "rack_status_reported",
+        system_id=system_id,
+        state=status.state,
+        snapshot_id=status.snapshot_id,
+        images=len(status.images),
+        error=status.error,
+    )
     return web.Response(status=204)
 
 
@@ -118,16 +144,18 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise not_found(RACK_MODEL)
     await touch_rack(ctx.db, system_id)
     if hub.closed:  # shut down meanwhile; nothing is awaited between here and connect()
-        raise web.HTTPServiceUnavailable(text="The region is shutting down.",
-                                         content_type="text/plain")
+        raise web.HTTPServiceUnavailable(
+            text="The region is shutting down.", content_type="text/plain"
+        )
     resp = web.StreamResponse(headers=_SSE_HEADERS)
     with hub.connect(system_id) as box:
         try:
             await resp.prepare(request)
             await resp.write(b": connected\n\n")
             while (batch := await box.take(hub.keepalive_s)) is not None:
-                chunk = b"".join(f"event: {name}\ndata: {data}\n\n".encode()
-                                 for name, data in batch)
+                chunk = b"".join(
+                    f"event: {name}\ndata: {data}\n\n".encode() for name, data in batch
+                )
                 await resp.write(chunk or b": keepalive\n\n")
         except ConnectionResetError:  # the rack went away; it reconnects on its own
             return resp

@@ -64,9 +64,13 @@ class Action:
         if self.details:
             parts.append(self.details)
         if self.params:
-            parts.append("\n".join(
-                f":param {p.name}: {'Required' if p.required else 'Optional'}. {p.text}\n"
-                f":type {p.name}: {p.type}" for p in self.params))
+            parts.append(
+                "\n".join(
+                    f":param {p.name}: {'Required' if p.required else 'Optional'}. {p.text}\n"
+                    f":type {p.name}: {p.type}"
+                    for p in self.params
+                )
+            )
         return "\n\n".join(parts) + "\n"
 
 
@@ -99,25 +103,40 @@ class HandlerSpec:
     def document(self, base_url: str) -> dict[str, Any]:
         """This handler as describe renders it; ``base_url`` is ``scheme://host``."""
         return {
-            "name": self.name, "doc": self.doc, "path": self.full_path,
-            "params": self.params, "uri": base_url + self.full_path,
-            "actions": [{"name": a.name, "method": a.method, "op": a.op,
-                         "restful": a.op is None, "doc": a.doc}
-                        for a in sorted(self.actions, key=lambda a: a.name)],
+            "name": self.name,
+            "doc": self.doc,
+            "path": self.full_path,
+            "params": self.params,
+            "uri": base_url + self.full_path,
+            "actions": [
+                {
+                    "name": a.name,
+                    "method": a.method,
+                    "op": a.op,
+                    "restful": a.op is None,
+                    "doc": a.doc,
+                }
+                for a in sorted(self.actions, key=lambda a: a.name)
+            ],
         }
 
 
-def describe_document(specs: Iterable[HandlerSpec], base_url: str,
-                      api_hash: str) -> dict[str, Any]:
+def describe_document(specs: Iterable[HandlerSpec], base_url: str, api_hash: str) -> dict[str, Any]:
     """The whole describe document for ``specs`` as seen from ``base_url``."""
     shown = sorted((s for s in specs if not s.hidden), key=lambda s: s.name)
     resources = []
     for spec in shown:
         handler = spec.document(base_url)
-        resources.append({"name": spec.name, "anon": handler if spec.anon else None,
-                          "auth": None if spec.anon else handler})
-    handlers = [r["anon"] for r in resources if r["anon"] is not None] + \
-        [r["auth"] for r in resources if r["auth"] is not None]
+        resources.append(
+            {
+                "name": spec.name,
+                "anon": handler if spec.anon else None,
+                "auth": None if spec.anon else handler,
+            }
+        )
+    handlers = [r["anon"] for r in resources if r["anon"] is not None] + [
+        r["auth"] for r in resources if r["auth"] is not None
+    ]
     return {"doc": "MAAS API", "hash": api_hash, "resources": resources, "handlers": handlers}
 
 
@@ -147,11 +166,14 @@ def registry_problems(app: web.Application, specs: Iterable[HandlerSpec]) -> lis
     """What is routed but not described, or described but not routed (empty when in step)."""
     specs = list(specs)
     routed, described = routed_actions(app), described_actions(specs)
-    problems = [f"routed but not in the registry: {m} {p} op={o}"
-                for p, m, o in sorted(routed - described, key=str)]
-    problems += [f"in the registry but not routed: {m} {p} op={o}"
-                 for p, m, o in sorted(described - routed, key=str)]
+    problems = [
+        f"routed but not in the registry: {m} {p} op={o}"
+        for p, m, o in sorted(routed - described, key=str)
+    ]
+    problems += [
+        f"in the registry but not routed: {m} {p} op={o}"
+        for p, m, o in sorted(described - routed, key=str)
+    ]
     names = [s.name for s in specs]
-    problems += [f"handler name used twice: {n}" for n in sorted(set(names))
-                 if names.count(n) > 1]
+    problems += [f"handler name used twice: {n}" for n in sorted(set(names)) if names.count(n) > 1]
     return problems

@@ -57,16 +57,18 @@ def render_selection(sel: Selection) -> dict[str, Any]:
     }
 
 
-def _name(params: Params, field: str, errors: dict[str, list[str]], *,
-          required: bool) -> str | None:
+def _name(
+    params: Params, field: str, errors: dict[str, list[str]], *, required: bool
+) -> str | None:
     value = params.get(field)
     if value is None or value == "":
         if required or value == "":
             errors[field] = ["This field is required."]
         return None
     if len(value) > MAX_NAME_LENGTH:
-        errors[field] = [f"Ensure this value has at most {MAX_NAME_LENGTH} characters "
-                         f"(it has {len(value)})."]
+        errors[field] = [
+            f"Ensure this value has at most {MAX_NAME_LENGTH} characters (it has {len(value)})."
+        ]
     elif not _NAME.fullmatch(value):
         errors[field] = [f"Enter a valid value: {_NAME_RULE}."]
     return value
@@ -83,14 +85,18 @@ def _names(params: Params, field: str, errors: dict[str, list[str]]) -> list[str
     return values
 
 
-async def _check_catalogue(conn: aiosqlite.Connection, source_id: int,
-                           fields: dict[str, Any], errors: dict[str, list[str]]) -> None:
+async def _check_catalogue(
+    conn: aiosqlite.Connection, source_id: int, fields: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
     """MAAS's cache validation, run only once the source's catalogue is known."""
     if not await repo_catalogue.has_catalogue(conn, source_id):
         return
     os, release = fields["os"], fields["release"]
-    offered = [e for e in await repo_catalogue.available(conn, source_id)
-               if os in ("*", e.os) and release in ("*", e.release)]
+    offered = [
+        e
+        for e in await repo_catalogue.available(conn, source_id)
+        if os in ("*", e.os) and release in ("*", e.release)
+    ]
     if not offered:
         errors["os"] = [f"OS {os} with release {release} has no available images for download"]
         return
@@ -100,8 +106,9 @@ async def _check_catalogue(conn: aiosqlite.Connection, source_id: int,
             errors[field] = [f"No available images to download for {list(wanted)!r}"]
 
 
-async def _validate(conn: aiosqlite.Connection, source_id: int, params: Params,
-                    current: Selection | None) -> dict[str, Any]:
+async def _validate(
+    conn: aiosqlite.Connection, source_id: int, params: Params, current: Selection | None
+) -> dict[str, Any]:
     """The changes asked for; ValidationError listing every problem."""
     errors: dict[str, list[str]] = {}
     changes: dict[str, Any] = {
@@ -114,14 +121,18 @@ async def _validate(conn: aiosqlite.Connection, source_id: int, params: Params,
     if errors:
         raise ValidationError(errors)
     merged: dict[str, Any] = {
-        "os": current.os if current else "", "release": current.release if current else "",
+        "os": current.os if current else "",
+        "release": current.release if current else "",
         **{field: list(getattr(current, field)) if current else [] for field in LIST_FIELDS},
         **changes,
     }
     await _check_catalogue(conn, source_id, merged, errors)
-    if (current is None or (merged["os"], merged["release"]) != (current.os, current.release)) \
-            and any((s.os, s.release) == (merged["os"], merged["release"])
-                    for s in await repo_sources.list_selections(conn, source_id)):
+    if (
+        current is None or (merged["os"], merged["release"]) != (current.os, current.release)
+    ) and any(
+        (s.os, s.release) == (merged["os"], merged["release"])
+        for s in await repo_sources.list_selections(conn, source_id)
+    ):
         errors["__all__"] = [DUPLICATE]
     if errors:
         raise ValidationError(errors)
@@ -130,7 +141,8 @@ async def _validate(conn: aiosqlite.Connection, source_id: int, params: Params,
 
 async def _selection_or_404(request: web.Request, source_id: int) -> Selection:
     sel = await repo_sources.get_selection(
-        request.app[CTX].db, source_id, path_id(request, "id", "BootSourceSelection"))
+        request.app[CTX].db, source_id, path_id(request, "id", "BootSourceSelection")
+    )
     if sel is None:
         raise not_found("BootSourceSelection")
     return sel
@@ -154,8 +166,14 @@ async def create_selection(request: web.Request) -> web.StreamResponse:
         sel = await repo_sources.create_selection(db, source.id, **changes)
     except DuplicateError:
         raise ValidationError.field("__all__", DUPLICATE) from None
-    log.info("selection_created", user=user.username, boot_source_id=source.id,
-             selection_id=sel.id, os=sel.os, release=sel.release)
+    log.info(
+        "selection_created",
+        user=user.username,
+        boot_source_id=source.id,
+        selection_id=sel.id,
+        os=sel.os,
+        release=sel.release,
+    )
     return json_response(render_selection(sel))
 
 
@@ -179,8 +197,13 @@ async def update_selection(request: web.Request) -> web.StreamResponse:
         raise ValidationError.field("__all__", DUPLICATE) from None
     if sel is None:
         raise not_found("BootSourceSelection")
-    log.info("selection_updated", user=user.username, boot_source_id=source.id,
-             selection_id=sel.id, fields=sorted(changes))
+    log.info(
+        "selection_updated",
+        user=user.username,
+        boot_source_id=source.id,
+        selection_id=sel.id,
+        fields=sorted(changes),
+    )
     return json_response(render_selection(sel))
 
 
@@ -191,20 +214,38 @@ async def delete_selection(request: web.Request) -> web.StreamResponse:
     sel = await _selection_or_404(request, source.id)
     if not await repo_sources.delete_selection(request.app[CTX].db, source.id, sel.id):
         raise not_found("BootSourceSelection")
-    log.info("selection_deleted", user=user.username, boot_source_id=source.id,
-             selection_id=sel.id, os=sel.os, release=sel.release)
+    log.info(
+        "selection_deleted",
+        user=user.username,
+        boot_source_id=source.id,
+        selection_id=sel.id,
+        os=sel.os,
+        release=sel.release,
+    )
     return no_content()
 
 
 def add_routes(app: web.Application) -> None:
     """Register ``boot-sources/{boot_source_id}/selections/`` and ``.../{id}/``."""
     base = f"{API_ROOT}/boot-sources/{{boot_source_id}}/selections/"
-    app.router.add_route("*", base, dispatch({
-        ("GET", None): read_selections,
-        ("POST", None): create_selection,
-    }))
-    app.router.add_route("*", base + "{id}/", dispatch({
-        ("GET", None): read_selection,
-        ("PUT", None): update_selection,
-        ("DELETE", None): delete_selection,
-    }))
+    app.router.add_route(
+        "*",
+        base,
+        dispatch(
+            {
+                ("GET", None): read_selections,
+                ("POST", None): create_selection,
+            }
+        ),
+    )
+    app.router.add_route(
+        "*",
+        base + "{id}/",
+        dispatch(
+            {
+                ("GET", None): read_selection,
+                ("PUT", None): update_selection,
+                ("DELETE", None): delete_selection,
+            }
+        ),
+    )

@@ -81,12 +81,12 @@ async def _stage_content(part: BodyPartReader, area: UploadArea) -> Staged:
         async for chunk in _raw_chunks(part):
             yield chunk
         decoder.finish()
+
     # Decoding runs in the staging worker thread with the hashing and writing.
     return await area.stage(decoded(), transform=decoder.feed)
 
 
-async def read_upload_form(request: web.Request,
-                           area: UploadArea) -> tuple[Params, Staged | None]:
+async def read_upload_form(request: web.Request, area: UploadArea) -> tuple[Params, Staged | None]:
     """The fields of ``request`` and its ``content``, staged in ``area`` (None if absent).
 
     Raises ValidationError for a malformed body; nothing stays staged then.
@@ -99,6 +99,7 @@ async def read_upload_form(request: web.Request,
 
         async def one() -> AsyncIterator[bytes]:
             yield content
+
         return params, await area.stage(one())
     values: MultiDict[str] = MultiDict(request.query)
     files: dict[str, bytes] = {}
@@ -110,15 +111,21 @@ async def read_upload_form(request: web.Request,
     except BaseException as exc:
         if staged is not None:
             await area.drop_staged(staged)
-        if isinstance(exc, (ValueError, AssertionError, binascii.Error)) \
-                and not isinstance(exc, ValidationError):
+        if isinstance(exc, (ValueError, AssertionError, binascii.Error)) and not isinstance(
+            exc, ValidationError
+        ):
             raise _malformed(str(exc)) from None
         raise
     return Params(values=MultiDictProxy(values), files=files), staged
 
 
-async def _read_part(part: object, area: UploadArea, values: MultiDict[str],
-                     files: dict[str, bytes], staged: Staged | None) -> Staged | None:
+async def _read_part(
+    part: object,
+    area: UploadArea,
+    values: MultiDict[str],
+    files: dict[str, bytes],
+    staged: Staged | None,
+) -> Staged | None:
     """Read one part into ``values``/``files``, or stage it; the staged content so far."""
     if not isinstance(part, BodyPartReader):
         raise _malformed("nested multipart")

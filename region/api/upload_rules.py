@@ -22,14 +22,31 @@ from region.api.http import Params, ValidationError
 from region.db.uploads import NewUpload
 
 CUSTOM_PREFIX = "custom/"
-SUPPORTED_OS = ("ubuntu", "centos", "rhel", "custom", "windows", "suse", "esxi",
-                "ubuntu-core", "ol")
+SUPPORTED_OS = (
+    "ubuntu",
+    "centos",
+    "rhel",
+    "custom",
+    "windows",
+    "suse",
+    "esxi",
+    "ubuntu-core",
+    "ol",
+)
 BASE_IMAGE_OS = ("ubuntu", "centos", "rhel")
 KNOWN_ARCHES = ("amd64", "arm64", "armhf", "i386", "ppc64el", "riscv64", "s390x")
 FILETYPES = {
-    "tgz": "root-tgz", "tbz": "root-tbz", "txz": "root-txz", "ddtgz": "root-dd",
-    "ddtbz": "root-dd.tar.bz2", "ddtxz": "root-dd.tar.xz", "ddtar": "root-dd.tar",
-    "ddbz2": "root-dd.bz2", "ddgz": "root-dd.gz", "ddxz": "root-dd.xz", "ddraw": "root-dd.raw",
+    "tgz": "root-tgz",
+    "tbz": "root-tbz",
+    "txz": "root-txz",
+    "ddtgz": "root-dd",
+    "ddtbz": "root-dd.tar.bz2",
+    "ddtxz": "root-dd.tar.xz",
+    "ddtar": "root-dd.tar",
+    "ddbz2": "root-dd.bz2",
+    "ddgz": "root-dd.gz",
+    "ddxz": "root-dd.xz",
+    "ddraw": "root-dd.raw",
 }
 REQUIRED = "This field is required."
 NO_SUBARCH = "Invalid architecture, missing subarchitecture."
@@ -69,10 +86,11 @@ def _name(params: Params, offered: Offered, errors: dict[str, list[str]]) -> str
         name = name.removeprefix(CUSTOM_PREFIX)
     os_name, slash, release = name.partition("/")
     if slash and os_name not in SUPPORTED_OS:
-        errors["name"] = [f"Unsupport operating system {os_name}, supported operating "
-                          f"systems: {list(SUPPORTED_OS)}"]
-    elif not all(_SEGMENT.fullmatch(part) for part in ([os_name, release] if slash
-                                                           else [name])):
+        errors["name"] = [
+            f"Unsupport operating system {os_name}, supported operating "
+            f"systems: {list(SUPPORTED_OS)}"
+        ]
+    elif not all(_SEGMENT.fullmatch(part) for part in ([os_name, release] if slash else [name])):
         errors["name"] = [f"Enter a valid name: {_SEGMENT_RULE}, and at most one '/'."]
     elif name in offered.names or name in SUPPORTED_OS or _CENTOS.fullmatch(name):
         errors["name"] = [f"{name} is a reserved name"]
@@ -87,11 +105,14 @@ def _architecture(params: Params, offered: Offered, errors: dict[str, list[str]]
     arch, slash, subarch = value.partition("/")
     if not slash:
         errors["architecture"] = [NO_SUBARCH]
-    elif (arch not in KNOWN_ARCHES and value not in offered.architectures) \
-            or not _SEGMENT.fullmatch(subarch):
+    elif (
+        arch not in KNOWN_ARCHES and value not in offered.architectures
+    ) or not _SEGMENT.fullmatch(subarch):
         usable = sorted({f"{a}/generic" for a in KNOWN_ARCHES} | offered.architectures)
-        errors["architecture"] = [f"'{value}' is not a valid architecture.  It should be one "
-                                  f"of: {', '.join(repr(a) for a in usable)}."]
+        errors["architecture"] = [
+            f"'{value}' is not a valid architecture.  It should be one "
+            f"of: {', '.join(repr(a) for a in usable)}."
+        ]
     return value
 
 
@@ -109,8 +130,9 @@ def _base_image(params: Params, offered: Offered, errors: dict[str, list[str]]) 
     return value
 
 
-def _announced(params: Params, errors: dict[str, list[str]],
-               required: bool) -> tuple[str | None, int | None]:
+def _announced(
+    params: Params, errors: dict[str, list[str]], required: bool
+) -> tuple[str | None, int | None]:
     sha256, size_text = params.get("sha256") or None, params.get("size") or None
     if sha256 is not None and not _SHA256.fullmatch(sha256.strip()):
         errors["sha256"] = ["Enter the sha256 as 64 hexadecimal digits."]
@@ -137,15 +159,22 @@ def check_upload(params: Params, offered: Offered, *, has_content: bool) -> Uplo
     architecture = _architecture(params, offered, errors)
     filetype = (params.get("filetype") or "tgz").strip()
     if filetype not in FILETYPES:
-        errors["filetype"] = [f"Select a valid choice. {filetype} is not one of the available "
-                              "choices."]
+        errors["filetype"] = [
+            f"Select a valid choice. {filetype} is not one of the available choices."
+        ]
     base_image = _base_image(params, offered, errors)
     sha256, size = _announced(params, errors, required=not has_content)
     if errors:
         raise ValidationError(errors)
     return UploadRequest(
-        upload=NewUpload(name=name, architecture=architecture,
-                         title=(params.get("title") or "").strip(),
-                         filetype=FILETYPES[filetype], base_image=base_image,
-                         keep_old=(params.get("keep_old") or "").strip().lower() in _TRUE),
-        sha256=sha256, size=size)
+        upload=NewUpload(
+            name=name,
+            architecture=architecture,
+            title=(params.get("title") or "").strip(),
+            filetype=FILETYPES[filetype],
+            base_image=base_image,
+            keep_old=(params.get("keep_old") or "").strip().lower() in _TRUE,
+        ),
+        sha256=sha256,
+        size=size,
+    )

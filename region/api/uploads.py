@@ -53,8 +53,7 @@ class UploadState:
     """Per-app upload bookkeeping: one lock per file, and a publish waiting for an import."""
 
     def __init__(self) -> None:
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = \
-            weakref.WeakValueDictionary()
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self.pending_publish: asyncio.Task[None] | None = None
 
     def lock(self, file_id: int) -> asyncio.Lock:
@@ -73,8 +72,9 @@ def _bad(message: str) -> web.HTTPBadRequest:
 
 
 def _no_space(exc: InsufficientSpaceError | OSError) -> web.HTTPInsufficientStorage:
-    return web.HTTPInsufficientStorage(text=f"No space left on device: {exc}",
-                                       content_type="text/plain")
+    return web.HTTPInsufficientStorage(
+        text=f"No space left on device: {exc}", content_type="text/plain"
+    )
 
 
 async def _republish_when_idle(importer: ImportControl) -> None:
@@ -99,7 +99,8 @@ async def publish_upload(app: web.Application, ctx: RegionContext) -> None:
     state = app[UPLOADS]
     if state.pending_publish is None or state.pending_publish.done():
         state.pending_publish = asyncio.get_running_loop().create_task(
-            _republish_when_idle(ctx.importer))
+            _republish_when_idle(ctx.importer)
+        )
 
 
 async def create_resource(request: web.Request) -> web.StreamResponse:
@@ -115,8 +116,9 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
         raise
     try:
         names, arches = await repo_uploads.catalogue_names(ctx.db)
-        checked = check_upload(params, Offered(frozenset(names), frozenset(arches)),
-                               has_content=staged is not None)
+        checked = check_upload(
+            params, Offered(frozenset(names), frozenset(arches)), has_content=staged is not None
+        )
         if staged is not None and checked.sha256 not in (None, staged.sha256):
             raise _bad(SHA_MISMATCH)
         sha256 = staged.sha256 if staged else checked.sha256
@@ -132,7 +134,8 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
         elif not stored:
             await ctx.store.ensure_space(size)
         resource_id, file_id = await repo_uploads.create_upload(
-            ctx.db, checked.upload, sha256=sha256, size=size, stored=stored)
+            ctx.db, checked.upload, sha256=sha256, size=size, stored=stored
+        )
     except ResourceClashError:
         raise web.HTTPBadRequest(text=RESOURCE_CLASH, content_type="text/plain") from None
     except InsufficientSpaceError as exc:
@@ -140,10 +143,18 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
     finally:
         if staged is not None:
             await area.drop_staged(staged)
-    log.info("boot_resource_upload_created", user=user.username, boot_resource_id=resource_id,
-             file_id=file_id, name=checked.upload.name,
-             architecture=checked.upload.architecture, sha256=short_sha(sha256), bytes=size,
-             complete=stored, in_request=staged is not None)
+    log.info(
+        "boot_resource_upload_created",
+        user=user.username,
+        boot_resource_id=resource_id,
+        file_id=file_id,
+        name=checked.upload.name,
+        architecture=checked.upload.architecture,
+        sha256=short_sha(sha256),
+        bytes=size,
+        complete=stored,
+        in_request=staged is not None,
+    )
     if stored:
         await publish_upload(request.app, ctx)
     await area.sweep(await repo_uploads.incomplete_file_ids(ctx.db))
@@ -177,8 +188,13 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
 
 def render_file(upload: UploadFile, bytes_done: int) -> dict[str, Any]:
     """The upload's state after a chunk: size, bytes received, complete (and its URI)."""
-    data: dict[str, Any] = {"id": upload.id, "sha256": upload.sha256, "size": upload.size,
-                            "bytes_received": bytes_done, "complete": bytes_done >= upload.size}
+    data: dict[str, Any] = {
+        "id": upload.id,
+        "sha256": upload.sha256,
+        "size": upload.size,
+        "bytes_received": bytes_done,
+        "complete": bytes_done >= upload.size,
+    }
     if not data["complete"]:
         data["progress"] = progress(bytes_done, upload.size)
         data["upload_uri"] = repo_uploads.upload_uri(upload.resource_id, upload.id)
@@ -195,8 +211,10 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
         if upload is None:
             raise not_found("BootResourceFile")
         if upload.rtype == SYNCED:
-            raise web.HTTPForbidden(text="Cannot upload to a resource of type: "
-                                    f"{TYPE_NAMES[SYNCED]}.", content_type="text/plain")
+            raise web.HTTPForbidden(
+                text=f"Cannot upload to a resource of type: {TYPE_NAMES[SYNCED]}.",
+                content_type="text/plain",
+            )
         if upload.complete:
             raise _bad(COMPLETE)
         length = request.content_length
@@ -221,29 +239,46 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
         if received != length:
             raise _bad(LENGTH_MISMATCH)
         done = offset + received
-        log.info("upload_chunk_received", user=user.username, file_id=file_id, bytes=received,
-                 bytes_done=done, size=upload.size)
+        log.info(
+            "upload_chunk_received",
+            user=user.username,
+            file_id=file_id,
+            bytes=received,
+            bytes_done=done,
+            size=upload.size,
+        )
         if done < upload.size:
             await repo_uploads.record_progress(ctx.db, file_id, done)
             return json_response(render_file(upload, done))
         if await area.digest(file_id) != upload.sha256:
             await area.discard(file_id)
             await repo_uploads.record_progress(ctx.db, file_id, 0)
-            log.warning("upload_sha256_mismatch", file_id=file_id,
-                        sha256=short_sha(upload.sha256), bytes=done)
+            log.warning(
+                "upload_sha256_mismatch",
+                file_id=file_id,
+                sha256=short_sha(upload.sha256),
+                bytes=done,
+            )
             raise _bad(SHA_MISMATCH)
         await area.commit(file_id, upload.sha256, upload.size)
         await _finish(request, ctx, upload, user.username, chunk=True)
         return json_response(render_file(upload, upload.size))
 
 
-async def _finish(request: web.Request, ctx: RegionContext, upload: UploadFile, username: str,
-                  *, chunk: bool) -> None:
+async def _finish(
+    request: web.Request, ctx: RegionContext, upload: UploadFile, username: str, *, chunk: bool
+) -> None:
     if not chunk:
         await UploadArea(ctx.store).discard(upload.id)
     await repo_uploads.complete(ctx.db, upload)
-    log.info("boot_resource_upload_completed", user=username, boot_resource_id=upload.resource_id,
-             file_id=upload.id, sha256=short_sha(upload.sha256), bytes=upload.size)
+    log.info(
+        "boot_resource_upload_completed",
+        user=username,
+        boot_resource_id=upload.resource_id,
+        file_id=upload.id,
+        sha256=short_sha(upload.sha256),
+        bytes=upload.size,
+    )
     await publish_upload(request.app, ctx)
 
 
@@ -258,5 +293,8 @@ def add_routes(app: web.Application) -> None:
     """Register the chunk PUT route (create is routed by region/api/boot_resources.py)."""
     app[UPLOADS] = UploadState()
     app.on_shutdown.append(_cancel_pending)
-    app.router.add_route("*", f"{API_ROOT}/boot-resources/{{id}}/upload/{{file_id}}/",
-                         dispatch({("PUT", None): upload_chunk}))
+    app.router.add_route(
+        "*",
+        f"{API_ROOT}/boot-resources/{{id}}/upload/{{file_id}}/",
+        dispatch({("PUT", None): upload_chunk}),
+    )

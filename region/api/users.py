@@ -13,13 +13,15 @@ from region.api.http import API_ROOT, dispatch, json_response
 async def whoami(request: web.Request) -> web.StreamResponse:
     """GET ?op=whoami: the key's user (200), or 401 for a missing or bad key."""
     user = require_user(request)
-    return json_response({
-        "username": user.username,
-        "email": user.email,
-        "is_superuser": user.is_admin,
-        "is_local": True,
-        "resource_uri": f"{API_ROOT}/users/{quote(user.username, safe='')}/",
-    })
+    return json_response(
+        {
+            "username": user.username,
+            "email": user.email,
+            "is_superuser": user.is_admin,
+            "is_local": True,
+            "resource_uri": f"{API_ROOT}/users/{quote(user.username, safe='')}/",
+        }
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -47,4 +47,5 @@ async def set_config(conn: aiosqlite.Connection, name: str, value: Any) -> None:
         await conn.execute(
             "INSERT INTO config (name, value) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (name, json.dumps(value)))
+            (name, json.dumps(value)),
+        )

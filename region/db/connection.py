@@ -54,7 +54,8 @@ async def migrate(conn: aiosqlite.Connection) -> int:
 
 
 _WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
 @asynccontextmanager

@@ -51,8 +51,9 @@ class WantedSet:
         return (self.name, self.architecture)
 
 
-async def write_wanted(conn: aiosqlite.Connection, wanted: Iterable[WantedSet],
-                       have: Mapping[str, int]) -> set[ResourceKey]:
+async def write_wanted(
+    conn: aiosqlite.Connection, wanted: Iterable[WantedSet], have: Mapping[str, int]
+) -> set[ResourceKey]:
     """Create or update the resources, sets and files an import wants.
 
     ``have`` maps sha256 to the bytes already held (the size when stored, a
@@ -60,70 +61,108 @@ async def write_wanted(conn: aiosqlite.Connection, wanted: Iterable[WantedSet],
     uploaded resource of the same name and architecture is left alone.
     Returns the keys of resources created just now.
     """
+
     async def work() -> set[ResourceKey]:
         created: set[ResourceKey] = set()
         now = now_iso()
         for ws in wanted:
-            async with conn.execute("SELECT id, rtype FROM boot_resources WHERE name = ? AND "
-                                    "architecture = ?", ws.key) as cur:
+            async with conn.execute(
+                "SELECT id, rtype FROM boot_resources WHERE name = ? AND architecture = ?", ws.key
+            ) as cur:
                 row = await cur.fetchone()
             fields = (ws.kflavor, ws.bootloader_type, int(ws.rolling), json.dumps(ws.extra))
             if row is None:
                 cur = await conn.execute(
                     "INSERT INTO boot_resources (rtype, name, architecture, kflavor, "
                     "bootloader_type, rolling, extra, created, updated) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?)", (SYNCED, *ws.key, *fields, now, now))
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (SYNCED, *ws.key, *fields, now, now),
+                )
                 resource_id = cur.lastrowid
                 created.add(ws.key)
             elif row["rtype"] == UPLOADED:
-                log.warning("synced_image_clashes_with_upload", name=ws.name,
-                            architecture=ws.architecture)
+                log.warning(
+                    "synced_image_clashes_with_upload", name=ws.name, architecture=ws.architecture
+                )
                 continue
             else:
                 resource_id = row["id"]
                 await conn.execute(
                     "UPDATE boot_resources SET rtype = ?, kflavor = ?, bootloader_type = ?, "
                     "rolling = ?, extra = ?, updated = ? WHERE id = ?",
-                    (SYNCED, *fields, now, resource_id))
+                    (SYNCED, *fields, now, resource_id),
+                )
             await _write_set(conn, resource_id, ws, have, now)
         return created
+
     return await atomic(conn, work)
 
 
-async def _write_set(conn: aiosqlite.Connection, resource_id: int | None, ws: WantedSet,
-                     have: Mapping[str, int], now: str) -> None:
+async def _write_set(
+    conn: aiosqlite.Connection,
+    resource_id: int | None,
+    ws: WantedSet,
+    have: Mapping[str, int],
+    now: str,
+) -> None:
     cur = await conn.execute(
         "INSERT INTO boot_resource_sets (resource_id, version, label, created) "
         "VALUES (?, ?, ?, ?) ON CONFLICT (resource_id, version) DO UPDATE SET "
-        "label = excluded.label RETURNING id", (resource_id, ws.version, ws.label, now))
+        "label = excluded.label RETURNING id",
+        (resource_id, ws.version, ws.label, now),
+    )
     set_id = (await cur.fetchone())[0]  # type: ignore[index]
     await cur.close()
-    async with conn.execute("SELECT filename, sha256 FROM boot_resource_files "
-                            "WHERE set_id = ?", (set_id,)) as cur:
+    async with conn.execute(
+        "SELECT filename, sha256 FROM boot_resource_files WHERE set_id = ?", (set_id,)
+    ) as cur:
         before = {row["filename"]: row["sha256"] for row in await cur.fetchall()}
     for f in ws.files:
         if before.get(f.filename, f.sha256) != f.sha256:
-            log.warning("file_hash_changed", resource=ws.name, architecture=ws.architecture,
-                        version=ws.version, filename=f.filename,
-                        previous=short_sha(before[f.filename]), sha256=short_sha(f.sha256))
+            log.warning(
+                "file_hash_changed",
+                resource=ws.name,
+                architecture=ws.architecture,
+                version=ws.version,
+                filename=f.filename,
+                previous=short_sha(before[f.filename]),
+                sha256=short_sha(f.sha256),
+            )
     await conn.executemany(
         "INSERT INTO boot_resource_files (set_id, filename, filetype, sha256, size, "
         "bytes_done, extra) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (set_id, filename) "
         "DO UPDATE SET filetype = excluded.filetype, sha256 = excluded.sha256, "
         "size = excluded.size, bytes_done = excluded.bytes_done, extra = excluded.extra",
-        [(set_id, f.filename, f.filetype, f.sha256, f.size, min(have.get(f.sha256, 0), f.size),
-          json.dumps(f.extra)) for f in ws.files])
+        [
+            (
+                set_id,
+                f.filename,
+                f.filetype,
+                f.sha256,
+                f.size,
+                min(have.get(f.sha256, 0), f.size),
+                json.dumps(f.extra),
+            )
+            for f in ws.files
+        ],
+    )
     gone = [(set_id, name) for name in before if name not in {f.filename for f in ws.files}]
-    await conn.executemany("DELETE FROM boot_resource_files WHERE set_id = ? AND filename = ?",
-                           gone)
+    await conn.executemany(
+        "DELETE FROM boot_resource_files WHERE set_id = ? AND filename = ?", gone
+    )
 
 
 async def set_bytes_done(conn: aiosqlite.Connection, done: Mapping[str, int]) -> None:
     """Record the bytes held per sha256 on every file row not yet complete."""
     if done:
-        await atomic(conn, lambda: conn.executemany(
-            "UPDATE boot_resource_files SET bytes_done = MIN(?, size) "
-            "WHERE sha256 = ? AND bytes_done < size", [(n, sha) for sha, n in done.items()]))
+        await atomic(
+            conn,
+            lambda: conn.executemany(
+                "UPDATE boot_resource_files SET bytes_done = MIN(?, size) "
+                "WHERE sha256 = ? AND bytes_done < size",
+                [(n, sha) for sha, n in done.items()],
+            ),
+        )
 
 
 async def delete_resources(conn: aiosqlite.Connection, ids: Iterable[int]) -> int:
@@ -139,15 +178,20 @@ async def clean_sets(conn: aiosqlite.Connection) -> int:
     Incomplete sets go, older complete sets go, and synced resources left
     without a set go. Returns the number of sets deleted.
     """
+
     async def work() -> int:
         cur = await conn.execute(
             f"DELETE FROM boot_resource_sets WHERE resource_id IN "  # noqa: S608
             f"(SELECT id FROM boot_resources WHERE rtype = {SYNCED}) AND id NOT IN "
             f"(SELECT MAX(id) FROM boot_resource_sets WHERE id IN ({COMPLETE_SETS}) "
-            "GROUP BY resource_id)")
-        await conn.execute(f"DELETE FROM boot_resources WHERE rtype = {SYNCED} AND id NOT IN "  # noqa: S608
-                           "(SELECT resource_id FROM boot_resource_sets)")
+            "GROUP BY resource_id)"
+        )
+        await conn.execute(
+            f"DELETE FROM boot_resources WHERE rtype = {SYNCED} AND id NOT IN "  # noqa: S608
+            "(SELECT resource_id FROM boot_resource_sets)"
+        )
         return cur.rowcount
+
     return await atomic(conn, work)
 
 
@@ -159,14 +203,20 @@ async def referenced_sha256(conn: aiosqlite.Connection) -> set[str]:
 
 async def start_run(conn: aiosqlite.Connection) -> int:
     """Open an ``import_runs`` row; returns its id."""
-    cur = await atomic(conn, lambda: conn.execute(
-        "INSERT INTO import_runs (started) VALUES (?)", (now_iso(),)))
+    cur = await atomic(
+        conn, lambda: conn.execute("INSERT INTO import_runs (started) VALUES (?)", (now_iso(),))
+    )
     return cur.lastrowid or 0
 
 
-async def finish_run(conn: aiosqlite.Connection, run_id: int, outcome: str,
-                     summary: Mapping[str, Any]) -> None:
+async def finish_run(
+    conn: aiosqlite.Connection, run_id: int, outcome: str, summary: Mapping[str, Any]
+) -> None:
     """Close an ``import_runs`` row with its outcome and summary."""
-    await atomic(conn, lambda: conn.execute(
-        "UPDATE import_runs SET finished = ?, outcome = ?, summary = ? WHERE id = ?",
-        (now_iso(), outcome, json.dumps(summary), run_id)))
+    await atomic(
+        conn,
+        lambda: conn.execute(
+            "UPDATE import_runs SET finished = ?, outcome = ?, summary = ? WHERE id = ?",
+            (now_iso(), outcome, json.dumps(summary), run_id),
+        ),
+    )

@@ -27,8 +27,10 @@ T = TypeVar("T")
 SYNCED, GENERATED, UPLOADED = 0, 1, 2
 ResourceKey = tuple[str, str]  # (name, architecture)
 
-COMPLETE_SETS = ("SELECT set_id FROM boot_resource_files GROUP BY set_id "
-                  "HAVING SUM(bytes_done >= size) = COUNT(*)")
+COMPLETE_SETS = (
+    "SELECT set_id FROM boot_resource_files GROUP BY set_id "
+    "HAVING SUM(bytes_done >= size) = COUNT(*)"
+)
 
 
 @dataclass(frozen=True)
@@ -90,23 +92,37 @@ class SetRow:
 
 async def atomic(conn: aiosqlite.Connection, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` as one transaction (region.db.connection), shielded from cancellation."""
+
     async def run() -> T:
         async with transaction(conn):
             return await work()
+
     return await asyncio.shield(run())
 
 
 def _resource(row: aiosqlite.Row) -> ResourceRow:
-    return ResourceRow(id=row["id"], rtype=row["rtype"], name=row["name"],
-                       architecture=row["architecture"], kflavor=row["kflavor"],
-                       bootloader_type=row["bootloader_type"], rolling=bool(row["rolling"]),
-                       base_image=row["base_image"], extra=json.loads(row["extra"]))
+    return ResourceRow(
+        id=row["id"],
+        rtype=row["rtype"],
+        name=row["name"],
+        architecture=row["architecture"],
+        kflavor=row["kflavor"],
+        bootloader_type=row["bootloader_type"],
+        rolling=bool(row["rolling"]),
+        base_image=row["base_image"],
+        extra=json.loads(row["extra"]),
+    )
 
 
 def _file(row: aiosqlite.Row) -> FileRow:
-    return FileRow(filename=row["filename"], filetype=row["filetype"], sha256=row["sha256"],
-                   size=row["size"], bytes_done=row["bytes_done"],
-                   extra=json.loads(row["fextra"]))
+    return FileRow(
+        filename=row["filename"],
+        filetype=row["filetype"],
+        sha256=row["sha256"],
+        size=row["size"],
+        bytes_done=row["bytes_done"],
+        extra=json.loads(row["fextra"]),
+    )
 
 
 def _sets(rows: Iterable[aiosqlite.Row]) -> dict[int, tuple[SetRow, int]]:
@@ -116,24 +132,30 @@ def _sets(rows: Iterable[aiosqlite.Row]) -> dict[int, tuple[SetRow, int]]:
         entry = grouped.setdefault(row["sid"], (row["rid"], row["version"], row["label"], []))
         if row["filename"] is not None:
             entry[3].append(_file(row))
-    return {sid: (SetRow(id=sid, version=v, label=lbl, files=tuple(files)), rid)
-            for sid, (rid, v, lbl, files) in grouped.items()}
+    return {
+        sid: (SetRow(id=sid, version=v, label=lbl, files=tuple(files)), rid)
+        for sid, (rid, v, lbl, files) in grouped.items()
+    }
 
 
-_SET_FILES = ("SELECT s.resource_id AS rid, s.id AS sid, s.version, s.label, f.filename, "
-              "f.filetype, f.sha256, f.size, f.bytes_done, f.extra AS fextra "
-              "FROM boot_resource_sets s LEFT JOIN boot_resource_files f ON f.set_id = s.id ")
+_SET_FILES = (
+    "SELECT s.resource_id AS rid, s.id AS sid, s.version, s.label, f.filename, "
+    "f.filetype, f.sha256, f.size, f.bytes_done, f.extra AS fextra "
+    "FROM boot_resource_sets s LEFT JOIN boot_resource_files f ON f.set_id = s.id "
+)
 
 
-async def get_resource(conn: aiosqlite.Connection,
-                       resource_id: int) -> tuple[ResourceRow, list[SetRow]] | None:
+async def get_resource(
+    conn: aiosqlite.Connection, resource_id: int
+) -> tuple[ResourceRow, list[SetRow]] | None:
     """A resource and its sets, newest first; None if unknown."""
     async with conn.execute("SELECT * FROM boot_resources WHERE id = ?", (resource_id,)) as cur:
         row = await cur.fetchone()
     if row is None:
         return None
-    async with conn.execute(_SET_FILES + "WHERE s.resource_id = ? ORDER BY s.id DESC, "
-                            "f.filename", (resource_id,)) as cur:
+    async with conn.execute(
+        _SET_FILES + "WHERE s.resource_id = ? ORDER BY s.id DESC, f.filename", (resource_id,)
+    ) as cur:
         sets = _sets(await cur.fetchall())
     return _resource(row), [s for s, _rid in sets.values()]
 
@@ -148,46 +170,62 @@ class SetTotals:
     complete: bool
 
 
-async def list_resources(conn: aiosqlite.Connection, rtype: int | None = None,
-                         ) -> list[tuple[ResourceRow, SetTotals | None]]:
+async def list_resources(
+    conn: aiosqlite.Connection,
+    rtype: int | None = None,
+) -> list[tuple[ResourceRow, SetTotals | None]]:
     """Resources (of ``rtype``, or all) with their newest set's totals, in one query.
 
     Ordered by type, name and architecture as MAAS lists them.
     """
     async with conn.execute(
-            "SELECT r.*, s.id AS set_id, COUNT(f.id) AS files, SUM(f.size) AS total, "
-            "SUM(MIN(f.bytes_done, f.size)) AS done, SUM(f.bytes_done >= f.size) AS stored "
-            "FROM boot_resources r LEFT JOIN boot_resource_sets s ON s.id = "
-            "(SELECT MAX(id) FROM boot_resource_sets WHERE resource_id = r.id) "
-            "LEFT JOIN boot_resource_files f ON f.set_id = s.id "
-            "WHERE ? IS NULL OR r.rtype = ? GROUP BY r.id ORDER BY r.rtype, r.name, "
-            "r.architecture",
-            (rtype, rtype)) as cur:
+        "SELECT r.*, s.id AS set_id, COUNT(f.id) AS files, SUM(f.size) AS total, "
+        "SUM(MIN(f.bytes_done, f.size)) AS done, SUM(f.bytes_done >= f.size) AS stored "
+        "FROM boot_resources r LEFT JOIN boot_resource_sets s ON s.id = "
+        "(SELECT MAX(id) FROM boot_resource_sets WHERE resource_id = r.id) "
+        "LEFT JOIN boot_resource_files f ON f.set_id = s.id "
+        "WHERE ? IS NULL OR r.rtype = ? GROUP BY r.id ORDER BY r.rtype, r.name, "
+        "r.architecture",
+        (rtype, rtype),
+    ) as cur:
         rows = await cur.fetchall()
-    return [(_resource(row), None if row["set_id"] is None else SetTotals(
-        files=row["files"] or 0, total=row["total"] or 0, done=row["done"] or 0,
-        complete=bool(row["files"]) and row["stored"] == row["files"])) for row in rows]
+    return [
+        (
+            _resource(row),
+            None
+            if row["set_id"] is None
+            else SetTotals(
+                files=row["files"] or 0,
+                total=row["total"] or 0,
+                done=row["done"] or 0,
+                complete=bool(row["files"]) and row["stored"] == row["files"],
+            ),
+        )
+        for row in rows
+    ]
 
 
 async def delete_resource(conn: aiosqlite.Connection, resource_id: int) -> bool:
     """Delete one resource with its sets and files; False if it did not exist."""
-    cur = await atomic(conn, lambda: conn.execute("DELETE FROM boot_resources WHERE id = ?",
-                                                  (resource_id,)))
+    cur = await atomic(
+        conn, lambda: conn.execute("DELETE FROM boot_resources WHERE id = ?", (resource_id,))
+    )
     return cur.rowcount > 0
 
 
 async def list_synced(conn: aiosqlite.Connection) -> list[ResourceRow]:
     """Every synced resource, by name and architecture."""
-    async with conn.execute("SELECT * FROM boot_resources WHERE rtype = ? "
-                            "ORDER BY name, architecture", (SYNCED,)) as cur:
+    async with conn.execute(
+        "SELECT * FROM boot_resources WHERE rtype = ? ORDER BY name, architecture", (SYNCED,)
+    ) as cur:
         return [_resource(row) for row in await cur.fetchall()]
 
 
 async def complete_sets(conn: aiosqlite.Connection) -> list[tuple[ResourceRow, list[SetRow]]]:
     """Every resource with at least one complete set, with only its complete sets."""
     async with conn.execute(
-            _SET_FILES + f"WHERE s.id IN ({COMPLETE_SETS}) "
-            "ORDER BY s.resource_id, s.id, f.filename") as cur:
+        _SET_FILES + f"WHERE s.id IN ({COMPLETE_SETS}) ORDER BY s.resource_id, s.id, f.filename"
+    ) as cur:
         sets = _sets(await cur.fetchall())
     by_resource: dict[int, list[SetRow]] = {}
     for set_row, rid in sets.values():

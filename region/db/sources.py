@@ -53,21 +53,33 @@ class Selection:
 
 
 def _source(row: aiosqlite.Row) -> BootSource:
-    return BootSource(id=row["id"], url=row["url"], keyring_filename=row["keyring_filename"],
-                      keyring_data=bytes(row["keyring_data"]), created=row["created"],
-                      updated=row["updated"])
+    return BootSource(
+        id=row["id"],
+        url=row["url"],
+        keyring_filename=row["keyring_filename"],
+        keyring_data=bytes(row["keyring_data"]),
+        created=row["created"],
+        updated=row["updated"],
+    )
 
 
 def _selection(row: aiosqlite.Row) -> Selection:
-    return Selection(id=row["id"], boot_source_id=row["boot_source_id"], os=row["os"],
-                     release=row["release"], arches=tuple(json.loads(row["arches"])),
-                     subarches=tuple(json.loads(row["subarches"])),
-                     labels=tuple(json.loads(row["labels"])), created=row["created"],
-                     updated=row["updated"])
+    return Selection(
+        id=row["id"],
+        boot_source_id=row["boot_source_id"],
+        os=row["os"],
+        release=row["release"],
+        arches=tuple(json.loads(row["arches"])),
+        subarches=tuple(json.loads(row["subarches"])),
+        labels=tuple(json.loads(row["labels"])),
+        created=row["created"],
+        updated=row["updated"],
+    )
 
 
-async def _write(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...],
-                 duplicate: str) -> int:
+async def _write(
+    conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...], duplicate: str
+) -> int:
     """Run one writing statement and commit; returns lastrowid (or rowcount for no insert)."""
     try:
         async with transaction(conn):
@@ -84,16 +96,26 @@ async def _write(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...],
 # --- sources --------------------------------------------------------------------
 
 
-async def create_source(conn: aiosqlite.Connection, *, url: str, keyring_filename: str = "",
-                        keyring_data: bytes = b"") -> BootSource:
+async def create_source(
+    conn: aiosqlite.Connection, *, url: str, keyring_filename: str = "", keyring_data: bytes = b""
+) -> BootSource:
     """Insert a source; DuplicateError if ``url`` is taken."""
     now = now_iso()
     new_id = await _write(
-        conn, "INSERT INTO boot_sources (url, keyring_filename, keyring_data, created, updated)"
-        " VALUES (?, ?, ?, ?, ?)", (url, keyring_filename, keyring_data, now, now),
-        f"boot source {url} exists")
-    return BootSource(id=new_id, url=url, keyring_filename=keyring_filename,
-                      keyring_data=keyring_data, created=now, updated=now)
+        conn,
+        "INSERT INTO boot_sources (url, keyring_filename, keyring_data, created, updated)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (url, keyring_filename, keyring_data, now, now),
+        f"boot source {url} exists",
+    )
+    return BootSource(
+        id=new_id,
+        url=url,
+        keyring_filename=keyring_filename,
+        keyring_data=keyring_data,
+        created=now,
+        updated=now,
+    )
 
 
 async def get_source(conn: aiosqlite.Connection, source_id: int) -> BootSource | None:
@@ -116,20 +138,32 @@ async def list_sources(conn: aiosqlite.Connection) -> list[BootSource]:
         return [_source(row) for row in await cur.fetchall()]
 
 
-async def update_source(conn: aiosqlite.Connection, source_id: int, *, url: str | None = None,
-                        keyring_filename: str | None = None,
-                        keyring_data: bytes | None = None) -> BootSource | None:
+async def update_source(
+    conn: aiosqlite.Connection,
+    source_id: int,
+    *,
+    url: str | None = None,
+    keyring_filename: str | None = None,
+    keyring_data: bytes | None = None,
+) -> BootSource | None:
     """Change the given fields (None keeps a field); None if the source does not exist.
 
     Raises DuplicateError if the new ``url`` belongs to another source.
     """
-    changes: dict[str, Any] = {"url": url, "keyring_filename": keyring_filename,
-                               "keyring_data": keyring_data}
+    changes: dict[str, Any] = {
+        "url": url,
+        "keyring_filename": keyring_filename,
+        "keyring_data": keyring_data,
+    }
     changes = {name: value for name, value in changes.items() if value is not None}
     changes["updated"] = now_iso()
     assignments = ", ".join(f"{name} = ?" for name in changes)
-    count = await _write(conn, f"UPDATE boot_sources SET {assignments} WHERE id = ?",  # noqa: S608
-                         (*changes.values(), source_id), f"boot source {url} exists")
+    count = await _write(
+        conn,
+        f"UPDATE boot_sources SET {assignments} WHERE id = ?",  # noqa: S608
+        (*changes.values(), source_id),
+        f"boot source {url} exists",
+    )
     return await get_source(conn, source_id) if count else None
 
 
@@ -141,34 +175,62 @@ async def delete_source(conn: aiosqlite.Connection, source_id: int) -> bool:
 # --- selections -------------------------------------------------------------------
 
 
-async def create_selection(conn: aiosqlite.Connection, source_id: int, *, os: str,
-                           release: str, arches: list[str] | tuple[str, ...] = (),
-                           subarches: list[str] | tuple[str, ...] = (),
-                           labels: list[str] | tuple[str, ...] = ()) -> Selection:
+async def create_selection(
+    conn: aiosqlite.Connection,
+    source_id: int,
+    *,
+    os: str,
+    release: str,
+    arches: list[str] | tuple[str, ...] = (),
+    subarches: list[str] | tuple[str, ...] = (),
+    labels: list[str] | tuple[str, ...] = (),
+) -> Selection:
     """Insert a selection; DuplicateError if the source already has one for os+release."""
     now = now_iso()
     new_id = await _write(
-        conn, "INSERT INTO boot_source_selections (boot_source_id, os, release, arches,"
+        conn,
+        "INSERT INTO boot_source_selections (boot_source_id, os, release, arches,"
         " subarches, labels, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (source_id, os, release, json.dumps(list(arches)), json.dumps(list(subarches)),
-         json.dumps(list(labels)), now, now), f"selection {os}/{release} exists")
-    return Selection(id=new_id, boot_source_id=source_id, os=os, release=release,
-                     arches=tuple(arches), subarches=tuple(subarches), labels=tuple(labels),
-                     created=now, updated=now)
+        (
+            source_id,
+            os,
+            release,
+            json.dumps(list(arches)),
+            json.dumps(list(subarches)),
+            json.dumps(list(labels)),
+            now,
+            now,
+        ),
+        f"selection {os}/{release} exists",
+    )
+    return Selection(
+        id=new_id,
+        boot_source_id=source_id,
+        os=os,
+        release=release,
+        arches=tuple(arches),
+        subarches=tuple(subarches),
+        labels=tuple(labels),
+        created=now,
+        updated=now,
+    )
 
 
-async def get_selection(conn: aiosqlite.Connection, source_id: int,
-                        selection_id: int) -> Selection | None:
+async def get_selection(
+    conn: aiosqlite.Connection, source_id: int, selection_id: int
+) -> Selection | None:
     """Selection ``selection_id`` of source ``source_id``, or None."""
     async with conn.execute(
-            "SELECT * FROM boot_source_selections WHERE id = ? AND boot_source_id = ?",
-            (selection_id, source_id)) as cur:
+        "SELECT * FROM boot_source_selections WHERE id = ? AND boot_source_id = ?",
+        (selection_id, source_id),
+    ) as cur:
         row = await cur.fetchone()
     return _selection(row) if row else None
 
 
-async def list_selections(conn: aiosqlite.Connection,
-                          source_id: int | None = None) -> list[Selection]:
+async def list_selections(
+    conn: aiosqlite.Connection, source_id: int | None = None
+) -> list[Selection]:
     """The selections of one source (every source's when None), by id."""
     query = "SELECT * FROM boot_source_selections ORDER BY id"
     params: tuple[int, ...] = ()
@@ -179,12 +241,17 @@ async def list_selections(conn: aiosqlite.Connection,
         return [_selection(row) for row in await cur.fetchall()]
 
 
-async def update_selection(conn: aiosqlite.Connection, source_id: int, selection_id: int, *,
-                           os: str | None = None, release: str | None = None,
-                           arches: list[str] | tuple[str, ...] | None = None,
-                           subarches: list[str] | tuple[str, ...] | None = None,
-                           labels: list[str] | tuple[str, ...] | None = None,
-                           ) -> Selection | None:
+async def update_selection(
+    conn: aiosqlite.Connection,
+    source_id: int,
+    selection_id: int,
+    *,
+    os: str | None = None,
+    release: str | None = None,
+    arches: list[str] | tuple[str, ...] | None = None,
+    subarches: list[str] | tuple[str, ...] | None = None,
+    labels: list[str] | tuple[str, ...] | None = None,
+) -> Selection | None:
     """Change the given fields (None keeps a field); None if the selection does not exist.
 
     Raises DuplicateError if the new os+release is taken in the same source.
@@ -196,18 +263,25 @@ async def update_selection(conn: aiosqlite.Connection, source_id: int, selection
     changes["updated"] = now_iso()
     assignments = ", ".join(f"{name} = ?" for name in changes)
     count = await _write(
-        conn, f"UPDATE boot_source_selections SET {assignments}"  # noqa: S608
-        " WHERE id = ? AND boot_source_id = ?", (*changes.values(), selection_id, source_id),
-        "selection os/release exists")
+        conn,
+        f"UPDATE boot_source_selections SET {assignments}"  # noqa: S608
+        " WHERE id = ? AND boot_source_id = ?",
+        (*changes.values(), selection_id, source_id),
+        "selection os/release exists",
+    )
     return await get_selection(conn, source_id, selection_id) if count else None
 
 
-async def delete_selection(conn: aiosqlite.Connection, source_id: int,
-                           selection_id: int) -> bool:
+async def delete_selection(conn: aiosqlite.Connection, source_id: int, selection_id: int) -> bool:
     """Delete one selection; False if it did not exist."""
-    return bool(await _write(
-        conn, "DELETE FROM boot_source_selections WHERE id = ? AND boot_source_id = ?",
-        (selection_id, source_id), ""))
+    return bool(
+        await _write(
+            conn,
+            "DELETE FROM boot_source_selections WHERE id = ? AND boot_source_id = ?",
+            (selection_id, source_id),
+            "",
+        )
+    )
 
 
 async def sources_fingerprint(conn: aiosqlite.Connection) -> str:
@@ -218,9 +292,30 @@ async def sources_fingerprint(conn: aiosqlite.Connection) -> str:
     """
     digest = hashlib.sha256()
     for source in await list_sources(conn):
-        digest.update(json.dumps(["source", source.id, source.url, source.keyring_filename,
-                                  hashlib.sha256(source.keyring_data).hexdigest()]).encode())
+        digest.update(
+            json.dumps(
+                [
+                    "source",
+                    source.id,
+                    source.url,
+                    source.keyring_filename,
+                    hashlib.sha256(source.keyring_data).hexdigest(),
+                ]
+            ).encode()
+        )
     for sel in await list_selections(conn):
-        digest.update(json.dumps(["selection", sel.id, sel.boot_source_id, sel.os, sel.release,
-                                  sel.arches, sel.subarches, sel.labels]).encode())
+        digest.update(
+            json.dumps(
+                [
+                    "selection",
+                    sel.id,
+                    sel.boot_source_id,
+                    sel.os,
+                    sel.release,
+                    sel.arches,
+                    sel.subarches,
+                    sel.labels,
+                ]
+            ).encode()
+        )
     return digest.hexdigest()

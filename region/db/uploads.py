@@ -61,25 +61,26 @@ def upload_uri(resource_id: int, file_id: int) -> str:
     return f"{API_ROOT}/boot-resources/{resource_id}/upload/{file_id}/"
 
 
-async def get_file(conn: aiosqlite.Connection, resource_id: int,
-                   file_id: int) -> UploadFile | None:
+async def get_file(conn: aiosqlite.Connection, resource_id: int, file_id: int) -> UploadFile | None:
     """File ``file_id`` of resource ``resource_id``; None if there is no such pair."""
     async with conn.execute(
-            "SELECT f.id, s.resource_id, r.rtype, f.sha256, f.size, f.bytes_done "
-            "FROM boot_resource_files f JOIN boot_resource_sets s ON s.id = f.set_id "
-            "JOIN boot_resources r ON r.id = s.resource_id WHERE f.id = ? AND r.id = ?",
-            (file_id, resource_id)) as cur:
+        "SELECT f.id, s.resource_id, r.rtype, f.sha256, f.size, f.bytes_done "
+        "FROM boot_resource_files f JOIN boot_resource_sets s ON s.id = f.set_id "
+        "JOIN boot_resources r ON r.id = s.resource_id WHERE f.id = ? AND r.id = ?",
+        (file_id, resource_id),
+    ) as cur:
         row = await cur.fetchone()
     return None if row is None else UploadFile(*row)
 
 
-async def upload_uris(conn: aiosqlite.Connection,
-                      resource_id: int) -> dict[int, dict[str, str]]:
+async def upload_uris(conn: aiosqlite.Connection, resource_id: int) -> dict[int, dict[str, str]]:
     """set id → filename → upload_uri, for the incomplete files of ``resource_id``."""
     async with conn.execute(
-            "SELECT f.set_id, f.filename, f.id FROM boot_resource_files f JOIN "
-            "boot_resource_sets s ON s.id = f.set_id WHERE s.resource_id = ? AND "
-            "f.bytes_done < f.size", (resource_id,)) as cur:
+        "SELECT f.set_id, f.filename, f.id FROM boot_resource_files f JOIN "
+        "boot_resource_sets s ON s.id = f.set_id WHERE s.resource_id = ? AND "
+        "f.bytes_done < f.size",
+        (resource_id,),
+    ) as cur:
         rows = await cur.fetchall()
     found: dict[int, dict[str, str]] = {}
     for set_id, filename, file_id in rows:
@@ -89,23 +90,28 @@ async def upload_uris(conn: aiosqlite.Connection,
 
 async def sizes_of(conn: aiosqlite.Connection, sha256: str) -> set[int]:
     """The sizes files with ``sha256`` are recorded with."""
-    async with conn.execute("SELECT DISTINCT size FROM boot_resource_files WHERE sha256 = ?",
-                            (sha256,)) as cur:
+    async with conn.execute(
+        "SELECT DISTINCT size FROM boot_resource_files WHERE sha256 = ?", (sha256,)
+    ) as cur:
         return {row[0] for row in await cur.fetchall()}
 
 
 async def incomplete_file_ids(conn: aiosqlite.Connection) -> set[int]:
     """Ids of every file still being uploaded (their partials must stay)."""
-    async with conn.execute("SELECT f.id FROM boot_resource_files f JOIN boot_resource_sets s "
-                            "ON s.id = f.set_id JOIN boot_resources r ON r.id = s.resource_id "
-                            "WHERE r.rtype = ? AND f.bytes_done < f.size", (UPLOADED,)) as cur:
+    async with conn.execute(
+        "SELECT f.id FROM boot_resource_files f JOIN boot_resource_sets s "
+        "ON s.id = f.set_id JOIN boot_resources r ON r.id = s.resource_id "
+        "WHERE r.rtype = ? AND f.bytes_done < f.size",
+        (UPLOADED,),
+    ) as cur:
         return {row[0] for row in await cur.fetchall()}
 
 
 async def catalogue_names(conn: aiosqlite.Connection) -> tuple[set[str], set[str]]:
     """(os, release and os/release names the sources offer, their arch/subarch pairs)."""
-    async with conn.execute("SELECT DISTINCT os, release, arch, subarch "
-                            "FROM boot_source_cache") as cur:
+    async with conn.execute(
+        "SELECT DISTINCT os, release, arch, subarch FROM boot_source_cache"
+    ) as cur:
         rows = await cur.fetchall()
     names = {n for os, release, _a, _s in rows for n in (os, release, f"{os}/{release}")}
     return names, {f"{arch}/{subarch}" for _o, _r, arch, subarch in rows}
@@ -119,22 +125,29 @@ def next_version(taken: set[str], today: str) -> str:
     same_day = [v for v in taken if v == today or v.startswith(f"{today}.")]
     if not same_day:
         return today
-    suffixes = [int(v.partition(".")[2] or 0) for v in same_day
-                if v.partition(".")[2].isdigit() or v == today]
+    suffixes = [
+        int(v.partition(".")[2] or 0)
+        for v in same_day
+        if v.partition(".")[2].isdigit() or v == today
+    ]
     return f"{today}.{max(suffixes, default=0) + 1}"
 
 
-async def create_upload(conn: aiosqlite.Connection, new: NewUpload, *, sha256: str, size: int,
-                        stored: bool) -> tuple[int, int]:
+async def create_upload(
+    conn: aiosqlite.Connection, new: NewUpload, *, sha256: str, size: int, stored: bool
+) -> tuple[int, int]:
     """Add a set with one file for ``new`` (creating the resource); (resource id, file id).
 
     ``stored``: the blob is in the store already, so the file is complete.
     Raises ResourceClashError when a synced resource has that name and architecture.
     """
+
     async def work() -> tuple[int, int]:
         now = now_iso()
-        async with conn.execute("SELECT id, rtype, extra FROM boot_resources WHERE name = ? "
-                                "AND architecture = ?", (new.name, new.architecture)) as cur:
+        async with conn.execute(
+            "SELECT id, rtype, extra FROM boot_resources WHERE name = ? AND architecture = ?",
+            (new.name, new.architecture),
+        ) as cur:
             row = await cur.fetchone()
         if row is not None and row["rtype"] != UPLOADED:
             raise ResourceClashError(new.name)
@@ -145,39 +158,49 @@ async def create_upload(conn: aiosqlite.Connection, new: NewUpload, *, sha256: s
             cur = await conn.execute(
                 "INSERT INTO boot_resources (rtype, name, architecture, base_image, extra, "
                 "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (UPLOADED, new.name, new.architecture, new.base_image, json.dumps(extra),
-                 now, now))
+                (UPLOADED, new.name, new.architecture, new.base_image, json.dumps(extra), now, now),
+            )
             resource_id = cur.lastrowid
         else:
             resource_id = row["id"]
-            await conn.execute("UPDATE boot_resources SET base_image = ?, extra = ?, "
-                               "updated = ? WHERE id = ?",
-                               (new.base_image, json.dumps(extra), now, resource_id))
-        async with conn.execute("SELECT version FROM boot_resource_sets WHERE resource_id = ?",
-                                (resource_id,)) as cur:
+            await conn.execute(
+                "UPDATE boot_resources SET base_image = ?, extra = ?, updated = ? WHERE id = ?",
+                (new.base_image, json.dumps(extra), now, resource_id),
+            )
+        async with conn.execute(
+            "SELECT version FROM boot_resource_sets WHERE resource_id = ?", (resource_id,)
+        ) as cur:
             taken = {r[0] for r in await cur.fetchall()}
         version = next_version(taken, datetime.now(UTC).strftime("%Y%m%d"))
         cur = await conn.execute(
             "INSERT INTO boot_resource_sets (resource_id, version, label, created) "
-            "VALUES (?, ?, ?, ?)", (resource_id, version, UPLOADED_LABEL, now))
+            "VALUES (?, ?, ?, ?)",
+            (resource_id, version, UPLOADED_LABEL, now),
+        )
         set_id = cur.lastrowid
         cur = await conn.execute(
             "INSERT INTO boot_resource_files (set_id, filename, filetype, sha256, size, "
             "bytes_done) VALUES (?, ?, ?, ?, ?, ?)",
-            (set_id, new.filetype, new.filetype, sha256, size, size if stored else 0))
+            (set_id, new.filetype, new.filetype, sha256, size, size if stored else 0),
+        )
         file_id = cur.lastrowid
         assert resource_id is not None
         assert file_id is not None
         if stored and not new.keep_old:
             await _drop_older_sets(conn, resource_id, file_id)
         return resource_id, file_id
+
     return await atomic(conn, work)
 
 
 async def record_progress(conn: aiosqlite.Connection, file_id: int, bytes_done: int) -> None:
     """Record that the partial of ``file_id`` holds ``bytes_done`` good bytes."""
-    await atomic(conn, lambda: conn.execute(
-        "UPDATE boot_resource_files SET bytes_done = ? WHERE id = ?", (bytes_done, file_id)))
+    await atomic(
+        conn,
+        lambda: conn.execute(
+            "UPDATE boot_resource_files SET bytes_done = ? WHERE id = ?", (bytes_done, file_id)
+        ),
+    )
 
 
 async def complete(conn: aiosqlite.Connection, upload: UploadFile) -> None:
@@ -185,19 +208,26 @@ async def complete(conn: aiosqlite.Connection, upload: UploadFile) -> None:
 
     Older sets of the resource are deleted unless its upload asked to keep them.
     """
+
     async def work() -> None:
-        await conn.execute("UPDATE boot_resource_files SET bytes_done = size "
-                           "WHERE sha256 = ? AND size = ?", (upload.sha256, upload.size))
-        async with conn.execute("SELECT extra FROM boot_resources WHERE id = ?",
-                                (upload.resource_id,)) as cur:
+        await conn.execute(
+            "UPDATE boot_resource_files SET bytes_done = size WHERE sha256 = ? AND size = ?",
+            (upload.sha256, upload.size),
+        )
+        async with conn.execute(
+            "SELECT extra FROM boot_resources WHERE id = ?", (upload.resource_id,)
+        ) as cur:
             row = await cur.fetchone()
         extra: Mapping[str, object] = json.loads(row[0]) if row is not None else {}
         if not extra.get(_KEEP_OLD, False):
             await _drop_older_sets(conn, upload.resource_id, upload.id)
+
     await atomic(conn, work)
 
 
 async def _drop_older_sets(conn: aiosqlite.Connection, resource_id: int, file_id: int) -> None:
     await conn.execute(
         "DELETE FROM boot_resource_sets WHERE resource_id = ? AND id < "
-        "(SELECT set_id FROM boot_resource_files WHERE id = ?)", (resource_id, file_id))
+        "(SELECT set_id FROM boot_resource_files WHERE id = ?)",
+        (resource_id, file_id),
+    )

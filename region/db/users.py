@@ -48,28 +48,34 @@ class ApiKey:
 
 
 def _user(row: aiosqlite.Row) -> User:
-    return User(id=row["id"], username=row["username"], email=row["email"],
-                is_admin=bool(row["is_admin"]), created=row["created"])
+    return User(
+        id=row["id"],
+        username=row["username"],
+        email=row["email"],
+        is_admin=bool(row["is_admin"]),
+        created=row["created"],
+    )
 
 
 def _random(length: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
-async def create_user(conn: aiosqlite.Connection, username: str, *, email: str = "",
-                      is_admin: bool = False) -> User:
+async def create_user(
+    conn: aiosqlite.Connection, username: str, *, email: str = "", is_admin: bool = False
+) -> User:
     """Insert a user; DuplicateError if ``username`` is taken."""
     now = now_iso()
     try:
         async with transaction(conn):
             cursor = await conn.execute(
                 "INSERT INTO users (username, email, is_admin, created) VALUES (?, ?, ?, ?)",
-                (username, email, int(is_admin), now))
+                (username, email, int(is_admin), now),
+            )
     except aiosqlite.IntegrityError as exc:
         raise DuplicateError(f"user {username} exists") from exc
     assert cursor.lastrowid is not None  # an INSERT always sets it
-    return User(id=cursor.lastrowid, username=username, email=email, is_admin=is_admin,
-                created=now)
+    return User(id=cursor.lastrowid, username=username, email=email, is_admin=is_admin, created=now)
 
 
 async def get_user(conn: aiosqlite.Connection, username: str) -> User | None:
@@ -79,13 +85,19 @@ async def get_user(conn: aiosqlite.Connection, username: str) -> User | None:
     return _user(row) if row else None
 
 
-async def update_user(conn: aiosqlite.Connection, user_id: int, *, is_admin: bool | None = None,
-                      email: str | None = None) -> None:
+async def update_user(
+    conn: aiosqlite.Connection,
+    user_id: int,
+    *,
+    is_admin: bool | None = None,
+    email: str | None = None,
+) -> None:
     """Set the admin flag and/or the email of a user (None keeps a field)."""
     async with transaction(conn):
         if is_admin is not None:
-            await conn.execute("UPDATE users SET is_admin = ? WHERE id = ?",
-                               (int(is_admin), user_id))
+            await conn.execute(
+                "UPDATE users SET is_admin = ? WHERE id = ?", (int(is_admin), user_id)
+            )
         if email is not None:
             await conn.execute("UPDATE users SET email = ? WHERE id = ?", (email, user_id))
 
@@ -102,18 +114,21 @@ async def create_token(conn: aiosqlite.Connection, user_id: int) -> tuple[str, s
         await conn.execute(
             "INSERT INTO api_tokens (user_id, consumer_key, token_key, token_secret, created)"
             " VALUES (?, ?, ?, ?, ?)",
-            (user_id, key.consumer_key, key.token_key, key.token_secret, now_iso()))
+            (user_id, key.consumer_key, key.token_key, key.token_secret, now_iso()),
+        )
     return key.consumer_key, key.token_key, key.token_secret
 
 
-async def user_for_token(conn: aiosqlite.Connection, consumer_key: str, token_key: str,
-                         token_secret: str) -> User | None:
+async def user_for_token(
+    conn: aiosqlite.Connection, consumer_key: str, token_key: str, token_secret: str
+) -> User | None:
     """The user owning this key, or None when any of the three parts is wrong."""
     async with conn.execute(
-            "SELECT users.*, api_tokens.token_secret AS secret FROM api_tokens"
-            " JOIN users ON users.id = api_tokens.user_id"
-            " WHERE api_tokens.consumer_key = ? AND api_tokens.token_key = ?",
-            (consumer_key, token_key)) as cur:
+        "SELECT users.*, api_tokens.token_secret AS secret FROM api_tokens"
+        " JOIN users ON users.id = api_tokens.user_id"
+        " WHERE api_tokens.consumer_key = ? AND api_tokens.token_key = ?",
+        (consumer_key, token_key),
+    ) as cur:
         row = await cur.fetchone()
     if row is None:
         return None

@@ -95,30 +95,40 @@ def catalogue_entry(fields: Mapping[str, str]) -> CatalogueEntry:
     """The catalogue row of a product, from its flattened fields."""
     spec = image_spec_of(fields)
     return CatalogueEntry(
-        os=spec.os, arch=spec.arch, subarch=spec.subarch, release=spec.release,
-        label=spec.label, kflavor=spec.kflavor, bootloader_type=spec.bootloader_type,
+        os=spec.os,
+        arch=spec.arch,
+        subarch=spec.subarch,
+        release=spec.release,
+        label=spec.label,
+        kflavor=spec.kflavor,
+        bootloader_type=spec.bootloader_type,
         release_codename=fields.get("release_codename"),
-        release_title=fields.get("release_title"), support_eol=fields.get("support_eol"),
-        title=product_title(fields))
+        release_title=fields.get("release_title"),
+        support_eol=fields.get("support_eol"),
+        title=product_title(fields),
+    )
 
 
 def error_message(url: str, exc: BaseException) -> str:
     """The per-source error shown in the API (MAAS's wording)."""
     if isinstance(exc, SignatureError):
-        return (f"Failed to import images from {url} ({exc}). "
-                "Verify network connectivity and try again.")
+        return (
+            f"Failed to import images from {url} ({exc}). "
+            "Verify network connectivity and try again."
+        )
     return f"Failed to import images from {url}: {exc}"
 
 
-def frozen_warning(url: str, updated: str | None, max_age: timedelta,
-                   now: datetime) -> str | None:
+def frozen_warning(url: str, updated: str | None, max_age: timedelta, now: datetime) -> str | None:
     """A warning when the signed index is older than ``max_age`` (a frozen mirror)."""
     when = parse_updated(updated)
     if when is None or now - when <= max_age:
         return None
     hours = (now - when).total_seconds() / 3600
-    return (f"The index of {url} was last updated {updated} ({hours:.0f} hours ago): "
-            "the mirror may be frozen or replaying old images.")
+    return (
+        f"The index of {url} was last updated {updated} ({hours:.0f} hours ago): "
+        "the mirror may be frozen or replaying old images."
+    )
 
 
 async def _keyring(source: BootSource) -> Keyring:
@@ -137,9 +147,14 @@ class Catalogue:
     config file's proxy, used unless ``http_proxy`` is set through the API.
     """
 
-    def __init__(self, db: aiosqlite.Connection, session: aiohttp.ClientSession, *,
-                 frozen_after_hours: float = DEFAULT_FROZEN_AFTER_HOURS,
-                 proxy: str = "") -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        session: aiohttp.ClientSession,
+        *,
+        frozen_after_hours: float = DEFAULT_FROZEN_AFTER_HOURS,
+        proxy: str = "",
+    ) -> None:
         self._db = db
         self._session = session
         self._proxy = proxy
@@ -173,42 +188,63 @@ class Catalogue:
         """Read every source (by id), store catalogues and errors; the outcome of each."""
         async with self._lock:
             sources = await repo_sources.list_sources(self._db)
-            async with UpstreamSessions(self._db, self._session,
-                                        fallback_proxy=self._proxy) as sessions:
-                return [(source, await self._refresh_one(source, sessions.for_url(source.url),
-                                                         reason)) for source in sources]
+            async with UpstreamSessions(
+                self._db, self._session, fallback_proxy=self._proxy
+            ) as sessions:
+                return [
+                    (source, await self._refresh_one(source, sessions.for_url(source.url), reason))
+                    for source in sources
+                ]
 
-    async def _refresh_one(self, source: BootSource, session: aiohttp.ClientSession,
-                           reason: str) -> SourceDescription | BootsyncError:
+    async def _refresh_one(
+        self, source: BootSource, session: aiohttp.ClientSession, reason: str
+    ) -> SourceDescription | BootsyncError:
         try:
             description = await self.describe_source(source, session=session)
         except (BootsyncError, StreamFormatError) as exc:
             error = exc if isinstance(exc, BootsyncError) else BootsyncError(str(exc))
             log.warning("catalogue_refresh_failed", url=source.url, reason=str(exc))
             if await self._unchanged(source):
-                await repo_catalogue.record_error(self._db, source.id,
-                                                  error_message(source.url, exc))
+                await repo_catalogue.record_error(
+                    self._db, source.id, error_message(source.url, exc)
+                )
             return error
         if await self._unchanged(source):
-            diff = await repo_catalogue.replace_catalogue(self._db, source.id,
-                                                          list(description.entries))
-            await repo_catalogue.record_checked(self._db, source.id,
-                                                index_updated=description.index_updated,
-                                                warnings=list(description.warnings))
-            log.info("catalogue_refreshed", url=source.url, images=len(description.entries),
-                     added=diff.added, updated=diff.updated, removed=diff.removed,
-                     reason=reason)
+            diff = await repo_catalogue.replace_catalogue(
+                self._db, source.id, list(description.entries)
+            )
+            await repo_catalogue.record_checked(
+                self._db,
+                source.id,
+                index_updated=description.index_updated,
+                warnings=list(description.warnings),
+            )
+            log.info(
+                "catalogue_refreshed",
+                url=source.url,
+                images=len(description.entries),
+                added=diff.added,
+                updated=diff.updated,
+                removed=diff.removed,
+                reason=reason,
+            )
         return description
 
     async def _unchanged(self, source: BootSource) -> bool:
         # The source may have been edited or deleted while we were reading it.
         now = await repo_sources.get_source(self._db, source.id)
         return now is not None and (now.url, now.keyring_filename, now.keyring_data) == (
-            source.url, source.keyring_filename, source.keyring_data)
+            source.url,
+            source.keyring_filename,
+            source.keyring_data,
+        )
 
-    async def describe_source(self, source: BootSource, *,
-                              session: aiohttp.ClientSession | None = None,
-                              ) -> SourceDescription:
+    async def describe_source(
+        self,
+        source: BootSource,
+        *,
+        session: aiohttp.ClientSession | None = None,
+    ) -> SourceDescription:
         """Fetch, verify and parse ``source``; newest version of each product.
 
         An explicit ``.../index.json`` URL is read unsigned, as MAAS does (with a
@@ -220,8 +256,9 @@ class Catalogue:
         index_url, base = resolve_source(source.url, signed=True)
         unsigned = index_url.endswith(".json")
         keyring = None if unsigned else await _keyring(source)
-        index = parse_index((await fetch_verified(http, index_url, keyring)).payload,
-                            source=index_url)
+        index = parse_index(
+            (await fetch_verified(http, index_url, keyring)).payload, source=index_url
+        )
         products: list[ProductList] = []
         entries: list[CatalogueEntry] = []
         for entry in index.entries.values():
@@ -231,14 +268,27 @@ class Catalogue:
             doc = await fetch_verified(http, url, keyring)
             newest = newest_versions(parse_products(doc.payload, source=url))
             products.append(newest)
-            entries += [catalogue_entry(product_fields(newest, p))
-                        for p in newest.products.values()]
-        warnings = [w for w in (
-            frozen_warning(source.url, index.updated, self._frozen_after, datetime.now(UTC)),
-            "The index is not signed: nothing verifies what this source serves."
-            if unsigned else None) if w]
+            entries += [
+                catalogue_entry(product_fields(newest, p)) for p in newest.products.values()
+            ]
+        warnings = [
+            w
+            for w in (
+                frozen_warning(source.url, index.updated, self._frozen_after, datetime.now(UTC)),
+                "The index is not signed: nothing verifies what this source serves."
+                if unsigned
+                else None,
+            )
+            if w
+        ]
         for warning in warnings:
             log.warning("source_warning", url=source.url, warning=warning)
-        return SourceDescription(source=source, index_url=index_url, base_url=base,
-                                 index_updated=index.updated, products=tuple(products),
-                                 entries=tuple(entries), warnings=tuple(warnings))
+        return SourceDescription(
+            source=source,
+            index_url=index_url,
+            base_url=base,
+            index_updated=index.updated,
+            products=tuple(products),
+            entries=tuple(entries),
+            warnings=tuple(warnings),
+        )

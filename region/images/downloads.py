@@ -52,8 +52,14 @@ class ProgressRecorder:
     stop one byte short of the size: a file is complete only once verified.
     """
 
-    def __init__(self, db: aiosqlite.Connection, held: Mapping[str, int],
-                 sizes: Mapping[str, int], *, interval: float) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        held: Mapping[str, int],
+        sizes: Mapping[str, int],
+        *,
+        interval: float,
+    ) -> None:
         self._db = db
         self._held = dict(held)
         self._sizes = sizes
@@ -88,17 +94,28 @@ class ProgressRecorder:
         self._task = asyncio.get_running_loop().create_task(self._loop())
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.shield(self.flush())
 
 
-async def fetch_blobs(db: aiosqlite.Connection, store: BlobStore, sessions: UpstreamSessions,
-                      requests: Sequence[DownloadRequest], held: Mapping[str, int], *,
-                      concurrency: int, interval: float) -> list[DownloadOutcome]:
+async def fetch_blobs(
+    db: aiosqlite.Connection,
+    store: BlobStore,
+    sessions: UpstreamSessions,
+    requests: Sequence[DownloadRequest],
+    held: Mapping[str, int],
+    *,
+    concurrency: int,
+    interval: float,
+) -> list[DownloadOutcome]:
     """Fetch ``requests`` into ``store``; one outcome per request, failures included.
 
     ``held`` is what :func:`held_bytes` found before. When done, each file row
@@ -118,10 +135,15 @@ async def fetch_blobs(db: aiosqlite.Connection, store: BlobStore, sessions: Upst
 
             async def fetch(req: DownloadRequest, d: Downloader = downloader) -> DownloadOutcome:
                 return recorder.finished(await d.fetch(req))
+
             outcomes += await run_bounded(reqs, fetch, concurrency)
     failed = {o.request.sha256: o.request.size for o in outcomes if not o.ok}
     partial = await held_bytes(store, failed)
-    await repo_import.set_bytes_done(db, {
-        o.request.sha256: o.request.size if o.ok else partial.get(o.request.sha256, 0)
-        for o in outcomes})
+    await repo_import.set_bytes_done(
+        db,
+        {
+            o.request.sha256: o.request.size if o.ok else partial.get(o.request.sha256, 0)
+            for o in outcomes
+        },
+    )
     return outcomes

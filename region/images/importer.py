@@ -70,9 +70,17 @@ class Importer:
     (both shared with the web app), ``catalogue`` reads the sources.
     """
 
-    def __init__(self, db: aiosqlite.Connection, session: aiohttp.ClientSession, *,
-                 store: BlobStore, publisher: SnapshotPublisher, region_key: SigningKey,
-                 catalogue: Catalogue, settings: ImportSettings | None = None) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        session: aiohttp.ClientSession,
+        *,
+        store: BlobStore,
+        publisher: SnapshotPublisher,
+        region_key: SigningKey,
+        catalogue: Catalogue,
+        settings: ImportSettings | None = None,
+    ) -> None:
         self._db = db
         self._session = session
         self._store = store
@@ -95,8 +103,7 @@ class Importer:
         if self.is_importing():
             log.info("import_skipped", reason="already running", trigger=reason)
             return False
-        self._task = asyncio.get_running_loop().create_task(
-            self.run_import(reason, force=force))
+        self._task = asyncio.get_running_loop().create_task(self.run_import(reason, force=force))
         return True
 
     async def stop(self) -> None:
@@ -115,8 +122,9 @@ class Importer:
             return False
         async with self._lock:
             log.info("stream_republish", reason=reason)
-            await publish_stream(self._db, self._publisher, self._key,
-                                 keep=self._settings.keep_snapshots)
+            await publish_stream(
+                self._db, self._publisher, self._key, keep=self._settings.keep_snapshots
+            )
         return True
 
     async def run_import(self, reason: str = "manual", *, force: bool = False) -> ImportSummary:
@@ -126,8 +134,11 @@ class Importer:
         Failures end in a summary with outcome ``failed``; cancelling raises
         CancelledError after recording the ``cancelled`` summary.
         """
-        started = self._task is not None and not self._task.done() and \
-            self._task is not asyncio.current_task()  # start()ed, about to take the lock
+        started = (
+            self._task is not None
+            and not self._task.done()
+            and self._task is not asyncio.current_task()
+        )  # start()ed, about to take the lock
         if self._lock.locked() or started:
             log.info("import_skipped", reason="already running", trigger=reason)
             return ImportSummary(outcome="skipped", reason=reason)
@@ -173,13 +184,16 @@ class Importer:
         log.info("metadata_written", images=len(chosen), new=len(created))
         failed = await self._download(chosen, sizes, held, tally)
         tally.images_added = sum(
-            1 for c in chosen if c.wanted.key in created
-            and not any(f.sha256 in failed for f in c.wanted.files))
+            1
+            for c in chosen
+            if c.wanted.key in created and not any(f.sha256 in failed for f in c.wanted.files)
+        )
         await self._remove(chosen, described, selections, tally)
         cleaned = await repo_import.clean_sets(self._db)
         log.info("sets_cleaned", sets_removed=cleaned)
-        published = await publish_stream(self._db, self._publisher, self._key,
-                                         keep=self._settings.keep_snapshots)
+        published = await publish_stream(
+            self._db, self._publisher, self._key, keep=self._settings.keep_snapshots
+        )
         tally.published = published is not None
         await self._collect_garbage(set(sizes))
         tally.sources_changed = fingerprint != await repo_sources.sources_fingerprint(self._db)
@@ -195,9 +209,12 @@ class Importer:
         """After a stop or a crash: drop the sets left incomplete, publish the complete ones."""
         try:
             await repo_import.clean_sets(self._db)
-            tally.published = await publish_stream(
-                self._db, self._publisher, self._key,
-                keep=self._settings.keep_snapshots) is not None
+            tally.published = (
+                await publish_stream(
+                    self._db, self._publisher, self._key, keep=self._settings.keep_snapshots
+                )
+                is not None
+            )
         except (BootsyncError, OSError, aiosqlite.Error) as exc:
             log.exception("import_settle_failed", error=str(exc))
             tally.errors.append(f"after the import: {exc}")
@@ -210,12 +227,23 @@ class Importer:
         if s.create_default_source and not await repo_sources.list_sources(self._db):
             try:
                 source = await repo_sources.create_source(
-                    self._db, url=s.default_source_url, keyring_filename=str(s.default_keyring))
+                    self._db, url=s.default_source_url, keyring_filename=str(s.default_keyring)
+                )
                 await repo_sources.create_selection(
-                    self._db, source.id, os="ubuntu", release=s.default_release,
-                    arches=default_arches(), subarches=["*"], labels=["*"])
-                log.info("default_source_created", url=source.url, release=s.default_release,
-                         arches=default_arches())
+                    self._db,
+                    source.id,
+                    os="ubuntu",
+                    release=s.default_release,
+                    arches=default_arches(),
+                    subarches=["*"],
+                    labels=["*"],
+                )
+                log.info(
+                    "default_source_created",
+                    url=source.url,
+                    release=s.default_release,
+                    arches=default_arches(),
+                )
             except DuplicateError:
                 pass  # created meanwhile through the API
         return await repo_sources.sources_fingerprint(self._db)
@@ -231,25 +259,28 @@ class Importer:
                 tally.source_failed = True
         return described
 
-    async def _guard_rollback(self, described: list[SourceDescription], tally: Tally,
-                              force: bool) -> list[SourceDescription]:
+    async def _guard_rollback(
+        self, described: list[SourceDescription], tally: Tally, force: bool
+    ) -> list[SourceDescription]:
         accepted: list[SourceDescription] = []
         for desc in described:
             url, updated = desc.source.url, desc.index_updated
             last = await repo_catalogue.last_imported_index(self._db, url)
             if is_rollback(updated, last):
                 if not force:
-                    message = (f"Refused the index of {url}: updated {updated}, older than "
-                               f"{last} imported before (a rollback). Import with force to "
-                               "accept it.")
-                    log.error("index_rollback_refused", url=url, updated=updated,
-                              last_imported=last)
+                    message = (
+                        f"Refused the index of {url}: updated {updated}, older than "
+                        f"{last} imported before (a rollback). Import with force to "
+                        "accept it."
+                    )
+                    log.error(
+                        "index_rollback_refused", url=url, updated=updated, last_imported=last
+                    )
                     await repo_catalogue.record_error(self._db, desc.source.id, message)
                     tally.errors.append(message)
                     tally.source_failed = True
                     continue
-                log.warning("index_rollback_forced", url=url, updated=updated,
-                            last_imported=last)
+                log.warning("index_rollback_forced", url=url, updated=updated, last_imported=last)
             if updated is not None:
                 await repo_catalogue.remember_imported_index(self._db, url, updated)
             accepted.append(desc)
@@ -258,42 +289,60 @@ class Importer:
     async def _selections(self) -> dict[int, list[Selection]]:
         by_source: dict[int, list[Selection]] = defaultdict(list)
         for sel in await repo_sources.list_selections(self._db):
-            by_source[sel.boot_source_id].append(Selection(
-                os=sel.os, release=sel.release, arches=sel.arches, subarches=sel.subarches,
-                labels=sel.labels))
+            by_source[sel.boot_source_id].append(
+                Selection(
+                    os=sel.os,
+                    release=sel.release,
+                    arches=sel.arches,
+                    subarches=sel.subarches,
+                    labels=sel.labels,
+                )
+            )
         return by_source
 
-    async def _download(self, chosen: list[Chosen], sizes: dict[str, int],
-                        held: dict[str, int], tally: Tally) -> set[str]:
+    async def _download(
+        self, chosen: list[Chosen], sizes: dict[str, int], held: dict[str, int], tally: Tally
+    ) -> set[str]:
         """Fetch every blob not yet stored; the sha256 of those that failed."""
         sources: dict[str, Chosen] = {}
         for c in chosen:
             for sha256 in c.urls:
                 sources.setdefault(sha256, c)
-        missing = [DownloadRequest(url=sources[sha].urls[sha], sha256=sha, size=size)
-                   for sha, size in sorted(sizes.items()) if held.get(sha) != size]
+        missing = [
+            DownloadRequest(url=sources[sha].urls[sha], sha256=sha, size=size)
+            for sha, size in sorted(sizes.items())
+            if held.get(sha) != size
+        ]
         tally.files_reused = len(sizes) - len(missing)
         if not missing:
             return set()
         log.info("downloads_started", files=len(missing), bytes=sum(r.size for r in missing))
-        async with UpstreamSessions(self._db, self._session,
-                                    fallback_proxy=self._settings.proxy) as sessions:
+        async with UpstreamSessions(
+            self._db, self._session, fallback_proxy=self._settings.proxy
+        ) as sessions:
             outcomes = await fetch_blobs(
-                self._db, self._store, sessions, missing, held,
+                self._db,
+                self._store,
+                sessions,
+                missing,
+                held,
                 concurrency=self._settings.concurrency,
-                interval=self._settings.progress_interval_s)
+                interval=self._settings.progress_interval_s,
+            )
         failed = {o.request.sha256 for o in outcomes if not o.ok}
         tally.bytes = sum(o.bytes_received for o in outcomes)
         tally.files_fetched = sum(1 for o in outcomes if o.ok and not o.reused)
         tally.files_reused += sum(1 for o in outcomes if o.ok and o.reused)
         tally.files_failed = len(failed)
         await self._record_file_failures([o for o in outcomes if not o.ok], sources, tally)
-        log.info("downloads_finished", fetched=tally.files_fetched, failed=len(failed),
-                 bytes=tally.bytes)
+        log.info(
+            "downloads_finished", fetched=tally.files_fetched, failed=len(failed), bytes=tally.bytes
+        )
         return failed
 
-    async def _record_file_failures(self, failures: list[DownloadOutcome],
-                                    sources: dict[str, Chosen], tally: Tally) -> None:
+    async def _record_file_failures(
+        self, failures: list[DownloadOutcome], sources: dict[str, Chosen], tally: Tally
+    ) -> None:
         by_source: dict[int, list[str]] = defaultdict(list)
         for outcome in failures:
             message = str(outcome.error)  # names the URL already
@@ -301,35 +350,51 @@ class Importer:
             by_source[sources[outcome.request.sha256].source_id].append(message)
         for source_id, messages in by_source.items():
             await repo_catalogue.record_error(
-                self._db, source_id, f"{len(messages)} file(s) failed: {messages[0]}")
+                self._db, source_id, f"{len(messages)} file(s) failed: {messages[0]}"
+            )
 
-    async def _remove(self, chosen: list[Chosen], described: list[SourceDescription],
-                      selections: dict[int, list[Selection]], tally: Tally) -> None:
+    async def _remove(
+        self,
+        chosen: list[Chosen],
+        described: list[SourceDescription],
+        selections: dict[int, list[Selection]],
+        tally: Tally,
+    ) -> None:
         if tally.source_failed:
             log.warning("removals_skipped", reason="a source could not be read or was refused")
             return
         held = {r.key for r, _sets in await repo_resources.complete_sets(self._db)}
         plan = plan_removals(
-            await repo_resources.list_synced(self._db), {c.wanted.key for c in chosen}, held,
+            await repo_resources.list_synced(self._db),
+            {c.wanted.key for c in chosen},
+            held,
             {(e.os, e.arch, e.release) for d in described for e in d.entries},
-            [s for sels in selections.values() for s in sels])
+            [s for sels in selections.values() for s in sels],
+        )
         for resource in plan.kept:
-            log.info("image_kept_still_selected", name=resource.name,
-                     architecture=resource.architecture)
+            log.info(
+                "image_kept_still_selected", name=resource.name, architecture=resource.architecture
+            )
         tally.images_kept = len(plan.kept)
         if plan.refused:
-            message = (f"Refused to delete all {len(plan.delete)} synced images that are no "
-                       "longer selected or offered: nothing new would replace them.")
+            message = (
+                f"Refused to delete all {len(plan.delete)} synced images that are no "
+                "longer selected or offered: nothing new would replace them."
+            )
             log.error("import_refused_to_delete_everything", images=len(plan.delete))
             tally.errors.append(message)
             return
         for resource in plan.delete:
             log.info("image_removed", name=resource.name, architecture=resource.architecture)
         tally.images_removed = await repo_import.delete_resources(
-            self._db, [r.id for r in plan.delete])
+            self._db, [r.id for r in plan.delete]
+        )
 
     async def _collect_garbage(self, wanted: set[str]) -> None:
         # Blobs of this import stay even if their set failed: a partial resumes next time.
-        keep = (await repo_import.referenced_sha256(self._db)
-                | await self._publisher.referenced_blobs() | wanted)
+        keep = (
+            await repo_import.referenced_sha256(self._db)
+            | await self._publisher.referenced_blobs()
+            | wanted
+        )
         await self._store.collect_garbage(keep)

@@ -29,8 +29,9 @@ class UpstreamSessions:
     A proxied session, when needed, lives for the block only.
     """
 
-    def __init__(self, db: aiosqlite.Connection, default: aiohttp.ClientSession, *,
-                 fallback_proxy: str = "") -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, default: aiohttp.ClientSession, *, fallback_proxy: str = ""
+    ) -> None:
         self._db = db
         self._default = default
         self._fallback = fallback_proxy
@@ -46,13 +47,21 @@ class UpstreamSessions:
         if enabled and proxy and not bypass:
             self.proxy = str(proxy)
             self._proxied = aiohttp.ClientSession(
-                proxy=self.proxy, headers=self._default.headers, auto_decompress=False,
-                trust_env=False, timeout=aiohttp.ClientTimeout(total=None))
+                proxy=self.proxy,
+                headers=self._default.headers,
+                auto_decompress=False,
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
             log.debug("upstream_proxy_used", proxy=self.proxy)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._proxied is not None:
             await self._proxied.close()
             self._proxied = None

@@ -59,8 +59,15 @@ SIGNED_INDEX_PATH = "streams/v1/index.sjson"
 KEEP_SNAPSHOTS = 2
 
 # Resource extra keys copied onto the product (the rest stay region-side).
-_PRODUCT_EXTRAS = ("subarches", "title", "support_eol", "release_title", "release_codename",
-                   "platform", "supported_platforms")
+_PRODUCT_EXTRAS = (
+    "subarches",
+    "title",
+    "support_eol",
+    "release_title",
+    "release_codename",
+    "platform",
+    "supported_platforms",
+)
 _RESERVED_ITEM_KEYS = frozenset({"path", "sha256", "size", "ftype"})
 
 
@@ -76,8 +83,13 @@ def product_name(resource: ResourceRow) -> tuple[str, dict[str, Any]] | None:
     arch, _, subarch = resource.architecture.partition("/")
     if not all(_segment_ok(v) for v in (os_name, series, arch, subarch)):
         return None
-    attrs: dict[str, Any] = {"os": os_name, "arch": arch, "subarch": subarch, "release": series,
-                             "version": series}
+    attrs: dict[str, Any] = {
+        "os": os_name,
+        "arch": arch,
+        "subarch": subarch,
+        "release": series,
+        "version": series,
+    }
     attrs.update({k: resource.extra[k] for k in _PRODUCT_EXTRAS if k in resource.extra})
     if resource.kflavor:
         attrs["kflavor"] = resource.kflavor
@@ -88,16 +100,21 @@ def product_name(resource: ResourceRow) -> tuple[str, dict[str, Any]] | None:
     return f"maas:boot:{os_name}:{arch}:{subarch}:{series}", attrs
 
 
-def stream_products(held: list[tuple[ResourceRow, list[SetRow]]],
-                    ) -> tuple[dict[str, Product], dict[str, str]]:
+def stream_products(
+    held: list[tuple[ResourceRow, list[SetRow]]],
+) -> tuple[dict[str, Product], dict[str, str]]:
     """Products for the complete ``held`` sets, and the blob at each file path."""
     products: dict[str, Product] = {}
     blobs: dict[str, str] = {}
     for resource, sets in held:
         named = product_name(resource)
         if named is None:
-            log.warning("stream_entry_skipped", name=resource.name,
-                        architecture=resource.architecture, reason="unsafe path")
+            log.warning(
+                "stream_entry_skipped",
+                name=resource.name,
+                architecture=resource.architecture,
+                reason="unsafe path",
+            )
             continue
         name, attrs = named
         prefix = f"{attrs['os']}/{attrs['arch']}/{attrs['subarch']}/{attrs['release']}"
@@ -109,8 +126,13 @@ def stream_products(held: list[tuple[ResourceRow, list[SetRow]]],
                 if not (_segment_ok(set_row.version) and _segment_ok(f.filename)):
                     continue
                 extra = {k: v for k, v in f.extra.items() if k not in _RESERVED_ITEM_KEYS}
-                items[f.filename] = Item(name=f.filename, path=path, sha256=f.sha256,
-                                         size=f.size, attrs={"ftype": f.filetype, **extra})
+                items[f.filename] = Item(
+                    name=f.filename,
+                    path=path,
+                    sha256=f.sha256,
+                    size=f.size,
+                    attrs={"ftype": f.filetype, **extra},
+                )
                 blobs[path] = f.sha256
             if items:
                 versions[set_row.version] = Version(name=set_row.version, items=items)
@@ -122,13 +144,23 @@ def stream_products(held: list[tuple[ResourceRow, list[SetRow]]],
 
 def _documents(products: dict[str, Product], updated: str) -> tuple[bytes, bytes, bytes]:
     """(products JSON, index JSON, index JSON listing the signed paths)."""
-    payload = render_products(ProductList(content_id=CONTENT_ID, datatype=DATATYPE,
-                                          updated=updated, products=products))
-    entry = IndexEntry(content_id=CONTENT_ID, path=PRODUCTS_PATH, format=PRODUCTS_FORMAT,
-                       datatype=DATATYPE, updated=updated, products=tuple(sorted(products)))
+    payload = render_products(
+        ProductList(content_id=CONTENT_ID, datatype=DATATYPE, updated=updated, products=products)
+    )
+    entry = IndexEntry(
+        content_id=CONTENT_ID,
+        path=PRODUCTS_PATH,
+        format=PRODUCTS_FORMAT,
+        datatype=DATATYPE,
+        updated=updated,
+        products=tuple(sorted(products)),
+    )
     signed_entry = dataclasses.replace(entry, path=SIGNED_PRODUCTS_PATH)
-    return (payload, render_index(Index(updated=updated, entries={CONTENT_ID: entry})),
-            render_index(Index(updated=updated, entries={CONTENT_ID: signed_entry})))
+    return (
+        payload,
+        render_index(Index(updated=updated, entries={CONTENT_ID: entry})),
+        render_index(Index(updated=updated, entries={CONTENT_ID: signed_entry})),
+    )
 
 
 def _read_current(current: Path) -> tuple[bytes, bytes] | None:
@@ -141,8 +173,9 @@ def _read_current(current: Path) -> tuple[bytes, bytes] | None:
         return None
 
 
-async def _unchanged(publisher: SnapshotPublisher, products: dict[str, Product],
-                     keyring: bytes) -> bool:
+async def _unchanged(
+    publisher: SnapshotPublisher, products: dict[str, Product], keyring: bytes
+) -> bool:
     current = await asyncio.to_thread(_read_current, publisher.current_link)
     if current is None or current[1] != keyring:
         return False
@@ -150,9 +183,13 @@ async def _unchanged(publisher: SnapshotPublisher, products: dict[str, Product],
     return _documents(products, previous)[0] == current[0]
 
 
-async def publish_stream(db: aiosqlite.Connection, publisher: SnapshotPublisher,
-                         key: SigningKey, *, keep: int = KEEP_SNAPSHOTS,
-                         ) -> PublishedSnapshot | None:
+async def publish_stream(
+    db: aiosqlite.Connection,
+    publisher: SnapshotPublisher,
+    key: SigningKey,
+    *,
+    keep: int = KEEP_SNAPSHOTS,
+) -> PublishedSnapshot | None:
     """Publish what the region holds; None when the current stream already says so.
 
     One caller at a time (the importer's lock). Old snapshots beyond ``keep``
@@ -175,6 +212,11 @@ async def publish_stream(db: aiosqlite.Connection, publisher: SnapshotPublisher,
         await builder.write_file(SIGNED_INDEX_PATH, await key.aclearsign(signed_index))
         await builder.write_file(KEYRING_NAME, keyring)
     await publisher.prune(keep)
-    log.info("stream_published", products=len(products), files=len(blobs), updated=updated,
-             snapshot_id=builder.result.id if builder.result else None)
+    log.info(
+        "stream_published",
+        products=len(products),
+        files=len(blobs),
+        updated=updated,
+        snapshot_id=builder.result.id if builder.result else None,
+    )
     return builder.result

@@ -25,8 +25,13 @@ JOB_ID = "auto_import"
 class AutoImport:
     """Owns the scheduler and the one job it runs."""
 
-    def __init__(self, importer: ImportControl, *, interval_minutes: int,
-                 enabled: Callable[[], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        importer: ImportControl,
+        *,
+        interval_minutes: int,
+        enabled: Callable[[], Awaitable[bool]],
+    ) -> None:
         self._importer = importer
         self._enabled = enabled
         self._interval = interval_minutes
@@ -35,9 +40,14 @@ class AutoImport:
     def start(self) -> None:
         """Schedule the first run now and the next ones every interval (call on the loop)."""
         self._scheduler.add_job(
-            self.tick, IntervalTrigger(minutes=self._interval, timezone=UTC), id=JOB_ID,
-            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
-            misfire_grace_time=max(60, self._interval * 30))
+            self.tick,
+            IntervalTrigger(minutes=self._interval, timezone=UTC),
+            id=JOB_ID,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(60, self._interval * 30),
+        )
         self._scheduler.start()
         log.info("auto_import_scheduled", interval_minutes=self._interval)
 

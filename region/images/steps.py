@@ -37,20 +37,51 @@ from simplestreams import (
 log = get_logger("importer")
 
 # MAAS's BootResourceFile types; any other ftype (e.g. ``manifest``) is not imported.
-FILETYPES = frozenset({
-    "root-tgz", "root-tbz", "root-txz", "root-dd", "root-dd.tar", "root-dd.raw",
-    "root-dd.bz2", "root-dd.gz", "root-dd.xz", "root-dd.tar.bz2", "root-dd.tar.xz",
-    "root-image.gz", "squashfs", "boot-kernel", "boot-initrd", "boot-dtb", "bootloader",
-    "archive.tar.xz"})
+FILETYPES = frozenset(
+    {
+        "root-tgz",
+        "root-tbz",
+        "root-txz",
+        "root-dd",
+        "root-dd.tar",
+        "root-dd.raw",
+        "root-dd.bz2",
+        "root-dd.gz",
+        "root-dd.xz",
+        "root-dd.tar.bz2",
+        "root-dd.tar.xz",
+        "root-image.gz",
+        "squashfs",
+        "boot-kernel",
+        "boot-initrd",
+        "boot-dtb",
+        "bootloader",
+        "archive.tar.xz",
+    }
+)
 FILE_EXTRAS = ("kpackage", "kparams", "src_package", "src_release", "src_version")
-RESOURCE_EXTRAS = ("platform", "supported_platforms", "support_eol", "release_title",
-                   "release_codename")
+RESOURCE_EXTRAS = (
+    "platform",
+    "supported_platforms",
+    "support_eol",
+    "release_title",
+    "release_codename",
+)
 # No user selection: MAAS's implicit bootloader selections still apply, but an
 # empty list must not mean "everything".
 _MATCHES_NOTHING = Selection(os="", release="", arches=(), subarches=(), labels=())
-_DEBIAN_ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-                  "ppc64le": "ppc64el", "s390x": "s390x", "i386": "i386", "i686": "i386",
-                  "armv7l": "armhf", "riscv64": "riscv64"}
+_DEBIAN_ARCHES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "ppc64le": "ppc64el",
+    "s390x": "s390x",
+    "i386": "i386",
+    "i686": "i386",
+    "armv7l": "armhf",
+    "riscv64": "riscv64",
+}
 DEFAULT_SOURCE_URL = "http://images.maas.io/ephemeral-v3/stable/"
 DEFAULT_RELEASE = "noble"  # the latest LTS, hard-coded as MAAS does
 
@@ -71,10 +102,13 @@ class ImportSettings:
     @classmethod
     def from_config(cls, config: RegionConfig) -> ImportSettings:
         """The settings the daemon's configuration asks for."""
-        return cls(create_default_source=config.create_default_source,
-                   default_source_url=config.default_source_url,
-                   default_keyring=config.default_keyring,
-                   concurrency=config.import_concurrency, proxy=config.http_proxy)
+        return cls(
+            create_default_source=config.create_default_source,
+            default_source_url=config.default_source_url,
+            default_keyring=config.default_keyring,
+            concurrency=config.import_concurrency,
+            proxy=config.http_proxy,
+        )
 
 
 @dataclass(frozen=True)
@@ -119,12 +153,21 @@ class Tally:
     def summary(self, outcome: str) -> ImportSummary:
         """The summary of the import so far, ending with ``outcome``."""
         return ImportSummary(
-            outcome=outcome, reason=self.reason, sources=tuple(self.sources),
-            images_added=self.images_added, images_removed=self.images_removed,
-            images_kept=self.images_kept, files_fetched=self.files_fetched,
-            files_reused=self.files_reused, files_failed=self.files_failed, bytes=self.bytes,
-            duration_s=round(time.monotonic() - self.started, 3), published=self.published,
-            sources_changed=self.sources_changed, errors=tuple(self.errors))
+            outcome=outcome,
+            reason=self.reason,
+            sources=tuple(self.sources),
+            images_added=self.images_added,
+            images_removed=self.images_removed,
+            images_kept=self.images_kept,
+            files_fetched=self.files_fetched,
+            files_reused=self.files_reused,
+            files_failed=self.files_failed,
+            bytes=self.bytes,
+            duration_s=round(time.monotonic() - self.started, 3),
+            published=self.published,
+            sources_changed=self.sources_changed,
+            errors=tuple(self.errors),
+        )
 
 
 def default_arches(machine: str | None = None) -> list[str]:
@@ -153,29 +196,49 @@ def wanted_set(products: ProductList, name: str) -> WantedSet | None:
     fields = product_fields(products, product)
     spec = image_spec_of(fields)
     version = max(product.versions.values(), key=lambda v: v.name)
-    items = {i: it for i, it in version.items.items()
-             if it.path and it.sha256 and it.size is not None
-             and it.attrs.get("ftype") in FILETYPES}
+    items = {
+        i: it
+        for i, it in version.items.items()
+        if it.path and it.sha256 and it.size is not None and it.attrs.get("ftype") in FILETYPES
+    }
     if any(it.attrs.get("ftype") == "squashfs" for it in items.values()):
         items = {i: it for i, it in items.items() if it.attrs.get("ftype") != "root-image.gz"}
-    files = tuple(WantedFile(
-        filename=it.path.rsplit("/", 1)[-1], filetype=str(it.attrs["ftype"]), sha256=it.sha256,
-        size=it.size, extra={k: it.attrs[k] for k in FILE_EXTRAS if k in it.attrs})
-        for it in items.values() if it.path and it.sha256 and it.size is not None)
+    files = tuple(
+        WantedFile(
+            filename=it.path.rsplit("/", 1)[-1],
+            filetype=str(it.attrs["ftype"]),
+            sha256=it.sha256,
+            size=it.size,
+            extra={k: it.attrs[k] for k in FILE_EXTRAS if k in it.attrs},
+        )
+        for it in items.values()
+        if it.path and it.sha256 and it.size is not None
+    )
     if not files or not _safe(spec) or len({f.filename for f in files}) != len(files):
         log.info("product_ignored", product=name, reason="no usable files or unsafe names")
         return None
     extra = {k: fields[k] for k in RESOURCE_EXTRAS if k in fields}
-    extra |= {"subarches": fields.get("subarches") or spec.subarch,
-              "title": product_title(fields), "label": spec.label}
-    return WantedSet(name=resource_name(spec), architecture=resource_architecture(spec),
-                     kflavor=spec.kflavor, bootloader_type=spec.bootloader_type,
-                     rolling=fields.get("rolling") == "True", extra=extra,
-                     version=version.name, label=spec.label, files=files)
+    extra |= {
+        "subarches": fields.get("subarches") or spec.subarch,
+        "title": product_title(fields),
+        "label": spec.label,
+    }
+    return WantedSet(
+        name=resource_name(spec),
+        architecture=resource_architecture(spec),
+        kflavor=spec.kflavor,
+        bootloader_type=spec.bootloader_type,
+        rolling=fields.get("rolling") == "True",
+        extra=extra,
+        version=version.name,
+        label=spec.label,
+        files=files,
+    )
 
 
-def choose_images(described: Iterable[SourceDescription],
-                  selections: Mapping[int, list[Selection]]) -> list[Chosen]:
+def choose_images(
+    described: Iterable[SourceDescription], selections: Mapping[int, list[Selection]]
+) -> list[Chosen]:
     """The sets to hold: each source's selected products plus every bootloader.
 
     Sources are taken in the order given; the first one offering a resource
@@ -193,10 +256,18 @@ def choose_images(described: Iterable[SourceDescription],
                     continue
                 claimed.add(ws.key)
                 version = max(picked.products[name].versions.values(), key=lambda v: v.name)
-                urls = {it.sha256: join_url(desc.base_url, it.path)
-                        for it in version.items.values() if it.sha256 and it.path}
-                chosen.append(Chosen(source_id=desc.source.id, wanted=ws,
-                                     urls={f.sha256: urls[f.sha256] for f in ws.files}))
+                urls = {
+                    it.sha256: join_url(desc.base_url, it.path)
+                    for it in version.items.values()
+                    if it.sha256 and it.path
+                }
+                chosen.append(
+                    Chosen(
+                        source_id=desc.source.id,
+                        wanted=ws,
+                        urls={f.sha256: urls[f.sha256] for f in ws.files},
+                    )
+                )
     return chosen
 
 
@@ -204,9 +275,15 @@ def resource_spec(resource: ResourceRow) -> ImageSpec:
     """The image spec a stored resource stands for (label from its newest import)."""
     os_name, _, release = resource.name.partition("/")
     arch, _, subarch = resource.architecture.partition("/")
-    return ImageSpec(os=os_name, release=release, arch=arch, subarch=subarch,
-                     kflavor=resource.kflavor or "", label=str(resource.extra.get("label", "")),
-                     bootloader_type=resource.bootloader_type)
+    return ImageSpec(
+        os=os_name,
+        release=release,
+        arch=arch,
+        subarch=subarch,
+        kflavor=resource.kflavor or "",
+        label=str(resource.extra.get("label", "")),
+        bootloader_type=resource.bootloader_type,
+    )
 
 
 @dataclass(frozen=True)
@@ -218,9 +295,13 @@ class Removals:
     refused: bool  # the safety valve: this would leave no OS image at all
 
 
-def plan_removals(existing: Iterable[ResourceRow], wanted: set[ResourceKey],
-                  held: set[ResourceKey], offered: set[tuple[str, str, str]],
-                  selections: Iterable[Selection]) -> Removals:
+def plan_removals(
+    existing: Iterable[ResourceRow],
+    wanted: set[ResourceKey],
+    held: set[ResourceKey],
+    offered: set[tuple[str, str, str]],
+    selections: Iterable[Selection],
+) -> Removals:
     """Decide the fate of the synced resources this import does not hold.
 
     ``held`` are the resources with a complete set right now. An image stays

@@ -145,8 +145,9 @@ class UploadArea:
         """Remove the partial of ``file_id`` (nothing if there is none)."""
         await asyncio.to_thread(self.partial_path(file_id).unlink, missing_ok=True)
 
-    async def stage(self, chunks: AsyncIterator[bytes], *,
-                    transform: Transform | None = None) -> Staged:
+    async def stage(
+        self, chunks: AsyncIterator[bytes], *, transform: Transform | None = None
+    ) -> Staged:
         """Receive ``chunks`` (each passed through ``transform``) into a temp file, hashed.
 
         The temp file is removed when reading or writing fails.
@@ -186,8 +187,7 @@ class UploadArea:
         for entry in entries:
             match = _PARTIAL.fullmatch(entry.name)
             orphan = match is not None and int(match.group(1)) not in live
-            stale = entry.name.startswith(_INCOMING_PREFIX) and \
-                entry.stat().st_mtime < stale_before
+            stale = entry.name.startswith(_INCOMING_PREFIX) and entry.stat().st_mtime < stale_before
             if orphan or stale:
                 entry.unlink(missing_ok=True)
                 removed += 1

@@ -32,8 +32,10 @@ log = get_logger("racks")
 
 SYSTEM_ID_ALPHABET = string.ascii_lowercase + string.digits
 SYSTEM_ID_LENGTH = 6
-_COLUMNS = ("system_id, hostname, url, registered, last_seen, state, snapshot_id, images, "
-            "last_sync, error, updated")
+_COLUMNS = (
+    "system_id, hostname, url, registered, last_seen, state, snapshot_id, images, "
+    "last_sync, error, updated"
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ async def register_rack(conn: aiosqlite.Connection, reg: Registration) -> tuple[
         if reg.system_id is not None:
             cur = await conn.execute(
                 "UPDATE racks SET hostname = ?, url = ?, last_seen = ? WHERE system_id = ?",
-                (reg.hostname, reg.url, now, reg.system_id))
+                (reg.hostname, reg.url, now, reg.system_id),
+            )
             if cur.rowcount:
                 system_id, new = reg.system_id, False
             else:
@@ -98,7 +101,9 @@ async def _insert(conn: aiosqlite.Connection, reg: Registration, now: str) -> st
         try:
             await conn.execute(
                 "INSERT INTO racks (system_id, hostname, url, registered, last_seen) "
-                "VALUES (?, ?, ?, ?, ?)", (system_id, reg.hostname, reg.url, now, now))
+                "VALUES (?, ?, ?, ?, ?)",
+                (system_id, reg.hostname, reg.url, now, now),
+            )
         except aiosqlite.IntegrityError:
             continue  # 36^6 ids: a clash is rare, and another draw settles it
         return system_id
@@ -106,8 +111,10 @@ async def _insert(conn: aiosqlite.Connection, reg: Registration, now: str) -> st
 
 async def get_rack(conn: aiosqlite.Connection, system_id: str) -> RackRow | None:
     """The rack ``system_id``, or None."""
-    async with conn.execute(f"SELECT {_COLUMNS} FROM racks WHERE system_id = ?",  # noqa: S608
-                            (system_id,)) as cur:
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM racks WHERE system_id = ?",  # noqa: S608
+        (system_id,),
+    ) as cur:
         row = await cur.fetchone()
     return None if row is None else _rack(row)
 
@@ -130,34 +137,60 @@ async def store_status(conn: aiosqlite.Connection, system_id: str, status: RackS
         last_sync = utc_text(status.last_sync) if status.last_sync is not None else None
     except ValueError:
         raise ValueError(f"last_sync: not an ISO 8601 time: {status.last_sync!r}") from None
-    images = json.dumps([{"name": i.name, "architecture": i.architecture,
-                          "subarches": list(i.subarches)} for i in status.images])
+    images = json.dumps(
+        [
+            {"name": i.name, "architecture": i.architecture, "subarches": list(i.subarches)}
+            for i in status.images
+        ]
+    )
     now = now_iso()
     async with transaction(conn):
         cur = await conn.execute(
             "UPDATE racks SET state = ?, snapshot_id = ?, images = ?, "
             "last_sync = COALESCE(?, last_sync), error = ?, updated = ?, last_seen = ? "
             "WHERE system_id = ?",
-            (status.state, status.snapshot_id, images, last_sync, status.error, now, now,
-             system_id))
+            (
+                status.state,
+                status.snapshot_id,
+                images,
+                last_sync,
+                status.error,
+                now,
+                now,
+                system_id,
+            ),
+        )
     return bool(cur.rowcount)
 
 
 async def touch_rack(conn: aiosqlite.Connection, system_id: str) -> None:
     """Note that the rack was just heard from."""
     async with transaction(conn):
-        await conn.execute("UPDATE racks SET last_seen = ? WHERE system_id = ?",
-                           (now_iso(), system_id))
+        await conn.execute(
+            "UPDATE racks SET last_seen = ? WHERE system_id = ?", (now_iso(), system_id)
+        )
 
 
 def _rack(row: aiosqlite.Row) -> RackRow:
-    images = tuple(RackImage(name=i["name"], architecture=i["architecture"],
-                             subarches=list(i.get("subarches", [])))
-                   for i in json.loads(str(row["images"])))
-    return RackRow(system_id=row["system_id"], hostname=row["hostname"], url=row["url"],
-                   registered=row["registered"], last_seen=row["last_seen"],
-                   state=row["state"], snapshot_id=row["snapshot_id"], images=images,
-                   last_sync=row["last_sync"], error=row["error"], updated=row["updated"])
+    images = tuple(
+        RackImage(
+            name=i["name"], architecture=i["architecture"], subarches=list(i.get("subarches", []))
+        )
+        for i in json.loads(str(row["images"]))
+    )
+    return RackRow(
+        system_id=row["system_id"],
+        hostname=row["hostname"],
+        url=row["url"],
+        registered=row["registered"],
+        last_seen=row["last_seen"],
+        state=row["state"],
+        snapshot_id=row["snapshot_id"],
+        images=images,
+        last_sync=row["last_sync"],
+        error=row["error"],
+        updated=row["updated"],
+    )
 
 
 # --- the hub ----------------------------------------------------------------------------
@@ -249,8 +282,7 @@ class RackHub:
         """The racks holding an event stream open."""
         return frozenset(sid for sid, boxes in self._boxes.items() if boxes)
 
-    def send(self, event: str, data: Mapping[str, object], *,
-             system_id: str | None = None) -> int:
+    def send(self, event: str, data: Mapping[str, object], *, system_id: str | None = None) -> int:
         """Queue ``event`` for ``system_id`` (None: every rack); the racks it reached."""
         body = json.dumps(dict(data), sort_keys=True)
         reached = 0
@@ -264,8 +296,7 @@ class RackHub:
     def on_snapshot(self, snapshot: PublishedSnapshot) -> None:
         """Publisher listener: announce the new snapshot to every connected rack."""
         reached = self.send("snapshot", {"id": snapshot.id})
-        log.info("racks_notified", region_event="snapshot", snapshot_id=snapshot.id,
-                 racks=reached)
+        log.info("racks_notified", region_event="snapshot", snapshot_id=snapshot.id, racks=reached)
 
     def request_import(self, system_id: str | None = None) -> int:
         """Ask ``system_id`` (None: every rack) to sync now; the racks it reached."""
@@ -283,8 +314,9 @@ class RackHub:
                 box.close()
 
 
-async def open_rack_hub(data_dir: Path, publisher: SnapshotPublisher, *,
-                        keepalive_s: float = KEEPALIVE_S) -> RackHub:
+async def open_rack_hub(
+    data_dir: Path, publisher: SnapshotPublisher, *, keepalive_s: float = KEEPALIVE_S
+) -> RackHub:
     """The hub for a starting region: the secret (created on first start) and snapshot news.
 
     Raises ConfigError for an unusable secret file, OSError if it cannot be made.

@@ -40,14 +40,16 @@ def read_secret(data_dir: Path) -> str:
     try:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist: the region creates it at its first start "
-                          "(start the region once, or give the right --data-dir/--config)"
-                          ) from None
+        raise ConfigError(
+            f"{path} does not exist: the region creates it at its first start "
+            "(start the region once, or give the right --data-dir/--config)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the rack secret: {exc}") from exc
     if len(text) < MIN_LENGTH or any(c.isspace() for c in text):
-        raise ConfigError(f"{path}: not a rack secret (one word of at least {MIN_LENGTH} "
-                          "characters expected)")
+        raise ConfigError(
+            f"{path}: not a rack secret (one word of at least {MIN_LENGTH} characters expected)"
+        )
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("rack_secret_readable_by_others", path=str(path))
     return text

@@ -27,8 +27,9 @@ RACK_SYNCING = "Syncing to rack controller(s)"
 RACK_WAITING = "Waiting for rack controller(s) to sync"
 
 
-def rack_status(rack: RackRow, *, connected: bool, current_snapshot_id: str | None,
-                region_importing: bool) -> RackMaasStatus:
+def rack_status(
+    rack: RackRow, *, connected: bool, current_snapshot_id: str | None, region_importing: bool
+) -> RackMaasStatus:
     """``list_boot_images``'s ``status`` for ``rack``.
 
     ``unknown`` when the rack is not connected or never reported (MAAS answers
@@ -97,9 +98,13 @@ class RackSyncSummary:
         return RACK_SYNCING if self.rack_import_running else RACK_WAITING
 
 
-def summarize(racks: Collection[RackRow], current_snapshot_id: str | None, *,
-              rack_import_running: bool | None = None,
-              connected: Collection[str] | None = None) -> RackSyncSummary:
+def summarize(
+    racks: Collection[RackRow],
+    current_snapshot_id: str | None,
+    *,
+    rack_import_running: bool | None = None,
+    connected: Collection[str] | None = None,
+) -> RackSyncSummary:
     """The pure part of :func:`rack_sync_summary` (same arguments, racks already read)."""
     counted = [r for r in racks if connected is None or r.system_id in connected]
     holdings: list[Mapping[tuple[str, str], frozenset[str]]] = []
@@ -110,18 +115,30 @@ def summarize(racks: Collection[RackRow], current_snapshot_id: str | None, *,
             serving += 1
             for image in rack.images:
                 base, _ = _split_arch(image.architecture)
-                held[(image.name, base)] = held.get((image.name, base), frozenset()) | \
-                    frozenset(image.subarches)
+                held[(image.name, base)] = held.get((image.name, base), frozenset()) | frozenset(
+                    image.subarches
+                )
         holdings.append(held)
-    running = rack_import_running if rack_import_running is not None else \
-        any(r.state == "syncing" for r in counted)
-    return RackSyncSummary(racks=len(counted), serving_current=serving,
-                           rack_import_running=running, holdings=tuple(holdings))
+    running = (
+        rack_import_running
+        if rack_import_running is not None
+        else any(r.state == "syncing" for r in counted)
+    )
+    return RackSyncSummary(
+        racks=len(counted),
+        serving_current=serving,
+        rack_import_running=running,
+        holdings=tuple(holdings),
+    )
 
 
-async def rack_sync_summary(conn: aiosqlite.Connection, current_snapshot_id: str | None,
-                            rack_import_running: bool | None = None, *,
-                            connected: Collection[str] | None = None) -> RackSyncSummary:
+async def rack_sync_summary(
+    conn: aiosqlite.Connection,
+    current_snapshot_id: str | None,
+    rack_import_running: bool | None = None,
+    *,
+    connected: Collection[str] | None = None,
+) -> RackSyncSummary:
     """Read the racks and say where the region's images stand on them.
 
     ``current_snapshot_id``: ``await ctx.publisher.current_id()``.
@@ -134,5 +151,6 @@ async def rack_sync_summary(conn: aiosqlite.Connection, current_snapshot_id: str
     image is ``Synced``: the region holds it and no rack is waiting for it.
     """
     racks = await list_racks(conn)
-    return summarize(racks, current_snapshot_id, rack_import_running=rack_import_running,
-                     connected=connected)
+    return summarize(
+        racks, current_snapshot_id, rack_import_running=rack_import_running, connected=connected
+    )

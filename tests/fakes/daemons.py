@@ -48,16 +48,24 @@ class DaemonProcess:
         log = self.log_path.open("ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", self.module, *self.args, stdout=log, stderr=log,
-                env={**os.environ, "PYTHONPATH": str(REPO), **self.env}, cwd=REPO)
+                sys.executable,
+                "-m",
+                self.module,
+                *self.args,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONPATH": str(REPO), **self.env},
+                cwd=REPO,
+            )
         finally:
             log.close()
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 if self.proc.returncode is not None:
-                    raise RuntimeError(f"{self.module} exited {self.proc.returncode}:\n"
-                                       + self.log_text()[-3000:])
+                    raise RuntimeError(
+                        f"{self.module} exited {self.proc.returncode}:\n" + self.log_text()[-3000:]
+                    )
                 try:
                     async with session.get(self.url + ready_path) as resp:
                         if resp.status == 200:
@@ -65,8 +73,9 @@ class DaemonProcess:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
-        raise TimeoutError(f"{self.module} not ready after {timeout} s:\n"
-                           + self.log_text()[-3000:])
+        raise TimeoutError(
+            f"{self.module} not ready after {timeout} s:\n" + self.log_text()[-3000:]
+        )
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         """Send ``sig`` and wait for the exit code (SIGKILL after ``timeout``)."""
@@ -96,8 +105,13 @@ class DaemonProcess:
                     found.append(event)
         return found
 
-    async def wait_for_event(self, name: str, *, count: int = 1, timeout: float = 60,
-                             ) -> list[dict[str, Any]]:
+    async def wait_for_event(
+        self,
+        name: str,
+        *,
+        count: int = 1,
+        timeout: float = 60,
+    ) -> list[dict[str, Any]]:
         """Wait until the log holds ``count`` events called ``name``; return them."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -107,5 +121,6 @@ class DaemonProcess:
             if self.proc is not None and self.proc.returncode is not None:
                 break
             await asyncio.sleep(0.1)
-        raise TimeoutError(f"no {count}× {name} in the log of {self.module}:\n"
-                           + self.log_text()[-3000:])
+        raise TimeoutError(
+            f"no {count}× {name} in the log of {self.module}:\n" + self.log_text()[-3000:]
+        )

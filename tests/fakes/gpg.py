@@ -29,8 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_SAMPLES = REPO_ROOT.parent / "shared" / "upstream-samples"
 UBUNTU_KEYRING = UPSTREAM_SAMPLES / "keyrings" / "ubuntu-cloudimage-keyring.gpg"
 UBUNTU_KEYRING_ASC = UPSTREAM_SAMPLES / "keyrings" / "ubuntu-cloudimage-keyring.asc"
-UBUNTU_FINGERPRINTS = ("D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81",
-                       "4A3CE3CD565D7EB5C810E2B97FF3F408476CF100")
+UBUNTU_FINGERPRINTS = (
+    "D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81",
+    "4A3CE3CD565D7EB5C810E2B97FF3F408476CF100",
+)
 
 _EXPIRED_CREATED_AT = "20200101T000000!"
 _EXPIRED_SIGNS_AT = "20200101T120000!"
@@ -54,16 +56,39 @@ def gpg(home: Path, *args: str, data: bytes = b"", faked_time: str | None = None
     """Run gpg in batch mode against ``home`` and return its stdout; raise on failure."""
     clock = ["--faked-system-time", faked_time] if faked_time else []
     done = subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--no-tty", "--quiet", "--yes",
-         "--passphrase", "", "--pinentry-mode", "loopback", *clock, *args],
-        input=data, capture_output=True, check=False, timeout=60)
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--no-tty",
+            "--quiet",
+            "--yes",
+            "--passphrase",
+            "",
+            "--pinentry-mode",
+            "loopback",
+            *clock,
+            *args,
+        ],
+        input=data,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"gpg {' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
     return done.stdout
 
 
-def make_key(home: Path, *, name: str, expire: str = "never", faked_time: str | None = None,
-             signing_subkey: bool = False) -> ThrowawayKey:
+def make_key(
+    home: Path,
+    *,
+    name: str,
+    expire: str = "never",
+    faked_time: str | None = None,
+    signing_subkey: bool = False,
+) -> ThrowawayKey:
     """Create an ed25519 key without passphrase in a new ``home``.
 
     With ``signing_subkey`` the primary key may only certify and a subkey signs.
@@ -71,11 +96,19 @@ def make_key(home: Path, *, name: str, expire: str = "never", faked_time: str | 
     home.mkdir(mode=0o700, parents=True)
     email = f"{name.lower().replace(' ', '-')}@example.invalid"
     usage = "cert" if signing_subkey else "sign"
-    gpg(home, "--quick-gen-key", f"{name} <{email}>", "ed25519", usage, expire,
-        faked_time=faked_time)
+    gpg(
+        home,
+        "--quick-gen-key",
+        f"{name} <{email}>",
+        "ed25519",
+        usage,
+        expire,
+        faked_time=faked_time,
+    )
     listing = gpg(home, "--list-keys", "--with-colons").decode()
-    fingerprint = next(line.split(":")[9] for line in listing.splitlines()
-                       if line.startswith("fpr:"))
+    fingerprint = next(
+        line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
+    )
     if signing_subkey:
         gpg(home, "--quick-add-key", fingerprint, "ed25519", "sign", expire)
     return ThrowawayKey(home=home, fingerprint=fingerprint, faked_time=faked_time)
@@ -83,8 +116,14 @@ def make_key(home: Path, *, name: str, expire: str = "never", faked_time: str | 
 
 def clearsign(key: ThrowawayKey, data: bytes) -> bytes:
     """``gpg --clearsign`` of ``data`` by ``key`` (at its faked time, if it has one)."""
-    return gpg(key.home, "--local-user", key.fingerprint, "--clearsign", data=data,
-               faked_time=key.faked_time)
+    return gpg(
+        key.home,
+        "--local-user",
+        key.fingerprint,
+        "--clearsign",
+        data=data,
+        faked_time=key.faked_time,
+    )
 
 
 def export_public(key: ThrowawayKey, *, armor: bool = False) -> bytes:
@@ -97,8 +136,12 @@ def keyring_for(*keys: ThrowawayKey) -> Keyring:
     return load_keyring(b"".join(export_public(key) for key in keys), name="test keyring")
 
 
-def _session_key(home: Path, name: str, *, signing_subkey: bool = False,
-                 ) -> Iterator[ThrowawayKey]:
+def _session_key(
+    home: Path,
+    name: str,
+    *,
+    signing_subkey: bool = False,
+) -> Iterator[ThrowawayKey]:
     key = make_key(home, name=name, signing_subkey=signing_subkey)
     yield key
     stop_agent(key.home)

@@ -35,8 +35,14 @@ from common.rackproto import (
 from common.trust.keyrings import aload_keyring
 
 _FORWARDED_REQUEST = ("If-None-Match", "Range", "If-Range")
-_FORWARDED_REPLY = ("ETag", "Content-Range", "Last-Modified", "Content-Type",
-                    "X-Bootsync-Snapshot", "Accept-Ranges")
+_FORWARDED_REPLY = (
+    "ETag",
+    "Content-Range",
+    "Last-Modified",
+    "Content-Type",
+    "X-Bootsync-Snapshot",
+    "Accept-Ranges",
+)
 _PIECE = 64 << 10
 
 
@@ -80,7 +86,8 @@ class FakeRegion:
     _stall: dict[str, _Stall] = field(default_factory=dict)
     _flip: dict[str, int] = field(default_factory=dict)
     _listeners: list[tuple[str, asyncio.Queue[tuple[str, str] | None]]] = field(
-        default_factory=list)
+        default_factory=list
+    )
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
     _session: aiohttp.ClientSession | None = None
@@ -96,7 +103,8 @@ class FakeRegion:
             self._session = aiohttp.ClientSession(auto_decompress=False)
         if self.keyring is None:
             async with self._session.get(
-                    f"{self.stream_origin}{STREAM_PREFIX}/region-keyring.gpg") as resp:
+                f"{self.stream_origin}{STREAM_PREFIX}/region-keyring.gpg"
+            ) as resp:
                 assert resp.status == 200, "the origin region serves no keyring"
                 self.keyring = await resp.read()
         if not self.fingerprint:
@@ -165,8 +173,9 @@ class FakeRegion:
         """The recorded stream requests for ``path`` (stream-relative)."""
         return [r for r in self.stream_requests if r.path == path]
 
-    async def wait_for_status(self, predicate: Callable[[RackStatus], bool], *,
-                              timeout: float = 20) -> RackStatus:
+    async def wait_for_status(
+        self, predicate: Callable[[RackStatus], bool], *, timeout: float = 20
+    ) -> RackStatus:
         """Wait for a reported status that satisfies ``predicate``; return it."""
         async with asyncio.timeout(timeout):
             while True:
@@ -190,9 +199,13 @@ class FakeRegion:
         system_id = body.get("system_id") or f"rack-{next(self._ids)}"
         self.racks[system_id] = body
         assert self.keyring is not None
-        return web.json_response({
-            "system_id": system_id, "region_fingerprint": self.fingerprint,
-            "region_keyring": base64.b64encode(self.keyring).decode()})
+        return web.json_response(
+            {
+                "system_id": system_id,
+                "region_fingerprint": self.fingerprint,
+                "region_keyring": base64.b64encode(self.keyring).decode(),
+            }
+        )
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
@@ -237,11 +250,15 @@ class FakeRegion:
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         tamper = self._tamper.get(path)
-        headers = {} if tamper else {
-            k: request.headers[k] for k in _FORWARDED_REQUEST if k in request.headers}
+        headers = (
+            {}
+            if tamper
+            else {k: request.headers[k] for k in _FORWARDED_REQUEST if k in request.headers}
+        )
         assert self._session is not None
-        async with self._session.get(f"{self.stream_origin}{STREAM_PREFIX}/{path}",
-                                     headers=headers) as origin:
+        async with self._session.get(
+            f"{self.stream_origin}{STREAM_PREFIX}/{path}", headers=headers
+        ) as origin:
             body = await origin.read()
             reply = {k: origin.headers[k] for k in _FORWARDED_REPLY if k in origin.headers}
             status = origin.status
@@ -260,13 +277,13 @@ class FakeRegion:
         sent = 0
         if stall is not None and stall.times > 0:
             stall.times -= 1
-            await resp.write(body[:stall.after_bytes])
+            await resp.write(body[: stall.after_bytes])
             sent = min(stall.after_bytes, len(body))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._unstall.wait(), stall.seconds)
         try:
             for start in range(sent, len(body), _PIECE):
-                await resp.write(body[start:start + _PIECE])
+                await resp.write(body[start : start + _PIECE])
             await resp.write_eof()
         except ConnectionError:
             pass  # the rack went away (killed, in some tests)

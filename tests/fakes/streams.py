@@ -26,6 +26,8 @@ def short_dir(prefix: str) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def upstream_key() -> Iterator[SigningKey]:
     """The key that signs every sample stream of the session (so newer streams verify too)."""
-    with short_dir("bsk") as home, \
-            SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key:
+    with (
+        short_dir("bsk") as home,
+        SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key,
+    ):
         yield key

@@ -99,8 +99,12 @@ class FakeUpstream:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     # --- content ---------------------------------------------------------------
@@ -124,8 +128,9 @@ class FakeUpstream:
 
     # --- fault switches ----------------------------------------------------------
 
-    def fail(self, path: str, status: int = 503, times: int = 2,
-             retry_after: float | None = None) -> None:
+    def fail(
+        self, path: str, status: int = 503, times: int = 2, retry_after: float | None = None
+    ) -> None:
         """Answer ``status`` to the next ``times`` requests, then serve normally."""
         self._for(path).fail = _Fault(times, status, -1.0 if retry_after is None else retry_after)
 
@@ -145,8 +150,7 @@ class FakeUpstream:
         """Send ``after_bytes`` bytes, then abort the TCP connection (RST)."""
         self._for(path).reset = _Fault(times, after_bytes)
 
-    def wrong_length(self, path: str, announced: int | None,
-                     times: int | None = None) -> None:
+    def wrong_length(self, path: str, announced: int | None, times: int | None = None) -> None:
         """Announce ``announced`` as Content-Length whatever the body is (None: omit it)."""
         self._for(path).wrong_length = _Fault(times, -1 if announced is None else announced)
 
@@ -201,8 +205,14 @@ class FakeUpstream:
         except (FileNotFoundError, IsADirectoryError):
             return None
 
-    async def _send(self, request: web.Request, faults: _PathFaults, body: bytes, status: int,
-                    span: tuple[int, int, int]) -> web.StreamResponse:
+    async def _send(
+        self,
+        request: web.Request,
+        faults: _PathFaults,
+        body: bytes,
+        status: int,
+        span: tuple[int, int, int],
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(status=status)
         resp.headers["Accept-Ranges"] = "bytes"
         if status == 206:

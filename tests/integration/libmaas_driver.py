@@ -38,34 +38,56 @@ def wait_idle(origin: Any) -> list[bool]:
 
 def sets_of(resource: Any) -> dict[str, Any]:
     """A resource's sets as plain data, through libmaas's checked fields."""
-    return {version: {"complete": s.complete, "label": s.label, "size": s.size,
-                      "files": {name: {"filetype": f.filetype, "sha256": f.sha256,
-                                       "size": f.size, "complete": f.complete}
-                                for name, f in s.files.items()}}
-            for version, s in resource.sets.items()}
+    return {
+        version: {
+            "complete": s.complete,
+            "label": s.label,
+            "size": s.size,
+            "files": {
+                name: {
+                    "filetype": f.filetype,
+                    "sha256": f.sha256,
+                    "size": f.size,
+                    "complete": f.complete,
+                }
+                for name, f in s.files.items()
+            },
+        }
+        for version, s in resource.sets.items()
+    }
 
 
-def sources_and_selections(client: Any, out: dict[str, Any], source_url: str,
-                           other_url: str, keyring: str) -> tuple[Any, Any]:
+def sources_and_selections(
+    client: Any, out: dict[str, Any], source_url: str, other_url: str, keyring: str
+) -> tuple[Any, Any]:
     """Boot sources list/create/update and selections create/read/update."""
     origin = client._origin
     out["sources_before"] = [s.url for s in client.boot_sources.list()]
     source = client.boot_sources.create(source_url, keyring_filename=keyring)
-    out["created_source"] = {"id": source.id, "url": source.url,
-                             "keyring_filename": source.keyring_filename,
-                             "created": source.created.isoformat()}
+    out["created_source"] = {
+        "id": source.id,
+        "url": source.url,
+        "keyring_filename": source.keyring_filename,
+        "created": source.created.isoformat(),
+    }
     source.url = other_url
     source.save()
     out["updated_source_url"] = client.boot_sources.get(source.id).url
     created = origin.BootSourceSelections.create(source, "ubuntu", "noble", arches=["amd64"])
-    out["created_selection"] = {"id": created.id, "os": created.os, "release": created.release,
-                                "arches": list(created.arches), "labels": list(created.labels)}
+    out["created_selection"] = {
+        "id": created.id,
+        "os": created.os,
+        "release": created.release,
+        "arches": list(created.arches),
+        "labels": list(created.labels),
+    }
     out["selections"] = [[s.os, s.release] for s in origin.BootSourceSelections.read(source)]
     selection = origin.BootSourceSelection.read(source, created.id)
     selection.labels = ["stable"]
     selection.save()
     out["updated_selection_labels"] = list(
-        origin.BootSourceSelection.read(source.id, created.id).labels)
+        origin.BootSourceSelection.read(source.id, created.id).labels
+    )
     return source, selection
 
 
@@ -76,8 +98,9 @@ def imports_and_resources(client: Any, out: dict[str, Any]) -> None:
     out["start_import"] = started.decode() if isinstance(started, bytes) else started
     out["is_importing_seen"] = wait_idle(origin)
     listed = client.boot_resources.list()
-    out["resources"] = [{"id": r.id, "type": r.type, "name": r.name,
-                         "architecture": r.architecture} for r in listed]
+    out["resources"] = [
+        {"id": r.id, "type": r.type, "name": r.name, "architecture": r.architecture} for r in listed
+    ]
     noble = next(r for r in listed if r.name == "ubuntu/noble")
     out["noble_sets"] = sets_of(client.boot_resources.get(noble.id))
 
@@ -86,18 +109,31 @@ def upload(client: Any, out: dict[str, Any]) -> Any:
     """A chunked upload with BootResources.create, then the same bytes again (dedup)."""
     progress: list[float] = []
     made = client.boot_resources.create(
-        "custom/from-libmaas", "amd64/generic", io.BytesIO(UPLOAD), title="From libmaas",
-        progress_callback=progress.append)
-    out["uploaded"] = {"id": made.id, "type": made.type, "name": made.name,
-                       "architecture": made.architecture, "sets": sets_of(made),
-                       "sha256": hashlib.sha256(UPLOAD).hexdigest(), "size": len(UPLOAD),
-                       "progress_calls": len(progress)}
+        "custom/from-libmaas",
+        "amd64/generic",
+        io.BytesIO(UPLOAD),
+        title="From libmaas",
+        progress_callback=progress.append,
+    )
+    out["uploaded"] = {
+        "id": made.id,
+        "type": made.type,
+        "name": made.name,
+        "architecture": made.architecture,
+        "sets": sets_of(made),
+        "sha256": hashlib.sha256(UPLOAD).hexdigest(),
+        "size": len(UPLOAD),
+        "progress_calls": len(progress),
+    }
     again_progress: list[float] = []
     again = client.boot_resources.create(
-        "custom/again", "amd64/generic", io.BytesIO(UPLOAD),
-        progress_callback=again_progress.append)
-    out["deduplicated"] = {"id": again.id, "sets": sets_of(again),
-                           "progress_calls": len(again_progress)}
+        "custom/again", "amd64/generic", io.BytesIO(UPLOAD), progress_callback=again_progress.append
+    )
+    out["deduplicated"] = {
+        "id": again.id,
+        "sets": sets_of(again),
+        "progress_calls": len(again_progress),
+    }
     return made
 
 
@@ -107,8 +143,11 @@ def main(argv: list[str]) -> int:
     client = connect(api_url, apikey=key)
     out: dict[str, Any] = {}
     version = client.version.get()
-    out["version"] = {"version": version.version, "version_info": list(version.version_info),
-                      "capabilities": sorted(version.capabilities)}
+    out["version"] = {
+        "version": version.version,
+        "version_info": list(version.version_info),
+        "capabilities": sorted(version.capabilities),
+    }
     out["whoami"] = client.users.whoami().username
     source, selection = sources_and_selections(client, out, source_url, other_url, keyring)
     imports_and_resources(client, out)

@@ -71,8 +71,9 @@ SEED_COMMANDS = (
     'bootsync $PROFILE boot-source update 1 url="http://custom.url" keyring_filename="" '
     "keyring_data@=./custom.gpg",
 )
-NO_TRUSTY = "HTTP 400 Bad Request: os: OS ubuntu with release {} has no available images " \
-            "for download\n"
+NO_TRUSTY = (
+    "HTTP 400 Bad Request: os: OS ubuntu with release {} has no available images for download\n"
+)
 FILE_SIZE = 64 << 10
 
 
@@ -98,10 +99,16 @@ class Cli:
 
     async def __call__(self, *words: str, stdin: bytes | None = None) -> Result:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "common.cli", *words, cwd=self.home,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "common.cli",
+            *words,
+            cwd=self.home,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(self.home)})
+            env={**os.environ, "PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(self.home)},
+        )
         out, err = await asyncio.wait_for(proc.communicate(stdin), 120)
         assert proc.returncode is not None
         return Result(proc.returncode, out.decode(), err.decode())
@@ -120,8 +127,9 @@ class Cli:
 def stream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SampleStream]:
     home = Path(tempfile.mkdtemp(prefix="bsc", dir="/tmp"))
     with SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key:
-        yield write_sample_stream(tmp_path_factory.mktemp("upstream"), file_size=FILE_SIZE,
-                                  signing_key=key)
+        yield write_sample_stream(
+            tmp_path_factory.mktemp("upstream"), file_size=FILE_SIZE, signing_key=key
+        )
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -134,16 +142,22 @@ def data_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def region(fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path,
-                 tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+async def region(
+    fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path, tmp_path: Path
+) -> AsyncIterator[DaemonProcess]:
     fake_upstream.serve_directory(stream.root)
     config = tmp_path / "regiond.toml"
-    config.write_text(f'[import]\ndefault_source_url = "{fake_upstream.url("/")}"\n'
-                      f'default_keyring = "{stream.keyring}"\n[log]\nformat = "json"\n')
+    config.write_text(
+        f'[import]\ndefault_source_url = "{fake_upstream.url("/")}"\n'
+        f'default_keyring = "{stream.keyring}"\n[log]\nformat = "json"\n'
+    )
     port = free_port()
-    daemon = DaemonProcess("region", ["--config", str(config), "--listen", f"127.0.0.1:{port}",
-                                      "--data-dir", str(data_dir)],
-                           log_path=tmp_path / "regiond.log", port=port)
+    daemon = DaemonProcess(
+        "region",
+        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        log_path=tmp_path / "regiond.log",
+        port=port,
+    )
     await daemon.start()
     yield daemon
     await daemon.stop()
@@ -155,11 +169,13 @@ async def cli(region: DaemonProcess, data_dir: Path, tmp_path: Path) -> Cli:
     home = tmp_path / "home"
     home.mkdir()
     runner = Cli(home)
-    key = await runner("apikey", "--username", "admin", "--admin",
-                       "--data-dir", str(data_dir))
+    key = await runner("apikey", "--username", "admin", "--admin", "--data-dir", str(data_dir))
     assert key.code == 0, key.err
-    runner.variables = {"PROFILE": "admin", "KEY": key.out.strip(),
-                        "MAAS_URL": f"{region.url}/MAAS/"}
+    runner.variables = {
+        "PROFILE": "admin",
+        "KEY": key.out.strip(),
+        "MAAS_URL": f"{region.url}/MAAS/",
+    }
     return runner
 
 
@@ -171,7 +187,8 @@ async def imported(cli: Cli, region: DaemonProcess) -> Cli:
 
 
 async def test_every_seed_command_runs_verbatim_against_a_real_region(
-        imported: Cli, fake_upstream: FakeUpstream, stream: SampleStream) -> None:
+    imported: Cli, fake_upstream: FakeUpstream, stream: SampleStream
+) -> None:
     """The page's commands, in a sensible order, each with the answer MAAS would give."""
     cli = imported
     login = await cli("login", "admin", cli.variables["MAAS_URL"], cli.variables["KEY"])
@@ -186,18 +203,26 @@ async def test_every_seed_command_runs_verbatim_against_a_real_region(
 
     selected = await cli.seed(SEED_COMMANDS[1], SERIES="jammy", ARCH="amd64", KERNEL="*")
     assert selected.code == 0, selected.err
-    assert {k: selected.json()[k] for k in ("os", "release", "arches", "subarches", "labels")} \
-        == {"os": "ubuntu", "release": "jammy", "arches": ["amd64"], "subarches": ["*"],
-            "labels": ["*"]}
-    for command, release in ((SEED_COMMANDS[2], "trusty"), (SEED_COMMANDS[3], "trusty"),
-                             (SEED_COMMANDS[4], "xenial")):
+    assert {k: selected.json()[k] for k in ("os", "release", "arches", "subarches", "labels")} == {
+        "os": "ubuntu",
+        "release": "jammy",
+        "arches": ["amd64"],
+        "subarches": ["*"],
+        "labels": ["*"],
+    }
+    for command, release in (
+        (SEED_COMMANDS[2], "trusty"),
+        (SEED_COMMANDS[3], "trusty"),
+        (SEED_COMMANDS[4], "xenial"),
+    ):
         refused = await cli.seed(command)
         assert (refused.code, refused.out, refused.err) == (2, "", NO_TRUSTY.format(release))
     listed = await cli.seed("bootsync $PROFILE boot-source-selections read $SOURCE_ID")
     assert sorted(s["release"] for s in listed.json()) == ["jammy", "noble"]
 
     config = await cli.seed(
-        "bootsync $PROFILE maas set-config name=boot_images_auto_import value=false")
+        "bootsync $PROFILE maas set-config name=boot_images_auto_import value=false"
+    )
     assert (config.code, config.out) == (0, "OK\n")
     started = await cli.seed("bootsync $PROFILE boot-resources import")
     assert (started.code, started.out) == (0, "Import of boot resources started\n")
@@ -213,28 +238,31 @@ async def test_every_seed_command_runs_verbatim_against_a_real_region(
     assert "ubuntu/jammy amd64/" in watched.out
     assert watched.out.splitlines()[-1].startswith("import finished: ")
     resources = await cli.seed("bootsync $PROFILE boot-resources read")
-    assert {(r["name"], r["architecture"].split("/")[0]) for r in resources.json()} >= \
-        {("ubuntu/jammy", "amd64"), ("ubuntu/noble", "amd64")}
+    assert {(r["name"], r["architecture"].split("/")[0]) for r in resources.json()} >= {
+        ("ubuntu/jammy", "amd64"),
+        ("ubuntu/noble", "amd64"),
+    }
     racks = await cli.seed("bootsync $PROFILE rack-controllers import-boot-images")
-    assert (racks.code, racks.out) == (0, "Import of boot images started on all rack "
-                                          "controllers\n")
+    assert (racks.code, racks.out) == (0, "Import of boot images started on all rack controllers\n")
 
     mirror = fake_upstream.url("/").replace("127.0.0.1", "localhost")
     created = await cli.seed(
         "bootsync $PROFILE boot-sources create url=$URL keyring_filename=$KEYRING_FILE",
-        URL=mirror, KEYRING_FILE=str(stream.keyring))
+        URL=mirror,
+        KEYRING_FILE=str(stream.keyring),
+    )
     assert created.code == 0, created.err
     new_id = str(created.json()["id"])
-    moved = await cli.seed(SEED_COMMANDS[9], SOURCE_ID=new_id, URL=mirror + "moved/",
-                           KEYRING_FILE=str(stream.keyring))
+    moved = await cli.seed(
+        SEED_COMMANDS[9], SOURCE_ID=new_id, URL=mirror + "moved/", KEYRING_FILE=str(stream.keyring)
+    )
     assert (moved.code, moved.json()["url"]) == (0, mirror + "moved/")
     (cli.home / "custom.gpg").write_bytes(stream.keyring.read_bytes())
     custom = await cli.seed(SEED_COMMANDS[15])
     assert custom.code == 0, custom.err
     assert custom.json()["keyring_filename"] == ""
     assert custom.json()["keyring_data"]
-    deleted = await cli.seed("bootsync $PROFILE boot-source delete $SOURCE_ID",
-                             SOURCE_ID=new_id)
+    deleted = await cli.seed("bootsync $PROFILE boot-source delete $SOURCE_ID", SOURCE_ID=new_id)
     assert (deleted.code, deleted.out, deleted.err) == (0, "", "")
     remaining = await cli.seed("bootsync $PROFILE boot-sources read")
     assert [s["url"] for s in remaining.json()] == ["http://custom.url"]
@@ -263,8 +291,7 @@ async def test_login_rejects_a_bad_key_and_stores_a_good_one_privately(cli: Cli)
 
 async def test_usage_and_api_errors_say_what_exists_and_exit_non_zero(cli: Cli) -> None:
     """Unknown words list the choices (exit 2); API errors print status and message."""
-    assert (await cli("login", "admin", cli.variables["MAAS_URL"],
-                      cli.variables["KEY"])).code == 0
+    assert (await cli("login", "admin", cli.variables["MAAS_URL"], cli.variables["KEY"])).code == 0
     unknown = await cli("admin", "boot-sorces", "read")
     assert unknown.code == 2
     assert "unknown command 'boot-sorces'" in unknown.err
@@ -293,19 +320,28 @@ async def test_usage_and_api_errors_say_what_exists_and_exit_non_zero(cli: Cli) 
 async def test_boot_resources_create_uploads_a_custom_image_in_chunks(imported: Cli) -> None:
     """content@=FILE goes up as sha256+size then 4 MiB PUTs; the same bytes again skip it."""
     cli = imported
-    assert (await cli("login", "admin", cli.variables["MAAS_URL"],
-                      cli.variables["KEY"])).code == 0
+    assert (await cli("login", "admin", cli.variables["MAAS_URL"], cli.variables["KEY"])).code == 0
     data = bytes(range(251)) * ((9 << 20) // 251) + b"end"
     (cli.home / "mine.tgz").write_bytes(data)
-    words = ("admin", "boot-resources", "create", "name=mine", "architecture=amd64/generic",
-             "title=Mine", "content@=mine.tgz")
+    words = (
+        "admin",
+        "boot-resources",
+        "create",
+        "name=mine",
+        "architecture=amd64/generic",
+        "title=Mine",
+        "content@=mine.tgz",
+    )
     first = await cli(*words)
     assert first.code == 0, first.err
     resource = first.json()
     [newest] = [s for v, s in resource["sets"].items() if v == max(resource["sets"])]
     [file] = newest["files"].values()
-    assert (file["sha256"], file["size"], file["complete"]) == \
-        (hashlib.sha256(data).hexdigest(), len(data), True)
+    assert (file["sha256"], file["size"], file["complete"]) == (
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        True,
+    )
     assert (resource["name"], resource["type"]) == ("mine", "Uploaded")
     second = await cli(*words)
     assert second.code == 0, second.err

@@ -29,8 +29,7 @@ from tests.fakes.daemons import REPO, DaemonProcess, free_port
 from tests.fakes.upstream import FakeUpstream
 
 DRIVER = Path(__file__).with_name("libmaas_driver.py")
-LIBMAAS_PYTHON = Path(os.environ.get("LIBMAAS_PYTHON",
-                                     REPO / ".venv-libmaas" / "bin" / "python"))
+LIBMAAS_PYTHON = Path(os.environ.get("LIBMAAS_PYTHON", REPO / ".venv-libmaas" / "bin" / "python"))
 UPLOAD_SHA = hashlib.sha256(bytes(range(251)) * ((9 << 20) // 251)).hexdigest()
 
 pytestmark = pytest.mark.slow
@@ -48,22 +47,27 @@ def upstream_key() -> Iterator[SigningKey]:
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey) -> SampleStream:
     """A small signed sample stream (noble/amd64 and bootloaders)."""
-    return write_sample_stream(tmp_path_factory.mktemp("upstream"), file_size=32 << 10,
-                               signing_key=upstream_key)
+    return write_sample_stream(
+        tmp_path_factory.mktemp("upstream"), file_size=32 << 10, signing_key=upstream_key
+    )
 
 
 @pytest.fixture
-async def region(fake_upstream: FakeUpstream, stream: SampleStream,
-                 tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+async def region(
+    fake_upstream: FakeUpstream, stream: SampleStream, tmp_path: Path
+) -> AsyncIterator[DaemonProcess]:
     """bootsync-regiond on 127.0.0.1 with no boot source yet (libmaas creates it)."""
     fake_upstream.serve_directory(stream.root)
     data_dir = Path(tempfile.mkdtemp(prefix="bsr", dir="/tmp"))  # short: gpg-agent socket
     config = tmp_path / "regiond.toml"
     config.write_text('[import]\ncreate_default_source = false\n[log]\nformat = "json"\n')
     port = free_port()
-    daemon = DaemonProcess("region", ["--config", str(config), "--listen", f"127.0.0.1:{port}",
-                                      "--data-dir", str(data_dir)],
-                           log_path=tmp_path / "regiond.log", port=port)
+    daemon = DaemonProcess(
+        "region",
+        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        log_path=tmp_path / "regiond.log",
+        port=port,
+    )
     await daemon.start()
     daemon.env["DATA_DIR"] = str(data_dir)
     yield daemon
@@ -74,9 +78,19 @@ async def region(fake_upstream: FakeUpstream, stream: SampleStream,
 async def admin_key(data_dir: str) -> str:
     """A fresh admin API key from ``bootsync apikey``."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "common.cli", "apikey", "--username", "admin", "--admin",
-        "--data-dir", data_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        sys.executable,
+        "-m",
+        "common.cli",
+        "apikey",
+        "--username",
+        "admin",
+        "--admin",
+        "--data-dir",
+        data_dir,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode().strip()
@@ -87,8 +101,13 @@ async def run_driver(*args: str) -> dict[str, Any]:
     if not LIBMAAS_PYTHON.exists():
         pytest.fail(f"python-libmaas is not installed at {LIBMAAS_PYTHON}: run `make setup`")
     proc = await asyncio.create_subprocess_exec(
-        str(LIBMAAS_PYTHON), str(DRIVER), *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        str(LIBMAAS_PYTHON),
+        str(DRIVER),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=150)
     assert proc.returncode == 0, err.decode()[-4000:]
     result: dict[str, Any] = json.loads(out)
@@ -97,8 +116,10 @@ async def run_driver(*args: str) -> dict[str, Any]:
 
 async def published_products(region: DaemonProcess) -> dict[str, Any]:
     """The products of the region's current stream."""
-    async with aiohttp.ClientSession() as session, \
-            session.get(f"{region.url}/MAAS/images-stream/{PRODUCTS_PATH}") as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{region.url}/MAAS/images-stream/{PRODUCTS_PATH}") as resp,
+    ):
         assert resp.status == 200
         doc: dict[str, Any] = json.loads(await resp.read())
     products: dict[str, Any] = doc["products"]
@@ -106,13 +127,13 @@ async def published_products(region: DaemonProcess) -> dict[str, Any]:
 
 
 async def test_python_libmaas_manages_sources_selections_imports_and_uploads(
-        region: DaemonProcess, fake_upstream: FakeUpstream, stream: SampleStream) -> None:
+    region: DaemonProcess, fake_upstream: FakeUpstream, stream: SampleStream
+) -> None:
     """connect, sources, selections, import, resources and chunked uploads work; racks get them."""
     key = await admin_key(region.env["DATA_DIR"])
     source_url = fake_upstream.url("/")
     other_url = source_url.replace("127.0.0.1", "localhost")
-    out = await run_driver(f"{region.url}/MAAS/", key, source_url, other_url,
-                           str(stream.keyring))
+    out = await run_driver(f"{region.url}/MAAS/", key, source_url, other_url, str(stream.keyring))
 
     assert out["version"]["version_info"][:2] == [3, 4]
     assert out["whoami"] == "admin"
@@ -120,8 +141,13 @@ async def test_python_libmaas_manages_sources_selections_imports_and_uploads(
     assert out["created_source"]["url"] == source_url
     assert out["created_source"]["keyring_filename"] == str(stream.keyring)
     assert out["updated_source_url"] == other_url
-    assert out["created_selection"] == {"id": 1, "os": "ubuntu", "release": "noble",
-                                        "arches": ["amd64"], "labels": ["*"]}
+    assert out["created_selection"] == {
+        "id": 1,
+        "os": "ubuntu",
+        "release": "noble",
+        "arches": ["amd64"],
+        "labels": ["*"],
+    }
     assert out["selections"] == [["ubuntu", "noble"]]
     assert out["updated_selection_labels"] == ["stable"]
 
@@ -132,12 +158,21 @@ async def test_python_libmaas_manages_sources_selections_imports_and_uploads(
     assert all(s["complete"] for s in out["noble_sets"].values())
 
     uploaded = out["uploaded"]
-    assert (uploaded["type"], uploaded["name"], uploaded["architecture"]) == \
-        ("Uploaded", "from-libmaas", "amd64/generic")
+    assert (uploaded["type"], uploaded["name"], uploaded["architecture"]) == (
+        "Uploaded",
+        "from-libmaas",
+        "amd64/generic",
+    )
     (only,) = uploaded["sets"].values()
     assert only["complete"] is True
-    assert only["files"] == {"root-tgz": {"filetype": "root-tgz", "sha256": UPLOAD_SHA,
-                                          "size": uploaded["size"], "complete": True}}
+    assert only["files"] == {
+        "root-tgz": {
+            "filetype": "root-tgz",
+            "sha256": UPLOAD_SHA,
+            "size": uploaded["size"],
+            "complete": True,
+        }
+    }
     assert uploaded["progress_calls"] == 3
     chunks = region.events("upload_chunk_received")  # the second upload sends none
     assert [e["bytes"] for e in chunks] == [4 << 20, 4 << 20, uploaded["size"] - (8 << 20)]

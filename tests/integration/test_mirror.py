@@ -31,8 +31,9 @@ NOBLE_AMD64 = (ItemFilter.parse("arch=amd64"), ItemFilter.parse("release=noble")
 
 @pytest.fixture(scope="session")
 def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningKey]:
-    key = SigningKey.create(tmp_path_factory.mktemp("k") / "gnupg", name="test mirror",
-                            email="mirror@test.invalid")
+    key = SigningKey.create(
+        tmp_path_factory.mktemp("k") / "gnupg", name="test mirror", email="mirror@test.invalid"
+    )
     with key:
         yield key
 
@@ -45,8 +46,9 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> SampleStream:
 @pytest.fixture(scope="session")
 def newer_stream(tmp_path_factory: pytest.TempPathFactory) -> SampleStream:
     """The same stream a month later: one new version per product, the oldest gone."""
-    return write_sample_stream(tmp_path_factory.mktemp("upstream2"), file_size=32 << 10,
-                               newest=date(2025, 8, 15))
+    return write_sample_stream(
+        tmp_path_factory.mktemp("upstream2"), file_size=32 << 10, newest=date(2025, 8, 15)
+    )
 
 
 @pytest.fixture
@@ -55,11 +57,17 @@ async def upstream(fake_upstream: FakeUpstream, stream: SampleStream) -> FakeUps
     return fake_upstream
 
 
-async def options(upstream: FakeUpstream, stream: SampleStream, target: Path,
-                  key: SigningKey, **kw: object) -> MirrorOptions:
-    base = MirrorOptions(source_url=upstream.url("/"), target=target,
-                         keyring=await aload_keyring(stream.keyring), signing_key=key,
-                         filters=NOBLE_AMD64, show_progress=False)
+async def options(
+    upstream: FakeUpstream, stream: SampleStream, target: Path, key: SigningKey, **kw: object
+) -> MirrorOptions:
+    base = MirrorOptions(
+        source_url=upstream.url("/"),
+        target=target,
+        keyring=await aload_keyring(stream.keyring),
+        signing_key=key,
+        filters=NOBLE_AMD64,
+        show_progress=False,
+    )
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -74,8 +82,8 @@ def item_requests(upstream: FakeUpstream) -> list[str]:
 
 
 async def test_mirror_lists_exactly_the_selected_newest_files_and_holds_them(
-        upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey,
-        tmp_path: Path) -> None:
+    upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
     """The mirror's own metadata names only noble/amd64 newest files, each present and intact."""
     summary = await run_mirror(await options(upstream, stream, tmp_path / "m", signing_key))
     items = published_items(tmp_path / "m")
@@ -83,16 +91,19 @@ async def test_mirror_lists_exactly_the_selected_newest_files_and_holds_them(
     assert all(p.startswith("noble/amd64/20250718/") for p in items)
     for path, sha in items.items():
         assert hashlib.sha256((tmp_path / "m" / path).read_bytes()).hexdigest() == sha
-    on_disk = {str(p.relative_to(tmp_path / "m")) for p in (tmp_path / "m").rglob("*")
-               if p.is_file() and ".bootsync" not in p.parts and "streams" not in p.parts}
+    on_disk = {
+        str(p.relative_to(tmp_path / "m"))
+        for p in (tmp_path / "m").rglob("*")
+        if p.is_file() and ".bootsync" not in p.parts and "streams" not in p.parts
+    }
     assert on_disk == set(items) | {KEYRING_NAME}
     assert summary.outcome == "ok"
     assert summary.files_fetched == len(set(items.values()))
 
 
 async def test_mirror_metadata_is_signed_by_the_key_whose_keyring_it_publishes(
-        upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey,
-        tmp_path: Path) -> None:
+    upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
     """Every .sjson verifies against DIR/mirror-keyring.gpg and carries its .json twin."""
     target = tmp_path / "m"
     await run_mirror(await options(upstream, stream, target, signing_key))
@@ -100,14 +111,17 @@ async def test_mirror_metadata_is_signed_by_the_key_whose_keyring_it_publishes(
     assert keyring.fingerprints == (signing_key.fingerprint,)
     doc = await averify_clearsigned((target / f"{V3}.sjson").read_bytes(), keyring)
     assert doc.payload == (target / f"{V3}.json").read_bytes()
-    index = parse_index((await averify_clearsigned(
-        (target / "streams/v1/index.sjson").read_bytes(), keyring)).payload)
+    index = parse_index(
+        (
+            await averify_clearsigned((target / "streams/v1/index.sjson").read_bytes(), keyring)
+        ).payload
+    )
     assert all(e.path and e.path.endswith(".sjson") for e in index.entries.values())
 
 
 async def test_second_run_downloads_nothing_and_rewrites_no_metadata(
-        upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey,
-        tmp_path: Path) -> None:
+    upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
     """Re-running against an unchanged upstream fetches only metadata and changes nothing."""
     target = tmp_path / "m"
     await run_mirror(await options(upstream, stream, target, signing_key))
@@ -121,8 +135,12 @@ async def test_second_run_downloads_nothing_and_rewrites_no_metadata(
 
 
 async def test_new_upstream_version_replaces_the_old_one(
-        upstream: FakeUpstream, stream: SampleStream, newer_stream: SampleStream,
-        signing_key: SigningKey, tmp_path: Path) -> None:
+    upstream: FakeUpstream,
+    stream: SampleStream,
+    newer_stream: SampleStream,
+    signing_key: SigningKey,
+    tmp_path: Path,
+) -> None:
     """With --max 1, a newer upstream version is fetched and the old files are removed."""
     target = tmp_path / "m"
     await run_mirror(await options(upstream, stream, target, signing_key))
@@ -136,8 +154,8 @@ async def test_new_upstream_version_replaces_the_old_one(
 
 
 async def test_tampered_products_document_is_refused_and_nothing_is_written(
-        upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey,
-        tmp_path: Path) -> None:
+    upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
     """A products .sjson edited after signing fails the run before any file is written."""
     signed = (stream.root / f"{V3}.sjson").read_bytes()
     upstream.add_file(f"{V3}.sjson", signed.replace(b"noble", b"nobIe", 1))
@@ -148,8 +166,12 @@ async def test_tampered_products_document_is_refused_and_nothing_is_written(
 
 
 async def test_persistently_corrupt_file_fails_the_run_and_keeps_the_previous_mirror(
-        upstream: FakeUpstream, stream: SampleStream, newer_stream: SampleStream,
-        signing_key: SigningKey, tmp_path: Path) -> None:
+    upstream: FakeUpstream,
+    stream: SampleStream,
+    newer_stream: SampleStream,
+    signing_key: SigningKey,
+    tmp_path: Path,
+) -> None:
     """A file whose bytes never match fails the run; metadata and files stay as they were."""
     target = tmp_path / "m"
     await run_mirror(await options(upstream, stream, target, signing_key))
@@ -168,45 +190,68 @@ async def test_persistently_corrupt_file_fails_the_run_and_keeps_the_previous_mi
 
 
 async def test_unsafe_item_path_upstream_is_refused_naming_file_and_field(
-        upstream: FakeUpstream, stream: SampleStream, tmp_path: Path,
-        signing_key: SigningKey) -> None:
+    upstream: FakeUpstream, stream: SampleStream, tmp_path: Path, signing_key: SigningKey
+) -> None:
     """An item path with `..` in unsigned upstream metadata fails with its location."""
     doc = json.loads((stream.root / f"{V3}.json").read_bytes())
     product = next(iter(doc["products"].values()))
     version = next(iter(product["versions"].values()))
     version["items"]["squashfs"]["path"] = "../../etc/passwd"
     upstream.add_file(f"{V3}.json", json.dumps(doc).encode())
-    opts = await options(upstream, stream, tmp_path / "m", signing_key, keyring=None,
-                   source_url=upstream.url("streams/v1/index.json"))
+    opts = await options(
+        upstream,
+        stream,
+        tmp_path / "m",
+        signing_key,
+        keyring=None,
+        source_url=upstream.url("streams/v1/index.json"),
+    )
     with pytest.raises(StreamFormatError, match=r"v3:download\.json: .*items\[squashfs\]\.path"):
         await run_mirror(opts)
     assert not (tmp_path / "m" / "streams").exists()
 
 
 async def test_clearsigned_source_without_keyring_is_refused(
-        upstream: FakeUpstream, stream: SampleStream, tmp_path: Path,
-        signing_key: SigningKey) -> None:
+    upstream: FakeUpstream, stream: SampleStream, tmp_path: Path, signing_key: SigningKey
+) -> None:
     """--no-verify only reads unsigned JSON; a clearsigned index needs a keyring."""
-    opts = await options(upstream, stream, tmp_path / "m", signing_key, keyring=None,
-                   source_url=upstream.url("streams/v1/index.sjson"))
+    opts = await options(
+        upstream,
+        stream,
+        tmp_path / "m",
+        signing_key,
+        keyring=None,
+        source_url=upstream.url("streams/v1/index.sjson"),
+    )
     with pytest.raises(SignatureError, match="no keyring"):
         await run_mirror(opts)
 
 
 async def test_unreachable_source_fails_with_a_connect_error(
-        stream: SampleStream, signing_key: SigningKey, tmp_path: Path) -> None:
+    stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
     """A source nobody listens on ends the run with ConnectError naming the URL."""
-    opts = MirrorOptions(source_url="http://127.0.0.1:9/", target=tmp_path / "m",
-                         keyring=await aload_keyring(stream.keyring), signing_key=signing_key,
-                         show_progress=False)
+    opts = MirrorOptions(
+        source_url="http://127.0.0.1:9/",
+        target=tmp_path / "m",
+        keyring=await aload_keyring(stream.keyring),
+        signing_key=signing_key,
+        show_progress=False,
+    )
     with pytest.raises(ConnectError, match=r"127\.0\.0\.1:9"):
         await run_mirror(opts)
 
 
 async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "common.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "common.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -228,11 +273,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_cli_mirrors_with_filters_after_options_and_keeps_its_key_outside(
-        upstream: FakeUpstream, stream: SampleStream, tmp_path: Path, xdg: Path) -> None:
+    upstream: FakeUpstream, stream: SampleStream, tmp_path: Path, xdg: Path
+) -> None:
     """`bootsync mirror URL DIR --keyring K FILTER...` exits 0 and keeps its key in XDG data."""
     code, out, err = await run_cli(
-        "mirror", upstream.url("/"), str(tmp_path / "m"), "--keyring", str(stream.keyring),
-        "--no-progress", "arch=arm64", "release=jammy", env=cli_env(xdg))
+        "mirror",
+        upstream.url("/"),
+        str(tmp_path / "m"),
+        "--keyring",
+        str(stream.keyring),
+        "--no-progress",
+        "arch=arm64",
+        "release=jammy",
+        env=cli_env(xdg),
+    )
     assert code == 0, err
     assert "files fetched" in out
     assert all(p.startswith("jammy/arm64/") for p in published_items(tmp_path / "m"))
@@ -241,25 +295,48 @@ async def test_cli_mirrors_with_filters_after_options_and_keeps_its_key_outside(
 
 
 async def test_cli_reports_a_bad_filter_and_an_unreachable_source_with_nonzero_exit(
-        stream: SampleStream, tmp_path: Path, xdg: Path) -> None:
+    stream: SampleStream, tmp_path: Path, xdg: Path
+) -> None:
     """A malformed filter is a usage error (2); an unreachable source is an error (1)."""
     env = cli_env(xdg)
-    code, _, err = await run_cli("mirror", "http://127.0.0.1:9/", str(tmp_path / "m"),
-                                 "--keyring", str(stream.keyring), "arch", env=env)
+    code, _, err = await run_cli(
+        "mirror",
+        "http://127.0.0.1:9/",
+        str(tmp_path / "m"),
+        "--keyring",
+        str(stream.keyring),
+        "arch",
+        env=env,
+    )
     assert code == 2
     assert "arch" in err
-    code, _, err = await run_cli("mirror", "http://127.0.0.1:9/", str(tmp_path / "m"),
-                                 "--keyring", str(stream.keyring), "--no-progress", env=env)
+    code, _, err = await run_cli(
+        "mirror",
+        "http://127.0.0.1:9/",
+        str(tmp_path / "m"),
+        "--keyring",
+        str(stream.keyring),
+        "--no-progress",
+        env=env,
+    )
     assert code == 1
     assert "127.0.0.1:9" in err
 
 
 async def test_cli_refuses_a_signing_key_inside_the_mirror(
-        stream: SampleStream, tmp_path: Path, xdg: Path) -> None:
+    stream: SampleStream, tmp_path: Path, xdg: Path
+) -> None:
     """A --signing-key under DIR would be published, so the CLI refuses it."""
     code, _, err = await run_cli(
-        "mirror", "http://127.0.0.1:9/", str(tmp_path / "m"), "--keyring", str(stream.keyring),
-        "--signing-key", str(tmp_path / "m" / "key"), env=cli_env(xdg))
+        "mirror",
+        "http://127.0.0.1:9/",
+        str(tmp_path / "m"),
+        "--keyring",
+        str(stream.keyring),
+        "--signing-key",
+        str(tmp_path / "m" / "key"),
+        env=cli_env(xdg),
+    )
     assert code != 0
     assert "inside the mirror" in err
 
@@ -272,8 +349,8 @@ def sstream_bin() -> Path:
 
 
 async def test_canonical_sstream_mirror_verifies_and_copies_our_mirror(
-        fake_upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey,
-        tmp_path: Path) -> None:
+    fake_upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
     """sstream-mirror --keyring mirror-keyring.gpg copies every file our metadata lists."""
     async with FakeUpstream() as source:
         source.serve_directory(stream.root)
@@ -284,28 +361,35 @@ async def test_canonical_sstream_mirror_verifies_and_copies_our_mirror(
     empty_home = tmp_path / "gnupg"
     empty_home.mkdir(mode=0o700)
     proc = await asyncio.create_subprocess_exec(
-        str(sstream_bin() / "sstream-mirror"), f"--keyring={target / KEYRING_NAME}",
-        fake_upstream.url("/"), str(out), env={**os.environ, "GNUPGHOME": str(empty_home)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        str(sstream_bin() / "sstream-mirror"),
+        f"--keyring={target / KEYRING_NAME}",
+        fake_upstream.url("/"),
+        str(out),
+        env={**os.environ, "GNUPGHOME": str(empty_home)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     ours = published_items(target)
     assert ours
     for path, sha in ours.items():
         assert hashlib.sha256((out / path).read_bytes()).hexdigest() == sha
-    copied = {str(p.relative_to(out)) for p in out.rglob("*")
-              if p.is_file() and ".data" not in p.parts and "streams" not in p.parts}
+    copied = {
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if p.is_file() and ".data" not in p.parts and "streams" not in p.parts
+    }
     everything: set[str] = set()
     for products in (target / "streams/v1").glob("*.json"):
         if products.name != "index.json":
-            everything |= {i.path for i in flatten(parse_products(products.read_bytes()))
-                           if i.path}
+            everything |= {i.path for i in flatten(parse_products(products.read_bytes())) if i.path}
     assert copied == everything
 
 
 async def test_sstream_mirror_rejects_our_metadata_under_a_foreign_keyring(
-        fake_upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey,
-        tmp_path: Path) -> None:
+    fake_upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
     """Our signature is real: sstream-mirror with the upstream's keyring refuses our mirror."""
     async with FakeUpstream() as source:
         source.serve_directory(stream.root)
@@ -314,10 +398,14 @@ async def test_sstream_mirror_rejects_our_metadata_under_a_foreign_keyring(
     empty_home = tmp_path / "gnupg"
     empty_home.mkdir(mode=0o700)
     proc = await asyncio.create_subprocess_exec(
-        str(sstream_bin() / "sstream-mirror"), f"--keyring={stream.keyring}",
-        fake_upstream.url("/"), str(tmp_path / "copy"),
+        str(sstream_bin() / "sstream-mirror"),
+        f"--keyring={stream.keyring}",
+        fake_upstream.url("/"),
+        str(tmp_path / "copy"),
         env={**os.environ, "GNUPGHOME": str(empty_home)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     await proc.communicate()
     assert proc.returncode != 0
     assert not list(tmp_path.glob("copy/**/squashfs"))

@@ -79,8 +79,12 @@ def upstream_key() -> Iterator[SigningKey]:
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey) -> SampleStream:
     """One version of each sample product, 16 KiB files."""
-    return write_sample_stream(tmp_path_factory.mktemp("upstream"), file_size=16 << 10,
-                               versions=1, signing_key=upstream_key)
+    return write_sample_stream(
+        tmp_path_factory.mktemp("upstream"),
+        file_size=16 << 10,
+        versions=1,
+        signing_key=upstream_key,
+    )
 
 
 @pytest.fixture
@@ -92,36 +96,49 @@ def data_root() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def region(events: Events, fake_upstream: FakeUpstream, stream: SampleStream,
-                 data_root: Path, aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+async def region(
+    events: Events,
+    fake_upstream: FakeUpstream,
+    stream: SampleStream,
+    data_root: Path,
+    aiohttp_client: ClientFactory,
+) -> TestClient[Any, Any]:
     """The region app on 127.0.0.1, its first import (of ``stream``) started."""
     fake_upstream.serve_directory(stream.root)
-    config = RegionConfig(data_dir=data_root / "region", default_source_url=fake_upstream.url("/"),
-                          default_keyring=stream.keyring, shutdown_grace_s=0)
+    config = RegionConfig(
+        data_dir=data_root / "region",
+        default_source_url=fake_upstream.url("/"),
+        default_keyring=stream.keyring,
+        shutdown_grace_s=0,
+    )
     return await aiohttp_client(await region_app.build_app(config))
 
 
-async def scrape(client: TestClient[Any, Any]) -> dict[tuple[str, tuple[tuple[str, str], ...]],
-                                                        float]:
+async def scrape(
+    client: TestClient[Any, Any],
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of ``/metrics``: (name, sorted labels) → value."""
     resp = await client.get("/metrics")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(await resp.text())
-            for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await resp.text())
+        for s in family.samples
+    }
 
 
-def delta(after: Mapping[Any, float], before: Mapping[Any, float], name: str,
-          **labels: str) -> float:
+def delta(
+    after: Mapping[Any, float], before: Mapping[Any, float], name: str, **labels: str
+) -> float:
     """How much the sample ``name{labels}`` grew between two scrapes."""
     key = (name, tuple(sorted(labels.items())))
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
 async def test_an_import_and_a_pull_move_the_counters_and_both_daemons_report_their_state(
-        region: TestClient[Any, Any], events: Events, data_root: Path,
-        aiohttp_client: ClientFactory) -> None:
+    region: TestClient[Any, Any], events: Events, data_root: Path, aiohttp_client: ClientFactory
+) -> None:
     """Imports, pulls, downloads, verified files, bytes, rack states and ages all show up."""
     before = await scrape(region)
     summary = await events.wait_for("import_finished")
@@ -139,16 +156,23 @@ async def test_an_import_and_a_pull_move_the_counters_and_both_daemons_report_th
 
     ctx = region.app[CTX]
     assert ctx.racks is not None
-    config = RackConfig(region_urls=(str(region.make_url("")).rstrip("/"),),
-                        secret=ctx.racks.secret, data_dir=data_root / "rack",
-                        listen="127.0.0.1:5248", hostname="rack-1", shutdown_grace_s=0)
+    config = RackConfig(
+        region_urls=(str(region.make_url("")).rstrip("/"),),
+        secret=ctx.racks.secret,
+        data_dir=data_root / "rack",
+        listen="127.0.0.1:5248",
+        hostname="rack-1",
+        shutdown_grace_s=0,
+    )
     rack = await aiohttp_client(rack_app.build_app(config))
     pulled = await events.wait_for("pull_finished")
     assert pulled["outcome"] == "ok"
     rack_metrics = await scrape(rack)
     assert delta(rack_metrics, after, "bootsync_pulls_total", outcome="ok") == 1
-    assert delta(rack_metrics, after, "bootsync_downloads_total", outcome="ok") == \
-        pulled["files_fetched"]
+    assert (
+        delta(rack_metrics, after, "bootsync_downloads_total", outcome="ok")
+        == pulled["files_fetched"]
+    )
     assert rack_metrics[("bootsync_sync_state", (("state", "synced"),))] == 1
     assert rack_metrics[("bootsync_region_reachable", ())] == 1
     assert ("bootsync_snapshot_age_seconds", ()) in rack_metrics
@@ -158,16 +182,15 @@ async def test_an_import_and_a_pull_move_the_counters_and_both_daemons_report_th
     assert system_id is not None
     who = (("hostname", "rack-1"), ("system_id", system_id))
     at_region = await scrape(region)
-    assert at_region[("bootsync_rack_sync_state", tuple(sorted((*who, ("state", "synced")))))] \
-        == 1
-    assert at_region[("bootsync_rack_sync_state", tuple(sorted((*who, ("state", "failed")))))] \
-        == 0
+    assert at_region[("bootsync_rack_sync_state", tuple(sorted((*who, ("state", "synced")))))] == 1
+    assert at_region[("bootsync_rack_sync_state", tuple(sorted((*who, ("state", "failed")))))] == 0
     assert at_region[("bootsync_rack_connected", who)] == 1
     assert ("bootsync_rack_seconds_since_last_sync", who) in at_region
 
 
 async def test_bytes_served_count_the_body_of_full_and_range_responses_only(
-        region: TestClient[Any, Any], events: Events) -> None:
+    region: TestClient[Any, Any], events: Events
+) -> None:
     """200 counts the file, 206 the range, HEAD and 404 nothing."""
     await events.wait_for("import_finished")
     path = "/MAAS/images-stream/streams/v1/index.json"
@@ -183,7 +206,8 @@ async def test_bytes_served_count_the_body_of_full_and_range_responses_only(
 
 
 async def test_a_sha256_mismatch_counts_as_a_verification_failure(
-        region: TestClient[Any, Any], events: Events, fake_upstream: FakeUpstream) -> None:
+    region: TestClient[Any, Any], events: Events, fake_upstream: FakeUpstream
+) -> None:
     """A file whose bytes never match its signed sha256 shows under its reason."""
     await events.wait_for("import_finished")
     before = await scrape(region)
@@ -194,22 +218,23 @@ async def test_a_sha256_mismatch_counts_as_a_verification_failure(
     summary = await region.app[CTX].importer.run_import("test")
     assert summary.files_failed == 1
     after = await scrape(region)
-    assert delta(after, before, "bootsync_verification_failures_total",
-                 reason="sha256_mismatch") == 1
+    assert (
+        delta(after, before, "bootsync_verification_failures_total", reason="sha256_mismatch") == 1
+    )
     assert delta(after, before, "bootsync_downloads_total", outcome="failed") == 1
     assert delta(after, before, "bootsync_imports_total", outcome="failed") == 1
 
 
 async def test_healthz_is_ready_then_503_stopping_once_draining_begins(
-        region: TestClient[Any, Any], events: Events) -> None:
+    region: TestClient[Any, Any], events: Events
+) -> None:
     """Load balancers see 200 while the region serves, 503 with a reason once it drains."""
     await events.wait_for("import_finished")
     ready = await region.get("/healthz")
     assert (ready.status, (await ready.json())["ready"]) == (200, True)
     await region_app.drain(region.app, grace_s=0)
     stopping = await region.get("/healthz")
-    assert (stopping.status, await stopping.json()) == (503, {"ready": False,
-                                                              "reason": "stopping"})
+    assert (stopping.status, await stopping.json()) == (503, {"ready": False, "reason": "stopping"})
 
 
 async def idle(importer: Any) -> None:
@@ -220,7 +245,8 @@ async def idle(importer: Any) -> None:
 
 
 async def test_draining_lets_a_running_import_finish_within_the_grace_period(
-        region: TestClient[Any, Any], events: Events, fake_upstream: FakeUpstream) -> None:
+    region: TestClient[Any, Any], events: Events, fake_upstream: FakeUpstream
+) -> None:
     """An import slowed by a short stall still ends ok: it is not cancelled at SIGTERM."""
     await events.wait_for("import_finished")
     importer = region.app[CTX].importer
@@ -237,7 +263,8 @@ async def test_draining_lets_a_running_import_finish_within_the_grace_period(
 
 
 async def test_draining_cancels_an_import_still_running_after_the_grace_period(
-        region: TestClient[Any, Any], events: Events, fake_upstream: FakeUpstream) -> None:
+    region: TestClient[Any, Any], events: Events, fake_upstream: FakeUpstream
+) -> None:
     """A stalled import is cancelled once the grace period ends; the scheduler is stopped."""
     await events.wait_for("import_finished")
     importer = region.app[CTX].importer
@@ -253,15 +280,19 @@ async def test_draining_cancels_an_import_still_running_after_the_grace_period(
 
 
 async def test_a_draining_rack_starts_no_new_pull(
-        region: TestClient[Any, Any], events: Events, data_root: Path,
-        aiohttp_client: ClientFactory) -> None:
+    region: TestClient[Any, Any], events: Events, data_root: Path, aiohttp_client: ClientFactory
+) -> None:
     """After drain, a sync request is skipped (logged) instead of pulling."""
     await events.wait_for("import_finished")
     ctx = region.app[CTX]
     assert ctx.racks is not None
-    config = RackConfig(region_urls=(str(region.make_url("")).rstrip("/"),),
-                        secret=ctx.racks.secret, data_dir=data_root / "rack",
-                        listen="127.0.0.1:5248", hostname="rack-1")
+    config = RackConfig(
+        region_urls=(str(region.make_url("")).rstrip("/"),),
+        secret=ctx.racks.secret,
+        data_dir=data_root / "rack",
+        listen="127.0.0.1:5248",
+        hostname="rack-1",
+    )
     rack = await aiohttp_client(rack_app.build_app(config))
     await events.wait_for("pull_finished")
     await rack_app.drain(rack.app, grace_s=5)

@@ -75,9 +75,20 @@ async def region(short_dir: Path, systemd: FakeSystemd) -> AsyncIterator[DaemonP
     config = short_dir / "regiond.toml"
     config.write_text('[import]\ncreate_default_source = false\n[log]\nformat = "json"\n')
     port = free_port()
-    daemon = DaemonProcess("region", ["--config", str(config), "--listen", f"127.0.0.1:{port}",
-                                      "--data-dir", str(short_dir / "data")],
-                           log_path=short_dir / "regiond.log", port=port, env=systemd.env())
+    daemon = DaemonProcess(
+        "region",
+        [
+            "--config",
+            str(config),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(short_dir / "data"),
+        ],
+        log_path=short_dir / "regiond.log",
+        port=port,
+        env=systemd.env(),
+    )
     yield daemon
     if daemon.proc is not None:
         await daemon.stop(signal.SIGKILL)
@@ -87,9 +98,18 @@ async def spawn(daemon: DaemonProcess) -> None:
     """Start ``daemon`` without waiting for it (READY=1 is what the test waits for)."""
     with daemon.log_path.open("ab") as log:
         daemon.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", daemon.module, *daemon.args, stdout=log, stderr=log,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-                 **daemon.env})
+            sys.executable,
+            "-m",
+            daemon.module,
+            *daemon.args,
+            stdout=log,
+            stderr=log,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                **daemon.env,
+            },
+        )
 
 
 async def get_status(url: str) -> int:
@@ -105,13 +125,15 @@ def schema_version(db: Path) -> int:
 
 
 async def test_the_region_is_ready_only_once_it_listens_with_a_migrated_database(
-        region: DaemonProcess, systemd: FakeSystemd, short_dir: Path) -> None:
+    region: DaemonProcess, systemd: FakeSystemd, short_dir: Path
+) -> None:
     """READY=1 comes after the port answers and every migration is applied; then STATUS."""
     await spawn(region)
     ready = await systemd.until("READY=1")
     assert await get_status(region.url + "/healthz") == 200
     assert schema_version(short_dir / "data" / "region.db") == len(
-        await asyncio.to_thread(migrations))
+        await asyncio.to_thread(migrations)
+    )
     assert systemd.messages[0] == "STATUS=starting: opening the database"
     assert "STATUS=" in ready
     idle = await systemd.until("STATUS=idle, last import")
@@ -119,7 +141,8 @@ async def test_the_region_is_ready_only_once_it_listens_with_a_migrated_database
 
 
 async def test_the_region_pings_the_watchdog_and_says_stopping_on_sigterm(
-        region: DaemonProcess, systemd: FakeSystemd) -> None:
+    region: DaemonProcess, systemd: FakeSystemd
+) -> None:
     """WATCHDOG=1 keeps coming while it runs; SIGTERM brings STOPPING=1 and exit code 0."""
     await spawn(region)
     await systemd.until("READY=1")
@@ -134,14 +157,16 @@ async def test_the_region_pings_the_watchdog_and_says_stopping_on_sigterm(
 
 
 async def test_sighup_makes_the_region_apply_the_log_level_now_in_its_file(
-        region: DaemonProcess, systemd: FakeSystemd, short_dir: Path) -> None:
+    region: DaemonProcess, systemd: FakeSystemd, short_dir: Path
+) -> None:
     """A changed [log] level takes effect on SIGHUP, without a restart."""
     await spawn(region)
     await systemd.until("READY=1")
     assert region.proc is not None
     config = short_dir / "regiond.toml"
-    config.write_text(config.read_text().replace('format = "json"',
-                                                 'format = "json"\nlevel = "warning"'))
+    config.write_text(
+        config.read_text().replace('format = "json"', 'format = "json"\nlevel = "warning"')
+    )
     region.proc.send_signal(signal.SIGHUP)
     await region.wait_for_event("log_level_reloaded", timeout=20)
     assert region.events("log_level_reloaded")[0]["level"] == "warning"
@@ -152,16 +177,28 @@ async def test_sighup_makes_the_region_apply_the_log_level_now_in_its_file(
 
 
 async def test_the_rack_is_ready_once_it_listens_even_before_the_region_answers(
-        short_dir: Path, systemd: FakeSystemd) -> None:
+    short_dir: Path, systemd: FakeSystemd
+) -> None:
     """The rack serves (livez) when READY=1 comes; SIGTERM brings STOPPING=1 and exit 0."""
     secret = short_dir / "secret"
     secret.write_text("rack-secret-for-tests\n")
     port = free_port()
-    rack = DaemonProcess("rack", ["--region", f"http://127.0.0.1:{free_port()}",
-                                  "--secret-file", str(secret), "--data-dir",
-                                  str(short_dir / "rack"), "--listen", f"127.0.0.1:{port}"],
-                         log_path=short_dir / "rackd.log", port=port,
-                         env={**systemd.env(), "BOOTSYNC_RACKD_LOG_FORMAT": "json"})
+    rack = DaemonProcess(
+        "rack",
+        [
+            "--region",
+            f"http://127.0.0.1:{free_port()}",
+            "--secret-file",
+            str(secret),
+            "--data-dir",
+            str(short_dir / "rack"),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        log_path=short_dir / "rackd.log",
+        port=port,
+        env={**systemd.env(), "BOOTSYNC_RACKD_LOG_FORMAT": "json"},
+    )
     await spawn(rack)
     try:
         await systemd.until("READY=1")

@@ -47,17 +47,27 @@ def secret_file(tmp_path: Path) -> Path:
 
 
 def test_the_command_line_wins_over_the_environment_which_wins_over_the_file(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """listen from --listen, else from $BOOTSYNC_REGIOND_LISTEN, else from the file."""
     path = write(tmp_path / "r.toml", '[server]\nlisten = "127.0.0.1:1"\n')
-    env = {"BOOTSYNC_REGIOND_LISTEN": "127.0.0.1:2", "BOOTSYNC_REGIOND_LOG_LEVEL": "debug",
-           "BOOTSYNC_REGIOND_SHUTDOWN_GRACE_S": "30", "UNRELATED": "x"}
+    env = {
+        "BOOTSYNC_REGIOND_LISTEN": "127.0.0.1:2",
+        "BOOTSYNC_REGIOND_LOG_LEVEL": "debug",
+        "BOOTSYNC_REGIOND_SHUTDOWN_GRACE_S": "30",
+        "UNRELATED": "x",
+    }
     assert load_region(path).listen == "127.0.0.1:1"
     from_env = load_region(path, environ=env)
-    assert (from_env.listen, from_env.log_level, from_env.shutdown_grace_s) == \
-        ("127.0.0.1:2", "debug", 30)
-    assert load_region(path, environ=env,
-                       overrides=Overrides(listen="127.0.0.1:3")).listen == "127.0.0.1:3"
+    assert (from_env.listen, from_env.log_level, from_env.shutdown_grace_s) == (
+        "127.0.0.1:2",
+        "debug",
+        30,
+    )
+    assert (
+        load_region(path, environ=env, overrides=Overrides(listen="127.0.0.1:3")).listen
+        == "127.0.0.1:3"
+    )
     assert load_region(path, environ={"BOOTSYNC_REGIOND_LISTEN": ""}).listen == "127.0.0.1:1"
 
 
@@ -69,20 +79,27 @@ def test_a_bad_value_from_the_environment_names_its_key_and_variable(tmp_path: P
     lines = str(exc.value).splitlines()[1:]
     assert [line.split(":")[0].strip() for line in lines] == [
         "server.shutdown_grace_s (from $BOOTSYNC_REGIOND_SHUTDOWN_GRACE_S)",
-        "log.level (from $BOOTSYNC_REGIOND_LOG_LEVEL)", "import.concurrency"]
+        "log.level (from $BOOTSYNC_REGIOND_LOG_LEVEL)",
+        "import.concurrency",
+    ]
 
 
-def test_the_rack_takes_region_urls_and_a_secret_file_from_the_environment(
-        tmp_path: Path) -> None:
+def test_the_rack_takes_region_urls_and_a_secret_file_from_the_environment(tmp_path: Path) -> None:
     """A space or comma separated URL list; a secret file there voids a secret in the file."""
     path = write(tmp_path / "k.toml", '[region]\nsecret = "from-the-file"\n')
-    config = load_rack(path, environ={
-        "BOOTSYNC_RACKD_REGION_URLS": "http://r1:5240, http://r2:5240/",
-        "BOOTSYNC_RACKD_SECRET_FILE": str(secret_file(tmp_path))})
+    config = load_rack(
+        path,
+        environ={
+            "BOOTSYNC_RACKD_REGION_URLS": "http://r1:5240, http://r2:5240/",
+            "BOOTSYNC_RACKD_SECRET_FILE": str(secret_file(tmp_path)),
+        },
+    )
     assert config.region_urls == ("http://r1:5240", "http://r2:5240")
     assert config.secret == "s3cret"
-    with pytest.raises(ConfigError, match=re.escape(
-            "region.urls[1] (from $BOOTSYNC_RACKD_REGION_URLS): must be an http")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("region.urls[1] (from $BOOTSYNC_RACKD_REGION_URLS): must be an http"),
+    ):
         load_rack(path, environ={"BOOTSYNC_RACKD_REGION_URLS": "http://r1:5240 ftp://r2"})
 
 
@@ -96,27 +113,38 @@ def test_the_shipped_files_document_every_environment_variable() -> None:
 
 @pytest.mark.parametrize("daemon", ["regiond", "rackd"])
 def test_check_config_prints_every_problem_with_its_key_and_exits_2(
-        daemon: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An unknown key, a wrong type and an impossible value are all reported at once."""
     path = write(tmp_path / "d.toml", BAD_FILE)
-    main, extra = (regiond.main, []) if daemon == "regiond" else \
-        (rackd.main, ["--secret-file", str(secret_file(tmp_path))])
+    main, extra = (
+        (regiond.main, [])
+        if daemon == "regiond"
+        else (rackd.main, ["--secret-file", str(secret_file(tmp_path))])
+    )
     assert main(["--config", str(path), "--check-config", *extra]) == 2
     err = capsys.readouterr().err
     assert f"bootsync-{daemon}: invalid configuration in {path}:" in err
-    for problem in ("server.shutdown_grace_s: must be a whole number from 0 to 600, got -1",
-                    "server.colour: unknown key", "log.level: must be a string, got 3"):
+    for problem in (
+        "server.shutdown_grace_s: must be a whole number from 0 to 600, got -1",
+        "server.colour: unknown key",
+        "log.level: must be a string, got 3",
+    ):
         assert problem in err
 
 
 @pytest.mark.parametrize("daemon", ["regiond", "rackd"])
 def test_check_config_passes_a_good_file_without_creating_the_data_dir(
-        daemon: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Exit 0 and "ok"; the missing data directory is only checked, not made."""
     data = tmp_path / "data" / daemon
     path = write(tmp_path / "d.toml", f'[storage]\ndata_dir = "{data}"\n')
-    main, extra = (regiond.main, []) if daemon == "regiond" else \
-        (rackd.main, ["--secret-file", str(secret_file(tmp_path))])
+    main, extra = (
+        (regiond.main, [])
+        if daemon == "regiond"
+        else (rackd.main, ["--secret-file", str(secret_file(tmp_path))])
+    )
     assert main(["--config", str(path), "--check-config", *extra]) == 0
     assert capsys.readouterr().out == f"{path}: ok\n"
     assert not data.exists()
@@ -124,13 +152,16 @@ def test_check_config_passes_a_good_file_without_creating_the_data_dir(
 
 @pytest.mark.parametrize("daemon", ["regiond", "rackd"])
 def test_a_data_dir_that_cannot_be_made_is_refused_with_its_key(
-        daemon: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file where a parent directory should be: check and start both exit 2 and say why."""
     (tmp_path / "blocker").write_text("")
     monkeypatch.setenv(f"BOOTSYNC_{daemon.upper()}_DATA_DIR", str(tmp_path / "blocker" / "d"))
-    main, extra = (regiond.main, []) if daemon == "regiond" else \
-        (rackd.main, ["--secret-file", str(secret_file(tmp_path))])
+    main, extra = (
+        (regiond.main, [])
+        if daemon == "regiond"
+        else (rackd.main, ["--secret-file", str(secret_file(tmp_path))])
+    )
     assert main(["--check-config", *extra]) == 2
     assert "storage.data_dir: " in capsys.readouterr().err
     assert main(["--listen", "127.0.0.1:1", *extra]) == 2

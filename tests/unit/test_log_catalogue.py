@@ -21,8 +21,14 @@ from common.ops.sdnotify import STATUS_EVENTS
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("common", "region", "rack")
 CATALOGUE = REPO / "docs" / "log-events.md"
-LEVELS = {"debug": "debug", "info": "info", "warning": "warning", "error": "error",
-          "exception": "error", "critical": "critical"}
+LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warning": "warning",
+    "error": "error",
+    "exception": "error",
+    "critical": "critical",
+}
 EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 HEADER = re.compile(r"^\|\s*event\s*\|\s*level\s*\|\s*when\s*\|\s*fields\s*\|$")
 ROW = re.compile(r"^\|\s*`([a-z][a-z0-9_]*)`\s*\|(.*)\|\s*$")
@@ -103,7 +109,8 @@ def read_catalogue() -> dict[str, Documented]:
         assert match.group(1) not in rows, f"{match.group(1)} is listed twice"
         rows[match.group(1)] = Documented(
             levels=set(re.findall(r"[a-z]+", cells[0])),
-            fields=set(re.findall(r"`([a-z_][a-z0-9_]*)`", cells[2])))
+            fields=set(re.findall(r"`([a-z_][a-z0-9_]*)`", cells[2])),
+        )
     return rows
 
 

@@ -22,27 +22,37 @@ DEFAULT_FILE_SIZE = 64 << 10
 
 
 @pytest.fixture(scope="module")
-def sample_stream(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                  upstream_key: SigningKey) -> SampleStream:
+def sample_stream(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream_key: SigningKey,
+) -> SampleStream:
     """A signed MAAS-shaped upstream stream, written once per module."""
     size = getattr(request.module, "FILE_SIZE", DEFAULT_FILE_SIZE)
-    return write_sample_stream(tmp_path_factory.mktemp("upstream"), file_size=size,
-                               signing_key=upstream_key)
+    return write_sample_stream(
+        tmp_path_factory.mktemp("upstream"), file_size=size, signing_key=upstream_key
+    )
 
 
 @pytest.fixture
-async def region(fake_upstream: FakeUpstream, sample_stream: SampleStream,
-                 tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+async def region(
+    fake_upstream: FakeUpstream, sample_stream: SampleStream, tmp_path: Path
+) -> AsyncIterator[DaemonProcess]:
     """``bootsync-regiond`` after its start-up import: its stream is published."""
     fake_upstream.serve_directory(sample_stream.root)
     data_dir = Path(tempfile.mkdtemp(prefix="bsr", dir="/tmp"))
     config = tmp_path / "regiond.toml"
-    config.write_text(f'[import]\ndefault_source_url = "{fake_upstream.url("/")}"\n'
-                      f'default_keyring = "{sample_stream.keyring}"\n[log]\nformat = "json"\n')
+    config.write_text(
+        f'[import]\ndefault_source_url = "{fake_upstream.url("/")}"\n'
+        f'default_keyring = "{sample_stream.keyring}"\n[log]\nformat = "json"\n'
+    )
     port = free_port()
-    daemon = DaemonProcess("region", ["--config", str(config), "--listen", f"127.0.0.1:{port}",
-                                      "--data-dir", str(data_dir)],
-                           log_path=tmp_path / "regiond.log", port=port)
+    daemon = DaemonProcess(
+        "region",
+        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        log_path=tmp_path / "regiond.log",
+        port=port,
+    )
     await daemon.start()
     try:
         summary = (await daemon.wait_for_event("import_finished"))[0]

@@ -17,9 +17,14 @@ from tests.fakes.region import FakeRegion
 
 def rack_config(fake: FakeRegion, data_dir: Path, **changes: object) -> RackConfig:
     """A rack configured for ``fake`` with its data in ``data_dir``."""
-    settings: dict[str, object] = {"region_urls": (fake.url,), "secret": fake.secret,
-                                   "data_dir": data_dir, "listen": "127.0.0.1:5248",
-                                   "hostname": "rack-under-test", "concurrency": 4}
+    settings: dict[str, object] = {
+        "region_urls": (fake.url,),
+        "secret": fake.secret,
+        "data_dir": data_dir,
+        "listen": "127.0.0.1:5248",
+        "hostname": "rack-under-test",
+        "concurrency": 4,
+    }
     settings.update(changes)
     return RackConfig(**settings)  # type: ignore[arg-type]
 

@@ -47,8 +47,12 @@ async def serve(aiohttp_client: ClientFactory, data_dir: Path) -> TestClient[Any
 
 
 async def test_first_pull_builds_the_maas_layout_and_serves_files_byte_identical_with_range(
-        fake_region: FakeRegion, region: DaemonProcess, tmp_path: Path,
-        aiohttp_client: ClientFactory, log_events: list[MutableMapping[str, Any]]) -> None:
+    fake_region: FakeRegion,
+    region: DaemonProcess,
+    tmp_path: Path,
+    aiohttp_client: ClientFactory,
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
     """Images land at os/arch/subarch/release/label, bootloaders under bootloader/ and the root."""
     data = tmp_path / "rack"
     async with open_rack(rack_config(fake_region, data)) as rack:
@@ -61,48 +65,65 @@ async def test_first_pull_builds_the_maas_layout_and_serves_files_byte_identical
         "ubuntu/amd64/ga-24.04/noble/stable/squashfs": SQUASHFS,
         "ubuntu/amd64/ga-24.04/noble/stable/boot-kernel": f"{GA}/20250718/boot-kernel",
         "ubuntu/amd64/generic/noble/stable/boot-kernel": f"{GA}/20250718/boot-kernel",
-        "ubuntu/amd64/hwe-24.04/noble/stable/boot-initrd":
-            "ubuntu/amd64/hwe-24.04/noble/20250718/boot-initrd",
-        "bootloader/uefi/amd64/shim-signed.tar.xz":
-            "grub-efi-signed/amd64/generic/uefi/20250718.0/shim-signed.tar.xz",
+        "ubuntu/amd64/hwe-24.04/noble/stable/boot-initrd": "ubuntu/amd64/hwe-24.04/noble/20250718/boot-initrd",
+        "bootloader/uefi/amd64/shim-signed.tar.xz": "grub-efi-signed/amd64/generic/uefi/20250718.0/shim-signed.tar.xz",
         "shim-signed.tar.xz": "grub-efi-signed/amd64/generic/uefi/20250718.0/shim-signed.tar.xz",
-        "bootloader/pxe/i386/syslinux.tar.xz":
-            "pxelinux/i386/generic/pxe/20250718.0/syslinux.tar.xz",
+        "bootloader/pxe/i386/syslinux.tar.xz": "pxelinux/i386/generic/pxe/20250718.0/syslinux.tar.xz",
         "syslinux.tar.xz": "pxelinux/i386/generic/pxe/20250718.0/syslinux.tar.xz",
     }
     for rack_path, stream_path in expected.items():
         assert sha256_of(current / rack_path) == published[stream_path], rack_path
     assert (current / "maas.meta").is_file()
-    assert [e["event"] for e in log_events if e["event"] in {
-        "pull_started", "index_verified", "products_verified", "pull_planned",
-        "snapshot_published", "pull_finished"}] == [
-        "pull_started", "index_verified", "products_verified", "pull_planned",
-        "snapshot_published", "pull_finished"]
+    assert [
+        e["event"]
+        for e in log_events
+        if e["event"]
+        in {
+            "pull_started",
+            "index_verified",
+            "products_verified",
+            "pull_planned",
+            "snapshot_published",
+            "pull_finished",
+        }
+    ] == [
+        "pull_started",
+        "index_verified",
+        "products_verified",
+        "pull_planned",
+        "snapshot_published",
+        "pull_finished",
+    ]
     summary = events(log_events, "pull_finished")[0]
     assert summary["files_fetched"] == result.files_fetched > 0
     assert summary["snapshot_id"] == current.readlink().name
 
     client = await serve(aiohttp_client, data)
-    squashfs = (tmp_path / "squashfs")
-    async with aiohttp.ClientSession() as session, session.get(
-            f"{region.url}/MAAS/images-stream/{SQUASHFS}") as resp:
+    squashfs = tmp_path / "squashfs"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{region.url}/MAAS/images-stream/{SQUASHFS}") as resp,
+    ):
         squashfs.write_bytes(await resp.read())
     whole = squashfs.read_bytes()
     resp = await client.get("/images/ubuntu/amd64/ga-24.04/noble/stable/squashfs")
     assert resp.status == 200
     assert await resp.read() == whole
     etag = resp.headers["ETag"]
-    resp = await client.get("/images/ubuntu/amd64/ga-24.04/noble/stable/squashfs",
-                            headers={"Range": "bytes=1000-4999"})
+    resp = await client.get(
+        "/images/ubuntu/amd64/ga-24.04/noble/stable/squashfs", headers={"Range": "bytes=1000-4999"}
+    )
     assert resp.status == 206
     assert await resp.read() == whole[1000:5000]
-    resp = await client.get("/images/ubuntu/amd64/ga-24.04/noble/stable/squashfs",
-                            headers={"If-None-Match": etag})
+    resp = await client.get(
+        "/images/ubuntu/amd64/ga-24.04/noble/stable/squashfs", headers={"If-None-Match": etag}
+    )
     assert resp.status == 304
 
 
 async def test_a_second_poll_is_one_conditional_request_answered_304_even_after_a_restart(
-        fake_region: FakeRegion, tmp_path: Path) -> None:
+    fake_region: FakeRegion, tmp_path: Path
+) -> None:
     """Nothing changed: one GET of index.sjson with If-None-Match, a 304, no file traffic."""
     data = tmp_path / "rack"
     async with open_rack(rack_config(fake_region, data)) as rack:
@@ -129,8 +150,11 @@ async def test_a_second_poll_is_one_conditional_request_answered_304_even_after_
 
 
 async def test_a_tampered_index_is_refused_and_current_stays_as_it_was(
-        fake_region: FakeRegion, tmp_path: Path, aiohttp_client: ClientFactory,
-        log_events: list[MutableMapping[str, Any]]) -> None:
+    fake_region: FakeRegion,
+    tmp_path: Path,
+    aiohttp_client: ClientFactory,
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
     """A changed byte in the signed index fails verification; the old snapshot keeps serving."""
     data = tmp_path / "rack"
     async with open_rack(rack_config(fake_region, data)) as rack:
@@ -151,11 +175,17 @@ async def test_a_tampered_index_is_refused_and_current_stays_as_it_was(
 
 
 async def test_an_index_signed_by_another_key_is_refused(
-        fake_region: FakeRegion, region: DaemonProcess, tmp_path: Path,
-        gpg_stranger: ThrowawayKey, log_events: list[MutableMapping[str, Any]]) -> None:
+    fake_region: FakeRegion,
+    region: DaemonProcess,
+    tmp_path: Path,
+    gpg_stranger: ThrowawayKey,
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
     """The same index, validly signed by a key that is not the pinned one, is not trusted."""
-    async with aiohttp.ClientSession() as session, session.get(
-            f"{region.url}/MAAS/images-stream/{INDEX}".replace(".sjson", ".json")) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{region.url}/MAAS/images-stream/{INDEX}".replace(".sjson", ".json")) as resp,
+    ):
         forged = await asyncio.to_thread(clearsign, gpg_stranger, await resp.read())
     fake_region.tamper(INDEX, lambda _body: forged)
     async with open_rack(rack_config(fake_region, tmp_path / "rack")) as rack:
@@ -167,8 +197,8 @@ async def test_an_index_signed_by_another_key_is_refused(
 
 
 async def test_a_file_whose_sha256_differs_is_refused_and_only_it_is_fetched_again(
-        fake_region: FakeRegion, tmp_path: Path,
-        log_events: list[MutableMapping[str, Any]]) -> None:
+    fake_region: FakeRegion, tmp_path: Path, log_events: list[MutableMapping[str, Any]]
+) -> None:
     """A corrupt squashfs fails the pull (no snapshot); once fixed, only it is fetched again."""
     data = tmp_path / "rack"
     fake_region.flip_byte(SQUASHFS, 1234)
@@ -193,7 +223,8 @@ async def test_a_file_whose_sha256_differs_is_refused_and_only_it_is_fetched_aga
 
 
 async def test_a_full_disk_is_refused_before_any_download(
-        fake_region: FakeRegion, tmp_path: Path) -> None:
+    fake_region: FakeRegion, tmp_path: Path
+) -> None:
     """Without room in the cache's filesystem the pull fails clearly and fetches nothing."""
 
     class FullStore(BlobStore):
@@ -201,8 +232,10 @@ async def test_a_full_disk_is_refused_before_any_download(
             return 1 << 20, 1 << 30
 
     data = tmp_path / "rack"
-    async with open_rack(rack_config(fake_region, data)) as rack, \
-            aiohttp.ClientSession() as session:
+    async with (
+        open_rack(rack_config(fake_region, data)) as rack,
+        aiohttp.ClientSession() as session,
+    ):
         await rack.link.register_once()
         store = FullStore(data / "cache")
         pull = replace(rack.pull, store=store, downloader=Downloader(session, store))

@@ -40,16 +40,19 @@ def synced(status: RackStatus) -> bool:
 
 
 @pytest.fixture
-async def rack_app(fake_region: FakeRegion, tmp_path: Path,
-                   aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+async def rack_app(
+    fake_region: FakeRegion, tmp_path: Path, aiohttp_client: ClientFactory
+) -> TestClient[Any, Any]:
     """The rack app, started (link and sync loop running), with a client of its web side."""
     client: TestClient[Any, Any] = await aiohttp_client(
-        build_app(rack_config(fake_region, tmp_path / "rack")))
+        build_app(rack_config(fake_region, tmp_path / "rack"))
+    )
     return client
 
 
 async def test_a_snapshot_event_makes_the_rack_poll_at_once_and_report_its_status(
-        rack_app: TestClient[Any, Any], fake_region: FakeRegion) -> None:
+    rack_app: TestClient[Any, Any], fake_region: FakeRegion
+) -> None:
     """Registration brings the first sync, events the next: snapshot polls, import re-reads."""
     status = await fake_region.wait_for_status(synced)
     assert status.images
@@ -63,8 +66,9 @@ async def test_a_snapshot_event_makes_the_rack_poll_at_once_and_report_its_statu
     polls, reported = len(fake_region.requests_for(INDEX)), len(fake_region.statuses)
     fake_region.announce("import")
     await eventually(lambda: len(fake_region.requests_for(INDEX)) > polls)
-    await eventually(lambda: [s.state for _, s in fake_region.statuses[reported:]] == [
-        "syncing", "synced"])
+    await eventually(
+        lambda: [s.state for _, s in fake_region.statuses[reported:]] == ["syncing", "synced"]
+    )
     forced = fake_region.requests_for(INDEX)[-1]
     assert (forced.status, forced.headers.get("If-None-Match")) == (200, None)
     assert [r for r in fake_region.stream_requests if "/2025" in r.path] == files_before
@@ -75,8 +79,10 @@ async def test_a_snapshot_event_makes_the_rack_poll_at_once_and_report_its_statu
 
 
 async def test_while_the_region_is_down_the_rack_serves_and_logs_once_then_converges(
-        rack_app: TestClient[Any, Any], fake_region: FakeRegion,
-        log_events: list[MutableMapping[str, Any]]) -> None:
+    rack_app: TestClient[Any, Any],
+    fake_region: FakeRegion,
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
     """Polls failing in an outage log region_unreachable once; afterwards the rack reports."""
     await fake_region.wait_for_status(synced)
     rack: RackContext = rack_app.app[RACK]
@@ -90,15 +96,17 @@ async def test_while_the_region_is_down_the_rack_serves_and_logs_once_then_conve
     assert count(log_events, "region_unreachable") == 1
     reported = len(fake_region.statuses)
     await fake_region.start()
-    await eventually(lambda: any(synced(s) for _, s in fake_region.statuses[reported:]),
-                     timeout=30)
+    await eventually(lambda: any(synced(s) for _, s in fake_region.statuses[reported:]), timeout=30)
     assert count(log_events, "region_unreachable") == 1
     assert count(log_events, "region_reachable_again") == 1
 
 
 async def test_a_changed_region_key_is_refused_until_the_pin_is_forgotten(
-        fake_region: FakeRegion, tmp_path: Path, gpg_stranger: ThrowawayKey,
-        log_events: list[MutableMapping[str, Any]]) -> None:
+    fake_region: FakeRegion,
+    tmp_path: Path,
+    gpg_stranger: ThrowawayKey,
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
     """A region offering another key gets no sync and sees the error; forgetting re-pins."""
     data = tmp_path / "rack"
     config = rack_config(fake_region, data)
@@ -115,7 +123,8 @@ async def test_a_changed_region_key_is_refused_until_the_pin_is_forgotten(
         rack.start()
         try:
             status = await fake_region.wait_for_status(
-                lambda s: s.state == "failed" and "region key changed" in (s.error or ""))
+                lambda s: s.state == "failed" and "region key changed" in (s.error or "")
+            )
             await eventually(lambda: rack.link.problem is not None)
         finally:
             await rack.stop()
@@ -135,15 +144,25 @@ async def test_a_changed_region_key_is_refused_until_the_pin_is_forgotten(
 
 
 async def test_a_wrong_secret_is_refused_with_one_clear_log_event_while_it_keeps_retrying(
-        fake_region: FakeRegion, tmp_path: Path, aiohttp_client: ClientFactory,
-        log_events: list[MutableMapping[str, Any]]) -> None:
+    fake_region: FakeRegion,
+    tmp_path: Path,
+    aiohttp_client: ClientFactory,
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
     """Every attempt is refused; the log says so once; /healthz tells why nothing is synced."""
     config = rack_config(fake_region, tmp_path / "rack", secret="not-the-secret")
     async with open_rack(config) as rack:
-        link = RegionLink(rack.pull.client, rack.pull.identity, rack.pull.status,
-                          rack.pull.health, hostname="r", rack_url="http://127.0.0.1:1",
-                          on_sync_request=rack.loop.request, backoff_base=0.01,
-                          backoff_cap=0.02)
+        link = RegionLink(
+            rack.pull.client,
+            rack.pull.identity,
+            rack.pull.status,
+            rack.pull.health,
+            hostname="r",
+            rack_url="http://127.0.0.1:1",
+            on_sync_request=rack.loop.request,
+            backoff_base=0.01,
+            backoff_cap=0.02,
+        )
         task = asyncio.create_task(link.run())
         try:
             await eventually(lambda: fake_region.refused >= 4)

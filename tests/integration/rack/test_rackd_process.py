@@ -22,30 +22,44 @@ SQUASHFS = "ubuntu/amd64/ga-24.04/noble/20250718/squashfs"
 WATCHED = {  # rack path → stream path
     "ubuntu/amd64/ga-24.04/noble/stable/squashfs": SQUASHFS,
     "ubuntu/amd64/hwe-24.04/noble/stable/squashfs": SQUASHFS,
-    "ubuntu/amd64/ga-24.04/noble/stable/boot-kernel":
-        "ubuntu/amd64/ga-24.04/noble/20250718/boot-kernel",
-    "ubuntu/amd64/hwe-24.04/noble/stable/boot-initrd":
-        "ubuntu/amd64/hwe-24.04/noble/20250718/boot-initrd",
+    "ubuntu/amd64/ga-24.04/noble/stable/boot-kernel": "ubuntu/amd64/ga-24.04/noble/20250718/boot-kernel",
+    "ubuntu/amd64/hwe-24.04/noble/stable/boot-initrd": "ubuntu/amd64/hwe-24.04/noble/20250718/boot-initrd",
     "syslinux.tar.xz": "pxelinux/i386/generic/pxe/20250718.0/syslinux.tar.xz",
 }
 
 
-def rack_process(fake: FakeRegion, data_dir: Path, tmp_path: Path, port: int,
-                 log_name: str) -> DaemonProcess:
+def rack_process(
+    fake: FakeRegion, data_dir: Path, tmp_path: Path, port: int, log_name: str
+) -> DaemonProcess:
     """``python -m rack`` for ``fake``, logging JSON to ``tmp_path/log_name``."""
     secret = tmp_path / "rack-secret"
     secret.write_text(fake.secret + "\n")
     config = tmp_path / "rackd.toml"
-    config.write_text('[sync]\nconcurrency = 4\n[log]\nformat = "json"\n'
-                      '[server]\nhostname = "killed-rack"\n')
-    return DaemonProcess("rack", ["--config", str(config), "--region", fake.url,
-                                  "--secret-file", str(secret), "--data-dir", str(data_dir),
-                                  "--listen", f"127.0.0.1:{port}"],
-                         log_path=tmp_path / log_name, port=port)
+    config.write_text(
+        '[sync]\nconcurrency = 4\n[log]\nformat = "json"\n[server]\nhostname = "killed-rack"\n'
+    )
+    return DaemonProcess(
+        "rack",
+        [
+            "--config",
+            str(config),
+            "--region",
+            fake.url,
+            "--secret-file",
+            str(secret),
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        log_path=tmp_path / log_name,
+        port=port,
+    )
 
 
-async def watch(url: str, expected: dict[str, str], seen: dict[str, set[int]],
-                violations: list[str]) -> None:
+async def watch(
+    url: str, expected: dict[str, str], seen: dict[str, set[int]], violations: list[str]
+) -> None:
     """Fetch the watched paths over and over; all but 404 or a complete file is a violation."""
     async with aiohttp.ClientSession() as session:
         while True:
@@ -62,7 +76,8 @@ async def watch(url: str, expected: dict[str, str], seen: dict[str, set[int]],
 
 
 async def test_kill_9_mid_pull_then_restart_completes_without_refetching_finished_files(
-        fake_region: FakeRegion, region: DaemonProcess, tmp_path: Path) -> None:
+    fake_region: FakeRegion, region: DaemonProcess, tmp_path: Path
+) -> None:
     """Only the stalled file is asked for again (with Range); /images/ never serves a part."""
     published = await published_files(region.url)
     expected = {rack: published[stream] for rack, stream in WATCHED.items()}
@@ -82,8 +97,9 @@ async def test_kill_9_mid_pull_then_restart_completes_without_refetching_finishe
         assert partial.stat().st_size >= 1 << 20
         await first.stop(signal.SIGKILL)
         fake_region.release_stalls()
-        finished = {e["url"].split("/images-stream/", 1)[1]
-                    for e in first.events("download_finished")}
+        finished = {
+            e["url"].split("/images-stream/", 1)[1] for e in first.events("download_finished")
+        }
         assert SQUASHFS not in finished
         assert not first.events("snapshot_published")
 
@@ -123,7 +139,8 @@ async def _until_served(seen: dict[str, set[int]], expected: dict[str, str]) -> 
 
 
 async def test_sigterm_mid_pull_stops_promptly_with_a_cancelled_summary(
-        fake_region: FakeRegion, tmp_path: Path) -> None:
+    fake_region: FakeRegion, tmp_path: Path
+) -> None:
     """A stop signal cancels the running pull (logged as cancelled), and the daemon exits 0."""
     fake_region.stall(SQUASHFS, after_bytes=FILE_SIZE // 2, seconds=120)
     rack = rack_process(fake_region, tmp_path / "rack", tmp_path, free_port(), "rackd.log")

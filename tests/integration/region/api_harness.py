@@ -87,8 +87,9 @@ def region_signing_key() -> Iterator[SigningKey]:
     """A real region key in a short /tmp home (gpg-agent socket paths must stay short)."""
     home = Path(tempfile.mkdtemp(prefix="bsk-", dir="/tmp"))
     try:
-        with SigningKey.create(home / "k", name="Test Region", email="region@example.invalid") \
-                as key:
+        with SigningKey.create(
+            home / "k", name="Test Region", email="region@example.invalid"
+        ) as key:
             yield key
     finally:
         shutil.rmtree(home, ignore_errors=True)
@@ -96,10 +97,15 @@ def region_signing_key() -> Iterator[SigningKey]:
 
 def oauth_header(key: ApiKey, *, realm: bool) -> str:
     """The Authorization header libmaas (``realm=True``) or the maas CLI sends."""
-    params = [("oauth_nonce", str(secrets.randbelow(10**29))),
-              ("oauth_timestamp", str(int(time.time()))), ("oauth_version", "1.0"),
-              ("oauth_signature_method", "PLAINTEXT"), ("oauth_consumer_key", key.consumer_key),
-              ("oauth_token", key.token_key), ("oauth_signature", "&" + key.token_secret)]
+    params = [
+        ("oauth_nonce", str(secrets.randbelow(10**29))),
+        ("oauth_timestamp", str(int(time.time()))),
+        ("oauth_version", "1.0"),
+        ("oauth_signature_method", "PLAINTEXT"),
+        ("oauth_consumer_key", key.consumer_key),
+        ("oauth_token", key.token_key),
+        ("oauth_signature", "&" + key.token_secret),
+    ]
     rendered = [f'{name}="{quote(value, safe="")}"' for name, value in params]
     return "OAuth " + ", ".join(([] if not realm else ['realm="OAuth"']) + rendered)
 
@@ -108,8 +114,10 @@ def maas_multipart(fields: Sequence[Field]) -> tuple[bytes, str]:
     """Body and Content-Type exactly as libmaas/maascli encode multipart (base64 parts)."""
     boundary = f"==============={secrets.randbelow(10**19):019d}=="
     if not fields:
-        return f"--{boundary}\r\n\r\n--{boundary}--".encode(), \
-            f'multipart/form-data; boundary="{boundary}"'
+        return (
+            f"--{boundary}\r\n\r\n--{boundary}--".encode(),
+            f'multipart/form-data; boundary="{boundary}"',
+        )
     chunks: list[bytes] = []
     for item in fields:
         name, value = item[0], item[1]
@@ -119,13 +127,18 @@ def maas_multipart(fields: Sequence[Field]) -> tuple[bytes, str]:
             ctype = "application/octet-stream"
         else:
             disposition = f'form-data; name="{name}"'
-            ctype = 'text/plain; charset="utf-8"' if isinstance(value, str) \
+            ctype = (
+                'text/plain; charset="utf-8"'
+                if isinstance(value, str)
                 else "application/octet-stream"
+            )
         chunks.append(
             f"--{boundary}\r\nContent-Transfer-Encoding: base64\r\n"
             f"Content-Disposition: {disposition}\r\nMIME-Version: 1.0\r\n"
             f"Content-Type: {ctype}\r\n\r\n".encode()
-            + base64.encodebytes(data) + b"\r\n")
+            + base64.encodebytes(data)
+            + b"\r\n"
+        )
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), f'multipart/form-data; boundary="{boundary}"'
 
@@ -140,11 +153,17 @@ class Region:
     admin: ApiKey
     user: ApiKey
 
-    async def call(self, method: str, path: str, *,
-                   key: ApiKey | Literal["admin"] | None = "admin", style: Style = "maascli",
-                   fields: Sequence[Field] = (),
-                   query: dict[str, str] | None = None,
-                   headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: ApiKey | Literal["admin"] | None = "admin",
+        style: Style = "maascli",
+        fields: Sequence[Field] = (),
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
         """Send a request under ``API_ROOT`` the way ``style`` does; ``key=None`` is anonymous."""
         api_key = self.admin if key == "admin" else key
         sent: dict[str, str] = dict(headers or {})
@@ -153,28 +172,31 @@ class Region:
         body: bytes | None = None
         if method in ("POST", "PUT") or (method == "DELETE" and style == "libmaas"):
             if style == "form":
-                body = "&".join(f"{quote(n)}={quote(v if isinstance(v, str) else v.decode())}"
-                                for n, v, *_ in fields).encode()
+                body = "&".join(
+                    f"{quote(n)}={quote(v if isinstance(v, str) else v.decode())}"
+                    for n, v, *_ in fields
+                ).encode()
                 sent["Content-Type"] = "application/x-www-form-urlencoded"
             elif fields or style == "libmaas":
                 body, sent["Content-Type"] = maas_multipart(fields)
         # aiohttp warns about large raw bytes bodies; a file object streams them.
         data = io.BytesIO(body) if body is not None and len(body) > 1 << 16 else body
-        return await self.client.request(method, API_ROOT + path, params=query, data=data,
-                                         headers=sent)
+        return await self.client.request(
+            method, API_ROOT + path, params=query, data=data, headers=sent
+        )
 
 
 async def make_key(ctx: RegionContext, username: str, *, admin: bool) -> ApiKey:
     """A user with a fresh API key."""
-    user = await repo_users.create_user(ctx.db, username, email=f"{username}@example.invalid",
-                                        is_admin=admin)
+    user = await repo_users.create_user(
+        ctx.db, username, email=f"{username}@example.invalid", is_admin=admin
+    )
     return ApiKey(*await repo_users.create_token(ctx.db, user.id))
 
 
 def build_app(ctx: RegionContext) -> web.Application:
     """The API app: middlewares as the daemon stacks them, and this helper's routes."""
-    app = web.Application(middlewares=[api_hash_middleware(API_HASH), maas_errors,
-                                       auth_middleware])
+    app = web.Application(middlewares=[api_hash_middleware(API_HASH), maas_errors, auth_middleware])
     app[CTX] = ctx
     boot_sources.add_routes(app)
     selections.add_routes(app)
@@ -184,16 +206,24 @@ def build_app(ctx: RegionContext) -> web.Application:
 
 
 @asynccontextmanager
-async def running_region(tmp_path: Path, key: SigningKey,
-                         aiohttp_client: AiohttpClient) -> AsyncIterator[Region]:
+async def running_region(
+    tmp_path: Path, key: SigningKey, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Region]:
     """Open a database in ``tmp_path`` and serve the API on 127.0.0.1."""
     catalogue = RecordingCatalogue()
     store = BlobStore(tmp_path / "blobs")
     async with open_db(tmp_path / "region.db") as db, aiohttp.ClientSession() as session:
-        ctx = RegionContext(data_dir=tmp_path, db=db, session=session, store=store,
-                            publisher=SnapshotPublisher(tmp_path / "stream", store),
-                            region_key=key, importer=IdleImporter(), catalogue=catalogue,
-                            config=RegionConfig(data_dir=tmp_path))
+        ctx = RegionContext(
+            data_dir=tmp_path,
+            db=db,
+            session=session,
+            store=store,
+            publisher=SnapshotPublisher(tmp_path / "stream", store),
+            region_key=key,
+            importer=IdleImporter(),
+            catalogue=catalogue,
+            config=RegionConfig(data_dir=tmp_path),
+        )
         admin = await make_key(ctx, "admin", admin=True)
         user = await make_key(ctx, "alice", admin=False)
         client = await aiohttp_client(build_app(ctx))

@@ -50,46 +50,79 @@ class ImportEnv:
     catalogue: Catalogue
     importer: Importer
 
-    async def add_source(self, upstream: FakeUpstream, stream: SampleStream, *,
-                         releases: tuple[str, ...] = ("noble",),
-                         arches: tuple[str, ...] = ("amd64",)) -> BootSource:
+    async def add_source(
+        self,
+        upstream: FakeUpstream,
+        stream: SampleStream,
+        *,
+        releases: tuple[str, ...] = ("noble",),
+        arches: tuple[str, ...] = ("amd64",),
+    ) -> BootSource:
         """A source for ``stream`` served by ``upstream``, selecting ``releases`` on ``arches``."""
         source = await repo_sources.create_source(
-            self.db, url=upstream.url("/"), keyring_data=stream.keyring.read_bytes())
+            self.db, url=upstream.url("/"), keyring_data=stream.keyring.read_bytes()
+        )
         for release in releases:
-            await repo_sources.create_selection(self.db, source.id, os="ubuntu",
-                                                release=release, arches=arches,
-                                                subarches=["*"], labels=["*"])
+            await repo_sources.create_selection(
+                self.db,
+                source.id,
+                os="ubuntu",
+                release=release,
+                arches=arches,
+                subarches=["*"],
+                labels=["*"],
+            )
         return source
 
 
 @asynccontextmanager
-async def import_env(root: Path, region_key: SigningKey, *, frozen_after_hours: float = 72,
-                     **settings: Any) -> AsyncIterator[ImportEnv]:
+async def import_env(
+    root: Path, region_key: SigningKey, *, frozen_after_hours: float = 72, **settings: Any
+) -> AsyncIterator[ImportEnv]:
     """Open (or reopen) a region's database, store and stream under ``root``."""
     base = ImportSettings(create_default_source=False, progress_interval_s=0.02)
     root.mkdir(parents=True, exist_ok=True)
     store = BlobStore(root / "store")
     publisher = SnapshotPublisher(root / "stream", store)
-    async with open_db(root / "region.db") as db, \
-            make_session(user_agent="bootsync-test") as session:
+    async with (
+        open_db(root / "region.db") as db,
+        make_session(user_agent="bootsync-test") as session,
+    ):
         catalogue = Catalogue(db, session, frozen_after_hours=frozen_after_hours)
-        importer = Importer(db, session, store=store, publisher=publisher,
-                            region_key=region_key, catalogue=catalogue,
-                            settings=replace(base, **settings))
+        importer = Importer(
+            db,
+            session,
+            store=store,
+            publisher=publisher,
+            region_key=region_key,
+            catalogue=catalogue,
+            settings=replace(base, **settings),
+        )
         try:
-            yield ImportEnv(root=root, db=db, session=session, store=store,
-                            publisher=publisher, catalogue=catalogue, importer=importer)
+            yield ImportEnv(
+                root=root,
+                db=db,
+                session=session,
+                store=store,
+                publisher=publisher,
+                catalogue=catalogue,
+                importer=importer,
+            )
         finally:
             await importer.stop()
             await catalogue.close()
 
 
-def sample_stream(root: Path, key: SigningKey, *, newest: date = date(2025, 7, 18),
-                  ) -> SampleStream:
+def sample_stream(
+    root: Path,
+    key: SigningKey,
+    *,
+    newest: date = date(2025, 7, 18),
+) -> SampleStream:
     """A one-version signed sample stream with small files, signed by ``key``."""
-    return write_sample_stream(root, file_size=FILE_SIZE, versions=1, newest=newest,
-                               signing_key=key)
+    return write_sample_stream(
+        root, file_size=FILE_SIZE, versions=1, newest=newest, signing_key=key
+    )
 
 
 def _dump(doc: dict[str, Any]) -> bytes:
@@ -109,8 +142,9 @@ def resign_index(stream: SampleStream, key: SigningKey, *, updated: str) -> None
     (meta / "index.sjson").write_bytes(key.clearsign(_dump(index)))
 
 
-def drop_products(stream: SampleStream, key: SigningKey, content_id: str,
-                  gone: Callable[[dict[str, Any]], bool]) -> None:
+def drop_products(
+    stream: SampleStream, key: SigningKey, content_id: str, gone: Callable[[dict[str, Any]], bool]
+) -> None:
     """Remove the products for which ``gone(product)`` holds from one signed document."""
     meta = stream.root / "streams" / "v1"
     doc = json.loads((meta / f"{content_id}.json").read_bytes())
@@ -125,8 +159,9 @@ def drop_products(stream: SampleStream, key: SigningKey, content_id: str,
     (meta / "index.sjson").write_bytes(key.clearsign(_dump(index)))
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, attempts: int = 500,
-                     pause: float = 0.02) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, attempts: int = 500, pause: float = 0.02
+) -> None:
     """Wait until ``check()`` is true (polling); AssertionError if it never becomes true."""
     for _ in range(attempts):
         if await check():

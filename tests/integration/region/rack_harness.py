@@ -44,8 +44,10 @@ async def _racks_wired_here(app: web.Application) -> AsyncIterator[None]:
 async def build_region_app(config: RegionConfig) -> web.Application:
     """The daemon's app; racks are wired in here only if region/app.py does not do it yet."""
     app = await build_app(config)
-    if not any(r.resource is not None and r.resource.canonical == REGISTER_PATH
-               for r in app.router.routes()):
+    if not any(
+        r.resource is not None and r.resource.canonical == REGISTER_PATH
+        for r in app.router.routes()
+    ):
         rack_protocol.add_routes(app)
         rack_controllers.add_routes(app)
         app.cleanup_ctx.append(_racks_wired_here)
@@ -91,27 +93,36 @@ class RackRegion:
         """The header a rack sends (``secret`` None: the region's own)."""
         return {"Authorization": f"{AUTH_SCHEME} {secret or self.hub.secret}"}
 
-    async def register(self, hostname: str = "rack1", *, system_id: str | None = None,
-                       url: str = "http://10.0.0.5:5248") -> dict[str, Any]:
+    async def register(
+        self,
+        hostname: str = "rack1",
+        *,
+        system_id: str | None = None,
+        url: str = "http://10.0.0.5:5248",
+    ) -> dict[str, Any]:
         """Register a rack; the reply body."""
-        resp = await self.client.post(REGISTER_PATH, headers=self.rack_auth(), json={
-            "hostname": hostname, "url": url, "system_id": system_id})
+        resp = await self.client.post(
+            REGISTER_PATH,
+            headers=self.rack_auth(),
+            json={"hostname": hostname, "url": url, "system_id": system_id},
+        )
         assert resp.status == 200, await resp.text()
         reply: dict[str, Any] = await resp.json()
         return reply
 
     async def report(self, system_id: str, **status: Any) -> aiohttp.ClientResponse:
         """POST a status report for ``system_id``."""
-        return await self.client.post(STATUS_PATH.format(system_id=system_id),
-                                      headers=self.rack_auth(), json=status)
+        return await self.client.post(
+            STATUS_PATH.format(system_id=system_id), headers=self.rack_auth(), json=status
+        )
 
-    async def api(self, method: str, path: str, *, key: ApiKey | None = None,
-                  op: str | None = None) -> aiohttp.ClientResponse:
+    async def api(
+        self, method: str, path: str, *, key: ApiKey | None = None, op: str | None = None
+    ) -> aiohttp.ClientResponse:
         """A MAAS API call under API_ROOT, signed with ``key`` (default: the admin's)."""
         headers = {"Authorization": oauth_header(key or self.admin, realm=False)}
         params = {"op": op} if op else None
-        return await self.client.request(method, API_ROOT + path, params=params,
-                                         headers=headers)
+        return await self.client.request(method, API_ROOT + path, params=params, headers=headers)
 
     async def boot_images(self, system_id: str) -> dict[str, Any]:
         """``rack-controller list-boot-images``'s answer."""
@@ -129,6 +140,7 @@ async def start_region(data_dir: Path, aiohttp_client: AiohttpClient) -> RackReg
 
     async def settled() -> bool:
         return await ctx.publisher.current_id() is not None and not ctx.importer.is_importing()
+
     await eventually(settled, "the start-up import")
     if await repo_users.get_user(ctx.db, "admin") is None:
         await repo_users.create_user(ctx.db, "admin", is_admin=True)
@@ -177,8 +189,9 @@ class EventStream:
             return await self.resp.content.read()
 
 
-async def open_events(session: aiohttp.ClientSession | TestClient[Any, Any], url: str,
-                      headers: dict[str, str]) -> EventStream:
+async def open_events(
+    session: aiohttp.ClientSession | TestClient[Any, Any], url: str, headers: dict[str, str]
+) -> EventStream:
     """GET an event stream (``url`` absolute for a session, a path for the TestClient)."""
     resp = await session.get(url, headers=headers)
     assert resp.status == 200, await resp.text()

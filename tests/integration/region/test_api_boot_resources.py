@@ -67,14 +67,22 @@ class Api:
     stream: SampleStream
     upstream_key: SigningKey
 
-    async def call(self, method: str, path: str, *, key: ApiKey | str | None = "admin",
-                   query: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: ApiKey | str | None = "admin",
+        query: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
         """Send a request as the maas CLI does (no body), as ``key`` (None: anonymous)."""
         api_key = self.admin if key == "admin" else key
-        headers = {} if not isinstance(api_key, ApiKey) else {
-            "Authorization": oauth_header(api_key, realm=False)}
-        return await self.client.request(method, API_ROOT + path, params=query,
-                                         headers=headers)
+        headers = (
+            {}
+            if not isinstance(api_key, ApiKey)
+            else {"Authorization": oauth_header(api_key, realm=False)}
+        )
+        return await self.client.request(method, API_ROOT + path, params=query, headers=headers)
 
     async def json(self, path: str, **query: str) -> Any:
         """GET ``path`` as a plain user; the JSON body of a 200."""
@@ -85,8 +93,7 @@ class Api:
 
 def build_app(ctx: RegionContext) -> web.Application:
     """The middlewares as the daemon stacks them, with boot-resources and boot-sources."""
-    app = web.Application(middlewares=[api_hash_middleware("0" * 40), maas_errors,
-                                       auth_middleware])
+    app = web.Application(middlewares=[api_hash_middleware("0" * 40), maas_errors, auth_middleware])
     app[CTX] = ctx
     boot_resources.add_routes(app)
     boot_sources.add_routes(app, source_ops=SOURCE_OPS)
@@ -94,23 +101,42 @@ def build_app(ctx: RegionContext) -> web.Application:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, region_key: SigningKey, upstream_key: SigningKey,
-              fake_upstream: FakeUpstream, aiohttp_client: AiohttpClient,
-              ) -> AsyncIterator[Api]:
+async def api(
+    tmp_path: Path,
+    region_key: SigningKey,
+    upstream_key: SigningKey,
+    fake_upstream: FakeUpstream,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[Api]:
     """A region API whose source serves a sample stream; nothing imported yet."""
     stream: SampleStream = await asyncio.to_thread(sample_stream, tmp_path / "up", upstream_key)
     fake_upstream.serve_directory(stream.root)
     async with import_env(tmp_path / "region", region_key) as env:
-        ctx = RegionContext(data_dir=env.root, db=env.db, session=env.session, store=env.store,
-                            publisher=env.publisher, region_key=region_key,
-                            importer=env.importer, catalogue=env.catalogue,
-                            config=RegionConfig(data_dir=env.root))
+        ctx = RegionContext(
+            data_dir=env.root,
+            db=env.db,
+            session=env.session,
+            store=env.store,
+            publisher=env.publisher,
+            region_key=region_key,
+            importer=env.importer,
+            catalogue=env.catalogue,
+            config=RegionConfig(data_dir=env.root),
+        )
         admin = await make_key(ctx, "admin", admin=True)
         user = await make_key(ctx, "alice", admin=False)
         source = await env.add_source(fake_upstream, stream)
         client = await aiohttp_client(build_app(ctx))
-        yield Api(client=client, env=env, admin=admin, user=user, source=source,
-                  upstream=fake_upstream, stream=stream, upstream_key=upstream_key)
+        yield Api(
+            client=client,
+            env=env,
+            admin=admin,
+            user=user,
+            source=source,
+            upstream=fake_upstream,
+            stream=stream,
+            upstream_key=upstream_key,
+        )
 
 
 async def test_read_lists_images_in_maas_shape_with_a_status(api: Api) -> None:
@@ -121,24 +147,30 @@ async def test_read_lists_images_in_maas_shape_with_a_status(api: Api) -> None:
     assert names == sorted(names)
     noble = next(r for r in listed if r["architecture"] == "amd64/ga-24.04")
     assert noble == {
-        "id": noble["id"], "type": "Synced", "name": "ubuntu/noble",
+        "id": noble["id"],
+        "type": "Synced",
+        "name": "ubuntu/noble",
         "architecture": "amd64/ga-24.04",
-        "resource_uri": f"{API_ROOT}/boot-resources/{noble['id']}/", "last_deployed": None,
+        "resource_uri": f"{API_ROOT}/boot-resources/{noble['id']}/",
+        "last_deployed": None,
         "subarches": "generic,hwe-p,hwe-q,hwe-r,hwe-s,hwe-t,hwe-u,hwe-v,hwe-w,ga-24.04",
-        "title": "Ubuntu 24.04 LTS", "status": "Synced"}
+        "title": "Ubuntu 24.04 LTS",
+        "status": "Synced",
+    }
     assert {r["status"] for r in listed} == {"Synced"}
 
 
-async def test_the_type_filter_selects_and_a_bad_type_is_refused_with_maas_words(
-        api: Api) -> None:
+async def test_the_type_filter_selects_and_a_bad_type_is_refused_with_maas_words(api: Api) -> None:
     """type=synced lists everything imported, type=uploaded nothing, type=bogus is a 400."""
     await api.env.importer.run_import("test")
     assert len(await api.json("/boot-resources/", type="synced")) == 6
     assert await api.json("/boot-resources/", type="uploaded") == []
     resp = await api.call("GET", "/boot-resources/", key=api.user, query={"type": "bogus"})
     assert resp.status == 400
-    assert await resp.text() == ("'bogus' is not a valid boot resource type. Available types: "
-                                 "['synced', 'generated', 'uploaded']")
+    assert await resp.text() == (
+        "'bogus' is not a valid boot resource type. Available types: "
+        "['synced', 'generated', 'uploaded']"
+    )
 
 
 async def test_read_one_gives_sets_and_files_without_progress_once_complete(api: Api) -> None:
@@ -167,6 +199,7 @@ async def test_progress_and_status_are_visible_while_a_file_downloads(api: Api) 
     async def kernel_progress() -> bool:
         listed = await api.json("/boot-resources/")
         return any(r["status"].startswith("Downloading") for r in listed)
+
     await eventually(kernel_progress)
     listed = await api.json("/boot-resources/")
     ga = next(r for r in listed if r["architecture"] == "amd64/ga-24.04")
@@ -200,17 +233,19 @@ async def test_import_and_stop_import_answer_maas_text_and_need_an_admin(api: Ap
     assert anonymous.status == 401
     assert (started.status, await started.text()) == (200, "Import of boot resources started")
     assert (stopped.status, await stopped.text()) == (
-        200, "Import of boot resources is being stopped")
+        200,
+        "Import of boot resources is being stopped",
+    )
     assert importing is True
     assert after is False
 
 
-async def test_import_with_force_accepts_an_index_the_rollback_guard_refuses(
-        api: Api) -> None:
+async def test_import_with_force_accepts_an_index_the_rollback_guard_refuses(api: Api) -> None:
     """An older index fails a plain op=import and passes op=import with force=true."""
     await api.env.importer.run_import("first")
-    await asyncio.to_thread(resign_index, api.stream, api.upstream_key,
-                            updated="Mon, 01 Jan 2024 00:00:00 +0000")
+    await asyncio.to_thread(
+        resign_index, api.stream, api.upstream_key, updated="Mon, 01 Jan 2024 00:00:00 +0000"
+    )
     outcomes = []
     for query in ({"op": "import"}, {"op": "import", "force": "true"}):
         resp = await api.call("POST", "/boot-resources/", query=query)
@@ -231,8 +266,14 @@ async def test_deleting_an_image_answers_204_and_unknown_ids_404(api: Api) -> No
     gone = await api.call("GET", f"/boot-resources/{rid}/", key=api.user)
     again = await api.call("DELETE", f"/boot-resources/{rid}/")
     malformed = await api.call("GET", "/boot-resources/x/", key=api.user)
-    products = (api.env.root / "stream" / "current" / "streams" / "v1" /
-                "com.bootsync.region:v1:download.json").read_text()
+    products = (
+        api.env.root
+        / "stream"
+        / "current"
+        / "streams"
+        / "v1"
+        / "com.bootsync.region:v1:download.json"
+    ).read_text()
     assert by_user.status == 403
     assert deleted.status == 204
     assert (gone.status, await gone.text()) == (404, "No BootResource matches the given query.")
@@ -243,27 +284,41 @@ async def test_deleting_an_image_answers_204_and_unknown_ids_404(api: Api) -> No
 
 
 async def test_available_images_shows_the_catalogue_and_the_last_error(
-        api: Api, gpg_keyring_path: Path) -> None:
+    api: Api, gpg_keyring_path: Path
+) -> None:
     """A good source lists what it offers; a source signed by a stranger shows its error."""
     await api.env.catalogue.refresh_all()
-    good = await api.call("GET", f"/boot-sources/{api.source.id}/",
-                          query={"op": "available_images"})
+    good = await api.call(
+        "GET", f"/boot-sources/{api.source.id}/", query={"op": "available_images"}
+    )
     body = await good.json()
-    bad = await repo_sources.create_source(api.env.db, url=api.upstream.url("/other/"),
-                                           keyring_filename=str(gpg_keyring_path))
+    bad = await repo_sources.create_source(
+        api.env.db, url=api.upstream.url("/other/"), keyring_filename=str(gpg_keyring_path)
+    )
     await api.env.catalogue.refresh_all()
-    failed = await (await api.call("GET", f"/boot-sources/{bad.id}/",
-                                   query={"op": "available_images"})).json()
-    by_user = await api.call("GET", f"/boot-sources/{bad.id}/", key=api.user,
-                             query={"op": "available_images"})
+    failed = await (
+        await api.call("GET", f"/boot-sources/{bad.id}/", query={"op": "available_images"})
+    ).json()
+    by_user = await api.call(
+        "GET", f"/boot-sources/{bad.id}/", key=api.user, query={"op": "available_images"}
+    )
     unknown = await api.call("GET", "/boot-sources/999/", query={"op": "available_images"})
     assert good.status == 200
     assert body["last_error"] is None
     assert body["warnings"] == []
-    assert {"os": "ubuntu", "arch": "amd64", "subarch": "ga-24.04", "release": "noble",
-            "label": "stable", "kflavor": "generic", "bootloader_type": None,
-            "release_codename": "Noble Numbat", "release_title": "24.04 LTS",
-            "support_eol": "2029-05-31", "title": "Ubuntu 24.04 LTS"} in body["images"]
+    assert {
+        "os": "ubuntu",
+        "arch": "amd64",
+        "subarch": "ga-24.04",
+        "release": "noble",
+        "label": "stable",
+        "kflavor": "generic",
+        "bootloader_type": None,
+        "release_codename": "Noble Numbat",
+        "release_title": "24.04 LTS",
+        "support_eol": "2029-05-31",
+        "title": "Ubuntu 24.04 LTS",
+    } in body["images"]
     assert failed["images"] == []
     assert failed["last_error"].startswith(f"Failed to import images from {bad.url}")
     assert by_user.status == 403
@@ -276,13 +331,18 @@ async def test_reading_a_thousand_images_takes_one_query(api: Api) -> None:
     await api.env.db.executemany(
         "INSERT INTO boot_resources (rtype, name, architecture, extra, created, updated) "
         "VALUES (0, ?, 'amd64/generic', '{}', ?, ?)",
-        [(f"custom/image{i:04d}", now, now) for i in range(1000)])
+        [(f"custom/image{i:04d}", now, now) for i in range(1000)],
+    )
     await api.env.db.execute(
         "INSERT INTO boot_resource_sets (resource_id, version, label, created) "
-        "SELECT id, '20250101', 'stable', ? FROM boot_resources", (now,))
+        "SELECT id, '20250101', 'stable', ? FROM boot_resources",
+        (now,),
+    )
     await api.env.db.execute(
         "INSERT INTO boot_resource_files (set_id, filename, filetype, sha256, size, bytes_done)"
-        " SELECT id, 'root-tgz', 'root-tgz', ?, 100, 50 FROM boot_resource_sets", ("a" * 64,))
+        " SELECT id, 'root-tgz', 'root-tgz', ?, 100, 50 FROM boot_resource_sets",
+        ("a" * 64,),
+    )
     await api.env.db.commit()
     statements: list[str] = []
     await api.env.db.set_trace_callback(statements.append)

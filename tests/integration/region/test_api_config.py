@@ -25,8 +25,9 @@ def region_key() -> Iterator[SigningKey]:
 
 
 @pytest.fixture
-async def region(tmp_path: Path, region_key: SigningKey,
-                 aiohttp_client: AiohttpClient) -> AsyncIterator[Region]:
+async def region(
+    tmp_path: Path, region_key: SigningKey, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Region]:
     """A running region API on a fresh database."""
     async with running_region(tmp_path, region_key, aiohttp_client) as running:
         yield running
@@ -34,20 +35,28 @@ async def region(tmp_path: Path, region_key: SigningKey,
 
 async def get(region: Region, name: str, **kwargs: Any) -> Any:
     """GET maas/?op=get_config&name=<name>."""
-    return await region.call("GET", "/maas/", query={"op": "get_config", "name": name},
-                             **kwargs)
+    return await region.call("GET", "/maas/", query={"op": "get_config", "name": name}, **kwargs)
 
 
 async def put(region: Region, name: str, value: str, **kwargs: Any) -> Any:
     """POST maas/?op=set_config with name and value (maascli style by default)."""
-    return await region.call("POST", "/maas/", query={"op": "set_config"},
-                             fields=[("name", name), ("value", value)], **kwargs)
+    return await region.call(
+        "POST",
+        "/maas/",
+        query={"op": "set_config"},
+        fields=[("name", name), ("value", value)],
+        **kwargs,
+    )
 
 
 async def test_any_user_reads_the_defaults_as_json(region: Region) -> None:
     """A non-admin reads each key's default as a JSON value."""
-    expected = {"boot_images_auto_import": True, "enable_http_proxy": True,
-                "boot_images_no_proxy": False, "http_proxy": None}
+    expected = {
+        "boot_images_auto_import": True,
+        "enable_http_proxy": True,
+        "boot_images_no_proxy": False,
+        "http_proxy": None,
+    }
     for name, value in expected.items():
         resp = await get(region, name, key=region.user)
         assert resp.status == 200
@@ -55,10 +64,11 @@ async def test_any_user_reads_the_defaults_as_json(region: Region) -> None:
         assert await resp.json() == value
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("true", True), ("False", False), ("1", True), ("0", False), ("YES", True), ("no", False)])
-async def test_booleans_accept_the_usual_spellings(region: Region, text: str,
-                                                   value: bool) -> None:
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("true", True), ("False", False), ("1", True), ("0", False), ("YES", True), ("no", False)],
+)
+async def test_booleans_accept_the_usual_spellings(region: Region, text: str, value: bool) -> None:
     """true/false, 1/0 and yes/no in any case set a boolean key."""
     resp = await put(region, "boot_images_auto_import", text, style="libmaas")
     assert resp.status == 200
@@ -102,8 +112,10 @@ async def test_proxy_changes_refresh_the_catalogue(region: Region, log_events: E
     assert region.catalogue.reasons == ["config_changed:enable_http_proxy"]
     changed = [e for e in log_events if e["event"] == "config_changed"]
     assert [(e["name"], e["user"]) for e in changed] == [
-        ("enable_http_proxy", "admin"), ("enable_http_proxy", "admin"),
-        ("boot_images_auto_import", "admin")]
+        ("enable_http_proxy", "admin"),
+        ("enable_http_proxy", "admin"),
+        ("boot_images_auto_import", "admin"),
+    ]
 
 
 async def test_unknown_or_missing_names_are_400_on_name(region: Region) -> None:
@@ -120,8 +132,9 @@ async def test_unknown_or_missing_names_are_400_on_name(region: Region) -> None:
 
 async def test_set_config_without_value_is_400(region: Region) -> None:
     """value is mandatory."""
-    resp = await region.call("POST", "/maas/", query={"op": "set_config"},
-                             fields=[("name", "http_proxy")])
+    resp = await region.call(
+        "POST", "/maas/", query={"op": "set_config"}, fields=[("name", "http_proxy")]
+    )
     assert resp.status == 400
     assert await resp.json() == {"value": ["No provided value!"]}
 

@@ -23,12 +23,18 @@ from tests.integration.region.api_harness import (
 )
 
 Events = list[MutableMapping[str, Any]]
-NOBLE: list[Field] = [("os", "ubuntu"), ("release", "noble"), ("arches", "amd64"),
-                      ("subarches", "*"), ("labels", "*")]
+NOBLE: list[Field] = [
+    ("os", "ubuntu"),
+    ("release", "noble"),
+    ("arches", "amd64"),
+    ("subarches", "*"),
+    ("labels", "*"),
+]
 CATALOGUE = [
     CatalogueEntry(os="ubuntu", arch=arch, subarch=subarch, release=release, label="stable")
     for release, subarches in (("noble", ("ga-24.04", "hwe-24.04")), ("jammy", ("ga-22.04",)))
-    for arch in ("amd64", "arm64") for subarch in subarches
+    for arch in ("amd64", "arm64")
+    for subarch in subarches
 ]
 
 
@@ -40,8 +46,9 @@ def region_key() -> Iterator[SigningKey]:
 
 
 @pytest.fixture
-async def region(tmp_path: Path, region_key: SigningKey,
-                 aiohttp_client: AiohttpClient) -> AsyncIterator[Region]:
+async def region(
+    tmp_path: Path, region_key: SigningKey, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Region]:
     """A running region API on a fresh database."""
     async with running_region(tmp_path, region_key, aiohttp_client) as running:
         yield running
@@ -50,8 +57,9 @@ async def region(tmp_path: Path, region_key: SigningKey,
 @pytest.fixture
 async def source_id(region: Region, gpg_keyring_path: Path) -> int:
     """A source without a known catalogue."""
-    source = await repo_sources.create_source(region.ctx.db, url="http://a.example/s/",
-                                              keyring_filename=str(gpg_keyring_path))
+    source = await repo_sources.create_source(
+        region.ctx.db, url="http://a.example/s/", keyring_filename=str(gpg_keyring_path)
+    )
     return source.id
 
 
@@ -62,11 +70,13 @@ async def known_source_id(region: Region, source_id: int) -> int:
     return source_id
 
 
-async def create(region: Region, source: int, fields: Sequence[Field],
-                 style: Style = "maascli") -> Any:
+async def create(
+    region: Region, source: int, fields: Sequence[Field], style: Style = "maascli"
+) -> Any:
     """POST a selection; returns the response."""
-    return await region.call("POST", f"/boot-sources/{source}/selections/", fields=fields,
-                             style=style)
+    return await region.call(
+        "POST", f"/boot-sources/{source}/selections/", fields=fields, style=style
+    )
 
 
 async def errors_of(resp: Any) -> dict[str, list[str]]:
@@ -80,47 +90,64 @@ class TestCrud:
     """Create, read, update and delete."""
 
     async def test_create_answers_200_with_maas_shape(
-            self, region: Region, source_id: int, log_events: Events) -> None:
+        self, region: Region, source_id: int, log_events: Events
+    ) -> None:
         """libmaas's create (repeated base64 parts) gives 200 and MAAS's fields."""
         resp = await create(region, source_id, [*NOBLE, ("arches", "arm64")], style="libmaas")
         assert resp.status == 200, await resp.text()
         body = await resp.json()
-        assert body == {"os": "ubuntu", "release": "noble", "arches": ["amd64", "arm64"],
-                        "subarches": ["*"], "labels": ["*"], "id": body["id"],
-                        "boot_source_id": source_id,
-                        "resource_uri": f"/MAAS/api/2.0/boot-sources/{source_id}/selections/"
-                                        f"{body['id']}/"}
-        assert any(e["event"] == "selection_created" and e["selection_id"] == body["id"]
-                   and e["user"] == "admin" for e in log_events)
+        assert body == {
+            "os": "ubuntu",
+            "release": "noble",
+            "arches": ["amd64", "arm64"],
+            "subarches": ["*"],
+            "labels": ["*"],
+            "id": body["id"],
+            "boot_source_id": source_id,
+            "resource_uri": f"/MAAS/api/2.0/boot-sources/{source_id}/selections/{body['id']}/",
+        }
+        assert any(
+            e["event"] == "selection_created"
+            and e["selection_id"] == body["id"]
+            and e["user"] == "admin"
+            for e in log_events
+        )
         assert region.catalogue.reasons == []  # selections never refresh the catalogue
 
-    async def test_lists_omitted_on_create_are_empty(self, region: Region,
-                                                      source_id: int) -> None:
+    async def test_lists_omitted_on_create_are_empty(self, region: Region, source_id: int) -> None:
         """As in MAAS, missing arches/subarches/labels are stored as empty lists."""
-        resp = await create(region, source_id, [("os", "ubuntu"), ("release", "noble")],
-                            style="form")
+        resp = await create(
+            region, source_id, [("os", "ubuntu"), ("release", "noble")], style="form"
+        )
         body = await resp.json()
         assert (body["arches"], body["subarches"], body["labels"]) == ([], [], [])
 
     async def test_read_list_and_one(self, region: Region, source_id: int) -> None:
         """The list holds the source's selections; one reads back as created."""
         first = await (await create(region, source_id, NOBLE)).json()
-        second = await (await create(region, source_id, [("os", "ubuntu"),
-                                                          ("release", "jammy")])).json()
+        second = await (
+            await create(region, source_id, [("os", "ubuntu"), ("release", "jammy")])
+        ).json()
         base = f"/boot-sources/{source_id}/selections/"
         assert await (await region.call("GET", base)).json() == [first, second]
         assert await (await region.call("GET", f"{base}{first['id']}/")).json() == first
 
-    async def test_update_is_partial(self, region: Region, source_id: int,
-                                     log_events: Events) -> None:
+    async def test_update_is_partial(
+        self, region: Region, source_id: int, log_events: Events
+    ) -> None:
         """PUT with only labels keeps os, release, arches and subarches."""
         created = await (await create(region, source_id, NOBLE)).json()
-        resp = await region.call("PUT", f"/boot-sources/{source_id}/selections/{created['id']}/",
-                                 style="libmaas", fields=[("labels", "stable")])
+        resp = await region.call(
+            "PUT",
+            f"/boot-sources/{source_id}/selections/{created['id']}/",
+            style="libmaas",
+            fields=[("labels", "stable")],
+        )
         assert resp.status == 200
         assert await resp.json() == {**created, "labels": ["stable"]}
-        assert any(e["event"] == "selection_updated" and e["fields"] == ["labels"]
-                   for e in log_events)
+        assert any(
+            e["event"] == "selection_updated" and e["fields"] == ["labels"] for e in log_events
+        )
 
     async def test_delete_answers_204_then_404(self, region: Region, source_id: int) -> None:
         """A deleted selection is gone."""
@@ -132,22 +159,25 @@ class TestCrud:
         assert gone.status == 404
         assert await gone.text() == "No BootSourceSelection matches the given query."
 
-    async def test_ids_are_scoped_to_their_source(self, region: Region, source_id: int,
-                                                  gpg_keyring_path: Path) -> None:
+    async def test_ids_are_scoped_to_their_source(
+        self, region: Region, source_id: int, gpg_keyring_path: Path
+    ) -> None:
         """A selection is not reachable through another source's path."""
-        other = await repo_sources.create_source(region.ctx.db, url="http://b.example/s/",
-                                                 keyring_filename=str(gpg_keyring_path))
+        other = await repo_sources.create_source(
+            region.ctx.db, url="http://b.example/s/", keyring_filename=str(gpg_keyring_path)
+        )
         created = await (await create(region, source_id, NOBLE)).json()
         resp = await region.call("GET", f"/boot-sources/{other.id}/selections/{created['id']}/")
         assert resp.status == 404
 
-    async def test_unknown_source_and_bad_ids_are_404(self, region: Region,
-                                                      source_id: int) -> None:
+    async def test_unknown_source_and_bad_ids_are_404(self, region: Region, source_id: int) -> None:
         """Unknown or non-integer ids give the right model's 404."""
-        cases = {"/boot-sources/77/selections/": "BootSource",
-                 "/boot-sources/x/selections/": "BootSource",
-                 f"/boot-sources/{source_id}/selections/77/": "BootSourceSelection",
-                 f"/boot-sources/{source_id}/selections/1.5/": "BootSourceSelection"}
+        cases = {
+            "/boot-sources/77/selections/": "BootSource",
+            "/boot-sources/x/selections/": "BootSource",
+            f"/boot-sources/{source_id}/selections/77/": "BootSourceSelection",
+            f"/boot-sources/{source_id}/selections/1.5/": "BootSourceSelection",
+        }
         for path, model in cases.items():
             resp = await region.call("GET", path)
             assert resp.status == 404
@@ -155,8 +185,7 @@ class TestCrud:
 
     async def test_non_admin_gets_403(self, region: Region, source_id: int) -> None:
         """Selections are admin-only as a whole."""
-        resp = await region.call("GET", f"/boot-sources/{source_id}/selections/",
-                                 key=region.user)
+        resp = await region.call("GET", f"/boot-sources/{source_id}/selections/", key=region.user)
         assert resp.status == 403
 
 
@@ -164,84 +193,130 @@ class TestValidation:
     """Field rules, uniqueness and the catalogue check."""
 
     async def test_os_and_release_are_required_short_and_plain(
-            self, region: Region, source_id: int) -> None:
+        self, region: Region, source_id: int
+    ) -> None:
         """Missing, too long and odd names are refused with the field named."""
         missing = await create(region, source_id, [("arches", "amd64")])
         long = await create(region, source_id, [("os", "u" * 21), ("release", "noble")])
         odd = await create(region, source_id, [("os", "ubuntu"), ("release", "no ble")])
         bad_arch = await create(region, source_id, [*NOBLE, ("arches", "amd64;rm")])
-        assert await errors_of(missing) == {"os": ["This field is required."],
-                                            "release": ["This field is required."]}
+        assert await errors_of(missing) == {
+            "os": ["This field is required."],
+            "release": ["This field is required."],
+        }
         assert await errors_of(long) == {
-            "os": ["Ensure this value has at most 20 characters (it has 21)."]}
+            "os": ["Ensure this value has at most 20 characters (it has 21)."]
+        }
         assert list(await errors_of(odd)) == ["release"]
         assert "amd64;rm" in (await errors_of(bad_arch))["arches"][0]
 
-    async def test_os_and_release_are_unique_per_source(self, region: Region,
-                                                        source_id: int) -> None:
+    async def test_os_and_release_are_unique_per_source(
+        self, region: Region, source_id: int
+    ) -> None:
         """A second noble selection, created or renamed into, is MAAS's __all__ error."""
         await create(region, source_id, NOBLE)
-        jammy = await (await create(region, source_id, [("os", "ubuntu"),
-                                                        ("release", "jammy")])).json()
+        jammy = await (
+            await create(region, source_id, [("os", "ubuntu"), ("release", "jammy")])
+        ).json()
         again = await create(region, source_id, NOBLE)
-        renamed = await region.call("PUT", f"/boot-sources/{source_id}/selections/{jammy['id']}/",
-                                    fields=[("release", "noble")])
+        renamed = await region.call(
+            "PUT",
+            f"/boot-sources/{source_id}/selections/{jammy['id']}/",
+            fields=[("release", "noble")],
+        )
         assert await errors_of(again) == {"__all__": [DUPLICATE]}
         assert await errors_of(renamed) == {"__all__": [DUPLICATE]}
 
     async def test_without_a_catalogue_anything_well_formed_is_accepted(
-            self, region: Region, source_id: int) -> None:
+        self, region: Region, source_id: int
+    ) -> None:
         """Before the source was ever read, the catalogue cannot refuse a selection."""
-        resp = await create(region, source_id, [("os", "centos"), ("release", "9"),
-                                                ("arches", "riscv64")])
+        resp = await create(
+            region, source_id, [("os", "centos"), ("release", "9"), ("arches", "riscv64")]
+        )
         assert resp.status == 200
 
     async def test_catalogue_refuses_unknown_os_and_release(
-            self, region: Region, known_source_id: int) -> None:
+        self, region: Region, known_source_id: int
+    ) -> None:
         """MAAS's message for an os/release the source does not offer."""
         resp = await create(region, known_source_id, [("os", "ubuntu"), ("release", "focal")])
         assert await errors_of(resp) == {
-            "os": ["OS ubuntu with release focal has no available images for download"]}
+            "os": ["OS ubuntu with release focal has no available images for download"]
+        }
 
     async def test_catalogue_refuses_arches_subarches_and_labels_not_offered(
-            self, region: Region, known_source_id: int) -> None:
+        self, region: Region, known_source_id: int
+    ) -> None:
         """Each list is checked; the message renders the requested list as MAAS does."""
-        resp = await create(region, known_source_id, [
-            ("os", "ubuntu"), ("release", "jammy"), ("arches", "amd64"), ("arches", "ppc64el"),
-            ("subarches", "hwe-24.04"), ("labels", "candidate")])
+        resp = await create(
+            region,
+            known_source_id,
+            [
+                ("os", "ubuntu"),
+                ("release", "jammy"),
+                ("arches", "amd64"),
+                ("arches", "ppc64el"),
+                ("subarches", "hwe-24.04"),
+                ("labels", "candidate"),
+            ],
+        )
         assert await errors_of(resp) == {
             "arches": ["No available images to download for ['amd64', 'ppc64el']"],
             "subarches": ["No available images to download for ['hwe-24.04']"],
-            "labels": ["No available images to download for ['candidate']"]}
+            "labels": ["No available images to download for ['candidate']"],
+        }
 
     async def test_catalogue_accepts_offered_values_and_wildcards(
-            self, region: Region, known_source_id: int) -> None:
+        self, region: Region, known_source_id: int
+    ) -> None:
         """Offered values, '*' in lists and '*' as release all pass."""
-        exact = await create(region, known_source_id, [
-            ("os", "ubuntu"), ("release", "noble"), ("arches", "arm64"),
-            ("subarches", "hwe-24.04"), ("labels", "stable")])
-        wildcard = await create(region, known_source_id, [
-            ("os", "ubuntu"), ("release", "*"), ("arches", "*"), ("subarches", "*"),
-            ("labels", "*")])
+        exact = await create(
+            region,
+            known_source_id,
+            [
+                ("os", "ubuntu"),
+                ("release", "noble"),
+                ("arches", "arm64"),
+                ("subarches", "hwe-24.04"),
+                ("labels", "stable"),
+            ],
+        )
+        wildcard = await create(
+            region,
+            known_source_id,
+            [
+                ("os", "ubuntu"),
+                ("release", "*"),
+                ("arches", "*"),
+                ("subarches", "*"),
+                ("labels", "*"),
+            ],
+        )
         assert exact.status == 200, await exact.text()
         assert wildcard.status == 200, await wildcard.text()
 
     async def test_update_is_checked_against_the_catalogue(
-            self, region: Region, known_source_id: int) -> None:
+        self, region: Region, known_source_id: int
+    ) -> None:
         """Changing arches to one the source lacks is refused."""
         created = await (await create(region, known_source_id, NOBLE)).json()
         resp = await region.call(
-            "PUT", f"/boot-sources/{known_source_id}/selections/{created['id']}/",
-            fields=[("arches", "s390x")])
-        assert await errors_of(resp) == {"arches": ["No available images to download for "
-                                                    "['s390x']"]}
+            "PUT",
+            f"/boot-sources/{known_source_id}/selections/{created['id']}/",
+            fields=[("arches", "s390x")],
+        )
+        assert await errors_of(resp) == {
+            "arches": ["No available images to download for ['s390x']"]
+        }
 
 
 class TestFingerprint:
     """repo_sources.sources_fingerprint, which the importer compares around an import."""
 
     async def test_changes_with_every_source_or_selection_change_only(
-            self, region: Region, source_id: int) -> None:
+        self, region: Region, source_id: int
+    ) -> None:
         """Creating, editing and deleting selections or sources changes it; a no-op does not."""
         db = region.ctx.db
         seen = [await repo_sources.sources_fingerprint(db)]

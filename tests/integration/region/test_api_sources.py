@@ -38,8 +38,9 @@ def region_key() -> Iterator[SigningKey]:
 
 
 @pytest.fixture
-async def region(tmp_path: Path, region_key: SigningKey,
-                 aiohttp_client: AiohttpClient) -> AsyncIterator[Region]:
+async def region(
+    tmp_path: Path, region_key: SigningKey, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Region]:
     """A running region API on a fresh database."""
     async with running_region(tmp_path, region_key, aiohttp_client) as running:
         yield running
@@ -65,15 +66,26 @@ class TestCreate:
     """POST /boot-sources/."""
 
     async def test_create_with_keyring_filename_answers_201_with_maas_shape(
-            self, region: Region, gpg_keyring_path: Path, log_events: Events) -> None:
+        self, region: Region, gpg_keyring_path: Path, log_events: Events
+    ) -> None:
         """A new source comes back 201 with exactly MAAS's fields and a refresh is scheduled."""
-        resp = await region.call("POST", "/boot-sources/",
-                                 fields=[("url", URL), ("keyring_filename", str(gpg_keyring_path))])
+        resp = await region.call(
+            "POST",
+            "/boot-sources/",
+            fields=[("url", URL), ("keyring_filename", str(gpg_keyring_path))],
+        )
         assert resp.status == 201
         assert resp.headers["X-MAAS-API-Hash"] == API_HASH
         body = await resp.json()
-        assert set(body) == {"id", "url", "keyring_filename", "keyring_data", "created",
-                             "updated", "resource_uri"}
+        assert set(body) == {
+            "id",
+            "url",
+            "keyring_filename",
+            "keyring_data",
+            "created",
+            "updated",
+            "resource_uri",
+        }
         assert body["url"] == URL
         assert body["keyring_filename"] == str(gpg_keyring_path)
         assert body["keyring_data"] == ""
@@ -86,11 +98,19 @@ class TestCreate:
         assert created[0]["boot_source_id"] == body["id"]
 
     async def test_keyring_data_as_a_file_part_is_stored_and_rendered_base64(
-            self, region: Region, gpg_keyring: Keyring) -> None:
+        self, region: Region, gpg_keyring: Keyring
+    ) -> None:
         """libmaas's file part (base64 transfer encoding) stores the raw keyring bytes."""
-        resp = await region.call("POST", "/boot-sources/", style="libmaas", fields=[
-            ("url", URL), ("keyring_filename", ""),
-            ("keyring_data", gpg_keyring.binary, "keyring_data")])
+        resp = await region.call(
+            "POST",
+            "/boot-sources/",
+            style="libmaas",
+            fields=[
+                ("url", URL),
+                ("keyring_filename", ""),
+                ("keyring_data", gpg_keyring.binary, "keyring_data"),
+            ],
+        )
         assert resp.status == 201, await resp.text()
         body = await resp.json()
         assert base64.b64decode(body["keyring_data"]) == gpg_keyring.binary
@@ -99,16 +119,19 @@ class TestCreate:
         assert stored.keyring_data == gpg_keyring.binary
 
     async def test_keyring_data_as_base64_text_is_decoded(
-            self, region: Region, gpg_keyring: Keyring) -> None:
+        self, region: Region, gpg_keyring: Keyring
+    ) -> None:
         """A urlencoded base64 keyring_data value is decoded before it is stored."""
         encoded = base64.b64encode(gpg_keyring.binary).decode()
-        resp = await region.call("POST", "/boot-sources/", style="form",
-                                 fields=[("url", URL), ("keyring_data", encoded)])
+        resp = await region.call(
+            "POST", "/boot-sources/", style="form", fields=[("url", URL), ("keyring_data", encoded)]
+        )
         assert resp.status == 201, await resp.text()
         assert (await resp.json())["keyring_data"] == encoded
 
     async def test_armored_keyring_text_is_accepted(
-            self, region: Region, gpg_signer: ThrowawayKey) -> None:
+        self, region: Region, gpg_signer: ThrowawayKey
+    ) -> None:
         """An ASCII-armored keyring sent as text is kept as sent."""
         armored = export_public(gpg_signer, armor=True)
         body = await create(region, url=URL, keyring_data=armored.decode())
@@ -116,66 +139,100 @@ class TestCreate:
 
     async def test_invalid_base64_is_a_400_on_keyring_data(self, region: Region) -> None:
         """Text that is not base64 is refused on the keyring_data field."""
-        resp = await region.call("POST", "/boot-sources/", style="form",
-                                 fields=[("url", URL), ("keyring_data", "not base64!!")])
+        resp = await region.call(
+            "POST",
+            "/boot-sources/",
+            style="form",
+            fields=[("url", URL), ("keyring_data", "not base64!!")],
+        )
         errors = await errors_of(resp)
         assert list(errors) == ["keyring_data"]
         assert "base64" in errors["keyring_data"][0]
 
     async def test_bytes_that_hold_no_key_are_refused(self, region: Region) -> None:
         """keyring_data must be a keyring gpg can load."""
-        resp = await region.call("POST", "/boot-sources/", fields=[
-            ("url", URL), ("keyring_data", b"not a keyring", "keyring_data")])
+        resp = await region.call(
+            "POST",
+            "/boot-sources/",
+            fields=[("url", URL), ("keyring_data", b"not a keyring", "keyring_data")],
+        )
         errors = await errors_of(resp)
         assert errors["keyring_data"][0].startswith("Not a usable GPG keyring")
 
     async def test_oversized_body_is_413_not_500(self, region: Region) -> None:
         """A keyring upload past aiohttp's 1 MiB body limit is refused before gpg sees it."""
-        resp = await region.call("POST", "/boot-sources/", fields=[
-            ("url", URL), ("keyring_data", b"\x99" * (1 << 20 | 1), "keyring_data")])
+        resp = await region.call(
+            "POST",
+            "/boot-sources/",
+            fields=[("url", URL), ("keyring_data", b"\x99" * (1 << 20 | 1), "keyring_data")],
+        )
         assert resp.status == 413
         assert resp.headers["X-MAAS-API-Hash"] == API_HASH
 
     async def test_missing_or_relative_keyring_filename_is_refused(
-            self, region: Region, tmp_path: Path) -> None:
+        self, region: Region, tmp_path: Path
+    ) -> None:
         """keyring_filename must be an absolute path to a loadable keyring."""
-        missing = await errors_of(await region.call("POST", "/boot-sources/", fields=[
-            ("url", URL), ("keyring_filename", str(tmp_path / "nope.gpg"))]))
-        relative = await errors_of(await region.call("POST", "/boot-sources/", fields=[
-            ("url", URL), ("keyring_filename", "keys/ubuntu.gpg")]))
+        missing = await errors_of(
+            await region.call(
+                "POST",
+                "/boot-sources/",
+                fields=[("url", URL), ("keyring_filename", str(tmp_path / "nope.gpg"))],
+            )
+        )
+        relative = await errors_of(
+            await region.call(
+                "POST",
+                "/boot-sources/",
+                fields=[("url", URL), ("keyring_filename", "keys/ubuntu.gpg")],
+            )
+        )
         assert str(tmp_path / "nope.gpg") in missing["keyring_filename"][0]
         assert "cannot read keyring" in missing["keyring_filename"][0]
-        assert relative == {"keyring_filename": [
-            "Enter an absolute path to a keyring file on the region."]}
+        assert relative == {
+            "keyring_filename": ["Enter an absolute path to a keyring file on the region."]
+        }
 
     async def test_url_is_required_valid_and_unique(
-            self, region: Region, gpg_keyring_path: Path) -> None:
+        self, region: Region, gpg_keyring_path: Path
+    ) -> None:
         """MAAS's three url messages: required, invalid, taken."""
         keyring = ("keyring_filename", str(gpg_keyring_path))
         await create(region, url=URL, keyring_filename=str(gpg_keyring_path))
         missing = await region.call("POST", "/boot-sources/", fields=[keyring])
-        invalid = await region.call("POST", "/boot-sources/", fields=[("url", "ftp://x/"),
-                                                                        keyring])
+        invalid = await region.call("POST", "/boot-sources/", fields=[("url", "ftp://x/"), keyring])
         taken = await region.call("POST", "/boot-sources/", fields=[("url", URL), keyring])
         assert await errors_of(missing) == {"url": ["This field is required."]}
         assert await errors_of(invalid) == {"url": ["Enter a valid URL."]}
         assert await errors_of(taken) == {"url": [URL_TAKEN]}
 
     async def test_exactly_one_keyring_field_must_be_given(
-            self, region: Region, gpg_keyring_path: Path, gpg_keyring: Keyring) -> None:
+        self, region: Region, gpg_keyring_path: Path, gpg_keyring: Keyring
+    ) -> None:
         """Neither and both keyring fields give MAAS's two __all__ messages."""
-        neither = await region.call("POST", "/boot-sources/", style="libmaas", fields=[
-            ("url", URL), ("keyring_filename", ""), ("keyring_data", "")])
-        both = await region.call("POST", "/boot-sources/", fields=[
-            ("url", URL), ("keyring_filename", str(gpg_keyring_path)),
-            ("keyring_data", gpg_keyring.binary, "keyring_data")])
+        neither = await region.call(
+            "POST",
+            "/boot-sources/",
+            style="libmaas",
+            fields=[("url", URL), ("keyring_filename", ""), ("keyring_data", "")],
+        )
+        both = await region.call(
+            "POST",
+            "/boot-sources/",
+            fields=[
+                ("url", URL),
+                ("keyring_filename", str(gpg_keyring_path)),
+                ("keyring_data", gpg_keyring.binary, "keyring_data"),
+            ],
+        )
         assert await errors_of(neither) == {"__all__": [ONE_KEYRING]}
         assert await errors_of(both) == {"__all__": [ONLY_ONE_KEYRING]}
 
     async def test_every_field_error_is_reported_at_once(self, region: Region) -> None:
         """A bad url and a missing keyring are both reported in one answer."""
-        errors = await errors_of(await region.call("POST", "/boot-sources/",
-                                                   fields=[("url", "nonsense")]))
+        errors = await errors_of(
+            await region.call("POST", "/boot-sources/", fields=[("url", "nonsense")])
+        )
         assert errors == {"url": ["Enter a valid URL."], "__all__": [ONE_KEYRING]}
 
     async def test_malformed_multipart_is_a_400_not_a_500(self, region: Region) -> None:
@@ -183,8 +240,11 @@ class TestCreate:
         resp = await region.client.post(
             "/MAAS/api/2.0/boot-sources/",
             data=b'--B\r\nContent-Disposition: form-data; name="url"\r\n\r\nhttp://x/',
-            headers={"Content-Type": 'multipart/form-data; boundary="B"',
-                     "Authorization": oauth_header(region.admin, realm=True)})
+            headers={
+                "Content-Type": 'multipart/form-data; boundary="B"',
+                "Authorization": oauth_header(region.admin, realm=True),
+            },
+        )
         errors = await errors_of(resp)
         assert "Malformed multipart body" in errors["__all__"][0]
         assert resp.headers["X-MAAS-API-Hash"] == API_HASH
@@ -209,12 +269,17 @@ class TestReadUpdateDelete:
             assert resp.status == 404
             assert await resp.text() == "No BootSource matches the given query."
 
-    async def test_update_is_partial(self, region: Region, gpg_keyring_path: Path,
-                                     log_events: Events) -> None:
+    async def test_update_is_partial(
+        self, region: Region, gpg_keyring_path: Path, log_events: Events
+    ) -> None:
         """PUT with only url changes the url and keeps the keyring."""
         before = await create(region, url=URL, keyring_filename=str(gpg_keyring_path))
-        resp = await region.call("PUT", f"/boot-sources/{before['id']}/", style="libmaas",
-                                 fields=[("url", URL + "moved/")])
+        resp = await region.call(
+            "PUT",
+            f"/boot-sources/{before['id']}/",
+            style="libmaas",
+            fields=[("url", URL + "moved/")],
+        )
         after = await resp.json()
         assert resp.status == 200
         assert after["url"] == URL + "moved/"
@@ -227,7 +292,8 @@ class TestReadUpdateDelete:
         assert updated[0]["user"] == "admin"
 
     async def test_empty_multipart_update_changes_nothing(
-            self, region: Region, gpg_keyring_path: Path) -> None:
+        self, region: Region, gpg_keyring_path: Path
+    ) -> None:
         """libmaas's empty body (one part without headers) means no fields, not a 400."""
         before = await create(region, url=URL, keyring_filename=str(gpg_keyring_path))
         resp = await region.call("PUT", f"/boot-sources/{before['id']}/", style="libmaas")
@@ -236,17 +302,22 @@ class TestReadUpdateDelete:
         assert {**after, "updated": None} == {**before, "updated": None}
 
     async def test_setting_keyring_data_alone_replaces_the_filename(
-            self, region: Region, gpg_keyring_path: Path, gpg_keyring: Keyring) -> None:
+        self, region: Region, gpg_keyring_path: Path, gpg_keyring: Keyring
+    ) -> None:
         """Clients send only changed fields, so a new keyring_data clears keyring_filename."""
         before = await create(region, url=URL, keyring_filename=str(gpg_keyring_path))
-        resp = await region.call("PUT", f"/boot-sources/{before['id']}/", fields=[
-            ("keyring_data", gpg_keyring.binary, "keyring_data")])
+        resp = await region.call(
+            "PUT",
+            f"/boot-sources/{before['id']}/",
+            fields=[("keyring_data", gpg_keyring.binary, "keyring_data")],
+        )
         after = await resp.json()
         assert after["keyring_filename"] == ""
         assert base64.b64decode(after["keyring_data"]) == gpg_keyring.binary
 
-    async def test_update_validates_like_create(self, region: Region,
-                                                gpg_keyring_path: Path) -> None:
+    async def test_update_validates_like_create(
+        self, region: Region, gpg_keyring_path: Path
+    ) -> None:
         """An update to a taken or invalid url, or to no keyring at all, is refused."""
         keyring = str(gpg_keyring_path)
         await create(region, url=URL, keyring_filename=keyring)
@@ -260,14 +331,23 @@ class TestReadUpdateDelete:
         assert await errors_of(no_keyring) == {"__all__": [ONE_KEYRING]}
 
     async def test_delete_answers_204_and_cascades(
-            self, region: Region, gpg_keyring_path: Path, log_events: Events) -> None:
+        self, region: Region, gpg_keyring_path: Path, log_events: Events
+    ) -> None:
         """libmaas's delete (empty multipart) removes the source, its selections and catalogue."""
         source = await create(region, url=URL, keyring_filename=str(gpg_keyring_path))
         db = region.ctx.db
-        await repo_sources.create_selection(db, source["id"], os="ubuntu", release="noble",
-                                            arches=["amd64"])
-        await repo_catalogue.replace_catalogue(db, source["id"], [CatalogueEntry(
-            os="ubuntu", arch="amd64", subarch="generic", release="noble", label="stable")])
+        await repo_sources.create_selection(
+            db, source["id"], os="ubuntu", release="noble", arches=["amd64"]
+        )
+        await repo_catalogue.replace_catalogue(
+            db,
+            source["id"],
+            [
+                CatalogueEntry(
+                    os="ubuntu", arch="amd64", subarch="generic", release="noble", label="stable"
+                )
+            ],
+        )
         resp = await region.call("DELETE", f"/boot-sources/{source['id']}/", style="libmaas")
         assert resp.status == 204, await resp.text()
         assert resp.content_type == "text/plain"
@@ -276,11 +356,14 @@ class TestReadUpdateDelete:
         assert await repo_sources.list_selections(db) == []
         assert await repo_catalogue.available(db, source["id"]) == []
         assert region.catalogue.reasons[-1] == "boot_source_deleted"
-        assert any(e["event"] == "boot_source_deleted" and e["boot_source_id"] == source["id"]
-                   for e in log_events)
+        assert any(
+            e["event"] == "boot_source_deleted" and e["boot_source_id"] == source["id"]
+            for e in log_events
+        )
 
     async def test_maascli_delete_without_body_answers_204(
-            self, region: Region, gpg_keyring_path: Path) -> None:
+        self, region: Region, gpg_keyring_path: Path
+    ) -> None:
         """The maas CLI's DELETE carries no body at all."""
         source = await create(region, url=URL, keyring_filename=str(gpg_keyring_path))
         resp = await region.call("DELETE", f"/boot-sources/{source['id']}/")
@@ -300,8 +383,7 @@ class TestPermissions:
     async def test_a_non_admin_gets_403_even_for_reads(self, region: Region) -> None:
         """A valid non-admin key may neither read nor create sources."""
         read = await region.call("GET", "/boot-sources/", key=region.user)
-        write = await region.call("POST", "/boot-sources/", key=region.user,
-                                  fields=[("url", URL)])
+        write = await region.call("POST", "/boot-sources/", key=region.user, fields=[("url", URL)])
         for resp in (read, write):
             assert resp.status == 403
             assert await resp.text() == "User is not allowed access to this API."

@@ -28,14 +28,18 @@ def data_dir() -> Iterator[Path]:
 
 def oauth(key: tuple[str, str, str]) -> dict[str, str]:
     consumer, token, secret = key
-    return {"Authorization": (
-        f'OAuth realm="OAuth", oauth_nonce="1", oauth_timestamp="1", oauth_version="1.0", '
-        f'oauth_signature_method="PLAINTEXT", oauth_consumer_key="{consumer}", '
-        f'oauth_token="{token}", oauth_signature="%26{secret}"')}
+    return {
+        "Authorization": (
+            f'OAuth realm="OAuth", oauth_nonce="1", oauth_timestamp="1", oauth_version="1.0", '
+            f'oauth_signature_method="PLAINTEXT", oauth_consumer_key="{consumer}", '
+            f'oauth_token="{token}", oauth_signature="%26{secret}"'
+        )
+    }
 
 
 async def test_switching_auto_import_off_and_on_takes_effect_without_a_restart(
-        aiohttp_client: Any, data_dir: Path, log_events: list[Any]) -> None:
+    aiohttp_client: Any, data_dir: Path, log_events: list[Any]
+) -> None:
     """A tick after set_config false skips the import; after true it starts one."""
     app = await build_app(RegionConfig(data_dir=data_dir, create_default_source=False))
     client: TestClient[Any, Any] = await aiohttp_client(app)
@@ -45,26 +49,32 @@ async def test_switching_auto_import_off_and_on_takes_effect_without_a_restart(
     scheduler = app[AUTO_IMPORT]
     await ctx.importer.stop()  # the start-up run; nothing to import without sources
 
-    resp = await client.post(f"{API}/maas/", data={"op": "set_config",
-                                                   "name": "boot_images_auto_import",
-                                                   "value": "false"}, headers=headers)
+    resp = await client.post(
+        f"{API}/maas/",
+        data={"op": "set_config", "name": "boot_images_auto_import", "value": "false"},
+        headers=headers,
+    )
     assert resp.status == 200
     assert await scheduler.tick() is False
     assert any(e["event"] == "auto_import_skipped" for e in log_events)
 
-    resp = await client.post(f"{API}/maas/", data={"op": "set_config",
-                                                   "name": "boot_images_auto_import",
-                                                   "value": "true"}, headers=headers)
+    resp = await client.post(
+        f"{API}/maas/",
+        data={"op": "set_config", "name": "boot_images_auto_import", "value": "true"},
+        headers=headers,
+    )
     assert resp.status == 200
     assert await scheduler.tick() is True
     await ctx.importer.stop()
 
 
 async def test_auto_import_is_scheduled_to_run_at_start_and_then_every_interval(
-        aiohttp_client: Any, data_dir: Path) -> None:
+    aiohttp_client: Any, data_dir: Path
+) -> None:
     """The job's interval is the configured one and its first run is due at start-up."""
-    app = await build_app(RegionConfig(data_dir=data_dir, create_default_source=False,
-                                       import_interval_minutes=17))
+    app = await build_app(
+        RegionConfig(data_dir=data_dir, create_default_source=False, import_interval_minutes=17)
+    )
     await aiohttp_client(app)
     job = app[AUTO_IMPORT].job()
     assert job.trigger.interval.total_seconds() == 17 * 60

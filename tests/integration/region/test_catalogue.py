@@ -58,8 +58,11 @@ def closed_port_url() -> str:
 
 
 async def test_a_refresh_stores_every_image_the_source_offers(
-        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
-        stream: SampleStream) -> None:
+    tmp_path: Path,
+    keys: tuple[SigningKey, SigningKey],
+    upstream: FakeUpstream,
+    stream: SampleStream,
+) -> None:
     """Ubuntu kernels, bootloaders and CentOS land in the catalogue with titles and EOL dates."""
     async with import_env(tmp_path / "region", keys[0]) as env:
         source = await env.add_source(upstream, stream)
@@ -72,43 +75,72 @@ async def test_a_refresh_stores_every_image_the_source_offers(
     assert known_after
     assert not isinstance(outcome, Exception)
     assert len(entries) == 10
-    assert CatalogueEntry(os="ubuntu", arch="arm64", subarch="ga-22.04", release="jammy",
-                          label="stable", kflavor="generic", release_codename="Jammy Jellyfish",
-                          release_title="22.04 LTS", support_eol="2027-04-21",
-                          title="Ubuntu 22.04 LTS") in entries
-    assert CatalogueEntry(os="grub-efi-signed", arch="amd64", subarch="generic",
-                          release="uefi", label="stable", kflavor="generic",
-                          bootloader_type="uefi") in entries
+    assert (
+        CatalogueEntry(
+            os="ubuntu",
+            arch="arm64",
+            subarch="ga-22.04",
+            release="jammy",
+            label="stable",
+            kflavor="generic",
+            release_codename="Jammy Jellyfish",
+            release_title="22.04 LTS",
+            support_eol="2027-04-21",
+            title="Ubuntu 22.04 LTS",
+        )
+        in entries
+    )
+    assert (
+        CatalogueEntry(
+            os="grub-efi-signed",
+            arch="amd64",
+            subarch="generic",
+            release="uefi",
+            label="stable",
+            kflavor="generic",
+            bootloader_type="uefi",
+        )
+        in entries
+    )
     assert any(e.title == "CentOS 8" for e in entries)
     assert status.last_error is None
     assert status.last_index_updated is not None
 
 
 async def test_products_that_vanish_upstream_leave_the_catalogue(
-        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
-        stream: SampleStream, log_events: Events) -> None:
+    tmp_path: Path,
+    keys: tuple[SigningKey, SigningKey],
+    upstream: FakeUpstream,
+    stream: SampleStream,
+    log_events: Events,
+) -> None:
     """The second refresh deletes the rows of products no longer offered, and only those."""
     async with import_env(tmp_path / "region", keys[0]) as env:
         source = await env.add_source(upstream, stream)
         await env.catalogue.refresh_all()
-        await asyncio.to_thread(drop_products, stream, keys[1], V3,
-                                lambda p: p["release"] == "jammy")
+        await asyncio.to_thread(
+            drop_products, stream, keys[1], V3, lambda p: p["release"] == "jammy"
+        )
         await env.catalogue.refresh_all()
         entries = await repo_catalogue.available(env.db, source.id)
     refreshed = [e for e in log_events if e["event"] == "catalogue_refreshed"]
-    assert [(e["added"], e["updated"], e["removed"]) for e in refreshed] == [
-        (10, 0, 0), (0, 0, 2)]
+    assert [(e["added"], e["updated"], e["removed"]) for e in refreshed] == [(10, 0, 0), (0, 0, 2)]
     assert not any(e.release == "jammy" for e in entries)
 
 
 async def test_an_unreachable_source_keeps_its_error_until_it_is_fixed(
-        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
-        stream: SampleStream, log_events: Events) -> None:
+    tmp_path: Path,
+    keys: tuple[SigningKey, SigningKey],
+    upstream: FakeUpstream,
+    stream: SampleStream,
+    log_events: Events,
+) -> None:
     """A refused connection is stored and logged per source; a good refresh clears it."""
     async with import_env(tmp_path / "region", keys[0]) as env:
         bad_url = closed_port_url()
         source = await repo_sources.create_source(
-            env.db, url=bad_url, keyring_data=stream.keyring.read_bytes())
+            env.db, url=bad_url, keyring_data=stream.keyring.read_bytes()
+        )
         await env.catalogue.refresh_all()
         failed = await repo_catalogue.get_status(env.db, source.id)
         await repo_sources.update_source(env.db, source.id, url=upstream.url("/"))
@@ -118,17 +150,20 @@ async def test_an_unreachable_source_keeps_its_error_until_it_is_fixed(
     assert failed.last_error.startswith(f"Failed to import images from {bad_url}: ")
     assert failed.last_error_at is not None
     assert fixed.last_error is None
-    assert [e["url"] for e in log_events if e["event"] == "catalogue_refresh_failed"] == [
-        bad_url]
+    assert [e["url"] for e in log_events if e["event"] == "catalogue_refresh_failed"] == [bad_url]
 
 
 async def test_a_source_signed_by_another_key_is_refused_with_maas_wording(
-        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
-        gpg_keyring_path: Path) -> None:
+    tmp_path: Path,
+    keys: tuple[SigningKey, SigningKey],
+    upstream: FakeUpstream,
+    gpg_keyring_path: Path,
+) -> None:
     """An index signed by a key the source's keyring lacks is an error; nothing is catalogued."""
     async with import_env(tmp_path / "region", keys[0]) as env:
         source = await repo_sources.create_source(
-            env.db, url=upstream.url("/"), keyring_filename=str(gpg_keyring_path))
+            env.db, url=upstream.url("/"), keyring_filename=str(gpg_keyring_path)
+        )
         await env.catalogue.refresh_all()
         status = await repo_catalogue.get_status(env.db, source.id)
         entries = await repo_catalogue.available(env.db, source.id)
@@ -139,14 +174,18 @@ async def test_a_source_signed_by_another_key_is_refused_with_maas_wording(
 
 
 async def test_a_keyring_file_is_read_at_refresh_time(
-        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
-        stream: SampleStream) -> None:
+    tmp_path: Path,
+    keys: tuple[SigningKey, SigningKey],
+    upstream: FakeUpstream,
+    stream: SampleStream,
+) -> None:
     """A source naming a keyring file works while the file exists and fails once it is gone."""
     keyring = tmp_path / "keyring.gpg"
     keyring.write_bytes(stream.keyring.read_bytes())
     async with import_env(tmp_path / "region", keys[0]) as env:
-        source = await repo_sources.create_source(env.db, url=upstream.url("/"),
-                                                  keyring_filename=str(keyring))
+        source = await repo_sources.create_source(
+            env.db, url=upstream.url("/"), keyring_filename=str(keyring)
+        )
         await env.catalogue.refresh_all()
         good = await repo_catalogue.get_status(env.db, source.id)
         keyring.unlink()
@@ -160,24 +199,34 @@ async def test_a_keyring_file_is_read_at_refresh_time(
 
 
 async def test_an_explicit_index_json_url_is_read_unsigned_with_a_warning(
-        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
-        stream: SampleStream) -> None:
+    tmp_path: Path,
+    keys: tuple[SigningKey, SigningKey],
+    upstream: FakeUpstream,
+    stream: SampleStream,
+) -> None:
     """As in MAAS, a URL ending in index.json skips signatures; we say so in a warning."""
     async with import_env(tmp_path / "region", keys[0]) as env:
         source = await repo_sources.create_source(
-            env.db, url=upstream.url("/streams/v1/index.json"),
-            keyring_data=stream.keyring.read_bytes())
+            env.db,
+            url=upstream.url("/streams/v1/index.json"),
+            keyring_data=stream.keyring.read_bytes(),
+        )
         await env.catalogue.refresh_all()
         status = await repo_catalogue.get_status(env.db, source.id)
         entries = await repo_catalogue.available(env.db, source.id)
     assert len(entries) == 10
-    assert status.warnings == ("The index is not signed: nothing verifies what this source "
-                               "serves.",)
+    assert status.warnings == (
+        "The index is not signed: nothing verifies what this source serves.",
+    )
 
 
 async def test_refresh_requests_made_together_coalesce_into_one_refresh(
-        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
-        stream: SampleStream, log_events: Events) -> None:
+    tmp_path: Path,
+    keys: tuple[SigningKey, SigningKey],
+    upstream: FakeUpstream,
+    stream: SampleStream,
+    log_events: Events,
+) -> None:
     """Three schedule_refresh calls in a row read the source once, in the background."""
     async with import_env(tmp_path / "region", keys[0]) as env:
         source = await env.add_source(upstream, stream)
@@ -186,6 +235,7 @@ async def test_refresh_requests_made_together_coalesce_into_one_refresh(
 
         async def refreshed() -> bool:
             return any(e["event"] == "catalogue_refreshed" for e in log_events)
+
         await eventually(refreshed)
         entries = await repo_catalogue.available(env.db, source.id)
     assert len(upstream.requests_for("/streams/v1/index.sjson")) == 1
@@ -195,12 +245,16 @@ async def test_refresh_requests_made_together_coalesce_into_one_refresh(
 
 
 async def test_sources_are_read_through_the_configured_proxy(
-        tmp_path: Path, keys: tuple[SigningKey, SigningKey], upstream: FakeUpstream,
-        stream: SampleStream) -> None:
+    tmp_path: Path,
+    keys: tuple[SigningKey, SigningKey],
+    upstream: FakeUpstream,
+    stream: SampleStream,
+) -> None:
     """With http_proxy set, a source on an unresolvable host is fetched via the proxy."""
     async with import_env(tmp_path / "region", keys[0]) as env:
         source = await repo_sources.create_source(
-            env.db, url="http://images.invalid/", keyring_data=stream.keyring.read_bytes())
+            env.db, url="http://images.invalid/", keyring_data=stream.keyring.read_bytes()
+        )
         await set_config(env.db, "http_proxy", upstream.url("/"))
         await env.catalogue.refresh_all()
         status = await repo_catalogue.get_status(env.db, source.id)

@@ -23,9 +23,16 @@ from tests.integration.region.rack_harness import RackRegion, start_region
 
 DESCRIBE = f"{API_ROOT}/describe/"
 MAAS_HANDLERS = {
-    "BootSourcesHandler", "BootSourceHandler", "BootSourceSelectionsHandler",
-    "BootSourceSelectionHandler", "BootResourcesHandler", "BootResourceHandler",
-    "RackControllersHandler", "RackControllerHandler", "MAASHandler", "UsersHandler",
+    "BootSourcesHandler",
+    "BootSourceHandler",
+    "BootSourceSelectionsHandler",
+    "BootSourceSelectionHandler",
+    "BootResourcesHandler",
+    "BootResourceHandler",
+    "RackControllersHandler",
+    "RackControllerHandler",
+    "MAASHandler",
+    "UsersHandler",
     "VersionHandler",
 }
 
@@ -73,7 +80,8 @@ async def test_describe_is_anonymous_exact_json_with_the_header_hash(region: Rac
 
 
 async def test_resources_are_maas_handler_classes_with_both_anon_and_auth_keys(
-        region: RackRegion) -> None:
+    region: RackRegion,
+) -> None:
     """Every resource has anon and auth keys; version is anonymous, the rest need a key."""
     doc, _ = await describe(region)
     names = [r["name"] for r in doc["resources"]]
@@ -91,7 +99,8 @@ async def test_resources_are_maas_handler_classes_with_both_anon_and_auth_keys(
 
 
 async def test_handlers_have_path_params_and_a_uri_built_from_the_host_header(
-        region: RackRegion) -> None:
+    region: RackRegion,
+) -> None:
     """path is the absolute template, params its placeholders in order, uri scheme+Host+path."""
     doc, _ = await describe(region, Host="region.example:5240")
     for handler in doc["handlers"]:
@@ -102,15 +111,18 @@ async def test_handlers_have_path_params_and_a_uri_built_from_the_host_header(
         assert handler["uri"] == f"http://region.example:5240{handler['path']}"
         assert isinstance(handler["doc"], str)
     by_name = {h["name"]: h for h in doc["handlers"]}
-    assert by_name["BootSourceSelectionHandler"]["path"] == \
-        f"{API_ROOT}/boot-sources/{{boot_source_id}}/selections/{{id}}/"
+    assert (
+        by_name["BootSourceSelectionHandler"]["path"]
+        == f"{API_ROOT}/boot-sources/{{boot_source_id}}/selections/{{id}}/"
+    )
     assert by_name["BootSourceSelectionHandler"]["params"] == ["boot_source_id", "id"]
-    assert by_name["BootSourceHandler"]["uri"].format(id=3) == \
-        "http://region.example:5240/MAAS/api/2.0/boot-sources/3/"
+    assert (
+        by_name["BootSourceHandler"]["uri"].format(id=3)
+        == "http://region.example:5240/MAAS/api/2.0/boot-sources/3/"
+    )
 
 
-async def test_actions_are_sorted_with_crud_names_ops_and_restful_flags(
-        region: RackRegion) -> None:
+async def test_actions_are_sorted_with_crud_names_ops_and_restful_flags(region: RackRegion) -> None:
     """Actions are name-sorted; CRUD ones are named by method with op null and restful true."""
     doc, _ = await describe(region)
     crud = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}
@@ -123,12 +135,17 @@ async def test_actions_are_sorted_with_crud_names_ops_and_restful_flags(
             assert action["name"] == (action["op"] or crud[action["method"]])
     resources = {h["name"]: h for h in doc["handlers"]}["BootResourcesHandler"]
     assert {(a["name"], a["method"], a["op"]) for a in resources["actions"]} == {
-        ("read", "GET", None), ("create", "POST", None), ("import", "POST", "import"),
-        ("is_importing", "GET", "is_importing"), ("stop_import", "POST", "stop_import")}
+        ("read", "GET", None),
+        ("create", "POST", None),
+        ("import", "POST", "import"),
+        ("is_importing", "GET", "is_importing"),
+        ("stop_import", "POST", "stop_import"),
+    }
 
 
 async def test_action_docs_list_every_parameter_after_the_first_paragraph(
-        region: RackRegion) -> None:
+    region: RackRegion,
+) -> None:
     """:param lines follow the one-line summary; create/update list the fields they read."""
     doc, _ = await describe(region)
     params: dict[tuple[str, str], list[str]] = {}
@@ -140,12 +157,30 @@ async def test_action_docs_list_every_parameter_after_the_first_paragraph(
             params[handler["name"], action["name"]] = re.findall(r"^:param (\w+):", rest, re.M)
     assert params["BootSourcesHandler", "create"] == ["url", "keyring_filename", "keyring_data"]
     assert params["BootSourceHandler", "update"] == ["url", "keyring_filename", "keyring_data"]
-    assert params["BootSourceSelectionsHandler", "create"] == \
-        ["os", "release", "arches", "subarches", "labels"]
-    assert params["BootSourceSelectionHandler", "update"] == \
-        ["os", "release", "arches", "subarches", "labels"]
-    assert set(params["BootResourcesHandler", "create"]) >= \
-        {"name", "architecture", "title", "filetype", "base_image", "content", "sha256", "size"}
+    assert params["BootSourceSelectionsHandler", "create"] == [
+        "os",
+        "release",
+        "arches",
+        "subarches",
+        "labels",
+    ]
+    assert params["BootSourceSelectionHandler", "update"] == [
+        "os",
+        "release",
+        "arches",
+        "subarches",
+        "labels",
+    ]
+    assert set(params["BootResourcesHandler", "create"]) >= {
+        "name",
+        "architecture",
+        "title",
+        "filetype",
+        "base_image",
+        "content",
+        "sha256",
+        "size",
+    }
     assert params["BootResourcesHandler", "read"] == ["type"]
     assert params["MAASHandler", "set_config"] == ["name", "value"]
     assert params["BootSourceHandler", "read"] == []
@@ -153,7 +188,8 @@ async def test_action_docs_list_every_parameter_after_the_first_paragraph(
 
 
 async def test_every_routed_api_action_is_described_and_every_described_one_routed(
-        region: RackRegion) -> None:
+    region: RackRegion,
+) -> None:
     """The registry and the routes agree on every (path, method, op)."""
     assert registry_problems(region.app, HANDLERS) == []
     assert routed_actions(region.app) == described_actions(HANDLERS)
@@ -163,21 +199,40 @@ async def test_the_upload_handler_is_routed_but_hidden_from_describe(region: Rac
     """PUT boot-resources/{id}/upload/{file_id}/ exists; describe leaves it out, as MAAS does."""
     doc, _ = await describe(region)
     assert all("upload" not in h["path"] for h in doc["handlers"])
-    assert (f"{API_ROOT}/boot-resources/{{id}}/upload/{{file_id}}/", "PUT", None) in \
-        routed_actions(region.app)
+    assert (f"{API_ROOT}/boot-resources/{{id}}/upload/{{file_id}}/", "PUT", None) in routed_actions(
+        region.app
+    )
 
 
 async def test_clients_derive_maas_command_and_attribute_names(region: RackRegion) -> None:
     """maascli's command names and libmaas's attribute names come out as for MAAS."""
     doc, _ = await describe(region)
     commands = {maascli_command(r["name"]) for r in doc["resources"]}
-    assert commands >= {"boot-sources", "boot-source", "boot-source-selections",
-                        "boot-source-selection", "boot-resources", "boot-resource",
-                        "rack-controllers", "rack-controller", "maas", "users", "version"}
+    assert commands >= {
+        "boot-sources",
+        "boot-source",
+        "boot-source-selections",
+        "boot-source-selection",
+        "boot-resources",
+        "boot-resource",
+        "rack-controllers",
+        "rack-controller",
+        "maas",
+        "users",
+        "version",
+    }
     attributes = {libmaas_attribute(r["name"]) for r in doc["resources"]}
-    assert attributes >= {"BootSources", "BootSource", "BootSourceSelections",
-                          "BootSourceSelection", "BootResources", "BootResource", "MAAS",
-                          "Users", "Version"}
+    assert attributes >= {
+        "BootSources",
+        "BootSource",
+        "BootSourceSelections",
+        "BootSourceSelection",
+        "BootResources",
+        "BootResource",
+        "MAAS",
+        "Users",
+        "Version",
+    }
 
 
 async def test_version_is_anonymous_with_a_strict_version_number(region: RackRegion) -> None:
@@ -192,7 +247,8 @@ async def test_version_is_anonymous_with_a_strict_version_number(region: RackReg
 
 
 async def test_whoami_answers_the_keys_user_and_401_for_a_bad_or_missing_key(
-        region: RackRegion) -> None:
+    region: RackRegion,
+) -> None:
     """users/?op=whoami: 200 with username/email/is_superuser; 401 otherwise."""
     resp = await region.api("GET", "/users/", op="whoami")
     assert resp.status == 200
@@ -201,8 +257,11 @@ async def test_whoami_answers_the_keys_user_and_401_for_a_bad_or_missing_key(
     assert body["is_superuser"] is True
     assert "email" in body
     bad = ApiKey(region.admin.consumer_key, region.admin.token_key, "wrong")
-    resp = await region.client.get(f"{API_ROOT}/users/", params={"op": "whoami"},
-                                   headers={"Authorization": oauth_header(bad, realm=False)})
+    resp = await region.client.get(
+        f"{API_ROOT}/users/",
+        params={"op": "whoami"},
+        headers={"Authorization": oauth_header(bad, realm=False)},
+    )
     assert resp.status == 401
     resp = await region.client.get(f"{API_ROOT}/users/", params={"op": "whoami"})
     assert resp.status == 401
@@ -212,21 +271,27 @@ def _fill(path: str) -> str:
     return path.format(id="999", boot_source_id="999", system_id="abc123", file_id="999")
 
 
-async def test_every_response_carries_the_api_hash_and_a_content_type(
-        region: RackRegion) -> None:
+async def test_every_response_carries_the_api_hash_and_a_content_type(region: RackRegion) -> None:
     """Each described action, signed and anonymous, 204s and router 404s included."""
     doc, _ = await describe(region)
     expected = doc["hash"]
     seen: set[int] = set()
 
-    async def check(method: str, path: str, *, signed: bool = True,
-                    op: str | None = None, body: tuple[bytes, str] | None = None) -> int:
+    async def check(
+        method: str,
+        path: str,
+        *,
+        signed: bool = True,
+        op: str | None = None,
+        body: tuple[bytes, str] | None = None,
+    ) -> int:
         headers = {"Authorization": oauth_header(region.admin, realm=False)} if signed else {}
         data = None
         if body is not None:
             data, headers["Content-Type"] = body
-        resp = await region.client.request(method, path, headers=headers, data=data,
-                                           params={"op": op} if op else None)
+        resp = await region.client.request(
+            method, path, headers=headers, data=data, params={"op": op} if op else None
+        )
         await resp.read()
         assert resp.headers.get("X-MAAS-API-Hash") == expected, (method, path, resp.status)
         assert resp.headers.get("Content-Type"), (method, path, resp.status)
@@ -244,8 +309,9 @@ async def test_every_response_carries_the_api_hash_and_a_content_type(
     await check("GET", f"{API_ROOT}/no-such-thing/")
     await check("GET", DESCRIBE, signed=False)
 
-    created = maas_multipart([("url", "http://mirror.example/streams/"),
-                              ("keyring_filename", str(shipped_keyring()))])
+    created = maas_multipart(
+        [("url", "http://mirror.example/streams/"), ("keyring_filename", str(shipped_keyring()))]
+    )
     assert await check("POST", f"{API_ROOT}/boot-sources/", body=created) == 201
     sources = await (await region.api("GET", "/boot-sources/")).json()
     assert await check("DELETE", f"{API_ROOT}/boot-sources/{sources[0]['id']}/") == 204

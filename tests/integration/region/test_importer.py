@@ -38,9 +38,12 @@ from tests.integration.region.import_harness import (
 Events = list[MutableMapping[str, Any]]
 
 NOBLE_AMD64 = {("ubuntu/noble", "amd64/ga-24.04"), ("ubuntu/noble", "amd64/hwe-24.04")}
-BOOTLOADERS = {("pxelinux/pxe", "i386/generic"), ("grub-efi-signed/uefi", "amd64/generic"),
-               ("grub-efi/uefi", "arm64/generic"),
-               ("grub-ieee1275/open-firmware", "ppc64el/generic")}
+BOOTLOADERS = {
+    ("pxelinux/pxe", "i386/generic"),
+    ("grub-efi-signed/uefi", "amd64/generic"),
+    ("grub-efi/uefi", "arm64/generic"),
+    ("grub-ieee1275/open-firmware", "ppc64el/generic"),
+}
 KERNEL = "noble/amd64/20250718/ga-24.04/generic/boot-kernel"
 
 
@@ -70,13 +73,19 @@ class Scene:
 
 
 @pytest.fixture
-def scene(tmp_path: Path, region_key: SigningKey, upstream_key: SigningKey,
-          fake_upstream: FakeUpstream) -> Scene:
+def scene(
+    tmp_path: Path, region_key: SigningKey, upstream_key: SigningKey, fake_upstream: FakeUpstream
+) -> Scene:
     """A one-version sample stream (tests may rewrite it) served by the fake upstream."""
     stream = sample_stream(tmp_path / "upstream", upstream_key)
     fake_upstream.serve_directory(stream.root)
-    return Scene(root=tmp_path / "region", region_key=region_key, upstream_key=upstream_key,
-                 upstream=fake_upstream, stream=stream)
+    return Scene(
+        root=tmp_path / "region",
+        region_key=region_key,
+        upstream_key=upstream_key,
+        upstream=fake_upstream,
+        stream=stream,
+    )
 
 
 async def held(db: Any) -> dict[tuple[str, str], list[str]]:
@@ -92,15 +101,15 @@ async def published(root: Path, key: SigningKey) -> dict[str, str]:
     index = parse_index(index_doc.payload)
     assert index.entries[CONTENT_ID].path == SIGNED_PRODUCTS_PATH
     doc = await averify_clearsigned((current / SIGNED_PRODUCTS_PATH).read_bytes(), keyring)
-    items = {i.path: i.sha256 for i in flatten(parse_products(doc.payload))
-             if i.path and i.sha256}
+    items = {i.path: i.sha256 for i in flatten(parse_products(doc.payload)) if i.path and i.sha256}
     for path, sha256 in items.items():
         assert hashlib.sha256((current / path).read_bytes()).hexdigest() == sha256
     return items
 
 
 async def test_first_import_holds_selected_images_and_every_bootloader_and_publishes_them(
-        scene: Scene, log_events: Events) -> None:
+    scene: Scene, log_events: Events
+) -> None:
     """Noble/amd64 and all four bootloaders are downloaded, held and listed in a signed stream."""
     async with import_env(scene.root, scene.region_key) as env:
         await env.add_source(scene.upstream, scene.stream)
@@ -108,8 +117,7 @@ async def test_first_import_holds_selected_images_and_every_bootloader_and_publi
         holding = await held(env.db)
     assert summary.outcome == "ok", summary.errors
     assert set(holding) == NOBLE_AMD64 | BOOTLOADERS
-    assert all(versions in (["20250718"], ["20250718.0"])
-               for versions in holding.values())
+    assert all(versions in (["20250718"], ["20250718.0"]) for versions in holding.values())
     items = await published(scene.root, scene.region_key)
     assert len(items) == 6 + 5  # ga + hwe kernels/initrds, squashfs twice; 5 archives
     assert "ubuntu/amd64/ga-24.04/noble/20250718/boot-kernel" in items
@@ -144,7 +152,8 @@ def newer_stream(tmp_path: Path, upstream_key: SigningKey) -> SampleStream:
 
 
 async def test_a_newer_upstream_version_replaces_the_old_one_once_complete(
-        scene: Scene, newer_stream: SampleStream) -> None:
+    scene: Scene, newer_stream: SampleStream
+) -> None:
     """After importing a newer stream each image holds only its new set, and the stream says so."""
     async with import_env(scene.root, scene.region_key) as env:
         await env.add_source(scene.upstream, scene.stream)
@@ -161,7 +170,8 @@ async def test_a_newer_upstream_version_replaces_the_old_one_once_complete(
 
 
 async def test_blobs_no_set_or_kept_snapshot_references_are_collected(
-        scene: Scene, newer_stream: SampleStream) -> None:
+    scene: Scene, newer_stream: SampleStream
+) -> None:
     """Keeping one snapshot, the old version's blobs leave the store once replaced."""
     old_kernel = sha_of(scene.stream, KERNEL)
     new_kernel = sha_of(newer_stream, KERNEL.replace("20250718", "20250815"))
@@ -179,7 +189,8 @@ async def test_blobs_no_set_or_kept_snapshot_references_are_collected(
 
 
 async def test_a_corrupted_file_fails_its_set_while_the_previous_set_keeps_being_served(
-        scene: Scene, newer_stream: SampleStream, log_events: Events) -> None:
+    scene: Scene, newer_stream: SampleStream, log_events: Events
+) -> None:
     """A new kernel that never matches its sha256 leaves ga-24.04 on its old, published set."""
     async with import_env(scene.root, scene.region_key) as env:
         source = await env.add_source(scene.upstream, scene.stream)
@@ -202,7 +213,8 @@ async def test_a_corrupted_file_fails_its_set_while_the_previous_set_keeps_being
 
 
 async def test_the_safety_valve_refuses_to_delete_every_image(
-        scene: Scene, log_events: Events) -> None:
+    scene: Scene, log_events: Events
+) -> None:
     """A selection that matches nothing would delete every image: the deletions are refused."""
     async with import_env(scene.root, scene.region_key) as env:
         source = await env.add_source(scene.upstream, scene.stream)
@@ -214,21 +226,25 @@ async def test_the_safety_valve_refuses_to_delete_every_image(
     assert summary.outcome == "failed"
     assert summary.images_removed == 0
     assert set(holding) >= NOBLE_AMD64
-    assert [e["images"] for e in log_events
-            if e["event"] == "import_refused_to_delete_everything"] == [2]
+    assert [
+        e["images"] for e in log_events if e["event"] == "import_refused_to_delete_everything"
+    ] == [2]
 
 
 async def test_images_vanished_upstream_stay_while_selected_and_unselected_ones_go(
-        scene: Scene, log_events: Events) -> None:
+    scene: Scene, log_events: Events
+) -> None:
     """Noble leaves the stream but is still selected (kept); jammy is unselected (removed)."""
     async with import_env(scene.root, scene.region_key) as env:
         source = await env.add_source(scene.upstream, scene.stream, releases=("noble", "jammy"))
         await env.importer.run_import("first")
-        jammy = next(s for s in await repo_sources.list_selections(env.db, source.id)
-                     if s.release == "jammy")
+        jammy = next(
+            s for s in await repo_sources.list_selections(env.db, source.id) if s.release == "jammy"
+        )
         await repo_sources.delete_selection(env.db, source.id, jammy.id)
-        await asyncio.to_thread(drop_products, scene.stream, scene.upstream_key, V3,
-                                lambda p: p["release"] == "noble")
+        await asyncio.to_thread(
+            drop_products, scene.stream, scene.upstream_key, V3, lambda p: p["release"] == "noble"
+        )
         summary = await env.importer.run_import("second")
         holding = await held(env.db)
     assert summary.outcome == "ok", summary.errors
@@ -241,13 +257,18 @@ async def test_images_vanished_upstream_stay_while_selected_and_unselected_ones_
 
 
 async def test_an_older_index_is_refused_as_a_rollback_unless_forced(
-        scene: Scene, log_events: Events) -> None:
+    scene: Scene, log_events: Events
+) -> None:
     """An index older than the one imported before is refused; force accepts it."""
     async with import_env(scene.root, scene.region_key) as env:
         source = await env.add_source(scene.upstream, scene.stream)
         await env.importer.run_import("first")
-        await asyncio.to_thread(resign_index, scene.stream, scene.upstream_key,
-                                updated="Mon, 01 Jan 2024 00:00:00 +0000")
+        await asyncio.to_thread(
+            resign_index,
+            scene.stream,
+            scene.upstream_key,
+            updated="Mon, 01 Jan 2024 00:00:00 +0000",
+        )
         refused = await env.importer.run_import("rollback")
         refused_status = await repo_catalogue.get_status(env.db, source.id)
         forced = await env.importer.run_import("forced", force=True)
@@ -259,13 +280,16 @@ async def test_an_older_index_is_refused_as_a_rollback_unless_forced(
     assert forced.outcome == "ok"
     assert forced_status.last_error is None
     assert [e["event"] for e in log_events if "rollback" in e["event"]] == [
-        "index_rollback_refused", "index_rollback_forced"]
+        "index_rollback_refused",
+        "index_rollback_forced",
+    ]
 
 
 async def test_an_old_signed_index_gives_the_source_a_frozen_mirror_warning(scene: Scene) -> None:
     """A source whose index was last updated long ago is imported, with a warning kept for it."""
-    await asyncio.to_thread(resign_index, scene.stream, scene.upstream_key,
-                            updated="Mon, 01 Jan 2024 00:00:00 +0000")
+    await asyncio.to_thread(
+        resign_index, scene.stream, scene.upstream_key, updated="Mon, 01 Jan 2024 00:00:00 +0000"
+    )
     async with import_env(scene.root, scene.region_key, frozen_after_hours=24) as env:
         source = await env.add_source(scene.upstream, scene.stream)
         summary = await env.importer.run_import("test")
@@ -277,11 +301,16 @@ async def test_an_old_signed_index_gives_the_source_a_frozen_mirror_warning(scen
 
 
 async def test_the_default_source_and_selection_are_created_when_there_is_no_source(
-        scene: Scene) -> None:
+    scene: Scene,
+) -> None:
     """With no source, the configured default (noble, amd64 + host arch) is created and imported."""
-    async with import_env(scene.root, scene.region_key, create_default_source=True,
-                          default_source_url=scene.upstream.url("/"),
-                          default_keyring=scene.stream.keyring) as env:
+    async with import_env(
+        scene.root,
+        scene.region_key,
+        create_default_source=True,
+        default_source_url=scene.upstream.url("/"),
+        default_keyring=scene.stream.keyring,
+    ) as env:
         summary = await env.importer.run_import("test")
         (source,) = await repo_sources.list_sources(env.db)
         (selection,) = await repo_sources.list_selections(env.db)
@@ -290,13 +319,18 @@ async def test_the_default_source_and_selection_are_created_when_there_is_no_sou
     assert source.url == scene.upstream.url("/")
     assert source.keyring_filename == str(scene.stream.keyring)
     assert (selection.os, selection.release, selection.subarches, selection.labels) == (
-        "ubuntu", "noble", ("*",), ("*",))
+        "ubuntu",
+        "noble",
+        ("*",),
+        ("*",),
+    )
     assert "amd64" in selection.arches
     assert set(holding) >= NOBLE_AMD64
 
 
 async def test_a_second_import_request_while_one_runs_is_skipped(
-        scene: Scene, log_events: Events) -> None:
+    scene: Scene, log_events: Events
+) -> None:
     """start() and run_import() while an import runs do nothing but log import_skipped."""
     scene.upstream.stall(KERNEL, after_bytes=8192, seconds=0.5)
     async with import_env(scene.root, scene.region_key) as env:
@@ -308,7 +342,9 @@ async def test_a_second_import_request_while_one_runs_is_skipped(
         await eventually(lambda: _false(env.importer.is_importing()))
     assert skipped == ImportSummary(outcome="skipped", reason="third")
     assert [e["trigger"] for e in log_events if e["event"] == "import_skipped"] == [
-        "second", "third"]
+        "second",
+        "third",
+    ]
     assert [e["outcome"] for e in log_events if e["event"] == "import_finished"] == ["ok"]
 
 
@@ -317,15 +353,23 @@ async def _false(value: bool) -> bool:
 
 
 async def test_sources_changed_during_an_import_make_it_run_again(
-        scene: Scene, log_events: Events) -> None:
+    scene: Scene, log_events: Events
+) -> None:
     """A selection added while files download is imported by an immediate second run."""
     scene.upstream.stall(KERNEL, after_bytes=8192, seconds=0.5)
     async with import_env(scene.root, scene.region_key) as env:
         source = await env.add_source(scene.upstream, scene.stream)
         running = asyncio.create_task(env.importer.run_import("test"))
         await eventually(lambda: _downloading(env.db))
-        await repo_sources.create_selection(env.db, source.id, os="ubuntu", release="jammy",
-                                            arches=["amd64"], subarches=["*"], labels=["*"])
+        await repo_sources.create_selection(
+            env.db,
+            source.id,
+            os="ubuntu",
+            release="jammy",
+            arches=["amd64"],
+            subarches=["*"],
+            labels=["*"],
+        )
         summary = await running
         holding = await held(env.db)
     assert summary.outcome == "ok"
@@ -347,8 +391,9 @@ STALL_AT = 2 << 20
 @pytest.fixture
 def big_stream(tmp_path: Path, upstream_key: SigningKey) -> SampleStream:
     """A stream whose kernels, initrds and squashfs are 2.5 MiB."""
-    return write_sample_stream(tmp_path / "upstream-big", file_size=BIG, versions=1,
-                               signing_key=upstream_key)
+    return write_sample_stream(
+        tmp_path / "upstream-big", file_size=BIG, versions=1, signing_key=upstream_key
+    )
 
 
 def sha_of(stream: SampleStream, path: str) -> str:
@@ -359,14 +404,16 @@ def sha_of(stream: SampleStream, path: str) -> str:
 
 async def _stalled_and_rest_done(db: Any) -> bool:
     """True once only the stalled kernel is incomplete and it has bytes."""
-    async with db.execute("SELECT filename, bytes_done, size FROM boot_resource_files "
-                          "WHERE bytes_done < size") as cur:
+    async with db.execute(
+        "SELECT filename, bytes_done, size FROM boot_resource_files WHERE bytes_done < size"
+    ) as cur:
         rows = list(await cur.fetchall())
     return len(rows) == 1 and rows[0]["filename"] == "boot-kernel" and rows[0]["bytes_done"] > 0
 
 
 async def test_stop_import_cancels_promptly_publishing_only_complete_sets_and_keeping_partials(
-        scene: Scene, big_stream: SampleStream, log_events: Events) -> None:
+    scene: Scene, big_stream: SampleStream, log_events: Events
+) -> None:
     """Stopping mid-download ends the import, publishes only complete sets, keeps the partial."""
     scene.upstream.serve_directory(big_stream.root)
     scene.upstream.stall(KERNEL, after_bytes=STALL_AT, seconds=2)
@@ -374,9 +421,13 @@ async def test_stop_import_cancels_promptly_publishing_only_complete_sets_and_ke
         await env.add_source(scene.upstream, big_stream)
         assert env.importer.start(reason="test")
         await eventually(lambda: _stalled_and_rest_done(env.db))
-        statuses = {r.architecture: image_status(has_set=t is not None, complete=t.complete,
-                                                 done=t.done, total=t.total)
-                    for r, t in await repo_resources.list_resources(env.db) if t}
+        statuses = {
+            r.architecture: image_status(
+                has_set=t is not None, complete=t.complete, done=t.done, total=t.total
+            )
+            for r, t in await repo_resources.list_resources(env.db)
+            if t
+        }
         await env.importer.stop()
         importing = env.importer.is_importing()
         holding = await held(env.db)
@@ -396,7 +447,8 @@ async def test_stop_import_cancels_promptly_publishing_only_complete_sets_and_ke
 
 
 async def test_a_restart_mid_import_completes_without_refetching_finished_files(
-        scene: Scene, big_stream: SampleStream) -> None:
+    scene: Scene, big_stream: SampleStream
+) -> None:
     """A new region over the same data resumes the partial kernel and fetches nothing else."""
     scene.upstream.serve_directory(big_stream.root)
     scene.upstream.stall(KERNEL, after_bytes=STALL_AT, seconds=2)

@@ -61,13 +61,28 @@ class TestRead:
         resp = await region.api("GET", "/rackcontrollers/", key=region.user)
         (listed,) = await resp.json()
         assert resp.status == 200
-        assert {k: listed[k] for k in ("system_id", "hostname", "fqdn", "node_type",
-                                       "node_type_name", "resource_uri", "ip_addresses",
-                                       "last_image_sync")} == {
-            "system_id": rack, "hostname": "rack1", "fqdn": "rack1", "node_type": 2,
+        assert {
+            k: listed[k]
+            for k in (
+                "system_id",
+                "hostname",
+                "fqdn",
+                "node_type",
+                "node_type_name",
+                "resource_uri",
+                "ip_addresses",
+                "last_image_sync",
+            )
+        } == {
+            "system_id": rack,
+            "hostname": "rack1",
+            "fqdn": "rack1",
+            "node_type": 2,
             "node_type_name": "Rack controller",
             "resource_uri": f"/MAAS/api/2.0/rackcontrollers/{rack}/",
-            "ip_addresses": ["10.0.0.5"], "last_image_sync": None}
+            "ip_addresses": ["10.0.0.5"],
+            "last_image_sync": None,
+        }
         assert listed["bootsync"]["connected"] is True
 
     async def test_one_rack_reads_like_its_list_entry(self, region: RackRegion, rack: str) -> None:
@@ -78,8 +93,11 @@ class TestRead:
 
     async def test_unknown_ids_are_404_with_maas_text(self, region: RackRegion) -> None:
         """Read, list_boot_images and import_boot_images of an unknown id are all 404."""
-        for method, op in (("GET", None), ("GET", "list_boot_images"),
-                           ("POST", "import_boot_images")):
+        for method, op in (
+            ("GET", None),
+            ("GET", "list_boot_images"),
+            ("POST", "import_boot_images"),
+        ):
             resp = await region.api(method, "/rackcontrollers/nosuch/", op=op)
             assert resp.status == 404
             assert await resp.text() == "No RackController matches the given query."
@@ -93,13 +111,17 @@ class TestRead:
 class TestAdminOnly:
     """The image ops are reserved for admins (spec §4.4)."""
 
-    @pytest.mark.parametrize(("method", "path", "op"), [
-        ("POST", "/rackcontrollers/", "import_boot_images"),
-        ("POST", "/rackcontrollers/{id}/", "import_boot_images"),
-        ("GET", "/rackcontrollers/{id}/", "list_boot_images"),
-    ])
-    async def test_a_plain_user_gets_maas_403_text(self, region: RackRegion, rack: str,
-                                                   method: str, path: str, op: str) -> None:
+    @pytest.mark.parametrize(
+        ("method", "path", "op"),
+        [
+            ("POST", "/rackcontrollers/", "import_boot_images"),
+            ("POST", "/rackcontrollers/{id}/", "import_boot_images"),
+            ("GET", "/rackcontrollers/{id}/", "list_boot_images"),
+        ],
+    )
+    async def test_a_plain_user_gets_maas_403_text(
+        self, region: RackRegion, rack: str, method: str, path: str, op: str
+    ) -> None:
         """A non-admin key is refused with ``This method is reserved for admin users.``"""
         resp = await region.api(method, path.format(id=rack), key=region.user, op=op)
         assert resp.status == 403
@@ -115,27 +137,44 @@ class TestAdminOnly:
 class TestListBootImages:
     """``status`` follows the rack's report, its connection and the region's import."""
 
-    async def test_a_rack_that_never_reported_is_unknown(self, region: RackRegion,
-                                                         rack: str) -> None:
+    async def test_a_rack_that_never_reported_is_unknown(
+        self, region: RackRegion, rack: str
+    ) -> None:
         """Connected but silent: no images, status unknown."""
-        assert await region.boot_images(rack) == {"images": [], "connected": True,
-                                                  "status": "unknown"}
+        assert await region.boot_images(rack) == {
+            "images": [],
+            "connected": True,
+            "status": "unknown",
+        }
 
     async def test_a_disconnected_rack_is_unknown_without_images(self, region: RackRegion) -> None:
         """A rack that reported but holds no stream is unknown, images [], connected false."""
         system_id = (await region.register())["system_id"]
-        await region.report(system_id, state="synced", snapshot_id=await current(region),
-                            images=[NOBLE])
-        assert await region.boot_images(system_id) == {"images": [], "connected": False,
-                                                       "status": "unknown"}
+        await region.report(
+            system_id, state="synced", snapshot_id=await current(region), images=[NOBLE]
+        )
+        assert await region.boot_images(system_id) == {
+            "images": [],
+            "connected": False,
+            "status": "unknown",
+        }
 
-    async def test_a_rack_serving_the_current_snapshot_is_synced(self, region: RackRegion,
-                                                                 rack: str) -> None:
+    async def test_a_rack_serving_the_current_snapshot_is_synced(
+        self, region: RackRegion, rack: str
+    ) -> None:
         """The reported snapshot equals the region's current one: synced, with its images."""
-        await region.report(rack, state="synced", snapshot_id=await current(region),
-                            images=[NOBLE], last_sync="2026-01-02T03:04:05Z")
-        assert await region.boot_images(rack) == {"images": [NOBLE], "connected": True,
-                                                  "status": "synced"}
+        await region.report(
+            rack,
+            state="synced",
+            snapshot_id=await current(region),
+            images=[NOBLE],
+            last_sync="2026-01-02T03:04:05Z",
+        )
+        assert await region.boot_images(rack) == {
+            "images": [NOBLE],
+            "connected": True,
+            "status": "synced",
+        }
 
     async def test_a_pulling_rack_is_syncing(self, region: RackRegion, rack: str) -> None:
         """A rack that reports ``syncing`` is syncing whatever snapshot it serves."""
@@ -144,30 +183,41 @@ class TestListBootImages:
 
     @pytest.mark.parametrize("state", ["synced", "failed", "idle"])
     async def test_a_rack_on_another_snapshot_is_out_of_sync(
-            self, region: RackRegion, rack: str, state: str) -> None:
+        self, region: RackRegion, rack: str, state: str
+    ) -> None:
         """Not pulling and not serving the current snapshot: out-of-sync."""
-        await region.report(rack, state=state, snapshot_id="older", images=[NOBLE],
-                            error="disk full" if state == "failed" else None)
+        await region.report(
+            rack,
+            state=state,
+            snapshot_id="older",
+            images=[NOBLE],
+            error="disk full" if state == "failed" else None,
+        )
         data = await region.boot_images(rack)
         assert data == {"images": [NOBLE], "connected": True, "status": "out-of-sync"}
 
     async def test_while_the_region_imports_the_rack_is_region_importing(
-            self, region: RackRegion, rack: str, fake_upstream: FakeUpstream) -> None:
+        self, region: RackRegion, rack: str, fake_upstream: FakeUpstream
+    ) -> None:
         """A region import in progress (stalled on its source) wins over the rack's report."""
         fake_upstream.add_file("streams/v1/index.sjson", b"-----BEGIN PGP" + b" " * 4096)
         fake_upstream.stall("streams/v1/index.sjson", after_bytes=8, seconds=60)
         keyring = region.ctx.data_dir / "region-keyring.gpg"  # any real keyring will do
-        await repo_sources.create_source(region.ctx.db, url=fake_upstream.url(""),
-                                         keyring_filename=str(keyring))
-        await region.report(rack, state="synced", snapshot_id=await current(region),
-                            images=[NOBLE])
+        await repo_sources.create_source(
+            region.ctx.db, url=fake_upstream.url(""), keyring_filename=str(keyring)
+        )
+        await region.report(rack, state="synced", snapshot_id=await current(region), images=[NOBLE])
         assert region.ctx.importer.start(reason="test")
-        await eventually(lambda: fake_upstream.requests_for("streams/v1/index.sjson"),
-                         "the import to reach its source")
+        await eventually(
+            lambda: fake_upstream.requests_for("streams/v1/index.sjson"),
+            "the import to reach its source",
+        )
         try:
-            assert await region.boot_images(rack) == {"images": [NOBLE], "connected": True,
-                                                      "status": "region-importing"}
+            assert await region.boot_images(rack) == {
+                "images": [NOBLE],
+                "connected": True,
+                "status": "region-importing",
+            }
         finally:
             await region.ctx.importer.stop()
         assert (await region.boot_images(rack))["status"] == "synced"
-

@@ -34,16 +34,22 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey) -> SampleStream:
-    return write_sample_stream(tmp_path_factory.mktemp("upstream"), file_size=FILE_SIZE,
-                               signing_key=upstream_key)
+    return write_sample_stream(
+        tmp_path_factory.mktemp("upstream"), file_size=FILE_SIZE, signing_key=upstream_key
+    )
 
 
 @pytest.fixture(scope="module")
-def newer_stream(tmp_path_factory: pytest.TempPathFactory,
-                 upstream_key: SigningKey) -> SampleStream:
+def newer_stream(
+    tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey
+) -> SampleStream:
     """A month later, signed by the same upstream key."""
-    return write_sample_stream(tmp_path_factory.mktemp("upstream2"), file_size=FILE_SIZE,
-                               newest=date(2025, 8, 15), signing_key=upstream_key)
+    return write_sample_stream(
+        tmp_path_factory.mktemp("upstream2"),
+        file_size=FILE_SIZE,
+        newest=date(2025, 8, 15),
+        signing_key=upstream_key,
+    )
 
 
 @pytest.fixture
@@ -54,20 +60,27 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def region_process(upstream: FakeUpstream, stream: SampleStream, data_dir: Path,
-                   tmp_path: Path) -> DaemonProcess:
+def region_process(
+    upstream: FakeUpstream, stream: SampleStream, data_dir: Path, tmp_path: Path
+) -> DaemonProcess:
     config = tmp_path / "regiond.toml"
-    config.write_text(f'[import]\ndefault_source_url = "{upstream.url("/")}"\n'
-                      f'default_keyring = "{stream.keyring}"\n[log]\nformat = "json"\n')
+    config.write_text(
+        f'[import]\ndefault_source_url = "{upstream.url("/")}"\n'
+        f'default_keyring = "{stream.keyring}"\n[log]\nformat = "json"\n'
+    )
     port = free_port()
-    return DaemonProcess("region", ["--config", str(config), "--listen", f"127.0.0.1:{port}",
-                                    "--data-dir", str(data_dir)],
-                         log_path=tmp_path / "regiond.log", port=port)
+    return DaemonProcess(
+        "region",
+        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        log_path=tmp_path / "regiond.log",
+        port=port,
+    )
 
 
 @pytest.fixture
-async def region(fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path,
-                 tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+async def region(
+    fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path, tmp_path: Path
+) -> AsyncIterator[DaemonProcess]:
     fake_upstream.serve_directory(stream.root)
     daemon = region_process(fake_upstream, stream, data_dir, tmp_path)
     await daemon.start()
@@ -77,10 +90,19 @@ async def region(fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Pa
 
 async def admin_key(data_dir: Path) -> str:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "common.cli",
-        "apikey", "--username", "admin", "--admin", "--data-dir", str(data_dir),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        sys.executable,
+        "-m",
+        "common.cli",
+        "apikey",
+        "--username",
+        "admin",
+        "--admin",
+        "--data-dir",
+        str(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode().strip()
@@ -88,18 +110,23 @@ async def admin_key(data_dir: Path) -> str:
 
 def oauth(key: str) -> dict[str, str]:
     consumer, token, secret = key.split(":")
-    return {"Authorization": (
-        f'OAuth oauth_version="1.0", oauth_signature_method="PLAINTEXT", '
-        f'oauth_consumer_key="{consumer}", oauth_token="{token}", '
-        f'oauth_signature="%26{secret}", oauth_nonce="1", oauth_timestamp="1"')}
+    return {
+        "Authorization": (
+            f'OAuth oauth_version="1.0", oauth_signature_method="PLAINTEXT", '
+            f'oauth_consumer_key="{consumer}", oauth_token="{token}", '
+            f'oauth_signature="%26{secret}", oauth_nonce="1", oauth_timestamp="1"'
+        )
+    }
 
 
-async def api(daemon: DaemonProcess, key: str, method: str, path: str,
-              **kw: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession(headers=oauth(key)) as s, \
-            s.request(method, daemon.url + API + path, **kw) as resp:
-        body: Any = await (resp.json() if resp.content_type == "application/json"
-                           else resp.text())
+async def api(
+    daemon: DaemonProcess, key: str, method: str, path: str, **kw: Any
+) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession(headers=oauth(key)) as s,
+        s.request(method, daemon.url + API + path, **kw) as resp,
+    ):
+        body: Any = await (resp.json() if resp.content_type == "application/json" else resp.text())
         return resp.status, body
 
 
@@ -126,13 +153,17 @@ async def published(daemon: DaemonProcess) -> dict[str, str]:
             assert entry.path is not None
             async with s.get(f"{daemon.url}{STREAM}/{entry.path}") as resp:
                 doc = await averify_clearsigned(await resp.read(), keyring)
-            files |= {i.path: i.sha256 for i in flatten(parse_products(doc.payload))
-                      if i.path and i.sha256}
+            files |= {
+                i.path: i.sha256
+                for i in flatten(parse_products(doc.payload))
+                if i.path and i.sha256
+            }
         return files
 
 
 async def test_region_imports_at_start_and_publishes_a_signed_stream_of_what_it_holds(
-        region: DaemonProcess, data_dir: Path) -> None:
+    region: DaemonProcess, data_dir: Path
+) -> None:
     """The start-up import fetches noble/amd64 and bootloaders; every listed file is served."""
     key = await admin_key(data_dir)
     summary = await wait_idle(region, key, 1)
@@ -149,7 +180,8 @@ async def test_region_imports_at_start_and_publishes_a_signed_stream_of_what_it_
 
 
 async def test_second_import_of_the_same_stream_fetches_no_file(
-        region: DaemonProcess, fake_upstream: FakeUpstream, data_dir: Path) -> None:
+    region: DaemonProcess, fake_upstream: FakeUpstream, data_dir: Path
+) -> None:
     """op=import against an unchanged upstream reads metadata only."""
     key = await admin_key(data_dir)
     await wait_idle(region, key, 1)
@@ -163,8 +195,8 @@ async def test_second_import_of_the_same_stream_fetches_no_file(
 
 
 async def test_restart_mid_import_completes_without_refetching_finished_files(
-        fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path,
-        tmp_path: Path) -> None:
+    fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path, tmp_path: Path
+) -> None:
     """kill -9 while one file stalls; after a restart only that file is fetched again."""
     fake_upstream.serve_directory(stream.root)
     fake_upstream.stall(SQUASHFS, after_bytes=FILE_SIZE // 2, seconds=120, times=1)
@@ -189,8 +221,8 @@ async def test_restart_mid_import_completes_without_refetching_finished_files(
 
 
 async def test_corrupt_upstream_file_is_refused_while_the_old_set_keeps_being_served(
-        region: DaemonProcess, fake_upstream: FakeUpstream, newer_stream: SampleStream,
-        data_dir: Path) -> None:
+    region: DaemonProcess, fake_upstream: FakeUpstream, newer_stream: SampleStream, data_dir: Path
+) -> None:
     """A newer version whose squashfs never verifies fails; the stream still serves the old."""
     key = await admin_key(data_dir)
     await wait_idle(region, key, 1)
@@ -203,19 +235,23 @@ async def test_corrupt_upstream_file_is_refused_while_the_old_set_keeps_being_se
     assert any("sha256" in e for e in summary["errors"])
     now = await published(region)
     assert not any("20250815/squashfs" in p for p in now)
-    assert {p: s for p, s in now.items() if "noble/amd64" in p and "squashfs" in p} == \
-        {p: s for p, s in old.items() if "noble/amd64" in p and "squashfs" in p}
+    assert {p: s for p, s in now.items() if "noble/amd64" in p and "squashfs" in p} == {
+        p: s for p, s in old.items() if "noble/amd64" in p and "squashfs" in p
+    }
 
 
 async def test_canonical_sstream_mirror_mirrors_the_region_stream_with_its_keyring(
-        region: DaemonProcess, data_dir: Path, tmp_path: Path) -> None:
+    region: DaemonProcess, data_dir: Path, tmp_path: Path
+) -> None:
     """sstream-mirror --keyring region-keyring.gpg copies and verifies every published file."""
     key = await admin_key(data_dir)
     await wait_idle(region, key, 1)
     files = await published(region)
     keyring = tmp_path / "region-keyring.gpg"
-    async with aiohttp.ClientSession() as s, \
-            s.get(f"{region.url}{STREAM}/region-keyring.gpg") as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{region.url}{STREAM}/region-keyring.gpg") as resp,
+    ):
         keyring.write_bytes(await resp.read())
     sstream = Path(os.environ.get("SSTREAM_BIN", REPO / ".venv-simplestreams" / "bin"))
     if not (sstream / "sstream-mirror").exists():
@@ -223,9 +259,14 @@ async def test_canonical_sstream_mirror_mirrors_the_region_stream_with_its_keyri
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     proc = await asyncio.create_subprocess_exec(
-        str(sstream / "sstream-mirror"), f"--keyring={keyring}", f"{region.url}{STREAM}/",
-        str(tmp_path / "copy"), env={**os.environ, "GNUPGHOME": str(home)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        str(sstream / "sstream-mirror"),
+        f"--keyring={keyring}",
+        f"{region.url}{STREAM}/",
+        str(tmp_path / "copy"),
+        env={**os.environ, "GNUPGHOME": str(home)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     for path, sha in files.items():

@@ -25,15 +25,24 @@ def region_key() -> Iterator[SigningKey]:
         yield key
 
 
-async def hold(env: ImportEnv, release: str, version: str, data: bytes, *,
-               stored: bool = True) -> None:
+async def hold(
+    env: ImportEnv, release: str, version: str, data: bytes, *, stored: bool = True
+) -> None:
     """Give the region a set holding ``data`` as its squashfs (stored, or only queued)."""
     sha256 = await env.store.ingest_bytes(data) if stored else "0" * 64
-    wanted = WantedSet(name=f"ubuntu/{release}", architecture="amd64/generic", kflavor="generic",
-                       bootloader_type=None, rolling=False, extra={"title": release},
-                       version=version, label="stable",
-                       files=(WantedFile(filename="squashfs", filetype="squashfs",
-                                         sha256=sha256, size=len(data)),))
+    wanted = WantedSet(
+        name=f"ubuntu/{release}",
+        architecture="amd64/generic",
+        kflavor="generic",
+        bootloader_type=None,
+        rolling=False,
+        extra={"title": release},
+        version=version,
+        label="stable",
+        files=(
+            WantedFile(filename="squashfs", filetype="squashfs", sha256=sha256, size=len(data)),
+        ),
+    )
     await repo_import.write_wanted(env.db, [wanted], {sha256: len(data)} if stored else {})
 
 
@@ -43,7 +52,8 @@ def current(root: Path) -> Path:
 
 
 async def test_the_stream_lists_complete_sets_signed_with_the_key_at_its_root(
-        tmp_path: Path, region_key: SigningKey) -> None:
+    tmp_path: Path, region_key: SigningKey
+) -> None:
     """Only the complete set is listed; the signed index verifies with the published keyring."""
     async with import_env(tmp_path / "region", region_key) as env:
         await hold(env, "noble", "20250718", b"noble squashfs")
@@ -63,12 +73,12 @@ async def test_the_stream_lists_complete_sets_signed_with_the_key_at_its_root(
     assert entry.path.endswith(".sjson")
     assert plain.entries[entry.content_id].path == PRODUCTS_PATH
     assert list(products.products) == ["maas:boot:ubuntu:amd64:generic:noble"]
-    assert (top / "ubuntu/amd64/generic/noble/20250718/squashfs").read_bytes() == \
-        b"noble squashfs"
+    assert (top / "ubuntu/amd64/generic/noble/20250718/squashfs").read_bytes() == b"noble squashfs"
 
 
 async def test_unchanged_content_publishes_nothing_and_a_change_publishes_anew(
-        tmp_path: Path, region_key: SigningKey) -> None:
+    tmp_path: Path, region_key: SigningKey
+) -> None:
     """Publishing twice keeps the snapshot and its `updated`; new content makes a new one."""
     async with import_env(tmp_path / "region", region_key) as env:
         await hold(env, "noble", "20250718", b"noble squashfs")

@@ -50,22 +50,39 @@ async def region(data_dir: Path, aiohttp_client: AiohttpClient) -> RackRegion:
     return await start_region(data_dir, aiohttp_client)
 
 
-async def create(region: RackRegion, fields: Sequence[Field], *,
-                 key: ApiKey | None = None) -> aiohttp.ClientResponse:
+async def create(
+    region: RackRegion, fields: Sequence[Field], *, key: ApiKey | None = None
+) -> aiohttp.ClientResponse:
     """POST boot-resources/ as the maas CLI encodes it (multipart, base64 parts)."""
     body, ctype = maas_multipart(fields)
     return await region.client.post(
-        f"{API_ROOT}/boot-resources/", data=body,
-        headers={"Content-Type": ctype,
-                 "Authorization": oauth_header(key or region.admin, realm=False)})
+        f"{API_ROOT}/boot-resources/",
+        data=body,
+        headers={
+            "Content-Type": ctype,
+            "Authorization": oauth_header(key or region.admin, realm=False),
+        },
+    )
 
 
-async def announce(region: RackRegion, name: str = "custom/mine", *, data: bytes = IMAGE,
-                   extra: Sequence[Field] = ()) -> dict[str, Any]:
+async def announce(
+    region: RackRegion,
+    name: str = "custom/mine",
+    *,
+    data: bytes = IMAGE,
+    extra: Sequence[Field] = (),
+) -> dict[str, Any]:
     """Create an upload with sha256 + size; the 201 body."""
-    resp = await create(region, [("name", name), ("architecture", "amd64/generic"),
-                                 ("sha256", hashlib.sha256(data).hexdigest()),
-                                 ("size", str(len(data))), *extra])
+    resp = await create(
+        region,
+        [
+            ("name", name),
+            ("architecture", "amd64/generic"),
+            ("sha256", hashlib.sha256(data).hexdigest()),
+            ("size", str(len(data))),
+            *extra,
+        ],
+    )
     assert resp.status == 201, await resp.text()
     body: dict[str, Any] = await resp.json()
     return body
@@ -79,19 +96,31 @@ def newest_file(resource: dict[str, Any]) -> dict[str, Any]:
     return file
 
 
-async def put(region: RackRegion, uri: str, data: bytes, *, key: ApiKey | None = None,
-              headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+async def put(
+    region: RackRegion,
+    uri: str,
+    data: bytes,
+    *,
+    key: ApiKey | None = None,
+    headers: dict[str, str] | None = None,
+) -> aiohttp.ClientResponse:
     """PUT one raw chunk, signed, as the clients send it."""
-    return await region.client.put(uri, data=io.BytesIO(data), headers={
-        "Content-Type": "application/octet-stream",
-        "Authorization": oauth_header(key or region.admin, realm=True), **(headers or {})})
+    return await region.client.put(
+        uri,
+        data=io.BytesIO(data),
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Authorization": oauth_header(key or region.admin, realm=True),
+            **(headers or {}),
+        },
+    )
 
 
 async def upload_all(region: RackRegion, uri: str, data: bytes = IMAGE) -> list[int]:
     """PUT ``data`` in 4 MiB chunks; the statuses."""
     statuses = []
     for start in range(0, len(data), CHUNK):
-        resp = await put(region, uri, data[start:start + CHUNK])
+        resp = await put(region, uri, data[start : start + CHUNK])
         statuses.append(resp.status)
         await resp.read()
     return statuses
@@ -134,8 +163,10 @@ async def test_chunked_upload_completes_verifies_and_is_published(region: RackRe
     file = newest_file(created)
     assert file["filename"] == file["filetype"] == "root-tgz"
     assert (file["sha256"], file["size"], file["complete"]) == (IMAGE_SHA, len(IMAGE), False)
-    assert file["upload_uri"] == \
-        f"{API_ROOT}/boot-resources/{created['id']}/upload/{file['upload_uri'].split('/')[-2]}/"
+    assert (
+        file["upload_uri"]
+        == f"{API_ROOT}/boot-resources/{created['id']}/upload/{file['upload_uri'].split('/')[-2]}/"
+    )
 
     assert await upload_all(region, file["upload_uri"]) == [200, 200, 200]
     done = await read(region, created["id"])
@@ -146,8 +177,10 @@ async def test_chunked_upload_completes_verifies_and_is_published(region: RackRe
     assert await region.ctx.store.has(IMAGE_SHA, len(IMAGE))
 
     async def published() -> bool:
-        return (await published_items(region)).get("maas:boot:custom:amd64:generic:mine") \
-            == IMAGE_SHA
+        return (await published_items(region)).get(
+            "maas:boot:custom:amd64:generic:mine"
+        ) == IMAGE_SHA
+
     await eventually(published, "the upload in the region's stream")
 
 
@@ -165,35 +198,48 @@ async def test_progress_is_shown_between_chunks(region: RackRegion) -> None:
 
 @pytest.mark.parametrize("base64", [True, False], ids=["maascli-base64", "curl-binary"])
 async def test_content_in_one_request_is_stored_and_published_at_once(
-        region: RackRegion, base64: bool) -> None:
+    region: RackRegion, base64: bool
+) -> None:
     """content@=FILE in the POST: 201 with a complete file, the blob stored, the stream updated."""
     data = IMAGE[:300_001]
     if base64:
-        resp = await create(region, [("name", "ubuntu/custom-one"),
-                                     ("architecture", "arm64/generic"), ("filetype", "ddraw"),
-                                     ("content", data, "content")])
+        resp = await create(
+            region,
+            [
+                ("name", "ubuntu/custom-one"),
+                ("architecture", "arm64/generic"),
+                ("filetype", "ddraw"),
+                ("content", data, "content"),
+            ],
+        )
     else:
         form = aiohttp.FormData()
         form.add_field("name", "ubuntu/custom-one")
         form.add_field("architecture", "arm64/generic")
         form.add_field("filetype", "ddraw")
-        form.add_field("content", data, filename="image.raw",
-                       content_type="application/octet-stream")
+        form.add_field(
+            "content", data, filename="image.raw", content_type="application/octet-stream"
+        )
         resp = await region.client.post(
-            f"{API_ROOT}/boot-resources/", data=form,
-            headers={"Authorization": oauth_header(region.admin, realm=False)})
+            f"{API_ROOT}/boot-resources/",
+            data=form,
+            headers={"Authorization": oauth_header(region.admin, realm=False)},
+        )
     assert resp.status == 201, await resp.text()
     file = newest_file(await resp.json())
     sha = hashlib.sha256(data).hexdigest()
-    assert (file["filetype"], file["sha256"], file["size"], file["complete"]) == \
-        ("root-dd.raw", sha, len(data), True)
+    assert (file["filetype"], file["sha256"], file["size"], file["complete"]) == (
+        "root-dd.raw",
+        sha,
+        len(data),
+        True,
+    )
     assert "upload_uri" not in file
     assert await region.ctx.store.has(sha, len(data))
     assert (await published_items(region))["maas:boot:ubuntu:arm64:generic:custom-one"] == sha
 
 
-async def test_an_already_stored_sha256_makes_the_file_complete_at_once(
-        region: RackRegion) -> None:
+async def test_an_already_stored_sha256_makes_the_file_complete_at_once(region: RackRegion) -> None:
     """A second announcement of stored content needs no PUT: complete, no upload_uri."""
     first = newest_file(await announce(region, "custom/first"))
     await upload_all(region, first["upload_uri"])
@@ -207,8 +253,15 @@ async def test_an_already_stored_sha256_makes_the_file_complete_at_once(
 async def test_same_sha256_with_another_size_is_refused(region: RackRegion) -> None:
     """MAAS's message when the sha256 is known with a different size; nothing is created."""
     await announce(region, "custom/first")
-    resp = await create(region, [("name", "custom/second"), ("architecture", "amd64/generic"),
-                                 ("sha256", IMAGE_SHA), ("size", str(len(IMAGE) + 1))])
+    resp = await create(
+        region,
+        [
+            ("name", "custom/second"),
+            ("architecture", "amd64/generic"),
+            ("sha256", IMAGE_SHA),
+            ("size", str(len(IMAGE) + 1)),
+        ],
+    )
     assert resp.status == 400
     assert await resp.text() == "File already exists with sha256 that is of different size."
     listed = await (await region.api("GET", "/boot-resources/")).json()
@@ -218,17 +271,19 @@ async def test_same_sha256_with_another_size_is_refused(region: RackRegion) -> N
 class DaemonLikeServer(TestServer):
     """A test server that, like the daemon's runner, does not cancel handlers on disconnect."""
 
-    async def _make_runner(self, handler_cancellation: bool = False,
-                           **kwargs: Any) -> BaseRunner:
+    async def _make_runner(self, handler_cancellation: bool = False, **kwargs: Any) -> BaseRunner:
         return await super()._make_runner(handler_cancellation=False, **kwargs)
 
 
 @pytest.mark.parametrize("cancelled", [True, False], ids=["handler-cancelled", "daemon-like"])
 async def test_a_chunk_cut_short_is_not_counted_and_the_upload_resumes(
-        data_dir: Path, aiohttp_client: AiohttpClient, cancelled: bool) -> None:
+    data_dir: Path, aiohttp_client: AiohttpClient, cancelled: bool
+) -> None:
     """A PUT whose client goes away mid-body adds nothing; sending that chunk again continues."""
+
     def client(app: web.Application, **kwargs: Any) -> Any:
         return aiohttp_client(app if cancelled else DaemonLikeServer(app), **kwargs)
+
     region = await start_region(data_dir, cast(AiohttpClient, client))
     file = newest_file(await announce(region))
     uri, file_id = file["upload_uri"], int(file["upload_uri"].split("/")[-2])
@@ -236,16 +291,18 @@ async def test_a_chunk_cut_short_is_not_counted_and_the_upload_resumes(
     assert (await put(region, uri, IMAGE[:CHUNK])).status == 200
     host, port = region.client.server.host, region.client.server.port
     _reader, writer = await asyncio.open_connection(host, port)
-    head = (f"PUT {uri} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Authorization: {oauth_header(region.admin, realm=False)}\r\n"
-            f"Content-Type: application/octet-stream\r\nContent-Length: {CHUNK}\r\n\r\n")
+    head = (
+        f"PUT {uri} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: {oauth_header(region.admin, realm=False)}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {CHUNK}\r\n\r\n"
+    )
     writer.write(head.encode() + b"\xee" * (3 << 20))  # 3 of 4 MiB: some reach the disk
     await writer.drain()
     await eventually(lambda: partial.stat().st_size > CHUNK, "the cut chunk on disk")
     writer.close()
     await writer.wait_closed()
 
-    rest = [await put(region, uri, IMAGE[s:s + CHUNK]) for s in range(CHUNK, len(IMAGE), CHUNK)]
+    rest = [await put(region, uri, IMAGE[s : s + CHUNK]) for s in range(CHUNK, len(IMAGE), CHUNK)]
     assert [r.status for r in rest] == [200, 200]
     assert await region.ctx.store.has(IMAGE_SHA, len(IMAGE))
     assert newest_file(await read(region, int(uri.split("/")[-4])))["complete"] is True
@@ -272,7 +329,7 @@ async def test_data_that_does_not_match_the_sha256_is_not_stored(region: RackReg
     wrong[-1] ^= 0xFF
     statuses = []
     for start in range(0, len(wrong), CHUNK):
-        resp = await put(region, uri, bytes(wrong[start:start + CHUNK]))
+        resp = await put(region, uri, bytes(wrong[start : start + CHUNK]))
         statuses.append((resp.status, await resp.text()))
     assert statuses[-1] == (400, "Saved content does not match given SHA256 value.")
     assert not await region.ctx.store.has(IMAGE_SHA, len(IMAGE))
@@ -284,51 +341,113 @@ async def test_data_that_does_not_match_the_sha256_is_not_stored(region: RackReg
 
 
 async def test_one_request_content_not_matching_a_given_sha256_stores_nothing(
-        region: RackRegion) -> None:
+    region: RackRegion,
+) -> None:
     """content with a different sha256: 400 with MAAS's message, no resource and no blob."""
-    resp = await create(region, [("name", "custom/x"), ("architecture", "amd64/generic"),
-                                 ("sha256", "0" * 64), ("content", b"abc", "content")])
-    assert (resp.status, await resp.text()) == \
-        (400, "Saved content does not match given SHA256 value.")
+    resp = await create(
+        region,
+        [
+            ("name", "custom/x"),
+            ("architecture", "amd64/generic"),
+            ("sha256", "0" * 64),
+            ("content", b"abc", "content"),
+        ],
+    )
+    assert (resp.status, await resp.text()) == (
+        400,
+        "Saved content does not match given SHA256 value.",
+    )
     assert await (await region.api("GET", "/boot-resources/")).json() == []
     assert not await region.ctx.store.has(hashlib.sha256(b"abc").hexdigest(), 3)
     assert list((region.ctx.store.root / "uploads").glob("*")) == []
 
 
-@pytest.mark.parametrize(("overrides", "field", "message"), [
-    ({"name": None}, "name", "This field is required."),
-    ({"name": "ubuntu"}, "name", "ubuntu is a reserved name"),
-    ({"name": "custom/centos7"}, "name", "centos7 is a reserved name"),
-    ({"name": "noble"}, "name", "noble is a reserved name"),
-    ({"name": "ubuntu/noble"}, "name", "ubuntu/noble is a reserved name"),
-    ({"name": "plan9/x"}, "name", "Unsupport operating system plan9, supported operating "
-     "systems: ['ubuntu', 'centos', 'rhel', 'custom', 'windows', 'suse', 'esxi', "
-     "'ubuntu-core', 'ol']"),
-    ({"name": "custom/bad name"}, "name", "Enter a valid name: use letters, digits, '.', '_', "
-     "'+' and '-' (at most 64), and at most one '/'."),
-    ({"architecture": "amd64"}, "architecture",
-     "Invalid architecture, missing subarchitecture."),
-    ({"filetype": "zip"}, "filetype",
-     "Select a valid choice. zip is not one of the available choices."),
-    ({"base_image": "noble"}, "base_image",
-     "a base image must follow the format: <osystem>/<series>"),
-    ({"base_image": "windows/2019"}, "base_image",
-     "custom images require a valid non-custom OS type base image"),
-    ({"base_image": "ubuntu/warty"}, "base_image",
-     "please select a valid base image OS and version"),
-    ({"sha256": "abc"}, "sha256", "Enter the sha256 as 64 hexadecimal digits."),
-    ({"size": "0"}, "size", "Ensure this value is greater than or equal to 1."),
-], ids=["no-name", "os-name", "centos", "release", "os-release", "unsupported-os",
-        "unsafe-name", "no-subarch", "filetype", "base-format", "base-os", "base-unknown",
-        "sha256", "size"])
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"name": None}, "name", "This field is required."),
+        ({"name": "ubuntu"}, "name", "ubuntu is a reserved name"),
+        ({"name": "custom/centos7"}, "name", "centos7 is a reserved name"),
+        ({"name": "noble"}, "name", "noble is a reserved name"),
+        ({"name": "ubuntu/noble"}, "name", "ubuntu/noble is a reserved name"),
+        (
+            {"name": "plan9/x"},
+            "name",
+            "Unsupport operating system plan9, supported operating "
+            "systems: ['ubuntu', 'centos', 'rhel', 'custom', 'windows', 'suse', 'esxi', "
+            "'ubuntu-core', 'ol']",
+        ),
+        (
+            {"name": "custom/bad name"},
+            "name",
+            "Enter a valid name: use letters, digits, '.', '_', "
+            "'+' and '-' (at most 64), and at most one '/'.",
+        ),
+        (
+            {"architecture": "amd64"},
+            "architecture",
+            "Invalid architecture, missing subarchitecture.",
+        ),
+        (
+            {"filetype": "zip"},
+            "filetype",
+            "Select a valid choice. zip is not one of the available choices.",
+        ),
+        (
+            {"base_image": "noble"},
+            "base_image",
+            "a base image must follow the format: <osystem>/<series>",
+        ),
+        (
+            {"base_image": "windows/2019"},
+            "base_image",
+            "custom images require a valid non-custom OS type base image",
+        ),
+        (
+            {"base_image": "ubuntu/warty"},
+            "base_image",
+            "please select a valid base image OS and version",
+        ),
+        ({"sha256": "abc"}, "sha256", "Enter the sha256 as 64 hexadecimal digits."),
+        ({"size": "0"}, "size", "Ensure this value is greater than or equal to 1."),
+    ],
+    ids=[
+        "no-name",
+        "os-name",
+        "centos",
+        "release",
+        "os-release",
+        "unsupported-os",
+        "unsafe-name",
+        "no-subarch",
+        "filetype",
+        "base-format",
+        "base-os",
+        "base-unknown",
+        "sha256",
+        "size",
+    ],
+)
 async def test_create_refuses_bad_fields_with_maas_messages(
-        region: RackRegion, overrides: dict[str, str | None], field: str, message: str) -> None:
+    region: RackRegion, overrides: dict[str, str | None], field: str, message: str
+) -> None:
     """Each naming rule answers 400 {field: [message]}; nothing is created."""
-    await repo_catalogue.replace_catalogue(region.ctx.db, await _source_id(region), [
-        CatalogueEntry(os="ubuntu", arch="amd64", subarch="ga-24.04", release="noble",
-                       label="stable")])
-    given: dict[str, str | None] = {"name": "custom/fine", "architecture": "amd64/generic",
-                                    "sha256": IMAGE_SHA, "size": str(len(IMAGE)), **overrides}
+    await repo_catalogue.replace_catalogue(
+        region.ctx.db,
+        await _source_id(region),
+        [
+            CatalogueEntry(
+                os="ubuntu", arch="amd64", subarch="ga-24.04", release="noble", label="stable"
+            )
+        ],
+    )
+    given: dict[str, str | None] = {
+        "name": "custom/fine",
+        "architecture": "amd64/generic",
+        "sha256": IMAGE_SHA,
+        "size": str(len(IMAGE)),
+        **overrides,
+    }
     resp = await create(region, [(k, v) for k, v in given.items() if v is not None])
     assert resp.status == 400
     assert (await resp.json())[field] == [message]
@@ -336,33 +455,52 @@ async def test_create_refuses_bad_fields_with_maas_messages(
 
 
 async def _source_id(region: RackRegion) -> int:
-    source = await repo_sources.create_source(region.ctx.db, url="http://m.example/",
-                                              keyring_filename="/k.gpg")
+    source = await repo_sources.create_source(
+        region.ctx.db, url="http://m.example/", keyring_filename="/k.gpg"
+    )
     return source.id
 
 
 async def test_unknown_architecture_lists_the_usable_ones(region: RackRegion) -> None:
     """MAAS's architecture message names what would have been accepted."""
-    resp = await create(region, [("name", "custom/x"), ("architecture", "sparc/generic"),
-                                 ("sha256", IMAGE_SHA), ("size", "10")])
+    resp = await create(
+        region,
+        [
+            ("name", "custom/x"),
+            ("architecture", "sparc/generic"),
+            ("sha256", IMAGE_SHA),
+            ("size", "10"),
+        ],
+    )
     assert resp.status == 400
     message = (await resp.json())["architecture"][0]
-    assert message.startswith("'sparc/generic' is not a valid architecture.  It should be one "
-                              "of: 'amd64/generic', ")
+    assert message.startswith(
+        "'sparc/generic' is not a valid architecture.  It should be one of: 'amd64/generic', "
+    )
 
 
 async def test_announcing_needs_sha256_and_size_without_content(region: RackRegion) -> None:
     """Without content, sha256 and size are required."""
     resp = await create(region, [("name", "custom/x"), ("architecture", "amd64/generic")])
     assert resp.status == 400
-    assert await resp.json() == {"sha256": ["This field is required."],
-                                 "size": ["This field is required."]}
+    assert await resp.json() == {
+        "sha256": ["This field is required."],
+        "size": ["This field is required."],
+    }
 
 
 async def test_upload_is_admin_only(region: RackRegion) -> None:
     """A plain user gets 403 for create and for a chunk; no key gets 401."""
-    resp = await create(region, [("name", "custom/x"), ("architecture", "amd64/generic"),
-                                 ("sha256", IMAGE_SHA), ("size", "10")], key=region.user)
+    resp = await create(
+        region,
+        [
+            ("name", "custom/x"),
+            ("architecture", "amd64/generic"),
+            ("sha256", IMAGE_SHA),
+            ("size", "10"),
+        ],
+        key=region.user,
+    )
     assert (resp.status, await resp.text()) == (403, NOT_ADMIN)
     uri = newest_file(await announce(region))["upload_uri"]
     resp = await put(region, uri, b"abc", key=region.user)
@@ -372,19 +510,32 @@ async def test_upload_is_admin_only(region: RackRegion) -> None:
 
 
 async def test_chunks_to_a_synced_resource_or_an_unknown_file_are_refused(
-        region: RackRegion) -> None:
+    region: RackRegion,
+) -> None:
     """A synced resource's file answers 403 with MAAS's text; an unknown file 404."""
-    await write_wanted(region.ctx.db, [WantedSet(
-        name="ubuntu/noble", architecture="amd64/generic", kflavor=None, bootloader_type=None,
-        rolling=False, extra={}, version="20250101", label="stable",
-        files=(WantedFile("squashfs", "squashfs", "a" * 64, 10),))], {})
+    await write_wanted(
+        region.ctx.db,
+        [
+            WantedSet(
+                name="ubuntu/noble",
+                architecture="amd64/generic",
+                kflavor=None,
+                bootloader_type=None,
+                rolling=False,
+                extra={},
+                version="20250101",
+                label="stable",
+                files=(WantedFile("squashfs", "squashfs", "a" * 64, 10),),
+            )
+        ],
+        {},
+    )
     resource = (await (await region.api("GET", "/boot-resources/")).json())[0]
     async with region.ctx.db.execute("SELECT id FROM boot_resource_files") as cur:
         file_id = (await cur.fetchone())[0]  # type: ignore[index]
     uri = f"{API_ROOT}/boot-resources/{resource['id']}/upload/{file_id}/"
     resp = await put(region, uri, b"abc")
-    assert (resp.status, await resp.text()) == \
-        (403, "Cannot upload to a resource of type: Synced.")
+    assert (resp.status, await resp.text()) == (403, "Cannot upload to a resource of type: Synced.")
     resp = await put(region, f"{API_ROOT}/boot-resources/{resource['id']}/upload/999/", b"a")
     assert resp.status == 404
 
@@ -408,8 +559,15 @@ async def test_a_new_upload_replaces_the_old_set_unless_keep_old(region: RackReg
 
 async def test_an_upload_larger_than_the_free_space_is_refused(region: RackRegion) -> None:
     """Announcing more bytes than the store can hold answers 507; nothing is created."""
-    resp = await create(region, [("name", "custom/huge"), ("architecture", "amd64/generic"),
-                                 ("sha256", IMAGE_SHA), ("size", str(1 << 60))])
+    resp = await create(
+        region,
+        [
+            ("name", "custom/huge"),
+            ("architecture", "amd64/generic"),
+            ("sha256", IMAGE_SHA),
+            ("size", str(1 << 60)),
+        ],
+    )
     assert resp.status == 507
     assert (await resp.text()).startswith("No space left on device")
     assert await (await region.api("GET", "/boot-resources/")).json() == []

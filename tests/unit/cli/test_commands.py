@@ -28,38 +28,57 @@ def commands() -> dict[str, Command]:
     return build_commands(describe(), anonymous=False)
 
 
-@pytest.mark.parametrize(("handler", "command"), [
-    ("BootSourcesHandler", "boot-sources"),
-    ("BootSourceHandler", "boot-source"),
-    ("BootSourceSelectionsHandler", "boot-source-selections"),
-    ("BootSourceSelectionHandler", "boot-source-selection"),
-    ("BootResourcesHandler", "boot-resources"),
-    ("BootResourceHandler", "boot-resource"),
-    ("RackControllersHandler", "rack-controllers"),
-    ("MAASHandler", "maas"),
-    ("IPAddressesHandler", "ip-addresses"),
-])
+@pytest.mark.parametrize(
+    ("handler", "command"),
+    [
+        ("BootSourcesHandler", "boot-sources"),
+        ("BootSourceHandler", "boot-source"),
+        ("BootSourceSelectionsHandler", "boot-source-selections"),
+        ("BootSourceSelectionHandler", "boot-source-selection"),
+        ("BootResourcesHandler", "boot-resources"),
+        ("BootResourceHandler", "boot-resource"),
+        ("RackControllersHandler", "rack-controllers"),
+        ("MAASHandler", "maas"),
+        ("IPAddressesHandler", "ip-addresses"),
+    ],
+)
 def test_handler_class_names_become_maas_cli_command_names(handler: str, command: str) -> None:
     """Handler class names are split at CamelCase, lower-cased, and lose 'handler'."""
     assert handler_command_name(handler) == command
 
 
-@pytest.mark.parametrize(("name", "cli"), [
-    ("read", "read"), ("is_importing", "is-importing"), ("stop_import", "stop-import"),
-    ("import_boot_images", "import-boot-images"), ("set_config", "set-config"),
-])
+@pytest.mark.parametrize(
+    ("name", "cli"),
+    [
+        ("read", "read"),
+        ("is_importing", "is-importing"),
+        ("stop_import", "stop-import"),
+        ("import_boot_images", "import-boot-images"),
+        ("set_config", "set-config"),
+    ],
+)
 def test_action_names_use_dashes(name: str, cli: str) -> None:
     """Underscores in action names become dashes, as in the maas CLI."""
     assert action_command_name(name) == cli
 
 
 def test_the_tree_has_every_authenticated_handler_and_the_anonymous_ones(
-        commands: dict[str, Command]) -> None:
+    commands: dict[str, Command],
+) -> None:
     """With a key, auth handlers are used, and anon-only handlers are still reachable."""
     assert set(commands) == {
-        "boot-sources", "boot-source", "boot-source-selections", "boot-source-selection",
-        "boot-resources", "boot-resource", "maas", "users", "rack-controllers",
-        "rack-controller", "version"}
+        "boot-sources",
+        "boot-source",
+        "boot-source-selections",
+        "boot-source-selection",
+        "boot-resources",
+        "boot-resource",
+        "maas",
+        "users",
+        "rack-controllers",
+        "rack-controller",
+        "version",
+    }
     resources = commands["boot-resources"]
     assert list(resources.actions) == sorted(resources.actions)
     assert {"import", "is-importing", "stop-import", "watch"} <= set(resources.actions)
@@ -79,22 +98,43 @@ def test_a_document_without_resources_is_refused() -> None:
 
 
 def test_uri_params_are_positional_and_repeated_keys_make_lists(
-        commands: dict[str, Command]) -> None:
+    commands: dict[str, Command],
+) -> None:
     """IDs come first in handler order; key=value pairs keep their order and repeats."""
-    inv = parse_invocation(commands, ["boot-source-selections", "create", "1", "os=ubuntu",
-                                      "release=jammy", "arches=amd64", "arches=arm64",
-                                      "labels=*"], prog=PROG)
+    inv = parse_invocation(
+        commands,
+        [
+            "boot-source-selections",
+            "create",
+            "1",
+            "os=ubuntu",
+            "release=jammy",
+            "arches=amd64",
+            "arches=arm64",
+            "labels=*",
+        ],
+        prog=PROG,
+    )
     assert inv.uri_params == {"boot_source_id": "1"}
-    assert inv.data == [("os", "ubuntu"), ("release", "jammy"), ("arches", "amd64"),
-                        ("arches", "arm64"), ("labels", "*")]
+    assert inv.data == [
+        ("os", "ubuntu"),
+        ("release", "jammy"),
+        ("arches", "amd64"),
+        ("arches", "arm64"),
+        ("labels", "*"),
+    ]
     assert inv.action.method == "POST"
 
 
 def test_key_at_equals_names_a_file_and_values_may_contain_equals(
-        commands: dict[str, Command]) -> None:
+    commands: dict[str, Command],
+) -> None:
     """``key@=path`` is a file argument; only the first '=' splits key from value."""
-    inv = parse_invocation(commands, ["boot-source", "update", "3", "keyring_data@=./k.gpg",
-                                      "url=http://m/x?a=b", "-d"], prog=PROG)
+    inv = parse_invocation(
+        commands,
+        ["boot-source", "update", "3", "keyring_data@=./k.gpg", "url=http://m/x?a=b", "-d"],
+        prog=PROG,
+    )
     assert inv.files == [("keyring_data", Path("./k.gpg"))]
     assert inv.data == [("url", "http://m/x?a=b")]
     assert inv.debug
@@ -159,14 +199,24 @@ def test_split_doc_takes_the_first_paragraph_as_summary() -> None:
 
 def test_the_regions_own_describe_document_gives_the_maas_cli_commands() -> None:
     """The region's registry yields the commands and ids the MAAS docs use."""
-    commands = build_commands(describe_document(HANDLERS, "http://h:5240", "0" * 40),
-                              anonymous=False)
-    assert {"boot-sources", "boot-source", "boot-source-selections", "boot-source-selection",
-            "boot-resources", "boot-resource", "maas", "rack-controllers",
-            "rack-controller"} <= set(commands)
+    commands = build_commands(
+        describe_document(HANDLERS, "http://h:5240", "0" * 40), anonymous=False
+    )
+    assert {
+        "boot-sources",
+        "boot-source",
+        "boot-source-selections",
+        "boot-source-selection",
+        "boot-resources",
+        "boot-resource",
+        "maas",
+        "rack-controllers",
+        "rack-controller",
+    } <= set(commands)
     assert commands["boot-source-selection"].params == ("boot_source_id", "id")
-    assert {"import", "is-importing", "stop-import", "create", "watch"} <= \
-        set(commands["boot-resources"].actions)
+    assert {"import", "is-importing", "stop-import", "create", "watch"} <= set(
+        commands["boot-resources"].actions
+    )
     assert "import-boot-images" in commands["rack-controllers"].actions
     assert "set-config" in commands["maas"].actions
     assert "boot-resource-file-upload" not in commands  # hidden, as in MAAS

@@ -39,13 +39,16 @@ async def echo(request: web.Request) -> web.Response:
     """Everything the server saw, parsed the way the region parses it."""
     params = await read_params(request)
     auth = request.headers.get("Authorization")
-    body = {"method": request.method, "path": request.path,
-            "query": [list(kv) for kv in request.query.items()],
-            "values": [list(kv) for kv in params.values.items()],
-            "files": {k: base64.b64encode(v).decode() for k, v in params.files.items()},
-            "content_type": request.headers.get("Content-Type"),
-            "content_length": request.content_length,
-            "key": None if auth is None else list(vars(parse_oauth_header(auth)).values())}
+    body = {
+        "method": request.method,
+        "path": request.path,
+        "query": [list(kv) for kv in request.query.items()],
+        "values": [list(kv) for kv in params.values.items()],
+        "files": {k: base64.b64encode(v).decode() for k, v in params.files.items()},
+        "content_type": request.headers.get("Content-Type"),
+        "content_length": request.content_length,
+        "key": None if auth is None else list(vars(parse_oauth_header(auth)).values()),
+    }
     return web.json_response(body, headers={"X-MAAS-API-Hash": "f" * 40})
 
 
@@ -60,12 +63,15 @@ def _client(server: TestServer, **kw: Any) -> ApiClient:
     return ApiClient(api_url(str(server.make_url("/MAAS/"))), KEY, **kw)
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("http://h:5240/MAAS", "http://h:5240/MAAS/api/2.0/"),
-    ("http://h:5240/MAAS/", "http://h:5240/MAAS/api/2.0/"),
-    ("https://h/MAAS/api/2.0", "https://h/MAAS/api/2.0/"),
-    ("http://h/MAAS/api/1.0/", "http://h/MAAS/api/1.0/"),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://h:5240/MAAS", "http://h:5240/MAAS/api/2.0/"),
+        ("http://h:5240/MAAS/", "http://h:5240/MAAS/api/2.0/"),
+        ("https://h/MAAS/api/2.0", "https://h/MAAS/api/2.0/"),
+        ("http://h/MAAS/api/1.0/", "http://h/MAAS/api/1.0/"),
+    ],
+)
 def test_api_url_ends_in_the_api_version(given: str, expected: str) -> None:
     """A server URL gains ``api/2.0/`` unless it already names an API version."""
     assert api_url(given) == expected
@@ -87,31 +93,57 @@ def test_the_oauth_header_carries_the_key_the_region_reads_back() -> None:
 
 def test_multipart_parts_are_base64_and_decode_with_the_standard_library() -> None:
     """Each part is base64 with its name; repeated names stay separate parts."""
-    ctype, body = encode_multipart([Part("arches", b"amd64"), Part("arches", b"arm64"),
-                                    Part("title", "Ubuntu – Noble".encode()),
-                                    Part("keyring_data", bytes(range(256)) * 3,
-                                         filename="keyring_data")], boundary="B0UND")
+    ctype, body = encode_multipart(
+        [
+            Part("arches", b"amd64"),
+            Part("arches", b"arm64"),
+            Part("title", "Ubuntu – Noble".encode()),
+            Part("keyring_data", bytes(range(256)) * 3, filename="keyring_data"),
+        ],
+        boundary="B0UND",
+    )
     assert ctype == 'multipart/form-data; boundary="B0UND"'
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {ctype}\r\n\r\n".encode() + body)
-    parts = [(p.get_param("name", header="content-disposition"), p.get_filename(),
-              p["Content-Transfer-Encoding"], p.get_payload(decode=True))
-             for p in message.iter_parts()]
-    assert parts == [("arches", None, "base64", b"amd64"), ("arches", None, "base64", b"arm64"),
-                     ("title", None, "base64", "Ubuntu – Noble".encode()),
-                     ("keyring_data", "keyring_data", "base64", bytes(range(256)) * 3)]
+        f"Content-Type: {ctype}\r\n\r\n".encode() + body
+    )
+    parts = [
+        (
+            p.get_param("name", header="content-disposition"),
+            p.get_filename(),
+            p["Content-Transfer-Encoding"],
+            p.get_payload(decode=True),
+        )
+        for p in message.iter_parts()
+    ]
+    assert parts == [
+        ("arches", None, "base64", b"amd64"),
+        ("arches", None, "base64", b"arm64"),
+        ("title", None, "base64", "Ubuntu – Noble".encode()),
+        ("keyring_data", "keyring_data", "base64", bytes(range(256)) * 3),
+    ]
     assert max(len(line) for line in body.split(b"\r\n")) <= 76
 
 
-async def test_post_fields_and_files_reach_the_region_parser(server: TestServer,
-                                                              tmp_path: Path) -> None:
+async def test_post_fields_and_files_reach_the_region_parser(
+    server: TestServer, tmp_path: Path
+) -> None:
     """A create with repeated keys and a key@=file arrives as values and a file part."""
     keyring = tmp_path / "k.gpg"
     keyring.write_bytes(b"\x99\x01binary")
     commands = build_commands(describe(), anonymous=False)
-    inv = parse_invocation(commands, ["boot-source-selections", "create", "7", "os=ubuntu",
-                                      "arches=amd64", "arches=arm64",
-                                      f"keyring_data@={keyring}"], prog="p")
+    inv = parse_invocation(
+        commands,
+        [
+            "boot-source-selections",
+            "create",
+            "7",
+            "os=ubuntu",
+            "arches=amd64",
+            "arches=arm64",
+            f"keyring_data@={keyring}",
+        ],
+        prog="p",
+    )
     async with _client(server) as client:
         response = await client.call(inv)
     seen = response.json()
@@ -123,8 +155,9 @@ async def test_post_fields_and_files_reach_the_region_parser(server: TestServer,
 
 async def test_an_op_without_arguments_sends_no_body(server: TestServer) -> None:
     """``boot-resources import`` is a POST with ``op`` in the query and an empty body."""
-    inv = parse_invocation(build_commands(describe(), anonymous=False),
-                           ["boot-resources", "import"], prog="p")
+    inv = parse_invocation(
+        build_commands(describe(), anonymous=False), ["boot-resources", "import"], prog="p"
+    )
     async with _client(server) as client:
         seen = (await client.call(inv)).json()
     assert seen["method"] == "POST"
@@ -135,8 +168,11 @@ async def test_an_op_without_arguments_sends_no_body(server: TestServer) -> None
 
 async def test_get_arguments_go_in_the_query_string(server: TestServer) -> None:
     """``maas get-config name=x`` is a GET with op and name in the query."""
-    inv = parse_invocation(build_commands(describe(), anonymous=False),
-                           ["maas", "get-config", "name=boot_images_auto_import"], prog="p")
+    inv = parse_invocation(
+        build_commands(describe(), anonymous=False),
+        ["maas", "get-config", "name=boot_images_auto_import"],
+        prog="p",
+    )
     async with _client(server) as client:
         seen = (await client.call(inv)).json()
     assert seen["query"] == [["op", "get_config"], ["name", "boot_images_auto_import"]]
@@ -160,8 +196,15 @@ async def test_an_unreachable_server_is_a_connect_error(unused_tcp_port: int) ->
 
 
 def _response(status: int, body: bytes, ctype: str, reason: str = "") -> ApiResponse:
-    return ApiResponse(method="GET", url="http://x/", status=status, reason=reason,
-                       content_type=ctype, headers={}, body=body)
+    return ApiResponse(
+        method="GET",
+        url="http://x/",
+        status=status,
+        reason=reason,
+        content_type=ctype,
+        headers={},
+        body=body,
+    )
 
 
 def test_json_answers_are_pretty_printed_on_stdout() -> None:
@@ -175,8 +218,9 @@ def test_json_answers_are_pretty_printed_on_stdout() -> None:
 def test_text_answers_are_printed_as_they_are() -> None:
     """``import`` answers text, printed with one trailing newline; a 204 prints nothing."""
     out, err = io.StringIO(), io.StringIO()
-    print_response(_response(200, b"Import of boot resources started", "text/plain"),
-                   out=out, err=err)
+    print_response(
+        _response(200, b"Import of boot resources started", "text/plain"), out=out, err=err
+    )
     print_response(_response(204, b"", "text/plain"), out=out, err=err)
     assert out.getvalue() == "Import of boot resources started\n"
 
@@ -184,7 +228,10 @@ def test_text_answers_are_printed_as_they_are() -> None:
 def test_errors_print_status_and_message_on_stderr_and_exit_2() -> None:
     """A 400 ``{field: [msgs]}`` becomes ``HTTP 400 Bad Request: field: msg``."""
     out, err = io.StringIO(), io.StringIO()
-    code = print_response(_response(400, b'{"url": ["Enter a valid URL."]}',
-                                    "application/json", "Bad Request"), out=out, err=err)
+    code = print_response(
+        _response(400, b'{"url": ["Enter a valid URL."]}', "application/json", "Bad Request"),
+        out=out,
+        err=err,
+    )
     assert (code, out.getvalue()) == (2, "")
     assert err.getvalue() == "HTTP 400 Bad Request: url: Enter a valid URL.\n"

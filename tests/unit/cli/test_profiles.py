@@ -14,9 +14,12 @@ from tests.unit.cli.describe_sample import describe
 
 
 def _profile(name: str = "admin", key: str | None = "ck:tk:ts") -> Profile:
-    return Profile(name=name, url="http://127.0.0.1:5240/MAAS/api/2.0/",
-                   credentials=None if key is None else Credentials.parse(key),
-                   description=describe())
+    return Profile(
+        name=name,
+        url="http://127.0.0.1:5240/MAAS/api/2.0/",
+        credentials=None if key is None else Credentials.parse(key),
+        description=describe(),
+    )
 
 
 def test_config_dir_follows_xdg_config_home(tmp_path: Path) -> None:

@@ -50,19 +50,34 @@ class FakeRegion:
     def _file(self) -> dict[str, Any]:
         done = sum(map(len, self.chunks))
         complete = self.sha256 in self.held_sha256 or done >= self.size > 0
-        entry = {"filename": "root-tgz", "filetype": "root-tgz", "sha256": self.sha256,
-                 "size": self.size, "complete": complete}
+        entry = {
+            "filename": "root-tgz",
+            "filetype": "root-tgz",
+            "sha256": self.sha256,
+            "size": self.size,
+            "complete": complete,
+        }
         if not complete:
             entry |= {"progress": 100 * done / max(self.size, 1), "upload_uri": UPLOAD_URI}
         return entry
 
     def _detail(self) -> dict[str, Any]:
         file = self._file()
-        return {"id": 7, "type": "Uploaded", "name": "custom/mine",
-                "architecture": "amd64/generic", "resource_uri": f"{API}/boot-resources/7/",
-                "sets": {"20250101": {"version": "20250101", "size": self.size,
-                                      "complete": file["complete"],
-                                      "files": {"root-tgz": file}}}}
+        return {
+            "id": 7,
+            "type": "Uploaded",
+            "name": "custom/mine",
+            "architecture": "amd64/generic",
+            "resource_uri": f"{API}/boot-resources/7/",
+            "sets": {
+                "20250101": {
+                    "version": "20250101",
+                    "size": self.size,
+                    "complete": file["complete"],
+                    "files": {"root-tgz": file},
+                }
+            },
+        }
 
     async def resources(self, request: web.Request) -> web.StreamResponse:
         op = request.query.get("op")
@@ -83,16 +98,39 @@ class FakeRegion:
         polls = max(self.import_polls, 0)
         done = self.finish_incomplete or polls > 0
         noble = "Downloading  50%" if done else "Synced"
-        return [{"id": 1, "name": "ubuntu/jammy", "architecture": "amd64/ga-22.04",
-                 "resource_uri": f"{API}/boot-resources/1/", "status": "Synced"},
-                {"id": 2, "name": "ubuntu/noble", "architecture": "amd64/ga-24.04",
-                 "resource_uri": f"{API}/boot-resources/2/", "status": noble}]
+        return [
+            {
+                "id": 1,
+                "name": "ubuntu/jammy",
+                "architecture": "amd64/ga-22.04",
+                "resource_uri": f"{API}/boot-resources/1/",
+                "status": "Synced",
+            },
+            {
+                "id": 2,
+                "name": "ubuntu/noble",
+                "architecture": "amd64/ga-24.04",
+                "resource_uri": f"{API}/boot-resources/2/",
+                "status": noble,
+            },
+        ]
 
     async def resource(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["id"] == "2":
-            return web.json_response({"id": 2, "sets": {"20250718": {
-                "version": "20250718", "size": 200 << 20, "complete": False, "progress": 50.0,
-                "files": {}}}})
+            return web.json_response(
+                {
+                    "id": 2,
+                    "sets": {
+                        "20250718": {
+                            "version": "20250718",
+                            "size": 200 << 20,
+                            "complete": False,
+                            "progress": 50.0,
+                            "files": {},
+                        }
+                    },
+                }
+            )
         return web.json_response(self._detail())
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
@@ -114,8 +152,9 @@ def fake() -> FakeRegion:
 @pytest.fixture
 async def client(aiohttp_server: ServerFactory, fake: FakeRegion) -> AsyncIterator[ApiClient]:
     server = await aiohttp_server(fake.app())
-    async with ApiClient(api_url(str(server.make_url("/MAAS/"))),
-                         Credentials.parse("a:b:c")) as api:
+    async with ApiClient(
+        api_url(str(server.make_url("/MAAS/"))), Credentials.parse("a:b:c")
+    ) as api:
         yield api
 
 
@@ -129,59 +168,101 @@ class Terminal(io.StringIO):
 
 
 async def test_upload_sends_digest_and_size_then_4_mib_chunks(
-        client: ApiClient, fake: FakeRegion, tmp_path: Path) -> None:
+    client: ApiClient, fake: FakeRegion, tmp_path: Path
+) -> None:
     """The create carries sha256 and size (not the bytes); the bytes follow in 4 MiB PUTs."""
     image = tmp_path / "root.tgz"
     data = bytes(range(256)) * (9 * CHUNK_SIZE // 256) + b"tail!"
     image.write_bytes(data)
     out, err = io.StringIO(), io.StringIO()
-    code = await upload_resource(client, _invocation(
-        "boot-resources", "create", "name=custom/mine", "architecture=amd64/generic",
-        f"content@={image}"), out=out, err=err)
+    code = await upload_resource(
+        client,
+        _invocation(
+            "boot-resources",
+            "create",
+            "name=custom/mine",
+            "architecture=amd64/generic",
+            f"content@={image}",
+        ),
+        out=out,
+        err=err,
+    )
     assert code == 0, err.getvalue()
-    assert fake.created == [[("architecture", "amd64/generic"), ("name", "custom/mine"),
-                             ("sha256", hashlib.sha256(data).hexdigest()),
-                             ("size", str(len(data)))]]
+    assert fake.created == [
+        [
+            ("architecture", "amd64/generic"),
+            ("name", "custom/mine"),
+            ("sha256", hashlib.sha256(data).hexdigest()),
+            ("size", str(len(data))),
+        ]
+    ]
     assert [len(c) for c in fake.chunks] == [CHUNK_SIZE] * 9 + [5]
     assert b"".join(fake.chunks) == data
     assert json.loads(out.getvalue())["sets"]["20250101"]["complete"] is True
 
 
 async def test_upload_is_skipped_when_the_region_already_holds_the_bytes(
-        client: ApiClient, fake: FakeRegion, tmp_path: Path) -> None:
+    client: ApiClient, fake: FakeRegion, tmp_path: Path
+) -> None:
     """A complete file in the create answer means no PUT at all."""
     image = tmp_path / "root.tgz"
     image.write_bytes(b"same bytes")
     fake.held_sha256.add(hashlib.sha256(b"same bytes").hexdigest())
     out, err = io.StringIO(), io.StringIO()
-    code = await upload_resource(client, _invocation(
-        "boot-resources", "create", "name=custom/mine", "architecture=amd64/generic",
-        f"content@={image}"), out=out, err=err)
+    code = await upload_resource(
+        client,
+        _invocation(
+            "boot-resources",
+            "create",
+            "name=custom/mine",
+            "architecture=amd64/generic",
+            f"content@={image}",
+        ),
+        out=out,
+        err=err,
+    )
     assert (code, fake.chunks) == (0, [])
     assert "already holds these bytes" in err.getvalue()
 
 
 async def test_a_refused_chunk_stops_the_upload_with_the_servers_message(
-        client: ApiClient, fake: FakeRegion, tmp_path: Path) -> None:
+    client: ApiClient, fake: FakeRegion, tmp_path: Path
+) -> None:
     """A PUT answered other than 200 ends the upload: status and message on stderr, exit 2."""
     image = tmp_path / "root.tgz"
     image.write_bytes(b"x" * 10)
     fake.put_status = 400
     out, err = io.StringIO(), io.StringIO()
-    code = await upload_resource(client, _invocation(
-        "boot-resources", "create", "name=custom/mine", "architecture=amd64/generic",
-        f"content@={image}"), out=out, err=err)
+    code = await upload_resource(
+        client,
+        _invocation(
+            "boot-resources",
+            "create",
+            "name=custom/mine",
+            "architecture=amd64/generic",
+            f"content@={image}",
+        ),
+        out=out,
+        err=err,
+    )
     assert code == 2
     assert err.getvalue().strip() == "HTTP 400 Bad Request: Too much data received."
     assert out.getvalue() == ""
 
 
 async def test_watch_starts_the_import_and_prints_changes_until_it_ends(
-        client: ApiClient, fake: FakeRegion) -> None:
+    client: ApiClient, fake: FakeRegion
+) -> None:
     """Off a terminal each image's state is printed when it changes, then a summary."""
     out = io.StringIO()
-    code = await watch_import(client, _invocation("boot-resources", "import", "--watch"),
-                              out=out, err=io.StringIO(), start=True, interval=0)
+    code = await watch_import(
+        client,
+        _invocation("boot-resources", "import", "--watch"),
+        out=out,
+        err=io.StringIO(),
+        start=True,
+        interval=0,
+    )
     assert (code, fake.imports_started) == (0, 1)
     assert out.getvalue().splitlines() == [
         "Import of boot resources started",
@@ -193,12 +274,19 @@ async def test_watch_starts_the_import_and_prints_changes_until_it_ends(
 
 
 async def test_watch_draws_bars_on_a_terminal_and_fails_on_incomplete_images(
-        client: ApiClient, fake: FakeRegion) -> None:
+    client: ApiClient, fake: FakeRegion
+) -> None:
     """On a terminal the bars are redrawn in place; an unfinished image makes the exit 1."""
     fake.finish_incomplete = True
     out = Terminal()
-    code = await watch_import(client, _invocation("boot-resources", "watch"), out=out,
-                              err=io.StringIO(), start=False, interval=0)
+    code = await watch_import(
+        client,
+        _invocation("boot-resources", "watch"),
+        out=out,
+        err=io.StringIO(),
+        start=False,
+        interval=0,
+    )
     assert (code, fake.imports_started) == (1, 0)
     text = out.getvalue()
     assert "\x1b[2F" in text  # moved up over the two previous bars

@@ -40,10 +40,10 @@ class TestPaths:
         assert store.path_for(SHA) == store.root / "sha256" / SHA[:2] / SHA
         assert store.partial_path(SHA) == store.root / "tmp" / f"{SHA}.part"
 
-    @pytest.mark.parametrize("bad", ["", SHA.upper(), SHA[:-1], SHA + "0", "g" * 64,
-                                     "../" + SHA[3:]])
-    def test_anything_but_64_lowercase_hex_is_refused(self, store: BlobStore,
-                                                      bad: str) -> None:
+    @pytest.mark.parametrize(
+        "bad", ["", SHA.upper(), SHA[:-1], SHA + "0", "g" * 64, "../" + SHA[3:]]
+    )
+    def test_anything_but_64_lowercase_hex_is_refused(self, store: BlobStore, bad: str) -> None:
         """A malformed sha256 raises ValueError instead of naming a path."""
         with pytest.raises(ValueError, match="sha256"):
             store.path_for(bad)
@@ -89,7 +89,8 @@ class TestIngest:
         assert store.path_for(SHA).read_bytes() == DATA
 
     async def test_ingest_refuses_bytes_that_do_not_match_the_expected_digest(
-            self, store: BlobStore) -> None:
+        self, store: BlobStore
+    ) -> None:
         """With an expected sha256, different bytes raise DigestMismatchError and leave no file."""
         with pytest.raises(DigestMismatchError):
             await store.ingest_bytes(DATA, sha256=OTHER)
@@ -147,8 +148,9 @@ class TestGarbageCollection:
         stray.parent.mkdir(parents=True, exist_ok=True)
         stray.write_text("not a blob")
         result = await store.collect_garbage({kept, OTHER})
-        assert result == GCResult(blobs_removed=1, partials_removed=2,
-                                  bytes_freed=len(b"old kernel") + 2 * 4)
+        assert result == GCResult(
+            blobs_removed=1, partials_removed=2, bytes_freed=len(b"old kernel") + 2 * 4
+        )
         assert store.path_for(kept).exists()
         assert not store.path_for(dropped).exists()
         assert kept_partial.exists()
@@ -178,8 +180,9 @@ def other_filesystem_than(path: Path) -> Path | None:
 
 
 class TestLinkInto:
-    async def test_link_into_hard_links_and_replaces(self, store: BlobStore,
-                                                     tmp_path: Path) -> None:
+    async def test_link_into_hard_links_and_replaces(
+        self, store: BlobStore, tmp_path: Path
+    ) -> None:
         """The destination shares the blob's inode, parents are created, old files replaced."""
         await store.ingest_bytes(DATA)
         dest = tmp_path / "snap" / "a" / "b" / "squashfs"
@@ -202,8 +205,7 @@ class TestLinkInto:
             assert dest.read_bytes() == DATA
             assert dest.stat().st_ino != store.path_for(SHA).stat().st_ino
 
-    async def test_link_into_a_missing_blob_raises(self, store: BlobStore,
-                                                   tmp_path: Path) -> None:
+    async def test_link_into_a_missing_blob_raises(self, store: BlobStore, tmp_path: Path) -> None:
         """Linking a blob the store does not hold raises FileNotFoundError."""
         with pytest.raises(FileNotFoundError):
             await store.link_into(SHA, tmp_path / "dest")

@@ -53,9 +53,13 @@ def store(tmp_path: Path) -> BlobStore:
 
 def downloader(session: aiohttp.ClientSession, store: BlobStore, **kwargs: Any) -> Downloader:
     """A downloader with test-sized backoff and timeouts."""
-    options: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05,
-                               "stall_timeout": 5.0, "connect_timeout": 5.0,
-                               "chunk_size": 256 << 10}
+    options: dict[str, Any] = {
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+        "stall_timeout": 5.0,
+        "connect_timeout": 5.0,
+        "chunk_size": 256 << 10,
+    }
     options.update(kwargs)
     return Downloader(session, store, **options)
 
@@ -68,8 +72,9 @@ def range_start(header: str | None) -> int:
     return int(header.removeprefix("bytes=").removesuffix("-"))
 
 
-def serve(upstream: FakeUpstream, path: str, size: int = 3 * MIB,
-          seed: int = 1) -> tuple[bytes, DownloadRequest]:
+def serve(
+    upstream: FakeUpstream, path: str, size: int = 3 * MIB, seed: int = 1
+) -> tuple[bytes, DownloadRequest]:
     """Add a file to the upstream and return its bytes and a request for it."""
     data, sha = make_blob(size, seed)
     upstream.add_file(path, data)
@@ -78,8 +83,12 @@ def serve(upstream: FakeUpstream, path: str, size: int = 3 * MIB,
 
 class TestSuccessfulDownloads:
     async def test_a_download_is_stored_at_its_content_address(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore, log_events: list[dict[str, Any]]) -> None:
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        store: BlobStore,
+        log_events: list[dict[str, Any]],
+    ) -> None:
         """A clean download ends at sha256/<aa>/<sha>, with no partial left behind."""
         data, req = serve(fake_upstream, "/img/a.squashfs")
         outcome = await downloader(session, store).fetch(req)
@@ -93,8 +102,8 @@ class TestSuccessfulDownloads:
         assert events == ["download_started", "download_finished"]
 
     async def test_a_stored_blob_is_reused_without_a_request(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A blob already in the store is reported as reused and not fetched again."""
         data, req = serve(fake_upstream, "/a")
         await store.ingest_bytes(data)
@@ -105,8 +114,8 @@ class TestSuccessfulDownloads:
         assert fake_upstream.requests == []
 
     async def test_an_empty_file_is_stored_without_a_request(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A zero-byte file needs no bytes from the server, so none are asked for."""
         _data, req = serve(fake_upstream, "/empty", size=0)
         outcome = await downloader(session, store).fetch(req)
@@ -115,8 +124,8 @@ class TestSuccessfulDownloads:
         assert fake_upstream.requests == []
 
     async def test_a_redirect_is_followed(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A 302 to another path is followed and the target's bytes are stored."""
         data, req = serve(fake_upstream, "/new/a")
         fake_upstream.redirect("/old/a", "/new/a")
@@ -127,19 +136,20 @@ class TestSuccessfulDownloads:
         assert store.path_for(req.sha256).read_bytes() == data
 
     async def test_progress_reports_every_byte_received(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """on_progress gets deltas that add up to the bytes received."""
         _data, req = serve(fake_upstream, "/a")
         seen: list[int] = []
-        outcome = await downloader(session, store,
-                                   on_progress=lambda r, n: seen.append(n)).fetch(req)
+        outcome = await downloader(session, store, on_progress=lambda r, n: seen.append(n)).fetch(
+            req
+        )
         assert outcome.ok
         assert sum(seen) == req.size
 
     async def test_the_same_blob_requested_twice_at_once_is_fetched_once(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """Two concurrent requests for one sha256 share a single download."""
         _data, req = serve(fake_upstream, "/a")
         first, second = await downloader(session, store).fetch_all([req, req], concurrency=2)
@@ -151,8 +161,8 @@ class TestSuccessfulDownloads:
 
 class TestResume:
     async def test_a_truncated_body_is_resumed_with_a_range_request(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """After a body cut at 1 MiB the retry asks for the rest with Range."""
         data, req = serve(fake_upstream, "/a")
         fake_upstream.truncate("/a", at_bytes=MIB)
@@ -166,8 +176,8 @@ class TestResume:
         assert store.path_for(req.sha256).read_bytes() == data
 
     async def test_a_connection_reset_mid_body_is_resumed(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A TCP reset after some bytes is retried from where the bytes stopped."""
         data, req = serve(fake_upstream, "/a")
         fake_upstream.reset("/a", after_bytes=MIB + 5)
@@ -178,13 +188,13 @@ class TestResume:
         assert store.path_for(req.sha256).read_bytes() == data
 
     async def test_a_partial_left_by_an_earlier_process_is_resumed(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A partial already on disk is hashed and only the rest is requested."""
         data, req = serve(fake_upstream, "/a")
         partial = store.partial_path(req.sha256)
         partial.parent.mkdir(parents=True)
-        partial.write_bytes(data[:MIB + 7])
+        partial.write_bytes(data[: MIB + 7])
         outcome = await downloader(session, store).fetch(req)
         assert outcome.ok
         assert outcome.resumed_from == MIB + 7
@@ -193,8 +203,8 @@ class TestResume:
         assert store.path_for(req.sha256).read_bytes() == data
 
     async def test_a_server_that_ignores_range_is_read_from_zero(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A 200 answer to a Range request replaces the partial with the full body."""
         data, req = serve(fake_upstream, "/a")
         fake_upstream.ignore_range("/a")
@@ -208,8 +218,8 @@ class TestResume:
         assert store.path_for(req.sha256).read_bytes() == data
 
     async def test_a_partial_with_wrong_bytes_is_discarded_and_fetched_again(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A stale partial whose bytes do not match fails the digest once, then starts over."""
         data, req = serve(fake_upstream, "/a")
         partial = store.partial_path(req.sha256)
@@ -224,8 +234,8 @@ class TestResume:
 
 class TestRetries:
     async def test_a_flipped_byte_is_discarded_and_fetched_again_from_zero(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """One corrupted body fails the digest; the retry starts from zero and succeeds."""
         data, req = serve(fake_upstream, "/a")
         fake_upstream.flip_byte("/a", offset=12345)
@@ -236,8 +246,12 @@ class TestRetries:
         assert store.path_for(req.sha256).read_bytes() == data
 
     async def test_a_persistently_flipped_byte_fails_with_digest_mismatch(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore, log_events: list[dict[str, Any]]) -> None:
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        store: BlobStore,
+        log_events: list[dict[str, Any]],
+    ) -> None:
         """Two corrupted bodies fail the file, leaving neither a blob nor a partial."""
         _data, req = serve(fake_upstream, "/a")
         fake_upstream.flip_byte("/a", offset=7, times=10)
@@ -251,8 +265,12 @@ class TestRetries:
         assert failed[0]["reason"] == "sha256_mismatch"
 
     async def test_two_503s_then_ok_succeed_on_the_third_attempt(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore, log_events: list[dict[str, Any]]) -> None:
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        store: BlobStore,
+        log_events: list[dict[str, Any]],
+    ) -> None:
         """A 503 is retried with backoff until the server recovers."""
         _data, req = serve(fake_upstream, "/a")
         fake_upstream.fail("/a", status=503, times=2)
@@ -264,12 +282,11 @@ class TestRetries:
         assert all(0 <= e["delay_s"] <= 0.05 for e in retries)
 
     async def test_a_404_fails_at_once(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A 404 is not retried: one attempt, HTTPStatusError 404."""
         _data, req = serve(fake_upstream, "/a")
-        missing = DownloadRequest(url=fake_upstream.url("/nope"), sha256=req.sha256,
-                                  size=req.size)
+        missing = DownloadRequest(url=fake_upstream.url("/nope"), sha256=req.sha256, size=req.size)
         outcome = await downloader(session, store).fetch(missing)
         assert not outcome.ok
         assert outcome.attempts == 1
@@ -278,8 +295,12 @@ class TestRetries:
         assert len(fake_upstream.requests) == 1
 
     async def test_retry_after_is_honoured_up_to_backoff_max(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore, log_events: list[dict[str, Any]]) -> None:
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        store: BlobStore,
+        log_events: list[dict[str, Any]],
+    ) -> None:
         """A 429's Retry-After sets the delay, but never beyond backoff_max."""
         _data, req = serve(fake_upstream, "/a")
         _data_b, req_b = serve(fake_upstream, "/b", seed=2)
@@ -293,8 +314,8 @@ class TestRetries:
         assert delays[1] <= 0.3
 
     async def test_retries_stop_after_the_configured_number(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A server that keeps failing is tried retries + 1 times, then the file fails."""
         _data, req = serve(fake_upstream, "/a")
         fake_upstream.fail("/a", status=500, times=100)
@@ -304,8 +325,12 @@ class TestRetries:
         assert len(fake_upstream.requests) == 3
 
     async def test_a_stall_raises_stall_error_and_the_retry_succeeds(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore, log_events: list[dict[str, Any]]) -> None:
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        store: BlobStore,
+        log_events: list[dict[str, Any]],
+    ) -> None:
         """No bytes for stall_timeout is a StallError; the retry resumes and finishes."""
         data, req = serve(fake_upstream, "/a")
         fake_upstream.stall("/a", after_bytes=MIB, seconds=30)
@@ -318,8 +343,8 @@ class TestRetries:
         assert store.path_for(req.sha256).read_bytes() == data
 
     async def test_a_stall_that_never_ends_fails_with_stall_error(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """When every attempt stalls, the file fails with StallError and keeps its partial."""
         _data, req = serve(fake_upstream, "/a")
         fake_upstream.stall("/a", after_bytes=0, seconds=30, times=10)
@@ -331,8 +356,8 @@ class TestRetries:
 
 class TestRefusals:
     async def test_a_content_length_larger_than_expected_is_refused_before_reading(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """An announced length beyond the expected size fails with OversizeError, unread."""
         _data, req = serve(fake_upstream, "/a")
         fake_upstream.wrong_length("/a", announced=req.size + 1)
@@ -345,13 +370,14 @@ class TestRefusals:
         assert not store.partial_path(req.sha256).exists()
 
     async def test_a_body_running_past_the_expected_size_is_cut_and_discarded(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """A chunked body longer than the metadata says stops the read with OversizeError."""
         data, _req = serve(fake_upstream, "/a")
         fake_upstream.wrong_length("/a", announced=None)
-        short = DownloadRequest(url=fake_upstream.url("/a"),
-                                sha256=hashlib.sha256(data[:MIB]).hexdigest(), size=MIB)
+        short = DownloadRequest(
+            url=fake_upstream.url("/a"), sha256=hashlib.sha256(data[:MIB]).hexdigest(), size=MIB
+        )
         outcome = await downloader(session, store).fetch(short)
         assert not outcome.ok
         assert isinstance(outcome.error, OversizeError)
@@ -360,8 +386,8 @@ class TestRefusals:
         assert not store.partial_path(short.sha256).exists()
 
     async def test_insufficient_space_fails_before_any_request(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            tmp_path: Path) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, tmp_path: Path
+    ) -> None:
         """A store without room for the file fails it with InsufficientSpaceError, unrequested."""
         _data, req = serve(fake_upstream, "/a")
         outcome = await downloader(session, TinyStore(tmp_path / "store")).fetch(req)
@@ -379,8 +405,8 @@ class TinyStore(BlobStore):
 
 class TestFetchAll:
     async def test_one_bad_file_does_not_stop_the_others(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """fetch_all returns one outcome per request, in order, whatever each one did."""
         reqs = [serve(fake_upstream, f"/f{i}", size=MIB, seed=i)[1] for i in range(4)]
         fake_upstream.fail("/f1", status=404, times=1)
@@ -390,8 +416,8 @@ class TestFetchAll:
         assert isinstance(outcomes[1].error, HTTPStatusError)
 
     async def test_cancelling_fetch_all_returns_promptly_and_leaves_partials(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore) -> None:
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+    ) -> None:
         """Cancelled mid-body, every download stops and its partial is resumed later."""
         reqs = [serve(fake_upstream, f"/f{i}", size=2 * MIB, seed=i)[1] for i in range(3)]
         for i in range(3):
@@ -404,8 +430,9 @@ class TestFetchAll:
             if all(n >= 3 * MIB // 4 for n in received.values()):
                 midway.set()
 
-        fetcher = downloader(session, store, chunk_size=64 << 10, stall_timeout=60,
-                             on_progress=on_progress)
+        fetcher = downloader(
+            session, store, chunk_size=64 << 10, stall_timeout=60, on_progress=on_progress
+        )
         task = asyncio.create_task(fetcher.fetch_all(reqs, concurrency=3))
         async with asyncio.timeout(10):
             await midway.wait()
@@ -425,9 +452,13 @@ class TestFetchAll:
 
 class TestProxy:
     async def test_http_proxy_from_the_environment_is_used(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore, recording_proxy: RecordingProxy,
-            monkeypatch: pytest.MonkeyPatch) -> None:
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        store: BlobStore,
+        recording_proxy: RecordingProxy,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         """With http_proxy set, the request goes to the proxy in absolute form."""
         data, req = serve(fake_upstream, "/a")
         monkeypatch.setenv("http_proxy", recording_proxy.url)
@@ -439,9 +470,13 @@ class TestProxy:
         assert store.path_for(req.sha256).read_bytes() == data
 
     async def test_no_proxy_bypasses_the_proxy(
-            self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession,
-            store: BlobStore, recording_proxy: RecordingProxy,
-            monkeypatch: pytest.MonkeyPatch) -> None:
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        store: BlobStore,
+        recording_proxy: RecordingProxy,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         """no_proxy=127.0.0.1 sends the request straight to the server."""
         _data, req = serve(fake_upstream, "/a")
         monkeypatch.setenv("http_proxy", recording_proxy.url)
@@ -465,8 +500,10 @@ class RecordingProxy:
         if not target.is_absolute():
             return web.Response(status=400, text="not a proxy request")
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("range",)}
-        async with aiohttp.ClientSession() as upstream, \
-                upstream.get(target, headers=headers) as resp:
+        async with (
+            aiohttp.ClientSession() as upstream,
+            upstream.get(target, headers=headers) as resp,
+        ):
             body = await resp.read()
             passed = {k: v for k, v in resp.headers.items() if k.lower() == "content-range"}
             return web.Response(status=resp.status, body=body, headers=passed)
@@ -506,10 +543,10 @@ class TestHeaderParsing:
     def test_aiohttp_errors_become_retryable_bootsync_errors(self) -> None:
         """A payload error is a truncated body; a socket timeout is a stall."""
         payload = aiohttp.ClientPayloadError("cut")
-        assert isinstance(translate_error(payload, url="u", body_started=True),
-                          TruncatedBodyError)
-        assert isinstance(translate_error(aiohttp.SocketTimeoutError(), url="u",
-                                          body_started=True), StallError)
+        assert isinstance(translate_error(payload, url="u", body_started=True), TruncatedBodyError)
+        assert isinstance(
+            translate_error(aiohttp.SocketTimeoutError(), url="u", body_started=True), StallError
+        )
 
     def test_a_malformed_request_is_refused(self) -> None:
         """DownloadRequest refuses a sha256 that is not 64 lowercase hex digits."""

@@ -20,8 +20,14 @@ from common.ops.runtime import LoopName, loop_factory
 from common.storage.fileserve import MIN_SENDFILE_BYTES, SendfileResponse, send_fd, wait_flushed
 
 SIZE = 3 * MIN_SENDFILE_BYTES + 12345
-COMPARED = ("Content-Length", "Content-Range", "Content-Type", "ETag", "Last-Modified",
-            "Accept-Ranges")
+COMPARED = (
+    "Content-Length",
+    "Content-Range",
+    "Content-Type",
+    "ETag",
+    "Last-Modified",
+    "Accept-Ranges",
+)
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,11 @@ def request_cases(etag: str, last_modified: str) -> list[tuple[str, dict[str, st
     ]
 
 
-async def answers(response: Callable[[Path], web.StreamResponse], path: Path,
-                  etag_from: Answer | None = None) -> list[Answer]:
+async def answers(
+    response: Callable[[Path], web.StreamResponse], path: Path, etag_from: Answer | None = None
+) -> list[Answer]:
     """Each request of request_cases, in order over one client, against ``response``."""
+
     async def handler(_request: web.Request) -> web.StreamResponse:
         return response(path)
 
@@ -70,10 +78,12 @@ async def answers(response: Callable[[Path], web.StreamResponse], path: Path,
     app.router.add_get("/f", handler)
     server = TestServer(app)
     async with server, TestClient[web.Request, web.Application](server) as client:
+
         async def ask(method: str, headers: dict[str, str]) -> Answer:
             async with client.request(method, "/f", headers=headers) as resp:
-                return Answer(resp.status, {h: resp.headers.get(h) for h in COMPARED},
-                              await resp.read())
+                return Answer(
+                    resp.status, {h: resp.headers.get(h) for h in COMPARED}, await resp.read()
+                )
 
         first = etag_from or await ask("GET", {})
         cases = request_cases(first.headers["ETag"] or "", first.headers["Last-Modified"] or "")
@@ -82,15 +92,30 @@ async def answers(response: Callable[[Path], web.StreamResponse], path: Path,
 
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
 def test_sendfile_response_answers_exactly_like_file_response(
-        loop_name: LoopName, image: tuple[Path, bytes]) -> None:
+    loop_name: LoopName, image: tuple[Path, bytes]
+) -> None:
     """Status, headers and body match FileResponse for Range, HEAD, ETag/304, 412 and 416."""
     path, data = image
     with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
         expected = runner.run(answers(web.FileResponse, path))
         actual = runner.run(answers(SendfileResponse, path))
     assert actual == expected
-    assert [a.status for a in actual] == [200, 200, 206, 206, 206, 206, 416, 206, 304, 200,
-                                          304, 412, 200, 200]
+    assert [a.status for a in actual] == [
+        200,
+        200,
+        206,
+        206,
+        206,
+        206,
+        416,
+        206,
+        304,
+        200,
+        304,
+        412,
+        200,
+        200,
+    ]
     assert actual[0].body == data
     assert actual[-1].body == data
     assert actual[2].body == data[100:1500100]
@@ -113,7 +138,8 @@ async def read_all(sock: socket.socket, count: int) -> bytes:
 
 
 async def test_send_fd_sends_the_requested_slice_through_a_small_socket_buffer(
-        image: tuple[Path, bytes]) -> None:
+    image: tuple[Path, bytes],
+) -> None:
     """A slice larger than the socket buffer arrives whole and in order."""
     path, data = image
     left, right = socket.socketpair()
@@ -124,11 +150,12 @@ async def test_send_fd_sends_the_requested_slice_through_a_small_socket_buffer(
         sent = await send_fd(left.fileno(), src.fileno(), 500, SIZE - 1000)
         received = await reader
     assert sent == SIZE - 1000
-    assert received == data[500:SIZE - 500]
+    assert received == data[500 : SIZE - 500]
 
 
 async def test_send_fd_returns_fewer_bytes_when_the_file_ends_early(
-        image: tuple[Path, bytes]) -> None:
+    image: tuple[Path, bytes],
+) -> None:
     """Asking for more than the file holds sends what there is and reports that count."""
     path, data = image
     left, right = socket.socketpair()
@@ -143,7 +170,8 @@ async def test_send_fd_returns_fewer_bytes_when_the_file_ends_early(
 
 
 async def test_send_fd_raises_connection_error_when_the_peer_is_gone(
-        image: tuple[Path, bytes]) -> None:
+    image: tuple[Path, bytes],
+) -> None:
     """A closed peer surfaces as ConnectionError, which aiohttp treats as a client disconnect."""
     path, _ = image
     left, right = socket.socketpair()
@@ -155,7 +183,8 @@ async def test_send_fd_raises_connection_error_when_the_peer_is_gone(
 
 
 async def test_cancelled_send_leaves_the_callers_descriptors_usable(
-        image: tuple[Path, bytes]) -> None:
+    image: tuple[Path, bytes],
+) -> None:
     """Cancelling a send blocked on a full socket returns, and the caller's fds stay open."""
     path, _ = image
     left, right = socket.socketpair()
@@ -182,8 +211,7 @@ async def test_cancelled_send_leaves_the_callers_descriptors_usable(
 
 
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
-def test_wait_flushed_returns_only_once_the_transport_buffer_is_empty(
-        loop_name: LoopName) -> None:
+def test_wait_flushed_returns_only_once_the_transport_buffer_is_empty(loop_name: LoopName) -> None:
     """Bytes a slow peer left in the transport buffer are flushed before sendfile may start."""
     pending = os.urandom(4 << 20)
 
@@ -191,8 +219,7 @@ def test_wait_flushed_returns_only_once_the_transport_buffer_is_empty(
         loop = asyncio.get_running_loop()
         left, right = socket.socketpair()
         right.setblocking(False)
-        transport, protocol = await loop.create_connection(lambda: BaseProtocol(loop),
-                                                           sock=left)
+        transport, protocol = await loop.create_connection(lambda: BaseProtocol(loop), sock=left)
         limits = transport.get_write_buffer_limits()
         transport.write(pending)  # the peer reads nothing yet: most of it stays buffered
         buffered = transport.get_write_buffer_size()

@@ -33,8 +33,11 @@ from tests.fakes.gpg import (
 @pytest.fixture(scope="module")
 def region_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningKey]:
     """One signing key created by our own code, shared by this module's tests."""
-    with SigningKey.create(tmp_path_factory.mktemp("region") / "gnupg", name="Bootsync Region",
-                           email="region@example.invalid") as key:
+    with SigningKey.create(
+        tmp_path_factory.mktemp("region") / "gnupg",
+        name="Bootsync Region",
+        email="region@example.invalid",
+    ) as key:
         yield key
 
 
@@ -75,7 +78,8 @@ def test_loaded_binary_keyring_loads_again_unchanged() -> None:
 
 
 def test_concatenated_throwaway_keys_load_as_one_keyring(
-        gpg_signer: ThrowawayKey, gpg_stranger: ThrowawayKey) -> None:
+    gpg_signer: ThrowawayKey, gpg_stranger: ThrowawayKey
+) -> None:
     """Two binary exports joined together load as a keyring with both primary keys."""
     keyring = load_keyring(export_public(gpg_signer) + export_public(gpg_stranger))
     assert set(keyring.fingerprints) == {gpg_signer.fingerprint, gpg_stranger.fingerprint}
@@ -104,12 +108,18 @@ def test_empty_keyring_file_raises_keyring_error(tmp_path: Path, content: bytes)
         load_keyring(path)
 
 
-@pytest.mark.parametrize("content", [
-    b'{"format": "products:1.0"}\n',
-    (b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot base64 at all\n"
-     b"-----END PGP PUBLIC KEY BLOCK-----\n"),
-    bytes(range(256)),
-], ids=["json", "broken-armor", "binary-noise"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"format": "products:1.0"}\n',
+        (
+            b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot base64 at all\n"
+            b"-----END PGP PUBLIC KEY BLOCK-----\n"
+        ),
+        bytes(range(256)),
+    ],
+    ids=["json", "broken-armor", "binary-noise"],
+)
 def test_data_without_a_public_key_raises_keyring_error(content: bytes) -> None:
     """Bytes that hold no OpenPGP public key raise KeyringError naming the given name."""
     with pytest.raises(KeyringError, match=r"^upstream keyring: holds no usable public key$"):
@@ -160,22 +170,23 @@ def test_open_without_a_secret_key_raises_keyring_error(tmp_path: Path) -> None:
 
 def test_open_or_create_creates_a_key_in_a_new_home(tmp_path: Path) -> None:
     """open_or_create on a fresh path generates a key there that open() then finds."""
-    with SigningKey.open_or_create(tmp_path / "k", name="Fresh Key",
-                                   email="fresh@example.invalid") as key:
+    with SigningKey.open_or_create(
+        tmp_path / "k", name="Fresh Key", email="fresh@example.invalid"
+    ) as key:
         assert SigningKey.open(tmp_path / "k").fingerprint == key.fingerprint
 
 
 @pytest.mark.parametrize(("field", "value"), [("name", "Evil\nKey-Type: RSA"), ("email", "")])
 def test_create_rejects_values_that_would_break_gpg_batch_input(
-        tmp_path: Path, field: str, value: str) -> None:
+    tmp_path: Path, field: str, value: str
+) -> None:
     """A name with a newline or an empty email raises ValueError before gpg runs."""
     args = {"name": "Good Name", "email": "good@example.invalid", field: value}
     with pytest.raises(ValueError, match=field):
         SigningKey.create(tmp_path / "k", **args)
 
 
-def test_a_home_too_long_for_the_agent_socket_is_used_through_a_short_alias(
-        tmp_path: Path) -> None:
+def test_a_home_too_long_for_the_agent_socket_is_used_through_a_short_alias(tmp_path: Path) -> None:
     """A deep home still signs: gpg runs through a short symlink to it, and the key lives there."""
     home = tmp_path / ("x" * 100)
     with SigningKey.create(home, name="Long Home", email="long@example.invalid") as key:
@@ -203,16 +214,21 @@ def test_an_alias_pointing_elsewhere_is_refused(tmp_path: Path) -> None:
         alias.unlink()
 
 
-@pytest.mark.parametrize("data", [
-    b'{"format": "index:1.0", "index": {}}\n',
-    b"line one\r\nline two\r\n",
-    b"ends with blank lines\n\n\n",
-    b"- dash line\n-----BEGIN PGP SIGNATURE-----\nFrom the start\n",
-    "non-ASCII: \u00e9t\u00e9 \u2713\n".encode(),
-    b"x" * MAX_SIGNED_LINE + b"\n",
-], ids=["json", "crlf", "blank-lines", "armor-lookalikes", "utf8", "longest-line"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"format": "index:1.0", "index": {}}\n',
+        b"line one\r\nline two\r\n",
+        b"ends with blank lines\n\n\n",
+        b"- dash line\n-----BEGIN PGP SIGNATURE-----\nFrom the start\n",
+        "non-ASCII: \u00e9t\u00e9 \u2713\n".encode(),
+        b"x" * MAX_SIGNED_LINE + b"\n",
+    ],
+    ids=["json", "crlf", "blank-lines", "armor-lookalikes", "utf8", "longest-line"],
+)
 def test_clearsigned_output_verifies_to_the_exact_input_bytes(
-        region_key: SigningKey, data: bytes) -> None:
+    region_key: SigningKey, data: bytes
+) -> None:
     """What clearsign returns verifies, against the exported public key, to byte-identical data."""
     keyring = load_keyring(region_key.export_public())
     verified = verify_clearsigned(region_key.clearsign(data), keyring, source="ours")
@@ -220,15 +236,20 @@ def test_clearsigned_output_verifies_to_the_exact_input_bytes(
     assert verified.fingerprint == region_key.fingerprint
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (b'{"a": 1}', "must end with a newline"),
-    (b"", "must end with a newline"),
-    (b'{"a": 1} \n', "line 1 ends in spaces or tabs"),
-    (b'{\n"a": 1}\t\r\n', "line 2 ends in spaces or tabs"),
-    (b"x" * (MAX_SIGNED_LINE + 1) + b"\n", "line 1 is longer than"),
-], ids=["no-final-newline", "empty", "trailing-space", "trailing-tab-crlf", "long-line"])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b'{"a": 1}', "must end with a newline"),
+        (b"", "must end with a newline"),
+        (b'{"a": 1} \n', "line 1 ends in spaces or tabs"),
+        (b'{\n"a": 1}\t\r\n', "line 2 ends in spaces or tabs"),
+        (b"x" * (MAX_SIGNED_LINE + 1) + b"\n", "line 1 is longer than"),
+    ],
+    ids=["no-final-newline", "empty", "trailing-space", "trailing-tab-crlf", "long-line"],
+)
 def test_clearsign_refuses_bytes_it_could_not_give_back_verbatim(
-        region_key: SigningKey, data: bytes, reason: str) -> None:
+    region_key: SigningKey, data: bytes, reason: str
+) -> None:
     """Data whose verified payload would differ from it raises ValueError saying why."""
     with pytest.raises(ValueError, match=reason):
         region_key.clearsign(data)
@@ -244,8 +265,9 @@ def test_exported_public_key_loads_as_binary_and_armored(region_key: SigningKey)
 
 async def test_async_signing_helpers_run_off_the_event_loop(region_key: SigningKey) -> None:
     """aopen_or_create, aclearsign and aexport_public work from a coroutine under blockbuster."""
-    key = await SigningKey.aopen_or_create(region_key.home, name="Unused",
-                                           email="unused@example.invalid")
+    key = await SigningKey.aopen_or_create(
+        region_key.home, name="Unused", email="unused@example.invalid"
+    )
     signed = await key.aclearsign(b"payload\n")
     public = await key.aexport_public()
     assert signed.startswith(b"-----BEGIN PGP SIGNED MESSAGE-----\n")

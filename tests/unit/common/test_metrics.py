@@ -33,8 +33,9 @@ def test_events_below_the_log_level_are_counted_but_not_written() -> None:
     out = io.StringIO()
     configure_logging(level="warning", fmt="json", stream=out)
     seen: list[str] = []
-    metrics.tap_log_events([metrics.record_event, lambda event, _fields: seen.append(event)],
-                           level="warning")
+    metrics.tap_log_events(
+        [metrics.record_event, lambda event, _fields: seen.append(event)], level="warning"
+    )
     log = get_logger("test")
     before = value("bootsync_imports_total", outcome="ok")
     log.info("import_finished", outcome="ok", duration_s=2.0)

@@ -52,7 +52,8 @@ def test_without_notify_socket_every_call_is_a_quiet_no_op() -> None:
 
 
 def test_ready_status_and_stopping_arrive_as_newline_separated_assignments(
-        listener: tuple[socket.socket, str]) -> None:
+    listener: tuple[socket.socket, str],
+) -> None:
     """Each call is one datagram of KEY=value lines; a newline in a status cannot split it."""
     sock, path = listener
     notifier = Notifier({"NOTIFY_SOCKET": path})
@@ -60,8 +61,11 @@ def test_ready_status_and_stopping_arrive_as_newline_separated_assignments(
     assert notifier.status("importing 3/12 files\nnext line")
     assert notifier.stopping()
     notifier.close()
-    assert received(sock) == ["READY=1\nSTATUS=idle", "STATUS=importing 3/12 files next line",
-                              "STOPPING=1\nSTATUS=stopping"]
+    assert received(sock) == [
+        "READY=1\nSTATUS=idle",
+        "STATUS=importing 3/12 files next line",
+        "STOPPING=1\nSTATUS=stopping",
+    ]
 
 
 def test_an_abstract_socket_name_is_reached() -> None:
@@ -84,7 +88,8 @@ def test_a_malformed_socket_value_is_refused(value: str) -> None:
 
 
 def test_a_vanished_socket_is_logged_once_and_never_raises(
-        tmp_path: Path, log_events: list[dict[str, object]]) -> None:
+    tmp_path: Path, log_events: list[dict[str, object]]
+) -> None:
     """Sending to a socket nobody listens on fails quietly after one sd_notify_failed."""
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
     assert notifier.status("a") is False
@@ -94,7 +99,8 @@ def test_a_vanished_socket_is_logged_once_and_never_raises(
 
 
 def test_a_full_socket_buffer_drops_the_message_instead_of_blocking(
-        listener: tuple[socket.socket, str]) -> None:
+    listener: tuple[socket.socket, str],
+) -> None:
     """With systemd not reading, sends return False at once (the loop is never held)."""
     sock, path = listener
     notifier = Notifier({"NOTIFY_SOCKET": path})
@@ -105,26 +111,32 @@ def test_a_full_socket_buffer_drops_the_message_instead_of_blocking(
     assert len(received(sock)) < len(results)
 
 
-@pytest.mark.parametrize(("env", "interval"), [
-    ({"WATCHDOG_USEC": "30000000"}, 15.0),
-    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
-    ({"WATCHDOG_USEC": "0"}, None),
-    ({"WATCHDOG_USEC": "soon"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("env", "interval"),
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({}, None),
+    ],
+)
 def test_the_watchdog_pings_at_half_of_watchdog_usec_for_this_process_only(
-        env: dict[str, str], interval: float | None) -> None:
+    env: dict[str, str], interval: float | None
+) -> None:
     """WATCHDOG_USEC/2 seconds, unless WATCHDOG_PID names another process or it is unset."""
     notifier = Notifier({"NOTIFY_SOCKET": "/run/systemd/notify", **env})
     assert notifier.watchdog_interval_s == interval
 
 
 async def test_the_watchdog_pings_from_the_event_loop_until_cancelled(
-        listener: tuple[socket.socket, str]) -> None:
+    listener: tuple[socket.socket, str],
+) -> None:
     """run_watchdog sends WATCHDOG=1 every interval while the loop runs."""
     sock, path = listener
-    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000",
-                         "WATCHDOG_PID": str(os.getpid())})
+    notifier = Notifier(
+        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000", "WATCHDOG_PID": str(os.getpid())}
+    )
     task = asyncio.create_task(notifier.run_watchdog())
     await asyncio.sleep(0.1)
     task.cancel()
@@ -136,23 +148,32 @@ async def test_the_watchdog_pings_from_the_event_loop_until_cancelled(
     assert set(pings) == {"WATCHDOG=1"}
 
 
-def test_the_status_line_follows_an_import_and_a_pull(
-        listener: tuple[socket.socket, str]) -> None:
+def test_the_status_line_follows_an_import_and_a_pull(listener: tuple[socket.socket, str]) -> None:
     """Import and pull events become 'importing 1/2 files' and 'idle, last ... ok' lines."""
     sock, path = listener
     notifier = Notifier({"NOTIFY_SOCKET": path})
     line = StatusLine(notifier, idle="idle")
     steps: list[tuple[str, dict[str, object]]] = [
-        ("import_started", {}), ("downloads_started", {"files": 2}), ("download_finished", {}),
-        ("download_reused", {}), ("download_failed", {}), ("import_finished", {"outcome": "ok"}),
-        ("pull_started", {}), ("pull_planned", {"files": 0}),
-        ("pull_finished", {"outcome": "failed", "error": "HTTP 503"})]
+        ("import_started", {}),
+        ("downloads_started", {"files": 2}),
+        ("download_finished", {}),
+        ("download_reused", {}),
+        ("download_failed", {}),
+        ("import_finished", {"outcome": "ok"}),
+        ("pull_started", {}),
+        ("pull_planned", {"files": 0}),
+        ("pull_finished", {"outcome": "failed", "error": "HTTP 503"}),
+    ]
     for event, fields in steps:
         line(event, fields)
     notifier.close()
     lines = [m.removeprefix("STATUS=") for m in received(sock)]
-    assert lines[:4] == ["importing (reading sources)", "importing 0/2 files",
-                         "importing 1/2 files", "importing 2/2 files"]
+    assert lines[:4] == [
+        "importing (reading sources)",
+        "importing 0/2 files",
+        "importing 1/2 files",
+        "importing 2/2 files",
+    ]
     assert lines[4].startswith("idle, last import ")
     assert lines[4].endswith(" UTC ok")
     assert lines[5:7] == ["pulling (reading the region)", "pulling 0/0 files"]

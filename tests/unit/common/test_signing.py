@@ -28,8 +28,10 @@ from tests.fakes.gpg import (
 )
 
 SOURCE = "http://127.0.0.1/streams/v1/index.sjson"
-INDEX = (b'{\n "format": "index:1.0",\n "index": {\n  "com.example:v3:download": {\n'
-         b'   "path": "streams/v1/com.example:v3:download.sjson"\n  }\n }\n}\n')
+INDEX = (
+    b'{\n "format": "index:1.0",\n "index": {\n  "com.example:v3:download": {\n'
+    b'   "path": "streams/v1/com.example:v3:download.sjson"\n  }\n }\n}\n'
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,9 @@ def signed_index(gpg_signer: ThrowawayKey) -> bytes:
     return clearsign(gpg_signer, INDEX)
 
 
-def _refused(exc_type: type[SignatureError], data: bytes, keyring: Keyring,
-             allow_unsigned: bool = False) -> SignatureError:
+def _refused(
+    exc_type: type[SignatureError], data: bytes, keyring: Keyring, allow_unsigned: bool = False
+) -> SignatureError:
     """Verify ``data``, expect ``exc_type``, and check the message names the source."""
     with pytest.raises(exc_type) as caught:
         verify_clearsigned(data, keyring, source=SOURCE, allow_unsigned=allow_unsigned)
@@ -57,18 +60,22 @@ def _signature_lines(signed: bytes) -> tuple[list[bytes], int]:
 
 
 def test_good_signature_yields_the_payload_and_the_signer_fingerprint(
-        signed_index: bytes, gpg_keyring: Keyring, gpg_signer: ThrowawayKey) -> None:
+    signed_index: bytes, gpg_keyring: Keyring, gpg_signer: ThrowawayKey
+) -> None:
     """A document clearsigned by a trusted key verifies to its exact payload and signer."""
     assert verify_clearsigned(signed_index, gpg_keyring, source=SOURCE) == VerifiedDocument(
-        payload=INDEX, fingerprint=gpg_signer.fingerprint, signed=True)
+        payload=INDEX, fingerprint=gpg_signer.fingerprint, signed=True
+    )
 
 
-@pytest.mark.parametrize(("armor", "as_file"), [(False, True), (True, True), (False, False),
-                                                (True, False)],
-                         ids=["binary-path", "armored-path", "binary-bytes", "armored-bytes"])
+@pytest.mark.parametrize(
+    ("armor", "as_file"),
+    [(False, True), (True, True), (False, False), (True, False)],
+    ids=["binary-path", "armored-path", "binary-bytes", "armored-bytes"],
+)
 def test_keyring_given_as_path_or_bytes_binary_or_armored_verifies(
-        signed_index: bytes, gpg_signer: ThrowawayKey, tmp_path: Path, armor: bool,
-        as_file: bool) -> None:
+    signed_index: bytes, gpg_signer: ThrowawayKey, tmp_path: Path, armor: bool, as_file: bool
+) -> None:
     """The same public key loaded from any of the four forms verifies the document."""
     exported = export_public(gpg_signer, armor=armor)
     path = tmp_path / "trusted.key"
@@ -78,7 +85,8 @@ def test_keyring_given_as_path_or_bytes_binary_or_armored_verifies(
 
 
 def test_subkey_signature_reports_the_primary_key_fingerprint(
-        gpg_subkey_signer: ThrowawayKey) -> None:
+    gpg_subkey_signer: ThrowawayKey,
+) -> None:
     """A signature made by a signing subkey is attributed to its primary key."""
     verified = verify_clearsigned(clearsign(gpg_subkey_signer, INDEX), gpg_subkey_signer.keyring)
     assert verified.fingerprint == gpg_subkey_signer.fingerprint
@@ -86,7 +94,8 @@ def test_subkey_signature_reports_the_primary_key_fingerprint(
 
 
 def test_payload_is_gpg_output_with_dash_escaping_undone(
-        gpg_signer: ThrowawayKey, gpg_keyring: Keyring) -> None:
+    gpg_signer: ThrowawayKey, gpg_keyring: Keyring
+) -> None:
     """Lines that gpg dash-escapes in the signed text come back exactly as signed."""
     data = b"- a dash line\n-----BEGIN PGP SIGNATURE-----\n-----END PGP SIGNATURE-----\n"
     signed = clearsign(gpg_signer, data)
@@ -95,7 +104,8 @@ def test_payload_is_gpg_output_with_dash_escaping_undone(
 
 
 def test_blanks_added_to_signed_lines_do_not_reach_the_payload(
-        signed_index: bytes, gpg_keyring: Keyring) -> None:
+    signed_index: bytes, gpg_keyring: Keyring
+) -> None:
     """Trailing spaces the signature ignores, added in transit, are not in the verified payload."""
     padded = signed_index.replace(b'"format": "index:1.0",\n', b'"format": "index:1.0",   \n')
     assert padded != signed_index
@@ -103,7 +113,8 @@ def test_blanks_added_to_signed_lines_do_not_reach_the_payload(
 
 
 def test_blank_lines_after_the_signature_block_are_accepted(
-        signed_index: bytes, gpg_keyring: Keyring) -> None:
+    signed_index: bytes, gpg_keyring: Keyring
+) -> None:
     """Whitespace after the signature block is not stray text."""
     assert verify_clearsigned(signed_index + b"\n\n", gpg_keyring).payload == INDEX
 
@@ -112,7 +123,8 @@ def test_blank_lines_after_the_signature_block_are_accepted(
 
 
 def test_payload_edited_after_signing_raises_tampered_payload_error(
-        signed_index: bytes, gpg_keyring: Keyring) -> None:
+    signed_index: bytes, gpg_keyring: Keyring
+) -> None:
     """A change to the signed text makes the signature BAD: TamperedPayloadError."""
     tampered = signed_index.replace(b"index:1.0", b"index:9.0")
     assert tampered != signed_index
@@ -120,10 +132,15 @@ def test_payload_edited_after_signing_raises_tampered_payload_error(
 
 
 def test_allow_unsigned_does_not_excuse_a_bad_signature(
-        signed_index: bytes, gpg_keyring: Keyring) -> None:
+    signed_index: bytes, gpg_keyring: Keyring
+) -> None:
     """A signed document is checked even when unsigned input is allowed."""
-    _refused(TamperedPayloadError, signed_index.replace(b"index:1.0", b"index:9.0"), gpg_keyring,
-             allow_unsigned=True)
+    _refused(
+        TamperedPayloadError,
+        signed_index.replace(b"index:1.0", b"index:9.0"),
+        gpg_keyring,
+        allow_unsigned=True,
+    )
 
 
 def _garble_packet(lines: list[bytes], at: int) -> None:
@@ -137,7 +154,7 @@ def _bad_checksum(lines: list[bytes], at: int) -> None:
 
 def _empty_body(lines: list[bytes], at: int) -> None:
     end = lines.index(b"-----END PGP SIGNATURE-----")
-    del lines[at + 2:end]
+    del lines[at + 2 : end]
 
 
 def _no_end_line(lines: list[bytes], at: int) -> None:
@@ -148,12 +165,14 @@ def _no_signature(lines: list[bytes], at: int) -> None:
     del lines[at:]
 
 
-@pytest.mark.parametrize("damage", [_garble_packet, _bad_checksum, _empty_body, _no_end_line,
-                                    _no_signature],
-                         ids=["garbled-packet", "bad-checksum", "empty-body", "no-end-line",
-                              "no-signature"])
+@pytest.mark.parametrize(
+    "damage",
+    [_garble_packet, _bad_checksum, _empty_body, _no_end_line, _no_signature],
+    ids=["garbled-packet", "bad-checksum", "empty-body", "no-end-line", "no-signature"],
+)
 def test_damaged_signature_block_raises_bad_signature_error(
-        signed_index: bytes, gpg_keyring: Keyring, damage: object) -> None:
+    signed_index: bytes, gpg_keyring: Keyring, damage: object
+) -> None:
     """A signature block gpg cannot parse or check raises BadSignatureError."""
     lines, at = _signature_lines(signed_index)
     damage(lines, at)  # type: ignore[operator]
@@ -161,7 +180,8 @@ def test_damaged_signature_block_raises_bad_signature_error(
 
 
 def test_signature_by_a_key_outside_the_keyring_raises_unknown_key_error(
-        gpg_stranger: ThrowawayKey, gpg_keyring: Keyring) -> None:
+    gpg_stranger: ThrowawayKey, gpg_keyring: Keyring
+) -> None:
     """A good signature by an untrusted key raises UnknownKeyError naming that key."""
     error = _refused(UnknownKeyError, clearsign(gpg_stranger, INDEX), gpg_keyring)
     assert gpg_stranger.fingerprint in str(error)
@@ -169,21 +189,24 @@ def test_signature_by_a_key_outside_the_keyring_raises_unknown_key_error(
 
 def test_real_ubuntu_document_signed_outside_the_cloudimage_keyring_is_unknown() -> None:
     """Ubuntu's real SHA512SUMS, signed by key 568D30F321B2133D, is refused by the cloud keyring."""
-    data = (UPSTREAM_SAMPLES / "keyrings" / "ubuntu-keyring_2018.09.18.1.SHA512SUMS.txt.asc"
-            ).read_bytes()
+    data = (
+        UPSTREAM_SAMPLES / "keyrings" / "ubuntu-keyring_2018.09.18.1.SHA512SUMS.txt.asc"
+    ).read_bytes()
     error = _refused(UnknownKeyError, data, load_keyring(UBUNTU_KEYRING))
     assert "568D30F321B2133D" in str(error)
 
 
 def test_signer_missing_from_the_keyring_fingerprints_is_unknown(
-        signed_index: bytes, gpg_keyring: Keyring, gpg_stranger: ThrowawayKey) -> None:
+    signed_index: bytes, gpg_keyring: Keyring, gpg_stranger: ThrowawayKey
+) -> None:
     """Only the keyring's listed primary fingerprints are trusted, whatever its binary holds."""
     narrowed = Keyring(binary=gpg_keyring.binary, fingerprints=(gpg_stranger.fingerprint,))
     _refused(UnknownKeyError, signed_index, narrowed)
 
 
 def test_signature_by_an_expired_key_raises_expired_key_error(
-        gpg_expired_signer: ThrowawayKey) -> None:
+    gpg_expired_signer: ThrowawayKey,
+) -> None:
     """A signature made while the key was valid is refused once the key has expired."""
     _refused(ExpiredKeyError, clearsign(gpg_expired_signer, INDEX), gpg_expired_signer.keyring)
 
@@ -201,22 +224,37 @@ def test_unsigned_document_is_refused_by_default(gpg_keyring: Keyring) -> None:
 def test_unsigned_document_is_returned_as_is_when_allowed(gpg_keyring: Keyring) -> None:
     """With allow_unsigned, plain data comes back unchanged, unsigned and without signer."""
     assert verify_clearsigned(INDEX, gpg_keyring, allow_unsigned=True) == VerifiedDocument(
-        payload=INDEX, fingerprint=None, signed=False)
+        payload=INDEX, fingerprint=None, signed=False
+    )
 
 
 @pytest.mark.parametrize("allow_unsigned", [False, True], ids=["strict", "unsigned-allowed"])
-@pytest.mark.parametrize("wrap", [
-    lambda signed, other: signed + b'{"evil": true}\n',
-    lambda signed, other: b'{"evil": true}\n' + signed,
-    lambda signed, other: signed + other,
-    lambda signed, other: (b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n"
-                           b'{"evil": true}\n' + signed),
-    lambda signed, other: "\ufeff".encode() + signed,
-], ids=["text-appended", "text-prepended", "second-message-appended", "fake-header-prepended",
-        "bom-prepended"])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda signed, other: signed + b'{"evil": true}\n',
+        lambda signed, other: b'{"evil": true}\n' + signed,
+        lambda signed, other: signed + other,
+        lambda signed, other: (
+            b'-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{"evil": true}\n' + signed
+        ),
+        lambda signed, other: "\ufeff".encode() + signed,
+    ],
+    ids=[
+        "text-appended",
+        "text-prepended",
+        "second-message-appended",
+        "fake-header-prepended",
+        "bom-prepended",
+    ],
+)
 def test_text_outside_the_one_signed_block_is_refused(
-        signed_index: bytes, gpg_signer: ThrowawayKey, gpg_keyring: Keyring,
-        allow_unsigned: bool, wrap: object) -> None:
+    signed_index: bytes,
+    gpg_signer: ThrowawayKey,
+    gpg_keyring: Keyring,
+    allow_unsigned: bool,
+    wrap: object,
+) -> None:
     """Unsigned text around a valid signed block never reaches a payload: BadSignatureError."""
     other = clearsign(gpg_signer, b'{"evil": true}\n')
     data = wrap(signed_index, other)  # type: ignore[operator]
@@ -228,7 +266,8 @@ def test_text_outside_the_one_signed_block_is_refused(
 
 
 def test_verification_never_touches_the_users_gnupg_home(
-        signed_index: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    signed_index: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With HOME and GNUPGHOME set to an empty directory, load and verify leave it empty."""
     user_home = tmp_path / "user"
     user_home.mkdir()
@@ -240,7 +279,8 @@ def test_verification_never_touches_the_users_gnupg_home(
 
 
 async def test_async_verify_leaves_the_event_loop_free(
-        signed_index: bytes, gpg_keyring: Keyring) -> None:
+    signed_index: bytes, gpg_keyring: Keyring
+) -> None:
     """averify_clearsigned runs gpg in a thread: other tasks keep running meanwhile."""
     ticks = 0
     done = asyncio.Event()
@@ -260,7 +300,8 @@ async def test_async_verify_leaves_the_event_loop_free(
 
 
 async def test_sync_verify_on_the_event_loop_is_caught(
-        signed_index: bytes, gpg_keyring: Keyring) -> None:
+    signed_index: bytes, gpg_keyring: Keyring
+) -> None:
     """The blocking variant called inside a coroutine trips the blockbuster guard."""
     with pytest.raises(BlockingError):
         verify_clearsigned(signed_index, gpg_keyring, source=SOURCE)

@@ -21,7 +21,8 @@ def publisher(tmp_path: Path, store: BlobStore) -> SnapshotPublisher:
 
 
 async def test_published_snapshot_holds_metadata_and_hard_links_to_blobs(
-        publisher: SnapshotPublisher, store: BlobStore) -> None:
+    publisher: SnapshotPublisher, store: BlobStore
+) -> None:
     """After the build block, current points at a snapshot with the file and the blob link."""
     sha = await store.ingest_bytes(b"kernel bytes")
     async with publisher.build() as snap:
@@ -38,11 +39,13 @@ async def test_published_snapshot_holds_metadata_and_hard_links_to_blobs(
 
 
 async def test_failed_build_leaves_current_untouched_and_no_directory_behind(
-        publisher: SnapshotPublisher, store: BlobStore) -> None:
+    publisher: SnapshotPublisher, store: BlobStore
+) -> None:
     """An exception inside the build block publishes nothing and removes the partial tree."""
     async with publisher.build() as first:
         await first.write_file("a.json", b"1")
     before = await publisher.current_id()
+
     async def failing_build() -> None:
         async with publisher.build() as snap:
             await snap.write_file("a.json", b"2")
@@ -55,8 +58,7 @@ async def test_failed_build_leaves_current_untouched_and_no_directory_behind(
     assert sorted(p.name for p in publisher.snapshots.iterdir()) == [before]
 
 
-async def test_identical_content_gives_the_same_snapshot_id(
-        publisher: SnapshotPublisher) -> None:
+async def test_identical_content_gives_the_same_snapshot_id(publisher: SnapshotPublisher) -> None:
     """Two builds of the same content publish one snapshot; the second reports no change."""
     ids = []
     for _ in range(2):
@@ -69,7 +71,8 @@ async def test_identical_content_gives_the_same_snapshot_id(
 
 
 async def test_prune_keeps_current_and_newest_and_removes_crashed_builds(
-        publisher: SnapshotPublisher) -> None:
+    publisher: SnapshotPublisher,
+) -> None:
     """prune(keep=1) leaves only current, and removes a building directory left by a crash."""
     for n in range(3):
         async with publisher.build() as snap:
@@ -82,7 +85,8 @@ async def test_prune_keeps_current_and_newest_and_removes_crashed_builds(
 
 
 async def test_builder_refuses_paths_outside_the_snapshot_and_the_manifest_name(
-        publisher: SnapshotPublisher) -> None:
+    publisher: SnapshotPublisher,
+) -> None:
     """A relative path that escapes the snapshot, or names the manifest, is refused."""
     async with publisher.build() as snap:
         with pytest.raises(ValueError, match="not a path inside"):
@@ -95,7 +99,8 @@ async def test_builder_refuses_paths_outside_the_snapshot_and_the_manifest_name(
 
 
 async def test_current_is_always_a_complete_snapshot_while_switching(
-        publisher: SnapshotPublisher) -> None:
+    publisher: SnapshotPublisher,
+) -> None:
     """current is a symlink replaced by rename: at no point is it missing or dangling."""
     async with publisher.build() as snap:
         await snap.write_file("v.json", b"1")
@@ -108,7 +113,8 @@ async def test_current_is_always_a_complete_snapshot_while_switching(
 
 
 async def test_listeners_hear_each_switch_of_current_but_not_a_republication(
-        publisher: SnapshotPublisher) -> None:
+    publisher: SnapshotPublisher,
+) -> None:
     """A listener is called with the new snapshot; an identical rebuild calls nobody."""
     heard: list[str] = []
     publisher.add_listener(lambda snap: heard.append(snap.id))

@@ -17,6 +17,7 @@ async def yield_times(n: int) -> None:
 
 async def test_results_come_back_in_input_order() -> None:
     """Items that finish in reverse order still give results in input order."""
+
     async def work(n: int) -> int:
         await yield_times(10 - n)
         return n * n
@@ -87,6 +88,7 @@ async def test_cancelling_the_caller_cancels_every_worker() -> None:
 
 async def test_empty_input_gives_empty_results() -> None:
     """No items means no workers and an empty list."""
+
     async def work(n: int) -> int:
         return n
 
@@ -95,6 +97,7 @@ async def test_empty_input_gives_empty_results() -> None:
 
 async def test_a_limit_below_one_is_refused() -> None:
     """limit=0 raises ValueError rather than hanging."""
+
     async def work(n: int) -> int:
         return n
 

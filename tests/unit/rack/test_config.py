@@ -56,16 +56,17 @@ def test_the_shipped_file_documents_every_key_with_its_default(tmp_path: Path) -
     assert len(re.findall(r"(?m)^[a-z_]+ = ", uncommented)) == len(fields(RackConfig))
 
 
-@pytest.mark.parametrize("value", ["0", '"off"', "false", "true", "-5", "0.5", "1.5", '"5"',
-                                   "61", "1000000", '"never"'])
-def test_every_attempt_to_switch_the_sync_loop_off_is_refused(tmp_path: Path,
-                                                               value: str) -> None:
+@pytest.mark.parametrize(
+    "value", ["0", '"off"', "false", "true", "-5", "0.5", "1.5", '"5"', "61", "1000000", '"never"']
+)
+def test_every_attempt_to_switch_the_sync_loop_off_is_refused(tmp_path: Path, value: str) -> None:
     """0, "off", false, fractions and absurdly long intervals all stop the daemon at start."""
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, f"[sync]\ninterval_minutes = {value}\n"))
     assert len(problems(exc)) == 1
-    assert problems(exc)[0].startswith("sync.interval_minutes: the rack's sync loop cannot be "
-                                       "switched off")
+    assert problems(exc)[0].startswith(
+        "sync.interval_minutes: the rack's sync loop cannot be switched off"
+    )
     assert f"got {value}" in problems(exc)[0]
 
 
@@ -84,17 +85,30 @@ def test_one_and_sixty_minutes_are_accepted(tmp_path: Path) -> None:
 
 def test_a_full_file_sets_every_field(tmp_path: Path) -> None:
     """Each key reaches its field; URLs lose a trailing slash."""
-    config = load_config(write(tmp_path, (
-        '[region]\nurls = ["http://r1:5240/", "https://r2.example:5240"]\nsecret = "inline"\n'
-        '[server]\nlisten = "[::]:8080"\nadvertise_url = "http://rack.example:8080/"\n'
-        'hostname = "rack-7"\n[storage]\ndata_dir = "/srv/rack"\n'
-        '[sync]\ninterval_minutes = 7\nconcurrency = 3\n'
-        '[log]\nlevel = "debug"\nformat = "json"\n')))
+    config = load_config(
+        write(
+            tmp_path,
+            (
+                '[region]\nurls = ["http://r1:5240/", "https://r2.example:5240"]\nsecret = "inline"\n'
+                '[server]\nlisten = "[::]:8080"\nadvertise_url = "http://rack.example:8080/"\n'
+                'hostname = "rack-7"\n[storage]\ndata_dir = "/srv/rack"\n'
+                "[sync]\ninterval_minutes = 7\nconcurrency = 3\n"
+                '[log]\nlevel = "debug"\nformat = "json"\n'
+            ),
+        )
+    )
     assert config == RackConfig(
-        region_urls=("http://r1:5240", "https://r2.example:5240"), secret="inline",
-        listen="[::]:8080", advertise_url="http://rack.example:8080/", hostname="rack-7",
-        data_dir=Path("/srv/rack"), interval_minutes=7, concurrency=3, log_level="debug",
-        log_format="json")
+        region_urls=("http://r1:5240", "https://r2.example:5240"),
+        secret="inline",
+        listen="[::]:8080",
+        advertise_url="http://rack.example:8080/",
+        hostname="rack-7",
+        data_dir=Path("/srv/rack"),
+        interval_minutes=7,
+        concurrency=3,
+        log_level="debug",
+        log_format="json",
+    )
     assert config.rack_url == "http://rack.example:8080"
     assert config.rack_name == "rack-7"
 
@@ -109,9 +123,15 @@ def test_the_rack_url_follows_the_listen_address() -> None:
 def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
     """Wrong types, bad URLs and unknown keys are all listed, each with its key."""
     with pytest.raises(ConfigError) as exc:
-        load_config(write(tmp_path, (
-            '[region]\nurls = ["ftp://x", 5]\nsecret = "a"\nsecret_file = "/etc/x"\n'
-            '[server]\nlisten = "nowhere"\n[sync]\nconcurrency = 0\nspeed = 3\n')))
+        load_config(
+            write(
+                tmp_path,
+                (
+                    '[region]\nurls = ["ftp://x", 5]\nsecret = "a"\nsecret_file = "/etc/x"\n'
+                    '[server]\nlisten = "nowhere"\n[sync]\nconcurrency = 0\nspeed = 3\n'
+                ),
+            )
+        )
     found = problems(exc)
     assert any(p.startswith("region.urls[0]: must be an http:// or https:// URL") for p in found)
     assert any(p.startswith("region.urls[1]:") for p in found)
@@ -124,7 +144,7 @@ def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
 def test_an_empty_url_list_is_refused(tmp_path: Path) -> None:
     """A rack needs at least one region."""
     with pytest.raises(ConfigError, match=r"region\.urls: must be a non-empty list"):
-        load_config(write(tmp_path, "[region]\nurls = []\nsecret = \"x\"\n"))
+        load_config(write(tmp_path, '[region]\nurls = []\nsecret = "x"\n'))
 
 
 def test_a_missing_or_empty_secret_file_names_the_key_and_the_remedy(tmp_path: Path) -> None:
@@ -142,10 +162,15 @@ def test_command_line_overrides_win_over_the_file(tmp_path: Path) -> None:
     """--region (repeatable), --secret-file, --listen and --data-dir replace the file's values."""
     other = tmp_path / "other-secret"
     other.write_text("from-cli\n")
-    config = load_config(write(tmp_path, '[server]\nlisten = "127.0.0.1:1"\n'),
-                         overrides=Overrides(region_urls=["http://a:1", "http://b:2/"],
-                                             secret_file=other, listen="127.0.0.1:2",
-                                             data_dir=tmp_path / "d"))
+    config = load_config(
+        write(tmp_path, '[server]\nlisten = "127.0.0.1:1"\n'),
+        overrides=Overrides(
+            region_urls=["http://a:1", "http://b:2/"],
+            secret_file=other,
+            listen="127.0.0.1:2",
+            data_dir=tmp_path / "d",
+        ),
+    )
     assert config.region_urls == ("http://a:1", "http://b:2")
     assert config.secret == "from-cli"
     assert config.listen == "127.0.0.1:2"
@@ -154,17 +179,21 @@ def test_command_line_overrides_win_over_the_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, ""), overrides=Overrides(region_urls=["nope"]))
 
 
-def test_the_daemon_exits_2_naming_the_bad_key(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_daemon_exits_2_naming_the_bad_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """bootsync-rackd with interval_minutes = 0 prints the problem and exits 2."""
     path = write(tmp_path, "[sync]\ninterval_minutes = 0\n")
     assert main(["--config", str(path)]) == 2
-    assert "sync.interval_minutes: the rack's sync loop cannot be switched off" in \
-        capsys.readouterr().err
+    assert (
+        "sync.interval_minutes: the rack's sync loop cannot be switched off"
+        in capsys.readouterr().err
+    )
 
 
-def test_check_config_validates_and_exits_0(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_validates_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--check-config on a good file prints ok and does not start anything."""
     path = write(tmp_path, "")
     assert main(["--config", str(path), "--check-config"]) == 0

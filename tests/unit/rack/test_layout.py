@@ -18,36 +18,76 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def product(name: str, attrs: dict[str, Any], versions: dict[str, list[str]],
-            prefix: str) -> Product:
+def product(
+    name: str, attrs: dict[str, Any], versions: dict[str, list[str]], prefix: str
+) -> Product:
     """A product whose versions hold items named as listed, under ``prefix/<version>/``."""
-    return Product(name=name, attrs=attrs, versions={
-        v: Version(name=v, items={
-            f: Item(name=f, path=f"{prefix}/{v}/{f}", sha256=sha(f"{prefix}/{v}/{f}"), size=10,
-                    attrs={"ftype": f})
-            for f in files})
-        for v, files in versions.items()})
+    return Product(
+        name=name,
+        attrs=attrs,
+        versions={
+            v: Version(
+                name=v,
+                items={
+                    f: Item(
+                        name=f,
+                        path=f"{prefix}/{v}/{f}",
+                        sha256=sha(f"{prefix}/{v}/{f}"),
+                        size=10,
+                        attrs={"ftype": f},
+                    )
+                    for f in files
+                },
+            )
+            for v, files in versions.items()
+        },
+    )
 
 
-def ubuntu(subarch: str, *, kflavor: str = "generic", rolling: bool = False,
-           versions: dict[str, list[str]] | None = None) -> Product:
+def ubuntu(
+    subarch: str,
+    *,
+    kflavor: str = "generic",
+    rolling: bool = False,
+    versions: dict[str, list[str]] | None = None,
+) -> Product:
     """A noble amd64 kernel product as the region publishes it."""
-    attrs: dict[str, Any] = {"os": "ubuntu", "arch": "amd64", "subarch": subarch,
-                             "release": "noble", "label": "stable", "kflavor": kflavor,
-                             "subarches": f"generic,{subarch}", "release_title": "24.04 LTS"}
+    attrs: dict[str, Any] = {
+        "os": "ubuntu",
+        "arch": "amd64",
+        "subarch": subarch,
+        "release": "noble",
+        "label": "stable",
+        "kflavor": kflavor,
+        "subarches": f"generic,{subarch}",
+        "release_title": "24.04 LTS",
+    }
     if rolling:
         attrs["rolling"] = True
-    return product(f"maas:boot:ubuntu:amd64:{subarch}:noble", attrs,
-                   versions or {"20250718": ["boot-kernel", "boot-initrd", "squashfs"]},
-                   f"ubuntu/amd64/{subarch}/noble")
+    return product(
+        f"maas:boot:ubuntu:amd64:{subarch}:noble",
+        attrs,
+        versions or {"20250718": ["boot-kernel", "boot-initrd", "squashfs"]},
+        f"ubuntu/amd64/{subarch}/noble",
+    )
 
 
 def bootloader(os_name: str, btype: str, arch: str, files: list[str]) -> Product:
     """A bootloader product as the region publishes it."""
-    return product(f"maas:boot:{os_name}:{arch}:generic:{btype}",
-                   {"os": os_name, "arch": arch, "subarch": "generic", "release": btype,
-                    "label": "stable", "kflavor": "generic", "bootloader-type": btype},
-                   {"20250718.0": files}, f"{os_name}/{arch}/generic/{btype}")
+    return product(
+        f"maas:boot:{os_name}:{arch}:generic:{btype}",
+        {
+            "os": os_name,
+            "arch": arch,
+            "subarch": "generic",
+            "release": btype,
+            "label": "stable",
+            "kflavor": "generic",
+            "bootloader-type": btype,
+        },
+        {"20250718.0": files},
+        f"{os_name}/{arch}/generic/{btype}",
+    )
 
 
 def stream(*products: Product) -> ProductList:
@@ -59,10 +99,14 @@ def test_images_go_to_os_arch_subarch_release_label_with_a_generic_alias_for_ga(
     """A GA kernel product is placed under its subarch and under ``generic``."""
     layout = plan_layout([stream(ubuntu("ga-24.04"), ubuntu("hwe-24.04"))])
     paths = {f.relpath: f.source for f in layout.files}
-    assert paths["ubuntu/amd64/ga-24.04/noble/stable/boot-kernel"] == \
-        "ubuntu/amd64/ga-24.04/noble/20250718/boot-kernel"
-    assert paths["ubuntu/amd64/generic/noble/stable/squashfs"] == \
-        "ubuntu/amd64/ga-24.04/noble/20250718/squashfs"
+    assert (
+        paths["ubuntu/amd64/ga-24.04/noble/stable/boot-kernel"]
+        == "ubuntu/amd64/ga-24.04/noble/20250718/boot-kernel"
+    )
+    assert (
+        paths["ubuntu/amd64/generic/noble/stable/squashfs"]
+        == "ubuntu/amd64/ga-24.04/noble/20250718/squashfs"
+    )
     assert "ubuntu/amd64/hwe-24.04/noble/stable/boot-initrd" in paths
     assert not any(p.startswith("ubuntu/amd64/generic/") and "hwe" in s for p, s in paths.items())
     assert len(layout.sources) == 6
@@ -71,15 +115,28 @@ def test_images_go_to_os_arch_subarch_release_label_with_a_generic_alias_for_ga(
 
 def test_only_the_newest_version_of_a_product_is_laid_out() -> None:
     """Older versions of a product are not placed nor downloaded."""
-    layout = plan_layout([stream(ubuntu("hwe-24.04", versions={
-        "20250620": ["boot-kernel"], "20250718": ["boot-kernel"]}))])
+    layout = plan_layout(
+        [
+            stream(
+                ubuntu(
+                    "hwe-24.04", versions={"20250620": ["boot-kernel"], "20250718": ["boot-kernel"]}
+                )
+            )
+        ]
+    )
     assert [f.source for f in layout.files] == ["ubuntu/amd64/hwe-24.04/noble/20250718/boot-kernel"]
 
 
 def test_flavoured_ga_kernels_get_no_generic_alias_and_rolling_ones_get_a_rolling_alias() -> None:
     """Only generic-flavour GA kernels are aliased to generic; rolling → hwe-rolling[-edge]."""
-    layout = plan_layout([stream(ubuntu("ga-24.04-lowlatency", kflavor="lowlatency"),
-                                 ubuntu("hwe-24.04-edge", rolling=True))])
+    layout = plan_layout(
+        [
+            stream(
+                ubuntu("ga-24.04-lowlatency", kflavor="lowlatency"),
+                ubuntu("hwe-24.04-edge", rolling=True),
+            )
+        ]
+    )
     paths = {f.relpath for f in layout.files}
     assert not any("/generic/" in p for p in paths)
     assert "ubuntu/amd64/hwe-rolling-edge/noble/stable/boot-kernel" in paths
@@ -88,15 +145,26 @@ def test_flavoured_ga_kernels_get_no_generic_alias_and_rolling_ones_get_a_rollin
 
 def test_bootloaders_go_under_bootloader_type_arch_and_at_the_root() -> None:
     """Bootloader archives are linked as shipped; the first of two same-named root links wins."""
-    layout = plan_layout([stream(
-        bootloader("grub-efi-signed", "uefi", "amd64", ["grub2-signed.tar.xz",
-                                                       "shim-signed.tar.xz"]),
-        bootloader("grub-efi", "uefi", "arm64", ["grub2.tar.xz"]),
-        bootloader("grub-ieee1275", "open-firmware", "ppc64el", ["grub2.tar.xz"]),
-        bootloader("pxelinux", "pxe", "i386", ["syslinux.tar.xz"]))])
+    layout = plan_layout(
+        [
+            stream(
+                bootloader(
+                    "grub-efi-signed",
+                    "uefi",
+                    "amd64",
+                    ["grub2-signed.tar.xz", "shim-signed.tar.xz"],
+                ),
+                bootloader("grub-efi", "uefi", "arm64", ["grub2.tar.xz"]),
+                bootloader("grub-ieee1275", "open-firmware", "ppc64el", ["grub2.tar.xz"]),
+                bootloader("pxelinux", "pxe", "i386", ["syslinux.tar.xz"]),
+            )
+        ]
+    )
     paths = {f.relpath: f.source for f in layout.files}
-    assert paths["bootloader/uefi/amd64/shim-signed.tar.xz"] == \
-        "grub-efi-signed/amd64/generic/uefi/20250718.0/shim-signed.tar.xz"
+    assert (
+        paths["bootloader/uefi/amd64/shim-signed.tar.xz"]
+        == "grub-efi-signed/amd64/generic/uefi/20250718.0/shim-signed.tar.xz"
+    )
     assert paths["shim-signed.tar.xz"] == paths["bootloader/uefi/amd64/shim-signed.tar.xz"]
     assert paths["syslinux.tar.xz"] == paths["bootloader/pxe/i386/syslinux.tar.xz"]
     assert paths["grub2.tar.xz"] == paths["bootloader/uefi/arm64/grub2.tar.xz"]
@@ -106,34 +174,52 @@ def test_bootloaders_go_under_bootloader_type_arch_and_at_the_root() -> None:
 
 def test_maas_meta_describes_each_image_and_the_images_it_reports_match() -> None:
     """maas.meta is os → arch → subarch → kflavor → release → label, with MAAS's item keys."""
-    layout = plan_layout([stream(ubuntu("ga-24.04"),
-                                 bootloader("pxelinux", "pxe", "i386", ["syslinux.tar.xz"]))])
+    layout = plan_layout(
+        [stream(ubuntu("ga-24.04"), bootloader("pxelinux", "pxe", "i386", ["syslinux.tar.xz"]))]
+    )
     meta = json.loads(layout.meta_json())
     leaf = meta["ubuntu"]["amd64"]["ga-24.04"]["generic"]["noble"]["stable"]
     assert leaf["product_name"] == "maas:boot:ubuntu:amd64:ga-24.04:noble"
     assert leaf["version_name"] == "20250718"
     assert leaf["release_title"] == "24.04 LTS"
     assert set(leaf["files"]) == {"boot-kernel", "boot-initrd", "squashfs"}
-    assert meta["pxelinux"]["i386"]["generic"]["generic"]["pxe"]["stable"][
-        "bootloader-type"] == "pxe"
+    assert (
+        meta["pxelinux"]["i386"]["generic"]["generic"]["pxe"]["stable"]["bootloader-type"] == "pxe"
+    )
     assert layout.images == [
         RackImage(name="pxelinux/pxe", architecture="i386", subarches=["generic"]),
-        RackImage(name="ubuntu/noble", architecture="amd64", subarches=["ga-24.04"])]
+        RackImage(name="ubuntu/noble", architecture="amd64", subarches=["ga-24.04"]),
+    ]
     assert images_from_meta(meta) == layout.images
 
 
 def test_items_with_unsafe_or_missing_fields_are_skipped_with_the_reason() -> None:
     """A hidden, slashed or missing segment cannot become a path; the rest still lands."""
-    hidden = product("maas:boot:x", {"os": ".hidden", "arch": "amd64", "subarch": "generic",
-                                     "release": "r", "label": "stable"}, {"1": ["f"]}, "x")
-    nolabel = product("maas:boot:y", {"os": "ubuntu", "arch": "amd64", "subarch": "generic",
-                                      "release": "r"}, {"1": ["f"]}, "y")
-    slashed = product("maas:boot:z", {"os": "ubuntu", "arch": "amd64", "subarch": "a/b",
-                                      "release": "r", "label": "stable"}, {"1": ["f"]}, "z")
+    hidden = product(
+        "maas:boot:x",
+        {"os": ".hidden", "arch": "amd64", "subarch": "generic", "release": "r", "label": "stable"},
+        {"1": ["f"]},
+        "x",
+    )
+    nolabel = product(
+        "maas:boot:y",
+        {"os": "ubuntu", "arch": "amd64", "subarch": "generic", "release": "r"},
+        {"1": ["f"]},
+        "y",
+    )
+    slashed = product(
+        "maas:boot:z",
+        {"os": "ubuntu", "arch": "amd64", "subarch": "a/b", "release": "r", "label": "stable"},
+        {"1": ["f"]},
+        "z",
+    )
     layout = plan_layout([stream(hidden, nolabel, slashed, ubuntu("ga-24.04"))])
     reasons = sorted(s.reason for s in layout.skipped)
-    assert reasons == ["field label: missing", "field os: '.hidden' is hidden (starts with '.')",
-                       "field subarch: 'a/b' holds a '/'"]
+    assert reasons == [
+        "field label: missing",
+        "field os: '.hidden' is hidden (starts with '.')",
+        "field subarch: 'a/b' holds a '/'",
+    ]
     assert len(layout.sources) == 3
 
 
@@ -165,7 +251,10 @@ def test_segment_problem_accepts_names_and_refuses_escapes() -> None:
 
 def test_images_from_meta_ignores_malformed_parts() -> None:
     """Non-mapping nodes in a damaged maas.meta are skipped, not fatal."""
-    meta = {"ubuntu": {"amd64": {"ga-24.04": {"generic": {"noble": {"stable": {}}}},
-                                 "broken": "x"}}, "junk": 3}
-    assert images_from_meta(meta) == [RackImage(name="ubuntu/noble", architecture="amd64",
-                                                subarches=["ga-24.04"])]
+    meta = {
+        "ubuntu": {"amd64": {"ga-24.04": {"generic": {"noble": {"stable": {}}}}, "broken": "x"}},
+        "junk": 3,
+    }
+    assert images_from_meta(meta) == [
+        RackImage(name="ubuntu/noble", architecture="amd64", subarches=["ga-24.04"])
+    ]

@@ -107,7 +107,8 @@ async def test_a_failure_worth_retrying_comes_back_before_the_interval() -> None
 
 
 async def test_a_crashing_sync_is_logged_and_the_loop_goes_on(
-        log_events: list[MutableMapping[str, Any]]) -> None:
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
     """An unexpected exception in one sync does not end the loop that cannot be switched off."""
     sync = Recorder(crash_first=True)
     async with running(SyncLoop(sync, interval_s=HOUR)) as loop:

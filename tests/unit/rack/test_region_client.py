@@ -52,16 +52,23 @@ class Region:
         if not self.authorized(request):
             return web.Response(status=403)
         body = await request.json()
-        return web.json_response({"system_id": body["system_id"] or "abc123",
-                                  "region_keyring": "AAAA", "region_fingerprint": "F" * 40})
+        return web.json_response(
+            {
+                "system_id": body["system_id"] or "abc123",
+                "region_keyring": "AAAA",
+                "region_fingerprint": "F" * 40,
+            }
+        )
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["system_id"] != "abc123":
             return web.Response(status=404)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(b": keepalive\n\nevent: snapshot\ndata: {\"id\": \"s1\"}\n\n"
-                         b"event: import\n\ndata: plain\ndata: text\n\n: keepalive\n\n")
+        await resp.write(
+            b': keepalive\n\nevent: snapshot\ndata: {"id": "s1"}\n\n'
+            b"event: import\n\ndata: plain\ndata: text\n\n: keepalive\n\n"
+        )
         return resp
 
     async def status(self, request: web.Request) -> web.StreamResponse:
@@ -73,8 +80,9 @@ class Region:
     async def index(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("If-None-Match") == '"e1"':
             return web.Response(status=304)
-        return web.Response(body=b"signed index", headers={
-            "ETag": '"e1"', "X-Bootsync-Snapshot": "snap1"})
+        return web.Response(
+            body=b"signed index", headers={"ETag": '"e1"', "X-Bootsync-Snapshot": "snap1"}
+        )
 
     async def flaky(self, request: web.Request) -> web.StreamResponse:
         if self.failures_left:
@@ -104,7 +112,8 @@ def url_of(server: TestServer) -> str:
 
 
 async def test_registration_goes_round_unreachable_urls_to_one_that_answers(
-        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    region: tuple[Region, TestServer], session: aiohttp.ClientSession
+) -> None:
     """A dead first URL is skipped, and later calls stay on the URL that worked."""
     dead = f"http://127.0.0.1:{free_port()}"
     client = RegionClient(session, [dead, url_of(region[1])], SECRET)
@@ -114,32 +123,39 @@ async def test_registration_goes_round_unreachable_urls_to_one_that_answers(
 
 
 async def test_a_wrong_secret_and_an_unreachable_region_raise_distinct_errors(
-        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    region: tuple[Region, TestServer], session: aiohttp.ClientSession
+) -> None:
     """403 is a refused secret; nothing listening is a connect error after every URL."""
     wrong = RegionClient(session, [url_of(region[1])], "guess")
     with pytest.raises(RegistrationRefusedError, match="refused this rack's shared secret"):
         await wrong.register(Registration(hostname="r", url="http://r:5248"))
-    dead = RegionClient(session, [f"http://127.0.0.1:{free_port()}",
-                                  f"http://127.0.0.1:{free_port()}"], SECRET)
+    dead = RegionClient(
+        session, [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"], SECRET
+    )
     with pytest.raises(ConnectError):
         await dead.get_index(None)
 
 
 async def test_events_are_parsed_from_the_stream_and_keepalives_ignored(
-        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    region: tuple[Region, TestServer], session: aiohttp.ClientSession
+) -> None:
     """Each event carries its name and JSON data; plain data is kept as text."""
     client = RegionClient(session, [url_of(region[1])], SECRET)
     seen: list[RegionEvent] = []
     await client.listen("abc123", seen.append)
-    assert seen == [RegionEvent("snapshot", {"id": "s1"}), RegionEvent("import", {}),
-                    RegionEvent("message", {"text": "plain\ntext"})]
+    assert seen == [
+        RegionEvent("snapshot", {"id": "s1"}),
+        RegionEvent("import", {}),
+        RegionEvent("message", {"text": "plain\ntext"}),
+    ]
     with pytest.raises(HTTPStatusError) as exc:
         await client.listen("unknown", seen.append)
     assert exc.value.status == 404
 
 
 async def test_the_index_is_fetched_conditionally_and_documents_are_retried(
-        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    region: tuple[Region, TestServer], session: aiohttp.ClientSession
+) -> None:
     """A matching ETag gives None (304); a 503 is retried; headers come back."""
     client = RegionClient(session, [url_of(region[1])], SECRET)
     first = await client.get_index(None)
@@ -152,11 +168,15 @@ async def test_the_index_is_fetched_conditionally_and_documents_are_retried(
 
 
 async def test_status_reports_reach_the_region_as_sent(
-        region: tuple[Region, TestServer], session: aiohttp.ClientSession) -> None:
+    region: tuple[Region, TestServer], session: aiohttp.ClientSession
+) -> None:
     """A RackStatus posted is the RackStatus the region parses."""
     client = RegionClient(session, [url_of(region[1])], SECRET)
-    status = RackStatus(state="synced", snapshot_id="snap1", last_sync="2025-07-18T00:00:00+00:00",
-                        images=[RackImage(name="ubuntu/noble", architecture="amd64",
-                                          subarches=["ga-24.04"])])
+    status = RackStatus(
+        state="synced",
+        snapshot_id="snap1",
+        last_sync="2025-07-18T00:00:00+00:00",
+        images=[RackImage(name="ubuntu/noble", architecture="amd64", subarches=["ga-24.04"])],
+    )
     await client.report("abc123", status)
     assert region[0].statuses == [status]

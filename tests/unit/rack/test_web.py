@@ -25,8 +25,9 @@ class Problem:
     problem: str | None
 
 
-async def client_for(aiohttp_client: ClientFactory, root: Path,
-                     problem: str | None = None) -> TestClient[Any, Any]:
+async def client_for(
+    aiohttp_client: ClientFactory, root: Path, problem: str | None = None
+) -> TestClient[Any, Any]:
     """A client of the rack's routes over the boot resources at ``root``."""
     app = web.Application()
     app[rack_web.BOOT_RESOURCES] = root
@@ -48,20 +49,24 @@ async def publish(root: Path, files: dict[str, bytes]) -> str:
 
 
 async def test_before_the_first_sync_images_are_404_and_healthz_is_503_with_the_reason(
-        aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
     """No snapshot: nothing is served, and the health check says why."""
-    client = await client_for(aiohttp_client, tmp_path / "boot-resources",
-                              problem="the region refused the shared secret")
+    client = await client_for(
+        aiohttp_client, tmp_path / "boot-resources", problem="the region refused the shared secret"
+    )
     assert (await client.get(f"/images/{KERNEL}")).status == 404
     resp = await client.get("/healthz")
     assert resp.status == 503
     assert (await resp.json())["reason"] == (
-        "no image snapshot synced yet: the region refused the shared secret")
+        "no image snapshot synced yet: the region refused the shared secret"
+    )
     assert (await client.get("/livez")).status == 200
 
 
 async def test_files_of_the_current_snapshot_are_served_with_range_and_etag(
-        aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
     """A full GET, a Range GET, a HEAD and a conditional GET all behave like a file server."""
     data = bytes(range(256)) * 64
     root = tmp_path / "boot-resources"
@@ -84,15 +89,19 @@ async def test_files_of_the_current_snapshot_are_served_with_range_and_etag(
 
 
 async def test_escapes_hidden_files_and_directories_are_not_served(
-        aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
     """Dot-dot, hidden names (the snapshot manifest) and directories answer 404 or 403."""
     root = tmp_path / "boot-resources"
     await publish(root, {KERNEL: b"kernel"})
     (tmp_path / "secret").write_text("outside")
     client = await client_for(aiohttp_client, root)
-    for path in ("/images/../../secret", "/images/%2E%2E/%2E%2E/secret",
-                 "/images/.bootsync-manifest.json",
-                 "/images/ubuntu//amd64"):
+    for path in (
+        "/images/../../secret",
+        "/images/%2E%2E/%2E%2E/secret",
+        "/images/.bootsync-manifest.json",
+        "/images/ubuntu//amd64",
+    ):
         assert (await client.get(path)).status == 404, path
     assert (await client.get("/images/ubuntu/amd64")).status in (403, 404)
 

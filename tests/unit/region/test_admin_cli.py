@@ -49,11 +49,13 @@ def who(db_path: Path, output: str) -> User | None:
     async def lookup() -> User | None:
         async with open_db(db_path) as db:
             return await repo_users.user_for_token(db, *match.groups())
+
     return asyncio.run(lookup())
 
 
 def test_apikey_creates_the_user_and_prints_only_the_key(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], log_events: Events) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], log_events: Events
+) -> None:
     """stdout is exactly ``ck:tk:ts`` and the key belongs to a new non-admin user."""
     assert run("apikey", "--username", "alice", "--data-dir", str(tmp_path)) == 0
     out = capsys.readouterr().out
@@ -63,11 +65,14 @@ def test_apikey_creates_the_user_and_prints_only_the_key(
     assert not user.is_admin
     assert out.split(":")[2].strip() not in repr(log_events)
     assert [e["event"] for e in log_events if e["event"] != "db_migrated"] == [
-        "user_created", "api_key_created"]
+        "user_created",
+        "api_key_created",
+    ]
 
 
-def test_apikey_twice_gives_two_working_keys(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_apikey_twice_gives_two_working_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A second call reuses the user and adds a key; the first key keeps working."""
     run("apikey", "--username", "alice", "--data-dir", str(tmp_path))
     first = capsys.readouterr().out
@@ -77,8 +82,9 @@ def test_apikey_twice_gives_two_working_keys(tmp_path: Path,
     assert who(tmp_path / "region.db", first) == who(tmp_path / "region.db", second)
 
 
-def test_apikey_admin_flag_makes_an_admin(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_apikey_admin_flag_makes_an_admin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--admin promotes an existing user."""
     run("apikey", "--username", "bob", "--data-dir", str(tmp_path))
     capsys.readouterr()
@@ -89,15 +95,30 @@ def test_apikey_admin_flag_makes_an_admin(tmp_path: Path,
 
 
 def test_createadmin_creates_or_promotes_and_sets_the_email(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """createadmin makes a new admin, and promotes an existing user with a new email."""
-    run("createadmin", "--username", "root", "--email", "root@example.invalid",
-        "--data-dir", str(tmp_path))
+    run(
+        "createadmin",
+        "--username",
+        "root",
+        "--email",
+        "root@example.invalid",
+        "--data-dir",
+        str(tmp_path),
+    )
     new = who(tmp_path / "region.db", capsys.readouterr().out)
     run("apikey", "--username", "carol", "--data-dir", str(tmp_path))
     capsys.readouterr()
-    run("createadmin", "--username", "carol", "--email", "carol@example.invalid",
-        "--data-dir", str(tmp_path))
+    run(
+        "createadmin",
+        "--username",
+        "carol",
+        "--email",
+        "carol@example.invalid",
+        "--data-dir",
+        str(tmp_path),
+    )
     promoted = who(tmp_path / "region.db", capsys.readouterr().out)
     assert new is not None
     assert new.is_admin
@@ -107,8 +128,7 @@ def test_createadmin_creates_or_promotes_and_sets_the_email(
     assert promoted.email == "carol@example.invalid"
 
 
-def test_config_file_names_the_data_dir(tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_file_names_the_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--config reads storage.data_dir from the region's config file."""
     data = tmp_path / "data"
     data.mkdir()
@@ -118,8 +138,9 @@ def test_config_file_names_the_data_dir(tmp_path: Path,
     assert who(data / "region.db", capsys.readouterr().out) is not None
 
 
-def test_missing_data_dir_is_a_clear_error(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_data_dir_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A data directory that does not exist is a ConfigError naming it; nothing is printed."""
     with pytest.raises(ConfigError, match=r"region data directory .*nope does not exist"):
         run("apikey", "--username", "alice", "--data-dir", str(tmp_path / "nope"))
@@ -133,14 +154,16 @@ def test_a_data_dir_whose_database_is_not_sqlite_is_a_clear_error(tmp_path: Path
         run("apikey", "--username", "alice", "--data-dir", str(tmp_path))
 
 
-@pytest.mark.parametrize("argv", [
-    ["apikey", "--username", "bad name"],
-    ["apikey", "--username", "a", "--config", "x", "--data-dir", "y"],
-    ["createadmin", "--username", "a", "--email", "nope"],
-    ["apikey"],
-])
-def test_bad_arguments_exit_with_usage(argv: list[str],
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["apikey", "--username", "bad name"],
+        ["apikey", "--username", "a", "--config", "x", "--data-dir", "y"],
+        ["createadmin", "--username", "a", "--email", "nope"],
+        ["apikey"],
+    ],
+)
+def test_bad_arguments_exit_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """Bad usernames and emails, and both locations at once, are argparse errors (exit 2)."""
     with pytest.raises(SystemExit) as exc:
         parser().parse_args(argv)

@@ -32,13 +32,17 @@ from tests.integration.region.api_harness import (
 )
 
 Events = list[MutableMapping[str, Any]]
-LIBMAAS = ('OAuth realm="OAuth", oauth_nonce="49526209943234508511795627110", '
-           'oauth_timestamp="1795627110", oauth_version="1.0", '
-           'oauth_signature_method="PLAINTEXT", oauth_consumer_key="ck", oauth_token="tk", '
-           'oauth_signature="%26ts"')
-MAASCLI = ('OAuth oauth_nonce="81722943", oauth_timestamp="1795627110", oauth_version="1.0", '
-           'oauth_signature_method="PLAINTEXT", oauth_consumer_key="ck", oauth_token="tk", '
-           'oauth_signature="%26ts"')
+LIBMAAS = (
+    'OAuth realm="OAuth", oauth_nonce="49526209943234508511795627110", '
+    'oauth_timestamp="1795627110", oauth_version="1.0", '
+    'oauth_signature_method="PLAINTEXT", oauth_consumer_key="ck", oauth_token="tk", '
+    'oauth_signature="%26ts"'
+)
+MAASCLI = (
+    'OAuth oauth_nonce="81722943", oauth_timestamp="1795627110", oauth_version="1.0", '
+    'oauth_signature_method="PLAINTEXT", oauth_consumer_key="ck", oauth_token="tk", '
+    'oauth_signature="%26ts"'
+)
 
 
 class TestParse:
@@ -54,15 +58,18 @@ class TestParse:
         header = MAASCLI.replace('"ck"', '"c%6B"').replace("%26ts", "%26t%73")
         assert parse_oauth_header(header) == Credentials("ck", "tk", "ts")
 
-    @pytest.mark.parametrize(("header", "reason"), [
-        ("Basic dXNlcjpwdw==", "not an OAuth header"),
-        (LIBMAAS.replace("PLAINTEXT", "HMAC-SHA1"), "unsupported signature method"),
-        (LIBMAAS.replace(', oauth_token="tk"', ""), "missing oauth_token"),
-        (LIBMAAS.replace("%26ts", "ts"), "signature is not"),
-        (LIBMAAS.replace("%26ts", "cs%26ts"), "signature is not"),
-        ("OAuth oauth_token=tk", "malformed"),
-        ('OAuth realm="OAuth" oauth_token="tk"', "malformed"),
-    ])
+    @pytest.mark.parametrize(
+        ("header", "reason"),
+        [
+            ("Basic dXNlcjpwdw==", "not an OAuth header"),
+            (LIBMAAS.replace("PLAINTEXT", "HMAC-SHA1"), "unsupported signature method"),
+            (LIBMAAS.replace(', oauth_token="tk"', ""), "missing oauth_token"),
+            (LIBMAAS.replace("%26ts", "ts"), "signature is not"),
+            (LIBMAAS.replace("%26ts", "cs%26ts"), "signature is not"),
+            ("OAuth oauth_token=tk", "malformed"),
+            ('OAuth realm="OAuth" oauth_token="tk"', "malformed"),
+        ],
+    )
     def test_unusable_headers_say_why(self, header: str, reason: str) -> None:
         """Other schemes, other methods, missing parts and a wrong signature shape are refused."""
         with pytest.raises(OAuthHeaderError, match=reason):
@@ -73,7 +80,8 @@ class TestTokens:
     """repo_users tokens on a real database."""
 
     async def test_new_keys_have_maas_lengths_and_only_the_full_key_matches(
-            self, tmp_path: Path) -> None:
+        self, tmp_path: Path
+    ) -> None:
         """18/18/32 alphanumerics; a wrong part in any position finds no user."""
         async with open_db(tmp_path / "r.db") as db:
             user = await repo_users.create_user(db, "bob")
@@ -83,10 +91,12 @@ class TestTokens:
             assert key != other
             assert await repo_users.user_for_token(db, *vars(key).values()) == user
             assert await repo_users.user_for_token(db, *vars(other).values()) == user
-            wrong = [(other.consumer_key, key.token_key, key.token_secret),
-                     (key.consumer_key, other.token_key, key.token_secret),
-                     (key.consumer_key, key.token_key, other.token_secret),
-                     (key.consumer_key, key.token_key, "")]
+            wrong = [
+                (other.consumer_key, key.token_key, key.token_secret),
+                (key.consumer_key, other.token_key, key.token_secret),
+                (key.consumer_key, key.token_key, other.token_secret),
+                (key.consumer_key, key.token_key, ""),
+            ]
             for parts in wrong:
                 assert await repo_users.user_for_token(db, *parts) is None
 
@@ -108,8 +118,9 @@ def region_key() -> Iterator[SigningKey]:
 
 
 @pytest.fixture
-async def region(tmp_path: Path, region_key: SigningKey,
-                 aiohttp_client: AiohttpClient) -> AsyncIterator[Region]:
+async def region(
+    tmp_path: Path, region_key: SigningKey, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Region]:
     """A running region API on a fresh database."""
     async with running_region(tmp_path, region_key, aiohttp_client) as running:
         yield running
@@ -119,16 +130,18 @@ class TestOverHttp:
     """The middleware and whoami on a running app."""
 
     @pytest.mark.parametrize("style", ["libmaas", "maascli"])
-    async def test_whoami_answers_for_both_header_forms(self, region: Region,
-                                                        style: str) -> None:
+    async def test_whoami_answers_for_both_header_forms(self, region: Region, style: str) -> None:
         """A valid key, signed either way, is the admin user."""
-        resp = await region.call("GET", "/users/", query={"op": "whoami"},
-                                 style=style)  # type: ignore[arg-type]
+        resp = await region.call("GET", "/users/", query={"op": "whoami"}, style=style)  # type: ignore[arg-type]
         assert resp.status == 200
         assert resp.headers["X-MAAS-API-Hash"] == API_HASH
-        assert await resp.json() == {"username": "admin", "email": "admin@example.invalid",
-                                     "is_superuser": True, "is_local": True,
-                                     "resource_uri": "/MAAS/api/2.0/users/admin/"}
+        assert await resp.json() == {
+            "username": "admin",
+            "email": "admin@example.invalid",
+            "is_superuser": True,
+            "is_local": True,
+            "resource_uri": "/MAAS/api/2.0/users/admin/",
+        }
 
     async def test_whoami_of_a_plain_user_is_not_superuser(self, region: Region) -> None:
         """is_superuser follows the admin flag."""
@@ -136,7 +149,8 @@ class TestOverHttp:
         assert (await resp.json())["is_superuser"] is False
 
     async def test_missing_and_wrong_keys_get_401_and_a_log_without_the_secret(
-            self, region: Region, log_events: Events) -> None:
+        self, region: Region, log_events: Events
+    ) -> None:
         """No header and a wrong secret are 401 with a challenge; the log never holds secrets."""
         wrong = ApiKey(region.admin.consumer_key, region.admin.token_key, "x" * 32)
         missing = await region.call("GET", "/users/", query={"op": "whoami"}, key=None)
@@ -152,14 +166,21 @@ class TestOverHttp:
 
     async def test_garbage_header_is_401(self, region: Region) -> None:
         """An Authorization header that is not OAuth PLAINTEXT is a 401, not a 500."""
-        resp = await region.call("GET", "/users/", query={"op": "whoami"}, key=None,
-                                 headers={"Authorization": 'OAuth oauth_token="unterminated'})
+        resp = await region.call(
+            "GET",
+            "/users/",
+            query={"op": "whoami"},
+            key=None,
+            headers={"Authorization": 'OAuth oauth_token="unterminated'},
+        )
         assert resp.status == 401
 
 
 async def test_anonymous_routes_pass_through_without_a_user(
-        region_key: SigningKey, tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
+    region_key: SigningKey, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
     """A route that never asks for a user answers with or without a (bad) key."""
+
     async def anonymous(request: web.Request) -> web.Response:
         return web.Response(text="anon" if current_user(request) is None else "user")
 
@@ -169,7 +190,9 @@ async def test_anonymous_routes_pass_through_without_a_user(
         client = await aiohttp_client(app)
         plain = await client.get("/MAAS/images-stream/x")
         bad = await client.get("/MAAS/images-stream/x", headers={"Authorization": MAASCLI})
-        good = await client.get("/MAAS/images-stream/x",
-                                headers={"Authorization": oauth_header(running.user, realm=False)})
+        good = await client.get(
+            "/MAAS/images-stream/x",
+            headers={"Authorization": oauth_header(running.user, realm=False)},
+        )
         assert [await r.text() for r in (plain, bad, good)] == ["anon", "anon", "user"]
         assert auth_middleware in app.middlewares

@@ -34,15 +34,22 @@ def test_an_explicit_title_wins_and_bootloaders_have_none() -> None:
 
 def test_a_flavoured_kernel_gets_its_own_subarch_in_the_catalogue() -> None:
     """lowlatency on ga-22.04 is catalogued as ga-22.04-lowlatency, as MAAS names it."""
-    entry = catalogue_entry({"os": "ubuntu", "release": "jammy", "arch": "amd64",
-                             "subarch": "ga-22.04", "kflavor": "lowlatency", "label": "stable"})
+    entry = catalogue_entry(
+        {
+            "os": "ubuntu",
+            "release": "jammy",
+            "arch": "amd64",
+            "subarch": "ga-22.04",
+            "kflavor": "lowlatency",
+            "label": "stable",
+        }
+    )
     assert (entry.subarch, entry.kflavor) == ("ga-22.04-lowlatency", "lowlatency")
 
 
 def test_index_dates_are_read_as_rfc_2822_or_iso_and_unreadable_ones_are_none() -> None:
     """Both forms parse to aware datetimes; garbage gives None."""
-    assert parse_updated("Fri, 18 Jul 2025 10:00:00 +0000") == datetime(
-        2025, 7, 18, 10, tzinfo=UTC)
+    assert parse_updated("Fri, 18 Jul 2025 10:00:00 +0000") == datetime(2025, 7, 18, 10, tzinfo=UTC)
     assert parse_updated("2025-07-18T10:00:00") == datetime(2025, 7, 18, 10, tzinfo=UTC)
     assert parse_updated("soon") is None
     assert parse_updated(None) is None
@@ -51,8 +58,7 @@ def test_index_dates_are_read_as_rfc_2822_or_iso_and_unreadable_ones_are_none() 
 def test_an_index_older_than_the_limit_gets_a_frozen_warning() -> None:
     """Two days old with a one-day limit: a warning naming the URL; a fresh index: none."""
     old = frozen_warning("http://m/", "Fri, 18 Jul 2025 00:00:00 +0000", timedelta(days=1), NOW)
-    fresh = frozen_warning("http://m/", "Sun, 20 Jul 2025 00:00:00 +0000",
-                           timedelta(days=1), NOW)
+    fresh = frozen_warning("http://m/", "Sun, 20 Jul 2025 00:00:00 +0000", timedelta(days=1), NOW)
     assert old is not None
     assert "http://m/" in old
     assert "frozen" in old
@@ -63,6 +69,8 @@ def test_error_messages_follow_maas_wording_per_kind_of_failure() -> None:
     """A signature problem asks to verify connectivity; a network error states the cause."""
     signature = error_message("http://m/", UnknownKeyError("signed by key X", source="i"))
     network = error_message("http://m/", ConnectError("refused", url="http://m/i"))
-    assert signature == ("Failed to import images from http://m/ (i: signed by key X). "
-                         "Verify network connectivity and try again.")
+    assert signature == (
+        "Failed to import images from http://m/ (i: signed by key X). "
+        "Verify network connectivity and try again."
+    )
     assert network == "Failed to import images from http://m/: http://m/i: refused"

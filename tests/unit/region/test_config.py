@@ -32,8 +32,11 @@ def test_no_file_means_the_defaults() -> None:
     assert config == RegionConfig()
     assert (config.listen_host, config.listen_port) == ("0.0.0.0", 5240)
     assert config.data_dir == Path("/var/lib/bootsync/region")
-    assert config.db_path == Path("/var/lib/bootsync/region") / DB_NAME == \
-        Path("/var/lib/bootsync/region/region.db")
+    assert (
+        config.db_path
+        == Path("/var/lib/bootsync/region") / DB_NAME
+        == Path("/var/lib/bootsync/region/region.db")
+    )
     assert (config.import_interval_minutes, config.import_concurrency) == (60, 8)
     assert config.default_source_url == "http://images.maas.io/ephemeral-v3/stable/"
     assert (config.frozen_after_hours, config.http_proxy) == (72, "")
@@ -60,7 +63,9 @@ def test_the_shipped_file_means_defaults_and_documents_the_real_ones(tmp_path: P
 
 def test_a_full_file_sets_every_field(tmp_path: Path, gpg_keyring_path: Path) -> None:
     """Each key reaches its field."""
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 [server]
 listen = "[::]:8080"
 [storage]
@@ -77,7 +82,8 @@ default_keyring = "{gpg_keyring_path}"
 frozen_after_hours = 1
 [proxy]
 http_proxy = "http://proxy.example:3128/"
-""")
+""",
+    )
     config = load_config(path)
     assert (config.listen_host, config.listen_port) == ("::", 8080)
     assert config.data_dir == tmp_path / "data"
@@ -92,7 +98,9 @@ http_proxy = "http://proxy.example:3128/"
 
 def test_every_problem_is_listed_with_its_key(tmp_path: Path) -> None:
     """Wrong types, impossible values and unknown keys are all reported together."""
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 colour = "blue"
 [server]
 listen = "0.0.0.0"
@@ -111,7 +119,8 @@ frozen_after_hours = 1.5
 intervall = 5
 [proxy]
 http_proxy = "proxy:3128"
-""")
+""",
+    )
     with pytest.raises(ConfigError) as exc:
         load_config(path)
     assert str(exc.value).splitlines()[0] == f"invalid configuration in {path}:"
@@ -154,17 +163,25 @@ def test_unreadable_and_invalid_files_name_the_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[server]\nlisten = \n"))
 
 
-@pytest.mark.parametrize(("listen", "host", "port"), [
-    ("127.0.0.1:5240", "127.0.0.1", 5240), ("[::]:5240", "::", 5240),
-    ("[::1]:1", "::1", 1), ("region.example:65535", "region.example", 65535)])
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [
+        ("127.0.0.1:5240", "127.0.0.1", 5240),
+        ("[::]:5240", "::", 5240),
+        ("[::1]:1", "::1", 1),
+        ("region.example:65535", "region.example", 65535),
+    ],
+)
 def test_listen_splits_into_host_and_port(listen: str, host: str, port: int) -> None:
     """IPv4, bracketed IPv6 and names all split into host and port."""
     config = load_config(None, overrides=Overrides(listen=listen))
     assert (config.listen, config.listen_host, config.listen_port) == (listen, host, port)
 
 
-@pytest.mark.parametrize("listen", ["::1:5240", "[::1]", "host:0", "host:70000", ":5240",
-                                    "[127.0.0.1]:80", "host:port", "host:٥"])
+@pytest.mark.parametrize(
+    "listen",
+    ["::1:5240", "[::1]", "host:0", "host:70000", ":5240", "[127.0.0.1]:80", "host:port", "host:٥"],
+)
 def test_bad_listen_overrides_name_the_flag(listen: str) -> None:
     """A bad --listen is refused with the flag named."""
     with pytest.raises(ConfigError, match="--listen: "):
@@ -174,8 +191,7 @@ def test_bad_listen_overrides_name_the_flag(listen: str) -> None:
 def test_overrides_win_over_the_file(tmp_path: Path) -> None:
     """--listen and --data-dir replace the file's values; a relative dir becomes absolute."""
     path = write(tmp_path, '[server]\nlisten = "0.0.0.0:1"\n[storage]\ndata_dir = "/srv/x"\n')
-    config = load_config(path, overrides=Overrides(listen="127.0.0.1:5241",
-                                                   data_dir=Path("rel")))
+    config = load_config(path, overrides=Overrides(listen="127.0.0.1:5241", data_dir=Path("rel")))
     assert config.listen_port == 5241
     assert config.data_dir == Path.cwd() / "rel"
 
@@ -183,5 +199,7 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
 def test_overrides_do_not_hide_file_problems(tmp_path: Path) -> None:
     """A bad file is reported even when the bad key is overridden."""
     with pytest.raises(ConfigError, match=r"server\.listen"):
-        load_config(write(tmp_path, '[server]\nlisten = "nope"\n'),
-                    overrides=Overrides(listen="127.0.0.1:1"))
+        load_config(
+            write(tmp_path, '[server]\nlisten = "nope"\n'),
+            overrides=Overrides(listen="127.0.0.1:1"),
+        )

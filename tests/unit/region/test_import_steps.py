@@ -16,8 +16,17 @@ from region.images.steps import (
 )
 from simplestreams import ProductList, Selection, parse_products
 
-SHA = {name: c * 64 for name, c in (("kernel", "a"), ("initrd", "b"), ("squashfs", "c"),
-                                    ("image", "d"), ("grub", "e"), ("manifest", "f"))}
+SHA = {
+    name: c * 64
+    for name, c in (
+        ("kernel", "a"),
+        ("initrd", "b"),
+        ("squashfs", "c"),
+        ("image", "d"),
+        ("grub", "e"),
+        ("manifest", "f"),
+    )
+}
 
 
 def _item(name: str, ftype: str, path: str) -> dict[str, Any]:
@@ -25,38 +34,79 @@ def _item(name: str, ftype: str, path: str) -> dict[str, Any]:
 
 
 def _products(*, release: str = "noble", with_image_gz: bool = False) -> ProductList:
-    items = {"boot-kernel": _item("kernel", "boot-kernel", f"{release}/k"),
-             "boot-initrd": _item("initrd", "boot-initrd", f"{release}/i"),
-             "squashfs": _item("squashfs", "squashfs", f"{release}/squashfs"),
-             "manifest": _item("manifest", "manifest", f"{release}/squashfs.manifest")}
+    items = {
+        "boot-kernel": _item("kernel", "boot-kernel", f"{release}/k"),
+        "boot-initrd": _item("initrd", "boot-initrd", f"{release}/i"),
+        "squashfs": _item("squashfs", "squashfs", f"{release}/squashfs"),
+        "manifest": _item("manifest", "manifest", f"{release}/squashfs.manifest"),
+    }
     if with_image_gz:
         items["root-image.gz"] = _item("image", "root-image.gz", f"{release}/root-image.gz")
-    return parse_products({
-        "content_id": "com.example:v3:download", "format": "products:1.0",
-        "products": {
-            f"com.example:v3:{release}:amd64:ga": {
-                "os": "ubuntu", "release": release, "arch": "amd64", "subarch": "ga-24.04",
-                "label": "stable", "release_title": "24.04 LTS", "subarches": "generic,ga-24.04",
-                "versions": {"20250101": {"items": items}}},
-            "com.example:1:grub-efi-signed:uefi:amd64": {
-                "os": "grub-efi-signed", "bootloader-type": "uefi", "arch": "amd64",
-                "label": "stable", "versions": {"20250101.0": {"items": {
-                    "grub": _item("grub", "archive.tar.xz", "bootloaders/grub.tar.xz")}}}},
-        }})
+    return parse_products(
+        {
+            "content_id": "com.example:v3:download",
+            "format": "products:1.0",
+            "products": {
+                f"com.example:v3:{release}:amd64:ga": {
+                    "os": "ubuntu",
+                    "release": release,
+                    "arch": "amd64",
+                    "subarch": "ga-24.04",
+                    "label": "stable",
+                    "release_title": "24.04 LTS",
+                    "subarches": "generic,ga-24.04",
+                    "versions": {"20250101": {"items": items}},
+                },
+                "com.example:1:grub-efi-signed:uefi:amd64": {
+                    "os": "grub-efi-signed",
+                    "bootloader-type": "uefi",
+                    "arch": "amd64",
+                    "label": "stable",
+                    "versions": {
+                        "20250101.0": {
+                            "items": {
+                                "grub": _item("grub", "archive.tar.xz", "bootloaders/grub.tar.xz")
+                            }
+                        }
+                    },
+                },
+            },
+        }
+    )
 
 
 def _described(source_id: int, products: ProductList) -> SourceDescription:
-    source = BootSource(id=source_id, url=f"http://s{source_id}.example/", keyring_filename="",
-                        keyring_data=b"k", created="", updated="")
-    return SourceDescription(source=source, index_url="", base_url=source.url,
-                             index_updated=None, products=(products,), entries=(),
-                             warnings=())
+    source = BootSource(
+        id=source_id,
+        url=f"http://s{source_id}.example/",
+        keyring_filename="",
+        keyring_data=b"k",
+        created="",
+        updated="",
+    )
+    return SourceDescription(
+        source=source,
+        index_url="",
+        base_url=source.url,
+        index_updated=None,
+        products=(products,),
+        entries=(),
+        warnings=(),
+    )
 
 
 def _resource(rid: int, name: str, arch: str, *, bootloader: str | None = None) -> ResourceRow:
-    return ResourceRow(id=rid, rtype=0, name=name, architecture=arch, kflavor="generic",
-                       bootloader_type=bootloader, rolling=False, base_image="",
-                       extra={"label": "stable"})
+    return ResourceRow(
+        id=rid,
+        rtype=0,
+        name=name,
+        architecture=arch,
+        kflavor="generic",
+        bootloader_type=bootloader,
+        rolling=False,
+        base_image="",
+        extra={"label": "stable"},
+    )
 
 
 NOBLE = _resource(1, "ubuntu/noble", "amd64/ga-24.04")
@@ -70,7 +120,11 @@ def test_a_product_keeps_maas_filetypes_and_names_files_by_basename() -> None:
     ws = wanted_set(_products(), "com.example:v3:noble:amd64:ga")
     assert ws is not None
     assert (ws.name, ws.architecture, ws.version, ws.label) == (
-        "ubuntu/noble", "amd64/ga-24.04", "20250101", "stable")
+        "ubuntu/noble",
+        "amd64/ga-24.04",
+        "20250101",
+        "stable",
+    )
     assert sorted(f.filename for f in ws.files) == ["i", "k", "squashfs"]
     assert ws.extra["title"] == "Ubuntu 24.04 LTS"
 
@@ -95,17 +149,23 @@ def test_choose_takes_selected_images_plus_every_bootloader() -> None:
 
 def test_the_first_source_offering_an_image_wins_it() -> None:
     """Two sources offering the same image: it comes from the first one."""
-    chosen = choose_images([_described(1, _products()), _described(2, _products())],
-                           {1: [NOBLE_SELECTED], 2: [NOBLE_SELECTED]})
+    chosen = choose_images(
+        [_described(1, _products()), _described(2, _products())],
+        {1: [NOBLE_SELECTED], 2: [NOBLE_SELECTED]},
+    )
     assert {c.source_id for c in chosen} == {1}
     assert len(chosen) == 2
 
 
 def test_unselected_images_are_deleted() -> None:
     """An image no selection names goes, whether or not upstream still offers it."""
-    plan = plan_removals([NOBLE, JAMMY, GRUB], {NOBLE.key, GRUB.key}, {NOBLE.key, JAMMY.key},
-                         {("ubuntu", "amd64", "noble"), ("ubuntu", "amd64", "jammy")},
-                         [NOBLE_SELECTED])
+    plan = plan_removals(
+        [NOBLE, JAMMY, GRUB],
+        {NOBLE.key, GRUB.key},
+        {NOBLE.key, JAMMY.key},
+        {("ubuntu", "amd64", "noble"), ("ubuntu", "amd64", "jammy")},
+        [NOBLE_SELECTED],
+    )
     assert plan.delete == (JAMMY,)
     assert plan.kept == ()
     assert not plan.refused
@@ -121,15 +181,17 @@ def test_an_image_gone_upstream_stays_while_a_selection_names_it() -> None:
 
 def test_an_image_still_offered_under_another_subarch_is_not_kept() -> None:
     """Only images whose os/arch/release vanished are kept; a dropped subarch goes."""
-    plan = plan_removals([NOBLE], set(), {NOBLE.key}, {("ubuntu", "amd64", "noble")},
-                         [NOBLE_SELECTED])
+    plan = plan_removals(
+        [NOBLE], set(), {NOBLE.key}, {("ubuntu", "amd64", "noble")}, [NOBLE_SELECTED]
+    )
     assert plan.delete == (NOBLE,)
 
 
 def test_the_safety_valve_refuses_when_no_os_image_would_be_left() -> None:
     """Deleting the last complete OS images with nothing new is refused."""
-    plan = plan_removals([NOBLE, JAMMY, GRUB], {GRUB.key}, {NOBLE.key, JAMMY.key, GRUB.key},
-                         set(), [])
+    plan = plan_removals(
+        [NOBLE, JAMMY, GRUB], {GRUB.key}, {NOBLE.key, JAMMY.key, GRUB.key}, set(), []
+    )
     assert plan.refused
 
 

@@ -13,8 +13,7 @@ from region.rackhub.hub import EventBox, RackHub
 
 def snapshot(snapshot_id: str) -> PublishedSnapshot:
     """A published snapshot as the publisher announces it."""
-    return PublishedSnapshot(id=snapshot_id, path=Path("/nonexistent") / snapshot_id,
-                             changed=True)
+    return PublishedSnapshot(id=snapshot_id, path=Path("/nonexistent") / snapshot_id, changed=True)
 
 
 class TestEventBox:
@@ -23,8 +22,13 @@ class TestEventBox:
     async def test_repeated_events_coalesce_and_the_newest_data_wins(self) -> None:
         """Three snapshots and two imports queued while busy come out as two events."""
         box = EventBox()
-        for event, data in (("snapshot", "1"), ("import", "{}"), ("snapshot", "2"),
-                            ("import", "{}"), ("snapshot", "3")):
+        for event, data in (
+            ("snapshot", "1"),
+            ("import", "{}"),
+            ("snapshot", "2"),
+            ("import", "{}"),
+            ("snapshot", "3"),
+        ):
             assert box.post(event, data)
         assert await box.take(10) == [("snapshot", "3"), ("import", "{}")]
 
@@ -47,8 +51,7 @@ class TestHub:
     async def test_a_snapshot_reaches_every_stream_and_an_import_only_its_rack(self) -> None:
         """on_snapshot broadcasts; request_import(id) reaches that rack's streams only."""
         hub = RackHub("s" * 64)
-        with hub.connect("aaaaaa") as a1, hub.connect("aaaaaa") as a2, \
-                hub.connect("bbbbbb") as b:
+        with hub.connect("aaaaaa") as a1, hub.connect("aaaaaa") as a2, hub.connect("bbbbbb") as b:
             hub.on_snapshot(snapshot("0123abcd"))
             assert hub.request_import("aaaaaa") == 1
             assert hub.request_import("cccccc") == 0

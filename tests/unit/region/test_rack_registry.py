@@ -32,16 +32,22 @@ async def test_a_new_rack_gets_a_maas_style_id_and_no_status(db: aiosqlite.Conne
 
 
 async def test_re_registration_updates_the_row_and_unknown_ids_are_replaced(
-        db: aiosqlite.Connection) -> None:
+    db: aiosqlite.Connection,
+) -> None:
     """A known id keeps its row and registration time; an unknown one makes a new row."""
     first, _ = await register_rack(db, Registration(hostname="rack1", url="http://a:5248"))
-    again, new = await register_rack(db, Registration(hostname="rack1b", url="http://b:5248",
-                                                      system_id=first.system_id))
-    other, other_new = await register_rack(db, Registration(hostname="rack2", url="http://c",
-                                                            system_id="gone00"))
+    again, new = await register_rack(
+        db, Registration(hostname="rack1b", url="http://b:5248", system_id=first.system_id)
+    )
+    other, other_new = await register_rack(
+        db, Registration(hostname="rack2", url="http://c", system_id="gone00")
+    )
     assert not new
-    assert (again.system_id, again.hostname, again.url) == (first.system_id, "rack1b",
-                                                            "http://b:5248")
+    assert (again.system_id, again.hostname, again.url) == (
+        first.system_id,
+        "rack1b",
+        "http://b:5248",
+    )
     assert again.registered == first.registered
     assert other_new
     assert other.system_id != "gone00"
@@ -49,29 +55,43 @@ async def test_re_registration_updates_the_row_and_unknown_ids_are_replaced(
 
 
 async def test_a_status_report_is_stored_and_a_report_without_last_sync_keeps_it(
-        db: aiosqlite.Connection) -> None:
+    db: aiosqlite.Connection,
+) -> None:
     """Images round-trip; last_sync is normalised to naive UTC and survives a later report."""
     row, _ = await register_rack(db, Registration(hostname="rack1", url="http://r:5248"))
-    assert await store_status(db, row.system_id, RackStatus(
-        state="synced", snapshot_id="s1", images=[NOBLE],
-        last_sync="2026-01-02T05:04:05+02:00"))
-    assert await store_status(db, row.system_id, RackStatus(
-        state="failed", snapshot_id="s1", images=[NOBLE], error="disk full"))
+    assert await store_status(
+        db,
+        row.system_id,
+        RackStatus(
+            state="synced", snapshot_id="s1", images=[NOBLE], last_sync="2026-01-02T05:04:05+02:00"
+        ),
+    )
+    assert await store_status(
+        db,
+        row.system_id,
+        RackStatus(state="failed", snapshot_id="s1", images=[NOBLE], error="disk full"),
+    )
     stored = await get_rack(db, row.system_id)
     assert stored is not None
     assert (stored.state, stored.snapshot_id, stored.images, stored.error) == (
-        "failed", "s1", (NOBLE,), "disk full")
+        "failed",
+        "s1",
+        (NOBLE,),
+        "disk full",
+    )
     assert stored.last_sync == "2026-01-02T03:04:05.000000"
 
 
 async def test_a_report_for_an_unknown_rack_or_with_a_bad_time_is_refused(
-        db: aiosqlite.Connection) -> None:
+    db: aiosqlite.Connection,
+) -> None:
     """Unknown id: False; an unparsable last_sync: ValueError naming the field."""
     assert not await store_status(db, "nosuch", RackStatus(state="idle", snapshot_id=None))
     row, _ = await register_rack(db, Registration(hostname="rack1", url="http://r:5248"))
     with pytest.raises(ValueError, match=r"^last_sync: "):
-        await store_status(db, row.system_id, RackStatus(state="synced", snapshot_id="s",
-                                                         last_sync="soon"))
+        await store_status(
+            db, row.system_id, RackStatus(state="synced", snapshot_id="s", last_sync="soon")
+        )
 
 
 def test_times_are_stored_as_naive_utc() -> None:

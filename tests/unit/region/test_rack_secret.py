@@ -46,7 +46,8 @@ class TestSecretFile:
     """``<data_dir>/rack-secret``."""
 
     def test_the_first_start_makes_a_private_hex_secret_and_later_starts_keep_it(
-            self, tmp_path: Path) -> None:
+        self, tmp_path: Path
+    ) -> None:
         """64 hex characters, mode 0600; a second load returns the same secret."""
         first = load_or_create_secret(tmp_path)
         again = load_or_create_secret(tmp_path)
@@ -68,7 +69,8 @@ class TestSecretFile:
                 read_secret(tmp_path)
 
     def test_a_secret_others_can_read_is_used_but_warned_about(
-            self, tmp_path: Path, log_events: Events) -> None:
+        self, tmp_path: Path, log_events: Events
+    ) -> None:
         """Mode 0644 still works, with a rack_secret_readable_by_others event."""
         secret_path(tmp_path).write_text("c" * 64 + "\n")
         secret_path(tmp_path).chmod(0o644)
@@ -79,11 +81,20 @@ class TestSecretFile:
 class TestBearer:
     """``Authorization: Bearer <secret>``."""
 
-    @pytest.mark.parametrize(("header", "ok"), [
-        ("Bearer s3cret", True), ("bearer   s3cret  ", True), ("Bearer s3cre", False),
-        ("Bearer s3cret2", False), ("Bearer ", False), ("OAuth s3cret", False),
-        ("s3cret", False), (None, False), ("Bearer sécret", False),
-    ])
+    @pytest.mark.parametrize(
+        ("header", "ok"),
+        [
+            ("Bearer s3cret", True),
+            ("bearer   s3cret  ", True),
+            ("Bearer s3cre", False),
+            ("Bearer s3cret2", False),
+            ("Bearer ", False),
+            ("OAuth s3cret", False),
+            ("s3cret", False),
+            (None, False),
+            ("Bearer sécret", False),
+        ],
+    )
     def test_only_the_exact_secret_passes(self, header: str | None, ok: bool) -> None:
         """The scheme is case-insensitive; the token must match exactly."""
         assert check_bearer(header, "s3cret") is ok
@@ -98,14 +109,16 @@ class TestCommand:
     """``bootsync rack-secret``."""
 
     def test_it_prints_the_secret_and_nothing_else(
-            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """stdout is the secret and a newline."""
         secret = load_or_create_secret(tmp_path)
         assert bootsync(["rack-secret", "--data-dir", str(tmp_path)]) == 0
         assert capsys.readouterr().out == f"{secret}\n"
 
     def test_without_a_secret_it_fails_clearly_and_creates_none(
-            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """ConfigError (``bootsync`` prints it and exits 1) names the file; nothing is made."""
         with pytest.raises(ConfigError, match=f"{tmp_path}/rack-secret does not exist"):
             bootsync(["rack-secret", "--data-dir", str(tmp_path)])
@@ -113,7 +126,8 @@ class TestCommand:
         assert not secret_path(tmp_path).exists()
 
     def test_it_reads_the_data_dir_from_the_region_config(
-            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """``--config FILE`` uses the file's storage.data_dir."""
         secret = load_or_create_secret(tmp_path)
         config = tmp_path / "regiond.toml"

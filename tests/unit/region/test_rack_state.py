@@ -20,35 +20,57 @@ NOBLE = RackImage(name="ubuntu/noble", architecture="amd64", subarches=["ga-24.0
 GRUB = RackImage(name="grub-efi-signed/uefi", architecture="amd64", subarches=["generic"])
 
 
-def rack(system_id: str = "aaaaaa", *, state: RackState | None = "synced",
-         snapshot_id: str | None = "s2", images: tuple[RackImage, ...] = (NOBLE,)) -> RackRow:
+def rack(
+    system_id: str = "aaaaaa",
+    *,
+    state: RackState | None = "synced",
+    snapshot_id: str | None = "s2",
+    images: tuple[RackImage, ...] = (NOBLE,),
+) -> RackRow:
     """A rack row as the registry returns it."""
-    return RackRow(system_id=system_id, hostname=system_id, url="http://r:5248",
-                   registered="2026-01-01T00:00:00", last_seen="2026-01-01T00:00:00",
-                   state=state, snapshot_id=snapshot_id, images=images, last_sync=None,
-                   error=None, updated=None)
+    return RackRow(
+        system_id=system_id,
+        hostname=system_id,
+        url="http://r:5248",
+        registered="2026-01-01T00:00:00",
+        last_seen="2026-01-01T00:00:00",
+        state=state,
+        snapshot_id=snapshot_id,
+        images=images,
+        last_sync=None,
+        error=None,
+        updated=None,
+    )
 
 
 class TestRackStatus:
     """``list_boot_images``'s status for one rack."""
 
-    @pytest.mark.parametrize(("row", "connected", "importing", "expected"), [
-        (rack(), False, False, "unknown"),
-        (rack(state=None, snapshot_id=None), True, False, "unknown"),
-        (rack(), False, True, "unknown"),
-        (rack(), True, True, "region-importing"),
-        (rack(state="syncing", snapshot_id="s1"), True, False, "syncing"),
-        (rack(), True, False, "synced"),
-        (rack(state="failed"), True, False, "synced"),
-        (rack(snapshot_id="s1"), True, False, "out-of-sync"),
-        (rack(state="failed", snapshot_id="s1"), True, False, "out-of-sync"),
-        (rack(state="idle", snapshot_id=None), True, False, "out-of-sync"),
-    ])
+    @pytest.mark.parametrize(
+        ("row", "connected", "importing", "expected"),
+        [
+            (rack(), False, False, "unknown"),
+            (rack(state=None, snapshot_id=None), True, False, "unknown"),
+            (rack(), False, True, "unknown"),
+            (rack(), True, True, "region-importing"),
+            (rack(state="syncing", snapshot_id="s1"), True, False, "syncing"),
+            (rack(), True, False, "synced"),
+            (rack(state="failed"), True, False, "synced"),
+            (rack(snapshot_id="s1"), True, False, "out-of-sync"),
+            (rack(state="failed", snapshot_id="s1"), True, False, "out-of-sync"),
+            (rack(state="idle", snapshot_id=None), True, False, "out-of-sync"),
+        ],
+    )
     def test_status_follows_connection_import_state_and_snapshot(
-            self, row: RackRow, connected: bool, importing: bool, expected: str) -> None:
+        self, row: RackRow, connected: bool, importing: bool, expected: str
+    ) -> None:
         """Disconnected or silent is unknown; then region import, pulling, current snapshot."""
-        assert rack_status(row, connected=connected, current_snapshot_id="s2",
-                           region_importing=importing) == expected
+        assert (
+            rack_status(
+                row, connected=connected, current_snapshot_id="s2", region_importing=importing
+            )
+            == expected
+        )
 
 
 class TestSyncSummary:
@@ -99,11 +121,17 @@ class TestSyncSummary:
     def test_the_caller_may_say_whether_a_rack_import_runs(self) -> None:
         """An explicit rack_import_running wins over the racks' reports."""
         lagging = [rack(snapshot_id="s1")]
-        assert summarize(lagging, "s2", rack_import_running=True).image_status(
-            "ubuntu/noble", "amd64") == RACK_SYNCING
+        assert (
+            summarize(lagging, "s2", rack_import_running=True).image_status("ubuntu/noble", "amd64")
+            == RACK_SYNCING
+        )
         pulling = [replace(rack(snapshot_id="s1"), state="syncing")]
-        assert summarize(pulling, "s2", rack_import_running=False).image_status(
-            "ubuntu/noble", "amd64") == RACK_WAITING
+        assert (
+            summarize(pulling, "s2", rack_import_running=False).image_status(
+                "ubuntu/noble", "amd64"
+            )
+            == RACK_WAITING
+        )
 
     def test_a_rack_that_never_reported_holds_nothing(self) -> None:
         """Registered and connected but silent: images wait for it."""

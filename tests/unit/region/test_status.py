@@ -17,11 +17,15 @@ def test_progress_of_nothing_to_hold_is_zero() -> None:
     assert progress(0, 0) == 0.0
 
 
-@pytest.mark.parametrize(("percent", "text"), [
-    (7.0, "Downloading   7%"), (42.4, "Downloading  42%"), (99.6, "Downloading 100%"),
-])
-def test_downloading_right_aligns_the_number_in_three_characters(percent: float,
-                                                                 text: str) -> None:
+@pytest.mark.parametrize(
+    ("percent", "text"),
+    [
+        (7.0, "Downloading   7%"),
+        (42.4, "Downloading  42%"),
+        (99.6, "Downloading 100%"),
+    ],
+)
+def test_downloading_right_aligns_the_number_in_three_characters(percent: float, text: str) -> None:
     """The number is printf ``%3.0f``: right-aligned, rounded."""
     assert downloading(percent) == text
 

@@ -22,7 +22,8 @@ def samples_dir() -> Path:
     """Return the upstream-samples directory, failing loudly if the checkout lacks it."""
     if not SAMPLES_DIR.is_dir():
         raise FileNotFoundError(
-            f"{SAMPLES_DIR} is missing: tests expect shared/ to sit beside the repo")
+            f"{SAMPLES_DIR} is missing: tests expect shared/ to sit beside the repo"
+        )
     return SAMPLES_DIR
 
 
@@ -44,8 +45,13 @@ _PRODUCTS_DOC: dict[str, Any] = {
     "updated": "Thu, 24 Jul 2025 09:01:43 +0000",
     "products": {
         JAMMY_GA: {
-            "arch": "amd64", "os": "ubuntu", "release": "jammy", "subarch": "ga-22.04",
-            "kflavor": "generic", "label": "stable", "release_title": "22.04 LTS",
+            "arch": "amd64",
+            "os": "ubuntu",
+            "release": "jammy",
+            "subarch": "ga-22.04",
+            "kflavor": "generic",
+            "label": "stable",
+            "release_title": "22.04 LTS",
             "versions": {
                 "20250718": {
                     "items": {
@@ -53,7 +59,7 @@ _PRODUCTS_DOC: dict[str, Any] = {
                             "ftype": "squashfs",
                             "path": "jammy/amd64/20250718/squashfs",
                             "sha256": "edbd57a3d69392e6942ef4a35bc7c062"
-                                      "cc234b9d1d48d99bf3e15401ceda0d46",
+                            "cc234b9d1d48d99bf3e15401ceda0d46",
                             "size": 455462912,
                         },
                     },
@@ -68,9 +74,11 @@ _INDEX_DOC: dict[str, Any] = {
     "updated": "Thu, 24 Jul 2025 08:01:49 +0000",
     "index": {
         "com.ubuntu.maas:stable:v3:download": {
-            "datatype": "image-ids", "format": "products:1.0",
+            "datatype": "image-ids",
+            "format": "products:1.0",
             "path": "streams/v1/com.ubuntu.maas:stable:v3:download.json",
-            "products": [JAMMY_GA], "updated": "Thu, 24 Jul 2025 08:01:49 +0000",
+            "products": [JAMMY_GA],
+            "updated": "Thu, 24 Jul 2025 08:01:49 +0000",
         },
     },
 }

@@ -21,7 +21,8 @@ from simplestreams.models import (
 # Path segments: anything but '/', '\', controls and lone surrogates, and not '.'/'..'.
 segments = st.text(
     alphabet=st.characters(exclude_categories=["Cc", "Cs"], exclude_characters="/\\"),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 ).filter(lambda s: s not in (".", ".."))
 safe_paths = st.lists(segments, min_size=1, max_size=6).map("/".join)
 
@@ -57,12 +58,18 @@ sha256s = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 sizes = st.integers(min_value=0, max_value=2**63)
 
 _keys = st.text(alphabet=string.ascii_letters + string.digits + "_-.:", min_size=1, max_size=12)
-_scalars = (st.none() | st.booleans() | st.integers()
-            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=16))
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=16)
+)
 json_values = st.recursive(
     _scalars,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3),
-    max_leaves=6)
+    max_leaves=6,
+)
 
 
 def attrs(reserved: frozenset[str]) -> st.SearchStrategy[dict[str, Any]]:
@@ -74,35 +81,52 @@ def attrs(reserved: frozenset[str]) -> st.SearchStrategy[dict[str, Any]]:
 def items(draw: st.DrawFn, name: str) -> Item:
     """A downloadable item, or an informational one that may carry a checksum or size."""
     if draw(st.booleans()):
-        return Item(name=name, path=draw(safe_paths), sha256=draw(sha256s), size=draw(sizes),
-                    attrs=draw(attrs(ITEM_KEYS)))
-    return Item(name=name, sha256=draw(st.none() | sha256s), size=draw(st.none() | sizes),
-                attrs=draw(attrs(ITEM_KEYS)))
+        return Item(
+            name=name,
+            path=draw(safe_paths),
+            sha256=draw(sha256s),
+            size=draw(sizes),
+            attrs=draw(attrs(ITEM_KEYS)),
+        )
+    return Item(
+        name=name,
+        sha256=draw(st.none() | sha256s),
+        size=draw(st.none() | sizes),
+        attrs=draw(attrs(ITEM_KEYS)),
+    )
 
 
 @st.composite
 def versions(draw: st.DrawFn, name: str) -> Version:
     """A version with up to three items."""
     item_names = draw(st.lists(names, max_size=3, unique=True))
-    return Version(name=name, attrs=draw(attrs(VERSION_KEYS)),
-                   items={n: draw(items(n)) for n in item_names})
+    return Version(
+        name=name, attrs=draw(attrs(VERSION_KEYS)), items={n: draw(items(n)) for n in item_names}
+    )
 
 
 @st.composite
 def products(draw: st.DrawFn, name: str) -> Product:
     """A product with up to three versions."""
     version_names = draw(st.lists(names, max_size=3, unique=True))
-    return Product(name=name, attrs=draw(attrs(PRODUCT_KEYS)),
-                   versions={n: draw(versions(n)) for n in version_names})
+    return Product(
+        name=name,
+        attrs=draw(attrs(PRODUCT_KEYS)),
+        versions={n: draw(versions(n)) for n in version_names},
+    )
 
 
 @st.composite
 def product_lists(draw: st.DrawFn) -> ProductList:
     """A valid products document with up to three products."""
     product_names = draw(st.lists(names, max_size=3, unique=True))
-    return ProductList(content_id=draw(names), datatype=draw(optional_text),
-                       updated=draw(optional_text), attrs=draw(attrs(PRODUCT_LIST_KEYS)),
-                       products={n: draw(products(n)) for n in product_names})
+    return ProductList(
+        content_id=draw(names),
+        datatype=draw(optional_text),
+        updated=draw(optional_text),
+        attrs=draw(attrs(PRODUCT_LIST_KEYS)),
+        products={n: draw(products(n)) for n in product_names},
+    )
 
 
 @st.composite
@@ -111,8 +135,12 @@ def indexes(draw: st.DrawFn) -> Index:
     entries = {}
     for content_id in draw(st.lists(names, max_size=4, unique=True)):
         entries[content_id] = IndexEntry(
-            content_id=content_id, path=draw(st.none() | safe_paths),
-            format=draw(optional_text), datatype=draw(optional_text),
-            updated=draw(optional_text), products=tuple(draw(st.lists(names, max_size=3))),
-            attrs=draw(attrs(INDEX_ENTRY_KEYS)))
+            content_id=content_id,
+            path=draw(st.none() | safe_paths),
+            format=draw(optional_text),
+            datatype=draw(optional_text),
+            updated=draw(optional_text),
+            products=tuple(draw(st.lists(names, max_size=3))),
+            attrs=draw(attrs(INDEX_ENTRY_KEYS)),
+        )
     return Index(updated=draw(optional_text), attrs=draw(attrs(INDEX_KEYS)), entries=entries)

@@ -9,21 +9,24 @@ from simplestreams import ItemFilter, matches_all, parse_filters
 FIELDS = {"arch": "amd64", "release": "noble", "os": "ubuntu", "bootloader-type": "uefi"}
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("arch=amd64", True),
-    ("arch=amd", False),
-    ("arch!=amd64", False),
-    ("arch!=arm64", True),
-    ("release~(jammy|noble)", True),
-    ("release~oble", True),
-    ("release~^oble", False),
-    ("release!~(jammy|noble)", False),
-    ("bootloader-type=uefi", True),
-    ("kflavor=", True),
-    ("kflavor~.", False),
-    ("kflavor!=generic", True),
-    ("arch = amd64", True),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("arch=amd64", True),
+        ("arch=amd", False),
+        ("arch!=amd64", False),
+        ("arch!=arm64", True),
+        ("release~(jammy|noble)", True),
+        ("release~oble", True),
+        ("release~^oble", False),
+        ("release!~(jammy|noble)", False),
+        ("bootloader-type=uefi", True),
+        ("kflavor=", True),
+        ("kflavor~.", False),
+        ("kflavor!=generic", True),
+        ("arch = amd64", True),
+    ],
+)
 def test_filter_matches_like_sstream_mirror(text: str, expected: bool) -> None:
     """Equality is exact, regex is unanchored search, a missing key is the empty string."""
     assert ItemFilter.parse(text).matches(FIELDS) is expected

@@ -18,8 +18,14 @@ from simplestreams import (
 )
 from tests.unit.simplestreams.samples import JAMMY_GA
 
-NOBLE = ImageSpec(os="ubuntu", release="noble", arch="amd64", subarch="ga-24.04",
-                  kflavor="generic", label="stable")
+NOBLE = ImageSpec(
+    os="ubuntu",
+    release="noble",
+    arch="amd64",
+    subarch="ga-24.04",
+    kflavor="generic",
+    label="stable",
+)
 
 
 def _spec(products: ProductList, name: str) -> ImageSpec:
@@ -29,10 +35,15 @@ def _spec(products: ProductList, name: str) -> ImageSpec:
 def test_ubuntu_product_spec_and_resource_names(ubuntu: ProductList) -> None:
     """jammy amd64 ga-22.04 is resource ubuntu/jammy on amd64/ga-22.04."""
     spec = _spec(ubuntu, JAMMY_GA)
-    assert spec == ImageSpec(os="ubuntu", release="jammy", arch="amd64", subarch="ga-22.04",
-                             kflavor="generic", label="stable")
-    assert (resource_name(spec), resource_architecture(spec)) == ("ubuntu/jammy",
-                                                                  "amd64/ga-22.04")
+    assert spec == ImageSpec(
+        os="ubuntu",
+        release="jammy",
+        arch="amd64",
+        subarch="ga-22.04",
+        kflavor="generic",
+        label="stable",
+    )
+    assert (resource_name(spec), resource_architecture(spec)) == ("ubuntu/jammy", "amd64/ga-22.04")
 
 
 def test_uefi_bootloader_spec_uses_bootloader_type_and_generic(bootloaders: ProductList) -> None:
@@ -46,8 +57,10 @@ def test_uefi_bootloader_spec_uses_bootloader_type_and_generic(bootloaders: Prod
 
 def test_every_sample_bootloader_gets_its_maas_resource_name(bootloaders: ProductList) -> None:
     """The five sample bootloaders map to MAAS's os/bootloader-type names."""
-    names = sorted((resource_name(s), resource_architecture(s))
-                   for s in (_spec(bootloaders, n) for n in bootloaders.products))
+    names = sorted(
+        (resource_name(s), resource_architecture(s))
+        for s in (_spec(bootloaders, n) for n in bootloaders.products)
+    )
     assert names == [
         ("grub-efi-signed/uefi", "amd64/generic"),
         ("grub-efi/uefi", "arm64/generic"),
@@ -60,8 +73,10 @@ def test_every_sample_bootloader_gets_its_maas_resource_name(bootloaders: Produc
 def test_centos_spec_keeps_its_own_os_and_release(centos: ProductList) -> None:
     """CentOS 7 is resource centos/centos70 on amd64/generic."""
     spec = _spec(centos, "com.ubuntu.maas.stable:centos-bases:7.0:amd64")
-    assert (resource_name(spec), resource_architecture(spec)) == ("centos/centos70",
-                                                                  "amd64/generic")
+    assert (resource_name(spec), resource_architecture(spec)) == (
+        "centos/centos70",
+        "amd64/generic",
+    )
 
 
 def test_missing_os_defaults_to_ubuntu() -> None:
@@ -71,16 +86,20 @@ def test_missing_os_defaults_to_ubuntu() -> None:
     assert spec.kflavor == "generic"
 
 
-@pytest.mark.parametrize(("subarch", "kflavor", "expected"), [
-    ("ga-22.04", "lowlatency", "ga-22.04-lowlatency"),
-    ("hwe-16.04-edge", "lowlatency", "hwe-16.04-lowlatency-edge"),
-    ("hwe-24.04", "lowlatency", "hwe-24.04-lowlatency"),
-    ("ga-22.04", "generic", "ga-22.04"),
-    ("ga-22.04-lowlatency", "lowlatency", "ga-22.04-lowlatency"),
-    ("generic", "lowlatency", "generic"),
-])
+@pytest.mark.parametrize(
+    ("subarch", "kflavor", "expected"),
+    [
+        ("ga-22.04", "lowlatency", "ga-22.04-lowlatency"),
+        ("hwe-16.04-edge", "lowlatency", "hwe-16.04-lowlatency-edge"),
+        ("hwe-24.04", "lowlatency", "hwe-24.04-lowlatency"),
+        ("ga-22.04", "generic", "ga-22.04"),
+        ("ga-22.04-lowlatency", "lowlatency", "ga-22.04-lowlatency"),
+        ("generic", "lowlatency", "generic"),
+    ],
+)
 def test_non_generic_kernel_flavour_is_spliced_into_the_subarch(
-        subarch: str, kflavor: str, expected: str) -> None:
+    subarch: str, kflavor: str, expected: str
+) -> None:
     """Flavoured ga/hwe kernels get their own subarch so they do not overwrite generic."""
     fields = {"release": "jammy", "arch": "amd64", "subarch": subarch, "kflavor": kflavor}
     assert image_spec_of(fields).subarch == expected
@@ -93,22 +112,25 @@ def test_is_bootloader_looks_at_bootloader_type() -> None:
     assert not is_bootloader({"bootloader-type": ""})
 
 
-@pytest.mark.parametrize(("selection", "expected"), [
-    (Selection("ubuntu", "noble", ("amd64",), ("ga-24.04",), ("stable",)), True),
-    (Selection("ubuntu", "noble"), True),
-    (Selection("*", "*"), True),
-    (Selection("*", "noble", ("amd64",)), True),
-    (Selection("ubuntu", "*", ("amd64",)), True),
-    (Selection("ubuntu", "jammy"), False),
-    (Selection("centos", "noble"), False),
-    (Selection("ubuntu", "noble", ("arm64", "s390x")), False),
-    (Selection("ubuntu", "noble", ("arm64", "amd64")), True),
-    (Selection("ubuntu", "noble", subarches=("hwe-24.04",)), False),
-    (Selection("ubuntu", "noble", subarches=("hwe-24.04", "*")), True),
-    (Selection("ubuntu", "noble", labels=("candidate",)), False),
-    (Selection("ubuntu", "noble", arches=()), False),
-    (Selection("", "noble"), False),
-])
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        (Selection("ubuntu", "noble", ("amd64",), ("ga-24.04",), ("stable",)), True),
+        (Selection("ubuntu", "noble"), True),
+        (Selection("*", "*"), True),
+        (Selection("*", "noble", ("amd64",)), True),
+        (Selection("ubuntu", "*", ("amd64",)), True),
+        (Selection("ubuntu", "jammy"), False),
+        (Selection("centos", "noble"), False),
+        (Selection("ubuntu", "noble", ("arm64", "s390x")), False),
+        (Selection("ubuntu", "noble", ("arm64", "amd64")), True),
+        (Selection("ubuntu", "noble", subarches=("hwe-24.04",)), False),
+        (Selection("ubuntu", "noble", subarches=("hwe-24.04", "*")), True),
+        (Selection("ubuntu", "noble", labels=("candidate",)), False),
+        (Selection("ubuntu", "noble", arches=()), False),
+        (Selection("", "noble"), False),
+    ],
+)
 def test_selection_semantics_follow_maas(selection: Selection, expected: bool) -> None:
     """os/release equal or *, arch/subarch/label listed or list holds *."""
     assert selection_matches(selection, NOBLE) is expected

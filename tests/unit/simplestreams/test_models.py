@@ -8,14 +8,28 @@ from simplestreams import FrozenMap, Item, Product, ProductList, Version, flatte
 
 
 def _tree() -> ProductList:
-    item = Item(name="k", path="a/k", sha256="0" * 64, size=7,
-                attrs={"ftype": "boot-kernel", "label": "item-label", "extra": [1, 2]})
+    item = Item(
+        name="k",
+        path="a/k",
+        sha256="0" * 64,
+        size=7,
+        attrs={"ftype": "boot-kernel", "label": "item-label", "extra": [1, 2]},
+    )
     version = Version(name="20250101", attrs={"serial_note": 3}, items={"k": item})
-    product = Product(name="p", attrs={"label": "product-label", "rolling": True,
-                                       "ratio": 1.5, "nested": {"x": 1}, "gone": None},
-                      versions={"20250101": version})
-    return ProductList(content_id="c", datatype="image-ids", attrs={"label": "top"},
-                       products={"p": product})
+    product = Product(
+        name="p",
+        attrs={
+            "label": "product-label",
+            "rolling": True,
+            "ratio": 1.5,
+            "nested": {"x": 1},
+            "gone": None,
+        },
+        versions={"20250101": version},
+    )
+    return ProductList(
+        content_id="c", datatype="image-ids", attrs={"label": "top"}, products={"p": product}
+    )
 
 
 def test_frozen_map_is_read_only_hashable_and_equal_to_a_dict() -> None:
@@ -66,10 +80,17 @@ def test_flattening_stringifies_numbers_and_drops_containers() -> None:
 def test_flattening_adds_names_and_document_fields() -> None:
     """Flattened fields carry content_id, datatype and the three names."""
     (flat,) = flatten(_tree())
-    assert {k: flat.fields[k] for k in ("content_id", "datatype", "format", "product_name",
-                                         "version_name", "item_name")} == {
-        "content_id": "c", "datatype": "image-ids", "format": "products:1.0",
-        "product_name": "p", "version_name": "20250101", "item_name": "k"}
+    assert {
+        k: flat.fields[k]
+        for k in ("content_id", "datatype", "format", "product_name", "version_name", "item_name")
+    } == {
+        "content_id": "c",
+        "datatype": "image-ids",
+        "format": "products:1.0",
+        "product_name": "p",
+        "version_name": "20250101",
+        "item_name": "k",
+    }
     assert "updated" not in flat.fields
     assert flat.location == "c: products[p].versions[20250101].items[k]"
 

@@ -59,8 +59,10 @@ def test_uppercase_sha256_is_normalised_to_lowercase() -> None:
     item = squashfs_of(doc)
     item["sha256"] = item["sha256"].upper()
     parsed = parse_products(encode(doc))
-    assert parsed.products[JAMMY_GA].versions["20250718"].items["squashfs"].sha256 == \
-        item["sha256"].lower()
+    assert (
+        parsed.products[JAMMY_GA].versions["20250718"].items["squashfs"].sha256
+        == item["sha256"].lower()
+    )
 
 
 def test_negative_size_is_refused() -> None:
@@ -77,8 +79,7 @@ def test_boolean_size_is_refused() -> None:
     assert err.reason == "expected an integer, got a boolean"
 
 
-@pytest.mark.parametrize(("size", "kind"), [(1.5, "a number"), ("12", "a string"),
-                                            (None, "null")])
+@pytest.mark.parametrize(("size", "kind"), [(1.5, "a number"), ("12", "a string"), (None, "null")])
 def test_non_integer_size_is_refused(size: object, kind: str) -> None:
     """Floats, strings and null are not sizes."""
     assert _item_error(size=size).reason == f"expected an integer, got {kind}"
@@ -111,18 +112,21 @@ def test_item_without_path_needs_no_checksum() -> None:
     assert (item.path, item.sha256, item.size) == (None, None, None)
 
 
-@pytest.mark.parametrize(("path", "reason"), [
-    ("/etc/passwd", "path is absolute"),
-    ("jammy/../../etc/passwd", "path has a '..' segment"),
-    ("..", "path has a '..' segment"),
-    ("jammy/./squashfs", "path has a '.' segment"),
-    ("jammy\\amd64\\squashfs", "path contains a backslash"),
-    ("jammy/squash\x00fs", "path contains the control character '\\x00'"),
-    ("jammy/\x1bsquashfs", "path contains the control character '\\x1b'"),
-    ("jammy//squashfs", "path has an empty segment ('//' or a trailing '/')"),
-    ("jammy/amd64/", "path has an empty segment ('//' or a trailing '/')"),
-    ("", "path is empty"),
-])
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/etc/passwd", "path is absolute"),
+        ("jammy/../../etc/passwd", "path has a '..' segment"),
+        ("..", "path has a '..' segment"),
+        ("jammy/./squashfs", "path has a '.' segment"),
+        ("jammy\\amd64\\squashfs", "path contains a backslash"),
+        ("jammy/squash\x00fs", "path contains the control character '\\x00'"),
+        ("jammy/\x1bsquashfs", "path contains the control character '\\x1b'"),
+        ("jammy//squashfs", "path has an empty segment ('//' or a trailing '/')"),
+        ("jammy/amd64/", "path has an empty segment ('//' or a trailing '/')"),
+        ("", "path is empty"),
+    ],
+)
 def test_unsafe_item_path_is_refused(path: str, reason: str) -> None:
     """Each kind of unsafe item path is refused at the item's path field."""
     err = _item_error(path=path)
@@ -136,8 +140,10 @@ def test_unsafe_index_entry_path_is_refused() -> None:
     doc["index"]["com.ubuntu.maas:stable:v3:download"]["path"] = "../secret.json"
     with pytest.raises(StreamFormatError) as caught:
         parse_index(encode(doc), source="streams/v1/index.json")
-    assert caught.value.location == \
-        "streams/v1/index.json: index[com.ubuntu.maas:stable:v3:download].path"
+    assert (
+        caught.value.location
+        == "streams/v1/index.json: index[com.ubuntu.maas:stable:v3:download].path"
+    )
 
 
 def test_index_entry_without_path_is_kept_as_informational() -> None:
@@ -222,19 +228,28 @@ def test_top_level_array_is_refused() -> None:
     assert str(caught.value) == "(document): expected an object, got an array"
 
 
-@pytest.mark.parametrize(("mutate", "location"), [
-    (lambda d: d.update(products=[]), "products"),
-    (lambda d: d["products"].update({JAMMY_GA: "x"}), f"products[{JAMMY_GA}]"),
-    (lambda d: d["products"][JAMMY_GA].update(versions=3), f"products[{JAMMY_GA}].versions"),
-    (lambda d: d["products"][JAMMY_GA]["versions"].update({"20250718": None}),
-     f"products[{JAMMY_GA}].versions[20250718]"),
-    (lambda d: d["products"][JAMMY_GA]["versions"]["20250718"].update(items=[]),
-     f"products[{JAMMY_GA}].versions[20250718].items"),
-    (lambda d: d["products"][JAMMY_GA]["versions"].update({"": {}}),
-     f"products[{JAMMY_GA}].versions"),
-    (lambda d: d.pop("content_id"), "content_id"),
-    (lambda d: d.update(datatype=1), "datatype"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "location"),
+    [
+        (lambda d: d.update(products=[]), "products"),
+        (lambda d: d["products"].update({JAMMY_GA: "x"}), f"products[{JAMMY_GA}]"),
+        (lambda d: d["products"][JAMMY_GA].update(versions=3), f"products[{JAMMY_GA}].versions"),
+        (
+            lambda d: d["products"][JAMMY_GA]["versions"].update({"20250718": None}),
+            f"products[{JAMMY_GA}].versions[20250718]",
+        ),
+        (
+            lambda d: d["products"][JAMMY_GA]["versions"]["20250718"].update(items=[]),
+            f"products[{JAMMY_GA}].versions[20250718].items",
+        ),
+        (
+            lambda d: d["products"][JAMMY_GA]["versions"].update({"": {}}),
+            f"products[{JAMMY_GA}].versions",
+        ),
+        (lambda d: d.pop("content_id"), "content_id"),
+        (lambda d: d.update(datatype=1), "datatype"),
+    ],
+)
 def test_wrong_types_are_reported_at_their_level(mutate: Any, location: str) -> None:
     """A wrongly typed or empty level is reported at that level's location."""
     doc = products_doc()
@@ -256,8 +271,9 @@ def test_mapping_input_with_non_json_value_is_refused() -> None:
 def test_mapping_and_text_input_parse_like_bytes() -> None:
     """A decoded mapping, JSON text and JSON bytes give equal models."""
     doc = products_doc()
-    assert parse_products(doc) == parse_products(encode(doc).decode()) == \
-        parse_products(encode(doc))
+    assert (
+        parse_products(doc) == parse_products(encode(doc).decode()) == parse_products(encode(doc))
+    )
 
 
 def test_stream_format_error_survives_pickling() -> None:
@@ -270,8 +286,15 @@ def test_stream_format_error_survives_pickling() -> None:
 def test_aliases_are_merged_into_entries_without_overriding_own_keys() -> None:
     """An item naming an alias gets the aliased fields; keys it sets itself win."""
     doc = products_doc()
-    doc["_aliases"] = {"crsn": {"us-east-1": {"region": "us-east-1", "ftype": "aliased",
-                                              "endpoint": "https://ec2.example"}}}
+    doc["_aliases"] = {
+        "crsn": {
+            "us-east-1": {
+                "region": "us-east-1",
+                "ftype": "aliased",
+                "endpoint": "https://ec2.example",
+            }
+        }
+    }
     squashfs_of(doc)["crsn"] = "us-east-1"
     parsed = parse_products(encode(doc))
     item = parsed.products[JAMMY_GA].versions["20250718"].items["squashfs"]
@@ -293,8 +316,12 @@ def test_malformed_aliases_are_refused() -> None:
 @pytest.mark.parametrize("depth", [700, 5000])
 def test_absurdly_nested_json_is_a_format_error(depth: int) -> None:
     """Nesting deep enough to exhaust the stack is reported, not raised as RecursionError."""
-    raw = ('{"format": "products:1.0", "content_id": "c", "products": {}, "x": '
-           + "[" * depth + "]" * depth + "}")
+    raw = (
+        '{"format": "products:1.0", "content_id": "c", "products": {}, "x": '
+        + "[" * depth
+        + "]" * depth
+        + "}"
+    )
     with pytest.raises(StreamFormatError) as caught:
         parse_products(raw, source="deep.json")
     assert str(caught.value) == "deep.json: JSON nested too deeply"

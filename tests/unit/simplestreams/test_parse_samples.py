@@ -70,7 +70,10 @@ def test_flattened_item_inherits_product_and_document_fields(ubuntu: ProductList
     """A flattened squashfs item sees release_title, release and content_id as strings."""
     flat = next(f for f in flatten(ubuntu) if f.sha256 == JAMMY_SQUASHFS_SHA)
     assert (flat.product_name, flat.version_name, flat.item_name) == (
-        JAMMY_GA, "20250615", "squashfs")
+        JAMMY_GA,
+        "20250615",
+        "squashfs",
+    )
     assert flat.fields["release_title"] == "22.04 LTS"
     assert flat.fields["release"] == "jammy"
     assert flat.fields["content_id"] == "com.ubuntu.maas:stable:v3:download"
@@ -97,13 +100,15 @@ def test_maas_index_lists_the_three_stable_content_ids(maas_index: Index) -> Non
 
 def test_builder_tutorial_index_uses_image_downloads_datatype() -> None:
     """The maas-images candidate index parses with datatype image-downloads."""
-    raw = (samples_dir() / "maas-images-docs"
-           / "candidate-index.from-build-stream-tutorial.json").read_bytes()
+    raw = (
+        samples_dir() / "maas-images-docs" / "candidate-index.from-build-stream-tutorial.json"
+    ).read_bytes()
     index = parse_index(raw)
     entry = index.entries["com.ubuntu.maas:candidate:v3:download"]
     assert entry.datatype == "image-downloads"
-    assert "com.ubuntu.maas.candidate:v3:boot:24.04:amd64:hwe-24.04-lowlatency-edge" in \
-        entry.products
+    assert (
+        "com.ubuntu.maas.candidate:v3:boot:24.04:amd64:hwe-24.04-lowlatency-edge" in entry.products
+    )
 
 
 def test_minimal_simplestreams_example_parses() -> None:

@@ -24,13 +24,16 @@ def test_generated_unsafe_paths_are_always_rejected(path: str) -> None:
     assert path_problem(path) == caught.value.reason
 
 
-@pytest.mark.parametrize("path", [
-    "noble/amd64/20250709/ga-24.04/generic/boot-kernel",
-    "streams/v1/com.ubuntu.maas:stable:v3:download.json",
-    "bootloaders/pxe/i386/20210203.0/syslinux.tar.xz",
-    "centos/8/amd64/20211104_01/root-tgz",
-    "a/..b/c.",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "noble/amd64/20250709/ga-24.04/generic/boot-kernel",
+        "streams/v1/com.ubuntu.maas:stable:v3:download.json",
+        "bootloaders/pxe/i386/20210203.0/syslinux.tar.xz",
+        "centos/8/amd64/20211104_01/root-tgz",
+        "a/..b/c.",
+    ],
+)
 def test_real_upstream_paths_are_safe(path: str) -> None:
     """Paths of the shapes images.maas.io uses, and dotted names, are accepted."""
     assert path_problem(path) is None

@@ -22,10 +22,19 @@ SHARED_SQUASHFS = "edbd57a3d69392e6942ef4a35bc7c062cc234b9d1d48d99bf3e15401ceda0
 ARM64_KERNEL = "260d82490954ecfb7c2d35fe5aa065b0eee2ae1d664bf70745bb955c7909f8b6"
 
 
-def _flat(product: str, item: str, path: str | None, sha256: str | None,
-          size: int | None) -> FlatItem:
-    return FlatItem(content_id="c", product_name=product, version_name="1", item_name=item,
-                    path=path, sha256=sha256, size=size, fields={})
+def _flat(
+    product: str, item: str, path: str | None, sha256: str | None, size: int | None
+) -> FlatItem:
+    return FlatItem(
+        content_id="c",
+        product_name=product,
+        version_name="1",
+        item_name=item,
+        path=path,
+        sha256=sha256,
+        size=size,
+        fields={},
+    )
 
 
 def _jammy_amd64(products: ProductList) -> list[FlatItem]:
@@ -34,7 +43,8 @@ def _jammy_amd64(products: ProductList) -> list[FlatItem]:
 
 
 def test_squashfs_shared_by_two_kernel_products_is_fetched_once(
-        ubuntu_with_hwe: ProductList) -> None:
+    ubuntu_with_hwe: ProductList,
+) -> None:
     """ga-22.04 and hwe-22.04 share one squashfs and manifest: 8 items, 6 blobs."""
     items = _jammy_amd64(ubuntu_with_hwe)
     assert len(items) == 8
@@ -43,21 +53,23 @@ def test_squashfs_shared_by_two_kernel_products_is_fetched_once(
     squashfs = [b for b in plan.to_fetch if b.sha256 == SHARED_SQUASHFS]
     assert squashfs == [Blob(SHARED_SQUASHFS, 455462912, ("jammy/amd64/20250718/squashfs",))]
     # initrd+kernel of each product, then the shared manifest and squashfs, once each.
-    assert plan.total_bytes == (115876578 + 11708744 + 180542978 + 14969224
-                                + 17741 + 455462912)
+    assert plan.total_bytes == (115876578 + 11708744 + 180542978 + 14969224 + 17741 + 455462912)
 
 
 def test_same_blob_under_two_paths_lists_both(ubuntu: ProductList) -> None:
     """The arm64 kernel repeated across two serials is one blob with both paths."""
     plan = plan_downloads(flatten(ubuntu), present=())
     (kernel,) = [b for b in plan.to_fetch if b.sha256 == ARM64_KERNEL]
-    assert kernel.paths == ("jammy/arm64/20250808/ga-22.04/generic/boot-kernel",
-                            "jammy/arm64/20250812/ga-22.04/generic/boot-kernel")
+    assert kernel.paths == (
+        "jammy/arm64/20250808/ga-22.04/generic/boot-kernel",
+        "jammy/arm64/20250812/ga-22.04/generic/boot-kernel",
+    )
     assert kernel.size == 15231417
 
 
 def test_present_blobs_are_not_fetched_with_a_container_or_a_predicate(
-        ubuntu_with_hwe: ProductList) -> None:
+    ubuntu_with_hwe: ProductList,
+) -> None:
     """Blobs already held move to already_present, whether told by a set or a function."""
     items = _jammy_amd64(ubuntu_with_hwe)
     by_set = plan_downloads(items, present={SHARED_SQUASHFS})
@@ -93,14 +105,19 @@ def test_one_sha256_with_two_sizes_is_a_format_error() -> None:
 
 
 @settings(deadline=None)
-@given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["x/1", "x/2", "y/3"])),
-                max_size=12),
-       st.sets(st.sampled_from("abcd")))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.sampled_from(["x/1", "x/2", "y/3"])), max_size=12
+    ),
+    st.sets(st.sampled_from("abcd")),
+)
 def test_every_wanted_blob_is_planned_exactly_once(
-        picks: list[tuple[str, str]], held: set[str]) -> None:
+    picks: list[tuple[str, str]], held: set[str]
+) -> None:
     """Each sha256 appears once, in to_fetch unless held, with every path that carries it."""
-    items = [_flat("p", str(i), path, digit * 64, ord(digit)) for i, (digit, path)
-             in enumerate(picks)]
+    items = [
+        _flat("p", str(i), path, digit * 64, ord(digit)) for i, (digit, path) in enumerate(picks)
+    ]
     plan = plan_downloads(items, present={d * 64 for d in held})
     blobs = plan.to_fetch + plan.already_present
     assert sorted(b.sha256 for b in blobs) == sorted({d * 64 for d, _ in picks})

@@ -40,13 +40,11 @@ def test_rendering_is_a_fixed_point(product_list: ProductList) -> None:
     assert render_products(parse_products(first)) == first
 
 
-def test_render_uses_sorted_keys_one_space_indent_and_final_newline(
-        ubuntu: ProductList) -> None:
+def test_render_uses_sorted_keys_one_space_indent_and_final_newline(ubuntu: ProductList) -> None:
     """The canonical form is sorted keys, indent=1 and a trailing newline."""
     rendered = render_products(ubuntu)
     assert rendered.endswith(b"}\n")
-    assert rendered == (json.dumps(json.loads(rendered), sort_keys=True, indent=1)
-                        + "\n").encode()
+    assert rendered == (json.dumps(json.loads(rendered), sort_keys=True, indent=1) + "\n").encode()
     assert rendered.startswith(b'{\n "content_id": "com.ubuntu.maas:stable:v3:download",\n')
 
 

@@ -44,11 +44,15 @@ def test_keep_two_keeps_both_sample_versions(ubuntu: ProductList) -> None:
 
 def test_versions_without_downloads_are_not_candidates() -> None:
     """A newer version holding no file does not push out the newest downloadable one."""
-    product = Product(name="p", versions={
-        "20250101": Version(name="20250101", items={
-            "f": Item(name="f", path="p/1/f", sha256="a" * 64, size=1)}),
-        "20250202": Version(name="20250202", items={"note": Item(name="note")}),
-    })
+    product = Product(
+        name="p",
+        versions={
+            "20250101": Version(
+                name="20250101", items={"f": Item(name="f", path="p/1/f", sha256="a" * 64, size=1)}
+            ),
+            "20250202": Version(name="20250202", items={"note": Item(name="note")}),
+        },
+    )
     empty = Product(name="empty", versions={"1": Version(name="1")})
     kept = newest_versions(ProductList(content_id="c", products={"p": product, "empty": empty}))
     assert _versions(kept) == {"p": ["20250101"]}
@@ -64,8 +68,10 @@ def test_filter_items_prunes_items_versions_and_products(ubuntu: ProductList) ->
     """Filtering to amd64 squashfs leaves two products with only squashfs items."""
     filters = parse_filters(["arch=amd64", "ftype=squashfs"])
     kept = filter_items(ubuntu, lambda f: matches_all(filters, f.fields))
-    assert sorted(kept.products) == [JAMMY_GA,
-                                     "com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04"]
+    assert sorted(kept.products) == [
+        JAMMY_GA,
+        "com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04",
+    ]
     assert {f.item_name for f in flatten(kept)} == {"squashfs"}
     assert len(flatten(kept)) == 4
     assert parse_products(render_products(kept)) == kept
