@@ -51,11 +51,13 @@ from region.config import RegionConfig
 from region.context import CTX, RegionContext
 from region.db.config import get_config
 from region.db.connection import open_db
+from region.db.racks import list_racks
 from region.images.catalogue import Catalogue
 from region.images.importer import Importer
+from region.images.publish import KEYRING_NAME
 from region.images.scheduler import AutoImport
 from region.images.steps import ImportSettings
-from region.rackhub.hub import list_racks, open_rack_hub
+from region.rackhub.hub import open_rack_hub
 
 log = get_logger("region")
 
@@ -85,7 +87,7 @@ async def build_app(config: RegionConfig) -> web.Application:
     app[metrics.LIVE_METRICS] = lambda: live_metrics(app)
     app.on_response_prepare.append(metrics.count_served(stream_web.STREAM_PREFIX + "/"))
     app[stream_web.STREAM_ROOT] = config.data_dir / "stream"
-    app[stream_web.KEYRING_PATH] = config.data_dir / stream_web.KEYRING_NAME
+    app[stream_web.KEYRING_PATH] = config.data_dir / KEYRING_NAME
     stream_web.add_routes(app)
     app[describe.API_HASH] = api_hash()
     app.middlewares.insert(0, api_hash_middleware(app[describe.API_HASH]))
@@ -208,7 +210,7 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
         )
         try:
             await asyncio.to_thread(
-                _write_if_changed, data / stream_web.KEYRING_NAME, await key.aexport_public()
+                _write_if_changed, data / KEYRING_NAME, await key.aexport_public()
             )
             store = BlobStore(data / "store")
             publisher = SnapshotPublisher(data / "stream", store)

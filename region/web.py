@@ -15,9 +15,9 @@ from pathlib import Path, PurePosixPath
 from aiohttp import web
 
 from common.storage.fileserve import SendfileResponse
+from region.images.publish import KEYRING_NAME
 
 STREAM_PREFIX = "/MAAS/images-stream"
-KEYRING_NAME = "region-keyring.gpg"
 
 SNAPSHOT_HEADER = "X-Bootsync-Snapshot"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from common.cli import maascli_commands as grammar
 from common.cli import maascli_profiles, mirror_cmd, sample_stream_cmd
@@ -24,6 +25,8 @@ from common.ops.logging import LogFormat, configure_logging
 from common.ops.runtime import run
 from simplestreams import StreamFormatError
 
+# Entry points in this group are ``register(subparsers)`` functions that add commands.
+COMMAND_GROUP = "bootsync.commands"
 _COMMANDS = (sample_stream_cmd, mirror_cmd, maascli_profiles)
 _LEVELS = ["debug", "info", "warning", "error"]
 _FORMATS = ["auto", "json", "console"]
@@ -41,11 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.register(sub)
-    # The CLI is the composition root: region-host commands (apikey, createadmin)
-    # live with the region's database code and are added here.
-    from region import admin_cli  # noqa: PLC0415
-
-    admin_cli.register(sub)
+    # Commands of the daemons' hosts (the region's apikey, createadmin, ...) live
+    # with the code they drive and register themselves as entry points.
+    for entry in entry_points(group=COMMAND_GROUP):
+        entry.load()(sub)
     sub.choices["login"].set_defaults(reserved=frozenset(sub.choices))
     return parser
 

@@ -52,6 +52,11 @@ IMPORT_STOPPING = "Import of boot resources is being stopped"
 _TRUE = frozenset({"true", "True", "1", "yes", "on"})
 
 
+def upload_uri(resource_id: int, file_id: int) -> str:
+    """The path chunks of file ``file_id`` are PUT to."""
+    return f"{API_ROOT}/boot-resources/{resource_id}/upload/{file_id}/"
+
+
 def resource_uri(resource_id: int) -> str:
     """The API path of one boot resource."""
     return f"{API_ROOT}/boot-resources/{resource_id}/"
@@ -166,11 +171,15 @@ async def resource_detail(request: web.Request, resource_id: int) -> dict[str, A
         ),
         await rack_summary(request),
     )
-    uris = (
+    incomplete = (
         {}
         if resource.rtype == repo_resources.SYNCED
-        else await repo_uploads.upload_uris(db, resource.id)
+        else await repo_uploads.incomplete_files(db, resource.id)
     )
+    uris = {
+        set_id: {name: upload_uri(resource.id, file_id) for name, file_id in files.items()}
+        for set_id, files in incomplete.items()
+    }
     data["sets"] = {s.version: render_set(s, uris.get(s.id)) for s in sets}
     return data
 

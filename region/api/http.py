@@ -84,11 +84,6 @@ def maas_timestamp(value: datetime | str | None) -> str | None:
     return when.isoformat(timespec="milliseconds")
 
 
-def now_iso() -> str:
-    """The current UTC time as stored in the database (ISO 8601 with microseconds)."""
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
-
-
 def json_response(data: Any, *, status: int = 200) -> web.Response:
     """A JSON answer, Content-Type exactly ``application/json``."""
     return web.Response(

@@ -25,7 +25,7 @@ from region.api.http import (
     text_response,
 )
 from region.context import CTX, RegionContext
-from region.rackhub.hub import RackRow, get_rack, list_racks
+from region.db.racks import RackRow, get_rack, list_racks
 from region.rackhub.state import rack_status
 
 log = get_logger("api.rack_controllers")

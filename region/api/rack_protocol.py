@@ -28,7 +28,8 @@ from common.rackproto import (
 )
 from region.api.http import ValidationError, json_response, not_found
 from region.context import CTX, RegionContext
-from region.rackhub.hub import RackHub, get_rack, register_rack, store_status, touch_rack
+from region.db.racks import get_rack, register_rack, store_status, touch_rack
+from region.rackhub.hub import RackHub
 from region.rackhub.secret import bearer_token, check_bearer
 
 log = get_logger("api.rack_protocol")

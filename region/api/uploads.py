@@ -26,7 +26,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from common.errors import BootsyncError, InsufficientSpaceError
 from common.ops.logging import get_logger, short_sha
 from region.api.auth import require_admin
-from region.api.boot_resources import TYPE_NAMES, resource_detail
+from region.api.boot_resources import TYPE_NAMES, resource_detail, upload_uri
 from region.api.http import API_ROOT, dispatch, json_response, not_found
 from region.api.upload_form import read_upload_form
 from region.api.upload_rules import Offered, check_upload
@@ -197,7 +197,7 @@ def render_file(upload: UploadFile, bytes_done: int) -> dict[str, Any]:
     }
     if not data["complete"]:
         data["progress"] = progress(bytes_done, upload.size)
-        data["upload_uri"] = repo_uploads.upload_uri(upload.resource_id, upload.id)
+        data["upload_uri"] = upload_uri(upload.resource_id, upload.id)
     return data
 
 

@@ -11,8 +11,8 @@ from dataclasses import astuple, dataclass
 
 import aiosqlite
 
-from region.api.http import now_iso
 from region.db.connection import transaction
+from region.db.timestamps import now_iso
 
 CatalogueKey = tuple[str, str, str, str, str]
 

@@ -14,8 +14,8 @@ from typing import Any
 import aiosqlite
 
 from common.ops.logging import get_logger, short_sha
-from region.api.http import now_iso
 from region.db.resources import COMPLETE_SETS, SYNCED, UPLOADED, ResourceKey, atomic
+from region.db.timestamps import now_iso
 
 log = get_logger("resources")
 

@@ -17,8 +17,8 @@ from typing import Any
 import aiosqlite
 
 from common.errors import BootsyncError
-from region.api.http import now_iso
 from region.db.connection import transaction
+from region.db.timestamps import now_iso
 
 
 class DuplicateError(BootsyncError):

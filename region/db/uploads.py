@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 import aiosqlite
 
-from region.api.http import API_ROOT, now_iso
 from region.db.resources import UPLOADED, atomic
+from region.db.timestamps import now_iso
 
 UPLOADED_LABEL = "uploaded"
 _KEEP_OLD = "keep_old"  # resource extra: the last upload asked to keep older sets
@@ -56,11 +56,6 @@ class UploadFile:
         return self.bytes_done >= self.size
 
 
-def upload_uri(resource_id: int, file_id: int) -> str:
-    """The path chunks of file ``file_id`` are PUT to."""
-    return f"{API_ROOT}/boot-resources/{resource_id}/upload/{file_id}/"
-
-
 async def get_file(conn: aiosqlite.Connection, resource_id: int, file_id: int) -> UploadFile | None:
     """File ``file_id`` of resource ``resource_id``; None if there is no such pair."""
     async with conn.execute(
@@ -73,8 +68,10 @@ async def get_file(conn: aiosqlite.Connection, resource_id: int, file_id: int) -
     return None if row is None else UploadFile(*row)
 
 
-async def upload_uris(conn: aiosqlite.Connection, resource_id: int) -> dict[int, dict[str, str]]:
-    """set id → filename → upload_uri, for the incomplete files of ``resource_id``."""
+async def incomplete_files(
+    conn: aiosqlite.Connection, resource_id: int
+) -> dict[int, dict[str, int]]:
+    """set id → filename → file id, for the incomplete files of ``resource_id``."""
     async with conn.execute(
         "SELECT f.set_id, f.filename, f.id FROM boot_resource_files f JOIN "
         "boot_resource_sets s ON s.id = f.set_id WHERE s.resource_id = ? AND "
@@ -82,9 +79,9 @@ async def upload_uris(conn: aiosqlite.Connection, resource_id: int) -> dict[int,
         (resource_id,),
     ) as cur:
         rows = await cur.fetchall()
-    found: dict[int, dict[str, str]] = {}
+    found: dict[int, dict[str, int]] = {}
     for set_id, filename, file_id in rows:
-        found.setdefault(set_id, {})[filename] = upload_uri(resource_id, file_id)
+        found.setdefault(set_id, {})[filename] = file_id
     return found
 
 

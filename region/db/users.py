@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from region.api.http import now_iso
 from region.db.connection import transaction
 from region.db.sources import DuplicateError
+from region.db.timestamps import now_iso
 
 _ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 18

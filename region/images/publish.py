@@ -33,7 +33,6 @@ from common.storage.snapshot import PublishedSnapshot, SnapshotPublisher
 from common.trust.keyrings import SigningKey
 from region.db import resources as repo_resources
 from region.db.resources import ResourceRow, SetRow
-from region.web import KEYRING_NAME
 from simplestreams import (
     PRODUCTS_FORMAT,
     Index,
@@ -49,6 +48,9 @@ from simplestreams import (
 )
 
 log = get_logger("stream")
+
+# The region's public signing key, published beside the stream it signs.
+KEYRING_NAME = "region-keyring.gpg"
 
 CONTENT_ID = "com.bootsync.region:v1:download"
 DATATYPE = "image-downloads"

@@ -1,7 +1,6 @@
-"""Rack controllers at the region: the registry in SQLite and the live event hub.
+"""Rack controllers at the region: the live event hub.
 
-The registry (``racks`` table) keeps what each rack said about itself and its
-last status report; it survives region restarts. :class:`RackHub` holds what
+The registry of racks is :mod:`region.db.racks`. :class:`RackHub` holds what
 only the running region knows: the shared secret racks authenticate with and
 the event streams they hold open. A rack is *connected* while at least one
 of its event streams is open.
@@ -11,189 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import string
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-import aiosqlite
-
 from common.ops.logging import get_logger
-from common.rackproto import KEEPALIVE_S, RackImage, RackState, RackStatus, Registration
+from common.rackproto import KEEPALIVE_S
 from common.storage.snapshot import PublishedSnapshot, SnapshotPublisher
-from region.api.http import now_iso
-from region.db.connection import transaction
 from region.rackhub.secret import aload_or_create_secret
 
 log = get_logger("racks")
-
-SYSTEM_ID_ALPHABET = string.ascii_lowercase + string.digits
-SYSTEM_ID_LENGTH = 6
-_COLUMNS = (
-    "system_id, hostname, url, registered, last_seen, state, snapshot_id, images, "
-    "last_sync, error, updated"
-)
-
-
-@dataclass(frozen=True)
-class RackRow:
-    """One registered rack and its last report (``state`` None: it never reported)."""
-
-    system_id: str
-    hostname: str
-    url: str
-    registered: str
-    last_seen: str
-    state: RackState | None
-    snapshot_id: str | None
-    images: tuple[RackImage, ...]
-    last_sync: str | None
-    error: str | None
-    updated: str | None
-
-
-def new_system_id() -> str:
-    """A random MAAS-style id: six lowercase letters and digits."""
-    return "".join(secrets.choice(SYSTEM_ID_ALPHABET) for _ in range(SYSTEM_ID_LENGTH))
-
-
-def utc_text(value: str) -> str:
-    """An ISO 8601 time as stored (naive UTC); ValueError if it is not one."""
-    when = datetime.fromisoformat(value)
-    if when.tzinfo is not None:
-        when = when.astimezone(UTC).replace(tzinfo=None)
-    return when.isoformat(timespec="microseconds")
-
-
-# --- the registry ---------------------------------------------------------------------
-
-
-async def register_rack(conn: aiosqlite.Connection, reg: Registration) -> tuple[RackRow, bool]:
-    """Record a (re-)registration; the rack and whether it is new.
-
-    A known ``system_id`` keeps its row (hostname and URL are updated); none, or
-    one this region does not know, gets a newly allocated id.
-    """
-    now = now_iso()
-    async with transaction(conn):
-        if reg.system_id is not None:
-            cur = await conn.execute(
-                "UPDATE racks SET hostname = ?, url = ?, last_seen = ? WHERE system_id = ?",
-                (reg.hostname, reg.url, now, reg.system_id),
-            )
-            if cur.rowcount:
-                system_id, new = reg.system_id, False
-            else:
-                system_id, new = await _insert(conn, reg, now), True
-        else:
-            system_id, new = await _insert(conn, reg, now), True
-    rack = await get_rack(conn, system_id)
-    assert rack is not None
-    return rack, new
-
-
-async def _insert(conn: aiosqlite.Connection, reg: Registration, now: str) -> str:
-    while True:
-        system_id = new_system_id()
-        try:
-            await conn.execute(
-                "INSERT INTO racks (system_id, hostname, url, registered, last_seen) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (system_id, reg.hostname, reg.url, now, now),
-            )
-        except aiosqlite.IntegrityError:
-            continue  # 36^6 ids: a clash is rare, and another draw settles it
-        return system_id
-
-
-async def get_rack(conn: aiosqlite.Connection, system_id: str) -> RackRow | None:
-    """The rack ``system_id``, or None."""
-    async with conn.execute(
-        f"SELECT {_COLUMNS} FROM racks WHERE system_id = ?",  # noqa: S608
-        (system_id,),
-    ) as cur:
-        row = await cur.fetchone()
-    return None if row is None else _rack(row)
-
-
-async def list_racks(conn: aiosqlite.Connection) -> list[RackRow]:
-    """Every registered rack, by hostname then id."""
-    sql = f"SELECT {_COLUMNS} FROM racks ORDER BY hostname, system_id"  # noqa: S608
-    async with conn.execute(sql) as cur:
-        rows = await cur.fetchall()
-    return [_rack(row) for row in rows]
-
-
-async def store_status(conn: aiosqlite.Connection, system_id: str, status: RackStatus) -> bool:
-    """Record a rack's report; False when the rack is unknown.
-
-    ``status.last_sync`` must be ISO 8601 (ValueError otherwise); a report
-    without one keeps the last known time.
-    """
-    try:
-        last_sync = utc_text(status.last_sync) if status.last_sync is not None else None
-    except ValueError:
-        raise ValueError(f"last_sync: not an ISO 8601 time: {status.last_sync!r}") from None
-    images = json.dumps(
-        [
-            {"name": i.name, "architecture": i.architecture, "subarches": list(i.subarches)}
-            for i in status.images
-        ]
-    )
-    now = now_iso()
-    async with transaction(conn):
-        cur = await conn.execute(
-            "UPDATE racks SET state = ?, snapshot_id = ?, images = ?, "
-            "last_sync = COALESCE(?, last_sync), error = ?, updated = ?, last_seen = ? "
-            "WHERE system_id = ?",
-            (
-                status.state,
-                status.snapshot_id,
-                images,
-                last_sync,
-                status.error,
-                now,
-                now,
-                system_id,
-            ),
-        )
-    return bool(cur.rowcount)
-
-
-async def touch_rack(conn: aiosqlite.Connection, system_id: str) -> None:
-    """Note that the rack was just heard from."""
-    async with transaction(conn):
-        await conn.execute(
-            "UPDATE racks SET last_seen = ? WHERE system_id = ?", (now_iso(), system_id)
-        )
-
-
-def _rack(row: aiosqlite.Row) -> RackRow:
-    images = tuple(
-        RackImage(
-            name=i["name"], architecture=i["architecture"], subarches=list(i.get("subarches", []))
-        )
-        for i in json.loads(str(row["images"]))
-    )
-    return RackRow(
-        system_id=row["system_id"],
-        hostname=row["hostname"],
-        url=row["url"],
-        registered=row["registered"],
-        last_seen=row["last_seen"],
-        state=row["state"],
-        snapshot_id=row["snapshot_id"],
-        images=images,
-        last_sync=row["last_sync"],
-        error=row["error"],
-        updated=row["updated"],
-    )
-
-
-# --- the hub ----------------------------------------------------------------------------
 
 
 class EventBox:

@@ -18,7 +18,7 @@ from typing import Literal
 
 import aiosqlite
 
-from region.rackhub.hub import RackRow, list_racks
+from region.db.racks import RackRow, list_racks
 
 RackMaasStatus = Literal["synced", "syncing", "out-of-sync", "region-importing", "unknown"]
 

@@ -11,8 +11,13 @@ from common.trust.keyrings import SigningKey, aload_keyring
 from common.trust.signing import averify_clearsigned
 from region.db import imports as repo_import
 from region.db.imports import WantedFile, WantedSet
-from region.images.publish import INDEX_PATH, PRODUCTS_PATH, SIGNED_INDEX_PATH, publish_stream
-from region.web import KEYRING_NAME
+from region.images.publish import (
+    INDEX_PATH,
+    KEYRING_NAME,
+    PRODUCTS_PATH,
+    SIGNED_INDEX_PATH,
+    publish_stream,
+)
 from simplestreams import parse_index, parse_products
 from tests.integration.region.api_harness import region_signing_key
 from tests.integration.region.import_harness import ImportEnv, import_env

@@ -11,7 +11,8 @@ import pytest
 
 from common.rackproto import RackImage, RackStatus, Registration
 from region.db.connection import open_db
-from region.rackhub.hub import get_rack, list_racks, register_rack, store_status, utc_text
+from region.db.racks import get_rack, list_racks, register_rack, store_status
+from region.db.timestamps import utc_text
 
 NOBLE = RackImage(name="ubuntu/noble", architecture="amd64", subarches=["generic"])
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from common.rackproto import RackImage, RackState
-from region.rackhub.hub import RackRow
+from region.db.racks import RackRow
 from region.rackhub.state import (
     RACK_SYNCED,
     RACK_SYNCING,
