@@ -5,13 +5,25 @@ BIN    := $(VENV)/bin
 SSTREAM_VENV ?= .venv-simplestreams
 LIBMAAS_VENV ?= .venv-libmaas
 
-.PHONY: setup systemd-tools demo demo-mirror test lint typecheck pytest bench clean
+.PHONY: setup lock systemd-tools browser-tools demo demo-mirror test lint typecheck pytest bench clean
 
-$(BIN)/bootsync: pyproject.toml
+# Dependencies come pinned from requirements.lock; bootsync itself is installed
+# without resolving anything again.
+$(BIN)/bootsync: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e '.[test]'
 	touch $@
+
+# After changing a dependency in pyproject.toml: resolve it into the venv and
+# pin everything installed (tests/unit/test_lock_file.py checks the two agree).
+lock: $(BIN)/bootsync
+	$(BIN)/pip install --quiet -e '.[test]'
+	{ sed -n '/^#/p' requirements.lock; \
+	  $(BIN)/pip freeze --exclude-editable | grep -iv '^bootsync[=@ ]' \
+	    | sed 's/^uvloop==.*/& ; sys_platform != "win32"/'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 # Canonical's python-simplestreams shares our `simplestreams` import name, so it
 # lives in its own venv and is only ever run as a peer program (sstream-mirror).
@@ -38,7 +50,16 @@ systemd-tools:
 	       apt-get install -y -qq --no-install-recommends systemd >/dev/null; } \
 	    || echo "make: systemd-analyze is missing; install the systemd package" >&2
 
-setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror $(LIBMAAS_VENV)/.installed systemd-tools
+# The browser tests (tests/browser/) drive Debian's Chromium through Playwright for
+# Python (from the test extra); Playwright's own browser download is not used.
+# Installed here when /usr/bin/chromium is missing and we are root (CI is).
+browser-tools:
+	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] \
+	    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	    || echo "make: /usr/bin/chromium is missing; install the chromium package" >&2
+
+setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror $(LIBMAAS_VENV)/.installed systemd-tools browser-tools
 
 demo: $(BIN)/bootsync
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
@@ -48,6 +69,7 @@ demo-mirror: $(BIN)/bootsync
 
 lint: $(BIN)/bootsync
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/bootsync
 	$(BIN)/mypy

@@ -11,7 +11,7 @@ The parts are opened in one ``cleanup_ctx`` generator and closed in reverse:
 the sync loop is cancelled first (a running pull stops; its partial downloads
 stay and resume on the next start), then the region link, then the session.
 Before that, at SIGTERM, :func:`drain` lets no new pull start and gives a
-running one a grace period to finish. ``/metrics`` is the Prometheus exposition.
+running one a grace period to finish (:class:`PullWork`). ``/metrics`` is the Prometheus exposition.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from common.ops import metrics
+from common.ops import daemon, metrics
 from common.ops.logging import get_logger
 from common.rackproto import SYNC_STATES
 from common.storage.blobstore import BlobStore
 from common.storage.snapshot import SnapshotPublisher
 from common.transfer.download import Downloader
 from common.transfer.http import make_session
+from common.version import user_agent
 from rack import web as rack_web
 from rack.config import RackConfig
 from rack.identity import RackIdentity
@@ -42,7 +43,7 @@ from rack.status import StatusBoard
 
 log = get_logger("rack")
 
-USER_AGENT = "bootsync-rackd/0.1"
+USER_AGENT = user_agent("bootsync-rackd")
 CACHE_DIR = "cache"
 BOOT_RESOURCES_DIR = "boot-resources"
 
@@ -86,21 +87,6 @@ class RackContext:
         ]
         for task in self.tasks:
             task.add_done_callback(_log_crash)
-
-    async def drain(self, grace_s: float) -> None:
-        """Start no new pull; give a running one ``grace_s`` to finish, then cancel it.
-
-        A cancelled pull leaves ``current`` as it was and keeps its partial files.
-        """
-        self.gate.closed = True
-        if self.gate.idle.is_set():
-            return
-        log.info("shutdown_waiting", work="pull", grace_s=grace_s)
-        try:
-            await asyncio.wait_for(self.gate.idle.wait(), grace_s)
-        except TimeoutError:
-            log.warning("shutdown_grace_expired", work="pull", grace_s=grace_s)
-            await self.stop()
 
     async def stop(self) -> None:
         """Cancel the sync loop, then the link; wait for both."""
@@ -180,10 +166,38 @@ def build_app(config: RackConfig) -> web.Application:
     return app
 
 
+@dataclass(frozen=True)
+class PullWork:
+    """The rack's work at shutdown (a :class:`common.ops.daemon.Work`): its pulls."""
+
+    app: web.Application
+    name: str = "pull"
+
+    def close(self) -> None:
+        """The sync loop's next pull is skipped (logged)."""
+        if (ctx := self.app.get(RACK)) is not None:
+            ctx.gate.closed = True
+
+    def running(self) -> bool:
+        """True while a pull runs."""
+        ctx = self.app.get(RACK)
+        return ctx is not None and not ctx.gate.idle.is_set()
+
+    async def finished(self) -> None:
+        """Return once no pull runs."""
+        if (ctx := self.app.get(RACK)) is not None:
+            await ctx.gate.idle.wait()
+
+    async def cancel(self) -> None:
+        """Stop the sync loop and the link: ``current`` stays, partial files are kept."""
+        if (ctx := self.app.get(RACK)) is not None:
+            await ctx.stop()
+
+
 async def drain(app: web.Application, grace_s: float) -> None:
-    """Shutdown, first step: see :meth:`RackContext.drain` (the web side keeps serving)."""
-    if (ctx := app.get(RACK)) is not None:
-        await ctx.drain(grace_s)
+    """Shutdown, first step: no new pull; a running one gets ``grace_s`` to finish, then is
+    cancelled (the web side keeps serving)."""
+    await daemon.drain(PullWork(app), grace_s)
 
 
 async def live_metrics(app: web.Application) -> list[Metric]:

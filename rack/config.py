@@ -14,14 +14,13 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
 
 from common.errors import ConfigError
-from common.ops.envconfig import RACKD_ENV, name_env_problems, overlay_env
-from common.ops.logging import LogFormat
+from common.ops.envconfig import RACKD_ENV, overlay_env
+from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat
 from common.ops.tomlconfig import (
     ConfigReader,
-    Table,
+    Flags,
     check_absolute_path,
     check_host_port,
     check_http_url,
@@ -35,13 +34,20 @@ DEFAULT_DATA_DIR = Path("/var/lib/bootsync/rack")
 DEFAULT_LISTEN = "0.0.0.0:5248"
 DEFAULT_INTERVAL_MINUTES = 5
 MAX_INTERVAL_MINUTES = 60
+DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64
 DEFAULT_SHUTDOWN_GRACE_S = 5
 MAX_SHUTDOWN_GRACE_S = 600
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("auto", "json", "console")
 _WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - names them, binds nothing
 SECRET_HINT = "`bootsync rack-secret` on the region host prints it"  # noqa: S105
+
+
+INTERVAL_RULE = (
+    f"the rack's sync loop cannot be switched off or slowed past an hour: use a "
+    f"whole number of minutes from 1 to {MAX_INTERVAL_MINUTES} (default "
+    f"{DEFAULT_INTERVAL_MINUTES})"
+)
+"""Why an interval is refused; the problem ends ``, got <value>``."""
 
 
 def interval_problem(value: object) -> str | None:
@@ -52,11 +58,7 @@ def interval_problem(value: object) -> str | None:
         and 1 <= value <= MAX_INTERVAL_MINUTES
     ):
         return None
-    return (
-        f"the rack's sync loop cannot be switched off or slowed past an hour: use a "
-        f"whole number of minutes from 1 to {MAX_INTERVAL_MINUTES} (default "
-        f"{DEFAULT_INTERVAL_MINUTES}), got {show(value)}"
-    )
+    return f"{INTERVAL_RULE}, got {show(value)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +76,7 @@ class RackConfig:
     shutdown_grace_s: int = DEFAULT_SHUTDOWN_GRACE_S
     advertise_url: str = ""
     hostname: str = ""
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     interval_minutes: int = DEFAULT_INTERVAL_MINUTES
     log_level: str = "info"
     log_format: LogFormat = "auto"
@@ -144,84 +146,88 @@ def load_config(
     Raises ConfigError for an unreadable or invalid TOML file, unknown keys, wrong
     types, impossible values (a sync loop switched off among them) and a secret
     file that cannot be read; the message lists every problem with its key, and
-    with the variable for a value from the environment.
+    with the variable for a value from the environment. Problems of the file come
+    first; those of the command line and the secret file once the file is valid.
     """
     data = read_toml(path) if path is not None else {}
     env = overlay_env(data, RACKD_ENV, environ or {})
-    reader = ConfigReader(env.data, source=str(path) if path is not None else "defaults")
-    settings = _read(reader, env.data)
-    name_env_problems(reader.problems, env.origins)
-    reader.finish()
-    return _apply(settings, overrides or Overrides())
+    reader = ConfigReader(
+        env.data, source=str(path) if path is not None else "defaults", origins=env.origins
+    )
+    return _read(reader, Flags(), overrides or Overrides())
 
 
-def _read(reader: ConfigReader, data: Mapping[str, Any]) -> dict[str, Any]:
+def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfig:
     region = reader.table("region")
     server = reader.table("server")
     storage = reader.table("storage")
     sync = reader.table("sync")
     log = reader.table("log")
-    raw_region = data.get("region") if isinstance(data.get("region"), dict) else {}
-    raw_sync = data.get("sync") if isinstance(data.get("sync"), dict) else {}
-    settings: dict[str, Any] = {
-        "region_urls": _urls(reader, region, cast(Mapping[str, Any], raw_region)),
-        "data_dir": Path(
-            storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path)
-        ),
-        "listen": server.string("listen", DEFAULT_LISTEN, check=check_host_port),
-        "shutdown_grace_s": server.integer(
-            "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
-        ),
-        "advertise_url": server.string("advertise_url", "", check=_check_optional_url),
-        "hostname": server.string("hostname", ""),
-        "concurrency": sync.integer("concurrency", 8, minimum=1, maximum=MAX_CONCURRENCY),
-        "interval_minutes": _interval(reader, sync, cast(Mapping[str, Any], raw_sync)),
-        "log_level": log.string("level", "info", choices=LOG_LEVELS),
-        "log_format": log.string("format", "auto", choices=LOG_FORMATS),
-    }
-    inline = region.string("secret", "")
+    region_urls = region.strings(
+        "urls", DEFAULT_REGION_URLS, what="region URLs", non_empty=True, check=check_http_url
+    )
+    inline_secret = region.string("secret", "")
     secret_file = region.string("secret_file", "", check=check_absolute_path)
-    if inline and secret_file:
+    if inline_secret and secret_file:
         region.problem("secret", "set secret or secret_file, not both")
-    settings["secret"] = inline
-    settings["secret_file"] = (
-        Path(secret_file) if secret_file else (None if inline else DEFAULT_SECRET_FILE)
+    data_dir = Path(storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path))
+    listen = server.string("listen", DEFAULT_LISTEN, check=check_host_port)
+    shutdown_grace_s = server.integer(
+        "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
     )
-    return settings
-
-
-def _interval(reader: ConfigReader, sync: Table, raw: Mapping[str, Any]) -> int:
-    mark = len(reader.problems)
-    minutes = sync.integer(
-        "interval_minutes", DEFAULT_INTERVAL_MINUTES, minimum=1, maximum=MAX_INTERVAL_MINUTES
+    advertise_url = server.string("advertise_url", "", check=_check_optional_url)
+    hostname = server.string("hostname", "")
+    concurrency = sync.integer(
+        "concurrency", DEFAULT_CONCURRENCY, minimum=1, maximum=MAX_CONCURRENCY
     )
-    if len(reader.problems) > mark:
-        # The generic "whole number" note does not say why 0 or "off" is refused.
-        reader.problems[mark:] = [
-            f"sync.interval_minutes: {interval_problem(raw.get('interval_minutes'))}"
-        ]
-    return minutes
+    interval_minutes = sync.integer(
+        "interval_minutes",
+        DEFAULT_INTERVAL_MINUTES,
+        minimum=1,
+        maximum=MAX_INTERVAL_MINUTES,
+        rule=INTERVAL_RULE,
+    )
+    log_level = log.choice("level", "info", LOG_LEVELS)
+    log_format = log.choice("format", "auto", LOG_FORMATS)
+    reader.finish()
+    region_urls = flags.strings(
+        "--region", overrides.region_urls, region_urls, check=check_http_url
+    )
+    listen = flags.string("--listen", overrides.listen, listen, check=check_host_port)
+    data_dir = flags.path("--data-dir", overrides.data_dir, data_dir)
+    secret = _secret(flags, overrides.secret_file, inline_secret, secret_file)
+    flags.finish()
+    return RackConfig(
+        region_urls=tuple(url.rstrip("/") for url in region_urls),
+        secret=secret,
+        data_dir=data_dir,
+        listen=listen,
+        shutdown_grace_s=shutdown_grace_s,
+        advertise_url=advertise_url,
+        hostname=hostname,
+        concurrency=concurrency,
+        interval_minutes=interval_minutes,
+        log_level=log_level,
+        log_format=log_format,
+    )
 
 
-def _urls(reader: ConfigReader, region: Table, raw: Mapping[str, Any]) -> tuple[str, ...]:
-    if "urls" not in raw:
-        return DEFAULT_REGION_URLS
-    value = raw["urls"]
-    mark = len(reader.problems)
-    # Table has no list reader: this marks the key as read, and its "must be a
-    # string" note is replaced by the list checks below.
-    region.string("urls", "")
-    del reader.problems[mark:]
-    if not isinstance(value, list) or not value:
-        region.problem("urls", f"must be a non-empty list of region URLs, got {show(value)}")
-        return DEFAULT_REGION_URLS
-    urls: list[str] = []
-    for n, url in enumerate(value):
-        try:
-            urls.append(check_http_url(url if isinstance(url, str) else "").rstrip("/"))
-        except ValueError:
-            region.problem(f"urls[{n}]", f"must be an http:// or https:// URL, got {show(url)}")
-    return tuple(urls) or DEFAULT_REGION_URLS
+def _secret(flags: Flags, flag_file: Path | None, inline: str, file_name: str) -> str:
+    """The secret: ``--secret-file``'s, else ``region.secret_file``'s, else ``region.secret``,
+    else the default file's; a problem (and "") when that file cannot be read."""
+    if flag_file is not None:
+        path, key = flag_file.absolute(), "--secret-file"
+    elif file_name:
+        path, key = Path(file_name), "region.secret_file"
+    elif inline:
+        return inline
+    else:
+        path, key = DEFAULT_SECRET_FILE, "region.secret_file"
+    try:
+        return read_secret(path)
+    except ValueError as exc:
+        flags.problem(key, str(exc))
+        return ""
 
 
 def _check_optional_url(text: str) -> None:
@@ -229,46 +235,16 @@ def _check_optional_url(text: str) -> None:
         check_http_url(text)
 
 
-def read_secret(path: Path, *, key: str) -> str:
-    """The secret in ``path`` (surrounding whitespace stripped); ConfigError naming ``key``."""
+def read_secret(path: Path) -> str:
+    """The secret in ``path``, surrounding whitespace stripped (blocking).
+
+    Raises ValueError saying why it cannot be, completing ``<key>: ...``.
+    """
     try:
         secret = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{key}: cannot read {path}: {reason} ({SECRET_HINT})") from exc
+        raise ValueError(f"cannot read {path}: {reason} ({SECRET_HINT})") from exc
     if not secret:
-        raise ConfigError(f"{key}: {path} is empty ({SECRET_HINT})")
+        raise ValueError(f"{path} is empty ({SECRET_HINT})")
     return secret
-
-
-def _apply(settings: dict[str, Any], overrides: Overrides) -> RackConfig:
-    problems: list[str] = []
-    if overrides.region_urls:
-        urls = []
-        for url in overrides.region_urls:
-            try:
-                urls.append(check_http_url(url).rstrip("/"))
-            except ValueError as exc:
-                problems.append(f"--region: {exc}")
-        settings["region_urls"] = tuple(urls)
-    if overrides.listen is not None:
-        try:
-            check_host_port(overrides.listen)
-            settings["listen"] = overrides.listen
-        except ValueError as exc:
-            problems.append(f"--listen: {exc}")
-    if overrides.data_dir is not None:
-        settings["data_dir"] = overrides.data_dir.absolute()
-    secret_file: Path | None = settings.pop("secret_file")
-    key = "region.secret_file"
-    if overrides.secret_file is not None:
-        secret_file, key = overrides.secret_file.absolute(), "--secret-file"
-        settings["secret"] = ""
-    if secret_file is not None:
-        try:
-            settings["secret"] = read_secret(secret_file, key=key)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
-    return RackConfig(**settings)

@@ -1,9 +1,8 @@
-"""Small JSON state files in the rack's data directory, written crash-safely."""
+"""Small JSON state files in the rack's data directory (written with ``write_atomic``)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +21,6 @@ def read_json(path: Path) -> dict[str, Any]:
         log.warning("rack_state_unreadable", path=str(path), error=str(exc))
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (blocking) so a crash leaves the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def dump_json(value: object) -> bytes:

@@ -24,8 +24,9 @@ from typing import Any
 from common.errors import KeyringError, SignatureError
 from common.ops.logging import get_logger
 from common.rackproto import RegistrationReply
+from common.storage.atomic import write_atomic
 from common.trust.keyrings import Keyring, aload_keyring
-from rack.files import dump_json, read_json, write_atomic
+from rack.files import dump_json, read_json
 
 log = get_logger("rack.identity")
 

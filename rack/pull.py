@@ -19,31 +19,18 @@ from typing import Literal
 
 import structlog
 
-from common.errors import (
-    BootsyncError,
-    ConnectError,
-    HTTPStatusError,
-    UnknownKeyError,
-    is_retryable,
-)
+from common.errors import BootsyncError, ConnectError, HTTPStatusError, is_retryable
 from common.ops.logging import get_logger
 from common.storage.blobstore import BlobStore
 from common.storage.snapshot import PublishedSnapshot, SnapshotPublisher
 from common.transfer.download import Downloader, DownloadOutcome, DownloadRequest
-from common.trust.signing import VerifiedDocument, averify_clearsigned
+from common.transfer.streams import SIGNED_INDEX_PATH, TrustPolicy, read_stream
 from rack.identity import PinnedRegion, RackIdentity
 from rack.layout import META_NAME, RackLayout, plan_layout
 from rack.link import RegionHealth
 from rack.region_client import RegionClient, StreamDocument
 from rack.status import StatusBoard, SyncRecord, utc_now
-from simplestreams import (
-    DownloadPlan,
-    ProductList,
-    StreamFormatError,
-    parse_index,
-    parse_products,
-    plan_downloads,
-)
+from simplestreams import DownloadPlan, ProductList, StreamFormatError, plan_downloads
 
 log = get_logger("rack.pull")
 
@@ -162,45 +149,26 @@ async def _verified_products(
     ctx: PullContext, index_doc: StreamDocument, pinned: PinnedRegion
 ) -> tuple[list[ProductList], str | None]:
     """The products documents the verified index lists, each verified with the pinned key."""
-    index_url = ctx.client.stream_url("streams/v1/index.sjson")
-    verified = await _verify(index_doc.body, pinned, index_url)
-    index = parse_index(verified.payload, source=index_url)
+
+    async def get(path: str) -> StreamDocument:
+        # The index came with the conditional GET that told us it changed.
+        return index_doc if path == SIGNED_INDEX_PATH else await ctx.client.get_document(path)
+
+    stream = await read_stream(
+        get, SIGNED_INDEX_PATH, TrustPolicy(pinned.keyring, fingerprint=pinned.fingerprint)
+    )
     log.info(
         "index_verified",
-        entries=len(index.entries),
+        entries=len(stream.index.entries),
         etag=index_doc.etag,
         region_snapshot=index_doc.snapshot,
-        fingerprint=verified.fingerprint,
+        fingerprint=stream.signer,
     )
-    products: list[ProductList] = []
     snapshot = index_doc.snapshot
-    for content_id, entry in sorted(index.entries.items()):
-        if entry.path is None:
-            continue
-        url = ctx.client.stream_url(entry.path)
-        doc = await ctx.client.get_document(entry.path)
-        payload = (await _verify(doc.body, pinned, url)).payload
-        product_list = parse_products(payload, source=url)
-        if product_list.content_id != content_id:
-            raise StreamFormatError(
-                f"{url}: content_id",
-                f"{product_list.content_id!r}, but the index says {content_id!r}",
-            )
-        products.append(product_list)
+    for doc in stream.documents.values():
         snapshot = doc.snapshot or snapshot
-    log.info("products_verified", documents=len(products), region_snapshot=snapshot)
-    return products, snapshot
-
-
-async def _verify(data: bytes, pinned: PinnedRegion, source: str) -> VerifiedDocument:
-    verified = await averify_clearsigned(data, pinned.keyring, source=source)
-    if verified.fingerprint != pinned.fingerprint:
-        # The pinned keyring came from the region; only the key it named is trusted.
-        raise UnknownKeyError(
-            f"signed by {verified.fingerprint}, not by the pinned region key {pinned.fingerprint}",
-            source=source,
-        )
-    return verified
+    log.info("products_verified", documents=len(stream.products), region_snapshot=snapshot)
+    return list(stream.products.values()), snapshot
 
 
 async def _plan(store: BlobStore, layout: RackLayout) -> DownloadPlan:

@@ -2,28 +2,22 @@
 
 Every call goes to the current region URL; when it cannot connect, the next
 configured URL is tried (the URLs rotate), so a rack with several region URLs
-keeps working while one region host is down. aiohttp's exceptions stop here:
+keeps working while one region host is down. Requests go through
+:func:`common.transfer.http.request_bounded` and stream documents are retried
+by :func:`common.transfer.retry.retrying`, so aiohttp's exceptions stop there:
 callers see :mod:`common.errors` types.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDictProxy
 
-from common.errors import (
-    ConnectError,
-    HTTPStatusError,
-    OversizeError,
-    UpstreamError,
-    is_retryable,
-)
+from common.errors import ConnectError, HTTPStatusError, UpstreamError
 from common.ops.logging import get_logger
 from common.rackproto import (
     AUTH_SCHEME,
@@ -39,7 +33,8 @@ from common.rackproto import (
     to_json,
 )
 from common.transfer.fetch import MAX_METADATA_BYTES, join_url
-from common.transfer.http import backoff_delay, parse_retry_after, translate_error
+from common.transfer.http import Answer, parse_retry_after, request_bounded, translate_error
+from common.transfer.retry import RetryPolicy, retrying
 
 log = get_logger("rack.region")
 
@@ -49,7 +44,9 @@ _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10, sock_read=60
 # Three missed keepalives mean the connection is dead (a half-open TCP session).
 _EVENTS_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=3 * KEEPALIVE_S)
 _API_BODY_MAX = 1 << 20
-_DOCUMENT_RETRIES = 2
+# Each try already went round every region URL: a ConnectError means all are down,
+# and the link reconnects on its own schedule.
+_DOCUMENT_RETRIES = RetryPolicy(retries=2, backoff_base=0.5, backoff_max=5.0, retry_connect=False)
 
 
 class RegistrationRefusedError(UpstreamError):
@@ -66,6 +63,7 @@ class RegistrationRefusedError(UpstreamError):
 class StreamDocument:
     """A file of the region's stream with the headers a rack cares about."""
 
+    url: str
     body: bytes
     etag: str | None
     snapshot: str | None  # X-Bootsync-Snapshot: the region snapshot it came from
@@ -77,14 +75,6 @@ class RegionEvent:
 
     name: str
     data: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    url: str
 
 
 class RegionClient:
@@ -147,7 +137,7 @@ class RegionClient:
         try:
             async with self._session.get(url, headers=headers, timeout=_EVENTS_TIMEOUT) as resp:
                 if resp.status != 200:
-                    _check_api(_Answer(resp.status, resp.headers, b"", url))
+                    _check_api(Answer(url=url, status=resp.status, headers=resp.headers, body=b""))
                     raise HTTPStatusError(resp.status, url=url)
                 await _read_events(resp, on_event)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -159,7 +149,11 @@ class RegionClient:
         return await self._get_stream(STREAM_INDEX, headers, allow_not_modified=True)
 
     async def get_document(self, path: str) -> StreamDocument:
-        """GET a (small) stream document at the stream-relative ``path``."""
+        """GET a (small) stream document at the stream-relative ``path``.
+
+        Retryable failures (a body cut off, 5xx, 429) are retried; a ConnectError
+        (every region URL is down) is raised at once.
+        """
         document = await self._get_stream(
             join_url(STREAM_PREFIX, path), {}, allow_not_modified=False
         )
@@ -169,46 +163,29 @@ class RegionClient:
     async def _get_stream(
         self, path: str, headers: dict[str, str], *, allow_not_modified: bool
     ) -> StreamDocument | None:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                answer = await self._call(
-                    "GET", path, headers=headers, limit=MAX_METADATA_BYTES, limits=_STREAM_TIMEOUT
-                )
-                if answer.status == 304 and allow_not_modified:
-                    return None
-                if answer.status != 200:
-                    raise HTTPStatusError(
-                        answer.status,
-                        url=answer.url,
-                        retry_after=(parse_retry_after(answer.headers.get("Retry-After"))),
-                    )
-            except UpstreamError as exc:
-                # Connect errors already went round every URL: the link retries later.
-                if (
-                    isinstance(exc, ConnectError)
-                    or not is_retryable(exc)
-                    or attempt > _DOCUMENT_RETRIES
-                ):
-                    raise
-                delay = backoff_delay(
-                    attempt, base=0.5, cap=5.0, retry_after=getattr(exc, "retry_after", None)
-                )
-                log.warning(
-                    "stream_fetch_retrying",
-                    url=exc.url,
-                    attempt=attempt,
-                    delay_s=round(delay, 2),
-                    error=str(exc),
-                )
-                await asyncio.sleep(delay)
-                continue
-            return StreamDocument(
-                body=answer.body,
-                etag=answer.headers.get("ETag"),
-                snapshot=answer.headers.get(SNAPSHOT_HEADER),
+        async def attempt() -> Answer:
+            answer = await self._call(
+                "GET", path, headers=headers, limit=MAX_METADATA_BYTES, limits=_STREAM_TIMEOUT
             )
+            if answer.status != 200 and not (answer.status == 304 and allow_not_modified):
+                raise HTTPStatusError(
+                    answer.status,
+                    url=answer.url,
+                    retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+                )
+            return answer
+
+        answer = await retrying(
+            attempt, _DOCUMENT_RETRIES, log=log.bind(path=path), event="stream_fetch_retrying"
+        )
+        if answer.status == 304:
+            return None
+        return StreamDocument(
+            url=answer.url,
+            body=answer.body,
+            etag=answer.headers.get("ETag"),
+            snapshot=answer.headers.get(SNAPSHOT_HEADER),
+        )
 
     async def _call(
         self,
@@ -219,34 +196,26 @@ class RegionClient:
         headers: Mapping[str, str],
         limit: int = _API_BODY_MAX,
         limits: aiohttp.ClientTimeout = _API_TIMEOUT,
-    ) -> _Answer:
+    ) -> Answer:
         """One request, trying each region URL once while connecting fails."""
         for tried in range(1, len(self._urls) + 1):
             url = self.base_url + path
             try:
-                async with self._session.request(
-                    method, url, json=json_body, headers=headers, timeout=limits
-                ) as resp:
-                    body = await _read_bounded(resp, url, limit)
-                    return _Answer(resp.status, resp.headers, body, url)
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                error = translate_error(exc, url=url, body_started=False)
-                if not isinstance(error, ConnectError) or tried == len(self._urls):
-                    raise error from exc
+                return await request_bounded(
+                    self._session,
+                    method,
+                    url,
+                    max_bytes=limit,
+                    limits=limits,
+                    headers=headers,
+                    json_body=json_body,
+                )
+            except ConnectError as error:
+                if tried == len(self._urls):
+                    raise
                 log.debug("region_url_unreachable", url=url, error=str(error))
                 self.rotate()
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-
-async def _read_bounded(resp: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
-    if resp.content_length is not None and resp.content_length > limit:
-        raise OversizeError(url=url, expected=limit, actual=resp.content_length)
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        body += chunk
-        if len(body) > limit:
-            raise OversizeError(url=url, expected=limit, actual=len(body))
-    return bytes(body)
 
 
 async def _read_events(
@@ -279,7 +248,7 @@ def _json_object(text: str) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _check_api(answer: _Answer) -> None:
+def _check_api(answer: Answer) -> None:
     if answer.status in (401, 403):
         raise RegistrationRefusedError(answer.status, url=answer.url)
     if not 200 <= answer.status < 300:
@@ -290,7 +259,7 @@ def _check_api(answer: _Answer) -> None:
         )
 
 
-def _parse_reply(answer: _Answer) -> RegistrationReply:
+def _parse_reply(answer: Answer) -> RegistrationReply:
     try:
         data = json.loads(answer.body)
     except ValueError as exc:

@@ -18,7 +18,8 @@ from typing import Any
 
 from common.ops.logging import get_logger
 from common.rackproto import RackImage, RackState, RackStatus
-from rack.files import dump_json, read_json, write_atomic
+from common.storage.atomic import write_atomic
+from rack.files import dump_json, read_json
 from rack.layout import META_NAME, images_from_meta
 
 log = get_logger("rack.status")

@@ -23,8 +23,10 @@ from common.ops.logging import get_logger
 from common.ops.runtime import run
 from region.config import DB_NAME, load_config
 from region.db import users as repo_users
-from region.db.connection import open_db
+from region.db import web_auth
+from region.db.connection import Database, open_db
 from region.db.users import ApiKey
+from region.db.web_auth import MIN_PASSWORD_LENGTH
 from region.rackhub.secret import read_secret
 
 log = get_logger("admin_cli")
@@ -40,6 +42,7 @@ class KeyRequest:
     username: str
     admin: bool = False
     email: str | None = None
+    password: str | None = None
 
 
 def register(sub: Any) -> None:
@@ -63,6 +66,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--username", required=True, type=_username)
     p.add_argument("--email", type=_email, help="the admin's email address")
+    p.add_argument(
+        "--password",
+        type=_password,
+        help="the admin's password for the web UI (stored as a scrypt hash)",
+    )
     _add_location(p)
     p.set_defaults(run=run_createadmin)
 
@@ -99,6 +107,12 @@ def _email(text: str) -> str:
     return text
 
 
+def _password(text: str) -> str:
+    if len(text) < MIN_PASSWORD_LENGTH:
+        raise argparse.ArgumentTypeError(f"use at least {MIN_PASSWORD_LENGTH} characters")
+    return text
+
+
 def data_dir_of(args: argparse.Namespace) -> Path:
     """The data directory named by ``--data-dir``, ``--config`` or the default config."""
     if args.data_dir is not None:
@@ -122,27 +136,30 @@ def database_path(data_dir: Path) -> Path:
 async def issue_key(db_path: Path, request: KeyRequest) -> ApiKey:
     """Create or update the user of ``request`` and return a new API key for them."""
     try:
-        async with open_db(db_path) as conn:
-            return await _issue(conn, request)
+        async with open_db(db_path, readers=1) as db:
+            return await _issue(db, request)
     except aiosqlite.Error as exc:
         raise ConfigError(f"{db_path}: cannot use the region database: {exc}") from exc
 
 
-async def _issue(conn: aiosqlite.Connection, request: KeyRequest) -> ApiKey:
-    user = await repo_users.get_user(conn, request.username)
+async def _issue(db: Database, request: KeyRequest) -> ApiKey:
+    user = await repo_users.get_user(db, request.username)
     if user is None:
         user = await repo_users.create_user(
-            conn, request.username, email=request.email or "", is_admin=request.admin
+            db, request.username, email=request.email or "", is_admin=request.admin
         )
         log.info("user_created", user=user.username, admin=user.is_admin)
     elif (request.admin and not user.is_admin) or (
         request.email is not None and request.email != user.email
     ):
         await repo_users.update_user(
-            conn, user.id, is_admin=True if request.admin else None, email=request.email
+            db, user.id, is_admin=True if request.admin else None, email=request.email
         )
         log.info("user_updated", user=user.username, admin=request.admin or user.is_admin)
-    key = ApiKey(*await repo_users.create_token(conn, user.id))
+    if request.password is not None:
+        await web_auth.set_password(db, user.id, request.password)
+        log.info("user_password_set", user=user.username)
+    key = ApiKey(*await repo_users.create_token(db, user.id))
     log.info("api_key_created", user=user.username, consumer_key=key.consumer_key[:6])
     return key
 
@@ -161,7 +178,10 @@ def run_apikey(args: argparse.Namespace) -> int:
 
 def run_createadmin(args: argparse.Namespace) -> int:
     """``bootsync createadmin``: make ``--username`` an admin and print a new key."""
-    return _issue_and_print(args, KeyRequest(username=args.username, admin=True, email=args.email))
+    return _issue_and_print(
+        args,
+        KeyRequest(username=args.username, admin=True, email=args.email, password=args.password),
+    )
 
 
 def run_rack_secret(args: argparse.Namespace) -> int:

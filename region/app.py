@@ -14,43 +14,32 @@ running one a grace period to finish.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiosqlite
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from common.ops import metrics
+from common.ops import daemon, metrics
 from common.ops.logging import get_logger
 from common.rackproto import SYNC_STATES
+from common.storage.atomic import write_if_changed
 from common.storage.blobstore import BlobStore
 from common.storage.snapshot import SnapshotPublisher
 from common.transfer.http import make_session
 from common.trust.keyrings import SigningKey
+from common.version import user_agent
 from region import web as stream_web
-from region.api import (
-    boot_resources,
-    boot_sources,
-    describe,
-    maas_config,
-    rack_controllers,
-    rack_protocol,
-    selections,
-    uploads,
-    users,
-)
+from region.api import handlers, rack_protocol, uploads
 from region.api.auth import auth_middleware
-from region.api.catalogue import SOURCE_OPS
-from region.api.handlers import HANDLERS
+from region.api.describe import API_HASH
 from region.api.http import api_hash_middleware, maas_errors
-from region.api.registry import describe_document
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
 from region.db.config import get_config
 from region.db.connection import open_db
+from region.db.imports import last_ok_import
 from region.db.racks import list_racks
 from region.images.catalogue import Catalogue
 from region.images.importer import Importer
@@ -58,28 +47,22 @@ from region.images.publish import KEYRING_NAME
 from region.images.scheduler import AutoImport
 from region.images.steps import ImportSettings
 from region.rackhub.hub import open_rack_hub
+from region.ui import setup_ui
 
 log = get_logger("region")
 
-USER_AGENT = "bootsync-regiond/0.1"
+USER_AGENT = user_agent("bootsync-regiond")
 REGION_KEY_DIR = "gnupg"
 MAX_BODY = 64 << 20  # multipart uploads of keyrings and small images
 AUTO_IMPORT = web.AppKey("auto_import", AutoImport)
 STOPPING = web.AppKey("stopping", asyncio.Event)  # set once shutdown has begun
-DRAIN_POLL_S = 0.1
 
 
 async def build_app(config: RegionConfig) -> web.Application:
     """The region application for ``config`` (nothing is opened until it starts)."""
     app = web.Application(middlewares=[maas_errors, auth_middleware], client_max_size=MAX_BODY)
-    boot_sources.add_routes(app, source_ops=SOURCE_OPS)
-    selections.add_routes(app)
-    boot_resources.add_routes(app, resources_ops={("POST", None): uploads.create_resource})
-    uploads.add_routes(app)
-    describe.add_routes(app)
-    maas_config.add_routes(app)
-    users.add_routes(app)
-    rack_controllers.add_routes(app)
+    handlers.add_routes(app)  # the MAAS API and describe/, from one declaration
+    uploads.setup_uploads(app)
     rack_protocol.add_routes(app)  # also closes open rack event streams at shutdown
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.metrics_handler)
@@ -89,22 +72,10 @@ async def build_app(config: RegionConfig) -> web.Application:
     app[stream_web.STREAM_ROOT] = config.data_dir / "stream"
     app[stream_web.KEYRING_PATH] = config.data_dir / KEYRING_NAME
     stream_web.add_routes(app)
-    app[describe.API_HASH] = api_hash()
-    app.middlewares.insert(0, api_hash_middleware(app[describe.API_HASH]))
+    app.middlewares.insert(0, api_hash_middleware(app[API_HASH]))
     app.cleanup_ctx.append(lambda app: region_context(app, config))
+    await setup_ui(app, scheduler=lambda: app.get(AUTO_IMPORT))  # the Images page, /MAAS/r/images
     return app
-
-
-def api_hash() -> str:
-    """A digest of the API description, sent as ``X-MAAS-API-Hash``.
-
-    As in MAAS it covers every handler, action and parameter (not the host in the
-    URIs), so the maas CLI warns when its cached description is out of date. The
-    registry test keeps the description and the routes in step.
-    """
-    document = describe_document(HANDLERS, base_url="", api_hash="")
-    canonical = json.dumps(document, sort_keys=True).encode()
-    return hashlib.sha1(canonical, usedforsecurity=False).hexdigest()
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -119,6 +90,35 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ready": False, "reason": reason}, status=503)
 
 
+@dataclass(frozen=True)
+class ImportWork:
+    """The region's work at shutdown (a :class:`common.ops.daemon.Work`): its imports."""
+
+    app: web.Application
+    name: str = "import"
+
+    def close(self) -> None:
+        """``/healthz`` says stopping; the scheduler starts no more imports."""
+        self.app[STOPPING].set()
+        if (scheduler := self.app.get(AUTO_IMPORT)) is not None:
+            scheduler.shutdown()
+
+    def running(self) -> bool:
+        """True while an import runs."""
+        ctx = self.app.get(CTX)
+        return ctx is not None and ctx.importer.is_importing()
+
+    async def finished(self) -> None:
+        """Return once no import runs."""
+        if (ctx := self.app.get(CTX)) is not None:
+            await ctx.importer.wait_idle()
+
+    async def cancel(self) -> None:
+        """Cancel the running import: it publishes only complete sets, keeps its partials."""
+        if (ctx := self.app.get(CTX)) is not None:
+            await ctx.importer.stop()
+
+
 async def drain(app: web.Application, grace_s: float) -> None:
     """Shutdown, first step: no new imports; a running one gets ``grace_s`` to finish.
 
@@ -126,20 +126,7 @@ async def drain(app: web.Application, grace_s: float) -> None:
     import still running after ``grace_s`` is cancelled: it publishes only
     complete sets and keeps its partial downloads for the next start.
     """
-    app[STOPPING].set()
-    if (scheduler := app.get(AUTO_IMPORT)) is not None:
-        scheduler.shutdown()
-    ctx = app.get(CTX)
-    if ctx is None or not ctx.importer.is_importing():
-        return
-    log.info("shutdown_waiting", work="import", grace_s=grace_s)
-    try:
-        async with asyncio.timeout(grace_s):
-            while ctx.importer.is_importing():  # noqa: ASYNC110 - ImportControl has no event
-                await asyncio.sleep(DRAIN_POLL_S)
-    except TimeoutError:
-        log.warning("shutdown_grace_expired", work="import", grace_s=grace_s)
-        await ctx.importer.stop()
+    await daemon.drain(ImportWork(app), grace_s)
 
 
 async def live_metrics(app: web.Application) -> list[Metric]:
@@ -154,7 +141,7 @@ async def live_metrics(app: web.Application) -> list[Metric]:
         *metrics.gauge(
             "bootsync_seconds_since_last_successful_sync",
             "Seconds since the last import that ended ok.",
-            metrics.seconds_since_success(await _last_ok_import(ctx.db)),
+            metrics.seconds_since_success(await last_ok_import(ctx.db)),
         ),
         *metrics.gauge(
             "bootsync_snapshot_age_seconds",
@@ -190,12 +177,6 @@ async def live_metrics(app: web.Application) -> list[Metric]:
     ]
 
 
-async def _last_ok_import(db: aiosqlite.Connection) -> str | None:
-    async with db.execute("SELECT MAX(finished) FROM import_runs WHERE outcome = 'ok'") as cur:
-        row = await cur.fetchone()
-    return None if row is None or row[0] is None else str(row[0])
-
-
 def _age(recorded: str | None) -> float | None:
     return metrics.seconds_since_success(recorded) if recorded else None
 
@@ -210,7 +191,7 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
         )
         try:
             await asyncio.to_thread(
-                _write_if_changed, data / KEYRING_NAME, await key.aexport_public()
+                write_if_changed, data / KEYRING_NAME, await key.aexport_public()
             )
             store = BlobStore(data / "store")
             publisher = SnapshotPublisher(data / "stream", store)
@@ -264,11 +245,3 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
 
 def _prepare_data_dir(data: Path) -> None:
     data.mkdir(mode=0o750, parents=True, exist_ok=True)
-
-
-def _write_if_changed(path: Path, data: bytes) -> None:
-    if path.exists() and path.read_bytes() == data:
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -10,16 +10,15 @@ ConfigError that lists every problem with its key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
 
-from common.errors import ConfigError
-from common.ops.envconfig import REGIOND_ENV, name_env_problems, overlay_env
-from common.ops.logging import LogFormat
+from common.ops.envconfig import REGIOND_ENV, overlay_env
+from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat
 from common.ops.tomlconfig import (
     ConfigReader,
+    Flags,
     check_absolute_path,
     check_host_port,
     check_http_url,
@@ -33,11 +32,14 @@ DB_NAME = "region.db"
 DEFAULT_LISTEN = "0.0.0.0:5240"
 DEFAULT_DATA_DIR = Path("/var/lib/bootsync/region")
 DEFAULT_SOURCE_URL = "http://images.maas.io/ephemeral-v3/stable/"
+"""The boot source a region without any creates at its first import."""
 SHIPPED_KEYRING_NAME = "ubuntu-cloudimage-keyring.gpg"
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("auto", "json", "console")
+DEFAULT_IMPORT_INTERVAL_MINUTES = 60
+DEFAULT_IMPORT_CONCURRENCY = 8
+"""Downloads an import runs at once (``import.concurrency``)."""
 MAX_CONCURRENCY = 64
+DEFAULT_FROZEN_AFTER_HOURS = 72
 DEFAULT_SHUTDOWN_GRACE_S = 5
 MAX_SHUTDOWN_GRACE_S = 600
 
@@ -57,12 +59,12 @@ class RegionConfig:
     data_dir: Path = DEFAULT_DATA_DIR
     log_level: str = "info"
     log_format: LogFormat = "auto"
-    import_interval_minutes: int = 60
-    import_concurrency: int = 8
+    import_interval_minutes: int = DEFAULT_IMPORT_INTERVAL_MINUTES
+    import_concurrency: int = DEFAULT_IMPORT_CONCURRENCY
     create_default_source: bool = True
     default_source_url: str = DEFAULT_SOURCE_URL
     default_keyring: Path = field(default_factory=shipped_keyring)
-    frozen_after_hours: int = 72
+    frozen_after_hours: int = DEFAULT_FROZEN_AFTER_HOURS
     http_proxy: str = ""
 
     @property
@@ -101,45 +103,63 @@ def load_config(
     Raises ConfigError for an unreadable or invalid TOML file, unknown keys, wrong
     types and impossible values; the message lists every problem with its key
     (``import.interval_minutes: must be a whole number ≥ 1, got 0``), and with the
-    variable for a value from the environment.
+    variable for a value from the environment. Problems of the file come first;
+    those of the command line, each naming its flag, once the file is valid.
     """
     data = read_toml(path) if path is not None else {}
     env = overlay_env(data, REGIOND_ENV, environ or {})
-    reader = ConfigReader(env.data, source=str(path) if path is not None else "defaults")
-    config = _read(reader)
-    name_env_problems(reader.problems, env.origins)
-    reader.finish()
-    return _apply(config, overrides or Overrides())
+    reader = ConfigReader(
+        env.data, source=str(path) if path is not None else "defaults", origins=env.origins
+    )
+    return _read(reader, Flags(), overrides or Overrides())
 
 
-def _read(reader: ConfigReader) -> RegionConfig:
+def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionConfig:
     server = reader.table("server")
     storage = reader.table("storage")
     log = reader.table("log")
     imports = reader.table("import")
     proxy = reader.table("proxy")
-    return RegionConfig(
-        listen=server.string("listen", DEFAULT_LISTEN, check=check_host_port),
-        shutdown_grace_s=server.integer(
-            "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
-        ),
-        data_dir=Path(storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path)),
-        log_level=log.string("level", "info", choices=LOG_LEVELS),
-        log_format=cast(LogFormat, log.string("format", "auto", choices=LOG_FORMATS)),
-        import_interval_minutes=imports.integer("interval_minutes", 60, minimum=1),
-        import_concurrency=imports.integer("concurrency", 8, minimum=1, maximum=MAX_CONCURRENCY),
-        create_default_source=imports.boolean("create_default_source", True),
-        default_source_url=imports.string(
-            "default_source_url", DEFAULT_SOURCE_URL, check=check_http_url
-        ),
-        default_keyring=_keyring_path(imports.string("default_keyring", "", check=_check_keyring)),
-        frozen_after_hours=imports.integer("frozen_after_hours", 72, minimum=1),
-        http_proxy=proxy.string("http_proxy", "", check=_check_proxy),
+    listen = server.string("listen", DEFAULT_LISTEN, check=check_host_port)
+    shutdown_grace_s = server.integer(
+        "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
     )
-
-
-def _keyring_path(text: str) -> Path:
-    return Path(text) if text else shipped_keyring()
+    data_dir = Path(storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path))
+    log_level = log.choice("level", "info", LOG_LEVELS)
+    log_format = log.choice("format", "auto", LOG_FORMATS)
+    interval_minutes = imports.integer(
+        "interval_minutes", DEFAULT_IMPORT_INTERVAL_MINUTES, minimum=1
+    )
+    concurrency = imports.integer(
+        "concurrency", DEFAULT_IMPORT_CONCURRENCY, minimum=1, maximum=MAX_CONCURRENCY
+    )
+    create_default_source = imports.boolean("create_default_source", True)
+    default_source_url = imports.string(
+        "default_source_url", DEFAULT_SOURCE_URL, check=check_http_url
+    )
+    default_keyring = imports.string("default_keyring", "", check=_check_keyring)
+    frozen_after_hours = imports.integer(
+        "frozen_after_hours", DEFAULT_FROZEN_AFTER_HOURS, minimum=1
+    )
+    http_proxy = proxy.string("http_proxy", "", check=_check_proxy)
+    reader.finish()
+    listen = flags.string("--listen", overrides.listen, listen, check=check_host_port)
+    data_dir = flags.path("--data-dir", overrides.data_dir, data_dir)
+    flags.finish()
+    return RegionConfig(
+        listen=listen,
+        shutdown_grace_s=shutdown_grace_s,
+        data_dir=data_dir,
+        log_level=log_level,
+        log_format=log_format,
+        import_interval_minutes=interval_minutes,
+        import_concurrency=concurrency,
+        create_default_source=create_default_source,
+        default_source_url=default_source_url,
+        default_keyring=Path(default_keyring) if default_keyring else shipped_keyring(),
+        frozen_after_hours=frozen_after_hours,
+        http_proxy=http_proxy,
+    )
 
 
 def _check_keyring(text: str) -> None:
@@ -153,22 +173,3 @@ def _check_keyring(text: str) -> None:
 def _check_proxy(text: str) -> None:
     if text:
         check_http_url(text)
-
-
-def _apply(config: RegionConfig, overrides: Overrides) -> RegionConfig:
-    problems: list[str] = []
-    changes: dict[str, Any] = {}
-    if overrides.listen is not None:
-        try:
-            check_host_port(overrides.listen)
-            changes["listen"] = overrides.listen
-        except ValueError as exc:
-            problems.append(f"--listen: {exc}")
-    if overrides.data_dir is not None:
-        if "\x00" in str(overrides.data_dir):
-            problems.append(f"--data-dir: not a path: {show(str(overrides.data_dir))}")
-        else:
-            changes["data_dir"] = overrides.data_dir.absolute()
-    if problems:
-        raise ConfigError("invalid command line:\n" + "\n".join(f"  {p}" for p in problems))
-    return replace(config, **changes)

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Protocol
 
 import aiohttp
-import aiosqlite
 from aiohttp import web
 
 from common.storage.blobstore import BlobStore
 from common.storage.snapshot import SnapshotPublisher
 from common.trust.keyrings import SigningKey
 from region.config import RegionConfig
+from region.db.connection import Database
 from region.rackhub.hub import RackHub
 
 
@@ -28,6 +28,9 @@ class ImportControl(Protocol):
 
     def is_importing(self) -> bool:
         """True while an import runs."""
+
+    async def wait_idle(self) -> None:
+        """Return once no import runs (at once if none does)."""
 
     async def stop(self) -> None:
         """Cancel a running import promptly; nothing half-published remains."""
@@ -48,7 +51,7 @@ class RegionContext:
     """Shared state of one running region."""
 
     data_dir: Path
-    db: aiosqlite.Connection
+    db: Database  # reads see the last committed state; writes are transactions
     session: aiohttp.ClientSession
     store: BlobStore
     publisher: SnapshotPublisher

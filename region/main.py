@@ -10,23 +10,19 @@ web server and the database. SIGHUP re-reads the log level and format.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
-
 from common.errors import ConfigError
-from common.ops import metrics
-from common.ops.daemon import check_data_dir, reload_logging, spawn
+from common.ops import daemon
+from common.ops.daemon import Milestones, check_data_dir
 from common.ops.envconfig import prepare_data_dir
 from common.ops.logging import configure_logging, get_logger
 from common.ops.runtime import LoopName, run
-from common.ops.sdnotify import Notifier, StatusLine
-from region.app import build_app, drain
+from common.version import VERSION
+from region.app import ImportWork, build_app
 from region.config import Overrides, RegionConfig, load_config
 
 log = get_logger("regiond")
@@ -41,6 +37,7 @@ REGION_LOOP: LoopName = "uvloop"
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The daemon's command line."""
     parser = argparse.ArgumentParser(prog="bootsync-regiond", description="bootsync region daemon")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     parser.add_argument("--config", type=Path, help="TOML file (default: built-in defaults)")
     parser.add_argument("--listen", metavar="HOST:PORT", help="overrides server.listen")
     parser.add_argument("--data-dir", type=Path, help="overrides storage.data_dir")
@@ -63,47 +60,24 @@ def read_config(args: argparse.Namespace) -> RegionConfig:
 
 
 async def serve(config: RegionConfig, args: argparse.Namespace | None = None) -> None:
-    """Run the region until a stop signal; shut down in order.
+    """Run the region until a stop signal; shut down in order (see :func:`daemon.serve`).
 
     ``args`` (the command line) lets SIGHUP re-read the configuration.
     """
-    notifier = Notifier()
-    status = StatusLine(notifier, idle="idle")
-    metrics.tap_log_events([metrics.record_event, status], level=config.log_level)
-    notifier.status("starting: opening the database")
-    app = await build_app(config)
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_grace_s
-    )
-    # Handlers first: a signal sent as soon as READY=1 arrives must not hit the default action.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    reloads: set[asyncio.Task[None]] = set()
-    if args is not None:
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: spawn(
-                reloads, reload_logging(lambda: read_config(args), [metrics.record_event, status])
+    await daemon.serve(
+        await build_app(config),
+        config,
+        work=ImportWork,
+        milestones=Milestones(
+            listening=lambda: log.info(
+                "regiond_listening", listen=config.listen, data_dir=str(config.data_dir)
             ),
-        )
-    watchdog = asyncio.create_task(notifier.run_watchdog(), name="sd-watchdog")
-    try:
-        await runner.setup()  # opens and migrates the database
-        site = web.TCPSite(runner, config.listen_host, config.listen_port, backlog=1024)
-        await site.start()
-        log.info("regiond_listening", listen=config.listen, data_dir=str(config.data_dir))
-        notifier.ready(status.text)
-        await stop.wait()
-        log.info("regiond_stopping", grace_s=config.shutdown_grace_s)
-        notifier.stopping()
-        await drain(app, config.shutdown_grace_s)
-    finally:
-        await runner.cleanup()
-        watchdog.cancel()
-        notifier.close()
-    log.info("regiond_stopped")
+            stopping=lambda: log.info("regiond_stopping", grace_s=config.shutdown_grace_s),
+            stopped=lambda: log.info("regiond_stopped"),
+        ),
+        starting="starting: opening the database",
+        reread=None if args is None else lambda: read_config(args),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,6 +46,10 @@ pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 
 key=$(bootsync --log-level warning apikey --username admin --admin --data-dir "$data")
+ui_password=${DEMO_PASSWORD:-bootsync-demo}
+bootsync --log-level warning createadmin --username admin --password "$ui_password" --data-dir "$data" >/dev/null
+ui_url="http://127.0.0.1:$port/MAAS/r/images"
+echo "== the Images page: $ui_url (log in as admin / $ui_password)"
 IFS=: read -r ck tk ts <<<"$key"
 auth="Authorization: OAuth oauth_version=\"1.0\", oauth_signature_method=\"PLAINTEXT\", oauth_consumer_key=\"$ck\", oauth_token=\"$tk\", oauth_signature=\"%26$ts\""
 api() { curl -sf -H "$auth" "$@"; }
@@ -118,6 +122,7 @@ echo "-- the import's summary event:"
 grep '"import_finished"' "$work/regiond.log" | tail -1
 echo "-- each rack's last pull:"
 for name in rack-a rack-b; do grep '"pull_finished"' "$work/$name.log" | tail -1; done
+echo "== the Images page: $ui_url  login: admin / $ui_password (DEMO_HOLD=1 keeps it up)"
 if [ "${DEMO_HOLD:-0}" = 1 ]; then
     echo "== running; press Ctrl-C to stop"
     while true; do sleep 1; done

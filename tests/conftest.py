@@ -9,7 +9,12 @@ import pytest
 import structlog
 from blockbuster import blockbuster_ctx
 
-pytest_plugins = ["tests.fakes.gpg", "tests.fakes.upstream", "tests.fakes.streams"]
+pytest_plugins = [
+    "tests.fakes.gpg",
+    "tests.fakes.upstream",
+    "tests.fakes.streams",
+    "tests.integration.region.api_harness",
+]
 
 OUR_PACKAGES = ["common", "simplestreams", "region", "rack"]
 

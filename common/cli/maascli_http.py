@@ -29,8 +29,9 @@ import aiohttp
 
 from common.cli.maascli_commands import Invocation
 from common.errors import BootsyncError, ConnectError
+from common.version import user_agent
 
-USER_AGENT = "bootsync-cli/0.1"
+USER_AGENT = user_agent("bootsync-cli")
 API_ERROR_EXIT = 2
 
 

@@ -15,7 +15,6 @@ import getpass
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from common.cli.maascli_http import ApiClient, Credentials, api_url, media_type
 from common.errors import BootsyncError, ConfigError, ConnectError
 from common.ops.runtime import run
+from common.storage.atomic import write_atomic
 
 PROFILES_FILE = "profiles.json"
 _FORMAT_VERSION = 1
@@ -121,17 +121,7 @@ class ProfileStore:
             "version": _FORMAT_VERSION,
             "profiles": {name: p.to_json() for name, p in sorted(profiles.items())},
         }
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".profiles-", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
-            Path(tmp).replace(self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=1).encode("utf-8"), mode=0o600)
 
 
 async def fetch_description(client: ApiClient, url: str) -> dict[str, Any]:

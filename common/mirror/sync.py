@@ -28,9 +28,18 @@ from common.ops.logging import get_logger
 from common.ops.progress import TransferProgress
 from common.storage.blobstore import BlobStore
 from common.transfer.download import Downloader, DownloadOutcome, DownloadRequest
-from common.transfer.fetch import fetch_verified, join_url
+from common.transfer.fetch import join_url
 from common.transfer.http import make_session
+from common.transfer.streams import (
+    FetchedDocument,
+    Stream,
+    TrustPolicy,
+    http_documents,
+    read_stream,
+    resolve_source,
+)
 from common.trust.keyrings import Keyring, SigningKey
+from common.version import user_agent
 from simplestreams import (
     Blob,
     FlatItem,
@@ -40,8 +49,6 @@ from simplestreams import (
     filter_items,
     flatten,
     newest_versions,
-    parse_index,
-    parse_products,
     plan_downloads,
     render_index,
     render_products,
@@ -49,8 +56,7 @@ from simplestreams import (
 
 log = get_logger("mirror")
 
-USER_AGENT = "bootsync-mirror/0.1"
-_INDEX_RE = re.compile(r"streams/v1/[^/]*\.s?json$")
+USER_AGENT = user_agent("bootsync-mirror")
 
 
 @dataclass(frozen=True)
@@ -95,19 +101,11 @@ class MirrorFailedError(BootsyncError):
         )
 
 
-def resolve_source(url: str, *, signed: bool) -> tuple[str, str]:
-    """Return (index URL, mirror root URL) for a base URL or a full index URL."""
-    match = _INDEX_RE.search(url)
-    if match:
-        return url, url[: match.start()]
-    base = url if url.endswith("/") else url + "/"
-    return join_url(base, "streams/v1/index.sjson" if signed else "streams/v1/index.json"), base
-
-
 async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
     """Bring ``opts.target`` up to date with the source; raise MirrorFailedError on failures."""
     started = time.monotonic()
-    index_url, base = resolve_source(opts.source_url, signed=opts.keyring is not None)
+    source = resolve_source(opts.source_url, signed=opts.keyring is not None)
+    index_url, base = source.index_url, source.base_url
     tree = MirrorTree(opts.target)
     log.info(
         "mirror_started",
@@ -117,8 +115,11 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
         max_versions=opts.max_versions,
     )
     async with make_session(user_agent=USER_AGENT) as session:
-        index = await _fetch_index(session, index_url, opts.keyring)
-        wanted = await _select(session, base, index, opts)
+        stream = await read_stream(
+            http_documents(session, base), source.index_path, TrustPolicy(opts.keyring)
+        )
+        index = stream.index
+        wanted = _select(stream, opts)
         items = [item for products in wanted.values() for item in flatten(products)]
         present = await _present(tree.store, items)
         plan = plan_downloads(items, present)
@@ -162,22 +163,10 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
     return summary
 
 
-async def _fetch_index(session: aiohttp.ClientSession, url: str, keyring: Keyring | None) -> Index:
-    doc = await fetch_verified(session, url, keyring)
-    return parse_index(doc.payload, source=url)
-
-
-async def _select(
-    session: aiohttp.ClientSession, base: str, index: Index, opts: MirrorOptions
-) -> dict[str, ProductList]:
-    """Each products document of the index, filtered to the newest wanted versions."""
+def _select(stream: Stream[FetchedDocument], opts: MirrorOptions) -> dict[str, ProductList]:
+    """Each products document of the stream, filtered to the newest wanted versions."""
     wanted: dict[str, ProductList] = {}
-    for content_id, entry in index.entries.items():
-        if entry.path is None or entry.format != "products:1.0":
-            continue
-        url = join_url(base, entry.path)
-        doc = await fetch_verified(session, url, opts.keyring)
-        products = parse_products(doc.payload, source=url)
+    for content_id, products in stream.products.items():
         selected = filter_items(products, lambda item: _matches(opts.filters, item))
         kept = newest_versions(selected, keep=opts.max_versions)
         log.info(

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from common.ops.logging import get_logger
+from common.storage.atomic import write_if_changed
 from common.storage.blobstore import BlobStore
 
 log = get_logger("mirror")
@@ -69,7 +70,7 @@ class MirrorTree:
 
     async def write_document(self, relpath: str, data: bytes) -> bool:
         """Write a metadata file atomically; False when it already held ``data``."""
-        return await asyncio.to_thread(_replace_if_changed, self.root / relpath, data)
+        return await asyncio.to_thread(write_if_changed, self.root / relpath, data)
 
     async def read_document(self, relpath: str) -> bytes | None:
         """The current bytes of a published metadata file, or None."""
@@ -90,7 +91,7 @@ class MirrorTree:
         previous = await self.previous_files()
         stale = sorted(set(previous) - set(files))
         payload = json.dumps({"files": dict(sorted(files.items()))}, indent=1).encode()
-        await asyncio.to_thread(_replace_if_changed, self._state_file, payload)
+        await asyncio.to_thread(write_if_changed, self._state_file, payload)
         await asyncio.to_thread(self._remove, stale)
         for path in stale:
             log.info("mirror_file_removed", path=path)
@@ -104,19 +105,3 @@ class MirrorTree:
             while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
-
-
-def _replace_if_changed(path: Path, data: bytes) -> bool:
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    return True

@@ -4,9 +4,10 @@ Environment variables let a systemd drop-in change a setting without editing
 the TOML file (``Environment=BOOTSYNC_REGIOND_LOG_LEVEL=debug``). Precedence is
 command line > environment > file > default. Each variable stands for one
 config key; :func:`overlay_env` writes the set ones into the parsed TOML
-document before it is validated, so they get the same checks, and
-:func:`name_env_problems` makes a problem name the variable it came from. An
-empty variable counts as unset, so a drop-in can clear one set by another.
+document before it is validated, so they get the same checks, and records
+where each came from (:class:`~common.ops.tomlconfig.ConfigReader` takes those
+origins and names the variable in a problem). An empty variable counts as
+unset, so a drop-in can clear one set by another.
 
 :func:`prepare_data_dir` and :func:`data_dir_problem` create or check the data
 directory with a message naming the config key.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Mapping, MutableSequence, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -107,15 +108,6 @@ def _convert(text: str, kind: Kind) -> Any:
     if kind == "list":
         return [part for part in re.split(r"[\s,]+", text) if part]
     return text
-
-
-def name_env_problems(problems: MutableSequence[str], origins: Mapping[str, str]) -> None:
-    """Rewrite ``key: ...`` problems of keys set from the environment to name the variable."""
-    for n, problem in enumerate(problems):
-        key, sep, rest = problem.partition(": ")
-        base = key.split("[", 1)[0]  # region.urls[1] came from region.urls
-        if sep and base in origins:
-            problems[n] = f"{key} (from ${origins[base]}): {rest}"
 
 
 # --- the data directory --------------------------------------------------------------------

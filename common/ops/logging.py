@@ -15,6 +15,7 @@ from typing import Any, Literal, TextIO
 import structlog
 
 LogFormat = Literal["auto", "json", "console"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -22,6 +23,7 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+LOG_LEVELS = tuple(_LEVELS)
 
 
 def configure_logging(

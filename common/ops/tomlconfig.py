@@ -4,8 +4,10 @@ A daemon reads its file through a :class:`ConfigReader`: typed readers take a
 key and a default, record a problem (``import.interval_minutes: must be a whole
 number ≥ 1, got 0``) instead of raising, and :meth:`ConfigReader.finish` raises
 one :class:`~common.errors.ConfigError` listing them all, unknown keys included.
-The value checkers (:func:`check_http_url`, :func:`check_absolute_path`) raise
-ValueError with a message that completes ``<key>: ...``.
+Command-line values that win over the file go through :class:`Flags`, which
+checks them the same way and names the flag in its problems. The value checkers
+(:func:`check_http_url`, :func:`check_absolute_path`) raise ValueError with a
+message that completes ``<key>: ...``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from common.errors import ConfigError
@@ -24,6 +26,8 @@ from common.errors import ConfigError
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\.?")
 _PORT = re.compile(r"[0-9]{1,5}")
+
+C = TypeVar("C", bound=str)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -52,6 +56,8 @@ def show(value: object) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
         return "a table"
+    if isinstance(value, list):
+        return "[" + ", ".join(show(item) for item in value) + "]"
     return repr(value)
 
 
@@ -116,21 +122,71 @@ class Table:
                 return default
         return value
 
-    def integer(
-        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
-        """A whole number within [minimum, maximum] (either bound optional)."""
+    def choice(self, name: str, default: C, choices: Sequence[C]) -> C:
+        """One of ``choices`` (typed as they are: a tuple of Literal strings gives that Literal)."""
+        value = self.string(name, default, choices=choices)
+        return next((choice for choice in choices if choice == value), default)
+
+    def strings(
+        self,
+        name: str,
+        default: tuple[str, ...],
+        *,
+        what: str = "strings",
+        non_empty: bool = False,
+        check: Callable[[str], object] | None = None,
+    ) -> tuple[str, ...]:
+        """A list of strings, each passing ``check``; problems name the item (``urls[1]``).
+
+        ``what`` names the items in the message for a value that is no list
+        (``must be a non-empty list of region URLs, got 5``). Any problem gives ``default``.
+        """
         present, value = self._get(name)
         if not present:
             return default
-        if minimum is not None and maximum is not None:
-            wanted = f"a whole number from {minimum} to {maximum}"
+        if not isinstance(value, list) or (non_empty and not value):
+            wanted = f"a non-empty list of {what}" if non_empty else f"a list of {what}"
+            self.problem(name, f"must be {wanted}, got {show(value)}")
+            return default
+        mark = len(self._problems)
+        for n, item in enumerate(value):
+            if not isinstance(item, str):
+                self.problem(f"{name}[{n}]", f"must be a string, got {show(item)}")
+                continue
+            if check is not None:
+                try:
+                    check(item)
+                except ValueError as exc:
+                    self.problem(f"{name}[{n}]", str(exc))
+        return default if len(self._problems) > mark else tuple(value)
+
+    def integer(
+        self,
+        name: str,
+        default: int,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        rule: str | None = None,
+    ) -> int:
+        """A whole number within [minimum, maximum] (either bound optional).
+
+        ``rule`` replaces the problem's ``must be a whole number …`` with a reason of
+        its own; ``, got <value>`` follows either.
+        """
+        present, value = self._get(name)
+        if not present:
+            return default
+        if rule is not None:
+            wanted = rule
+        elif minimum is not None and maximum is not None:
+            wanted = f"must be a whole number from {minimum} to {maximum}"
         elif minimum is not None:
-            wanted = f"a whole number ≥ {minimum}"
+            wanted = f"must be a whole number ≥ {minimum}"
         elif maximum is not None:
-            wanted = f"a whole number ≤ {maximum}"
+            wanted = f"must be a whole number ≤ {maximum}"
         else:
-            wanted = "a whole number"
+            wanted = "must be a whole number"
         # TOML booleans are Python bools, which are ints: refuse them explicitly.
         if (
             not isinstance(value, int)
@@ -138,7 +194,7 @@ class Table:
             or (minimum is not None and value < minimum)
             or (maximum is not None and value > maximum)
         ):
-            self.problem(name, f"must be {wanted}, got {show(value)}")
+            self.problem(name, f"{wanted}, got {show(value)}")
             return default
         return value
 
@@ -158,11 +214,19 @@ class Table:
 
 
 class ConfigReader(Table):
-    """The top-level table of a configuration document and the problems found in it."""
+    """The top-level table of a configuration document and the problems found in it.
 
-    def __init__(self, data: Mapping[str, Any], *, source: str) -> None:
+    ``origins`` maps dotted keys whose value came from elsewhere (an environment
+    variable) to that variable; their problems name it:
+    ``log.level (from $BOOTSYNC_REGIOND_LOG_LEVEL): ...``.
+    """
+
+    def __init__(
+        self, data: Mapping[str, Any], *, source: str, origins: Mapping[str, str] | None = None
+    ) -> None:
         self.source = source
         self.problems: list[str] = []
+        self._origins = dict(origins or {})
         self._all_tables: list[Table] = []
         super().__init__(data, prefix="", problems=self.problems, tables=self._all_tables)
 
@@ -171,9 +235,81 @@ class ConfigReader(Table):
         for table in self._all_tables:
             for name in table.unknown_keys():
                 table.problem(name, "unknown key")
+        for n, problem in enumerate(self.problems):
+            key, sep, rest = problem.partition(": ")
+            origin = self._origins.get(key.split("[", 1)[0])  # urls[1] came from urls
+            if sep and origin:
+                self.problems[n] = f"{key} (from ${origin}): {rest}"
         if self.problems:
             listing = "\n".join(f"  {problem}" for problem in self.problems)
             raise ConfigError(f"invalid configuration in {self.source}:\n{listing}")
+
+
+class Flags:
+    """Command-line values that win over the file's, checked as the file's are.
+
+    Each reader takes the flag, its value (None or empty: not given) and the
+    value to keep without it (the file's); a problem names the flag (``--listen:
+    must be HOST:PORT ...``) and keeps that value. :meth:`finish` raises one
+    ConfigError listing them all.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, flag: str, message: str) -> None:
+        """Record ``<flag>: <message>``."""
+        self.problems.append(f"{flag}: {message}")
+
+    def string(
+        self,
+        flag: str,
+        value: str | None,
+        default: str,
+        *,
+        check: Callable[[str], object] | None = None,
+    ) -> str:
+        """``value`` if given and ``check`` (ValueError: a problem) accepts it, else ``default``."""
+        if value is None:
+            return default
+        if check is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                self.problem(flag, str(exc))
+                return default
+        return value
+
+    def strings(
+        self,
+        flag: str,
+        values: Sequence[str],
+        default: tuple[str, ...],
+        *,
+        check: Callable[[str], object] | None = None,
+    ) -> tuple[str, ...]:
+        """A repeatable flag: ``values`` if any were given and all pass ``check``."""
+        if not values:
+            return default
+        mark = len(self.problems)
+        for value in values:
+            self.string(flag, value, "", check=check)
+        return default if len(self.problems) > mark else tuple(values)
+
+    def path(self, flag: str, value: Path | None, default: Path) -> Path:
+        """``value`` made absolute (relative to the working directory) if given."""
+        if value is None:
+            return default
+        if "\x00" in str(value):
+            self.problem(flag, f"not a path: {show(str(value))}")
+            return default
+        return value.absolute()
+
+    def finish(self) -> None:
+        """Raise ConfigError listing every problem, if any."""
+        if self.problems:
+            listing = "\n".join(f"  {problem}" for problem in self.problems)
+            raise ConfigError(f"invalid configuration:\n{listing}")
 
 
 def check_http_url(text: str) -> str:

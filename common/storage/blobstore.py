@@ -5,9 +5,13 @@ Layout under ``root``::
     sha256/<2 hex>/<64 hex>   complete, verified blobs (read-only, never modified)
     tmp/<64 hex>.part         a download in progress, resumable after a restart
     tmp/ingest-<rand>.tmp     a local file being copied in
+    <area>/                   a user's own work files (:meth:`BlobStore.area`)
 
 ``tmp/`` sits on the same filesystem as ``sha256/`` so that moving a finished
 file into place is one atomic rename; a partial file is never at a final path.
+Code outside this module asks the store about blobs (:meth:`BlobStore.has`,
+:meth:`BlobStore.size_of`, :meth:`BlobStore.held_bytes`) rather than looking
+at these paths.
 Every filesystem call runs in a worker thread, never on the event loop.
 
 Garbage collection must not run while downloads into the same store are in
@@ -24,11 +28,13 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import DigestMismatchError, InsufficientSpaceError, SizeMismatchError
 from common.ops.logging import get_logger, short_sha
+from common.storage.atomic import commit_file
 
 log = get_logger("blobstore")
 
@@ -80,6 +86,17 @@ class BlobStore:
         check_sha256(sha256)
         return self._tmp / f"{sha256}{_PART_SUFFIX}"
 
+    def area(self, name: str) -> Path:
+        """A directory for ``name``'s own work files, on the store's filesystem.
+
+        A file finished there enters the store with :meth:`commit` (one rename).
+        Raises ValueError for a name the store uses itself or that is not one
+        plain path component.
+        """
+        if name in ("sha256", "tmp") or not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+            raise ValueError(f"not a usable area name: {name!r}")
+        return self.root / name
+
     async def prepare(self) -> None:
         """Create the store's directories (every writing method does this itself)."""
         await asyncio.to_thread(self._prepare)
@@ -97,6 +114,40 @@ class BlobStore:
             return False
         return st.st_size == size
 
+    async def size_of(self, sha256: str) -> int | None:
+        """The size of stored blob ``sha256``, or None when it is not stored."""
+        path = self.path_for(sha256)
+        try:
+            st = await asyncio.to_thread(os.stat, path)
+        except FileNotFoundError:
+            return None
+        return st.st_size
+
+    async def held_bytes(self, blobs: Mapping[str, int]) -> dict[str, int]:
+        """Bytes on hand per sha256 of ``blobs`` (sha256 → expected size).
+
+        The size for a blob stored with that size; else the length of its
+        partial download, at most size - 1 (a partial counts as complete only
+        once verified and committed); absent when there is neither.
+        """
+        return await asyncio.to_thread(self._held, dict(blobs))
+
+    def _held(self, blobs: dict[str, int]) -> dict[str, int]:
+        held: dict[str, int] = {}
+        for sha256, size in blobs.items():
+            try:
+                if self.path_for(sha256).stat().st_size == size:
+                    held[sha256] = size
+                    continue
+            except FileNotFoundError:
+                pass
+            try:
+                partial = self.partial_path(sha256).stat().st_size
+            except FileNotFoundError:
+                continue
+            held[sha256] = min(partial, max(size - 1, 0))
+        return held
+
     async def commit(self, sha256: str, size: int, temp: Path) -> Path:
         """Move ``temp`` (already hashed by the caller) to the blob's final path.
 
@@ -111,14 +162,11 @@ class BlobStore:
 
     def _commit(self, final: Path, size: int, temp: Path) -> None:
         with temp.open("rb") as f:
-            os.fsync(f.fileno())
             actual = os.fstat(f.fileno()).st_size
             if actual != size:
                 raise SizeMismatchError(url=str(temp), expected=size, actual=actual)
             os.fchmod(f.fileno(), 0o444)  # blobs are hard-linked into snapshots: keep intact
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temp.replace(final)
-        _fsync_dir(final.parent)
+        commit_file(temp, final)
 
     async def ingest_bytes(self, data: bytes, *, sha256: str | None = None) -> str:
         """Store ``data`` and return its sha256.
@@ -261,11 +309,3 @@ def _remove(path: Path) -> int:
     except FileNotFoundError:
         return 0
     return size
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

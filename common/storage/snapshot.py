@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from common.ops.logging import get_logger
+from common.storage.atomic import fsync_dir, write_atomic
 from common.storage.blobstore import BlobStore
 
 MANIFEST_NAME = ".bootsync-manifest.json"
@@ -59,7 +60,7 @@ class SnapshotBuilder:
         """Write a metadata file at ``relpath`` (fsynced)."""
         target = self._target(relpath)
         self.files[relpath] = hashlib.sha256(data).hexdigest()
-        await asyncio.to_thread(_write_synced, target, data)
+        await asyncio.to_thread(write_atomic, target, data, exclusive=True)
 
     async def link_blob(self, sha256: str, relpath: str) -> None:
         """Hard-link the stored blob ``sha256`` at ``relpath``."""
@@ -124,11 +125,14 @@ class SnapshotPublisher:
         manifest = builder.manifest()
         snapshot_id = hashlib.sha256(manifest).hexdigest()[:16]
         final = self.snapshots / snapshot_id
-        await asyncio.to_thread(_write_synced, builder.path / MANIFEST_NAME, manifest)
+        await asyncio.to_thread(
+            write_atomic, builder.path / MANIFEST_NAME, manifest, exclusive=True
+        )
         previous = await self.current_id()
         if not await asyncio.to_thread(final.exists):
             await asyncio.to_thread(_fsync_tree_dirs, builder.path)
             await asyncio.to_thread(os.replace, builder.path, final)
+            await asyncio.to_thread(fsync_dir, self.snapshots)
         await asyncio.to_thread(_switch_link, self.current_link, Path("snapshots") / snapshot_id)
         changed = previous != snapshot_id
         log.info(
@@ -170,32 +174,16 @@ class SnapshotPublisher:
         return await asyncio.to_thread(_referenced_blobs, self.snapshots)
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree_dirs(root: Path) -> None:
     for dirpath, _dirnames, _files in os.walk(root):
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
 def _switch_link(link: Path, target: Path) -> None:
     tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}")
     tmp.symlink_to(target)
     tmp.replace(link)
-    _fsync_dir(link.parent)
+    fsync_dir(link.parent)
 
 
 def _prune(snapshots: Path, current: str | None, keep: int) -> list[str]:

@@ -3,8 +3,9 @@
 Each file is streamed into the store's partial file while its sha256 is
 computed, both in worker threads (see :class:`PartialWriter`). A partial left
 by an earlier attempt or an earlier process is resumed with a Range request.
-Retryable failures are retried with exponential backoff and full jitter; a
-digest mismatch is retried once from zero. Only verified bytes are committed.
+Retryable failures are retried by :func:`common.transfer.retry.retrying`
+(exponential backoff, full jitter); a digest mismatch is retried once from
+zero. Only verified bytes are committed.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from common.errors import (
     HTTPStatusError,
     IntegrityError,
     StoreError,
-    UpstreamError,
-    is_retryable,
 )
 from common.ops.logging import get_logger, short_sha
 from common.storage.blobstore import BlobStore, check_sha256
-from common.transfer.http import backoff_delay, get_into, make_session
+from common.transfer.http import get_into, make_session
+from common.transfer.retry import RetryPolicy, retrying
 from common.transfer.workers import run_bounded
 
 __all__ = ["DownloadOutcome", "DownloadRequest", "Downloader", "PartialWriter", "make_session"]
@@ -82,22 +82,31 @@ class PartialWriter:
     Bytes are gathered into batches of ``batch_size``; each batch is written
     and hashed by one executor hop while the next batch is being received (at
     most one batch in flight). One task at a time may use a writer. File
-    errors raise StoreError.
+    errors raise StoreError (the OSError as its cause).
+
+    Without ``hashing`` nothing is hashed, not even the bytes already in the
+    file (an upload's intermediate chunk: only its last chunk needs the digest).
     """
 
-    def __init__(self, path: Path, *, batch_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(
+        self, path: Path, *, batch_size: int = DEFAULT_CHUNK, hashing: bool = True
+    ) -> None:
         self.path = path
         self.size = 0  # bytes accepted; all on disk after flush()
         self._batch_size = batch_size
         self._file: BinaryIO | None = None
+        self._hashing = hashing
         self._hasher = hashlib.sha256()
         self._batch: list[bytes] = []
         self._batched = 0
         self._in_flight: asyncio.Future[None] | None = None
 
-    async def open(self) -> int:
-        """Open (or create) the file, hash the bytes already in it, return their count."""
-        await asyncio.to_thread(self._guarded, self._open)
+    async def open(self, *, keep: int | None = None) -> int:
+        """Open (or create) the file, hash the bytes already in it, return their count.
+
+        With ``keep``, bytes beyond the first ``keep`` are cut off first.
+        """
+        await asyncio.to_thread(self._guarded, self._open, keep)
         return self.size
 
     async def write(self, data: bytes) -> None:
@@ -108,14 +117,21 @@ class PartialWriter:
         if self._batched >= self._batch_size:
             await self._hand_off()
 
-    async def flush(self) -> None:
-        """Return once every accepted byte is written to the file and hashed."""
+    async def flush(self, *, durable: bool = False) -> None:
+        """Return once every accepted byte is written to the file and hashed.
+
+        With ``durable`` the bytes are on stable storage too (fdatasync).
+        """
         if self._batch:
             await self._hand_off()
         await self._wait_in_flight()
+        if durable:
+            await asyncio.to_thread(self._guarded, self._sync)
 
     def hexdigest(self) -> str:
         """The sha256 of the file's bytes (call after :meth:`flush`)."""
+        if not self._hashing:
+            raise RuntimeError(f"{self.path}: written without hashing")
         return self._hasher.hexdigest()
 
     async def reset(self) -> None:
@@ -159,14 +175,19 @@ class PartialWriter:
             if in_flight.done():
                 self._in_flight = None
 
-    def _open(self) -> None:
+    def _open(self, keep: int | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         file = self.path.open("a+b", buffering=0)
         try:
-            file.seek(0)
-            while chunk := file.read(_HASH_CHUNK):
-                self._hasher.update(chunk)
-                self.size += len(chunk)
+            if keep is not None and os.fstat(file.fileno()).st_size > keep:
+                file.truncate(keep)
+            if not self._hashing:
+                self.size = os.fstat(file.fileno()).st_size
+            else:
+                file.seek(0)
+                while chunk := file.read(_HASH_CHUNK):
+                    self._hasher.update(chunk)
+                    self.size += len(chunk)
         except BaseException:
             file.close()
             raise
@@ -176,8 +197,9 @@ class PartialWriter:
         # Hash and write the received chunks as they are: joining them first would
         # copy every byte once more (measured in bench/RESULTS.md).
         assert self._file is not None, "write after close"
-        for chunk in batch:
-            self._hasher.update(chunk)
+        if self._hashing:
+            for chunk in batch:
+                self._hasher.update(chunk)
         fd = self._file.fileno()
         pending = [memoryview(chunk) for chunk in batch if chunk]
         while pending:
@@ -192,6 +214,10 @@ class PartialWriter:
     def _truncate(self) -> None:
         if self._file is not None:
             self._file.truncate(0)
+
+    def _sync(self) -> None:
+        if self._file is not None:
+            os.fdatasync(self._file.fileno())
 
     def _guarded(self, func: Callable[..., None], *args: object) -> None:
         try:
@@ -231,9 +257,9 @@ class Downloader:
     ) -> None:
         self._session = session
         self._store = store
-        self._retries = retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        self._policy = RetryPolicy(
+            retries=retries, backoff_base=backoff_base, backoff_max=backoff_max
+        )
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=stall_timeout
         )
@@ -332,43 +358,35 @@ class Downloader:
     async def _attempt_until_done(
         self, req: DownloadRequest, writer: PartialWriter, progress: _Progress
     ) -> None:
-        digest_retried = False
-        while True:
-            progress.attempts += 1
-            try:
-                if writer.size < req.size:
-                    await get_into(
-                        self._session,
-                        req.url,
-                        writer,
-                        size=req.size,
-                        limits=self._timeout,
-                        on_bytes=self._count(req, progress),
-                    )
-                _check_digest(req, writer.hexdigest())
-            except DigestMismatchError as exc:
-                if digest_retried:
-                    raise
-                digest_retried = True
-                await writer.reset()
-                delay, error = 0.0, str(exc)
-            except UpstreamError as exc:
-                if not is_retryable(exc) or progress.attempts > self._retries:
-                    raise
-                retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
-                delay = backoff_delay(
-                    progress.attempts,
-                    base=self._backoff_base,
-                    cap=self._backoff_max,
-                    retry_after=retry_after,
-                )
-                error = str(exc)
-            else:
-                return
+        try:
+            await self._fetch_verified(req, writer, progress)
+        except DigestMismatchError as exc:
+            # Bad bytes (a stale partial, a corrupting hop): once more from zero.
             _log_for(req).warning(
-                "download_retrying", attempt=progress.attempts, delay_s=round(delay, 3), error=error
+                "download_retrying", attempt=progress.attempts, delay_s=0.0, error=str(exc)
             )
-            await asyncio.sleep(delay)
+            await writer.reset()
+            await self._fetch_verified(req, writer, progress)
+
+    async def _fetch_verified(
+        self, req: DownloadRequest, writer: PartialWriter, progress: _Progress
+    ) -> None:
+        """Fill ``writer`` up to ``req.size`` (retrying), then check its sha256."""
+
+        async def attempt() -> None:
+            progress.attempts += 1
+            if writer.size < req.size:
+                await get_into(
+                    self._session,
+                    req.url,
+                    writer,
+                    size=req.size,
+                    limits=self._timeout,
+                    on_bytes=self._count(req, progress),
+                )
+
+        await retrying(attempt, self._policy, log=_log_for(req), event="download_retrying")
+        _check_digest(req, writer.hexdigest())
 
     def _count(self, req: DownloadRequest, progress: _Progress) -> Callable[[int], None]:
         def count(nbytes: int) -> None:

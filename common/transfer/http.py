@@ -1,19 +1,25 @@
-"""HTTP transport for downloads: the session, one resumable GET, headers, backoff.
+"""HTTP transport: the session, one resumable GET, one bounded request, headers, backoff.
 
-aiohttp's exceptions stop here: :func:`translate_error` turns them into the
-:mod:`common.errors` types that :func:`common.errors.is_retryable` understands.
+:func:`get_into` streams a file of known size into a sink (resuming with
+Range); :func:`request_bounded` reads a small body whole (metadata, API
+replies). aiohttp's exceptions stop here: both turn them into the
+:mod:`common.errors` types that :func:`common.errors.is_retryable` understands,
+through the one mapping :func:`translate_error`. Retrying is
+:func:`common.transfer.retry.retrying`'s job.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
 from common.errors import (
     ConnectError,
@@ -148,6 +154,48 @@ async def _stream(
     await sink.flush()
     if remaining:
         raise TruncatedBodyError(f"body ended {remaining} bytes short", url=url)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response read whole: its status, headers and (bounded) body."""
+
+    url: str
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+async def request_bounded(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    max_bytes: int,
+    limits: aiohttp.ClientTimeout,
+    headers: Mapping[str, str] | None = None,
+    json_body: object = None,
+) -> Answer:
+    """Send one request and read its body whole, whatever the status: one attempt.
+
+    A body (announced or sent) over ``max_bytes`` raises OversizeError without
+    reading on. Failures raise what :func:`translate_error` makes of them: a
+    body cut off is a TruncatedBodyError, as it is for :func:`get_into`.
+    """
+    body = bytearray()
+    try:
+        async with session.request(
+            method, url, headers=headers, json=json_body, timeout=limits
+        ) as resp:
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise OversizeError(url=url, expected=max_bytes, actual=resp.content_length)
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise OversizeError(url=url, expected=max_bytes, actual=len(body))
+            return Answer(url=url, status=resp.status, headers=resp.headers, body=bytes(body))
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise translate_error(exc, url=url, body_started=bool(body)) from exc
 
 
 def _range_fits(resp: aiohttp.ClientResponse, offset: int, size: int) -> bool:

@@ -18,14 +18,13 @@ from common.ops.logging import get_logger
 from region.api.auth import require_admin, require_user
 from region.api.http import (
     API_ROOT,
-    Handler,
-    dispatch,
     json_response,
     no_content,
     not_found,
     read_params,
     text_response,
 )
+from region.api.registry import Action, HandlerSpec, Param
 from region.context import CTX
 from region.db import resources as repo_resources
 from region.db import uploads as repo_uploads
@@ -237,34 +236,56 @@ async def is_importing(request: web.Request) -> web.StreamResponse:
     return json_response(request.app[CTX].importer.is_importing())
 
 
-def add_routes(
-    app: web.Application, *, resources_ops: Mapping[tuple[str, str | None], Handler] | None = None
-) -> None:
-    """Register ``boot-resources/`` and ``boot-resources/{id}/``.
-
-    ``resources_ops`` adds operations to ``boot-resources/`` that other modules
-    own (region/api/uploads.py: ``("POST", None)``, the upload).
-    """
-    app.router.add_route(
-        "*",
-        f"{API_ROOT}/boot-resources/",
-        dispatch(
-            {
-                ("GET", None): read_resources,
-                ("GET", "is_importing"): is_importing,
-                ("POST", "import"): start_import,
-                ("POST", "stop_import"): stop_import,
-                **(resources_ops or {}),
-            }
+# The upload (POST, region/api/uploads.py's CREATE_RESOURCE) joins these actions in
+# region/api/handlers.py: uploads imports this module, so it cannot be listed here.
+BOOT_RESOURCES = HandlerSpec(
+    "BootResourcesHandler",
+    "boot-resources/",
+    "Manage the boot resources.",
+    (
+        Action(
+            "GET",
+            None,
+            read_resources,
+            "List boot resources.",
+            (Param("type", "synced, generated, uploaded or all (default)."),),
         ),
-    )
-    app.router.add_route(
-        "*",
-        f"{API_ROOT}/boot-resources/{{id}}/",
-        dispatch(
-            {
-                ("GET", None): read_resource,
-                ("DELETE", None): delete_resource,
-            }
+        Action(
+            "POST",
+            "import",
+            start_import,
+            "Import the boot resources.",
+            (
+                Param(
+                    "force",
+                    "true accepts an upstream index older than the last one imported (bootsync).",
+                    type="Boolean",
+                ),
+            ),
+            details="The import runs in the background.",
         ),
-    )
+        Action(
+            "GET",
+            "is_importing",
+            is_importing,
+            "Tell whether the region is importing boot resources.",
+        ),
+        Action("POST", "stop_import", stop_import, "Stop importing boot resources."),
+    ),
+)
+BOOT_RESOURCE = HandlerSpec(
+    "BootResourceHandler",
+    "boot-resources/{id}/",
+    "Manage a boot resource.",
+    (
+        Action(
+            "GET",
+            None,
+            read_resource,
+            "Read a boot resource.",
+            details="The resource with its sets and files.",
+        ),
+        Action("DELETE", None, delete_resource, "Delete a boot resource."),
+    ),
+)
+HANDLERS = (BOOT_RESOURCES, BOOT_RESOURCE)

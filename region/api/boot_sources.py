@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 
 from common.errors import KeyringError
@@ -22,20 +20,21 @@ from common.ops.logging import get_logger
 from common.ops.tomlconfig import check_http_url
 from common.trust.keyrings import aload_keyring
 from region.api.auth import require_admin
+from region.api.catalogue import AVAILABLE_IMAGES
 from region.api.http import (
     API_ROOT,
-    Handler,
     Params,
     ValidationError,
-    dispatch,
     json_response,
     maas_timestamp,
     no_content,
     not_found,
     read_params,
 )
+from region.api.registry import Action, HandlerSpec, Param
 from region.context import CTX
 from region.db import sources as repo_sources
+from region.db.connection import Database
 from region.db.sources import BootSource, DuplicateError
 
 log = get_logger("api.boot_sources")
@@ -138,9 +137,7 @@ async def _check_keyring(filename: str, data: bytes, errors: dict[str, list[str]
         errors[field] = [f"Not a usable GPG keyring ({exc})."]
 
 
-async def _validate(
-    conn: aiosqlite.Connection, params: Params, current: BootSource | None
-) -> dict[str, Any]:
+async def _validate(conn: Database, params: Params, current: BootSource | None) -> dict[str, Any]:
     """The changes ``params`` ask for, validated against ``current`` (None on create).
 
     Raises ValidationError with every problem found, MAAS's messages where MAAS has them.
@@ -176,6 +173,13 @@ async def _validate(
         raise ValidationError(errors)
     changes = {"url": url, "keyring_filename": filename, "keyring_data": data}
     return {name: value for name, value in changes.items() if value is not None}
+
+
+async def validate_source(
+    conn: Database, params: Params, current: BootSource | None
+) -> dict[str, Any]:
+    """The API's checks of a new (``current`` None) or changed source; shared with the UI."""
+    return await _validate(conn, params, current)
 
 
 async def read_sources(request: web.Request) -> web.StreamResponse:
@@ -248,33 +252,71 @@ async def delete_source(request: web.Request) -> web.StreamResponse:
     return no_content()
 
 
-def add_routes(
-    app: web.Application, *, source_ops: Mapping[tuple[str, str | None], Handler] | None = None
-) -> None:
-    """Register ``boot-sources/`` and ``boot-sources/{id}/``.
+_KEYRING = (
+    Param(
+        "keyring_filename",
+        "The path to a keyring file on the region to verify the source's signatures with.",
+    ),
+    Param(
+        "keyring_data",
+        "The GPG keyring to verify the source's signatures with: base64, "
+        "or the file itself (keyring_data@=FILE).",
+    ),
+)
 
-    ``source_ops`` adds operations to ``boot-sources/{id}/`` that other modules own
-    (e.g. ``("GET", "available_images")``).
-    """
-    app.router.add_route(
-        "*",
-        f"{API_ROOT}/boot-sources/",
-        dispatch(
-            {
-                ("GET", None): read_sources,
-                ("POST", None): create_source,
-            }
+BOOT_SOURCES = HandlerSpec(
+    "BootSourcesHandler",
+    "boot-sources/",
+    "Manage the collection of boot sources.",
+    (
+        Action(
+            "GET",
+            None,
+            read_sources,
+            "List boot sources.",
+            details="Get a listing of boot sources.",
         ),
-    )
-    app.router.add_route(
-        "*",
-        f"{API_ROOT}/boot-sources/{{id}}/",
-        dispatch(
-            {
-                ("GET", None): read_source,
-                ("PUT", None): update_source,
-                ("DELETE", None): delete_source,
-                **(source_ops or {}),
-            }
+        Action(
+            "POST",
+            None,
+            create_source,
+            "Create a boot source.",
+            (
+                Param("url", "The URL of the boot source (a SimpleStreams mirror).", required=True),
+                *_KEYRING,
+            ),
+            details="Exactly one of keyring_filename and keyring_data must be given.",
         ),
-    )
+    ),
+)
+BOOT_SOURCE = HandlerSpec(
+    "BootSourceHandler",
+    "boot-sources/{id}/",
+    "Manage a boot source.",
+    (
+        Action(
+            "GET",
+            None,
+            read_source,
+            "Read a boot source.",
+            details="Get the boot source with the given id.",
+        ),
+        Action(
+            "PUT",
+            None,
+            update_source,
+            "Update a boot source.",
+            (Param("url", "The URL of the boot source."), *_KEYRING),
+            details="Fields not given keep their values.",
+        ),
+        Action(
+            "DELETE",
+            None,
+            delete_source,
+            "Delete a boot source.",
+            details="Its selections and catalogue go with it.",
+        ),
+        AVAILABLE_IMAGES,
+    ),
+)
+HANDLERS = (BOOT_SOURCES, BOOT_SOURCE)

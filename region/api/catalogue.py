@@ -3,8 +3,8 @@
 What a source offers (its catalogue) and what the region last learnt about
 it: the last error reaching or verifying it, warnings (frozen mirror,
 unsigned index), and the index's own ``updated``. Admin-only, like the rest of
-``boot-sources``. The route is registered by region/api/boot_sources.py
-through ``add_routes(app, source_ops=SOURCE_OPS)``.
+``boot-sources``. :data:`AVAILABLE_IMAGES` declares the op; region/api/boot_sources.py
+puts it among the actions of ``BootSourceHandler``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from region.api.auth import require_admin
-from region.api.http import API_ROOT, Handler, json_response, maas_timestamp, not_found
+from region.api.http import API_ROOT, json_response, maas_timestamp, not_found
+from region.api.registry import Action
 from region.context import CTX
 from region.db import catalogue as repo_catalogue
 from region.db import sources as repo_sources
@@ -48,5 +49,10 @@ async def available_images(request: web.Request) -> web.StreamResponse:
     return json_response(body)
 
 
-# Handed to region.api.boot_sources.add_routes(app, source_ops=SOURCE_OPS).
-SOURCE_OPS: dict[tuple[str, str | None], Handler] = {("GET", "available_images"): available_images}
+AVAILABLE_IMAGES = Action(
+    "GET",
+    "available_images",
+    available_images,
+    "List what a boot source offers (bootsync).",
+    details="Its catalogue, and the last error or warnings reading it.",
+)

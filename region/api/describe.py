@@ -1,9 +1,10 @@
 """``GET /MAAS/api/2.0/describe/`` and ``version/``: anonymous, as MAAS serves them.
 
-describe/ renders region/api/handlers.py's registry (region/api/registry.py)
-with ``uri``s built from the request's scheme and Host, and ``hash`` equal to
-the ``X-MAAS-API-Hash`` header (region/app.py stores it under :data:`API_HASH`).
-Content-Type is exactly ``application/json``: the maas CLI compares it literally.
+describe/ renders the handlers the app routes (region/api/handlers.py, stored
+under :data:`API_HANDLERS` by :func:`add_describe`) with ``uri``\\ s built from
+the request's scheme and Host, and ``hash`` equal to the ``X-MAAS-API-Hash``
+header (stored under :data:`API_HASH`). Content-Type is exactly
+``application/json``: the maas CLI compares it literally.
 
 version/ answers MAAS's ``{version, subversion, capabilities}``. The version is
 a plain ``X.Y.Z`` because python-libmaas parses it with ``StrictVersion``;
@@ -12,20 +13,24 @@ a plain ``X.Y.Z`` because python-libmaas parses it with ``StrictVersion``;
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
-from region.api.handlers import HANDLERS
-from region.api.http import API_ROOT, dispatch, json_response
-from region.api.registry import DESCRIBE_PATH, describe_document
+from common.version import VERSION as BOOTSYNC_VERSION
+from region.api.http import json_response
+from region.api.registry import DESCRIBE_PATH, Action, HandlerSpec, api_hash, describe_document
 
 API_HASH = web.AppKey("api_hash", str)
-VERSION = {"version": "3.4.0", "subversion": "bootsync 0.1.0", "capabilities": []}
+API_HANDLERS = web.AppKey[tuple[HandlerSpec, ...]]("api_handlers")
+VERSION = {"version": "3.4.0", "subversion": f"bootsync {BOOTSYNC_VERSION}", "capabilities": []}
 
 
 async def describe(request: web.Request) -> web.StreamResponse:
-    """GET describe/: the registry's document as seen from this request's host."""
+    """GET describe/: the routed handlers' document as seen from this request's host."""
     base_url = f"{request.scheme}://{request.host}"
-    return json_response(describe_document(HANDLERS, base_url, request.app.get(API_HASH, "")))
+    specs = request.app[API_HANDLERS]
+    return json_response(describe_document(specs, base_url, request.app[API_HASH]))
 
 
 async def version(request: web.Request) -> web.StreamResponse:
@@ -33,7 +38,18 @@ async def version(request: web.Request) -> web.StreamResponse:
     return json_response(VERSION)
 
 
-def add_routes(app: web.Application) -> None:
-    """Register ``describe/`` and ``version/``."""
+VERSION_HANDLER = HandlerSpec(
+    "VersionHandler",
+    "version/",
+    "Information about this server.",
+    (Action("GET", None, version, "Read the version and capabilities of the server."),),
+    anon=True,
+)
+HANDLERS = (VERSION_HANDLER,)
+
+
+def add_describe(app: web.Application, specs: Iterable[HandlerSpec]) -> None:
+    """Serve describe/ over ``specs``; store them and their hash (:data:`API_HASH`) on ``app``."""
+    app[API_HANDLERS] = declared = tuple(specs)
+    app[API_HASH] = api_hash(declared)
     app.router.add_get(DESCRIBE_PATH, describe, allow_head=False)
-    app.router.add_route("*", f"{API_ROOT}/version/", dispatch({("GET", None): version}))

@@ -14,18 +14,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from common.ops.logging import get_logger
+from region.api.multipart import FormError, read_multipart
 
 API_ROOT = "/MAAS/api/2.0"
 
@@ -114,8 +113,9 @@ def forbidden(message: str = "User is not allowed access to this API.") -> web.H
 async def read_params(request: web.Request) -> Params:
     """Query-string and body parameters of ``request``.
 
-    Raises ValidationError for a malformed or truncated multipart body. A part
-    sent with ``Content-Transfer-Encoding: base64`` is decoded.
+    A multipart body is read by :func:`region.api.multipart.read_multipart`
+    (its base64 and size rules); raises ValidationError naming the field for
+    a body it refuses.
     """
     values: MultiDict[str] = MultiDict(request.query)
     files: dict[str, bytes] = {}
@@ -124,32 +124,11 @@ async def read_params(request: web.Request) -> Params:
         for key, value in (await request.post()).items():
             values.add(key, value if isinstance(value, str) else "")
     elif request.body_exists and ctype.startswith("multipart/"):
-        await _read_multipart(request, values, files)
+        try:
+            await read_multipart(request, values, files)
+        except FormError as exc:
+            raise ValidationError.field(exc.field, exc.reason) from None
     return Params(values=MultiDictProxy(values), files=files)
-
-
-async def _read_multipart(
-    request: web.Request, values: MultiDict[str], files: dict[str, bytes]
-) -> None:
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader) and not part.headers:
-                await part.read()  # python-libmaas sends an empty body as one bare part
-                continue
-            if not isinstance(part, BodyPartReader) or not part.name:
-                raise ValidationError.field("__all__", "Malformed multipart body.")
-            data = bytes(await part.read())
-            if part.headers.get("Content-Transfer-Encoding", "").lower() == "base64":
-                data = base64.b64decode(data, validate=False)
-            if part.filename is not None:
-                files[part.name] = data
-            else:
-                values.add(part.name, data.decode("utf-8"))
-    except (ValueError, AssertionError, binascii.Error, UnicodeDecodeError) as exc:
-        if isinstance(exc, ValidationError):
-            raise
-        raise ValidationError.field("__all__", f"Malformed multipart body: {exc}") from None
 
 
 def dispatch(routes: Mapping[tuple[str, str | None], Handler]) -> Handler:

@@ -19,13 +19,12 @@ from common.ops.logging import get_logger
 from common.ops.tomlconfig import check_http_url
 from region.api.auth import require_admin, require_user
 from region.api.http import (
-    API_ROOT,
     ValidationError,
-    dispatch,
     json_response,
     read_params,
     text_response,
 )
+from region.api.registry import Action, HandlerSpec, Param
 from region.context import CTX
 from region.db import config as repo_config
 
@@ -121,15 +120,28 @@ async def set_config(request: web.Request) -> web.StreamResponse:
     return text_response("OK")
 
 
-def add_routes(app: web.Application) -> None:
-    """Register ``maas/``."""
-    app.router.add_route(
-        "*",
-        f"{API_ROOT}/maas/",
-        dispatch(
-            {
-                ("GET", "get_config"): get_config,
-                ("POST", "set_config"): set_config,
-            }
+MAAS = HandlerSpec(
+    "MAASHandler",
+    "maas/",
+    "Manage the MAAS server.",
+    (
+        Action(
+            "GET",
+            "get_config",
+            get_config,
+            "Get a configuration value.",
+            (Param("name", "The name of the configuration item.", required=True),),
         ),
-    )
+        Action(
+            "POST",
+            "set_config",
+            set_config,
+            "Set a configuration value.",
+            (
+                Param("name", "The name of the configuration item.", required=True),
+                Param("value", "The value to set.", required=True),
+            ),
+        ),
+    ),
+)
+HANDLERS = (MAAS,)

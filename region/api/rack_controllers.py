@@ -1,4 +1,4 @@
-"""``/MAAS/api/2.0/rackcontrollers/``: MAAS's rack-controller image calls (spec §4.4).
+"""``/MAAS/api/2.0/rackcontrollers/``: MAAS's rack-controller image calls, same paths and ops.
 
 Reading racks needs any valid key; ``import_boot_images`` and
 ``list_boot_images`` are admin-only (403 ``This method is reserved for admin
@@ -18,12 +18,12 @@ from common.ops.logging import get_logger
 from region.api.auth import require_admin, require_user
 from region.api.http import (
     API_ROOT,
-    dispatch,
     json_response,
     maas_timestamp,
     not_found,
     text_response,
 )
+from region.api.registry import Action, HandlerSpec
 from region.context import CTX, RegionContext
 from region.db.racks import RackRow, get_rack, list_racks
 from region.rackhub.state import rack_status
@@ -111,7 +111,7 @@ async def import_one(request: web.Request) -> web.StreamResponse:
 
 
 async def list_boot_images(request: web.Request) -> web.StreamResponse:
-    """GET {system_id} op=list_boot_images: ``{images, connected, status}`` (spec §4.4)."""
+    """GET {system_id} op=list_boot_images: ``{images, connected, status}``, as MAAS answers."""
     require_admin(request, method_only=True)
     rack = await _rack_or_404(request)
     ctx = request.app[CTX]
@@ -133,26 +133,38 @@ async def list_boot_images(request: web.Request) -> web.StreamResponse:
     return json_response({"images": images, "connected": connected, "status": status})
 
 
-def add_routes(app: web.Application) -> None:
-    """Register ``rackcontrollers/`` and ``rackcontrollers/{system_id}/``."""
-    app.router.add_route(
-        "*",
-        f"{API_ROOT}/rackcontrollers/",
-        dispatch(
-            {
-                ("GET", None): read_racks,
-                ("POST", "import_boot_images"): import_all,
-            }
+RACK_CONTROLLERS = HandlerSpec(
+    "RackControllersHandler",
+    "rackcontrollers/",
+    "Manage the collection of rack controllers.",
+    (
+        Action("GET", None, read_racks, "List rack controllers."),
+        Action(
+            "POST",
+            "import_boot_images",
+            import_all,
+            "Import the boot images on all rack controllers.",
         ),
-    )
-    app.router.add_route(
-        "*",
-        f"{API_ROOT}/rackcontrollers/{{system_id}}/",
-        dispatch(
-            {
-                ("GET", None): read_rack,
-                ("GET", "list_boot_images"): list_boot_images,
-                ("POST", "import_boot_images"): import_one,
-            }
+    ),
+)
+RACK_CONTROLLER = HandlerSpec(
+    "RackControllerHandler",
+    "rackcontrollers/{system_id}/",
+    "Manage a rack controller.",
+    (
+        Action("GET", None, read_rack, "Read a rack controller."),
+        Action(
+            "GET",
+            "list_boot_images",
+            list_boot_images,
+            "List the boot images on a rack controller.",
         ),
-    )
+        Action(
+            "POST",
+            "import_boot_images",
+            import_one,
+            "Import the boot images on a rack controller.",
+        ),
+    ),
+)
+HANDLERS = (RACK_CONTROLLERS, RACK_CONTROLLER)

@@ -1,29 +1,35 @@
-"""The handler registry behind ``describe/``: what MAAS clients learn about the API.
+"""The API's one declaration: handlers, their actions, and what is derived from them.
 
-Each :class:`HandlerSpec` (listed in region/api/handlers.py) names a MAAS
-handler class, its path below the API root and its actions. The document's
-shape is MAAS's (spec/clients.md §3.2):
-``{doc, hash, resources: [{name, anon, auth}], handlers}``; resources and
-actions sorted by name; each handler ``{name, doc, path, params, uri,
-actions}`` with ``uri`` built from the request's scheme and Host. Action docs
-list their parameters as ``:param name:`` lines after the first paragraph,
-which the maas CLI ≥ 3.6 requires before it accepts ``key=value`` arguments.
+Each API module declares its MAAS handlers next to its handler code, as
+:class:`HandlerSpec`\\ s whose :class:`Action`\\ s name the (method, op), the
+coroutine that answers it, its doc and its parameters; region/api/handlers.py
+lists them all. From that list come the aiohttp routes (:func:`add_routes`,
+one :func:`region.api.http.dispatch` per path), the describe/ document
+(:func:`describe_document`) and the ``X-MAAS-API-Hash`` over it (:func:`api_hash`).
 
-The routes themselves are registered by each API module with
-``region.api.http.dispatch``; :func:`registry_problems` compares the two, so a
-route missing from the registry (or the reverse) fails the tests.
+The document's shape is MAAS's: ``{doc, hash, resources: [{name, anon, auth}],
+handlers}``; resources and actions sorted by name; each handler ``{name, doc,
+path, params, uri, actions}`` with ``uri`` built from the request's scheme and
+Host. Action docs list their parameters as ``:param name:`` lines after the
+first paragraph, which the maas CLI ≥ 3.6 requires before it accepts
+``key=value`` arguments.
+
+:func:`registry_problems` finds routes under the API root that bypass the
+declaration (added with ``app.router`` directly), so the tests catch them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
 
-from region.api.http import API_ROOT, dispatch_table
+from region.api.http import API_ROOT, Handler, dispatch, dispatch_table
 
 DESCRIBE_PATH = f"{API_ROOT}/describe/"
 # Routes under the API root that are not MAAS handlers (MAAS serves describe as a view).
@@ -44,10 +50,15 @@ class Param:
 
 @dataclass(frozen=True)
 class Action:
-    """One (method, op) of a handler; ``op`` None is the CRUD action of ``method``."""
+    """One (method, op) of a handler and the coroutine answering it.
+
+    ``op`` None is the CRUD action of ``method``. ``params`` lists every request
+    parameter the coroutine reads (URI placeholders are positional and not listed).
+    """
 
     method: str
     op: str | None
+    handler: Handler = field(repr=False)
     summary: str
     params: tuple[Param, ...] = ()
     details: str = ""
@@ -80,7 +91,8 @@ class HandlerSpec:
 
     ``anon`` handlers are served to anonymous callers (``resources[].anon``);
     ``hidden`` ones are routed but left out of the document, as MAAS hides its
-    upload handler.
+    upload handler. Action names must be unique: clients make one command or
+    method of each. Raises ValueError otherwise.
     """
 
     name: str
@@ -89,6 +101,15 @@ class HandlerSpec:
     actions: tuple[Action, ...]
     anon: bool = False
     hidden: bool = False
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.actions]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"{self.name}: action names used twice: {', '.join(twice)}")
+
+    def with_actions(self, *actions: Action) -> HandlerSpec:
+        """This handler with ``actions`` added (an action another module answers)."""
+        return replace(self, actions=(*self.actions, *actions))
 
     @property
     def full_path(self) -> str:
@@ -99,6 +120,10 @@ class HandlerSpec:
     def params(self) -> list[str]:
         """The URI placeholders, in order."""
         return _PLACEHOLDER.findall(self.path)
+
+    def routes(self) -> dict[tuple[str, str | None], Handler]:
+        """The (method, op) → coroutine table :func:`region.api.http.dispatch` takes."""
+        return {(a.method, a.op): a.handler for a in self.actions}
 
     def document(self, base_url: str) -> dict[str, Any]:
         """This handler as describe renders it; ``base_url`` is ``scheme://host``."""
@@ -121,6 +146,12 @@ class HandlerSpec:
         }
 
 
+def add_routes(app: web.Application, specs: Iterable[HandlerSpec]) -> None:
+    """Route each handler's path to one dispatcher over its actions."""
+    for spec in specs:
+        app.router.add_route("*", spec.full_path, dispatch(spec.routes()))
+
+
 def describe_document(specs: Iterable[HandlerSpec], base_url: str, api_hash: str) -> dict[str, Any]:
     """The whole describe document for ``specs`` as seen from ``base_url``."""
     shown = sorted((s for s in specs if not s.hidden), key=lambda s: s.name)
@@ -138,6 +169,17 @@ def describe_document(specs: Iterable[HandlerSpec], base_url: str, api_hash: str
         r["auth"] for r in resources if r["auth"] is not None
     ]
     return {"doc": "MAAS API", "hash": api_hash, "resources": resources, "handlers": handlers}
+
+
+def api_hash(specs: Iterable[HandlerSpec]) -> str:
+    """A digest of the API description, sent as ``X-MAAS-API-Hash`` and describe's ``hash``.
+
+    As in MAAS it covers every handler, action and parameter (not the host in the
+    URIs), so the maas CLI warns when its cached description is out of date.
+    """
+    document = describe_document(specs, base_url="", api_hash="")
+    canonical = json.dumps(document, sort_keys=True).encode()
+    return hashlib.sha1(canonical, usedforsecurity=False).hexdigest()
 
 
 def described_actions(specs: Iterable[HandlerSpec]) -> set[tuple[str, str, str | None]]:
@@ -163,7 +205,7 @@ def routed_actions(app: web.Application) -> set[tuple[str, str, str | None]]:
 
 
 def registry_problems(app: web.Application, specs: Iterable[HandlerSpec]) -> list[str]:
-    """What is routed but not described, or described but not routed (empty when in step)."""
+    """What is routed but not declared, or declared but not routed (empty when in step)."""
     specs = list(specs)
     routed, described = routed_actions(app), described_actions(specs)
     problems = [

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 
 from common.ops.logging import get_logger
@@ -22,15 +21,16 @@ from region.api.http import (
     API_ROOT,
     Params,
     ValidationError,
-    dispatch,
     json_response,
     no_content,
     not_found,
     read_params,
 )
+from region.api.registry import Action, HandlerSpec, Param
 from region.context import CTX
 from region.db import catalogue as repo_catalogue
 from region.db import sources as repo_sources
+from region.db.connection import Database
 from region.db.sources import DuplicateError, Selection
 
 log = get_logger("api.selections")
@@ -86,7 +86,7 @@ def _names(params: Params, field: str, errors: dict[str, list[str]]) -> list[str
 
 
 async def _check_catalogue(
-    conn: aiosqlite.Connection, source_id: int, fields: dict[str, Any], errors: dict[str, list[str]]
+    conn: Database, source_id: int, fields: dict[str, Any], errors: dict[str, list[str]]
 ) -> None:
     """MAAS's cache validation, run only once the source's catalogue is known."""
     if not await repo_catalogue.has_catalogue(conn, source_id):
@@ -107,7 +107,7 @@ async def _check_catalogue(
 
 
 async def _validate(
-    conn: aiosqlite.Connection, source_id: int, params: Params, current: Selection | None
+    conn: Database, source_id: int, params: Params, current: Selection | None
 ) -> dict[str, Any]:
     """The changes asked for; ValidationError listing every problem."""
     errors: dict[str, list[str]] = {}
@@ -137,6 +137,13 @@ async def _validate(
     if errors:
         raise ValidationError(errors)
     return changes
+
+
+async def validate_selection(
+    conn: Database, source_id: int, params: Params, current: Selection | None
+) -> dict[str, Any]:
+    """The API's checks of a created (``current`` None) or changed selection; shared with the UI."""
+    return await _validate(conn, source_id, params, current)
 
 
 async def _selection_or_404(request: web.Request, source_id: int) -> Selection:
@@ -225,27 +232,72 @@ async def delete_selection(request: web.Request) -> web.StreamResponse:
     return no_content()
 
 
-def add_routes(app: web.Application) -> None:
-    """Register ``boot-sources/{boot_source_id}/selections/`` and ``.../{id}/``."""
-    base = f"{API_ROOT}/boot-sources/{{boot_source_id}}/selections/"
-    app.router.add_route(
-        "*",
-        base,
-        dispatch(
-            {
-                ("GET", None): read_selections,
-                ("POST", None): create_selection,
-            }
+_SELECTION = (
+    Param(
+        "arches",
+        "An architecture to import (amd64, arm64, ...); repeat for several, '*' for all.",
+        type="List",
+    ),
+    Param(
+        "subarches", "A subarchitecture to import; repeat for several, '*' for all.", type="List"
+    ),
+    Param(
+        "labels",
+        "A label to import (stable, candidate, ...); repeat for several, '*' for all.",
+        type="List",
+    ),
+)
+
+BOOT_SOURCE_SELECTIONS = HandlerSpec(
+    "BootSourceSelectionsHandler",
+    "boot-sources/{boot_source_id}/selections/",
+    "Manage the collection of boot source selections.",
+    (
+        Action(
+            "GET",
+            None,
+            read_selections,
+            "List boot source selections.",
+            details="Get the selections of the given boot source.",
         ),
-    )
-    app.router.add_route(
-        "*",
-        base + "{id}/",
-        dispatch(
-            {
-                ("GET", None): read_selection,
-                ("PUT", None): update_selection,
-                ("DELETE", None): delete_selection,
-            }
+        Action(
+            "POST",
+            None,
+            create_selection,
+            "Create a boot source selection.",
+            (
+                Param("os", "The operating system to import, e.g. ubuntu.", required=True),
+                Param("release", "The release to import, e.g. noble.", required=True),
+                *_SELECTION,
+            ),
         ),
-    )
+    ),
+)
+BOOT_SOURCE_SELECTION = HandlerSpec(
+    "BootSourceSelectionHandler",
+    "boot-sources/{boot_source_id}/selections/{id}/",
+    "Manage a boot source selection.",
+    (
+        Action("GET", None, read_selection, "Read a boot source selection."),
+        Action(
+            "PUT",
+            None,
+            update_selection,
+            "Update a boot source selection.",
+            (
+                Param("os", "The operating system to import."),
+                Param("release", "The release to import."),
+                *_SELECTION,
+            ),
+            details="Fields not given keep their values.",
+        ),
+        Action(
+            "DELETE",
+            None,
+            delete_selection,
+            "Delete a boot source selection.",
+            details="Its images are removed by the next import.",
+        ),
+    ),
+)
+HANDLERS = (BOOT_SOURCE_SELECTIONS, BOOT_SOURCE_SELECTION)

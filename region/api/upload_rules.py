@@ -1,4 +1,4 @@
-"""MAAS's rules for a custom image upload's fields (spec/maas-behaviour.md §4.3).
+"""MAAS's rules for a custom image upload's fields (``POST boot-resources/``).
 
 - ``name``: a leading ``custom/`` is dropped; ``OS/RELEASE`` only for a supported
   OS; reserved (``<name> is a reserved name``): any OS, release or OS/RELEASE the

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,11 +22,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from common.errors import BootsyncError, InsufficientSpaceError
+from common.errors import BootsyncError, InsufficientSpaceError, StoreError
 from common.ops.logging import get_logger, short_sha
 from region.api.auth import require_admin
 from region.api.boot_resources import TYPE_NAMES, resource_detail, upload_uri
-from region.api.http import API_ROOT, dispatch, json_response, not_found
+from region.api.http import json_response, not_found
+from region.api.registry import Action, HandlerSpec, Param
 from region.api.upload_form import read_upload_form
 from region.api.upload_rules import Offered, check_upload
 from region.context import CTX, ImportControl, RegionContext
@@ -71,10 +71,16 @@ def _bad(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=message, content_type="text/plain")
 
 
-def _no_space(exc: InsufficientSpaceError | OSError) -> web.HTTPInsufficientStorage:
+def _no_space(exc: Exception) -> web.HTTPInsufficientStorage:
     return web.HTTPInsufficientStorage(
         text=f"No space left on device: {exc}", content_type="text/plain"
     )
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """An OSError ENOSPC, raised as is or as the cause of a StoreError."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    return isinstance(cause, OSError) and cause.errno == errno.ENOSPC
 
 
 async def _republish_when_idle(importer: ImportControl) -> None:
@@ -110,8 +116,8 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
     area = UploadArea(ctx.store)
     try:
         params, staged = await read_upload_form(request, area)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+    except (OSError, StoreError) as exc:
+        if _disk_full(exc):
             raise _no_space(exc) from None
         raise
     try:
@@ -167,11 +173,8 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
 async def _size_clash(ctx: RegionContext, sha256: str, size: int) -> bool:
     if any(other != size for other in await repo_uploads.sizes_of(ctx.db, sha256)):
         return True
-    try:
-        st = await asyncio.to_thread(os.stat, ctx.store.path_for(sha256))
-    except FileNotFoundError:
-        return False
-    return st.st_size != size
+    stored = await ctx.store.size_of(sha256)
+    return stored is not None and stored != size
 
 
 def _path_int(request: web.Request, name: str) -> int:
@@ -228,14 +231,17 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
         if offset + length > upload.size:
             raise _bad(TOO_MUCH)
         try:
-            received = await area.append(file_id, offset, _body(request))
+            appended = await area.append(
+                file_id, offset, _body(request), last=offset + length == upload.size
+            )
         except (ConnectionError, HttpProcessingError, asyncio.IncompleteReadError) as exc:
             log.info("upload_chunk_cut_short", file_id=file_id, error=str(exc))
             raise _bad(LENGTH_MISMATCH) from None
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+        except (OSError, StoreError) as exc:
+            if _disk_full(exc):
                 raise _no_space(exc) from None
             raise
+        received = appended.received
         if received != length:
             raise _bad(LENGTH_MISMATCH)
         done = offset + received
@@ -250,7 +256,7 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
         if done < upload.size:
             await repo_uploads.record_progress(ctx.db, file_id, done)
             return json_response(render_file(upload, done))
-        if await area.digest(file_id) != upload.sha256:
+        if appended.sha256 != upload.sha256:
             await area.discard(file_id)
             await repo_uploads.record_progress(ctx.db, file_id, 0)
             log.warning(
@@ -289,12 +295,60 @@ async def _cancel_pending(app: web.Application) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def add_routes(app: web.Application) -> None:
-    """Register the chunk PUT route (create is routed by region/api/boot_resources.py)."""
+def setup_uploads(app: web.Application) -> None:
+    """The uploads' shared state and its shutdown hook (the routes come from the specs below)."""
     app[UPLOADS] = UploadState()
     app.on_shutdown.append(_cancel_pending)
-    app.router.add_route(
-        "*",
-        f"{API_ROOT}/boot-resources/{{id}}/upload/{{file_id}}/",
-        dispatch({("PUT", None): upload_chunk}),
-    )
+
+
+_UPLOAD = (
+    Param(
+        "name",
+        "The image's name: a bare name (or custom/NAME) for a custom image, "
+        "or OS/RELEASE for a supported operating system.",
+        required=True,
+    ),
+    Param("architecture", "ARCH/SUBARCH, e.g. amd64/generic.", required=True),
+    Param("title", "A title shown for the image."),
+    Param(
+        "filetype",
+        "tgz (default), tbz, txz, ddtgz, ddtbz, ddtxz, ddtar, ddbz2, ddgz, ddxz or ddraw.",
+    ),
+    Param("base_image", "OS/RELEASE a custom image is built on (ubuntu, centos or rhel)."),
+    Param("content", "The image file (content@=FILE) sent in this request.", type="File"),
+    Param(
+        "sha256",
+        "The image's sha256 when it is uploaded afterwards with PUT to the file's upload_uri.",
+    ),
+    Param("size", "The image's size in bytes, with sha256.", type="Int"),
+    Param(
+        "keep_old", "true keeps the previously uploaded versions (default false).", type="Boolean"
+    ),
+)
+
+# An action of BootResourcesHandler (region/api/boot_resources.py); region/api/handlers.py adds it.
+CREATE_RESOURCE = Action(
+    "POST",
+    None,
+    create_resource,
+    "Upload a boot resource.",
+    _UPLOAD,
+    details="Send content@=FILE, or sha256 and size and then PUT the bytes to "
+    "the upload_uri of the file in the answer.",
+)
+BOOT_RESOURCE_FILE_UPLOAD = HandlerSpec(
+    "BootResourceFileUploadHandler",
+    "boot-resources/{id}/upload/{file_id}/",
+    "Upload a boot resource file.",
+    (
+        Action(
+            "PUT",
+            None,
+            upload_chunk,
+            "Append raw bytes to an uploaded file.",
+            details="The body is the next chunk (application/octet-stream).",
+        ),
+    ),
+    hidden=True,
+)
+HANDLERS = (BOOT_RESOURCE_FILE_UPLOAD,)

@@ -7,7 +7,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from region.api.auth import require_user
-from region.api.http import API_ROOT, dispatch, json_response
+from region.api.http import API_ROOT, json_response
+from region.api.registry import Action, HandlerSpec
 
 
 async def whoami(request: web.Request) -> web.StreamResponse:
@@ -24,6 +25,10 @@ async def whoami(request: web.Request) -> web.StreamResponse:
     )
 
 
-def add_routes(app: web.Application) -> None:
-    """Register ``users/``."""
-    app.router.add_route("*", f"{API_ROOT}/users/", dispatch({("GET", "whoami"): whoami}))
+USERS = HandlerSpec(
+    "UsersHandler",
+    "users/",
+    "Manage the user accounts.",
+    (Action("GET", "whoami", whoami, "Show the user the API key belongs to."),),
+)
+HANDLERS = (USERS,)

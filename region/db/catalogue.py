@@ -1,7 +1,8 @@
 """What each boot source offers (the catalogue) and what we last learnt about it.
 
 Tables ``boot_source_cache``, ``boot_source_status`` and ``imported_index``
-(the rollback guard). Every writing function is one ``region.db.connection.transaction``.
+(the rollback guard). Functions take the :class:`~region.db.connection.Database`:
+reads see the last committed state, every writing function is one ``db.write()``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import astuple, dataclass
 
 import aiosqlite
 
-from region.db.connection import transaction
+from region.db.connection import Database
 from region.db.timestamps import now_iso
 
 CatalogueKey = tuple[str, str, str, str, str]
@@ -89,29 +90,35 @@ def _values(entry: CatalogueEntry) -> tuple[object, ...]:
     return (*astuple(entry)[:10], json.dumps({"title": entry.title}))
 
 
-async def available(conn: aiosqlite.Connection, source_id: int) -> list[CatalogueEntry]:
+async def available(db: Database, source_id: int) -> list[CatalogueEntry]:
     """The catalogue of ``source_id``, ordered by os, release, arch, subarch, label."""
-    async with conn.execute(
-        f"SELECT {_COLUMNS} FROM boot_source_cache WHERE boot_source_id = ? "  # noqa: S608
-        "ORDER BY os, release, arch, subarch, label",
-        (source_id,),
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            f"SELECT {_COLUMNS} FROM boot_source_cache WHERE boot_source_id = ? "  # noqa: S608
+            "ORDER BY os, release, arch, subarch, label",
+            (source_id,),
+        ) as cur,
+    ):
         return [_entry(row) for row in await cur.fetchall()]
 
 
-async def has_catalogue(conn: aiosqlite.Connection, source_id: int) -> bool:
+async def has_catalogue(db: Database, source_id: int) -> bool:
     """True once the source's index has been read successfully (even if it offers nothing)."""
-    async with conn.execute(
-        "SELECT 1 FROM boot_source_status WHERE boot_source_id = ? "
-        "AND last_checked_at IS NOT NULL UNION ALL "
-        "SELECT 1 FROM boot_source_cache WHERE boot_source_id = ? LIMIT 1",
-        (source_id, source_id),
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT 1 FROM boot_source_status WHERE boot_source_id = ? "
+            "AND last_checked_at IS NOT NULL UNION ALL "
+            "SELECT 1 FROM boot_source_cache WHERE boot_source_id = ? LIMIT 1",
+            (source_id, source_id),
+        ) as cur,
+    ):
         return await cur.fetchone() is not None
 
 
 async def replace_catalogue(
-    conn: aiosqlite.Connection, source_id: int, entries: list[CatalogueEntry]
+    db: Database, source_id: int, entries: list[CatalogueEntry]
 ) -> CatalogueDiff:
     """Make the catalogue of ``source_id`` exactly ``entries`` (first of a key wins).
 
@@ -121,21 +128,21 @@ async def replace_catalogue(
     wanted: dict[CatalogueKey, CatalogueEntry] = {}
     for entry in entries:
         wanted.setdefault(entry.key, entry)
-    async with conn.execute(
-        f"SELECT id, {_COLUMNS} FROM boot_source_cache "  # noqa: S608
-        "WHERE boot_source_id = ?",
-        (source_id,),
-    ) as cur:
-        existing = {(e := _entry(row)).key: (int(row["id"]), e) for row in await cur.fetchall()}
-    now = now_iso()
-    added = [(source_id, *_values(e), now, now) for k, e in wanted.items() if k not in existing]
-    changed = [
-        (*_values(e), now, existing[k][0])
-        for k, e in wanted.items()
-        if k in existing and existing[k][1] != e
-    ]
-    gone = [(row_id,) for k, (row_id, _e) in existing.items() if k not in wanted]
-    async with transaction(conn):
+    async with db.write() as conn:
+        async with conn.execute(
+            f"SELECT id, {_COLUMNS} FROM boot_source_cache "  # noqa: S608
+            "WHERE boot_source_id = ?",
+            (source_id,),
+        ) as cur:
+            existing = {(e := _entry(row)).key: (int(row["id"]), e) for row in await cur.fetchall()}
+        now = now_iso()
+        added = [(source_id, *_values(e), now, now) for k, e in wanted.items() if k not in existing]
+        changed = [
+            (*_values(e), now, existing[k][0])
+            for k, e in wanted.items()
+            if k in existing and existing[k][1] != e
+        ]
+        gone = [(row_id,) for k, (row_id, _e) in existing.items() if k not in wanted]
         await conn.executemany(
             f"INSERT INTO boot_source_cache (boot_source_id, {_COLUMNS}, created, updated) "  # noqa: S608
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -151,11 +158,14 @@ async def replace_catalogue(
     return CatalogueDiff(added=len(added), updated=len(changed), removed=len(gone))
 
 
-async def get_status(conn: aiosqlite.Connection, source_id: int) -> SourceStatus:
+async def get_status(db: Database, source_id: int) -> SourceStatus:
     """What we know about ``source_id`` (an empty status if it was never checked)."""
-    async with conn.execute(
-        "SELECT * FROM boot_source_status WHERE boot_source_id = ?", (source_id,)
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT * FROM boot_source_status WHERE boot_source_id = ?", (source_id,)
+        ) as cur,
+    ):
         row = await cur.fetchone()
     if row is None:
         return SourceStatus(source_id=source_id)
@@ -171,11 +181,11 @@ async def get_status(conn: aiosqlite.Connection, source_id: int) -> SourceStatus
 
 
 async def record_checked(
-    conn: aiosqlite.Connection, source_id: int, *, index_updated: str | None, warnings: list[str]
+    db: Database, source_id: int, *, index_updated: str | None, warnings: list[str]
 ) -> None:
     """Record a successful read of the source's index: clears its error, sets its warnings."""
     now = now_iso()
-    async with transaction(conn):
+    async with db.write() as conn:
         await conn.execute(
             "INSERT INTO boot_source_status (boot_source_id, warnings, last_index_updated, "
             "index_changed_at, last_checked_at) VALUES (?, ?, ?, ?, ?) "
@@ -188,10 +198,10 @@ async def record_checked(
         )
 
 
-async def record_error(conn: aiosqlite.Connection, source_id: int, message: str) -> None:
+async def record_error(db: Database, source_id: int, message: str) -> None:
     """Record ``message`` as the source's last error (kept until its next successful read)."""
     now = now_iso()
-    async with transaction(conn):
+    async with db.write() as conn:
         await conn.execute(
             "INSERT INTO boot_source_status (boot_source_id, last_error, last_error_at) "
             "VALUES (?, ?, ?) ON CONFLICT (boot_source_id) DO UPDATE SET "
@@ -200,18 +210,19 @@ async def record_error(conn: aiosqlite.Connection, source_id: int, message: str)
         )
 
 
-async def last_imported_index(conn: aiosqlite.Connection, url: str) -> str | None:
+async def last_imported_index(db: Database, url: str) -> str | None:
     """The index ``updated`` value last imported from ``url`` (rollback guard)."""
-    async with conn.execute(
-        "SELECT index_updated FROM imported_index WHERE url = ?", (url,)
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute("SELECT index_updated FROM imported_index WHERE url = ?", (url,)) as cur,
+    ):
         row = await cur.fetchone()
     return None if row is None else str(row["index_updated"])
 
 
-async def remember_imported_index(conn: aiosqlite.Connection, url: str, index_updated: str) -> None:
+async def remember_imported_index(db: Database, url: str, index_updated: str) -> None:
     """Record ``index_updated`` as the index last imported from ``url``."""
-    async with transaction(conn):
+    async with db.write() as conn:
         await conn.execute(
             "INSERT INTO imported_index (url, index_updated, imported_at) VALUES (?, ?, ?) "
             "ON CONFLICT (url) DO UPDATE SET index_updated = excluded.index_updated, "

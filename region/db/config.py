@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiosqlite
-
-from region.db.connection import transaction
+from region.db.connection import Database
 
 DEFAULTS: dict[str, Any] = {
     "boot_images_auto_import": True,
@@ -25,25 +23,31 @@ def _check_name(name: str) -> None:
         raise KeyError(f"unknown config name {name!r}; known: {', '.join(sorted(DEFAULTS))}")
 
 
-async def get_config(conn: aiosqlite.Connection, name: str) -> Any:
+async def get_config(db: Database, name: str) -> Any:
     """The value of ``name`` (its default if never set); KeyError for an unknown name."""
     _check_name(name)
-    async with conn.execute("SELECT value FROM config WHERE name = ?", (name,)) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute("SELECT value FROM config WHERE name = ?", (name,)) as cur,
+    ):
         row = await cur.fetchone()
     return DEFAULTS[name] if row is None else json.loads(row["value"])
 
 
-async def is_config_set(conn: aiosqlite.Connection, name: str) -> bool:
+async def is_config_set(db: Database, name: str) -> bool:
     """True once ``name`` has been written (even with its default value)."""
     _check_name(name)
-    async with conn.execute("SELECT 1 FROM config WHERE name = ?", (name,)) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute("SELECT 1 FROM config WHERE name = ?", (name,)) as cur,
+    ):
         return await cur.fetchone() is not None
 
 
-async def set_config(conn: aiosqlite.Connection, name: str, value: Any) -> None:
+async def set_config(db: Database, name: str, value: Any) -> None:
     """Store ``value`` (anything JSON can hold) under ``name``; KeyError for an unknown name."""
     _check_name(name)
-    async with transaction(conn):
+    async with db.write() as conn:
         await conn.execute(
             "INSERT INTO config (name, value) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value",

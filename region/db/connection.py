@@ -1,16 +1,23 @@
-"""The region's SQLite database: one aiosqlite connection, WAL, numbered migrations.
+"""The region's SQLite database: one writer, a few readers, WAL, numbered migrations.
+
+:class:`Database` is the only way in. ``async with db.write() as conn`` is one
+transaction on the single writer connection (writers queue on a lock);
+``async with db.read() as conn`` borrows a reader connection whose block sees
+one snapshot of the last committed state, so a read never shows another
+coroutine's uncommitted rows (a half-written import). A block that must read
+its own writes does so on the connection ``write()`` gave it.
 
 Migrations are the files ``region/db/migrations/NNNN_<name>.sql``, applied in order
-at start-up inside one transaction each; ``PRAGMA user_version`` records the
-last one applied. A file is never edited once released: a change is a new file.
+on the writer at start-up inside one transaction each; ``PRAGMA user_version``
+records the last one applied. A file is never edited once released: a change is
+a new file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -22,6 +29,8 @@ from common.ops.logging import get_logger
 log = get_logger("db")
 
 _MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+READERS = 4  # reader connections per Database (each is one aiosqlite thread)
+BUSY_TIMEOUT_MS = 5000  # another process (``bootsync apikey``) may hold the write lock
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -53,44 +62,97 @@ async def migrate(conn: aiosqlite.Connection) -> int:
     return current
 
 
-_WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = (
-    weakref.WeakKeyDictionary()
-)
+class Database:
+    """The region database: one writer connection and a pool of reader connections.
 
-
-@asynccontextmanager
-async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """Run several statements as one transaction on the shared connection.
-
-    All coroutines share one connection, so a ``commit()`` by one would commit
-    another's half-done work: writers take this lock, and the block is committed
-    when it ends without error and rolled back otherwise.
+    Made by :func:`open_db`, which also closes it. Connections give rows as
+    :class:`aiosqlite.Row` (access by column name). Repositories use only
+    :meth:`read` and :meth:`write`, the seam another engine would implement.
     """
-    lock = _WRITE_LOCKS.setdefault(conn, asyncio.Lock())
-    async with lock:
+
+    def __init__(self, writer: aiosqlite.Connection, readers: Sequence[aiosqlite.Connection]):
+        if not readers:
+            raise ValueError("a Database needs at least one reader connection")
+        self._writer = writer
+        self._write_lock = asyncio.Lock()
+        # Last in, first out: a quiet region keeps reusing one warm connection.
+        self._idle: asyncio.LifoQueue[aiosqlite.Connection] = asyncio.LifoQueue()
+        for reader in readers:
+            self._idle.put_nowait(reader)
+        self.readers = len(readers)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A reader connection; the block sees one snapshot of the last committed state.
+
+        Waits while every reader is lent out. Nothing can be written through it.
+        """
+        conn = await self._idle.get()
         try:
+            await _run(conn, "BEGIN")
             yield conn
-        except BaseException:
-            await conn.rollback()
-            raise
-        await conn.commit()
+        finally:
+            try:
+                await conn.rollback()  # ends the snapshot; a no-op if BEGIN never ran
+            finally:
+                self._idle.put_nowait(conn)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One transaction on the writer: committed when the block ends cleanly.
+
+        Writers wait for each other (and ``BEGIN IMMEDIATE`` for another process's
+        writer); an exception or a cancellation rolls the block back.
+        """
+        async with self._write_lock:
+            conn = self._writer
+            try:
+                await _run(conn, "BEGIN IMMEDIATE")
+                yield conn
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path)
+    conn.row_factory = aiosqlite.Row
+    return conn
+
+
+async def _run(conn: aiosqlite.Connection, *statements: str) -> None:
+    for sql in statements:
+        # Closing the cursor ends the statement: an open one would pin a snapshot.
+        async with conn.execute(sql):
+            pass
 
 
 @asynccontextmanager
-async def open_db(path: Path) -> AsyncIterator[aiosqlite.Connection]:
-    """Open (creating if needed) and migrate the database at ``path``.
+async def open_db(path: Path, *, readers: int = READERS) -> AsyncIterator[Database]:
+    """Open (creating if needed) and migrate the database at ``path``; close it after.
 
-    Rows come back as :class:`aiosqlite.Row` (access by column name); foreign keys
-    are enforced; the journal is WAL so readers never wait for the importer.
+    The journal is WAL, so readers never wait for the writer and see what it
+    last committed; foreign keys are enforced on the writer; readers are
+    ``query_only``. ``path`` must be a file (each connection opens it anew).
     """
-    conn = await aiosqlite.connect(path)
+    opened: list[aiosqlite.Connection] = []
     try:
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await migrate(conn)
-        yield conn
+        writer = await _connect(path)
+        opened.append(writer)
+        await _run(
+            writer,
+            f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA synchronous=NORMAL",
+        )
+        await migrate(writer)
+        for _ in range(readers):
+            reader = await _connect(path)
+            opened.append(reader)
+            await _run(reader, f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA query_only=ON")
+        yield Database(writer, opened[1:])
     finally:
-        await conn.close()
+        for conn in reversed(opened):
+            await conn.close()

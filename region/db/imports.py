@@ -1,7 +1,7 @@
 """The importer's writes: wanted sets, bytes held, removals, the set cleaner, run records.
 
-Each function is one transaction (``repo_resources.atomic``), shielded from
-cancellation.
+Each writing function is one transaction on the writer (``repo_resources.atomic``),
+shielded from cancellation, so a reader sees an import's rows only once committed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import aiosqlite
 
 from common.ops.logging import get_logger, short_sha
+from region.db.connection import Database
 from region.db.resources import COMPLETE_SETS, SYNCED, UPLOADED, ResourceKey, atomic
 from region.db.timestamps import now_iso
 
@@ -52,7 +53,7 @@ class WantedSet:
 
 
 async def write_wanted(
-    conn: aiosqlite.Connection, wanted: Iterable[WantedSet], have: Mapping[str, int]
+    db: Database, wanted: Iterable[WantedSet], have: Mapping[str, int]
 ) -> set[ResourceKey]:
     """Create or update the resources, sets and files an import wants.
 
@@ -62,7 +63,7 @@ async def write_wanted(
     Returns the keys of resources created just now.
     """
 
-    async def work() -> set[ResourceKey]:
+    async def work(conn: aiosqlite.Connection) -> set[ResourceKey]:
         created: set[ResourceKey] = set()
         now = now_iso()
         for ws in wanted:
@@ -95,7 +96,7 @@ async def write_wanted(
             await _write_set(conn, resource_id, ws, have, now)
         return created
 
-    return await atomic(conn, work)
+    return await atomic(db, work)
 
 
 async def _write_set(
@@ -152,12 +153,12 @@ async def _write_set(
     )
 
 
-async def set_bytes_done(conn: aiosqlite.Connection, done: Mapping[str, int]) -> None:
+async def set_bytes_done(db: Database, done: Mapping[str, int]) -> None:
     """Record the bytes held per sha256 on every file row not yet complete."""
     if done:
         await atomic(
-            conn,
-            lambda: conn.executemany(
+            db,
+            lambda conn: conn.executemany(
                 "UPDATE boot_resource_files SET bytes_done = MIN(?, size) "
                 "WHERE sha256 = ? AND bytes_done < size",
                 [(n, sha) for sha, n in done.items()],
@@ -165,21 +166,21 @@ async def set_bytes_done(conn: aiosqlite.Connection, done: Mapping[str, int]) ->
         )
 
 
-async def delete_resources(conn: aiosqlite.Connection, ids: Iterable[int]) -> int:
+async def delete_resources(db: Database, ids: Iterable[int]) -> int:
     """Delete resources (their sets and files go with them); returns how many."""
     rows = [(i,) for i in ids]
-    await atomic(conn, lambda: conn.executemany("DELETE FROM boot_resources WHERE id = ?", rows))
+    await atomic(db, lambda conn: conn.executemany("DELETE FROM boot_resources WHERE id = ?", rows))
     return len(rows)
 
 
-async def clean_sets(conn: aiosqlite.Connection) -> int:
+async def clean_sets(db: Database) -> int:
     """Keep only the newest complete set of each synced resource.
 
     Incomplete sets go, older complete sets go, and synced resources left
     without a set go. Returns the number of sets deleted.
     """
 
-    async def work() -> int:
+    async def work(conn: aiosqlite.Connection) -> int:
         cur = await conn.execute(
             f"DELETE FROM boot_resource_sets WHERE resource_id IN "  # noqa: S608
             f"(SELECT id FROM boot_resources WHERE rtype = {SYNCED}) AND id NOT IN "
@@ -192,31 +193,42 @@ async def clean_sets(conn: aiosqlite.Connection) -> int:
         )
         return cur.rowcount
 
-    return await atomic(conn, work)
+    return await atomic(db, work)
 
 
-async def referenced_sha256(conn: aiosqlite.Connection) -> set[str]:
+async def referenced_sha256(db: Database) -> set[str]:
     """Every sha256 any file row names (what blob GC must keep)."""
-    async with conn.execute("SELECT DISTINCT sha256 FROM boot_resource_files") as cur:
+    async with (
+        db.read() as conn,
+        conn.execute("SELECT DISTINCT sha256 FROM boot_resource_files") as cur,
+    ):
         return {row[0] for row in await cur.fetchall()}
 
 
-async def start_run(conn: aiosqlite.Connection) -> int:
+async def start_run(db: Database) -> int:
     """Open an ``import_runs`` row; returns its id."""
     cur = await atomic(
-        conn, lambda: conn.execute("INSERT INTO import_runs (started) VALUES (?)", (now_iso(),))
+        db, lambda conn: conn.execute("INSERT INTO import_runs (started) VALUES (?)", (now_iso(),))
     )
     return cur.lastrowid or 0
 
 
-async def finish_run(
-    conn: aiosqlite.Connection, run_id: int, outcome: str, summary: Mapping[str, Any]
-) -> None:
+async def finish_run(db: Database, run_id: int, outcome: str, summary: Mapping[str, Any]) -> None:
     """Close an ``import_runs`` row with its outcome and summary."""
     await atomic(
-        conn,
-        lambda: conn.execute(
+        db,
+        lambda conn: conn.execute(
             "UPDATE import_runs SET finished = ?, outcome = ?, summary = ? WHERE id = ?",
             (now_iso(), outcome, json.dumps(summary), run_id),
         ),
     )
+
+
+async def last_ok_import(db: Database) -> str | None:
+    """When the last import that ended ``ok`` finished (None if none has)."""
+    async with (
+        db.read() as conn,
+        conn.execute("SELECT MAX(finished) FROM import_runs WHERE outcome = 'ok'") as cur,
+    ):
+        row = await cur.fetchone()
+    return None if row is None or row[0] is None else str(row[0])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from common.rackproto import RackImage, RackState, RackStatus, Registration
-from region.db.connection import transaction
+from region.db.connection import Database
 from region.db.timestamps import now_iso, utc_text
 
 SYSTEM_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -47,14 +47,14 @@ def new_system_id() -> str:
     return "".join(secrets.choice(SYSTEM_ID_ALPHABET) for _ in range(SYSTEM_ID_LENGTH))
 
 
-async def register_rack(conn: aiosqlite.Connection, reg: Registration) -> tuple[RackRow, bool]:
+async def register_rack(db: Database, reg: Registration) -> tuple[RackRow, bool]:
     """Record a (re-)registration; the rack and whether it is new.
 
     A known ``system_id`` keeps its row (hostname and URL are updated); none, or
     one this region does not know, gets a newly allocated id.
     """
     now = now_iso()
-    async with transaction(conn):
+    async with db.write() as conn:
         if reg.system_id is not None:
             cur = await conn.execute(
                 "UPDATE racks SET hostname = ?, url = ?, last_seen = ? WHERE system_id = ?",
@@ -66,7 +66,7 @@ async def register_rack(conn: aiosqlite.Connection, reg: Registration) -> tuple[
                 system_id, new = await _insert(conn, reg, now), True
         else:
             system_id, new = await _insert(conn, reg, now), True
-    rack = await get_rack(conn, system_id)
+        rack = await _get_rack(conn, system_id)
     assert rack is not None
     return rack, new
 
@@ -85,8 +85,13 @@ async def _insert(conn: aiosqlite.Connection, reg: Registration, now: str) -> st
         return system_id
 
 
-async def get_rack(conn: aiosqlite.Connection, system_id: str) -> RackRow | None:
+async def get_rack(db: Database, system_id: str) -> RackRow | None:
     """The rack ``system_id``, or None."""
+    async with db.read() as conn:
+        return await _get_rack(conn, system_id)
+
+
+async def _get_rack(conn: aiosqlite.Connection, system_id: str) -> RackRow | None:
     async with conn.execute(
         f"SELECT {_COLUMNS} FROM racks WHERE system_id = ?",  # noqa: S608
         (system_id,),
@@ -95,15 +100,15 @@ async def get_rack(conn: aiosqlite.Connection, system_id: str) -> RackRow | None
     return None if row is None else _rack(row)
 
 
-async def list_racks(conn: aiosqlite.Connection) -> list[RackRow]:
+async def list_racks(db: Database) -> list[RackRow]:
     """Every registered rack, by hostname then id."""
     sql = f"SELECT {_COLUMNS} FROM racks ORDER BY hostname, system_id"  # noqa: S608
-    async with conn.execute(sql) as cur:
+    async with db.read() as conn, conn.execute(sql) as cur:
         rows = await cur.fetchall()
     return [_rack(row) for row in rows]
 
 
-async def store_status(conn: aiosqlite.Connection, system_id: str, status: RackStatus) -> bool:
+async def store_status(db: Database, system_id: str, status: RackStatus) -> bool:
     """Record a rack's report; False when the rack is unknown.
 
     ``status.last_sync`` must be ISO 8601 (ValueError otherwise); a report
@@ -120,7 +125,7 @@ async def store_status(conn: aiosqlite.Connection, system_id: str, status: RackS
         ]
     )
     now = now_iso()
-    async with transaction(conn):
+    async with db.write() as conn:
         cur = await conn.execute(
             "UPDATE racks SET state = ?, snapshot_id = ?, images = ?, "
             "last_sync = COALESCE(?, last_sync), error = ?, updated = ?, last_seen = ? "
@@ -139,9 +144,9 @@ async def store_status(conn: aiosqlite.Connection, system_id: str, status: RackS
     return bool(cur.rowcount)
 
 
-async def touch_rack(conn: aiosqlite.Connection, system_id: str) -> None:
+async def touch_rack(db: Database, system_id: str) -> None:
     """Note that the rack was just heard from."""
-    async with transaction(conn):
+    async with db.write() as conn:
         await conn.execute(
             "UPDATE racks SET last_seen = ? WHERE system_id = ?", (now_iso(), system_id)
         )

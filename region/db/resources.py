@@ -1,10 +1,11 @@
 """Boot resources, their sets and files, in the region database: rows and reads.
 
 A file's ``bytes_done`` equals its ``size`` exactly when its blob is in the
-store; a set is complete when it has files and all of them are. Writing
-functions run as one transaction shielded from cancellation (:func:`atomic`),
-so a stopped import never leaves half a transaction on the shared connection.
-The importer's writes are in region/db/imports.py.
+store; a set is complete when it has files and all of them are. Functions take
+the :class:`~region.db.connection.Database`: reads run on a reader (the last
+committed state, one snapshot per call), writes as one transaction shielded
+from cancellation (:func:`atomic`), so a stopped import finishes or undoes the
+transaction it began. The importer's writes are in region/db/imports.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from common.ops.logging import get_logger
-from region.db.connection import transaction
+from region.db.connection import Database
 
 log = get_logger("resources")
 
@@ -90,12 +91,15 @@ class SetRow:
         return bool(self.files) and all(f.bytes_done >= f.size for f in self.files)
 
 
-async def atomic(conn: aiosqlite.Connection, work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work`` as one transaction (region.db.connection), shielded from cancellation."""
+async def atomic(db: Database, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    """Run ``work(conn)`` as one write transaction, shielded from cancellation.
+
+    ``conn`` is the writer: what ``work`` reads through it includes what it wrote.
+    """
 
     async def run() -> T:
-        async with transaction(conn):
-            return await work()
+        async with db.write() as conn:
+            return await work(conn)
 
     return await asyncio.shield(run())
 
@@ -145,10 +149,15 @@ _SET_FILES = (
 )
 
 
-async def get_resource(
+async def get_resource(db: Database, resource_id: int) -> tuple[ResourceRow, list[SetRow]] | None:
+    """A resource and its sets, newest first; None if unknown."""
+    async with db.read() as conn:
+        return await _get_resource(conn, resource_id)
+
+
+async def _get_resource(
     conn: aiosqlite.Connection, resource_id: int
 ) -> tuple[ResourceRow, list[SetRow]] | None:
-    """A resource and its sets, newest first; None if unknown."""
     async with conn.execute("SELECT * FROM boot_resources WHERE id = ?", (resource_id,)) as cur:
         row = await cur.fetchone()
     if row is None:
@@ -171,23 +180,26 @@ class SetTotals:
 
 
 async def list_resources(
-    conn: aiosqlite.Connection,
+    db: Database,
     rtype: int | None = None,
 ) -> list[tuple[ResourceRow, SetTotals | None]]:
     """Resources (of ``rtype``, or all) with their newest set's totals, in one query.
 
     Ordered by type, name and architecture as MAAS lists them.
     """
-    async with conn.execute(
-        "SELECT r.*, s.id AS set_id, COUNT(f.id) AS files, SUM(f.size) AS total, "
-        "SUM(MIN(f.bytes_done, f.size)) AS done, SUM(f.bytes_done >= f.size) AS stored "
-        "FROM boot_resources r LEFT JOIN boot_resource_sets s ON s.id = "
-        "(SELECT MAX(id) FROM boot_resource_sets WHERE resource_id = r.id) "
-        "LEFT JOIN boot_resource_files f ON f.set_id = s.id "
-        "WHERE ? IS NULL OR r.rtype = ? GROUP BY r.id ORDER BY r.rtype, r.name, "
-        "r.architecture",
-        (rtype, rtype),
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT r.*, s.id AS set_id, COUNT(f.id) AS files, SUM(f.size) AS total, "
+            "SUM(MIN(f.bytes_done, f.size)) AS done, SUM(f.bytes_done >= f.size) AS stored "
+            "FROM boot_resources r LEFT JOIN boot_resource_sets s ON s.id = "
+            "(SELECT MAX(id) FROM boot_resource_sets WHERE resource_id = r.id) "
+            "LEFT JOIN boot_resource_files f ON f.set_id = s.id "
+            "WHERE ? IS NULL OR r.rtype = ? GROUP BY r.id ORDER BY r.rtype, r.name, "
+            "r.architecture",
+            (rtype, rtype),
+        ) as cur,
+    ):
         rows = await cur.fetchall()
     return [
         (
@@ -205,24 +217,32 @@ async def list_resources(
     ]
 
 
-async def delete_resource(conn: aiosqlite.Connection, resource_id: int) -> bool:
+async def delete_resource(db: Database, resource_id: int) -> bool:
     """Delete one resource with its sets and files; False if it did not exist."""
     cur = await atomic(
-        conn, lambda: conn.execute("DELETE FROM boot_resources WHERE id = ?", (resource_id,))
+        db, lambda conn: conn.execute("DELETE FROM boot_resources WHERE id = ?", (resource_id,))
     )
     return cur.rowcount > 0
 
 
-async def list_synced(conn: aiosqlite.Connection) -> list[ResourceRow]:
+async def list_synced(db: Database) -> list[ResourceRow]:
     """Every synced resource, by name and architecture."""
-    async with conn.execute(
-        "SELECT * FROM boot_resources WHERE rtype = ? ORDER BY name, architecture", (SYNCED,)
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT * FROM boot_resources WHERE rtype = ? ORDER BY name, architecture", (SYNCED,)
+        ) as cur,
+    ):
         return [_resource(row) for row in await cur.fetchall()]
 
 
-async def complete_sets(conn: aiosqlite.Connection) -> list[tuple[ResourceRow, list[SetRow]]]:
+async def complete_sets(db: Database) -> list[tuple[ResourceRow, list[SetRow]]]:
     """Every resource with at least one complete set, with only its complete sets."""
+    async with db.read() as conn:
+        return await _complete_sets(conn)
+
+
+async def _complete_sets(conn: aiosqlite.Connection) -> list[tuple[ResourceRow, list[SetRow]]]:
     async with conn.execute(
         _SET_FILES + f"WHERE s.id IN ({COMPLETE_SETS}) ORDER BY s.resource_id, s.id, f.filename"
     ) as cur:

@@ -1,7 +1,8 @@
 """Boot sources and their selections in the region database.
 
-Functions take the shared aiosqlite connection, commit their own writes and
-return frozen rows. A write that would break a UNIQUE constraint raises
+Functions take the :class:`~region.db.connection.Database`, read on a reader
+(the last committed state), write each change as one transaction and return
+frozen rows. A write that would break a UNIQUE constraint raises
 :class:`DuplicateError`; an unknown id gives None (or False for deletes).
 Values are stored as given: validation belongs to the API layer.
 """
@@ -11,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
 from common.errors import BootsyncError
-from region.db.connection import transaction
+from region.db.connection import Database
 from region.db.timestamps import now_iso
 
 
@@ -77,17 +80,22 @@ def _selection(row: aiosqlite.Row) -> Selection:
     )
 
 
-async def _write(
-    conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...], duplicate: str
-) -> int:
-    """Run one writing statement and commit; returns lastrowid (or rowcount for no insert)."""
+@asynccontextmanager
+async def _writing(db: Database, duplicate: str) -> AsyncIterator[aiosqlite.Connection]:
+    """A write transaction whose UNIQUE violations become ``DuplicateError(duplicate)``."""
     try:
-        async with transaction(conn):
-            cursor = await conn.execute(sql, params)
+        async with db.write() as conn:
+            yield conn
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
             raise DuplicateError(duplicate) from exc
         raise
+
+
+async def _write(db: Database, sql: str, params: tuple[Any, ...], duplicate: str) -> int:
+    """Run one writing statement and commit; returns lastrowid (or rowcount for no insert)."""
+    async with _writing(db, duplicate) as conn:
+        cursor = await conn.execute(sql, params)
     if sql.startswith("INSERT"):
         return cursor.lastrowid or 0
     return cursor.rowcount
@@ -97,12 +105,12 @@ async def _write(
 
 
 async def create_source(
-    conn: aiosqlite.Connection, *, url: str, keyring_filename: str = "", keyring_data: bytes = b""
+    db: Database, *, url: str, keyring_filename: str = "", keyring_data: bytes = b""
 ) -> BootSource:
     """Insert a source; DuplicateError if ``url`` is taken."""
     now = now_iso()
     new_id = await _write(
-        conn,
+        db,
         "INSERT INTO boot_sources (url, keyring_filename, keyring_data, created, updated)"
         " VALUES (?, ?, ?, ?, ?)",
         (url, keyring_filename, keyring_data, now, now),
@@ -118,28 +126,41 @@ async def create_source(
     )
 
 
-async def get_source(conn: aiosqlite.Connection, source_id: int) -> BootSource | None:
+async def get_source(db: Database, source_id: int) -> BootSource | None:
     """The source ``source_id``, or None."""
+    async with db.read() as conn:
+        return await _get_source(conn, source_id)
+
+
+async def _get_source(conn: aiosqlite.Connection, source_id: int) -> BootSource | None:
     async with conn.execute("SELECT * FROM boot_sources WHERE id = ?", (source_id,)) as cur:
         row = await cur.fetchone()
     return _source(row) if row else None
 
 
-async def find_source_by_url(conn: aiosqlite.Connection, url: str) -> BootSource | None:
+async def find_source_by_url(db: Database, url: str) -> BootSource | None:
     """The source whose URL is exactly ``url``, or None."""
-    async with conn.execute("SELECT * FROM boot_sources WHERE url = ?", (url,)) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute("SELECT * FROM boot_sources WHERE url = ?", (url,)) as cur,
+    ):
         row = await cur.fetchone()
     return _source(row) if row else None
 
 
-async def list_sources(conn: aiosqlite.Connection) -> list[BootSource]:
+async def list_sources(db: Database) -> list[BootSource]:
     """Every source, by id."""
+    async with db.read() as conn:
+        return await _list_sources(conn)
+
+
+async def _list_sources(conn: aiosqlite.Connection) -> list[BootSource]:
     async with conn.execute("SELECT * FROM boot_sources ORDER BY id") as cur:
         return [_source(row) for row in await cur.fetchall()]
 
 
 async def update_source(
-    conn: aiosqlite.Connection,
+    db: Database,
     source_id: int,
     *,
     url: str | None = None,
@@ -158,25 +179,24 @@ async def update_source(
     changes = {name: value for name, value in changes.items() if value is not None}
     changes["updated"] = now_iso()
     assignments = ", ".join(f"{name} = ?" for name in changes)
-    count = await _write(
-        conn,
-        f"UPDATE boot_sources SET {assignments} WHERE id = ?",  # noqa: S608
-        (*changes.values(), source_id),
-        f"boot source {url} exists",
-    )
-    return await get_source(conn, source_id) if count else None
+    async with _writing(db, f"boot source {url} exists") as conn:
+        cursor = await conn.execute(
+            f"UPDATE boot_sources SET {assignments} WHERE id = ?",  # noqa: S608
+            (*changes.values(), source_id),
+        )
+        return await _get_source(conn, source_id) if cursor.rowcount else None
 
 
-async def delete_source(conn: aiosqlite.Connection, source_id: int) -> bool:
+async def delete_source(db: Database, source_id: int) -> bool:
     """Delete a source with its selections (and catalogue rows); False if it did not exist."""
-    return bool(await _write(conn, "DELETE FROM boot_sources WHERE id = ?", (source_id,), ""))
+    return bool(await _write(db, "DELETE FROM boot_sources WHERE id = ?", (source_id,), ""))
 
 
 # --- selections -------------------------------------------------------------------
 
 
 async def create_selection(
-    conn: aiosqlite.Connection,
+    db: Database,
     source_id: int,
     *,
     os: str,
@@ -188,7 +208,7 @@ async def create_selection(
     """Insert a selection; DuplicateError if the source already has one for os+release."""
     now = now_iso()
     new_id = await _write(
-        conn,
+        db,
         "INSERT INTO boot_source_selections (boot_source_id, os, release, arches,"
         " subarches, labels, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -216,10 +236,15 @@ async def create_selection(
     )
 
 
-async def get_selection(
+async def get_selection(db: Database, source_id: int, selection_id: int) -> Selection | None:
+    """Selection ``selection_id`` of source ``source_id``, or None."""
+    async with db.read() as conn:
+        return await _get_selection(conn, source_id, selection_id)
+
+
+async def _get_selection(
     conn: aiosqlite.Connection, source_id: int, selection_id: int
 ) -> Selection | None:
-    """Selection ``selection_id`` of source ``source_id``, or None."""
     async with conn.execute(
         "SELECT * FROM boot_source_selections WHERE id = ? AND boot_source_id = ?",
         (selection_id, source_id),
@@ -228,10 +253,15 @@ async def get_selection(
     return _selection(row) if row else None
 
 
-async def list_selections(
+async def list_selections(db: Database, source_id: int | None = None) -> list[Selection]:
+    """The selections of one source (every source's when None), by id."""
+    async with db.read() as conn:
+        return await _list_selections(conn, source_id)
+
+
+async def _list_selections(
     conn: aiosqlite.Connection, source_id: int | None = None
 ) -> list[Selection]:
-    """The selections of one source (every source's when None), by id."""
     query = "SELECT * FROM boot_source_selections ORDER BY id"
     params: tuple[int, ...] = ()
     if source_id is not None:
@@ -242,7 +272,7 @@ async def list_selections(
 
 
 async def update_selection(
-    conn: aiosqlite.Connection,
+    db: Database,
     source_id: int,
     selection_id: int,
     *,
@@ -262,21 +292,20 @@ async def update_selection(
     changes = {name: value for name, value in changes.items() if value is not None}
     changes["updated"] = now_iso()
     assignments = ", ".join(f"{name} = ?" for name in changes)
-    count = await _write(
-        conn,
-        f"UPDATE boot_source_selections SET {assignments}"  # noqa: S608
-        " WHERE id = ? AND boot_source_id = ?",
-        (*changes.values(), selection_id, source_id),
-        "selection os/release exists",
-    )
-    return await get_selection(conn, source_id, selection_id) if count else None
+    async with _writing(db, "selection os/release exists") as conn:
+        cursor = await conn.execute(
+            f"UPDATE boot_source_selections SET {assignments}"  # noqa: S608
+            " WHERE id = ? AND boot_source_id = ?",
+            (*changes.values(), selection_id, source_id),
+        )
+        return await _get_selection(conn, source_id, selection_id) if cursor.rowcount else None
 
 
-async def delete_selection(conn: aiosqlite.Connection, source_id: int, selection_id: int) -> bool:
+async def delete_selection(db: Database, source_id: int, selection_id: int) -> bool:
     """Delete one selection; False if it did not exist."""
     return bool(
         await _write(
-            conn,
+            db,
             "DELETE FROM boot_source_selections WHERE id = ? AND boot_source_id = ?",
             (selection_id, source_id),
             "",
@@ -284,14 +313,17 @@ async def delete_selection(conn: aiosqlite.Connection, source_id: int, selection
     )
 
 
-async def sources_fingerprint(conn: aiosqlite.Connection) -> str:
+async def sources_fingerprint(db: Database) -> str:
     """A sha256 over every source and selection (timestamps excluded).
 
     The importer compares it before and after an import: a different value means
     the sources or selections changed meanwhile and the import must run again.
     """
+    async with db.read() as conn:
+        sources = await _list_sources(conn)
+        selections = await _list_selections(conn)
     digest = hashlib.sha256()
-    for source in await list_sources(conn):
+    for source in sources:
         digest.update(
             json.dumps(
                 [
@@ -303,7 +335,7 @@ async def sources_fingerprint(conn: aiosqlite.Connection) -> str:
                 ]
             ).encode()
         )
-    for sel in await list_selections(conn):
+    for sel in selections:
         digest.update(
             json.dumps(
                 [

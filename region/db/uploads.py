@@ -3,8 +3,8 @@
 An upload is a resource of rtype 2 with one new set per upload (label
 ``uploaded``, version ``YYYYmmdd``, then ``YYYYmmdd.1``, ...) holding one file
 named after its filetype. ``bytes_done`` is the length of the file's partial
-that the last complete chunk reached (region/images/upload_area.py). Writes are one
-transaction each (``repo_resources.atomic``).
+that the last complete chunk reached (region/images/upload_area.py). Reads see the
+last committed state; writes are one transaction each (``repo_resources.atomic``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import aiosqlite
 
+from region.db.connection import Database
 from region.db.resources import UPLOADED, atomic
 from region.db.timestamps import now_iso
 
@@ -56,28 +57,32 @@ class UploadFile:
         return self.bytes_done >= self.size
 
 
-async def get_file(conn: aiosqlite.Connection, resource_id: int, file_id: int) -> UploadFile | None:
+async def get_file(db: Database, resource_id: int, file_id: int) -> UploadFile | None:
     """File ``file_id`` of resource ``resource_id``; None if there is no such pair."""
-    async with conn.execute(
-        "SELECT f.id, s.resource_id, r.rtype, f.sha256, f.size, f.bytes_done "
-        "FROM boot_resource_files f JOIN boot_resource_sets s ON s.id = f.set_id "
-        "JOIN boot_resources r ON r.id = s.resource_id WHERE f.id = ? AND r.id = ?",
-        (file_id, resource_id),
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT f.id, s.resource_id, r.rtype, f.sha256, f.size, f.bytes_done "
+            "FROM boot_resource_files f JOIN boot_resource_sets s ON s.id = f.set_id "
+            "JOIN boot_resources r ON r.id = s.resource_id WHERE f.id = ? AND r.id = ?",
+            (file_id, resource_id),
+        ) as cur,
+    ):
         row = await cur.fetchone()
     return None if row is None else UploadFile(*row)
 
 
-async def incomplete_files(
-    conn: aiosqlite.Connection, resource_id: int
-) -> dict[int, dict[str, int]]:
+async def incomplete_files(db: Database, resource_id: int) -> dict[int, dict[str, int]]:
     """set id → filename → file id, for the incomplete files of ``resource_id``."""
-    async with conn.execute(
-        "SELECT f.set_id, f.filename, f.id FROM boot_resource_files f JOIN "
-        "boot_resource_sets s ON s.id = f.set_id WHERE s.resource_id = ? AND "
-        "f.bytes_done < f.size",
-        (resource_id,),
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT f.set_id, f.filename, f.id FROM boot_resource_files f JOIN "
+            "boot_resource_sets s ON s.id = f.set_id WHERE s.resource_id = ? AND "
+            "f.bytes_done < f.size",
+            (resource_id,),
+        ) as cur,
+    ):
         rows = await cur.fetchall()
     found: dict[int, dict[str, int]] = {}
     for set_id, filename, file_id in rows:
@@ -85,30 +90,37 @@ async def incomplete_files(
     return found
 
 
-async def sizes_of(conn: aiosqlite.Connection, sha256: str) -> set[int]:
+async def sizes_of(db: Database, sha256: str) -> set[int]:
     """The sizes files with ``sha256`` are recorded with."""
-    async with conn.execute(
-        "SELECT DISTINCT size FROM boot_resource_files WHERE sha256 = ?", (sha256,)
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT DISTINCT size FROM boot_resource_files WHERE sha256 = ?", (sha256,)
+        ) as cur,
+    ):
         return {row[0] for row in await cur.fetchall()}
 
 
-async def incomplete_file_ids(conn: aiosqlite.Connection) -> set[int]:
+async def incomplete_file_ids(db: Database) -> set[int]:
     """Ids of every file still being uploaded (their partials must stay)."""
-    async with conn.execute(
-        "SELECT f.id FROM boot_resource_files f JOIN boot_resource_sets s "
-        "ON s.id = f.set_id JOIN boot_resources r ON r.id = s.resource_id "
-        "WHERE r.rtype = ? AND f.bytes_done < f.size",
-        (UPLOADED,),
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT f.id FROM boot_resource_files f JOIN boot_resource_sets s "
+            "ON s.id = f.set_id JOIN boot_resources r ON r.id = s.resource_id "
+            "WHERE r.rtype = ? AND f.bytes_done < f.size",
+            (UPLOADED,),
+        ) as cur,
+    ):
         return {row[0] for row in await cur.fetchall()}
 
 
-async def catalogue_names(conn: aiosqlite.Connection) -> tuple[set[str], set[str]]:
+async def catalogue_names(db: Database) -> tuple[set[str], set[str]]:
     """(os, release and os/release names the sources offer, their arch/subarch pairs)."""
-    async with conn.execute(
-        "SELECT DISTINCT os, release, arch, subarch FROM boot_source_cache"
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute("SELECT DISTINCT os, release, arch, subarch FROM boot_source_cache") as cur,
+    ):
         rows = await cur.fetchall()
     names = {n for os, release, _a, _s in rows for n in (os, release, f"{os}/{release}")}
     return names, {f"{arch}/{subarch}" for _o, _r, arch, subarch in rows}
@@ -131,7 +143,7 @@ def next_version(taken: set[str], today: str) -> str:
 
 
 async def create_upload(
-    conn: aiosqlite.Connection, new: NewUpload, *, sha256: str, size: int, stored: bool
+    db: Database, new: NewUpload, *, sha256: str, size: int, stored: bool
 ) -> tuple[int, int]:
     """Add a set with one file for ``new`` (creating the resource); (resource id, file id).
 
@@ -139,7 +151,7 @@ async def create_upload(
     Raises ResourceClashError when a synced resource has that name and architecture.
     """
 
-    async def work() -> tuple[int, int]:
+    async def work(conn: aiosqlite.Connection) -> tuple[int, int]:
         now = now_iso()
         async with conn.execute(
             "SELECT id, rtype, extra FROM boot_resources WHERE name = ? AND architecture = ?",
@@ -187,26 +199,26 @@ async def create_upload(
             await _drop_older_sets(conn, resource_id, file_id)
         return resource_id, file_id
 
-    return await atomic(conn, work)
+    return await atomic(db, work)
 
 
-async def record_progress(conn: aiosqlite.Connection, file_id: int, bytes_done: int) -> None:
+async def record_progress(db: Database, file_id: int, bytes_done: int) -> None:
     """Record that the partial of ``file_id`` holds ``bytes_done`` good bytes."""
     await atomic(
-        conn,
-        lambda: conn.execute(
+        db,
+        lambda conn: conn.execute(
             "UPDATE boot_resource_files SET bytes_done = ? WHERE id = ?", (bytes_done, file_id)
         ),
     )
 
 
-async def complete(conn: aiosqlite.Connection, upload: UploadFile) -> None:
+async def complete(db: Database, upload: UploadFile) -> None:
     """Mark ``upload`` stored, with every other file waiting for the same blob.
 
     Older sets of the resource are deleted unless its upload asked to keep them.
     """
 
-    async def work() -> None:
+    async def work(conn: aiosqlite.Connection) -> None:
         await conn.execute(
             "UPDATE boot_resource_files SET bytes_done = size WHERE sha256 = ? AND size = ?",
             (upload.sha256, upload.size),
@@ -219,7 +231,7 @@ async def complete(conn: aiosqlite.Connection, upload: UploadFile) -> None:
         if not extra.get(_KEEP_OLD, False):
             await _drop_older_sets(conn, upload.resource_id, upload.id)
 
-    await atomic(conn, work)
+    await atomic(db, work)
 
 
 async def _drop_older_sets(conn: aiosqlite.Connection, resource_id: int, file_id: int) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from region.db.connection import transaction
+from region.db.connection import Database
 from region.db.sources import DuplicateError
 from region.db.timestamps import now_iso
 
@@ -62,12 +62,12 @@ def _random(length: int) -> str:
 
 
 async def create_user(
-    conn: aiosqlite.Connection, username: str, *, email: str = "", is_admin: bool = False
+    db: Database, username: str, *, email: str = "", is_admin: bool = False
 ) -> User:
     """Insert a user; DuplicateError if ``username`` is taken."""
     now = now_iso()
     try:
-        async with transaction(conn):
+        async with db.write() as conn:
             cursor = await conn.execute(
                 "INSERT INTO users (username, email, is_admin, created) VALUES (?, ?, ?, ?)",
                 (username, email, int(is_admin), now),
@@ -78,22 +78,25 @@ async def create_user(
     return User(id=cursor.lastrowid, username=username, email=email, is_admin=is_admin, created=now)
 
 
-async def get_user(conn: aiosqlite.Connection, username: str) -> User | None:
+async def get_user(db: Database, username: str) -> User | None:
     """The user called ``username``, or None."""
-    async with conn.execute("SELECT * FROM users WHERE username = ?", (username,)) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute("SELECT * FROM users WHERE username = ?", (username,)) as cur,
+    ):
         row = await cur.fetchone()
     return _user(row) if row else None
 
 
 async def update_user(
-    conn: aiosqlite.Connection,
+    db: Database,
     user_id: int,
     *,
     is_admin: bool | None = None,
     email: str | None = None,
 ) -> None:
     """Set the admin flag and/or the email of a user (None keeps a field)."""
-    async with transaction(conn):
+    async with db.write() as conn:
         if is_admin is not None:
             await conn.execute(
                 "UPDATE users SET is_admin = ? WHERE id = ?", (int(is_admin), user_id)
@@ -102,15 +105,15 @@ async def update_user(
             await conn.execute("UPDATE users SET email = ? WHERE id = ?", (email, user_id))
 
 
-async def set_admin(conn: aiosqlite.Connection, user_id: int, is_admin: bool = True) -> None:
+async def set_admin(db: Database, user_id: int, is_admin: bool = True) -> None:
     """Make ``user_id`` an admin (or not)."""
-    await update_user(conn, user_id, is_admin=is_admin)
+    await update_user(db, user_id, is_admin=is_admin)
 
 
-async def create_token(conn: aiosqlite.Connection, user_id: int) -> tuple[str, str, str]:
+async def create_token(db: Database, user_id: int) -> tuple[str, str, str]:
     """Make a new API key for ``user_id``: (consumer_key, token_key, token_secret)."""
     key = ApiKey(_random(KEY_LENGTH), _random(KEY_LENGTH), _random(SECRET_LENGTH))
-    async with transaction(conn):
+    async with db.write() as conn:
         await conn.execute(
             "INSERT INTO api_tokens (user_id, consumer_key, token_key, token_secret, created)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -120,15 +123,18 @@ async def create_token(conn: aiosqlite.Connection, user_id: int) -> tuple[str, s
 
 
 async def user_for_token(
-    conn: aiosqlite.Connection, consumer_key: str, token_key: str, token_secret: str
+    db: Database, consumer_key: str, token_key: str, token_secret: str
 ) -> User | None:
     """The user owning this key, or None when any of the three parts is wrong."""
-    async with conn.execute(
-        "SELECT users.*, api_tokens.token_secret AS secret FROM api_tokens"
-        " JOIN users ON users.id = api_tokens.user_id"
-        " WHERE api_tokens.consumer_key = ? AND api_tokens.token_key = ?",
-        (consumer_key, token_key),
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT users.*, api_tokens.token_secret AS secret FROM api_tokens"
+            " JOIN users ON users.id = api_tokens.user_id"
+            " WHERE api_tokens.consumer_key = ? AND api_tokens.token_key = ?",
+            (consumer_key, token_key),
+        ) as cur,
+    ):
         row = await cur.fetchone()
     if row is None:
         return None

@@ -18,26 +18,22 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import aiohttp
-import aiosqlite
 
 from common.errors import BootsyncError, SignatureError
-from common.mirror.sync import resolve_source
 from common.ops.logging import get_logger
-from common.transfer.fetch import fetch_verified, join_url
+from common.transfer.streams import TrustPolicy, http_documents, read_stream, resolve_source
 from common.trust.keyrings import Keyring, aload_keyring
 from region.db import catalogue as repo_catalogue
 from region.db import sources as repo_sources
 from region.db.catalogue import CatalogueEntry
+from region.db.connection import Database
 from region.db.sources import BootSource
 from region.images.proxy import UpstreamSessions
 from simplestreams import (
-    PRODUCTS_FORMAT,
     ProductList,
     StreamFormatError,
     image_spec_of,
     newest_versions,
-    parse_index,
-    parse_products,
     product_fields,
 )
 
@@ -149,7 +145,7 @@ class Catalogue:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         session: aiohttp.ClientSession,
         *,
         frozen_after_hours: float = DEFAULT_FROZEN_AFTER_HOURS,
@@ -252,21 +248,17 @@ class Catalogue:
         signed by the source's keyring. Raises KeyringError, SignatureError,
         UpstreamError or StreamFormatError.
         """
-        http = session or self._session
-        index_url, base = resolve_source(source.url, signed=True)
-        unsigned = index_url.endswith(".json")
-        keyring = None if unsigned else await _keyring(source)
-        index = parse_index(
-            (await fetch_verified(http, index_url, keyring)).payload, source=index_url
+        where = resolve_source(source.url, signed=True)
+        unsigned = not where.signed
+        trust = TrustPolicy(None if unsigned else await _keyring(source))
+        stream = await read_stream(
+            http_documents(session or self._session, where.base_url), where.index_path, trust
         )
+        index = stream.index
         products: list[ProductList] = []
         entries: list[CatalogueEntry] = []
-        for entry in index.entries.values():
-            if entry.path is None or entry.format != PRODUCTS_FORMAT:
-                continue
-            url = join_url(base, entry.path)
-            doc = await fetch_verified(http, url, keyring)
-            newest = newest_versions(parse_products(doc.payload, source=url))
+        for product_list in stream.products.values():
+            newest = newest_versions(product_list)
             products.append(newest)
             entries += [
                 catalogue_entry(product_fields(newest, p)) for p in newest.products.values()
@@ -285,8 +277,8 @@ class Catalogue:
             log.warning("source_warning", url=source.url, warning=warning)
         return SourceDescription(
             source=source,
-            index_url=index_url,
-            base_url=base,
+            index_url=where.index_url,
+            base_url=where.base_url,
             index_updated=index.updated,
             products=tuple(products),
             entries=tuple(entries),

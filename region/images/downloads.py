@@ -9,40 +9,26 @@ file's ``bytes_done`` at most every ``interval`` seconds, so the API shows
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 import aiohttp
-import aiosqlite
 
 from common.ops.logging import get_logger
 from common.storage.blobstore import BlobStore
 from common.transfer.download import Downloader, DownloadOutcome, DownloadRequest
 from common.transfer.workers import run_bounded
 from region.db import imports as repo_import
+from region.db.connection import Database
 from region.images.proxy import UpstreamSessions
 
 log = get_logger("importer")
 
 
-def _held(store: BlobStore, blobs: Mapping[str, int]) -> dict[str, int]:
-    held: dict[str, int] = {}
-    for sha256, size in blobs.items():
-        with contextlib.suppress(FileNotFoundError):
-            if store.path_for(sha256).stat().st_size == size:
-                held[sha256] = size
-                continue
-        with contextlib.suppress(FileNotFoundError):
-            # A partial is never complete: the last byte counts only once verified.
-            held[sha256] = min(store.partial_path(sha256).stat().st_size, max(size - 1, 0))
-    return held
-
-
 async def held_bytes(store: BlobStore, blobs: Mapping[str, int]) -> dict[str, int]:
     """Bytes held per sha256: the size when stored, a partial's length otherwise."""
-    return await asyncio.to_thread(_held, store, blobs)
+    return await store.held_bytes(blobs)
 
 
 class ProgressRecorder:
@@ -54,7 +40,7 @@ class ProgressRecorder:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         held: Mapping[str, int],
         sizes: Mapping[str, int],
         *,
@@ -107,7 +93,7 @@ class ProgressRecorder:
 
 
 async def fetch_blobs(
-    db: aiosqlite.Connection,
+    db: Database,
     store: BlobStore,
     sessions: UpstreamSessions,
     requests: Sequence[DownloadRequest],

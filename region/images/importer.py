@@ -1,4 +1,4 @@
-"""The region import, one orchestrator that reads top to bottom (spec §5).
+"""The region import, MAAS's import pipeline as one orchestrator that reads top to bottom.
 
 :meth:`Importer.run_import` runs these steps, each logged as an event:
 
@@ -8,7 +8,9 @@
 3. rollback guard: refuse an index older than the last one imported from the
    same URL, unless forced;
 4. select: the user's selections plus every bootloader, newest version of
-   each product, the first source offering an image wins it;
+   each product, the first source offering an image wins it; plan the blobs
+   with ``simplestreams.plan_downloads`` (one sha256 listed with two sizes
+   refuses the import);
 5. write the metadata (resources, sets, files) before downloading, so the API
    shows what is queued;
 6. download the missing blobs into the store (``bytes_done`` as they arrive);
@@ -41,6 +43,7 @@ from region.db import catalogue as repo_catalogue
 from region.db import imports as repo_import
 from region.db import resources as repo_resources
 from region.db import sources as repo_sources
+from region.db.connection import Database
 from region.db.sources import DuplicateError
 from region.images.catalogue import Catalogue, SourceDescription, error_message
 from region.images.downloads import fetch_blobs, held_bytes
@@ -54,9 +57,10 @@ from region.images.steps import (
     choose_images,
     default_arches,
     is_rollback,
+    plan_blobs,
     plan_removals,
 )
-from simplestreams import Selection
+from simplestreams import DownloadPlan, Selection, StreamFormatError
 
 log = get_logger("importer")
 
@@ -72,7 +76,7 @@ class Importer:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         session: aiohttp.ClientSession,
         *,
         store: BlobStore,
@@ -97,6 +101,15 @@ class Importer:
     def is_importing(self) -> bool:
         """True while an import runs (or one was just started)."""
         return self._lock.locked() or (self._task is not None and not self._task.done())
+
+    async def wait_idle(self) -> None:
+        """Return once no import runs (at once if none does), by waiting on it, not polling."""
+        while self.is_importing():
+            if self._task is not None and not self._task.done():
+                await asyncio.wait({self._task})
+            else:
+                async with self._lock:  # a run_import() called directly holds it
+                    pass
 
     def start(self, *, reason: str, force: bool = False) -> bool:
         """Start an import in the background; False (logged) if one is running."""
@@ -178,11 +191,15 @@ class Importer:
         selections = await self._selections()
         chosen = choose_images(accepted, selections)
         log.info("images_selected", images=len(chosen), sources=len(accepted))
-        sizes = {f.sha256: f.size for c in chosen for f in c.wanted.files}
-        held = await held_bytes(self._store, sizes)
+        held = await held_bytes(
+            self._store, {f.sha256: f.size for c in chosen for f in c.wanted.files}
+        )
+        plan = self._plan(chosen, held, tally)
+        if plan is None:
+            return
         created = await repo_import.write_wanted(self._db, [c.wanted for c in chosen], held)
         log.info("metadata_written", images=len(chosen), new=len(created))
-        failed = await self._download(chosen, sizes, held, tally)
+        failed = await self._download(chosen, plan, held, tally)
         tally.images_added = sum(
             1
             for c in chosen
@@ -195,7 +212,7 @@ class Importer:
             self._db, self._publisher, self._key, keep=self._settings.keep_snapshots
         )
         tally.published = published is not None
-        await self._collect_garbage(set(sizes))
+        await self._collect_garbage({b.sha256 for b in plan.to_fetch + plan.already_present})
         tally.sources_changed = fingerprint != await repo_sources.sources_fingerprint(self._db)
 
     async def _finish(self, run_id: int, tally: Tally, outcome: str) -> ImportSummary:
@@ -300,20 +317,35 @@ class Importer:
             )
         return by_source
 
+    def _plan(
+        self, chosen: list[Chosen], held: dict[str, int], tally: Tally
+    ) -> DownloadPlan | None:
+        """The blobs to fetch and those held; None (import refused) on contradictory sizes."""
+        try:
+            return plan_blobs(chosen, held)
+        except StreamFormatError as exc:
+            refusal = exc
+        # One sha256 with two sizes: one of them is a lie, so nothing is written or fetched.
+        log.error("import_plan_refused", error=str(refusal))
+        tally.errors.append(f"Refused the import: {refusal}")
+        tally.source_failed = True
+        return None
+
     async def _download(
-        self, chosen: list[Chosen], sizes: dict[str, int], held: dict[str, int], tally: Tally
+        self, chosen: list[Chosen], plan: DownloadPlan, held: dict[str, int], tally: Tally
     ) -> set[str]:
-        """Fetch every blob not yet stored; the sha256 of those that failed."""
+        """Fetch the blobs the plan lacks; the sha256 of those that failed."""
         sources: dict[str, Chosen] = {}
         for c in chosen:
             for sha256 in c.urls:
-                sources.setdefault(sha256, c)
+                sources.setdefault(sha256, c)  # the first source offering a blob serves it
         missing = [
-            DownloadRequest(url=sources[sha].urls[sha], sha256=sha, size=size)
-            for sha, size in sorted(sizes.items())
-            if held.get(sha) != size
+            DownloadRequest(
+                url=sources[b.sha256].urls[b.sha256], sha256=b.sha256, size=b.size, name=b.paths[0]
+            )
+            for b in plan.to_fetch
         ]
-        tally.files_reused = len(sizes) - len(missing)
+        tally.files_reused = len(plan.already_present)
         if not missing:
             return set()
         log.info("downloads_started", files=len(missing), bytes=sum(r.size for r in missing))

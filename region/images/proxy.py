@@ -13,10 +13,10 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
-import aiosqlite
 
 from common.ops.logging import get_logger
 from region.db.config import get_config
+from region.db.connection import Database
 
 log = get_logger("proxy")
 
@@ -30,7 +30,7 @@ class UpstreamSessions:
     """
 
     def __init__(
-        self, db: aiosqlite.Connection, default: aiohttp.ClientSession, *, fallback_proxy: str = ""
+        self, db: Database, default: aiohttp.ClientSession, *, fallback_proxy: str = ""
     ) -> None:
         self._db = db
         self._default = default

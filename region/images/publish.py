@@ -26,12 +26,11 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from common.ops.logging import get_logger
 from common.storage.snapshot import PublishedSnapshot, SnapshotPublisher
 from common.trust.keyrings import SigningKey
 from region.db import resources as repo_resources
+from region.db.connection import Database
 from region.db.resources import ResourceRow, SetRow
 from simplestreams import (
     PRODUCTS_FORMAT,
@@ -186,7 +185,7 @@ async def _unchanged(
 
 
 async def publish_stream(
-    db: aiosqlite.Connection,
+    db: Database,
     publisher: SnapshotPublisher,
     key: SigningKey,
     *,

@@ -1,4 +1,4 @@
-"""Per-image status strings, as MAAS's images page shows them (spec §8).
+"""Per-image status strings, word for word as MAAS's images page shows them.
 
 Only the region's states for now: ``Queued for download`` (no set yet, or a
 newest set with no bytes), ``Downloading NN%`` (``%3.0f``: the number is

@@ -1,32 +1,38 @@
 """The import's settings, summary and decisions (plain functions over data).
 
 :func:`choose_images` turns source descriptions and selections into the sets
-to hold; :func:`plan_removals` decides which images go, which stay because a
-selection still names them, and whether the safety valve must refuse;
-:func:`is_rollback` is the rollback guard's test.
+to hold; :func:`plan_blobs` plans their downloads with
+:func:`simplestreams.plan_downloads`; :func:`plan_removals` decides which
+images go, which stay because a selection still names them, and whether the
+safety valve must refuse; :func:`is_rollback` is the rollback guard's test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.ops.logging import get_logger
 from common.transfer.fetch import join_url
-from region.config import RegionConfig
+from region.config import DEFAULT_IMPORT_CONCURRENCY, DEFAULT_SOURCE_URL, RegionConfig
 from region.db.imports import WantedFile, WantedSet
 from region.db.resources import ResourceKey, ResourceRow
 from region.images.catalogue import SourceDescription, parse_updated, product_title
 from region.images.publish import KEEP_SNAPSHOTS
 from simplestreams import (
+    DownloadPlan,
+    FlatItem,
     ImageSpec,
     ProductList,
     Selection,
+    flatten,
     image_spec_of,
     path_problem,
+    plan_downloads,
     product_fields,
     resource_architecture,
     resource_name,
@@ -82,7 +88,6 @@ _DEBIAN_ARCHES = {
     "armv7l": "armhf",
     "riscv64": "riscv64",
 }
-DEFAULT_SOURCE_URL = "http://images.maas.io/ephemeral-v3/stable/"
 DEFAULT_RELEASE = "noble"  # the latest LTS, hard-coded as MAAS does
 
 
@@ -94,7 +99,7 @@ class ImportSettings:
     default_source_url: str = DEFAULT_SOURCE_URL
     default_keyring: Path = Path("/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg")
     default_release: str = DEFAULT_RELEASE
-    concurrency: int = 4
+    concurrency: int = DEFAULT_IMPORT_CONCURRENCY
     progress_interval_s: float = 0.5
     keep_snapshots: int = KEEP_SNAPSHOTS
     proxy: str = ""  # the config file's; the API's http_proxy wins
@@ -183,6 +188,7 @@ class Chosen:
     source_id: int
     wanted: WantedSet
     urls: Mapping[str, str]  # sha256 -> URL
+    items: tuple[FlatItem, ...] = ()  # the stream items of its files (paths under the source)
 
 
 def _safe(spec: ImageSpec) -> bool:
@@ -266,9 +272,36 @@ def choose_images(
                         source_id=desc.source.id,
                         wanted=ws,
                         urls={f.sha256: urls[f.sha256] for f in ws.files},
+                        items=_items_of(picked, name, ws),
                     )
                 )
     return chosen
+
+
+def _items_of(products: ProductList, name: str, ws: WantedSet) -> tuple[FlatItem, ...]:
+    """The flattened items of product ``name`` that are the files of ``ws``."""
+    files = {(f.filename, f.sha256) for f in ws.files}
+    one = dataclasses.replace(products, products={name: products.products[name]})
+    return tuple(
+        item
+        for item in flatten(one)
+        if item.version_name == ws.version
+        and item.path is not None
+        and (item.path.rsplit("/", 1)[-1], item.sha256) in files
+    )
+
+
+def plan_blobs(chosen: Sequence[Chosen], held: Mapping[str, int]) -> DownloadPlan:
+    """The blobs of every chosen set, one per sha256, split by what the store holds whole.
+
+    ``held`` maps a sha256 to the bytes the store has of it (see
+    ``region.images.downloads.held_bytes``); a blob is present when that is
+    its size. Raises StreamFormatError, naming both items, when one sha256 is
+    listed with two different sizes.
+    """
+    items = [item for c in chosen for item in c.items]
+    sizes = {item.sha256: item.size for item in items}
+    return plan_downloads(items, lambda sha256: held.get(sha256, -1) == sizes[sha256])
 
 
 def resource_spec(resource: ResourceRow) -> ImageSpec:

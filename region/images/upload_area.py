@@ -1,42 +1,39 @@
 """Uploads in progress, on the BlobStore's filesystem: chunked partials and staged bodies.
 
-Layout under ``<store root>/uploads``::
+Layout in the store's ``uploads`` area (:meth:`BlobStore.area`)::
 
     <file id>.part           the bytes received so far for a boot-resource file
     incoming-<rand>.tmp      a one-request upload (``content``) being received
 
+Bytes go through the downloader's :class:`PartialWriter`: written as they
+arrive and hashed in the same pass, in worker threads, never held whole.
 Being on the store's filesystem, a finished upload enters the store with one
 rename (``BlobStore.commit``). A partial's trusted length is the one the
 database recorded after the last complete chunk: a chunk cut short leaves
-bytes beyond it, which the next chunk truncates away. Every file operation runs
-in a worker thread; bodies are written as they arrive, never held whole.
+bytes beyond it, which the next chunk cuts away. Only the chunk that completes
+a file hashes it (the bytes already there, then its own as they arrive).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from common.ops.logging import get_logger, short_sha
 from common.storage.blobstore import BlobStore
+from common.transfer.download import PartialWriter
 
 log = get_logger("uploads")
 
+AREA = "uploads"
 _PARTIAL = re.compile(r"(\d+)\.part")
 _INCOMING_PREFIX = "incoming-"
 _STALE_INCOMING_S = 3600.0
-_WRITE_CHUNK = 1 << 20
-_HASH_CHUNK = 4 << 20
-
-Transform = Callable[[bytes], bytes]
 
 
 @dataclass(frozen=True)
@@ -48,68 +45,31 @@ class Staged:
     size: int
 
 
-class _Writer:
-    """A file written from worker threads, hashing (optionally) what it writes."""
+@dataclass(frozen=True)
+class Appended:
+    """What one chunk added: its bytes, and the whole partial's sha256 if it was hashed."""
 
-    def __init__(self, path: Path, *, offset: int | None, transform: Transform | None) -> None:
-        self._path, self._offset, self._transform = path, offset, transform
-        self._file: BinaryIO | None = None
-        self.hasher = hashlib.sha256()
-        self.written = 0
-
-    def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        if self._offset is None:
-            self._file = self._path.open("xb")
-        else:
-            self._file = self._path.open("r+b" if self._path.exists() else "w+b")
-            self._file.truncate(self._offset)
-            self._file.seek(self._offset)
-
-    def write(self, data: bytes) -> None:
-        if self._transform is not None:
-            data = self._transform(data)
-        assert self._file is not None
-        self.hasher.update(data)
-        self._file.write(data)
-        self.written += len(data)
-
-    def close(self, *, sync: bool) -> None:
-        if self._file is None:
-            return
-        try:
-            if sync:
-                self._file.flush()
-                os.fdatasync(self._file.fileno())
-        finally:
-            self._file.close()
-            self._file = None
+    received: int
+    sha256: str | None
 
 
-async def _pump(writer: _Writer, chunks: AsyncIterator[bytes]) -> None:
-    """Write ``chunks`` in pieces of about a megabyte, each in a worker thread."""
-    await asyncio.to_thread(writer.open)
+async def _receive(writer: PartialWriter, chunks: AsyncIterator[bytes], *, durable: bool) -> None:
+    """Write ``chunks`` through ``writer`` and close it; the file stays on disk."""
     try:
-        pending = bytearray()
         async for chunk in chunks:
-            pending += chunk
-            if len(pending) >= _WRITE_CHUNK:
-                await asyncio.to_thread(writer.write, bytes(pending))
-                pending.clear()
-        if pending:
-            await asyncio.to_thread(writer.write, bytes(pending))
-    except BaseException:
-        await asyncio.shield(asyncio.to_thread(writer.close, sync=False))
-        raise
-    await asyncio.to_thread(writer.close, sync=True)
+            await writer.write(chunk)
+        await writer.flush(durable=durable)
+    finally:
+        # Shielded: a cancelled handler must not leave the file open.
+        await asyncio.shield(writer.close())
 
 
 class UploadArea:
-    """Partial and staged uploads of ``store``, in ``<store root>/uploads``."""
+    """Partial and staged uploads of ``store``, in its ``uploads`` area."""
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
-        self.root = store.root / "uploads"
+        self.root = store.area(AREA)
 
     def partial_path(self, file_id: int) -> Path:
         """Where the bytes of boot-resource file ``file_id`` collect."""
@@ -122,19 +82,21 @@ class UploadArea:
         except FileNotFoundError:
             return 0
 
-    async def append(self, file_id: int, offset: int, chunks: AsyncIterator[bytes]) -> int:
-        """Cut the partial to ``offset`` bytes and write ``chunks`` after them; bytes written.
+    async def append(
+        self, file_id: int, offset: int, chunks: AsyncIterator[bytes], *, last: bool = False
+    ) -> Appended:
+        """Cut the partial to ``offset`` bytes and write ``chunks`` after them, durably.
 
-        Raises what reading ``chunks`` raises; the bytes written until then stay
-        beyond ``offset`` (the caller does not count them).
+        With ``last`` the whole partial is hashed on the way (its sha256 in the
+        answer). Raises what reading ``chunks`` raises, and StoreError when the
+        file cannot be written; the bytes written until then stay beyond
+        ``offset`` (the caller does not count them).
         """
-        writer = _Writer(self.partial_path(file_id), offset=offset, transform=None)
-        await _pump(writer, chunks)
-        return writer.written
-
-    async def digest(self, file_id: int) -> str:
-        """The sha256 of the partial of ``file_id``, read in a worker thread."""
-        return await asyncio.to_thread(_hash_file, self.partial_path(file_id))
+        writer = PartialWriter(self.partial_path(file_id), hashing=last)
+        await writer.open(keep=offset)
+        start = writer.size
+        await _receive(writer, chunks, durable=True)
+        return Appended(writer.size - start, writer.hexdigest() if last else None)
 
     async def commit(self, file_id: int, sha256: str, size: int) -> None:
         """Move the verified partial of ``file_id`` into the store as blob ``sha256``."""
@@ -145,21 +107,20 @@ class UploadArea:
         """Remove the partial of ``file_id`` (nothing if there is none)."""
         await asyncio.to_thread(self.partial_path(file_id).unlink, missing_ok=True)
 
-    async def stage(
-        self, chunks: AsyncIterator[bytes], *, transform: Transform | None = None
-    ) -> Staged:
-        """Receive ``chunks`` (each passed through ``transform``) into a temp file, hashed.
+    async def stage(self, chunks: AsyncIterator[bytes]) -> Staged:
+        """Receive ``chunks`` into a temp file, hashed on the way.
 
         The temp file is removed when reading or writing fails.
         """
         path = self.root / f"{_INCOMING_PREFIX}{secrets.token_hex(8)}.tmp"
-        writer = _Writer(path, offset=None, transform=transform)
+        writer = PartialWriter(path)
+        await writer.open()
         try:
-            await _pump(writer, chunks)
+            await _receive(writer, chunks, durable=False)  # commit fsyncs it
         except BaseException:
             await asyncio.shield(asyncio.to_thread(path.unlink, missing_ok=True))
             raise
-        return Staged(path=path, sha256=writer.hasher.hexdigest(), size=writer.written)
+        return Staged(path=path, sha256=writer.hexdigest(), size=writer.size)
 
     async def commit_staged(self, staged: Staged) -> None:
         """Move a staged body into the store (its sha256 and size were measured)."""
@@ -192,11 +153,3 @@ class UploadArea:
                 entry.unlink(missing_ok=True)
                 removed += 1
         return removed
-
-
-def _hash_file(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_HASH_CHUNK):
-            hasher.update(block)
-    return hasher.hexdigest()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from common.errors import ConfigError
 from common.ops.logging import get_logger
 from common.rackproto import AUTH_SCHEME
+from common.storage.atomic import write_atomic
 
 log = get_logger("rack_secret")
 
@@ -58,24 +58,18 @@ def read_secret(data_dir: Path) -> str:
 def load_or_create_secret(data_dir: Path) -> str:
     """The secret in ``data_dir``, created first if there is none (blocking).
 
-    Creation is exclusive, so two processes starting at once agree on one
-    secret. Raises ConfigError as :func:`read_secret` does, OSError if the
-    file cannot be written.
+    Creation is exclusive and the file appears complete, so two processes
+    starting at once agree on one secret. Raises ConfigError as
+    :func:`read_secret` does, OSError if the file cannot be written.
     """
     path = secret_path(data_dir)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return read_secret(data_dir)
     secret = secrets.token_hex(32)
     try:
-        os.write(fd, f"{secret}\n".encode())
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
+        write_atomic(path, f"{secret}\n".encode(), mode=0o600, exclusive=True)
+    except FileExistsError:
+        return read_secret(data_dir)
     log.info("rack_secret_created", path=str(path))
     return secret
 

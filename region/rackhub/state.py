@@ -1,4 +1,4 @@
-"""What the region says about its racks' images (spec §4.4 and §8).
+"""What the region says about its racks' images: ``list_boot_images`` and MAAS's status strings.
 
 Two views, both decided by one rule: a rack holds the region's images when it
 reports serving the region's *current* snapshot (a rack switches snapshots
@@ -16,8 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
+from region.db.connection import Database
 from region.db.racks import RackRow, list_racks
 
 RackMaasStatus = Literal["synced", "syncing", "out-of-sync", "region-importing", "unknown"]
@@ -86,7 +85,7 @@ class RackSyncSummary:
         return True
 
     def image_status(self, name: str, architecture: str) -> str:
-        """The rack part of a *complete* image's status (MAAS §8).
+        """The rack part of a *complete* image's status, in MAAS's words.
 
         ``Synced`` when on every counted rack; else ``Syncing to rack
         controller(s)`` while a rack pulls; else ``Waiting for rack
@@ -133,7 +132,7 @@ def summarize(
 
 
 async def rack_sync_summary(
-    conn: aiosqlite.Connection,
+    db: Database,
     current_snapshot_id: str | None,
     rack_import_running: bool | None = None,
     *,
@@ -150,7 +149,7 @@ async def rack_sync_summary(
     With no rack counted (none registered, or none connected) every complete
     image is ``Synced``: the region holds it and no rack is waiting for it.
     """
-    racks = await list_racks(conn)
+    racks = await list_racks(db)
     return summarize(
         racks, current_snapshot_id, rack_import_running=rack_import_running, connected=connected
     )

@@ -18,6 +18,9 @@ from typing import Any
 
 import aiohttp
 
+from common.mirror.samplestream import SampleStream
+from tests.fakes.upstream import FakeUpstream
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -90,6 +93,10 @@ class DaemonProcess:
         assert self.proc.returncode is not None
         return self.proc.returncode
 
+    def again(self) -> DaemonProcess:
+        """The same daemon (arguments, log, port), not started: start it to restart this one."""
+        return DaemonProcess(self.module, self.args, self.log_path, self.port, dict(self.env))
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -124,3 +131,69 @@ class DaemonProcess:
         raise TimeoutError(
             f"no {count}× {name} in the log of {self.module}:\n" + self.log_text()[-3000:]
         )
+
+
+def region_daemon(
+    work: Path,
+    data_dir: Path,
+    *,
+    upstream: FakeUpstream | None = None,
+    stream: SampleStream | None = None,
+    env: dict[str, str] | None = None,
+) -> DaemonProcess:
+    """``bootsync-regiond`` on a free port (not started), logging JSON to ``work/regiond.log``.
+
+    Its default boot source is ``upstream`` verified with ``stream``'s keyring; without
+    them it creates no source.
+    """
+    config = work / "regiond.toml"
+    if upstream is None or stream is None:
+        imports = "create_default_source = false\n"
+    else:
+        imports = (
+            f'default_source_url = "{upstream.url("/")}"\ndefault_keyring = "{stream.keyring}"\n'
+        )
+    config.write_text(f'[import]\n{imports}[log]\nformat = "json"\n')
+    port = free_port()
+    return DaemonProcess(
+        "region",
+        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        log_path=work / "regiond.log",
+        port=port,
+        env=dict(env or {}),
+    )
+
+
+async def bootsync(*args: str) -> str:
+    """Run the ``bootsync`` CLI with ``args``; its stdout, stripped (fails unless it exits 0)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "common.cli",
+        "--log-level",
+        "warning",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip()
+
+
+async def admin_key(data_dir: Path) -> str:
+    """A fresh admin API key, ``consumer:token:secret``, from ``bootsync apikey``."""
+    return await bootsync("apikey", "--username", "admin", "--admin", "--data-dir", str(data_dir))
+
+
+def oauth(key: str) -> dict[str, str]:
+    """The PLAINTEXT OAuth header the maas CLI sends for ``key`` (``consumer:token:secret``)."""
+    consumer, token, secret = key.split(":")
+    return {
+        "Authorization": (
+            f'OAuth oauth_version="1.0", oauth_signature_method="PLAINTEXT", '
+            f'oauth_consumer_key="{consumer}", oauth_token="{token}", '
+            f'oauth_signature="%26{secret}", oauth_nonce="1", oauth_timestamp="1"'
+        )
+    }

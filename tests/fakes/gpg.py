@@ -23,11 +23,12 @@ from pathlib import Path
 import pytest
 
 from common.trust.keyrings import Keyring, load_keyring, stop_agent
+from tests.fixtures import UPSTREAM
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# CI clones the repository somewhere else, with shared/ beside the clone.
-UPSTREAM_SAMPLES = REPO_ROOT.parent / "shared" / "upstream-samples"
-UBUNTU_KEYRING = UPSTREAM_SAMPLES / "keyrings" / "ubuntu-cloudimage-keyring.gpg"
+UPSTREAM_SAMPLES = UPSTREAM
+# The binary keyring is the one the package ships; its armored export is a test fixture.
+UBUNTU_KEYRING = REPO_ROOT / "common" / "data" / "ubuntu-cloudimage-keyring.gpg"
 UBUNTU_KEYRING_ASC = UPSTREAM_SAMPLES / "keyrings" / "ubuntu-cloudimage-keyring.asc"
 UBUNTU_FINGERPRINTS = (
     "D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81",

@@ -13,8 +13,8 @@ Its literal examples select trusty and xenial; the sample stream (like
 images.maas.io today) has neither, so those run verbatim and must fail as MAAS
 fails: HTTP 400 "OS ubuntu with release trusty has no available images for
 download". The other commands the lead listed (is-importing, stop-import,
-set-config, rack-controllers import-boot-images) are the MAAS CLI forms of
-spec/maas-behaviour.md §4; the keyring_data@= update is from the 1.9 page
+set-config, rack-controllers import-boot-images) are the MAAS CLI forms of the
+rest of MAAS's image-import API; the keyring_data@= update is from the 1.9 page
 https://old-docs.maas.io/1.9/en/manage-cli-images.
 """
 
@@ -25,11 +25,8 @@ import hashlib
 import json
 import os
 import shlex
-import shutil
 import stat
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -37,9 +34,8 @@ from typing import Any
 
 import pytest
 
-from common.mirror.samplestream import SampleStream, write_sample_stream
-from common.trust.keyrings import SigningKey
-from tests.fakes.daemons import REPO, DaemonProcess, free_port
+from common.mirror.samplestream import SampleStream
+from tests.fakes.daemons import REPO, DaemonProcess
 from tests.fakes.upstream import FakeUpstream
 
 pytestmark = pytest.mark.slow
@@ -62,7 +58,7 @@ SEED_COMMANDS = (
     "bootsync $PROFILE boot-source delete $SOURCE_ID",
     "bootsync $PROFILE boot-source update $SOURCE_ID url=$URL keyring_filename=$KEYRING_FILE",
     "bootsync $PROFILE boot-sources create url=$URL keyring_filename=$KEYRING_FILE",
-    # spec/maas-behaviour.md §4: the rest of the import workflow's MAAS CLI forms
+    # the rest of the import workflow's MAAS API, in its MAAS CLI forms
     "bootsync $PROFILE boot-resources is-importing",
     "bootsync $PROFILE boot-resources stop-import",
     "bootsync $PROFILE maas set-config name=boot_images_auto_import value=false",
@@ -121,46 +117,6 @@ class Cli:
         program, *words = shlex.split(line)
         assert program == "bootsync"
         return await self(*words)
-
-
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SampleStream]:
-    home = Path(tempfile.mkdtemp(prefix="bsc", dir="/tmp"))
-    with SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key:
-        yield write_sample_stream(
-            tmp_path_factory.mktemp("upstream"), file_size=FILE_SIZE, signing_key=key
-        )
-    shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A short data dir: the region's gpg-agent socket lives in it."""
-    path = Path(tempfile.mkdtemp(prefix="bsr", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def region(
-    fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path, tmp_path: Path
-) -> AsyncIterator[DaemonProcess]:
-    fake_upstream.serve_directory(stream.root)
-    config = tmp_path / "regiond.toml"
-    config.write_text(
-        f'[import]\ndefault_source_url = "{fake_upstream.url("/")}"\n'
-        f'default_keyring = "{stream.keyring}"\n[log]\nformat = "json"\n'
-    )
-    port = free_port()
-    daemon = DaemonProcess(
-        "region",
-        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
-        log_path=tmp_path / "regiond.log",
-        port=port,
-    )
-    await daemon.start()
-    yield daemon
-    await daemon.stop()
 
 
 @pytest.fixture

@@ -12,88 +12,36 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
-import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from common.mirror.samplestream import SampleStream, write_sample_stream
-from common.trust.keyrings import SigningKey
+from common.mirror.samplestream import SampleStream
 from region.images.publish import PRODUCTS_PATH
-from tests.fakes.daemons import REPO, DaemonProcess, free_port
+from tests.fakes.daemons import REPO, DaemonProcess, admin_key, region_daemon
 from tests.fakes.upstream import FakeUpstream
 
 DRIVER = Path(__file__).with_name("libmaas_driver.py")
 LIBMAAS_PYTHON = Path(os.environ.get("LIBMAAS_PYTHON", REPO / ".venv-libmaas" / "bin" / "python"))
 UPLOAD_SHA = hashlib.sha256(bytes(range(251)) * ((9 << 20) // 251)).hexdigest()
+FILE_SIZE = 32 << 10  # of the large files of the integration ``stream``
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def upstream_key() -> Iterator[SigningKey]:
-    """The key the fake upstream's stream is signed with."""
-    home = Path(tempfile.mkdtemp(prefix="bsl", dir="/tmp"))
-    with SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key:
-        yield key
-    shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey) -> SampleStream:
-    """A small signed sample stream (noble/amd64 and bootloaders)."""
-    return write_sample_stream(
-        tmp_path_factory.mktemp("upstream"), file_size=32 << 10, signing_key=upstream_key
-    )
-
-
 @pytest.fixture
 async def region(
-    fake_upstream: FakeUpstream, stream: SampleStream, tmp_path: Path
+    fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path, tmp_path: Path
 ) -> AsyncIterator[DaemonProcess]:
     """bootsync-regiond on 127.0.0.1 with no boot source yet (libmaas creates it)."""
     fake_upstream.serve_directory(stream.root)
-    data_dir = Path(tempfile.mkdtemp(prefix="bsr", dir="/tmp"))  # short: gpg-agent socket
-    config = tmp_path / "regiond.toml"
-    config.write_text('[import]\ncreate_default_source = false\n[log]\nformat = "json"\n')
-    port = free_port()
-    daemon = DaemonProcess(
-        "region",
-        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
-        log_path=tmp_path / "regiond.log",
-        port=port,
-    )
+    daemon = region_daemon(tmp_path, data_dir)
     await daemon.start()
-    daemon.env["DATA_DIR"] = str(data_dir)
     yield daemon
     await daemon.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
-
-
-async def admin_key(data_dir: str) -> str:
-    """A fresh admin API key from ``bootsync apikey``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "common.cli",
-        "apikey",
-        "--username",
-        "admin",
-        "--admin",
-        "--data-dir",
-        data_dir,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().strip()
 
 
 async def run_driver(*args: str) -> dict[str, Any]:
@@ -127,10 +75,10 @@ async def published_products(region: DaemonProcess) -> dict[str, Any]:
 
 
 async def test_python_libmaas_manages_sources_selections_imports_and_uploads(
-    region: DaemonProcess, fake_upstream: FakeUpstream, stream: SampleStream
+    region: DaemonProcess, fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path
 ) -> None:
     """connect, sources, selections, import, resources and chunked uploads work; racks get them."""
-    key = await admin_key(region.env["DATA_DIR"])
+    key = await admin_key(data_dir)
     source_url = fake_upstream.url("/")
     other_url = source_url.replace("127.0.0.1", "localhost")
     out = await run_driver(f"{region.url}/MAAS/", key, source_url, other_url, str(stream.keyring))

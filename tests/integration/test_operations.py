@@ -8,8 +8,6 @@ rack app registers with it and pulls, both in this process, and their
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +18,8 @@ import structlog
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.mirror.samplestream import SampleStream, write_sample_stream
+from common.mirror.samplestream import SampleStream
 from common.ops import metrics
-from common.trust.keyrings import SigningKey
 from rack import app as rack_app
 from rack.config import RackConfig
 from region import app as region_app
@@ -33,6 +30,8 @@ from tests.fakes.upstream import FakeUpstream
 pytestmark = pytest.mark.slow
 
 KERNEL = "noble/amd64/20250718/ga-24.04/generic/boot-kernel"
+FILE_SIZE = 16 << 10  # the integration ``stream``: one version of each product, 16 KiB files
+VERSIONS = 1
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
@@ -67,46 +66,18 @@ def events() -> Iterator[Events]:
     structlog.configure(**saved)
 
 
-@pytest.fixture(scope="module")
-def upstream_key() -> Iterator[SigningKey]:
-    """The sample stream's signing key (short home: gpg-agent's socket lives there)."""
-    home = Path(tempfile.mkdtemp(prefix="bsk", dir="/tmp"))
-    with SigningKey.create(home / "g", name="upstream", email="up@test.invalid") as key:
-        yield key
-    shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey) -> SampleStream:
-    """One version of each sample product, 16 KiB files."""
-    return write_sample_stream(
-        tmp_path_factory.mktemp("upstream"),
-        file_size=16 << 10,
-        versions=1,
-        signing_key=upstream_key,
-    )
-
-
-@pytest.fixture
-def data_root() -> Iterator[Path]:
-    """A short directory for both daemons' data (gpg-agent socket paths must stay short)."""
-    path = Path(tempfile.mkdtemp(prefix="bso", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture
 async def region(
     events: Events,
     fake_upstream: FakeUpstream,
     stream: SampleStream,
-    data_root: Path,
+    data_dir: Path,
     aiohttp_client: ClientFactory,
 ) -> TestClient[Any, Any]:
     """The region app on 127.0.0.1, its first import (of ``stream``) started."""
     fake_upstream.serve_directory(stream.root)
     config = RegionConfig(
-        data_dir=data_root / "region",
+        data_dir=data_dir / "region",
         default_source_url=fake_upstream.url("/"),
         default_keyring=stream.keyring,
         shutdown_grace_s=0,
@@ -137,7 +108,7 @@ def delta(
 
 
 async def test_an_import_and_a_pull_move_the_counters_and_both_daemons_report_their_state(
-    region: TestClient[Any, Any], events: Events, data_root: Path, aiohttp_client: ClientFactory
+    region: TestClient[Any, Any], events: Events, data_dir: Path, aiohttp_client: ClientFactory
 ) -> None:
     """Imports, pulls, downloads, verified files, bytes, rack states and ages all show up."""
     before = await scrape(region)
@@ -159,7 +130,7 @@ async def test_an_import_and_a_pull_move_the_counters_and_both_daemons_report_th
     config = RackConfig(
         region_urls=(str(region.make_url("")).rstrip("/"),),
         secret=ctx.racks.secret,
-        data_dir=data_root / "rack",
+        data_dir=data_dir / "rack",
         listen="127.0.0.1:5248",
         hostname="rack-1",
         shutdown_grace_s=0,
@@ -280,7 +251,7 @@ async def test_draining_cancels_an_import_still_running_after_the_grace_period(
 
 
 async def test_a_draining_rack_starts_no_new_pull(
-    region: TestClient[Any, Any], events: Events, data_root: Path, aiohttp_client: ClientFactory
+    region: TestClient[Any, Any], events: Events, data_dir: Path, aiohttp_client: ClientFactory
 ) -> None:
     """After drain, a sync request is skipped (logged) instead of pulling."""
     await events.wait_for("import_finished")
@@ -289,7 +260,7 @@ async def test_a_draining_rack_starts_no_new_pull(
     config = RackConfig(
         region_urls=(str(region.make_url("")).rstrip("/"),),
         secret=ctx.racks.secret,
-        data_dir=data_root / "rack",
+        data_dir=data_dir / "rack",
         listen="127.0.0.1:5248",
         hostname="rack-1",
     )

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from region.db.connection import migrations
-from tests.fakes.daemons import DaemonProcess, free_port
+from tests.fakes.daemons import DaemonProcess, free_port, region_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -72,23 +72,7 @@ def systemd(short_dir: Path) -> Iterator[FakeSystemd]:
 @pytest.fixture
 async def region(short_dir: Path, systemd: FakeSystemd) -> AsyncIterator[DaemonProcess]:
     """A region process (not yet started) with no boot source, under the fake systemd."""
-    config = short_dir / "regiond.toml"
-    config.write_text('[import]\ncreate_default_source = false\n[log]\nformat = "json"\n')
-    port = free_port()
-    daemon = DaemonProcess(
-        "region",
-        [
-            "--config",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            str(short_dir / "data"),
-        ],
-        log_path=short_dir / "regiond.log",
-        port=port,
-        env=systemd.env(),
-    )
+    daemon = region_daemon(short_dir, short_dir / "data", env=systemd.env())
     yield daemon
     if daemon.proc is not None:
         await daemon.stop(signal.SIGKILL)

@@ -1,7 +1,7 @@
 """The packages import only downwards: the layering the README's layout table draws.
 
 simplestreams ← common ← region / rack, and inside the region
-api → services (images, rackhub) → db. Imports inside functions count too.
+ui → api → services (images, rackhub) → db. Imports inside functions count too.
 """
 
 from __future__ import annotations
@@ -30,10 +30,26 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "region.context",
         "region.main",
         "region.admin_cli",
+        "region.ui",
     ),
-    "region.images": ("region.api", "region.web", "region.app", "region.main", "region.admin_cli"),
-    "region.rackhub": ("region.api", "region.web", "region.app", "region.main", "region.images"),
-    "region.api": ("region.app", "region.main", "region.admin_cli"),
+    "region.images": (
+        "region.api",
+        "region.ui",
+        "region.web",
+        "region.app",
+        "region.main",
+        "region.admin_cli",
+    ),
+    "region.rackhub": (
+        "region.api",
+        "region.ui",
+        "region.web",
+        "region.app",
+        "region.main",
+        "region.images",
+    ),
+    "region.api": ("region.ui", "region.app", "region.main", "region.admin_cli"),
+    "region.ui": ("region.app", "region.main", "region.admin_cli"),
 }
 
 

@@ -1,10 +1,8 @@
-"""Helpers for rack integration tests: configs, the region's published files, waiting."""
+"""Helpers for rack integration tests: configs and the region's published files."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -46,12 +44,3 @@ async def published_files(region_url: str) -> dict[str, str]:
 def sha256_of(path: Path) -> str:
     """The sha256 of the file at ``path``."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-async def eventually(check: Callable[[], bool], *, timeout: float = 20) -> None:
-    """Wait until ``check()`` is true."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.05)

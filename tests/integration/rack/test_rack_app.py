@@ -19,7 +19,8 @@ from rack.link import RegionLink
 from rack.pull import run_pull
 from tests.fakes.gpg import ThrowawayKey, export_public
 from tests.fakes.region import FakeRegion
-from tests.integration.rack.harness import eventually, rack_config
+from tests.fakes.waiting import eventually
+from tests.integration.rack.harness import rack_config
 
 pytestmark = pytest.mark.slow
 

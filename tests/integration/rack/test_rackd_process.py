@@ -13,6 +13,7 @@ import pytest
 
 from tests.fakes.daemons import DaemonProcess, free_port
 from tests.fakes.region import FakeRegion
+from tests.fakes.waiting import eventually
 from tests.integration.rack.harness import published_files
 
 pytestmark = pytest.mark.slow
@@ -93,8 +94,8 @@ async def test_kill_9_mid_pull_then_restart_completes_without_refetching_finishe
         planned = (await first.wait_for_event("pull_planned"))[0]
         await first.wait_for_event("download_finished", count=planned["files"] - 1)
         partial = data / "cache" / "tmp" / f"{published[SQUASHFS]}.part"
-        await asyncio.sleep(0.2)  # let the first batch of the stalled file reach the disk
-        assert partial.stat().st_size >= 1 << 20
+        # the stalled file's first write batch (1 MiB) reaches the disk
+        await eventually(lambda: partial.exists() and partial.stat().st_size >= 1 << 20)
         await first.stop(signal.SIGKILL)
         fake_region.release_stalls()
         finished = {
@@ -106,7 +107,11 @@ async def test_kill_9_mid_pull_then_restart_completes_without_refetching_finishe
         second = rack_process(fake_region, data, tmp_path, port, "rackd-2.log")
         await second.start(ready_path="/livez")
         summary = (await second.wait_for_event("pull_finished"))[0]
-        await asyncio.wait_for(_until_served(seen, expected), 10)
+        await eventually(
+            lambda: all(200 in seen.get(path, set()) for path in expected),
+            "every watched file served",
+            timeout=10,
+        )
         assert await second.stop() == 0
     finally:
         watcher.cancel()
@@ -129,13 +134,6 @@ async def test_kill_9_mid_pull_then_restart_completes_without_refetching_finishe
 def partial_size(range_header: str) -> int:
     """The offset a ``bytes=N-`` Range header resumes from."""
     return int(range_header.removeprefix("bytes=").rstrip("-"))
-
-
-async def _until_served(seen: dict[str, set[int]], expected: dict[str, str]) -> None:
-    while True:
-        if all(200 in seen.get(path, set()) for path in expected):
-            return
-        await asyncio.sleep(0.05)
 
 
 async def test_sigterm_mid_pull_stops_promptly_with_a_cancelled_summary(

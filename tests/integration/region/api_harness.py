@@ -5,7 +5,11 @@ maas_config and users, an admin key and a plain user key, and starts it with
 pytest-aiohttp's ``aiohttp_client``. The catalogue and importer are small
 recorders (the API only schedules refreshes; nothing here imports).
 
-Requests are sent the way the two real clients send them (spec/clients.md):
+``tests/conftest.py`` loads this module as a plugin, so every test can ask for
+``region_key`` (one region signing key per module) and ``api_region`` (a started
+:class:`Region` on a fresh database).
+
+Requests are sent the way the two real clients (python-libmaas, the maas CLI) send them:
 libmaas signs with ``realm="OAuth"`` and always sends multipart with base64
 parts (an empty body is ``--B\\r\\n\\r\\n--B--``); the maas CLI signs without a
 realm and sends the same multipart, or no body at all when it has no fields.
@@ -27,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
@@ -37,6 +42,7 @@ from common.trust.keyrings import SigningKey
 from region.api import boot_sources, maas_config, selections, users
 from region.api.auth import auth_middleware
 from region.api.http import API_ROOT, api_hash_middleware, maas_errors
+from region.api.registry import add_routes
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
 from region.db import users as repo_users
@@ -74,6 +80,9 @@ class IdleImporter:
         """Never importing."""
         return False
 
+    async def wait_idle(self) -> None:
+        """Never importing: nothing to wait for."""
+
     async def stop(self) -> None:
         """Nothing to stop."""
 
@@ -93,6 +102,13 @@ def region_signing_key() -> Iterator[SigningKey]:
             yield key
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def region_key() -> Iterator[SigningKey]:
+    """One region signing key for the module (making one costs a gpg run)."""
+    with region_signing_key() as key:
+        yield key
 
 
 def oauth_header(key: ApiKey, *, realm: bool) -> str:
@@ -198,10 +214,9 @@ def build_app(ctx: RegionContext) -> web.Application:
     """The API app: middlewares as the daemon stacks them, and this helper's routes."""
     app = web.Application(middlewares=[api_hash_middleware(API_HASH), maas_errors, auth_middleware])
     app[CTX] = ctx
-    boot_sources.add_routes(app)
-    selections.add_routes(app)
-    maas_config.add_routes(app)
-    users.add_routes(app)
+    add_routes(
+        app, [*boot_sources.HANDLERS, *selections.HANDLERS, *maas_config.HANDLERS, *users.HANDLERS]
+    )
     return app
 
 
@@ -228,3 +243,12 @@ async def running_region(
         user = await make_key(ctx, "alice", admin=False)
         client = await aiohttp_client(build_app(ctx))
         yield Region(client=client, ctx=ctx, catalogue=catalogue, admin=admin, user=user)
+
+
+@pytest.fixture
+async def api_region(
+    tmp_path: Path, region_key: SigningKey, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Region]:
+    """A running region API on a fresh database."""
+    async with running_region(tmp_path, region_key, aiohttp_client) as running:
+        yield running

@@ -8,9 +8,8 @@ stream's signed documents (an older index, products removed).
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import date
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiosqlite
 
 from common.mirror.samplestream import SampleStream, write_sample_stream
 from common.storage.blobstore import BlobStore
@@ -26,7 +24,7 @@ from common.storage.snapshot import SnapshotPublisher
 from common.transfer.http import make_session
 from common.trust.keyrings import SigningKey
 from region.db import sources as repo_sources
-from region.db.connection import open_db
+from region.db.connection import Database, open_db
 from region.db.sources import BootSource
 from region.images.catalogue import Catalogue
 from region.images.importer import Importer, ImportSettings
@@ -43,7 +41,7 @@ class ImportEnv:
     """One region's import machinery over ``root``."""
 
     root: Path
-    db: aiosqlite.Connection
+    db: Database
     session: aiohttp.ClientSession
     store: BlobStore
     publisher: SnapshotPublisher
@@ -157,17 +155,6 @@ def drop_products(
     for entry in index["index"].values():
         entry["path"] = entry["path"].removesuffix(".json") + ".sjson"
     (meta / "index.sjson").write_bytes(key.clearsign(_dump(index)))
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, attempts: int = 500, pause: float = 0.02
-) -> None:
-    """Wait until ``check()`` is true (polling); AssertionError if it never becomes true."""
-    for _ in range(attempts):
-        if await check():
-            return
-        await asyncio.sleep(pause)
-    raise AssertionError("condition never became true")
 
 
 def item_paths(upstream: FakeUpstream) -> list[str]:

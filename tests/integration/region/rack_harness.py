@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,14 @@ from pytest_aiohttp import AiohttpClient
 from common.rackproto import AUTH_SCHEME, EVENTS_PATH, REGISTER_PATH, STATUS_PATH
 from region.api import rack_controllers, rack_protocol
 from region.api.http import API_ROOT
+from region.api.registry import add_routes
 from region.app import build_app
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
 from region.db import users as repo_users
 from region.db.users import ApiKey
 from region.rackhub.hub import RackHub, open_rack_hub
+from tests.fakes.waiting import eventually
 from tests.integration.region.api_harness import oauth_header
 
 WAIT_S = 10.0
@@ -49,24 +51,9 @@ async def build_region_app(config: RegionConfig) -> web.Application:
         for r in app.router.routes()
     ):
         rack_protocol.add_routes(app)
-        rack_controllers.add_routes(app)
+        add_routes(app, rack_controllers.HANDLERS)
         app.cleanup_ctx.append(_racks_wired_here)
     return app
-
-
-async def eventually(check: Callable[[], Any], what: str) -> None:
-    """Wait until ``check()`` (sync or async) is true; fail after WAIT_S naming ``what``."""
-    try:
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                result = check()
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 @dataclass

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,19 +19,20 @@ from common.mirror.samplestream import SampleStream
 from common.trust.keyrings import SigningKey
 from region.api import boot_resources, boot_sources
 from region.api.auth import auth_middleware
-from region.api.catalogue import SOURCE_OPS
 from region.api.http import API_ROOT, api_hash_middleware, maas_errors
+from region.api.registry import add_routes
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
 from region.db import resources as repo_resources
 from region.db import sources as repo_sources
+from region.db.connection import Database
 from region.db.sources import BootSource
 from region.db.users import ApiKey
 from tests.fakes.upstream import FakeUpstream
-from tests.integration.region.api_harness import make_key, oauth_header, region_signing_key
+from tests.fakes.waiting import eventually
+from tests.integration.region.api_harness import make_key, oauth_header
 from tests.integration.region.import_harness import (
     ImportEnv,
-    eventually,
     import_env,
     resign_index,
     sample_stream,
@@ -38,20 +40,6 @@ from tests.integration.region.import_harness import (
 
 KERNEL = "noble/amd64/20250718/ga-24.04/generic/boot-kernel"
 NOT_ADMIN = "This method is reserved for admin users."
-
-
-@pytest.fixture(scope="module")
-def region_key() -> Iterator[SigningKey]:
-    """The region's signing key."""
-    with region_signing_key() as key:
-        yield key
-
-
-@pytest.fixture(scope="module")
-def upstream_key() -> Iterator[SigningKey]:
-    """The key the sample stream is signed with."""
-    with region_signing_key() as key:
-        yield key
 
 
 @dataclass
@@ -95,8 +83,7 @@ def build_app(ctx: RegionContext) -> web.Application:
     """The middlewares as the daemon stacks them, with boot-resources and boot-sources."""
     app = web.Application(middlewares=[api_hash_middleware("0" * 40), maas_errors, auth_middleware])
     app[CTX] = ctx
-    boot_resources.add_routes(app)
-    boot_sources.add_routes(app, source_ops=SOURCE_OPS)
+    add_routes(app, [*boot_resources.HANDLERS, *boot_sources.HANDLERS])
     return app
 
 
@@ -251,7 +238,10 @@ async def test_import_with_force_accepts_an_index_the_rollback_guard_refuses(api
         resp = await api.call("POST", "/boot-resources/", query=query)
         assert resp.status == 200
         await eventually(lambda: _idle(api))
-        async with api.env.db.execute("SELECT outcome FROM import_runs ORDER BY id DESC") as cur:
+        async with (
+            api.env.db.read() as conn,
+            conn.execute("SELECT outcome FROM import_runs ORDER BY id DESC") as cur,
+        ):
             outcomes.append((await cur.fetchone())[0])  # type: ignore[index]
     assert outcomes == ["failed", "ok"]
 
@@ -328,28 +318,36 @@ async def test_available_images_shows_the_catalogue_and_the_last_error(
 async def test_reading_a_thousand_images_takes_one_query(api: Api) -> None:
     """Listing 1,000 images runs a single SELECT (no query per image)."""
     now = "2025-01-01T00:00:00"
-    await api.env.db.executemany(
-        "INSERT INTO boot_resources (rtype, name, architecture, extra, created, updated) "
-        "VALUES (0, ?, 'amd64/generic', '{}', ?, ?)",
-        [(f"custom/image{i:04d}", now, now) for i in range(1000)],
-    )
-    await api.env.db.execute(
-        "INSERT INTO boot_resource_sets (resource_id, version, label, created) "
-        "SELECT id, '20250101', 'stable', ? FROM boot_resources",
-        (now,),
-    )
-    await api.env.db.execute(
-        "INSERT INTO boot_resource_files (set_id, filename, filetype, sha256, size, bytes_done)"
-        " SELECT id, 'root-tgz', 'root-tgz', ?, 100, 50 FROM boot_resource_sets",
-        ("a" * 64,),
-    )
-    await api.env.db.commit()
+    async with api.env.db.write() as conn:
+        await conn.executemany(
+            "INSERT INTO boot_resources (rtype, name, architecture, extra, created, updated) "
+            "VALUES (0, ?, 'amd64/generic', '{}', ?, ?)",
+            [(f"custom/image{i:04d}", now, now) for i in range(1000)],
+        )
+        await conn.execute(
+            "INSERT INTO boot_resource_sets (resource_id, version, label, created) "
+            "SELECT id, '20250101', 'stable', ? FROM boot_resources",
+            (now,),
+        )
+        await conn.execute(
+            "INSERT INTO boot_resource_files (set_id, filename, filetype, sha256, size, "
+            "bytes_done) SELECT id, 'root-tgz', 'root-tgz', ?, 100, 50 FROM boot_resource_sets",
+            ("a" * 64,),
+        )
     statements: list[str] = []
-    await api.env.db.set_trace_callback(statements.append)
+    await _trace_readers(api.env.db, statements.append)
     listed = await api.json("/boot-resources/")
-    await api.env.db.set_trace_callback(lambda _statement: None)
+    await _trace_readers(api.env.db, lambda _statement: None)
     reads = [s for s in statements if "boot_resource" in s]
     assert len(listed) == 1000
     assert {r["status"] for r in listed} == {"Downloading  50%"}
     assert len(reads) == 1
     assert len(await repo_resources.list_resources(api.env.db)) == 1000
+
+
+async def _trace_readers(db: Database, callback: Callable[[str], object]) -> None:
+    """Make ``callback`` the statement trace of every reader connection of ``db``."""
+    async with AsyncExitStack() as stack:
+        for _ in range(db.readers):
+            conn = await stack.enter_async_context(db.read())
+            await conn.set_trace_callback(callback)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_aiohttp import AiohttpClient
 
-from common.trust.keyrings import SigningKey
 from region.api.selections import DUPLICATE
 from region.db import catalogue as repo_catalogue
 from region.db import sources as repo_sources
@@ -18,8 +16,6 @@ from tests.integration.region.api_harness import (
     Field,
     Region,
     Style,
-    region_signing_key,
-    running_region,
 )
 
 Events = list[MutableMapping[str, Any]]
@@ -38,43 +34,27 @@ CATALOGUE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def region_key() -> Iterator[SigningKey]:
-    """One region signing key for the module (making one costs a gpg run)."""
-    with region_signing_key() as key:
-        yield key
-
-
 @pytest.fixture
-async def region(
-    tmp_path: Path, region_key: SigningKey, aiohttp_client: AiohttpClient
-) -> AsyncIterator[Region]:
-    """A running region API on a fresh database."""
-    async with running_region(tmp_path, region_key, aiohttp_client) as running:
-        yield running
-
-
-@pytest.fixture
-async def source_id(region: Region, gpg_keyring_path: Path) -> int:
+async def source_id(api_region: Region, gpg_keyring_path: Path) -> int:
     """A source without a known catalogue."""
     source = await repo_sources.create_source(
-        region.ctx.db, url="http://a.example/s/", keyring_filename=str(gpg_keyring_path)
+        api_region.ctx.db, url="http://a.example/s/", keyring_filename=str(gpg_keyring_path)
     )
     return source.id
 
 
 @pytest.fixture
-async def known_source_id(region: Region, source_id: int) -> int:
+async def known_source_id(api_region: Region, source_id: int) -> int:
     """A source whose catalogue offers noble and jammy on amd64 and arm64, label stable."""
-    await repo_catalogue.replace_catalogue(region.ctx.db, source_id, CATALOGUE)
+    await repo_catalogue.replace_catalogue(api_region.ctx.db, source_id, CATALOGUE)
     return source_id
 
 
 async def create(
-    region: Region, source: int, fields: Sequence[Field], style: Style = "maascli"
+    api_region: Region, source: int, fields: Sequence[Field], style: Style = "maascli"
 ) -> Any:
     """POST a selection; returns the response."""
-    return await region.call(
+    return await api_region.call(
         "POST", f"/boot-sources/{source}/selections/", fields=fields, style=style
     )
 
@@ -90,10 +70,10 @@ class TestCrud:
     """Create, read, update and delete."""
 
     async def test_create_answers_200_with_maas_shape(
-        self, region: Region, source_id: int, log_events: Events
+        self, api_region: Region, source_id: int, log_events: Events
     ) -> None:
         """libmaas's create (repeated base64 parts) gives 200 and MAAS's fields."""
-        resp = await create(region, source_id, [*NOBLE, ("arches", "arm64")], style="libmaas")
+        resp = await create(api_region, source_id, [*NOBLE, ("arches", "arm64")], style="libmaas")
         assert resp.status == 200, await resp.text()
         body = await resp.json()
         assert body == {
@@ -112,32 +92,34 @@ class TestCrud:
             and e["user"] == "admin"
             for e in log_events
         )
-        assert region.catalogue.reasons == []  # selections never refresh the catalogue
+        assert api_region.catalogue.reasons == []  # selections never refresh the catalogue
 
-    async def test_lists_omitted_on_create_are_empty(self, region: Region, source_id: int) -> None:
+    async def test_lists_omitted_on_create_are_empty(
+        self, api_region: Region, source_id: int
+    ) -> None:
         """As in MAAS, missing arches/subarches/labels are stored as empty lists."""
         resp = await create(
-            region, source_id, [("os", "ubuntu"), ("release", "noble")], style="form"
+            api_region, source_id, [("os", "ubuntu"), ("release", "noble")], style="form"
         )
         body = await resp.json()
         assert (body["arches"], body["subarches"], body["labels"]) == ([], [], [])
 
-    async def test_read_list_and_one(self, region: Region, source_id: int) -> None:
+    async def test_read_list_and_one(self, api_region: Region, source_id: int) -> None:
         """The list holds the source's selections; one reads back as created."""
-        first = await (await create(region, source_id, NOBLE)).json()
+        first = await (await create(api_region, source_id, NOBLE)).json()
         second = await (
-            await create(region, source_id, [("os", "ubuntu"), ("release", "jammy")])
+            await create(api_region, source_id, [("os", "ubuntu"), ("release", "jammy")])
         ).json()
         base = f"/boot-sources/{source_id}/selections/"
-        assert await (await region.call("GET", base)).json() == [first, second]
-        assert await (await region.call("GET", f"{base}{first['id']}/")).json() == first
+        assert await (await api_region.call("GET", base)).json() == [first, second]
+        assert await (await api_region.call("GET", f"{base}{first['id']}/")).json() == first
 
     async def test_update_is_partial(
-        self, region: Region, source_id: int, log_events: Events
+        self, api_region: Region, source_id: int, log_events: Events
     ) -> None:
         """PUT with only labels keeps os, release, arches and subarches."""
-        created = await (await create(region, source_id, NOBLE)).json()
-        resp = await region.call(
+        created = await (await create(api_region, source_id, NOBLE)).json()
+        resp = await api_region.call(
             "PUT",
             f"/boot-sources/{source_id}/selections/{created['id']}/",
             style="libmaas",
@@ -149,28 +131,30 @@ class TestCrud:
             e["event"] == "selection_updated" and e["fields"] == ["labels"] for e in log_events
         )
 
-    async def test_delete_answers_204_then_404(self, region: Region, source_id: int) -> None:
+    async def test_delete_answers_204_then_404(self, api_region: Region, source_id: int) -> None:
         """A deleted selection is gone."""
-        created = await (await create(region, source_id, NOBLE)).json()
+        created = await (await create(api_region, source_id, NOBLE)).json()
         path = f"/boot-sources/{source_id}/selections/{created['id']}/"
-        deleted = await region.call("DELETE", path)
-        gone = await region.call("GET", path)
+        deleted = await api_region.call("DELETE", path)
+        gone = await api_region.call("GET", path)
         assert deleted.status == 204
         assert gone.status == 404
         assert await gone.text() == "No BootSourceSelection matches the given query."
 
     async def test_ids_are_scoped_to_their_source(
-        self, region: Region, source_id: int, gpg_keyring_path: Path
+        self, api_region: Region, source_id: int, gpg_keyring_path: Path
     ) -> None:
         """A selection is not reachable through another source's path."""
         other = await repo_sources.create_source(
-            region.ctx.db, url="http://b.example/s/", keyring_filename=str(gpg_keyring_path)
+            api_region.ctx.db, url="http://b.example/s/", keyring_filename=str(gpg_keyring_path)
         )
-        created = await (await create(region, source_id, NOBLE)).json()
-        resp = await region.call("GET", f"/boot-sources/{other.id}/selections/{created['id']}/")
+        created = await (await create(api_region, source_id, NOBLE)).json()
+        resp = await api_region.call("GET", f"/boot-sources/{other.id}/selections/{created['id']}/")
         assert resp.status == 404
 
-    async def test_unknown_source_and_bad_ids_are_404(self, region: Region, source_id: int) -> None:
+    async def test_unknown_source_and_bad_ids_are_404(
+        self, api_region: Region, source_id: int
+    ) -> None:
         """Unknown or non-integer ids give the right model's 404."""
         cases = {
             "/boot-sources/77/selections/": "BootSource",
@@ -179,13 +163,15 @@ class TestCrud:
             f"/boot-sources/{source_id}/selections/1.5/": "BootSourceSelection",
         }
         for path, model in cases.items():
-            resp = await region.call("GET", path)
+            resp = await api_region.call("GET", path)
             assert resp.status == 404
             assert await resp.text() == f"No {model} matches the given query."
 
-    async def test_non_admin_gets_403(self, region: Region, source_id: int) -> None:
+    async def test_non_admin_gets_403(self, api_region: Region, source_id: int) -> None:
         """Selections are admin-only as a whole."""
-        resp = await region.call("GET", f"/boot-sources/{source_id}/selections/", key=region.user)
+        resp = await api_region.call(
+            "GET", f"/boot-sources/{source_id}/selections/", key=api_region.user
+        )
         assert resp.status == 403
 
 
@@ -193,13 +179,13 @@ class TestValidation:
     """Field rules, uniqueness and the catalogue check."""
 
     async def test_os_and_release_are_required_short_and_plain(
-        self, region: Region, source_id: int
+        self, api_region: Region, source_id: int
     ) -> None:
         """Missing, too long and odd names are refused with the field named."""
-        missing = await create(region, source_id, [("arches", "amd64")])
-        long = await create(region, source_id, [("os", "u" * 21), ("release", "noble")])
-        odd = await create(region, source_id, [("os", "ubuntu"), ("release", "no ble")])
-        bad_arch = await create(region, source_id, [*NOBLE, ("arches", "amd64;rm")])
+        missing = await create(api_region, source_id, [("arches", "amd64")])
+        long = await create(api_region, source_id, [("os", "u" * 21), ("release", "noble")])
+        odd = await create(api_region, source_id, [("os", "ubuntu"), ("release", "no ble")])
+        bad_arch = await create(api_region, source_id, [*NOBLE, ("arches", "amd64;rm")])
         assert await errors_of(missing) == {
             "os": ["This field is required."],
             "release": ["This field is required."],
@@ -211,15 +197,15 @@ class TestValidation:
         assert "amd64;rm" in (await errors_of(bad_arch))["arches"][0]
 
     async def test_os_and_release_are_unique_per_source(
-        self, region: Region, source_id: int
+        self, api_region: Region, source_id: int
     ) -> None:
         """A second noble selection, created or renamed into, is MAAS's __all__ error."""
-        await create(region, source_id, NOBLE)
+        await create(api_region, source_id, NOBLE)
         jammy = await (
-            await create(region, source_id, [("os", "ubuntu"), ("release", "jammy")])
+            await create(api_region, source_id, [("os", "ubuntu"), ("release", "jammy")])
         ).json()
-        again = await create(region, source_id, NOBLE)
-        renamed = await region.call(
+        again = await create(api_region, source_id, NOBLE)
+        renamed = await api_region.call(
             "PUT",
             f"/boot-sources/{source_id}/selections/{jammy['id']}/",
             fields=[("release", "noble")],
@@ -228,29 +214,29 @@ class TestValidation:
         assert await errors_of(renamed) == {"__all__": [DUPLICATE]}
 
     async def test_without_a_catalogue_anything_well_formed_is_accepted(
-        self, region: Region, source_id: int
+        self, api_region: Region, source_id: int
     ) -> None:
         """Before the source was ever read, the catalogue cannot refuse a selection."""
         resp = await create(
-            region, source_id, [("os", "centos"), ("release", "9"), ("arches", "riscv64")]
+            api_region, source_id, [("os", "centos"), ("release", "9"), ("arches", "riscv64")]
         )
         assert resp.status == 200
 
     async def test_catalogue_refuses_unknown_os_and_release(
-        self, region: Region, known_source_id: int
+        self, api_region: Region, known_source_id: int
     ) -> None:
         """MAAS's message for an os/release the source does not offer."""
-        resp = await create(region, known_source_id, [("os", "ubuntu"), ("release", "focal")])
+        resp = await create(api_region, known_source_id, [("os", "ubuntu"), ("release", "focal")])
         assert await errors_of(resp) == {
             "os": ["OS ubuntu with release focal has no available images for download"]
         }
 
     async def test_catalogue_refuses_arches_subarches_and_labels_not_offered(
-        self, region: Region, known_source_id: int
+        self, api_region: Region, known_source_id: int
     ) -> None:
         """Each list is checked; the message renders the requested list as MAAS does."""
         resp = await create(
-            region,
+            api_region,
             known_source_id,
             [
                 ("os", "ubuntu"),
@@ -268,11 +254,11 @@ class TestValidation:
         }
 
     async def test_catalogue_accepts_offered_values_and_wildcards(
-        self, region: Region, known_source_id: int
+        self, api_region: Region, known_source_id: int
     ) -> None:
         """Offered values, '*' in lists and '*' as release all pass."""
         exact = await create(
-            region,
+            api_region,
             known_source_id,
             [
                 ("os", "ubuntu"),
@@ -283,7 +269,7 @@ class TestValidation:
             ],
         )
         wildcard = await create(
-            region,
+            api_region,
             known_source_id,
             [
                 ("os", "ubuntu"),
@@ -297,11 +283,11 @@ class TestValidation:
         assert wildcard.status == 200, await wildcard.text()
 
     async def test_update_is_checked_against_the_catalogue(
-        self, region: Region, known_source_id: int
+        self, api_region: Region, known_source_id: int
     ) -> None:
         """Changing arches to one the source lacks is refused."""
-        created = await (await create(region, known_source_id, NOBLE)).json()
-        resp = await region.call(
+        created = await (await create(api_region, known_source_id, NOBLE)).json()
+        resp = await api_region.call(
             "PUT",
             f"/boot-sources/{known_source_id}/selections/{created['id']}/",
             fields=[("arches", "s390x")],
@@ -315,10 +301,10 @@ class TestFingerprint:
     """repo_sources.sources_fingerprint, which the importer compares around an import."""
 
     async def test_changes_with_every_source_or_selection_change_only(
-        self, region: Region, source_id: int
+        self, api_region: Region, source_id: int
     ) -> None:
         """Creating, editing and deleting selections or sources changes it; a no-op does not."""
-        db = region.ctx.db
+        db = api_region.ctx.db
         seen = [await repo_sources.sources_fingerprint(db)]
         sel = await repo_sources.create_selection(db, source_id, os="ubuntu", release="noble")
         seen.append(await repo_sources.sources_fingerprint(db))

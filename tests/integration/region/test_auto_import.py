@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from region.app import AUTO_IMPORT, build_app
 from region.config import RegionConfig
 from region.context import CTX
 from region.db import users as repo_users
+from region.db.users import ApiKey
+from tests.integration.region.api_harness import oauth_header
 
 API = "/MAAS/api/2.0"
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bsa", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def oauth(key: tuple[str, str, str]) -> dict[str, str]:
-    consumer, token, secret = key
-    return {
-        "Authorization": (
-            f'OAuth realm="OAuth", oauth_nonce="1", oauth_timestamp="1", oauth_version="1.0", '
-            f'oauth_signature_method="PLAINTEXT", oauth_consumer_key="{consumer}", '
-            f'oauth_token="{token}", oauth_signature="%26{secret}"'
-        )
-    }
 
 
 async def test_switching_auto_import_off_and_on_takes_effect_without_a_restart(
@@ -45,7 +25,8 @@ async def test_switching_auto_import_off_and_on_takes_effect_without_a_restart(
     client: TestClient[Any, Any] = await aiohttp_client(app)
     ctx = app[CTX]
     user = await repo_users.create_user(ctx.db, "admin", is_admin=True)
-    headers = oauth(await repo_users.create_token(ctx.db, user.id))
+    key = ApiKey(*await repo_users.create_token(ctx.db, user.id))
+    headers = {"Authorization": oauth_header(key, realm=True)}
     scheduler = app[AUTO_IMPORT]
     await ctx.importer.stop()  # the start-up run; nothing to import without sources
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ from region.db import sources as repo_sources
 from region.db.catalogue import CatalogueEntry
 from region.db.config import set_config
 from tests.fakes.upstream import FakeUpstream
-from tests.integration.region.api_harness import region_signing_key
+from tests.fakes.waiting import eventually
 from tests.integration.region.import_harness import (
     V3,
+    ImportEnv,
     drop_products,
-    eventually,
     import_env,
     sample_stream,
 )
@@ -29,17 +29,17 @@ from tests.integration.region.import_harness import (
 Events = list[MutableMapping[str, Any]]
 
 
-@pytest.fixture(scope="module")
-def keys() -> Iterator[tuple[SigningKey, SigningKey]]:
-    """(region key, upstream key)."""
-    with region_signing_key() as region, region_signing_key() as upstream:
-        yield region, upstream
+@pytest.fixture
+async def env(tmp_path: Path, region_key: SigningKey) -> AsyncIterator[ImportEnv]:
+    """The region's import machinery (database, catalogue) on a fresh directory."""
+    async with import_env(tmp_path / "region", region_key) as env:
+        yield env
 
 
 @pytest.fixture
-def stream(tmp_path: Path, keys: tuple[SigningKey, SigningKey]) -> SampleStream:
+def stream(tmp_path: Path, upstream_key: SigningKey) -> SampleStream:
     """A fresh sample stream."""
-    return sample_stream(tmp_path / "upstream", keys[1])
+    return sample_stream(tmp_path / "upstream", upstream_key)
 
 
 @pytest.fixture
@@ -58,19 +58,17 @@ def closed_port_url() -> str:
 
 
 async def test_a_refresh_stores_every_image_the_source_offers(
-    tmp_path: Path,
-    keys: tuple[SigningKey, SigningKey],
+    env: ImportEnv,
     upstream: FakeUpstream,
     stream: SampleStream,
 ) -> None:
     """Ubuntu kernels, bootloaders and CentOS land in the catalogue with titles and EOL dates."""
-    async with import_env(tmp_path / "region", keys[0]) as env:
-        source = await env.add_source(upstream, stream)
-        known_before = await repo_catalogue.has_catalogue(env.db, source.id)
-        ((_src, outcome),) = await env.catalogue.refresh_all(reason="test")
-        entries = await repo_catalogue.available(env.db, source.id)
-        known_after = await repo_catalogue.has_catalogue(env.db, source.id)
-        status = await repo_catalogue.get_status(env.db, source.id)
+    source = await env.add_source(upstream, stream)
+    known_before = await repo_catalogue.has_catalogue(env.db, source.id)
+    ((_src, outcome),) = await env.catalogue.refresh_all(reason="test")
+    entries = await repo_catalogue.available(env.db, source.id)
+    known_after = await repo_catalogue.has_catalogue(env.db, source.id)
+    status = await repo_catalogue.get_status(env.db, source.id)
     assert not known_before
     assert known_after
     assert not isinstance(outcome, Exception)
@@ -108,44 +106,41 @@ async def test_a_refresh_stores_every_image_the_source_offers(
 
 
 async def test_products_that_vanish_upstream_leave_the_catalogue(
-    tmp_path: Path,
-    keys: tuple[SigningKey, SigningKey],
+    env: ImportEnv,
     upstream: FakeUpstream,
     stream: SampleStream,
+    upstream_key: SigningKey,
     log_events: Events,
 ) -> None:
     """The second refresh deletes the rows of products no longer offered, and only those."""
-    async with import_env(tmp_path / "region", keys[0]) as env:
-        source = await env.add_source(upstream, stream)
-        await env.catalogue.refresh_all()
-        await asyncio.to_thread(
-            drop_products, stream, keys[1], V3, lambda p: p["release"] == "jammy"
-        )
-        await env.catalogue.refresh_all()
-        entries = await repo_catalogue.available(env.db, source.id)
+    source = await env.add_source(upstream, stream)
+    await env.catalogue.refresh_all()
+    await asyncio.to_thread(
+        drop_products, stream, upstream_key, V3, lambda p: p["release"] == "jammy"
+    )
+    await env.catalogue.refresh_all()
+    entries = await repo_catalogue.available(env.db, source.id)
     refreshed = [e for e in log_events if e["event"] == "catalogue_refreshed"]
     assert [(e["added"], e["updated"], e["removed"]) for e in refreshed] == [(10, 0, 0), (0, 0, 2)]
     assert not any(e.release == "jammy" for e in entries)
 
 
 async def test_an_unreachable_source_keeps_its_error_until_it_is_fixed(
-    tmp_path: Path,
-    keys: tuple[SigningKey, SigningKey],
+    env: ImportEnv,
     upstream: FakeUpstream,
     stream: SampleStream,
     log_events: Events,
 ) -> None:
     """A refused connection is stored and logged per source; a good refresh clears it."""
-    async with import_env(tmp_path / "region", keys[0]) as env:
-        bad_url = closed_port_url()
-        source = await repo_sources.create_source(
-            env.db, url=bad_url, keyring_data=stream.keyring.read_bytes()
-        )
-        await env.catalogue.refresh_all()
-        failed = await repo_catalogue.get_status(env.db, source.id)
-        await repo_sources.update_source(env.db, source.id, url=upstream.url("/"))
-        await env.catalogue.refresh_all()
-        fixed = await repo_catalogue.get_status(env.db, source.id)
+    bad_url = closed_port_url()
+    source = await repo_sources.create_source(
+        env.db, url=bad_url, keyring_data=stream.keyring.read_bytes()
+    )
+    await env.catalogue.refresh_all()
+    failed = await repo_catalogue.get_status(env.db, source.id)
+    await repo_sources.update_source(env.db, source.id, url=upstream.url("/"))
+    await env.catalogue.refresh_all()
+    fixed = await repo_catalogue.get_status(env.db, source.id)
     assert failed.last_error is not None
     assert failed.last_error.startswith(f"Failed to import images from {bad_url}: ")
     assert failed.last_error_at is not None
@@ -154,19 +149,17 @@ async def test_an_unreachable_source_keeps_its_error_until_it_is_fixed(
 
 
 async def test_a_source_signed_by_another_key_is_refused_with_maas_wording(
-    tmp_path: Path,
-    keys: tuple[SigningKey, SigningKey],
+    env: ImportEnv,
     upstream: FakeUpstream,
     gpg_keyring_path: Path,
 ) -> None:
     """An index signed by a key the source's keyring lacks is an error; nothing is catalogued."""
-    async with import_env(tmp_path / "region", keys[0]) as env:
-        source = await repo_sources.create_source(
-            env.db, url=upstream.url("/"), keyring_filename=str(gpg_keyring_path)
-        )
-        await env.catalogue.refresh_all()
-        status = await repo_catalogue.get_status(env.db, source.id)
-        entries = await repo_catalogue.available(env.db, source.id)
+    source = await repo_sources.create_source(
+        env.db, url=upstream.url("/"), keyring_filename=str(gpg_keyring_path)
+    )
+    await env.catalogue.refresh_all()
+    status = await repo_catalogue.get_status(env.db, source.id)
+    entries = await repo_catalogue.available(env.db, source.id)
     assert entries == []
     assert status.last_error is not None
     assert "not in the keyring" in status.last_error
@@ -175,23 +168,22 @@ async def test_a_source_signed_by_another_key_is_refused_with_maas_wording(
 
 async def test_a_keyring_file_is_read_at_refresh_time(
     tmp_path: Path,
-    keys: tuple[SigningKey, SigningKey],
+    env: ImportEnv,
     upstream: FakeUpstream,
     stream: SampleStream,
 ) -> None:
     """A source naming a keyring file works while the file exists and fails once it is gone."""
     keyring = tmp_path / "keyring.gpg"
     keyring.write_bytes(stream.keyring.read_bytes())
-    async with import_env(tmp_path / "region", keys[0]) as env:
-        source = await repo_sources.create_source(
-            env.db, url=upstream.url("/"), keyring_filename=str(keyring)
-        )
-        await env.catalogue.refresh_all()
-        good = await repo_catalogue.get_status(env.db, source.id)
-        keyring.unlink()
-        await env.catalogue.refresh_all()
-        gone = await repo_catalogue.get_status(env.db, source.id)
-        entries = await repo_catalogue.available(env.db, source.id)
+    source = await repo_sources.create_source(
+        env.db, url=upstream.url("/"), keyring_filename=str(keyring)
+    )
+    await env.catalogue.refresh_all()
+    good = await repo_catalogue.get_status(env.db, source.id)
+    keyring.unlink()
+    await env.catalogue.refresh_all()
+    gone = await repo_catalogue.get_status(env.db, source.id)
+    entries = await repo_catalogue.available(env.db, source.id)
     assert good.last_error is None
     assert gone.last_error is not None
     assert "cannot read keyring" in gone.last_error
@@ -199,21 +191,19 @@ async def test_a_keyring_file_is_read_at_refresh_time(
 
 
 async def test_an_explicit_index_json_url_is_read_unsigned_with_a_warning(
-    tmp_path: Path,
-    keys: tuple[SigningKey, SigningKey],
+    env: ImportEnv,
     upstream: FakeUpstream,
     stream: SampleStream,
 ) -> None:
     """As in MAAS, a URL ending in index.json skips signatures; we say so in a warning."""
-    async with import_env(tmp_path / "region", keys[0]) as env:
-        source = await repo_sources.create_source(
-            env.db,
-            url=upstream.url("/streams/v1/index.json"),
-            keyring_data=stream.keyring.read_bytes(),
-        )
-        await env.catalogue.refresh_all()
-        status = await repo_catalogue.get_status(env.db, source.id)
-        entries = await repo_catalogue.available(env.db, source.id)
+    source = await repo_sources.create_source(
+        env.db,
+        url=upstream.url("/streams/v1/index.json"),
+        keyring_data=stream.keyring.read_bytes(),
+    )
+    await env.catalogue.refresh_all()
+    status = await repo_catalogue.get_status(env.db, source.id)
+    entries = await repo_catalogue.available(env.db, source.id)
     assert len(entries) == 10
     assert status.warnings == (
         "The index is not signed: nothing verifies what this source serves.",
@@ -221,23 +211,21 @@ async def test_an_explicit_index_json_url_is_read_unsigned_with_a_warning(
 
 
 async def test_refresh_requests_made_together_coalesce_into_one_refresh(
-    tmp_path: Path,
-    keys: tuple[SigningKey, SigningKey],
+    env: ImportEnv,
     upstream: FakeUpstream,
     stream: SampleStream,
     log_events: Events,
 ) -> None:
     """Three schedule_refresh calls in a row read the source once, in the background."""
-    async with import_env(tmp_path / "region", keys[0]) as env:
-        source = await env.add_source(upstream, stream)
-        for reason in ("created", "updated", "proxy"):
-            env.catalogue.schedule_refresh(reason=reason)
+    source = await env.add_source(upstream, stream)
+    for reason in ("created", "updated", "proxy"):
+        env.catalogue.schedule_refresh(reason=reason)
 
-        async def refreshed() -> bool:
-            return any(e["event"] == "catalogue_refreshed" for e in log_events)
+    async def refreshed() -> bool:
+        return any(e["event"] == "catalogue_refreshed" for e in log_events)
 
-        await eventually(refreshed)
-        entries = await repo_catalogue.available(env.db, source.id)
+    await eventually(refreshed)
+    entries = await repo_catalogue.available(env.db, source.id)
     assert len(upstream.requests_for("/streams/v1/index.sjson")) == 1
     assert len(entries) == 10
     (event,) = [e for e in log_events if e["event"] == "catalogue_refreshed"]
@@ -245,20 +233,18 @@ async def test_refresh_requests_made_together_coalesce_into_one_refresh(
 
 
 async def test_sources_are_read_through_the_configured_proxy(
-    tmp_path: Path,
-    keys: tuple[SigningKey, SigningKey],
+    env: ImportEnv,
     upstream: FakeUpstream,
     stream: SampleStream,
 ) -> None:
     """With http_proxy set, a source on an unresolvable host is fetched via the proxy."""
-    async with import_env(tmp_path / "region", keys[0]) as env:
-        source = await repo_sources.create_source(
-            env.db, url="http://images.invalid/", keyring_data=stream.keyring.read_bytes()
-        )
-        await set_config(env.db, "http_proxy", upstream.url("/"))
-        await env.catalogue.refresh_all()
-        status = await repo_catalogue.get_status(env.db, source.id)
-        entries = await repo_catalogue.available(env.db, source.id)
+    source = await repo_sources.create_source(
+        env.db, url="http://images.invalid/", keyring_data=stream.keyring.read_bytes()
+    )
+    await set_config(env.db, "http_proxy", upstream.url("/"))
+    await env.catalogue.refresh_all()
+    status = await repo_catalogue.get_status(env.db, source.id)
+    entries = await repo_catalogue.available(env.db, source.id)
     (request,) = upstream.requests_for("/streams/v1/index.sjson")
     assert status.last_error is None
     assert len(entries) == 10

@@ -1,25 +1,30 @@
-"""describe/, version/ and whoami as both MAAS clients need (clients.md §3)."""
+"""describe/, version/ and whoami answer as python-libmaas and the maas CLI need them to."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_aiohttp import AiohttpClient
+from aiohttp import web
 
+from region.api import users
 from region.api.describe import API_HASH
 from region.api.handlers import HANDLERS
-from region.api.http import API_ROOT
-from region.api.registry import described_actions, registry_problems, routed_actions
+from region.api.http import API_ROOT, dispatch_table, json_response
+from region.api.registry import (
+    Action,
+    HandlerSpec,
+    add_routes,
+    api_hash,
+    described_actions,
+    registry_problems,
+    routed_actions,
+)
 from region.config import shipped_keyring
 from region.db.users import ApiKey
 from tests.integration.region.api_harness import maas_multipart, oauth_header
-from tests.integration.region.rack_harness import RackRegion, start_region
+from tests.integration.region.rack_harness import RackRegion
 
 DESCRIBE = f"{API_ROOT}/describe/"
 MAAS_HANDLERS = {
@@ -35,20 +40,6 @@ MAAS_HANDLERS = {
     "UsersHandler",
     "VersionHandler",
 }
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A short data dir: the region's gpg-agent socket lives in it."""
-    path = Path(tempfile.mkdtemp(prefix="bsd", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def region(data_dir: Path, aiohttp_client: AiohttpClient) -> RackRegion:
-    """The daemon's app (region.app.build_app) after its start-up import."""
-    return await start_region(data_dir, aiohttp_client)
 
 
 async def describe(region: RackRegion, **headers: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -190,9 +181,52 @@ async def test_action_docs_list_every_parameter_after_the_first_paragraph(
 async def test_every_routed_api_action_is_described_and_every_described_one_routed(
     region: RackRegion,
 ) -> None:
-    """The registry and the routes agree on every (path, method, op)."""
+    """The registry and the routes agree on every (path, method, op): nothing bypasses it."""
     assert registry_problems(region.app, HANDLERS) == []
     assert routed_actions(region.app) == described_actions(HANDLERS)
+
+
+async def test_each_route_dispatches_to_the_coroutine_its_action_declares(
+    region: RackRegion,
+) -> None:
+    """Every API path's dispatcher maps each (method, op) to the declared coroutine."""
+    tables = {
+        r.resource.canonical: dispatch_table(r.handler)
+        for r in region.app.router.routes()
+        if r.resource is not None and r.resource.canonical.startswith(API_ROOT + "/")
+    }
+    for spec in HANDLERS:
+        assert tables[spec.full_path] == {(a.method, a.op): a.handler for a in spec.actions}
+    assert region.app[API_HASH] == api_hash(HANDLERS)
+
+
+async def _teapot(request: web.Request) -> web.StreamResponse:
+    return json_response({}, status=418)
+
+
+def test_a_handler_declaring_one_action_name_twice_is_refused() -> None:
+    """Two actions with one name (a clash for the clients' commands) raise ValueError."""
+    with pytest.raises(ValueError, match="TeapotHandler: action names used twice: brew"):
+        HandlerSpec(
+            "TeapotHandler",
+            "teapot/",
+            "A teapot.",
+            (Action("GET", "brew", _teapot, "Brew."), Action("POST", "brew", _teapot, "Brew.")),
+        )
+
+
+def test_registry_problems_names_a_route_added_around_the_declaration() -> None:
+    """A route added with app.router directly, and a declared handler left unrouted, are named."""
+    app = web.Application()
+    add_routes(app, users.HANDLERS)
+    app.router.add_get(f"{API_ROOT}/teapot/", _teapot, allow_head=False)
+    unrouted = HandlerSpec(
+        "TeapotHandler", "pot/", "A pot.", (Action("PUT", None, _teapot, "Fill."),)
+    )
+    assert registry_problems(app, [*users.HANDLERS, unrouted]) == [
+        f"routed but not in the registry: GET {API_ROOT}/teapot/ op=None",
+        f"in the registry but not routed: PUT {API_ROOT}/pot/ op=None",
+    ]
 
 
 async def test_the_upload_handler_is_routed_but_hidden_from_describe(region: RackRegion) -> None:

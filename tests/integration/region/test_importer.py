@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,18 +17,18 @@ from common.trust.signing import averify_clearsigned
 from region.db import catalogue as repo_catalogue
 from region.db import resources as repo_resources
 from region.db import sources as repo_sources
+from region.db.connection import Database
 from region.images.publish import CONTENT_ID, SIGNED_INDEX_PATH, SIGNED_PRODUCTS_PATH
 from region.images.status import image_status
 from region.images.steps import ImportSummary
 from simplestreams import flatten, parse_index, parse_products
 from tests.fakes.upstream import FakeUpstream
-from tests.integration.region.api_harness import region_signing_key
+from tests.fakes.waiting import eventually
 from tests.integration.region.import_harness import (
     FILE_SIZE,
     NEWER,
     V3,
     drop_products,
-    eventually,
     import_env,
     item_paths,
     resign_index,
@@ -45,20 +45,6 @@ BOOTLOADERS = {
     ("grub-ieee1275/open-firmware", "ppc64el/generic"),
 }
 KERNEL = "noble/amd64/20250718/ga-24.04/generic/boot-kernel"
-
-
-@pytest.fixture(scope="module")
-def region_key() -> Iterator[SigningKey]:
-    """The region's signing key."""
-    with region_signing_key() as key:
-        yield key
-
-
-@pytest.fixture(scope="module")
-def upstream_key() -> Iterator[SigningKey]:
-    """The key the sample streams are signed with."""
-    with region_signing_key() as key:
-        yield key
 
 
 @dataclass
@@ -402,11 +388,14 @@ def sha_of(stream: SampleStream, path: str) -> str:
     return next(i.sha256 for i in flatten(doc) if i.path == path and i.sha256)
 
 
-async def _stalled_and_rest_done(db: Any) -> bool:
+async def _stalled_and_rest_done(db: Database) -> bool:
     """True once only the stalled kernel is incomplete and it has bytes."""
-    async with db.execute(
-        "SELECT filename, bytes_done, size FROM boot_resource_files WHERE bytes_done < size"
-    ) as cur:
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT filename, bytes_done, size FROM boot_resource_files WHERE bytes_done < size"
+        ) as cur,
+    ):
         rows = list(await cur.fetchall())
     return len(rows) == 1 and rows[0]["filename"] == "boot-kernel" and rows[0]["bytes_done"] > 0
 
@@ -431,7 +420,10 @@ async def test_stop_import_cancels_promptly_publishing_only_complete_sets_and_ke
         await env.importer.stop()
         importing = env.importer.is_importing()
         holding = await held(env.db)
-        async with env.db.execute("SELECT outcome FROM import_runs") as cur:
+        async with (
+            env.db.read() as conn,
+            conn.execute("SELECT outcome FROM import_runs") as cur,
+        ):
             outcomes = [row[0] for row in await cur.fetchall()]
         partial = env.store.partial_path(sha_of(big_stream, KERNEL))
     assert statuses["amd64/ga-24.04"].startswith("Downloading ")

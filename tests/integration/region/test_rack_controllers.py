@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-from pytest_aiohttp import AiohttpClient
 
 from region.db import sources as repo_sources
 from tests.fakes.upstream import FakeUpstream
+from tests.fakes.waiting import eventually
 from tests.integration.region.rack_harness import (
     RackRegion,
     events_path,
-    eventually,
     open_events,
-    start_region,
 )
 
 NOBLE = {"name": "ubuntu/noble", "architecture": "amd64", "subarches": ["ga-24.04", "generic"]}
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A short data directory (gpg-agent socket paths must stay short)."""
-    path = Path(tempfile.mkdtemp(prefix="bsr", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def region(data_dir: Path, aiohttp_client: AiohttpClient) -> RackRegion:
-    """A started region with no images."""
-    return await start_region(data_dir, aiohttp_client)
 
 
 @pytest.fixture
@@ -109,7 +90,7 @@ class TestRead:
 
 
 class TestAdminOnly:
-    """The image ops are reserved for admins (spec §4.4)."""
+    """Only admins may call the rack-controller image ops, as in MAAS."""
 
     @pytest.mark.parametrize(
         ("method", "path", "op"),

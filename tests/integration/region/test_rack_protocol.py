@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +18,15 @@ from common.trust.keyrings import aload_keyring
 from region.db import imports as repo_import
 from region.db.imports import WantedFile, WantedSet
 from region.images.importer import Importer
+from tests.fakes.waiting import eventually
 from tests.integration.region.rack_harness import (
     RackRegion,
     events_path,
-    eventually,
     open_events,
     start_region,
 )
 
 Events = list[MutableMapping[str, Any]]
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A short data directory (gpg-agent socket paths must stay short)."""
-    path = Path(tempfile.mkdtemp(prefix="bsr", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def region(data_dir: Path, aiohttp_client: AiohttpClient) -> RackRegion:
-    """A started region with no images."""
-    return await start_region(data_dir, aiohttp_client)
 
 
 async def publish_new_image(region: RackRegion, release: str) -> str:

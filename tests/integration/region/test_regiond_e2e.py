@@ -5,24 +5,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
 import signal
-import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from datetime import date
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from common.mirror.samplestream import SampleStream, write_sample_stream
-from common.trust.keyrings import SigningKey, aload_keyring
+from common.mirror.samplestream import SampleStream
+from common.trust.keyrings import aload_keyring
 from common.trust.signing import averify_clearsigned
 from simplestreams import flatten, parse_index, parse_products
-from tests.fakes.daemons import REPO, DaemonProcess, free_port
+from tests.fakes.daemons import REPO, DaemonProcess, admin_key, oauth, region_daemon
 from tests.fakes.upstream import FakeUpstream
+from tests.fakes.waiting import eventually
 
 API = "/MAAS/api/2.0"
 STREAM = "/MAAS/images-stream"
@@ -32,55 +29,18 @@ FILE_SIZE = 256 << 10
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey) -> SampleStream:
-    return write_sample_stream(
-        tmp_path_factory.mktemp("upstream"), file_size=FILE_SIZE, signing_key=upstream_key
-    )
-
-
-@pytest.fixture(scope="module")
-def newer_stream(
-    tmp_path_factory: pytest.TempPathFactory, upstream_key: SigningKey
-) -> SampleStream:
-    """A month later, signed by the same upstream key."""
-    return write_sample_stream(
-        tmp_path_factory.mktemp("upstream2"),
-        file_size=FILE_SIZE,
-        newest=date(2025, 8, 15),
-        signing_key=upstream_key,
-    )
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A short data dir: the region's gpg-agent socket lives in it."""
-    path = Path(tempfile.mkdtemp(prefix="bsr", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def region_process(
     upstream: FakeUpstream, stream: SampleStream, data_dir: Path, tmp_path: Path
 ) -> DaemonProcess:
-    config = tmp_path / "regiond.toml"
-    config.write_text(
-        f'[import]\ndefault_source_url = "{upstream.url("/")}"\n'
-        f'default_keyring = "{stream.keyring}"\n[log]\nformat = "json"\n'
-    )
-    port = free_port()
-    return DaemonProcess(
-        "region",
-        ["--config", str(config), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
-        log_path=tmp_path / "regiond.log",
-        port=port,
-    )
+    """The region daemon (not started) whose default source is ``stream`` on ``upstream``."""
+    return region_daemon(tmp_path, data_dir, upstream=upstream, stream=stream)
 
 
 @pytest.fixture
 async def region(
     fake_upstream: FakeUpstream, stream: SampleStream, data_dir: Path, tmp_path: Path
 ) -> AsyncIterator[DaemonProcess]:
+    """bootsync-regiond started on 127.0.0.1, importing ``stream`` from the fake upstream."""
     fake_upstream.serve_directory(stream.root)
     daemon = region_process(fake_upstream, stream, data_dir, tmp_path)
     await daemon.start()
@@ -88,40 +48,10 @@ async def region(
     await daemon.stop()
 
 
-async def admin_key(data_dir: Path) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "common.cli",
-        "apikey",
-        "--username",
-        "admin",
-        "--admin",
-        "--data-dir",
-        str(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().strip()
-
-
-def oauth(key: str) -> dict[str, str]:
-    consumer, token, secret = key.split(":")
-    return {
-        "Authorization": (
-            f'OAuth oauth_version="1.0", oauth_signature_method="PLAINTEXT", '
-            f'oauth_consumer_key="{consumer}", oauth_token="{token}", '
-            f'oauth_signature="%26{secret}", oauth_nonce="1", oauth_timestamp="1"'
-        )
-    }
-
-
 async def api(
     daemon: DaemonProcess, key: str, method: str, path: str, **kw: Any
 ) -> tuple[int, Any]:
+    """An API call signed with ``key``: the status and the JSON (or text) body."""
     async with (
         aiohttp.ClientSession(headers=oauth(key)) as s,
         s.request(method, daemon.url + API + path, **kw) as resp,
@@ -133,11 +63,12 @@ async def api(
 async def wait_idle(daemon: DaemonProcess, key: str, imports: int) -> dict[str, Any]:
     """Wait for the ``imports``-th import_finished event and for is_importing to be false."""
     events = await daemon.wait_for_event("import_finished", count=imports, timeout=90)
-    for _ in range(200):
+
+    async def idle() -> bool:
         status, importing = await api(daemon, key, "GET", "/boot-resources/?op=is_importing")
-        if status == 200 and importing is False:
-            break
-        await asyncio.sleep(0.1)
+        return status == 200 and importing is False
+
+    await eventually(idle, "is_importing to answer false", pause=0.1)
     return events[imports - 1]
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from common.trust.keyrings import SigningKey, aload_keyring
 from common.trust.signing import averify_clearsigned
@@ -19,15 +16,7 @@ from region.images.publish import (
     publish_stream,
 )
 from simplestreams import parse_index, parse_products
-from tests.integration.region.api_harness import region_signing_key
 from tests.integration.region.import_harness import ImportEnv, import_env
-
-
-@pytest.fixture(scope="module")
-def region_key() -> Iterator[SigningKey]:
-    """The region's signing key."""
-    with region_signing_key() as key:
-        yield key
 
 
 async def hold(

@@ -6,9 +6,7 @@ import asyncio
 import hashlib
 import io
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -27,27 +25,14 @@ from region.db.catalogue import CatalogueEntry
 from region.db.imports import WantedFile, WantedSet, write_wanted
 from region.db.users import ApiKey
 from region.images.publish import PRODUCTS_PATH
+from tests.fakes.waiting import eventually
 from tests.integration.region.api_harness import Field, maas_multipart, oauth_header
-from tests.integration.region.rack_harness import RackRegion, eventually, start_region
+from tests.integration.region.rack_harness import RackRegion, start_region
 
 CHUNK = 4 << 20
 IMAGE = bytes(range(256)) * ((CHUNK * 2 + 12345) // 256)  # three chunks, the last short
 IMAGE_SHA = hashlib.sha256(IMAGE).hexdigest()
 NOT_ADMIN = "This method is reserved for admin users."
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A short data dir: the region's gpg-agent socket lives in it."""
-    path = Path(tempfile.mkdtemp(prefix="bsu", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def region(data_dir: Path, aiohttp_client: AiohttpClient) -> RackRegion:
-    """The daemon's app after its start-up import (nothing held, empty stream)."""
-    return await start_region(data_dir, aiohttp_client)
 
 
 async def create(
@@ -531,7 +516,10 @@ async def test_chunks_to_a_synced_resource_or_an_unknown_file_are_refused(
         {},
     )
     resource = (await (await region.api("GET", "/boot-resources/")).json())[0]
-    async with region.ctx.db.execute("SELECT id FROM boot_resource_files") as cur:
+    async with (
+        region.ctx.db.read() as conn,
+        conn.execute("SELECT id FROM boot_resource_files") as cur,
+    ):
         file_id = (await cur.fetchone())[0]  # type: ignore[index]
     uri = f"{API_ROOT}/boot-resources/{resource['id']}/upload/{file_id}/"
     resp = await put(region, uri, b"abc")

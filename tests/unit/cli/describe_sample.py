@@ -1,4 +1,8 @@
-"""A describe document shaped as MAAS sends it (spec/clients.md §3.2), for parser tests."""
+"""A describe document shaped as MAAS sends it, for parser tests.
+
+MAAS's shape: ``{doc, hash, resources: [{name, anon, auth}], handlers}``, each handler
+``{name, doc, path, params, uri, actions}``.
+"""
 
 from __future__ import annotations
 

@@ -82,6 +82,38 @@ class TestCommit:
         assert not await store.has(SHA, len(DATA) + 1)
 
 
+class TestQueries:
+    async def test_size_of_is_the_stored_size_or_none(self, store: BlobStore) -> None:
+        """size_of answers None before the blob is stored and its byte count after."""
+        assert await store.size_of(SHA) is None
+        await store.ingest_bytes(DATA)
+        assert await store.size_of(SHA) == len(DATA)
+
+    async def test_held_bytes_counts_blobs_and_partials_short_of_complete(
+        self, store: BlobStore
+    ) -> None:
+        """A stored blob counts its size; a partial its length but never all; else absent."""
+        await store.ingest_bytes(DATA)
+        whole = hashlib.sha256(b"whole partial").hexdigest()
+        half = hashlib.sha256(b"half partial").hexdigest()
+        store.partial_path(whole).write_bytes(b"x" * 10)
+        store.partial_path(half).write_bytes(b"x" * 4)
+        held = await store.held_bytes({SHA: len(DATA), whole: 10, half: 10, OTHER: 5})
+        assert held == {SHA: len(DATA), whole: 9, half: 4}
+
+    async def test_a_blob_of_another_size_is_not_held(self, store: BlobStore) -> None:
+        """held_bytes does not count a stored blob whose size differs from the expected one."""
+        await store.ingest_bytes(DATA)
+        assert await store.held_bytes({SHA: len(DATA) + 1}) == {}
+
+    def test_an_area_is_a_directory_of_the_store_but_never_its_own(self, store: BlobStore) -> None:
+        """area(name) is under the root; the store's own names and path tricks are refused."""
+        assert store.area("uploads") == store.root / "uploads"
+        for bad in ("sha256", "tmp", "../x", "a/b", "", "Uploads"):
+            with pytest.raises(ValueError, match="area"):
+                store.area(bad)
+
+
 class TestIngest:
     async def test_ingest_bytes_stores_at_the_digest(self, store: BlobStore) -> None:
         """ingest_bytes returns the sha256 under which the bytes now live."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import socket
 from collections.abc import Callable
@@ -241,10 +240,3 @@ def test_wait_flushed_returns_only_once_the_transport_buffer_is_empty(loop_name:
     assert left_over == 0
     assert received == pending
     assert after == before
-
-
-def test_file_response_still_has_the_hook_sendfile_response_overrides() -> None:
-    """aiohttp's FileResponse._sendfile keeps the signature SendfileResponse overrides."""
-    hook = inspect.signature(web.FileResponse._sendfile)
-    assert list(hook.parameters) == ["self", "request", "fobj", "offset", "count"]
-    assert SendfileResponse._sendfile is not web.FileResponse._sendfile

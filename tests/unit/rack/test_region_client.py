@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
@@ -29,11 +29,12 @@ ServerFactory = Callable[..., Any]
 
 
 class Region:
-    """A tiny region: what it was sent, and a document that fails twice first."""
+    """A tiny region: what it was sent, a document that fails twice first, one cut off once."""
 
     def __init__(self) -> None:
         self.statuses: list[RackStatus] = []
         self.failures_left = 2
+        self.cuts_left = 1
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -42,6 +43,7 @@ class Region:
         app.router.add_post(STATUS_PATH, self.status)
         app.router.add_get(STREAM_INDEX, self.index)
         app.router.add_get("/MAAS/images-stream/streams/v1/flaky.sjson", self.flaky)
+        app.router.add_get("/MAAS/images-stream/streams/v1/cut.sjson", self.cut)
         return app
 
     @staticmethod
@@ -89,6 +91,18 @@ class Region:
             self.failures_left -= 1
             return web.Response(status=503, headers={"Retry-After": "0"})
         return web.Response(body=b"products")
+
+    async def cut(self, request: web.Request) -> web.StreamResponse:
+        body = b"signed products " * 4096
+        if not self.cuts_left:
+            return web.Response(body=body)
+        self.cuts_left -= 1
+        resp = web.StreamResponse()
+        resp.content_length = len(body)  # announced whole, then the connection ends
+        resp.force_close()
+        await resp.prepare(request)
+        await resp.write(body[:1000])
+        return resp
 
 
 @pytest.fixture
@@ -165,6 +179,22 @@ async def test_the_index_is_fetched_conditionally_and_documents_are_retried(
     document = await client.get_document("streams/v1/flaky.sjson")
     assert document.body == b"products"
     assert region[0].failures_left == 0
+
+
+async def test_a_stream_document_cut_off_once_is_fetched_again_whole(
+    region: tuple[Region, TestServer],
+    session: aiohttp.ClientSession,
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
+    """A body that ends before its Content-Length is a truncated body, retried like the region's."""
+    client = RegionClient(session, [url_of(region[1])], SECRET)
+    document = await client.get_document("streams/v1/cut.sjson")
+    assert document.body == b"signed products " * 4096
+    assert document.url == url_of(region[1]) + "/MAAS/images-stream/streams/v1/cut.sjson"
+    assert region[0].cuts_left == 0
+    retries = [e for e in log_events if e["event"] == "stream_fetch_retrying"]
+    assert len(retries) == 1
+    assert "body ended early" in retries[0]["error"]
 
 
 async def test_status_reports_reach_the_region_as_sent(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from tests.integration.region.api_harness import (
     Region,
     build_app,
     oauth_header,
-    region_signing_key,
     running_region,
 )
 
@@ -105,34 +104,20 @@ class TestTokens:
         async with open_db(tmp_path / "r.db") as db:
             user = await repo_users.create_user(db, "bob")
             key = await repo_users.create_token(db, user.id)
-            await db.execute("DELETE FROM users WHERE id = ?", (user.id,))
-            await db.commit()
+            async with db.write() as conn:
+                await conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
             assert await repo_users.user_for_token(db, *key) is None
-
-
-@pytest.fixture(scope="module")
-def region_key() -> Iterator[SigningKey]:
-    """One region signing key for the module (making one costs a gpg run)."""
-    with region_signing_key() as key:
-        yield key
-
-
-@pytest.fixture
-async def region(
-    tmp_path: Path, region_key: SigningKey, aiohttp_client: AiohttpClient
-) -> AsyncIterator[Region]:
-    """A running region API on a fresh database."""
-    async with running_region(tmp_path, region_key, aiohttp_client) as running:
-        yield running
 
 
 class TestOverHttp:
     """The middleware and whoami on a running app."""
 
     @pytest.mark.parametrize("style", ["libmaas", "maascli"])
-    async def test_whoami_answers_for_both_header_forms(self, region: Region, style: str) -> None:
+    async def test_whoami_answers_for_both_header_forms(
+        self, api_region: Region, style: str
+    ) -> None:
         """A valid key, signed either way, is the admin user."""
-        resp = await region.call("GET", "/users/", query={"op": "whoami"}, style=style)  # type: ignore[arg-type]
+        resp = await api_region.call("GET", "/users/", query={"op": "whoami"}, style=style)  # type: ignore[arg-type]
         assert resp.status == 200
         assert resp.headers["X-MAAS-API-Hash"] == API_HASH
         assert await resp.json() == {
@@ -143,30 +128,30 @@ class TestOverHttp:
             "resource_uri": "/MAAS/api/2.0/users/admin/",
         }
 
-    async def test_whoami_of_a_plain_user_is_not_superuser(self, region: Region) -> None:
+    async def test_whoami_of_a_plain_user_is_not_superuser(self, api_region: Region) -> None:
         """is_superuser follows the admin flag."""
-        resp = await region.call("GET", "/users/", query={"op": "whoami"}, key=region.user)
+        resp = await api_region.call("GET", "/users/", query={"op": "whoami"}, key=api_region.user)
         assert (await resp.json())["is_superuser"] is False
 
     async def test_missing_and_wrong_keys_get_401_and_a_log_without_the_secret(
-        self, region: Region, log_events: Events
+        self, api_region: Region, log_events: Events
     ) -> None:
         """No header and a wrong secret are 401 with a challenge; the log never holds secrets."""
-        wrong = ApiKey(region.admin.consumer_key, region.admin.token_key, "x" * 32)
-        missing = await region.call("GET", "/users/", query={"op": "whoami"}, key=None)
-        bad = await region.call("GET", "/users/", query={"op": "whoami"}, key=wrong)
+        wrong = ApiKey(api_region.admin.consumer_key, api_region.admin.token_key, "x" * 32)
+        missing = await api_region.call("GET", "/users/", query={"op": "whoami"}, key=None)
+        bad = await api_region.call("GET", "/users/", query={"op": "whoami"}, key=wrong)
         for resp in (missing, bad):
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"] == 'OAuth realm="OAuth"'
         failures = [e for e in log_events if e["event"] == "auth_failed"]
         assert [e["reason"] for e in failures] == ["missing", "unknown_key"]
-        assert failures[1]["consumer_key"] == region.admin.consumer_key[:6]
-        assert region.admin.token_secret not in repr(log_events)
+        assert failures[1]["consumer_key"] == api_region.admin.consumer_key[:6]
+        assert api_region.admin.token_secret not in repr(log_events)
         assert "x" * 32 not in repr(log_events)
 
-    async def test_garbage_header_is_401(self, region: Region) -> None:
+    async def test_garbage_header_is_401(self, api_region: Region) -> None:
         """An Authorization header that is not OAuth PLAINTEXT is a 401, not a 500."""
-        resp = await region.call(
+        resp = await api_region.call(
             "GET",
             "/users/",
             query={"op": "whoami"},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from region.db.resources import ResourceRow
 from region.db.sources import BootSource
 from region.images.catalogue import SourceDescription
@@ -11,10 +13,17 @@ from region.images.steps import (
     choose_images,
     default_arches,
     is_rollback,
+    plan_blobs,
     plan_removals,
     wanted_set,
 )
-from simplestreams import ProductList, Selection, parse_products
+from simplestreams import (
+    ProductList,
+    Selection,
+    StreamFormatError,
+    parse_products,
+    products_to_dict,
+)
 
 SHA = {
     name: c * 64
@@ -155,6 +164,28 @@ def test_the_first_source_offering_an_image_wins_it() -> None:
     )
     assert {c.source_id for c in chosen} == {1}
     assert len(chosen) == 2
+
+
+def test_the_plan_fetches_each_blob_once_and_only_those_the_store_lacks_whole() -> None:
+    """A blob held at its size is present; a partial one, or one not held, is to fetch."""
+    chosen = choose_images([_described(1, _products())], {1: [NOBLE_SELECTED]})
+    plan = plan_blobs(chosen, {SHA["kernel"]: 10, SHA["initrd"]: 9})
+    assert [b.sha256 for b in plan.already_present] == [SHA["kernel"]]
+    assert {b.sha256 for b in plan.to_fetch} == {SHA["initrd"], SHA["squashfs"], SHA["grub"]}
+    assert plan.total_bytes == 30
+    grub = next(b for b in plan.to_fetch if b.sha256 == SHA["grub"])
+    assert grub.paths == ("bootloaders/grub.tar.xz",)
+
+
+def test_one_sha256_listed_with_two_sizes_is_refused_by_the_plan() -> None:
+    """The initrd claiming the kernel's sha256 with another size fails the plan, naming both."""
+    doc = products_to_dict(_products())
+    product = doc["products"]["com.example:v3:noble:amd64:ga"]
+    initrd = product["versions"]["20250101"]["items"]["boot-initrd"]
+    initrd.update(sha256=SHA["kernel"], size=11)
+    chosen = choose_images([_described(1, parse_products(doc))], {1: [NOBLE_SELECTED]})
+    with pytest.raises(StreamFormatError, match=f"sha256 {SHA['kernel']} has size"):
+        plan_blobs(chosen, {})
 
 
 def test_unselected_images_are_deleted() -> None:

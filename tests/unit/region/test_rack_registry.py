@@ -6,11 +6,10 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from common.rackproto import RackImage, RackStatus, Registration
-from region.db.connection import open_db
+from region.db.connection import Database, open_db
 from region.db.racks import get_rack, list_racks, register_rack, store_status
 from region.db.timestamps import utc_text
 
@@ -18,13 +17,13 @@ NOBLE = RackImage(name="ubuntu/noble", architecture="amd64", subarches=["generic
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """A migrated region database."""
-    async with open_db(tmp_path / "region.db") as conn:
-        yield conn
+    async with open_db(tmp_path / "region.db") as database:
+        yield database
 
 
-async def test_a_new_rack_gets_a_maas_style_id_and_no_status(db: aiosqlite.Connection) -> None:
+async def test_a_new_rack_gets_a_maas_style_id_and_no_status(db: Database) -> None:
     """Six lowercase letters/digits; state, snapshot and last_sync are unset."""
     row, new = await register_rack(db, Registration(hostname="rack1", url="http://r:5248"))
     assert new
@@ -33,7 +32,7 @@ async def test_a_new_rack_gets_a_maas_style_id_and_no_status(db: aiosqlite.Conne
 
 
 async def test_re_registration_updates_the_row_and_unknown_ids_are_replaced(
-    db: aiosqlite.Connection,
+    db: Database,
 ) -> None:
     """A known id keeps its row and registration time; an unknown one makes a new row."""
     first, _ = await register_rack(db, Registration(hostname="rack1", url="http://a:5248"))
@@ -56,7 +55,7 @@ async def test_re_registration_updates_the_row_and_unknown_ids_are_replaced(
 
 
 async def test_a_status_report_is_stored_and_a_report_without_last_sync_keeps_it(
-    db: aiosqlite.Connection,
+    db: Database,
 ) -> None:
     """Images round-trip; last_sync is normalised to naive UTC and survives a later report."""
     row, _ = await register_rack(db, Registration(hostname="rack1", url="http://r:5248"))
@@ -84,7 +83,7 @@ async def test_a_status_report_is_stored_and_a_report_without_last_sync_keeps_it
 
 
 async def test_a_report_for_an_unknown_rack_or_with_a_bad_time_is_refused(
-    db: aiosqlite.Connection,
+    db: Database,
 ) -> None:
     """Unknown id: False; an unparsable last_sync: ValueError naming the field."""
     assert not await store_status(db, "nosuch", RackStatus(state="idle", snapshot_id=None))

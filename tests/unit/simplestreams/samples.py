@@ -1,7 +1,6 @@
 """Where the saved upstream samples live, and small builders of test documents.
 
-CI clones the repo next to a copy of ``shared/``, so the samples are found at
-``<repo>/../shared/upstream-samples`` in every checkout.
+The samples are checked in under ``tests/fixtures/upstream``, so a bare clone has them.
 """
 
 from __future__ import annotations
@@ -11,19 +10,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SAMPLES_DIR = REPO_ROOT.parent / "shared" / "upstream-samples"
+from tests.fixtures import UPSTREAM
+
+SAMPLES_DIR = UPSTREAM
 SAMPLE_GROUPS = ("maas-fixtures", "simplestreams-examples", "maas-images-docs")
 
 JAMMY_GA = "com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04"
 
 
 def samples_dir() -> Path:
-    """Return the upstream-samples directory, failing loudly if the checkout lacks it."""
+    """Return the upstream samples directory, failing loudly if the checkout lacks it."""
     if not SAMPLES_DIR.is_dir():
-        raise FileNotFoundError(
-            f"{SAMPLES_DIR} is missing: tests expect shared/ to sit beside the repo"
-        )
+        raise FileNotFoundError(f"{SAMPLES_DIR} is missing: the checkout is incomplete")
     return SAMPLES_DIR
 
 

@@ -1,0 +1,192 @@
+"""Read a signed stream: the index, then every products document it lists, each verified.
+
+The region (its upstream sources), the rack (its region's stream) and
+``bootsync mirror`` all read streams with :func:`read_stream`. They differ in
+two things only, which they pass in:
+
+- how a document is fetched: a callable taking a stream-relative path and
+  returning a :class:`Document` (:func:`http_documents` for an upstream URL;
+  the rack brings its region client, with ETag and URL rotation);
+- whom to trust: a :class:`TrustPolicy` (a source's keyring, the rack's pinned
+  region key, or explicitly nobody for unsigned JSON).
+
+:func:`resolve_source` turns a source URL into the stream's root and index path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+from urllib.parse import unquote
+
+import aiohttp
+
+from common.errors import SignatureError, UnknownKeyError
+from common.transfer.fetch import fetch_document, join_url
+from common.trust.keyrings import Keyring
+from common.trust.signing import VerifiedDocument, averify_clearsigned
+from simplestreams import (
+    PRODUCTS_FORMAT,
+    Index,
+    ProductList,
+    StreamFormatError,
+    parse_index,
+    parse_products,
+)
+
+CLEARSIGN_HEADER = b"-----BEGIN PGP SIGNED MESSAGE-----"
+SIGNED_INDEX_PATH = "streams/v1/index.sjson"
+UNSIGNED_INDEX_PATH = "streams/v1/index.json"
+_INDEX_RE = re.compile(r"streams/v1/[^/]*\.s?json$")
+
+
+class Document(Protocol):
+    """A fetched document: the URL it came from and its bytes."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+
+D = TypeVar("D", bound=Document)
+
+
+@dataclass(frozen=True)
+class FetchedDocument:
+    """A document fetched from an upstream server."""
+
+    url: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """Where a stream lives: its root URL and the path of its index under that root."""
+
+    base_url: str
+    index_path: str
+
+    @property
+    def index_url(self) -> str:
+        """The absolute URL of the index."""
+        return join_url(self.base_url, self.index_path)
+
+    @property
+    def signed(self) -> bool:
+        """False for a ``.json`` index, which is read without signatures."""
+        return not self.index_path.endswith(".json")
+
+
+def resolve_source(url: str, *, signed: bool) -> StreamSource:
+    """The stream at ``url``: a mirror root, or the full URL of an index under ``streams/v1/``.
+
+    A root gets the signed index (``index.sjson``) if ``signed``, else ``index.json``.
+    """
+    match = _INDEX_RE.search(url)
+    if match:
+        return StreamSource(base_url=url[: match.start()], index_path=unquote(match[0]))
+    base = url if url.endswith("/") else url + "/"
+    return StreamSource(
+        base_url=base, index_path=SIGNED_INDEX_PATH if signed else UNSIGNED_INDEX_PATH
+    )
+
+
+def http_documents(
+    session: aiohttp.ClientSession, base_url: str
+) -> Callable[[str], Awaitable[FetchedDocument]]:
+    """Fetch stream-relative paths under ``base_url`` (bounded and retried, see fetch_document)."""
+
+    async def get(path: str) -> FetchedDocument:
+        url = join_url(base_url, path)
+        return FetchedDocument(url=url, body=await fetch_document(session, url))
+
+    return get
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """Whom :func:`read_stream` trusts.
+
+    With a ``keyring`` every document must be clearsigned by one of its keys,
+    and with a ``fingerprint`` too by exactly that primary key (a pinned key).
+    ``keyring=None`` means the caller explicitly accepts unsigned JSON, and only
+    that: a clearsigned document cannot be trusted without a keyring.
+    """
+
+    keyring: Keyring | None
+    fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.keyring is None and self.fingerprint is not None:
+            raise ValueError("a pinned fingerprint needs the keyring holding its key")
+
+    async def verify(self, data: bytes, *, source: str) -> VerifiedDocument:
+        """Pass ``data`` through the signature gate; raises a SignatureError subclass."""
+        if self.keyring is None:
+            if data.lstrip().startswith(CLEARSIGN_HEADER):
+                raise SignatureError(
+                    "clearsigned document, but no keyring to verify it with", source=source
+                )
+            return VerifiedDocument(payload=data, fingerprint=None, signed=False)
+        verified = await averify_clearsigned(data, self.keyring, source=source)
+        if self.fingerprint is not None and verified.fingerprint != self.fingerprint:
+            # A keyring may hold more keys than the one pinned; only that one is trusted.
+            raise UnknownKeyError(
+                f"signed by {verified.fingerprint}, not by the pinned key {self.fingerprint}",
+                source=source,
+            )
+        return verified
+
+
+@dataclass(frozen=True)
+class Stream(Generic[D]):
+    """A stream as read: its verified index and the products documents it lists."""
+
+    index: Index
+    index_document: D
+    signer: str | None  # fingerprint of the index's signer; None when read unsigned
+    products: Mapping[str, ProductList]  # content id -> products document, in index order
+    documents: Mapping[str, D]  # content id -> that document as fetched
+
+
+async def read_stream(
+    get: Callable[[str], Awaitable[D]], index_path: str, trust: TrustPolicy
+) -> Stream[D]:
+    """Fetch, verify and parse the index at ``index_path``, then each products document.
+
+    ``get`` fetches a stream-relative path. Index entries without a path or of
+    another format than ``products:1.0`` are skipped. Raises what ``get``
+    raises (UpstreamError), SignatureError, or StreamFormatError (also for a
+    products document whose content_id is not the one the index gives it).
+    """
+    index_document = await get(index_path)
+    verified = await trust.verify(index_document.body, source=index_document.url)
+    index = parse_index(verified.payload, source=index_document.url)
+    products: dict[str, ProductList] = {}
+    documents: dict[str, D] = {}
+    for content_id, entry in index.entries.items():
+        if entry.path is None or entry.format != PRODUCTS_FORMAT:
+            continue
+        document = await get(entry.path)
+        payload = (await trust.verify(document.body, source=document.url)).payload
+        # A products document runs to megabytes: parse it off the event loop.
+        product_list = await asyncio.to_thread(parse_products, payload, source=document.url)
+        if product_list.content_id != content_id:
+            raise StreamFormatError(
+                f"{document.url}: content_id",
+                f"{product_list.content_id!r}, but the index says {content_id!r}",
+            )
+        products[content_id] = product_list
+        documents[content_id] = document
+    return Stream(
+        index=index,
+        index_document=index_document,
+        signer=verified.fingerprint,
+        products=products,
+        documents=documents,
+    )
