@@ -84,6 +84,66 @@ class TruncatedBodyError(UpstreamError):
     """The connection ended before the expected number of bytes arrived."""
 
 
+class TooSlowError(UpstreamError):
+    """Bytes arrived slower than the minimum rate over a whole window: not retried.
+
+    A server that drips a byte a second never stalls, so only a rate check ends
+    it (the slow-retrieval attack). ``rate`` is what arrived over the last
+    ``window_s`` seconds, in bytes per second.
+    """
+
+    reason = "too_slow"
+
+    def __init__(
+        self, *, url: str, rate: float, min_rate: int, window_s: float, received: int
+    ) -> None:
+        self.rate = rate
+        self.min_rate = min_rate
+        self.window_s = window_s
+        self.received = received
+        super().__init__(
+            f"too slow: {rate:.0f} bytes/s over the last {window_s:g} s, below the "
+            f"minimum of {min_rate} bytes/s ({received} bytes received)",
+            url=url,
+        )
+
+
+class DeadlineExceededError(UpstreamError):
+    """A file took longer to transfer than its size allows at the minimum rate: not retried.
+
+    ``deadline_s`` is the transfer time (over every attempt) the file was given;
+    ``size`` is None for a document of unknown length.
+    """
+
+    reason = "deadline_exceeded"
+
+    def __init__(self, *, url: str, deadline_s: float, received: int, size: int | None) -> None:
+        self.deadline_s = deadline_s
+        self.received = received
+        self.size = size
+        of = f" of {size}" if size is not None else ""
+        super().__init__(
+            f"deadline exceeded: {received}{of} bytes received in {deadline_s:.1f} s "
+            "of transfer, the most its size allows at the minimum rate",
+            url=url,
+        )
+
+
+class MetadataTooLargeError(UpstreamError):
+    """A metadata document is larger than the configured maximum: refused unread, not retried."""
+
+    reason = "metadata_too_large"
+
+    def __init__(self, *, url: str, limit: int, actual: int) -> None:
+        self.limit = limit
+        self.actual = actual
+        super().__init__(
+            f"metadata too large: {actual} bytes or more, the limit is {limit} bytes "
+            "(max_metadata_bytes)",
+            url=url,
+        )
+
+
 class HTTPStatusError(UpstreamError):
     """The server answered with a status we did not ask for."""
 
@@ -171,6 +231,15 @@ class InsufficientSpaceError(StoreError):
 
 class ConfigError(BootsyncError):
     """A configuration file or value is invalid; the message names the key."""
+
+
+def error_text(exc: BaseException) -> str:
+    """``str(exc)``, or the class name when that is empty (``TimeoutError()``, ``KeyError()``).
+
+    Every log event's ``error`` field and every stored error message is built
+    with this, so that none is ever blank.
+    """
+    return str(exc) or type(exc).__name__
 
 
 _RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})

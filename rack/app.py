@@ -2,7 +2,8 @@
 
 Data directory::
 
-    rack.json, region-keyring.gpg   who the rack is, the pinned region key (rack.identity)
+    rack.json, region-keyring.gpg   who the rack is (its credential: 0600), the pinned
+                                    region key (rack.identity)
     last-sync.json                  the last successful sync (rack.status)
     cache/                          content-addressed blobs and partial downloads
     boot-resources/current -> snapshots/<id>   what /images/ serves
@@ -20,6 +21,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client.core import Metric
@@ -28,6 +30,7 @@ from common.ops import daemon, metrics
 from common.ops.logging import get_logger
 from common.rackproto import SYNC_STATES
 from common.storage.blobstore import BlobStore
+from common.storage.modes import DATA_DIR_MODE, tighten_dir
 from common.storage.snapshot import SnapshotPublisher
 from common.transfer.download import Downloader
 from common.transfer.http import make_session
@@ -116,7 +119,7 @@ async def sync_once(pull: PullContext, reason: str) -> bool:
 async def open_rack(config: RackConfig) -> AsyncIterator[RackContext]:
     """Open the rack's parts for ``config`` (nothing runs until :meth:`RackContext.start`)."""
     data = config.data_dir
-    await asyncio.to_thread(data.mkdir, mode=0o750, parents=True, exist_ok=True)
+    await asyncio.to_thread(_prepare_data_dir, data)
     async with make_session(user_agent=USER_AGENT) as session:
         identity = RackIdentity(data)
         await identity.load()
@@ -252,6 +255,12 @@ async def rack_context(app: web.Application, config: RackConfig) -> AsyncIterato
             yield
         finally:
             await ctx.stop()
+
+
+def _prepare_data_dir(data: Path) -> None:
+    """Create ``data`` 0750, or take from it what 0750 does not allow (logged)."""
+    data.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    tighten_dir(data)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -50,6 +50,23 @@ INTERVAL_RULE = (
 """Why an interval is refused; the problem ends ``, got <value>``."""
 
 
+_MAAS_SUFFIXES = ("/MAAS/api/2.0", "/MAAS")
+
+
+def region_base_url(url: str) -> str:
+    """The region's base URL for ``url`` as typed: with or without ``/MAAS/``.
+
+    MAAS users give a region as ``http://host:5240/MAAS/`` (or the API URL
+    ``…/MAAS/api/2.0/``); the rack protocol's paths start with ``/MAAS/`` already,
+    so that suffix and a trailing ``/`` are dropped: ``http://host:5240``.
+    """
+    base = url.rstrip("/")
+    for suffix in _MAAS_SUFFIXES:
+        if base.endswith(suffix):
+            return base.removesuffix(suffix).rstrip("/")
+    return base
+
+
 def interval_problem(value: object) -> str | None:
     """Why ``value`` cannot be the sync interval in minutes, or None if it can."""
     if (
@@ -66,7 +83,8 @@ class RackConfig:
     """Validated settings of one rack; build it directly in tests.
 
     Raises ConfigError for an interval that would switch the sync loop off, no
-    region URL, or an empty secret.
+    region URL, or an empty secret. Region URLs are kept as base URLs
+    (:func:`region_base_url`: ``http://host:5240/MAAS/`` → ``http://host:5240``).
     """
 
     region_urls: tuple[str, ...] = DEFAULT_REGION_URLS
@@ -82,6 +100,9 @@ class RackConfig:
     log_format: LogFormat = "auto"
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "region_urls", tuple(region_base_url(url) for url in self.region_urls)
+        )
         problem = interval_problem(self.interval_minutes)
         if problem is not None:
             raise ConfigError(f"sync.interval_minutes: {problem}")
@@ -198,7 +219,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
     secret = _secret(flags, overrides.secret_file, inline_secret, secret_file)
     flags.finish()
     return RackConfig(
-        region_urls=tuple(url.rstrip("/") for url in region_urls),
+        region_urls=tuple(region_base_url(url) for url in region_urls),
         secret=secret,
         data_dir=data_dir,
         listen=listen,

@@ -2,8 +2,13 @@
 
 Kept in the data directory::
 
-    rack.json             {"system_id", "region_fingerprint", "pinned_at"}
+    rack.json             {"system_id", "credential", "region_fingerprint", "pinned_at"}
+                          (mode 0600: the credential is a secret)
     region-keyring.gpg    the region's public keyring, pinned at first registration
+
+The credential is the rack's own, issued by the region at its first
+registration (or the first one after an upgrade); the rack sends it on every
+call, so no other rack can re-register under its ``system_id``.
 
 The region's key is pinned the first time a registration succeeds. A later
 registration that offers another key is refused (``region_key_changed``): the
@@ -25,6 +30,7 @@ from common.errors import KeyringError, SignatureError
 from common.ops.logging import get_logger
 from common.rackproto import RegistrationReply
 from common.storage.atomic import write_atomic
+from common.storage.modes import PRIVATE_FILE_MODE, tighten_file
 from common.trust.keyrings import Keyring, aload_keyring
 from rack.files import dump_json, read_json
 
@@ -72,14 +78,21 @@ class RackIdentity:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.system_id: str | None = None
+        self.credential: str | None = None  # the rack's own, issued by the region
         self.pinned: PinnedRegion | None = None
         self.key_changed: RegionKeyChangedError | None = None
         self._pinned_at: str | None = None
 
     async def load(self) -> None:
-        """Read what an earlier run saved; a missing or damaged pin means "not pinned"."""
+        """Read what an earlier run saved; a missing or damaged pin means "not pinned".
+
+        A ``rack.json`` more open than 0640 is made 0600 first (logged).
+        """
+        await asyncio.to_thread(tighten_file, self.data_dir / RACK_FILE)
         saved = await asyncio.to_thread(read_json, self.data_dir / RACK_FILE)
         self.system_id = saved.get("system_id") if isinstance(saved.get("system_id"), str) else None
+        credential = saved.get("credential")
+        self.credential = credential if isinstance(credential, str) and credential else None
         fingerprint = saved.get("region_fingerprint")
         if not isinstance(fingerprint, str):
             return
@@ -94,16 +107,21 @@ class RackIdentity:
             self._pinned_at = pinned_at if isinstance(pinned_at, str) else None
 
     async def accept(self, reply: RegistrationReply) -> PinnedRegion:
-        """Take the region's reply: remember the system id, pin or check the key.
+        """Take the region's reply: remember the system id and credential, pin or check the key.
 
-        Raises RegionKeyChangedError when a key is pinned and the reply offers
-        another (``key_changed`` stays set until a matching reply), and
-        KeyringError when the reply's keyring is unusable or lacks its fingerprint.
+        A new system id drops the credential of the old one. Raises
+        RegionKeyChangedError when a key is pinned and the reply offers another
+        (``key_changed`` stays set until a matching reply), and KeyringError when
+        the reply's keyring is unusable or lacks its fingerprint.
         """
         offered = reply.region_fingerprint.upper()
-        if self.system_id != reply.system_id:
-            self.system_id = reply.system_id
+        kept = self.credential if self.system_id == reply.system_id else None
+        credential = reply.credential or kept
+        if (reply.system_id, credential) != (self.system_id, self.credential):
+            self.system_id, self.credential = reply.system_id, credential
             await self._save()
+            if reply.credential is not None:
+                log.info("rack_credential_stored", system_id=self.system_id)
         if self.pinned is not None:
             if offered != self.pinned.fingerprint:
                 self.key_changed = RegionKeyChangedError(
@@ -136,24 +154,28 @@ class RackIdentity:
 
     async def _save(self) -> None:
         body: dict[str, Any] = {"system_id": self.system_id}
+        if self.credential is not None:
+            body["credential"] = self.credential
         if self.pinned is not None:
             body["region_fingerprint"] = self.pinned.fingerprint
             body["pinned_at"] = self._pinned_at
-        await asyncio.to_thread(write_atomic, self.data_dir / RACK_FILE, dump_json(body))
+        await asyncio.to_thread(
+            write_atomic, self.data_dir / RACK_FILE, dump_json(body), mode=PRIVATE_FILE_MODE
+        )
 
 
 def forget_region_key(data_dir: Path) -> str | None:
     """Clear the pinned region key (blocking; for the CLI); return the forgotten fingerprint.
 
-    The system id is kept, so the region still knows the rack after it
-    re-registers. Returns None when no key was pinned.
+    The system id and the rack's credential are kept, so the region still knows
+    the rack after it re-registers. Returns None when no key was pinned.
     """
     saved = read_json(data_dir / RACK_FILE)
     fingerprint = saved.pop("region_fingerprint", None)
     saved.pop("pinned_at", None)
     (data_dir / KEYRING_FILE).unlink(missing_ok=True)
     if (data_dir / RACK_FILE).exists():
-        write_atomic(data_dir / RACK_FILE, dump_json(saved))
+        write_atomic(data_dir / RACK_FILE, dump_json(saved), mode=PRIVATE_FILE_MODE)
     return fingerprint if isinstance(fingerprint, str) else None
 
 

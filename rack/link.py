@@ -12,8 +12,13 @@
   after each (re-)registration.
 
 Failures are logged once per change of state, never once per attempt:
-``rack_registered``, ``registration_refused``, ``region_key_changed``, and
-(through :class:`RegionHealth`) ``region_unreachable`` / ``region_reachable_again``.
+``rack_registered``, ``registration_refused``, ``region_key_changed``,
+``registration_failed`` (a 404, 400, TLS failure or a reply no bootsync region
+sends: retrying will not fix it, so it is an error and the ``/healthz`` reason),
+and (through :class:`RegionHealth`) ``region_unreachable`` /
+``region_reachable_again``. Nothing the region sends ends the link: an event
+stream over its bounds is ``region_event_stream_refused``, anything unexpected
+``region_link_error``; both reconnect with backoff.
 """
 
 from __future__ import annotations
@@ -27,14 +32,20 @@ from common.errors import KeyringError, UpstreamError, is_retryable
 from common.ops.logging import get_logger
 from common.rackproto import Registration
 from common.transfer.http import backoff_delay
+from rack.hostfacts import gather_host_facts
 from rack.identity import PinnedRegion, RackIdentity, RegionKeyChangedError
-from rack.region_client import RegionClient, RegionEvent, RegistrationRefusedError
+from rack.region_client import (
+    EventStreamError,
+    RegionClient,
+    RegionEvent,
+    RegistrationRefusedError,
+)
 from rack.status import StatusBoard
 
 log = get_logger("rack.link")
 
 SYNC_EVENTS = ("snapshot", "import")
-LinkState = Literal["starting", "connected", "refused", "key_changed", "bad_reply"]
+LinkState = Literal["starting", "connected", "refused", "key_changed", "bad_reply", "failed"]
 
 
 class RegionHealth:
@@ -106,17 +117,25 @@ class RegionLink:
         KeyringError (an unusable keyring in the reply) and UpstreamError.
         """
         registration = Registration(
-            hostname=self._hostname, url=self._rack_url, system_id=self._identity.system_id
+            hostname=self._hostname,
+            url=self._rack_url,
+            system_id=self._identity.system_id,
+            host=await asyncio.to_thread(gather_host_facts),  # read anew: interfaces change
         )
         url = self._client.base_url
         try:
-            reply = await self._client.register(registration)
+            reply = await self._client.register(registration, credential=self._identity.credential)
         except RegistrationRefusedError as exc:
-            self._enter("refused", f"the region refused the shared secret ({exc})")
+            self._enter("refused", _refusal(exc))
             raise
         except UpstreamError as exc:
             if is_retryable(exc):
+                if self.state == "failed":  # an outage now, not the earlier refusal
+                    self.state, self._problem = "starting", None
                 self._health.failed(exc, url=exc.url or url)
+            else:
+                # 404, 400, TLS, not a bootsync region: retrying will not fix it.
+                self._enter("failed", f"registration failed: {exc}")
             raise
         self._health.ok(url=url)
         try:
@@ -145,7 +164,11 @@ class RegionLink:
                 assert self._identity.system_id is not None
                 listening = time.monotonic()
                 try:
-                    await self._client.listen(self._identity.system_id, self._on_event)
+                    await self._client.listen(
+                        self._identity.system_id,
+                        self._on_event,
+                        credential=self._identity.credential,
+                    )
                     log.debug("region_events_ended", url=self._client.base_url)
                 finally:
                     # Only a stream that stayed open a while resets the backoff: a region
@@ -154,11 +177,19 @@ class RegionLink:
                         attempt = 0
             except (RegistrationRefusedError, RegionKeyChangedError, KeyringError):
                 pass  # logged once by register_once
+            except EventStreamError as exc:
+                log.warning("region_event_stream_refused", url=exc.url, error=str(exc))
             except UpstreamError as exc:
-                if is_retryable(exc):
+                if self.state == "failed":
+                    pass  # logged once by register_once
+                elif is_retryable(exc):
                     self._health.failed(exc, url=exc.url or self._client.base_url)
                 else:
                     log.debug("region_events_failed", error=str(exc))
+            except Exception:
+                # Nothing the region sends may end the link: a bug here is logged, and the
+                # link reconnects with backoff like after any failure.
+                log.exception("region_link_error", url=self._client.base_url)
             attempt += 1
             await asyncio.sleep(
                 backoff_delay(attempt, base=self._backoff_base, cap=self._backoff_cap)
@@ -180,12 +211,17 @@ class RegionLink:
             status = self._status.status
             assert self._identity.system_id is not None
             try:
-                await self._client.report(self._identity.system_id, status)
-            except UpstreamError as exc:
+                await self._client.report(
+                    self._identity.system_id, status, credential=self._identity.credential
+                )
+            except Exception as exc:
                 if isinstance(exc, RegistrationRefusedError):
-                    self._enter("refused", f"the region refused the shared secret ({exc})")
-                elif is_retryable(exc):
-                    self._health.failed(exc, url=exc.url or self._client.base_url)
+                    self._enter("refused", _refusal(exc))
+                elif isinstance(exc, UpstreamError):
+                    if is_retryable(exc):
+                        self._health.failed(exc, url=exc.url or self._client.base_url)
+                else:  # not the region's fault alone; the report is tried again all the same
+                    log.exception("region_link_error", url=self._client.base_url)
                 attempt += 1
                 self._status.changed.set()  # still to be sent
                 await asyncio.sleep(
@@ -197,6 +233,7 @@ class RegionLink:
 
     def _enter(self, state: LinkState, problem: str | None) -> None:
         if state == self.state:
+            self._problem = problem  # the latest words for /healthz; logged once per state
             return
         self.state, self._problem = state, problem
         url = self._client.base_url
@@ -212,10 +249,17 @@ class RegionLink:
                 "registration_refused",
                 url=url,
                 error=problem,
-                hint="check region.secret_file: `bootsync rack-secret` on the region "
-                "host prints the secret",
+                hint="HTTP 401: check region.secret_file (`bootsync rack-secret` on the region "
+                "host prints the secret); HTTP 403: the region refused this rack's own "
+                "credential, the error says what to do",
             )
         elif state == "key_changed":
             log.error("region_key_changed", url=url, error=problem)
         else:
             log.error("registration_failed", url=url, error=problem)
+
+
+def _refusal(exc: RegistrationRefusedError) -> str:
+    """What keeps a refused rack from syncing, for operators."""
+    what = "this rack's own credential" if exc.credential_refused else "the shared secret"
+    return f"the region refused {what} ({exc})"

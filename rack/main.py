@@ -31,6 +31,7 @@ from common.version import VERSION
 from rack.app import PullWork, build_app
 from rack.config import DEFAULT_DATA_DIR, Overrides, RackConfig, load_config
 from rack.identity import forget_region_key
+from rack.probe import check_region
 
 log = get_logger("rackd")
 
@@ -69,6 +70,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="validate the configuration, the secret and the data directory, "
         "print every problem, and exit (0: fine, 2: problems)",
+    )
+    parser.add_argument(
+        "--check-region",
+        action="store_true",
+        help="with --check-config (implied): also reach every region URL and probe its "
+        "registration (nothing is registered); print what would stop the rack registering",
     )
     parser.add_argument(
         "--forget-region-key",
@@ -146,8 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.forget_region_key:
             return forget(args)
         config = read_config(args)
-        if args.check_config:
-            return check_data_dir("bootsync-rackd", config.data_dir, args.config)
+        if args.check_config or args.check_region:
+            code = check_data_dir("bootsync-rackd", config.data_dir, args.config)
+            if args.check_region:
+                code = max(code, check_region("bootsync-rackd", config))
+            return code
         prepare_data_dir(config.data_dir, key="storage.data_dir")
     except ConfigError as exc:
         print(f"bootsync-rackd: {exc}", file=sys.stderr)

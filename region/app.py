@@ -26,6 +26,7 @@ from common.ops.logging import get_logger
 from common.rackproto import SYNC_STATES
 from common.storage.atomic import write_if_changed
 from common.storage.blobstore import BlobStore
+from common.storage.modes import DATA_DIR_MODE, tighten_dir
 from common.storage.snapshot import SnapshotPublisher
 from common.transfer.http import make_session
 from common.trust.keyrings import SigningKey
@@ -244,4 +245,6 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
 
 
 def _prepare_data_dir(data: Path) -> None:
-    data.mkdir(mode=0o750, parents=True, exist_ok=True)
+    """Create ``data`` 0750, or take from it what 0750 does not allow (logged)."""
+    data.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    tighten_dir(data)

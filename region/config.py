@@ -9,13 +9,14 @@ ConfigError that lists every problem with its key.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from common.ops.envconfig import REGIOND_ENV, overlay_env
-from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat
+from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat, get_logger
 from common.ops.tomlconfig import (
     ConfigReader,
     Flags,
@@ -25,6 +26,9 @@ from common.ops.tomlconfig import (
     read_toml,
     show,
 )
+from common.transfer.limits import TransferLimits, read_transfer_limits
+
+_log = get_logger("config")
 
 DB_NAME = "region.db"
 """The region's SQLite file inside its data directory (the daemon and the admin CLI share it)."""
@@ -50,6 +54,50 @@ def shipped_keyring() -> Path:
     return Path(str(resources.files("common") / "data" / SHIPPED_KEYRING_NAME))
 
 
+UBUNTU_KEYRING_PATHS = (
+    "/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
+    "/snap/maas/current/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
+)
+"""Where Ubuntu's ubuntu-keyring package and the MAAS snap keep the cloud-image keyring
+(the paths MAAS's docs give to ``boot-sources create keyring_filename=``)."""
+
+
+@dataclass
+class KeyringLocator:
+    """Where a boot source's ``keyring_filename`` is read from.
+
+    A path of ``well_known`` that does not exist on this host is read from
+    ``shipped`` (the same Ubuntu cloud-image keyring), so MAAS's documented
+    commands work on hosts without Ubuntu's package; the first substitution of
+    each path is logged (``ubuntu_keyring_substituted``). Any other path, or a
+    well-known one that exists, is read as given.
+    """
+
+    well_known: tuple[str, ...] = UBUNTU_KEYRING_PATHS
+    shipped: Path = field(default_factory=shipped_keyring)
+    _noted: set[str] = field(default_factory=set, init=False, repr=False)
+
+    async def locate(self, filename: str) -> Path:
+        """The file to read for ``filename`` (checks the file off the event loop)."""
+        path = Path(filename)
+        if filename not in self.well_known or await asyncio.to_thread(path.exists):
+            return path
+        if filename not in self._noted:
+            self._noted.add(filename)
+            _log.info(
+                "ubuntu_keyring_substituted", keyring_filename=filename, shipped=str(self.shipped)
+            )
+        return self.shipped
+
+
+_KEYRINGS = KeyringLocator()
+
+
+async def keyring_file(filename: str) -> Path:
+    """The region's :meth:`KeyringLocator.locate` (one per process: each path logged once)."""
+    return await _KEYRINGS.locate(filename)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RegionConfig:
     """Validated settings of one region; build it directly in tests."""
@@ -66,6 +114,7 @@ class RegionConfig:
     default_keyring: Path = field(default_factory=shipped_keyring)
     frozen_after_hours: int = DEFAULT_FROZEN_AFTER_HOURS
     http_proxy: str = ""
+    transfer: TransferLimits = field(default_factory=TransferLimits)
 
     @property
     def listen_host(self) -> str:
@@ -141,6 +190,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
     frozen_after_hours = imports.integer(
         "frozen_after_hours", DEFAULT_FROZEN_AFTER_HOURS, minimum=1
     )
+    transfer = read_transfer_limits(imports)
     http_proxy = proxy.string("http_proxy", "", check=_check_proxy)
     reader.finish()
     listen = flags.string("--listen", overrides.listen, listen, check=check_host_port)
@@ -159,6 +209,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
         default_keyring=Path(default_keyring) if default_keyring else shipped_keyring(),
         frozen_after_hours=frozen_after_hours,
         http_proxy=http_proxy,
+        transfer=transfer,
     )
 
 

@@ -28,13 +28,23 @@ from simplestreams.models import (
     product_fields,
 )
 from simplestreams.parse import parse_index, parse_products
-from simplestreams.paths import check_safe_path, path_problem
+from simplestreams.paths import (
+    MAX_SEGMENT_BYTES,
+    MAX_SERVED_PATH_BYTES,
+    check_safe_path,
+    check_served_path,
+    path_problem,
+    served_path_problem,
+    served_segment_problem,
+)
 from simplestreams.plan import Blob, DownloadPlan, plan_downloads
 from simplestreams.render import index_to_dict, products_to_dict, render_index, render_products
 from simplestreams.select import filter_items, newest_versions, product_specs, select_images
 
 __all__ = [
     "INDEX_FORMAT",
+    "MAX_SEGMENT_BYTES",
+    "MAX_SERVED_PATH_BYTES",
     "PRODUCTS_FORMAT",
     "Blob",
     "DownloadPlan",
@@ -52,6 +62,7 @@ __all__ = [
     "StreamFormatError",
     "Version",
     "check_safe_path",
+    "check_served_path",
     "filter_items",
     "flatten",
     "image_spec_of",
@@ -74,4 +85,6 @@ __all__ = [
     "resource_name",
     "select_images",
     "selection_matches",
+    "served_path_problem",
+    "served_segment_problem",
 ]

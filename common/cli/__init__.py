@@ -9,6 +9,7 @@ that profile's API description (see :mod:`common.cli.maascli_commands`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -30,6 +31,8 @@ COMMAND_GROUP = "bootsync.commands"
 _COMMANDS = (sample_stream_cmd, mirror_cmd, maascli_profiles)
 _LEVELS = ["debug", "info", "warning", "error"]
 _FORMATS = ["auto", "json", "console"]
+# 128 + SIGPIPE: the status a shell gives a command that wrote into a closed pipe.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +63,26 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``bootsync``; returns the process exit code."""
+    """Run ``bootsync``; returns the process exit code.
+
+    A reader that goes away early (``bootsync admin boot-resources read | head -1``)
+    ends the command quietly with :data:`EXIT_BROKEN_PIPE`, as a shell reports a
+    tool that SIGPIPE ended, instead of a BrokenPipeError traceback.
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: output still buffered fails here, not at exit
+    except BrokenPipeError:
+        # Python's documented recipe: point stdout at /dev/null so the interpreter's
+        # own flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     first = _first_word(words)

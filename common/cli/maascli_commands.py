@@ -19,7 +19,9 @@ from typing import Any
 
 from common.errors import BootsyncError
 
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
+# maascli/utils.py's re_camelcase, verbatim: command and action names must come
+# out exactly as the maas CLI derives them from the same describe document.
+_CAMELCASE = re.compile(r"([A-Z]*[a-z0-9]+|[A-Z]+)(?:(?=[^a-z0-9])|\Z)")
 _PARAM = re.compile(r"^\s*:param\s+(\w+)\s*:\s*(.*)$", re.MULTILINE)
 _FILE_ARG = re.compile(r"^([^=@]+)@=(.*)$", re.DOTALL)
 _VALUE_ARG = re.compile(r"^([^=]+)=(.*)$", re.DOTALL)
@@ -97,14 +99,19 @@ class Invocation:
 
 
 def handler_command_name(handler: str) -> str:
-    """``BootSourceSelectionsHandler`` → ``boot-source-selections``; ``MAASHandler`` → ``maas``."""
-    words = [w.lower() for w in _WORDS.findall(handler)]
+    """maascli's ``handler_command_name``: CamelCase words, lower-cased, ``handler`` dropped.
+
+    ``BootSourceSelectionsHandler`` → ``boot-source-selections``, ``MaasHandler`` →
+    ``maas``; a capital run stays with the word it starts (``IPAddressesHandler`` →
+    ``ipaddresses``, ``MAASHandler`` → ``maashandler``).
+    """
+    words = (w.lower() for w in _CAMELCASE.findall(handler))
     return "-".join(w for w in words if w != "handler")
 
 
 def action_command_name(name: str) -> str:
-    """``is_importing`` → ``is-importing``; CamelCase is split too."""
-    return "-".join(w.lower() for part in name.split("_") for w in _WORDS.findall(part))
+    """maascli's ``safe_name`` of an action: ``is_importing`` → ``is-importing``."""
+    return "-".join(_CAMELCASE.findall(name))
 
 
 def split_doc(doc: str | None) -> tuple[str, str]:

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.mirror.sync import MirrorFailedError, MirrorOptions, run_mirror
+from common.mirror.sync import (
+    MirrorFailedError,
+    MirrorOptions,
+    MirrorPlan,
+    plan_mirror,
+    run_mirror,
+)
 from common.ops.runtime import LoopName, run
 from common.trust.keyrings import Keyring, SigningKey, load_keyring
 from simplestreams import ItemFilter
@@ -48,14 +54,44 @@ def register(sub: Any) -> None:
         help="versions to keep per product (default 1)",
     )
     p.add_argument("--concurrency", type=_positive, default=8, help="downloads at once (default 8)")
-    p.add_argument(
+    metadata = p.add_mutually_exclusive_group()
+    metadata.add_argument(
         "--signing-key",
         type=Path,
         help="GnuPG home (directory) or exported secret key (file) that signs the "
         "mirror's metadata; default: a key made on first use in the user's data "
         "directory",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    metadata.add_argument(
+        "--keep-upstream-metadata",
+        action="store_true",
+        help="publish the upstream's signed index and products documents unchanged, "
+        "as sstream-mirror does, so the upstream's keyring (MAAS's default) validates "
+        "the mirror; they still list what the filters left out. Default: the mirror's "
+        "own metadata listing only what it holds, signed with --signing-key",
+    )
+    p.add_argument(
+        "--delete",
+        action="store_true",
+        help="remove what earlier runs selected and no filter of this run selects "
+        "(default: runs accumulate, as sstream-mirror's do)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only print what would be fetched and removed; write nothing",
+    )
+    progress = p.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=True,
+        help="show progress (the default: a bar on a terminal, log events elsewhere)",
+    )
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress"
+    )
     p.set_defaults(run=run_command, collect_extra=_collect_filters)
 
 
@@ -109,7 +145,12 @@ def resolve_signing_key(given: Path | None, mirror_dir: Path) -> SigningKey:
 def run_command(args: argparse.Namespace) -> int:
     """Run the mirror; exit 0 when the mirror is complete, 1 when files failed."""
     keyring: Keyring | None = None if args.no_verify else load_keyring(args.keyring)
-    key = resolve_signing_key(args.signing_key, args.dir)
+    # A dry run signs nothing, and upstream metadata is already signed.
+    key = (
+        None
+        if args.dry_run or args.keep_upstream_metadata
+        else resolve_signing_key(args.signing_key, args.dir)
+    )
     opts = MirrorOptions(
         source_url=args.source_url,
         target=args.dir,
@@ -118,18 +159,37 @@ def run_command(args: argparse.Namespace) -> int:
         filters=tuple(args.filters),
         max_versions=args.max_versions,
         concurrency=args.concurrency,
-        show_progress=not args.no_progress,
+        show_progress=args.progress,
+        delete=args.delete,
+        keep_upstream_metadata=args.keep_upstream_metadata,
     )
+    if args.dry_run:
+        print_plan(args.dir, run(plan_mirror(opts), default_loop=MIRROR_LOOP))
+        return 0
     try:
         summary = run(run_mirror(opts), default_loop=MIRROR_LOOP)
     except MirrorFailedError as exc:
         print(f"bootsync mirror: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        key.close()  # stops the gpg-agent that signing started
+        if key is not None:
+            key.close()  # stops the gpg-agent that signing started
     print(
         f"{args.dir}: {summary.products} products; {summary.files_fetched} files fetched "
         f"({summary.bytes_fetched} bytes), {summary.files_reused} already held, "
         f"{summary.files_removed} removed, in {summary.duration_s:.1f} s"
     )
     return 0
+
+
+def print_plan(target: Path, plan: MirrorPlan) -> None:
+    """``--dry-run``'s report: one line per file to fetch or remove, then the totals."""
+    for path, size in plan.to_fetch:
+        print(f"would fetch {path} ({size} bytes)")
+    for path in plan.to_remove:
+        print(f"would remove {path}")
+    print(
+        f"{target}: dry run: {plan.products} products; {len(plan.to_fetch)} files would be "
+        f"fetched ({plan.bytes_to_fetch} bytes), {plan.files_held} already held, "
+        f"{len(plan.to_remove)} would be removed; nothing was written"
+    )

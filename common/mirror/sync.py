@@ -1,10 +1,13 @@
 """``bootsync mirror``: a verified, signed local mirror of a SimpleStreams source.
 
 One run reads top to bottom: fetch and verify the index → fetch and verify each
-products document → filter and keep the newest versions → plan the blobs
+products document → filter and keep the newest versions → add what earlier runs
+selected (:mod:`common.mirror.selection`; not with ``delete``) → plan the blobs
 (de-duplicated by sha256) → download what the store lacks → link the files into
-place → write our own signed metadata listing exactly what the mirror holds →
+place → write our own signed metadata listing exactly what the mirror holds (or,
+with ``keep_upstream_metadata``, the upstream's signed documents unchanged) →
 remove what is no longer listed → collect unreferenced blobs.
+:func:`plan_mirror` is the same run up to the plan, writing nothing (``--dry-run``).
 
 If any file fails, the run publishes nothing new: the previous metadata and
 files stay as they were, the downloaded blobs stay in the store, and the next
@@ -23,7 +26,9 @@ from pathlib import Path
 import aiohttp
 
 from common.errors import BootsyncError
+from common.mirror.selection import MirrorSelection, accumulate
 from common.mirror.tree import KEYRING_NAME, MirrorTree
+from common.mirror.upstream_metadata import upstream_documents, write_upstream_metadata
 from common.ops.logging import get_logger
 from common.ops.progress import TransferProgress
 from common.storage.blobstore import BlobStore
@@ -33,6 +38,7 @@ from common.transfer.http import make_session
 from common.transfer.streams import (
     FetchedDocument,
     Stream,
+    StreamSource,
     TrustPolicy,
     http_documents,
     read_stream,
@@ -42,6 +48,7 @@ from common.trust.keyrings import Keyring, SigningKey
 from common.version import user_agent
 from simplestreams import (
     Blob,
+    DownloadPlan,
     FlatItem,
     Index,
     ItemFilter,
@@ -66,11 +73,13 @@ class MirrorOptions:
     source_url: str
     target: Path
     keyring: Keyring | None  # None: the caller accepts an unsigned index.json
-    signing_key: SigningKey
+    signing_key: SigningKey | None  # None only with keep_upstream_metadata, or to plan
     filters: tuple[ItemFilter, ...] = ()
     max_versions: int = 1
     concurrency: int = 8
     show_progress: bool = True
+    delete: bool = False  # True: drop what earlier runs selected and no current filter does
+    keep_upstream_metadata: bool = False  # publish the upstream's signed documents as they are
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,34 @@ class MirrorSummary:
     failures: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class MirrorPlan:
+    """What a run would do (``--dry-run``): nothing of it has been done."""
+
+    index_url: str
+    products: int
+    to_fetch: tuple[tuple[str, int], ...]  # (path, size) of each blob the store lacks
+    files_held: int  # blobs the store already holds
+    to_remove: tuple[str, ...]  # published files the run would delete
+
+    @property
+    def bytes_to_fetch(self) -> int:
+        """Bytes the run would download."""
+        return sum(size for _, size in self.to_fetch)
+
+
+@dataclass(frozen=True)
+class _Work:
+    """One run's decisions, made before anything is written."""
+
+    index: Index  # the upstream's index, with the entries of the selection
+    selection: MirrorSelection  # what the mirror will hold
+    files: dict[str, str]  # item path -> sha256
+    plan: DownloadPlan
+    published: dict[str, str]  # every published path -> sha256 or "metadata"
+    documents: dict[str, bytes]  # the upstream's own metadata (keep_upstream_metadata)
+
+
 class MirrorFailedError(BootsyncError):
     """Some files could not be fetched; nothing new was published."""
 
@@ -104,6 +141,8 @@ class MirrorFailedError(BootsyncError):
 async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
     """Bring ``opts.target`` up to date with the source; raise MirrorFailedError on failures."""
     started = time.monotonic()
+    if opts.signing_key is None and not opts.keep_upstream_metadata:
+        raise ValueError("a mirror with its own metadata needs a signing key")
     source = resolve_source(opts.source_url, signed=opts.keyring is not None)
     index_url, base = source.index_url, source.base_url
     tree = MirrorTree(opts.target)
@@ -113,16 +152,12 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
         target=str(opts.target),
         filters=[str(f) for f in opts.filters],
         max_versions=opts.max_versions,
+        delete=opts.delete,
+        keep_upstream_metadata=opts.keep_upstream_metadata,
     )
     async with make_session(user_agent=USER_AGENT) as session:
-        stream = await read_stream(
-            http_documents(session, base), source.index_path, TrustPolicy(opts.keyring)
-        )
-        index = stream.index
-        wanted = _select(stream, opts)
-        items = [item for products in wanted.values() for item in flatten(products)]
-        present = await _present(tree.store, items)
-        plan = plan_downloads(items, present)
+        work = await _prepare(session, source, tree, opts)
+        plan, wanted = work.plan, work.selection.products
         await tree.store.ensure_space(plan.total_bytes)
         outcomes = await _download(session, tree.store, base, plan.to_fetch, opts)
     failed = [o for o in outcomes if not o.ok]
@@ -139,16 +174,13 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
         )
         log.error("mirror_finished", **dataclasses.asdict(summary))
         raise MirrorFailedError(summary)
-    files = {
-        item.path: item.sha256
-        for item in items
-        if item.path is not None and item.sha256 is not None
-    }
-    await tree.place_files(files)
-    changed = await _write_metadata(tree, index, wanted, opts.signing_key)
-    published = dict(files) | dict.fromkeys(_metadata_paths(index, wanted), "metadata")
-    removed = await tree.commit_state(published)
-    await tree.store.collect_garbage(set(files.values()))
+    await tree.place_files(work.files)
+    if opts.keep_upstream_metadata or opts.signing_key is None:
+        changed = await write_upstream_metadata(tree, work.documents)
+    else:
+        changed = await _write_metadata(tree, work.index, wanted, opts.signing_key)
+    removed = await tree.commit_state(work.published, work.selection)
+    await tree.store.collect_garbage(set(work.files.values()))
     summary = _summary(
         "ok",
         index_url,
@@ -161,6 +193,63 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
     )
     log.info("mirror_finished", **dataclasses.asdict(summary))
     return summary
+
+
+async def plan_mirror(opts: MirrorOptions) -> MirrorPlan:
+    """What :func:`run_mirror` would fetch and remove; reads the source, writes nothing."""
+    source = resolve_source(opts.source_url, signed=opts.keyring is not None)
+    tree = MirrorTree(opts.target)
+    async with make_session(user_agent=USER_AGENT) as session:
+        work = await _prepare(session, source, tree, opts)
+    return MirrorPlan(
+        index_url=source.index_url,
+        products=sum(len(p.products) for p in work.selection.products.values()),
+        to_fetch=tuple((blob.paths[0], blob.size) for blob in work.plan.to_fetch),
+        files_held=len(work.plan.already_present),
+        to_remove=tuple(await tree.stale_files(work.published)),
+    )
+
+
+async def _prepare(
+    session: aiohttp.ClientSession, source: StreamSource, tree: MirrorTree, opts: MirrorOptions
+) -> _Work:
+    """Read the source and decide what the mirror will hold, fetch and publish."""
+    stream = await read_stream(
+        http_documents(session, source.base_url), source.index_path, TrustPolicy(opts.keyring)
+    )
+    wanted = _select(stream, opts)
+    current = MirrorSelection(
+        entries={cid: stream.index.entries[cid] for cid in wanted}, products=wanted
+    )
+    selection = (
+        current
+        if opts.delete
+        else accumulate(
+            await tree.previous_selection(), current, stream.products, keep=opts.max_versions
+        )
+    )
+    items = [item for products in selection.products.values() for item in flatten(products)]
+    plan = plan_downloads(items, await _present(tree.store, items))
+    files = {
+        item.path: item.sha256
+        for item in items
+        if item.path is not None and item.sha256 is not None
+    }
+    index = dataclasses.replace(stream.index, entries=selection.entries)
+    if opts.keep_upstream_metadata:
+        documents = upstream_documents(stream, source.index_path, files)
+        metadata = list(documents)
+    else:
+        documents = {}
+        metadata = _metadata_paths(index, selection.products)
+    return _Work(
+        index=index,
+        selection=selection,
+        files=files,
+        plan=plan,
+        published=dict(files) | dict.fromkeys(metadata, "metadata"),
+        documents=documents,
+    )
 
 
 def _select(stream: Stream[FetchedDocument], opts: MirrorOptions) -> dict[str, ProductList]:

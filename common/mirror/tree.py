@@ -3,7 +3,8 @@
 ``DIR`` is laid out as the upstream (``streams/v1/...`` plus every item at its
 stream path) so that any web server can serve it and sstream-mirror can read
 it. ``DIR/.bootsync/`` holds the blob store (same filesystem: items are hard
-links to blobs) and ``state.json``, the list of files the last run published.
+links to blobs) and ``state.json``: the files the last run published and the
+selection the mirror holds (see :mod:`common.mirror.selection`).
 
 Order of writes, so a reader never sees metadata that names a missing file:
 files are linked first (each verified blob, link to a temp name, rename), then
@@ -19,6 +20,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from common.mirror.selection import MirrorSelection
 from common.ops.logging import get_logger
 from common.storage.atomic import write_if_changed
 from common.storage.blobstore import BlobStore
@@ -49,6 +51,23 @@ class MirrorTree:
             return dict(data["files"])
 
         return await asyncio.to_thread(read)
+
+    async def previous_selection(self) -> MirrorSelection:
+        """What the mirror held after the last successful run (empty before the first)."""
+
+        def read() -> object:
+            try:
+                data = json.loads(self._state_file.read_bytes())
+            except FileNotFoundError:
+                return None
+            return data.get("selection")
+
+        data = await asyncio.to_thread(read)
+        if data is None:  # a new mirror, or one made before selections were kept
+            return MirrorSelection()
+        return await asyncio.to_thread(
+            MirrorSelection.from_json, data, source=str(self._state_file)
+        )
 
     async def place_files(self, files: Mapping[str, str]) -> int:
         """Hard-link blob ``sha256`` at each ``path``; returns how many links changed."""
@@ -83,14 +102,19 @@ class MirrorTree:
 
         return await asyncio.to_thread(read)
 
-    async def commit_state(self, files: Mapping[str, str]) -> list[str]:
-        """Record ``files`` as published and delete what the previous run listed only.
+    async def stale_files(self, files: Mapping[str, str]) -> list[str]:
+        """What the previous run published that ``files`` no longer lists, sorted."""
+        return sorted(set(await self.previous_files()) - set(files))
+
+    async def commit_state(
+        self, files: Mapping[str, str], selection: MirrorSelection | None = None
+    ) -> list[str]:
+        """Record ``files`` (and ``selection``) as published; delete what only the previous run listed.
 
         Returns the removed paths.
         """
-        previous = await self.previous_files()
-        stale = sorted(set(previous) - set(files))
-        payload = json.dumps({"files": dict(sorted(files.items()))}, indent=1).encode()
+        stale = await self.stale_files(files)
+        payload = await asyncio.to_thread(_render_state, files, selection)
         await asyncio.to_thread(write_if_changed, self._state_file, payload)
         await asyncio.to_thread(self._remove, stale)
         for path in stale:
@@ -105,3 +129,10 @@ class MirrorTree:
             while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
+
+
+def _render_state(files: Mapping[str, str], selection: MirrorSelection | None) -> bytes:
+    state: dict[str, object] = {"files": dict(sorted(files.items()))}
+    if selection is not None:
+        state["selection"] = selection.to_json()
+    return json.dumps(state, indent=1, sort_keys=True).encode()

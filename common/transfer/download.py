@@ -29,10 +29,12 @@ from common.errors import (
     HTTPStatusError,
     IntegrityError,
     StoreError,
+    error_text,
 )
 from common.ops.logging import get_logger, short_sha
 from common.storage.blobstore import BlobStore, check_sha256
 from common.transfer.http import get_into, make_session
+from common.transfer.limits import Pace, TransferLimits
 from common.transfer.retry import RetryPolicy, retrying
 from common.transfer.workers import run_bounded
 
@@ -239,7 +241,8 @@ class Downloader:
     """Fetches files into a BlobStore over one aiohttp session.
 
     ``on_progress(request, nbytes)`` is called on the event loop with the
-    number of bytes just received (a delta, not a total).
+    number of bytes just received (a delta, not a total). ``limits`` sets the
+    minimum rate and with it each file's deadline (see common/transfer/limits.py).
     """
 
     def __init__(
@@ -254,6 +257,7 @@ class Downloader:
         connect_timeout: float = 15.0,
         chunk_size: int = DEFAULT_CHUNK,
         on_progress: ProgressCallback | None = None,
+        limits: TransferLimits | None = None,
     ) -> None:
         self._session = session
         self._store = store
@@ -265,6 +269,7 @@ class Downloader:
         )
         self._chunk_size = chunk_size
         self._on_progress = on_progress
+        self._limits = limits or TransferLimits()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def fetch_all(
@@ -304,7 +309,7 @@ class Downloader:
         if error is not None:
             flog.warning(
                 "download_failed",
-                error=str(error),
+                error=error_text(error),
                 reason=_reason(error),
                 attempts=progress.attempts,
                 duration_s=round(duration, 3),
@@ -363,7 +368,10 @@ class Downloader:
         except DigestMismatchError as exc:
             # Bad bytes (a stale partial, a corrupting hop): once more from zero.
             _log_for(req).warning(
-                "download_retrying", attempt=progress.attempts, delay_s=0.0, error=str(exc)
+                "download_retrying",
+                attempt=progress.attempts,
+                delay_s=0.0,
+                error=error_text(exc),
             )
             await writer.reset()
             await self._fetch_verified(req, writer, progress)
@@ -372,6 +380,7 @@ class Downloader:
         self, req: DownloadRequest, writer: PartialWriter, progress: _Progress
     ) -> None:
         """Fill ``writer`` up to ``req.size`` (retrying), then check its sha256."""
+        pace = Pace(self._limits, url=req.url, size=req.size)
 
         async def attempt() -> None:
             progress.attempts += 1
@@ -383,6 +392,7 @@ class Downloader:
                     size=req.size,
                     limits=self._timeout,
                     on_bytes=self._count(req, progress),
+                    pace=pace,
                 )
 
         await retrying(attempt, self._policy, log=_log_for(req), event="download_retrying")

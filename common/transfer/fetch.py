@@ -1,4 +1,4 @@
-"""Fetch a stream's metadata documents: bounded in size, retried."""
+"""Fetch a stream's metadata documents: bounded in size, paced, retried."""
 
 from __future__ import annotations
 
@@ -6,35 +6,54 @@ from urllib.parse import quote
 
 import aiohttp
 
-from common.errors import HTTPStatusError
+from common.errors import HTTPStatusError, MetadataTooLargeError, OversizeError
 from common.ops.logging import get_logger
 from common.transfer.http import parse_retry_after, request_bounded
+from common.transfer.limits import DEFAULT_MAX_METADATA_BYTES, Pace, TransferLimits
 from common.transfer.retry import RetryPolicy, retrying
 
 log = get_logger("fetch")
 
-MAX_METADATA_BYTES = 64 << 20  # the real v3 products file is a few MiB
+MAX_METADATA_BYTES = DEFAULT_MAX_METADATA_BYTES
 METADATA_RETRIES = RetryPolicy(retries=3, backoff_base=0.5, backoff_max=30.0)
-_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=15, sock_read=60)
+# No total: how long a document may take is the Pace's call (its size at the minimum rate).
+_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
 
 
 async def fetch_document(
     session: aiohttp.ClientSession,
     url: str,
     *,
-    max_bytes: int = MAX_METADATA_BYTES,
+    limits: TransferLimits | None = None,
     policy: RetryPolicy = METADATA_RETRIES,
 ) -> bytes:
-    """GET ``url`` and return its body (at most ``max_bytes``).
+    """GET ``url`` and return its body (at most ``limits.max_metadata_bytes``).
 
     Retryable failures (connect errors, stalls, bodies cut off, 5xx, 429) are
     retried as ``policy`` says; the last error is raised as an UpstreamError
-    subclass. Any status but 200 raises HTTPStatusError, a body over
-    ``max_bytes`` OversizeError.
+    subclass. Any status but 200 raises HTTPStatusError, a body over the
+    maximum MetadataTooLargeError, a server slower than ``limits.min_rate``
+    TooSlowError or DeadlineExceededError (neither is retried).
     """
+    limits = limits or TransferLimits()
+    pace = Pace(limits, url=url)
 
     async def attempt() -> bytes:
-        answer = await request_bounded(session, "GET", url, max_bytes=max_bytes, limits=_TIMEOUT)
+        try:
+            answer = await request_bounded(
+                session,
+                "GET",
+                url,
+                max_bytes=limits.max_metadata_bytes,
+                limits=_TIMEOUT,
+                pace=pace,
+            )
+        except OversizeError as exc:
+            raise MetadataTooLargeError(
+                url=url,
+                limit=limits.max_metadata_bytes,
+                actual=exc.actual if isinstance(exc.actual, int) else 0,
+            ) from exc
         if answer.status != 200:
             raise HTTPStatusError(
                 answer.status,

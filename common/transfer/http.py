@@ -30,12 +30,14 @@ from common.errors import (
     TruncatedBodyError,
     UpstreamError,
 )
+from common.transfer.limits import Pace, TransferLimits
 
 # A bigger buffer than aiohttp's 64 KiB default: fewer pause/resume cycles of the
 # transport per file (measured in bench/RESULTS.md).
 READ_BUFSIZE = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _SECONDS = re.compile(r"\d+(\.\d+)?")
+_UNLIMITED = TransferLimits(min_rate=0)
 
 
 def make_session(*, user_agent: str, limit: int = 64) -> aiohttp.ClientSession:
@@ -74,6 +76,7 @@ async def get_into(
     size: int,
     limits: aiohttp.ClientTimeout,
     on_bytes: Callable[[int], None],
+    pace: Pace | None = None,
 ) -> None:
     """GET ``url`` into ``sink`` until it holds ``size`` bytes: one attempt.
 
@@ -81,18 +84,22 @@ async def get_into(
     answer, or a 206/416 whose range does not fit, restarts from zero.
     Raises HTTPStatusError, OversizeError / SizeMismatchError (the server
     announces or sends the wrong length), TruncatedBodyError, StallError,
-    ConnectError or UpstreamError. Unless cancelled, the sink holds every byte
-    received when this returns or raises.
+    ConnectError or UpstreamError; under a ``pace`` (one per file, over its
+    attempts) also TooSlowError and DeadlineExceededError. Unless cancelled,
+    the sink holds every byte received when this returns or raises.
     """
     received = 0
+    watch = (pace or Pace(_UNLIMITED, url=url)).attempt()
 
     def count(nbytes: int) -> None:
         nonlocal received
         received += nbytes
+        watch.add(nbytes)
         on_bytes(nbytes)
 
     try:
-        await _get(session, url, sink, size=size, limits=limits, count=count)
+        async with watch:
+            await _get(session, url, sink, size=size, limits=limits, count=count)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         await sink.flush()
         raise translate_error(exc, url=url, body_started=received > 0) from exc
@@ -175,22 +182,29 @@ async def request_bounded(
     limits: aiohttp.ClientTimeout,
     headers: Mapping[str, str] | None = None,
     json_body: object = None,
+    pace: Pace | None = None,
 ) -> Answer:
     """Send one request and read its body whole, whatever the status: one attempt.
 
     A body (announced or sent) over ``max_bytes`` raises OversizeError without
     reading on. Failures raise what :func:`translate_error` makes of them: a
-    body cut off is a TruncatedBodyError, as it is for :func:`get_into`.
+    body cut off is a TruncatedBodyError, as it is for :func:`get_into`. Under
+    a ``pace`` also TooSlowError and DeadlineExceededError.
     """
     body = bytearray()
     try:
-        async with session.request(
-            method, url, headers=headers, json=json_body, timeout=limits
-        ) as resp:
-            if resp.content_length is not None and resp.content_length > max_bytes:
-                raise OversizeError(url=url, expected=max_bytes, actual=resp.content_length)
+        async with (
+            (pace or Pace(_UNLIMITED, url=url)).attempt() as watch,
+            session.request(method, url, headers=headers, json=json_body, timeout=limits) as resp,
+        ):
+            announced = resp.content_length
+            if announced is not None and announced > max_bytes:
+                raise OversizeError(url=url, expected=max_bytes, actual=announced)
+            if announced is not None:
+                watch.expect(announced)
             async for chunk in resp.content.iter_chunked(1 << 16):
                 body += chunk
+                watch.add(len(chunk))
                 if len(body) > max_bytes:
                     raise OversizeError(url=url, expected=max_bytes, actual=len(body))
             return Answer(url=url, status=resp.status, headers=resp.headers, body=bytes(body))

@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from common.errors import ConnectError, HTTPStatusError, UpstreamError, is_retryable
+from common.errors import (
+    ConnectError,
+    HTTPStatusError,
+    UpstreamError,
+    error_text,
+    is_retryable,
+)
 from common.transfer.http import backoff_delay
 
 T = TypeVar("T")
@@ -73,5 +79,5 @@ async def retrying(
             if policy.gives_up(tries, exc):
                 raise
             delay = policy.delay(tries, exc)
-            log.warning(event, attempt=tries, delay_s=round(delay, 3), error=str(exc))
+            log.warning(event, attempt=tries, delay_s=round(delay, 3), error=error_text(exc))
             await asyncio.sleep(delay)

@@ -26,8 +26,9 @@ import aiohttp
 
 from common.errors import SignatureError, UnknownKeyError
 from common.transfer.fetch import fetch_document, join_url
+from common.transfer.limits import TransferLimits
 from common.trust.keyrings import Keyring
-from common.trust.signing import VerifiedDocument, averify_clearsigned
+from common.trust.signing import VerifiedDocument, verify_clearsigned
 from simplestreams import (
     PRODUCTS_FORMAT,
     Index,
@@ -38,6 +39,7 @@ from simplestreams import (
 )
 
 CLEARSIGN_HEADER = b"-----BEGIN PGP SIGNED MESSAGE-----"
+_CLEARSIGNED = re.compile(rb"\s*" + re.escape(CLEARSIGN_HEADER))
 SIGNED_INDEX_PATH = "streams/v1/index.sjson"
 UNSIGNED_INDEX_PATH = "streams/v1/index.json"
 _INDEX_RE = re.compile(r"streams/v1/[^/]*\.s?json$")
@@ -54,6 +56,7 @@ class Document(Protocol):
 
 
 D = TypeVar("D", bound=Document)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,16 @@ def resolve_source(url: str, *, signed: bool) -> StreamSource:
 
 
 def http_documents(
-    session: aiohttp.ClientSession, base_url: str
+    session: aiohttp.ClientSession, base_url: str, *, limits: TransferLimits | None = None
 ) -> Callable[[str], Awaitable[FetchedDocument]]:
-    """Fetch stream-relative paths under ``base_url`` (bounded and retried, see fetch_document)."""
+    """Fetch stream-relative paths under ``base_url`` (bounded, paced and retried).
+
+    ``limits``: the largest document and the minimum rate (see fetch_document).
+    """
 
     async def get(path: str) -> FetchedDocument:
         url = join_url(base_url, path)
-        return FetchedDocument(url=url, body=await fetch_document(session, url))
+        return FetchedDocument(url=url, body=await fetch_document(session, url, limits=limits))
 
     return get
 
@@ -127,13 +133,17 @@ class TrustPolicy:
 
     async def verify(self, data: bytes, *, source: str) -> VerifiedDocument:
         """Pass ``data`` through the signature gate; raises a SignatureError subclass."""
+        return await asyncio.to_thread(self.check, data, source=source)
+
+    def check(self, data: bytes, *, source: str) -> VerifiedDocument:
+        """:meth:`verify` for a worker thread: runs gpg, blocking."""
         if self.keyring is None:
-            if data.lstrip().startswith(CLEARSIGN_HEADER):
+            if _CLEARSIGNED.match(data):
                 raise SignatureError(
                     "clearsigned document, but no keyring to verify it with", source=source
                 )
             return VerifiedDocument(payload=data, fingerprint=None, signed=False)
-        verified = await averify_clearsigned(data, self.keyring, source=source)
+        verified = verify_clearsigned(data, self.keyring, source=source)
         if self.fingerprint is not None and verified.fingerprint != self.fingerprint:
             # A keyring may hold more keys than the one pinned; only that one is trusted.
             raise UnknownKeyError(
@@ -163,19 +173,22 @@ async def read_stream(
     another format than ``products:1.0`` are skipped. Raises what ``get``
     raises (UpstreamError), SignatureError, or StreamFormatError (also for a
     products document whose content_id is not the one the index gives it).
+
+    Each document is verified and parsed in one worker thread: its verified
+    text never reaches the event loop and is dropped once parsed; only the
+    document as fetched and its parsed form are kept.
     """
     index_document = await get(index_path)
-    verified = await trust.verify(index_document.body, source=index_document.url)
-    index = parse_index(verified.payload, source=index_document.url)
+    index, signer = await asyncio.to_thread(_verify_and_parse, trust, index_document, parse_index)
     products: dict[str, ProductList] = {}
     documents: dict[str, D] = {}
     for content_id, entry in index.entries.items():
         if entry.path is None or entry.format != PRODUCTS_FORMAT:
             continue
         document = await get(entry.path)
-        payload = (await trust.verify(document.body, source=document.url)).payload
-        # A products document runs to megabytes: parse it off the event loop.
-        product_list = await asyncio.to_thread(parse_products, payload, source=document.url)
+        product_list, _signer = await asyncio.to_thread(
+            _verify_and_parse, trust, document, parse_products
+        )
         if product_list.content_id != content_id:
             raise StreamFormatError(
                 f"{document.url}: content_id",
@@ -186,7 +199,15 @@ async def read_stream(
     return Stream(
         index=index,
         index_document=index_document,
-        signer=verified.fingerprint,
+        signer=signer,
         products=products,
         documents=documents,
     )
+
+
+def _verify_and_parse(
+    trust: TrustPolicy, document: Document, parse: Callable[..., T]
+) -> tuple[T, str | None]:
+    """Verify ``document`` and parse its text with ``parse`` (blocking): result and signer."""
+    verified = trust.check(document.body, source=document.url)
+    return parse(verified.payload, source=document.url), verified.fingerprint

@@ -26,6 +26,7 @@ import gnupg
 
 from common.errors import KeyringError
 from common.ops.logging import get_logger
+from common.storage.modes import PRIVATE_DIR_MODE, tighten_dir
 
 log = get_logger(__name__)
 
@@ -233,9 +234,13 @@ class SigningKey:
 
     @classmethod
     def open(cls, home: Path) -> SigningKey:
-        """Open the single secret key in ``home``; KeyringError if there is none or several."""
+        """Open the single secret key in ``home``; KeyringError if there is none or several.
+
+        A home more open than 0700 is tightened first (logged).
+        """
         if not home.is_dir():
             raise KeyringError("signing key home does not exist", source=str(home))
+        tighten_dir(home, most=PRIVATE_DIR_MODE)
         home = usable_home(home)
         found = _secret_fingerprints(home)
         if len(found) != 1:

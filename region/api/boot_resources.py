@@ -21,6 +21,7 @@ from region.api.http import (
     json_response,
     no_content,
     not_found,
+    path_id,
     read_params,
     text_response,
 )
@@ -133,10 +134,7 @@ def render_set(
 
 
 def _resource_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise not_found("BootResource") from None
+    return path_id(request, "id", "BootResource")
 
 
 async def read_resources(request: web.Request) -> web.StreamResponse:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from common.errors import KeyringError
+from common.errors import BootsyncError, KeyringError, SignatureError
 from common.ops.logging import get_logger
 from common.ops.tomlconfig import check_http_url
 from common.trust.keyrings import aload_keyring
@@ -29,13 +31,17 @@ from region.api.http import (
     maas_timestamp,
     no_content,
     not_found,
+    path_id,
     read_params,
 )
 from region.api.registry import Action, HandlerSpec, Param
-from region.context import CTX
+from region.config import keyring_file
+from region.context import CTX, RegionContext
 from region.db import sources as repo_sources
 from region.db.connection import Database
 from region.db.sources import BootSource, DuplicateError
+from region.images.catalogue import SourceDescription, describe_unsaved
+from simplestreams import StreamFormatError
 
 log = get_logger("api.boot_sources")
 
@@ -57,14 +63,6 @@ def render_source(source: BootSource) -> dict[str, Any]:
         "updated": maas_timestamp(source.updated),
         "resource_uri": f"{API_ROOT}/boot-sources/{source.id}/",
     }
-
-
-def path_id(request: web.Request, name: str, model: str) -> int:
-    """The integer ``name`` from the URL path; 404 ``No <model> matches ...`` if it is not one."""
-    text = request.match_info[name]
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise not_found(model)
-    return int(text)
 
 
 async def source_or_404(request: web.Request, name: str = "id") -> BootSource:
@@ -132,15 +130,19 @@ async def _check_keyring(filename: str, data: bytes, errors: dict[str, list[str]
             await aload_keyring(data, name=field)
         else:
             field = "keyring_filename"
-            await aload_keyring(Path(filename))
+            await aload_keyring(await keyring_file(filename))
     except KeyringError as exc:
         errors[field] = [f"Not a usable GPG keyring ({exc})."]
 
 
-async def _validate(conn: Database, params: Params, current: BootSource | None) -> dict[str, Any]:
+async def _validate(
+    conn: Database, params: Params, current: BootSource | None, *, unique_url: bool = True
+) -> dict[str, Any]:
     """The changes ``params`` ask for, validated against ``current`` (None on create).
 
-    Raises ValidationError with every problem found, MAAS's messages where MAAS has them.
+    ``unique_url`` False skips the check that no other source has the URL (for a
+    source that is only read, not saved). Raises ValidationError with every
+    problem found, MAAS's messages where MAAS has them.
     """
     errors: dict[str, list[str]] = {}
     url = _url(params, errors, required=current is None)
@@ -164,7 +166,8 @@ async def _validate(conn: Database, params: Params, current: BootSource | None) 
         elif filename is not None or data is not None:
             await _check_keyring(final_filename, final_data, errors)
     if (
-        url is not None
+        unique_url
+        and url is not None
         and (current is None or url != current.url)
         and await repo_sources.find_source_by_url(conn, url) is not None
     ):
@@ -176,10 +179,10 @@ async def _validate(conn: Database, params: Params, current: BootSource | None) 
 
 
 async def validate_source(
-    conn: Database, params: Params, current: BootSource | None
+    conn: Database, params: Params, current: BootSource | None, *, unique_url: bool = True
 ) -> dict[str, Any]:
     """The API's checks of a new (``current`` None) or changed source; shared with the UI."""
-    return await _validate(conn, params, current)
+    return await _validate(conn, params, current, unique_url=unique_url)
 
 
 async def read_sources(request: web.Request) -> web.StreamResponse:
@@ -252,6 +255,54 @@ async def delete_source(request: web.Request) -> web.StreamResponse:
     return no_content()
 
 
+async def describe_offer(ctx: RegionContext, changes: Mapping[str, Any]) -> SourceDescription:
+    """What the source ``changes`` describe (validated, not saved) offers, read just now.
+
+    ``POST boot-sources/?op=fetch`` and the page's Connect button share it.
+    Raises ValidationError naming the field to blame: the keyring field given
+    when the signatures do not verify with it, ``url`` when the source cannot
+    be reached or read.
+    """
+    data = bytes(changes.get("keyring_data") or b"")
+    try:
+        return await describe_unsaved(
+            ctx.db,
+            ctx.session,
+            url=str(changes.get("url") or ""),
+            keyring_filename=str(changes.get("keyring_filename") or ""),
+            keyring_data=data,
+            proxy=ctx.config.http_proxy,
+            frozen_after_hours=ctx.config.frozen_after_hours,
+        )
+    except SignatureError as exc:
+        raise ValidationError.field(
+            "keyring_data" if data else "keyring_filename",
+            f"The source's signature could not be verified with this keyring: {exc}",
+        ) from None
+    except (BootsyncError, StreamFormatError) as exc:
+        raise ValidationError.field("url", f"Could not read the source: {exc}") from None
+
+
+def render_offer(description: SourceDescription) -> dict[str, Any]:
+    """What ``fetch`` answers: the index read and every image, as ``available_images`` lists them."""
+    return {
+        "url": description.source.url,
+        "index_url": description.index_url,
+        "index_updated": description.index_updated,
+        "warnings": list(description.warnings),
+        "images": [asdict(entry) for entry in description.entries],
+    }
+
+
+async def fetch_source(request: web.Request) -> web.StreamResponse:
+    """POST ?op=fetch: what a source not saved offers; it is read, not stored."""
+    require_admin(request)
+    ctx = request.app[CTX]
+    params = await read_params(request)
+    changes = await validate_source(ctx.db, params, None, unique_url=False)
+    return json_response(render_offer(await describe_offer(ctx, changes)))
+
+
 _KEYRING = (
     Param(
         "keyring_filename",
@@ -286,6 +337,21 @@ BOOT_SOURCES = HandlerSpec(
                 *_KEYRING,
             ),
             details="Exactly one of keyring_filename and keyring_data must be given.",
+        ),
+        Action(
+            "POST",
+            "fetch",
+            fetch_source,
+            "Fetch the images a source offers, without saving it.",
+            (
+                Param("url", "The URL of the source (a SimpleStreams mirror).", required=True),
+                *_KEYRING,
+            ),
+            details=(
+                "The source is read and its signatures verified as an import would; "
+                "nothing is stored. Exactly one of keyring_filename and keyring_data "
+                "must be given."
+            ),
         ),
     ),
 )

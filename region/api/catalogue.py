@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from region.api.auth import require_admin
-from region.api.http import API_ROOT, json_response, maas_timestamp, not_found
+from region.api.http import API_ROOT, json_response, maas_timestamp, not_found, path_id
 from region.api.registry import Action
 from region.context import CTX
 from region.db import catalogue as repo_catalogue
@@ -26,10 +26,7 @@ async def available_images(request: web.Request) -> web.StreamResponse:
     """The catalogue and status of source ``{id}``; 404 for an unknown source."""
     require_admin(request)
     ctx = request.app[CTX]
-    try:
-        source = await repo_sources.get_source(ctx.db, int(request.match_info["id"]))
-    except ValueError:
-        source = None
+    source = await repo_sources.get_source(ctx.db, path_id(request, "id", "BootSource"))
     if source is None:
         raise not_found("BootSource")
     status = await repo_catalogue.get_status(ctx.db, source.id)

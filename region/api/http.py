@@ -105,6 +105,24 @@ def not_found(model: str) -> web.HTTPNotFound:
     return web.HTTPNotFound(text=f"No {model} matches the given query.", content_type="text/plain")
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: no row has a larger id
+
+
+def path_id(request: web.Request, name: str, model: str) -> int:
+    """The id in path parameter ``name``; 404 ``No <model> matches ...`` if no row can have it.
+
+    The one place path ids are parsed: plain ASCII digits up to :data:`MAX_ID`
+    (not ``+1``, ``1_0``, `` 1`` or other scripts' digits, which ``int()`` takes).
+    """
+    text = request.match_info[name]
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        raise not_found(model)
+    number = int(text)
+    if number > MAX_ID:
+        raise not_found(model)
+    return number
+
+
 def forbidden(message: str = "User is not allowed access to this API.") -> web.HTTPForbidden:
     """403 with MAAS's plain-text message."""
     return web.HTTPForbidden(text=message, content_type="text/plain")

@@ -4,7 +4,8 @@ Only the image-related keys exist: ``boot_images_auto_import``,
 ``enable_http_proxy``, ``boot_images_no_proxy`` (booleans: true/false, yes/no,
 on/off, 1/0, any case) and ``http_proxy`` (an http(s) URL, or empty for none).
 A bad value is a 400 keyed by the config name, as MAAS keys its form errors.
-Changing a proxy setting refreshes the catalogue, as in MAAS.
+Changing a proxy setting refreshes the catalogue, as in MAAS. Non-admins read
+a URL's user and password as ``***`` (``http://***@proxy:3128/``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ def _loggable(value: Any) -> Any:
     return value
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` with any user and password of a URL hidden (what non-admins read)."""
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if "@" in parts.netloc:
+            netloc = "***@" + parts.netloc.rpartition("@")[2]
+            return urlunsplit(parts._replace(netloc=netloc))
+    return value
+
+
 def _known_name(name: str | None) -> str:
     if name is None or name == "":
         raise ValidationError.field("name", "No provided name!")
@@ -87,10 +98,11 @@ def _known_name(name: str | None) -> str:
 
 
 async def get_config(request: web.Request) -> web.StreamResponse:
-    """GET ?op=get_config&name=N: the value as JSON."""
-    require_user(request)
+    """GET ?op=get_config&name=N: the value as JSON (credentials in URLs for admins only)."""
+    user = require_user(request)
     name = _known_name(request.query.get("name"))
-    return json_response(await repo_config.get_config(request.app[CTX].db, name))
+    value = await repo_config.get_config(request.app[CTX].db, name)
+    return json_response(value if user.is_admin else _redacted(value))
 
 
 async def set_config(request: web.Request) -> web.StreamResponse:
@@ -121,7 +133,7 @@ async def set_config(request: web.Request) -> web.StreamResponse:
 
 
 MAAS = HandlerSpec(
-    "MAASHandler",
+    "MaasHandler",
     "maas/",
     "Manage the MAAS server.",
     (

@@ -2,15 +2,15 @@
 
 Reading racks needs any valid key; ``import_boot_images`` and
 ``list_boot_images`` are admin-only (403 ``This method is reserved for admin
-users.``). Rack objects carry the MAAS fields that cost nothing here
-(``node_type`` 2, ``last_image_sync``, ...) and, under ``bootsync``, what this
-region knows about the rack's sync (connected, state, snapshot, error).
+users.``). Rack objects carry MAAS's rack-controller fields with what the rack
+reported of its host (region/api/rack_fields.py), ``last_image_sync``, and,
+under ``bootsync``, what this region knows about the rack's sync (connected,
+state, snapshot, error).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -23,6 +23,7 @@ from region.api.http import (
     not_found,
     text_response,
 )
+from region.api.rack_fields import node_fields
 from region.api.registry import Action, HandlerSpec
 from region.context import CTX, RegionContext
 from region.db.racks import RackRow, get_rack, list_racks
@@ -31,7 +32,6 @@ from region.rackhub.state import rack_status
 log = get_logger("api.rack_controllers")
 
 RACK_MODEL = "RackController"
-NODE_TYPE_RACK = 2
 IMPORT_ALL = "Import of boot images started on all rack controllers"
 
 
@@ -45,16 +45,10 @@ def _connected(ctx: RegionContext, system_id: str) -> bool:
 
 
 def render_rack(rack: RackRow, *, connected: bool) -> dict[str, Any]:
-    """A rack-controller object: MAAS's cheap fields plus our ``bootsync`` block."""
-    host = urlsplit(rack.url).hostname
+    """A rack-controller object: MAAS's fields (region/api/rack_fields.py) plus ``bootsync``."""
     return {
-        "system_id": rack.system_id,
-        "hostname": rack.hostname,
-        "fqdn": rack.hostname,
-        "node_type": NODE_TYPE_RACK,
-        "node_type_name": "Rack controller",
+        **node_fields(rack, connected=connected),
         "resource_uri": resource_uri(rack.system_id),
-        "ip_addresses": [host] if host else [],
         "last_image_sync": maas_timestamp(rack.last_sync),
         "bootsync": {
             "url": rack.url,

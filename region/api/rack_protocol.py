@@ -1,8 +1,11 @@
 """``/MAAS/rack/v1/...``: the region's side of the rack protocol (common/rackproto.py).
 
 Every call needs ``Authorization: Bearer <rack secret>`` (401 plain text
-otherwise, logged as ``rack_auth_failed``). A body that is not the expected
-JSON is a 400 ``{field: [message]}``; an unknown rack is a 404.
+otherwise, logged as ``rack_auth_failed``). A rack that holds its own credential
+(issued at its first registration) must also send it in ``CREDENTIAL_HEADER``
+to re-register under its id, report or listen (403 plain text otherwise,
+logged as ``rack_credential_refused``). A body that is not the expected JSON is
+a 400 ``{field: [message]}``; an unknown rack is a 404.
 :func:`add_routes` also ends the racks' event streams at region shutdown, so
 the server does not wait for them.
 """
@@ -18,6 +21,7 @@ from aiohttp import web
 from common.ops.logging import get_logger
 from common.rackproto import (
     AUTH_SCHEME,
+    CREDENTIAL_HEADER,
     EVENTS_PATH,
     REGISTER_PATH,
     STATUS_PATH,
@@ -28,7 +32,14 @@ from common.rackproto import (
 )
 from region.api.http import ValidationError, json_response, not_found
 from region.context import CTX, RegionContext
-from region.db.racks import get_rack, register_rack, store_status, touch_rack
+from region.db.racks import (
+    RackCredentialError,
+    check_credential,
+    issue_credential,
+    register_rack,
+    store_status,
+    touch_rack,
+)
 from region.rackhub.hub import RackHub
 from region.rackhub.secret import bearer_token, check_bearer
 
@@ -69,6 +80,38 @@ def _authorize(request: web.Request, hub: RackHub) -> None:
     )
 
 
+def _credential(request: web.Request) -> str | None:
+    return request.headers.get(CREDENTIAL_HEADER, "").strip() or None
+
+
+def _credential_refused(request: web.Request, exc: RackCredentialError) -> web.HTTPForbidden:
+    log.warning(
+        "rack_credential_refused",
+        system_id=exc.system_id,
+        reason=exc.reason,
+        path=request.path,
+        remote=request.remote,
+    )
+    return web.HTTPForbidden(
+        text=(
+            f"Forbidden: {exc}. Another rack may not take its identity. If this is that "
+            "rack and its rack.json was lost or restored from an old copy, remove rack.json "
+            "from its data directory: it then registers as a new rack."
+        ),
+        content_type="text/plain",
+    )
+
+
+async def _known_rack(request: web.Request, ctx: RegionContext, system_id: str) -> None:
+    """404 for an unknown rack, 403 for a call without the rack's own credential."""
+    try:
+        known = await check_credential(ctx.db, system_id, _credential(request))
+    except RackCredentialError as exc:
+        raise _credential_refused(request, exc) from None
+    if not known:
+        raise not_found(RACK_MODEL)
+
+
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         data = json.loads(await request.read())
@@ -87,14 +130,22 @@ def _invalid(exc: ValueError) -> ValidationError:
 
 
 async def register(request: web.Request) -> web.StreamResponse:
-    """POST register: a Registration in, a RegistrationReply out (new id if unknown)."""
+    """POST register: a Registration in, a RegistrationReply out (new id if unknown).
+
+    The reply carries the rack's own credential when it holds none yet (a new
+    rack, or one registered before credentials existed).
+    """
     ctx, hub = _hub(request)
     _authorize(request, hub)
     try:
         reg = registration_from_json(await _json_object(request))
     except ValueError as exc:
         raise _invalid(exc) from None
-    rack, new = await register_rack(ctx.db, reg)
+    try:
+        rack, new = await register_rack(ctx.db, reg, credential=_credential(request))
+    except RackCredentialError as exc:
+        raise _credential_refused(request, exc) from None
+    credential = await issue_credential(ctx.db, rack.system_id)
     if hub.keyring_b64 is None:
         hub.keyring_b64 = base64.b64encode(await ctx.region_key.aexport_public()).decode()
     log.info(
@@ -104,11 +155,13 @@ async def register(request: web.Request) -> web.StreamResponse:
         url=rack.url,
         new=new,
         asked_for=reg.system_id,
+        credential_issued=credential is not None,
     )
     reply = RegistrationReply(
         system_id=rack.system_id,
         region_keyring=hub.keyring_b64,
         region_fingerprint=ctx.region_key.fingerprint,
+        credential=credential,
     )
     return json_response(to_json(reply))
 
@@ -118,6 +171,7 @@ async def report_status(request: web.Request) -> web.StreamResponse:
     ctx, hub = _hub(request)
     _authorize(request, hub)
     system_id = request.match_info["system_id"]
+    await _known_rack(request, ctx, system_id)
     try:
         status = status_from_json(await _json_object(request))
         stored = await store_status(ctx.db, system_id, status)
@@ -141,8 +195,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     ctx, hub = _hub(request)
     _authorize(request, hub)
     system_id = request.match_info["system_id"]
-    if await get_rack(ctx.db, system_id) is None:
-        raise not_found(RACK_MODEL)
+    await _known_rack(request, ctx, system_id)
     await touch_rack(ctx.db, system_id)
     if hub.closed:  # shut down meanwhile; nothing is awaited between here and connect()
         raise web.HTTPServiceUnavailable(

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from common.ops.logging import get_logger
 from region.api.auth import require_admin
-from region.api.boot_sources import path_id, source_or_404
+from region.api.boot_sources import source_or_404
 from region.api.http import (
     API_ROOT,
     Params,
@@ -24,6 +24,7 @@ from region.api.http import (
     json_response,
     no_content,
     not_found,
+    path_id,
     read_params,
 )
 from region.api.registry import Action, HandlerSpec, Param

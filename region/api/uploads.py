@@ -26,7 +26,7 @@ from common.errors import BootsyncError, InsufficientSpaceError, StoreError
 from common.ops.logging import get_logger, short_sha
 from region.api.auth import require_admin
 from region.api.boot_resources import TYPE_NAMES, resource_detail, upload_uri
-from region.api.http import json_response, not_found
+from region.api.http import json_response, not_found, path_id
 from region.api.registry import Action, HandlerSpec, Param
 from region.api.upload_form import read_upload_form
 from region.api.upload_rules import Offered, check_upload
@@ -177,13 +177,6 @@ async def _size_clash(ctx: RegionContext, sha256: str, size: int) -> bool:
     return stored is not None and stored != size
 
 
-def _path_int(request: web.Request, name: str) -> int:
-    text = request.match_info[name]
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise not_found("BootResourceFile")
-    return int(text)
-
-
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
     async for chunk in request.content.iter_chunked(1 << 20):
         yield chunk
@@ -208,7 +201,8 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
     """PUT: append the body to the file; 200 with its state; the last chunk verifies it."""
     user = require_admin(request, method_only=True)
     ctx = request.app[CTX]
-    resource_id, file_id = _path_int(request, "id"), _path_int(request, "file_id")
+    resource_id = path_id(request, "id", "BootResourceFile")
+    file_id = path_id(request, "file_id", "BootResourceFile")
     async with request.app[UPLOADS].lock(file_id):
         upload = await repo_uploads.get_file(ctx.db, resource_id, file_id)
         if upload is None:

@@ -25,12 +25,14 @@ from pathlib import Path
 import aiosqlite
 
 from common.ops.logging import get_logger
+from common.storage.modes import create_private_file, tighten_file
 
 log = get_logger("db")
 
 _MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 READERS = 4  # reader connections per Database (each is one aiosqlite thread)
 BUSY_TIMEOUT_MS = 5000  # another process (``bootsync apikey``) may hold the write lock
+SIDE_FILES = ("-wal", "-shm")  # what SQLite keeps beside the database in WAL mode
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -48,18 +50,46 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 async def migrate(conn: aiosqlite.Connection) -> int:
-    """Apply the migrations the database lacks; returns the schema version."""
+    """Apply the migrations the database lacks; returns the schema version.
+
+    Foreign keys are not enforced while a migration runs, so that one can rebuild
+    a table (dropping the old one must not cascade to its children), and are
+    checked before it commits: a migration that leaves a row pointing at a
+    missing parent is rolled back with an IntegrityError naming the tables.
+    """
     async with conn.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     current = int(row[0]) if row else 0
+    async with conn.execute("PRAGMA foreign_keys") as cur:
+        row = await cur.fetchone()
+    enforced = bool(row and row[0])
     for number, name, sql in await asyncio.to_thread(migrations):
         if number <= current:
             continue
-        # executescript commits first; BEGIN inside the script makes each file atomic.
-        await conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+        # foreign_keys cannot change inside a transaction: switch it off before BEGIN.
+        await _run(conn, "PRAGMA foreign_keys=OFF")
+        try:
+            # executescript commits first; BEGIN inside the script makes each file atomic.
+            await conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};")
+            await _check_foreign_keys(conn, name)
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        finally:
+            await _run(conn, f"PRAGMA foreign_keys={'ON' if enforced else 'OFF'}")
         log.info("db_migrated", migration=name, version=number)
         current = number
     return current
+
+
+async def _check_foreign_keys(conn: aiosqlite.Connection, migration: str) -> None:
+    """Raise IntegrityError naming (child -> parent) tables if a row's parent is missing."""
+    async with conn.execute("PRAGMA foreign_key_check") as cur:
+        dangling = sorted({(row[0], row[2]) for row in await cur.fetchall()})
+    if dangling:
+        pairs = ", ".join(f"{child} -> {parent}" for child, parent in dangling)
+        raise aiosqlite.IntegrityError(f"migration {migration} leaves dangling rows: {pairs}")
 
 
 class Database:
@@ -128,6 +158,12 @@ async def _run(conn: aiosqlite.Connection, *statements: str) -> None:
             pass
 
 
+def _private_files(path: Path) -> None:
+    create_private_file(path)
+    for suffix in SIDE_FILES:
+        tighten_file(path.with_name(path.name + suffix))
+
+
 @asynccontextmanager
 async def open_db(path: Path, *, readers: int = READERS) -> AsyncIterator[Database]:
     """Open (creating if needed) and migrate the database at ``path``; close it after.
@@ -135,7 +171,11 @@ async def open_db(path: Path, *, readers: int = READERS) -> AsyncIterator[Databa
     The journal is WAL, so readers never wait for the writer and see what it
     last committed; foreign keys are enforced on the writer; readers are
     ``query_only``. ``path`` must be a file (each connection opens it anew).
+    It holds API token secrets: it is created 0600 whatever the umask (SQLite
+    gives its ``-wal`` and ``-shm`` files the same mode), and an existing one, or
+    a ``-wal``/``-shm`` left behind, more open than 0640 is made 0600 (logged).
     """
+    await asyncio.to_thread(_private_files, path)
     opened: list[aiosqlite.Connection] = []
     try:
         writer = await _connect(path)

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 
 import aiohttp
 
@@ -23,6 +22,7 @@ from common.errors import BootsyncError, SignatureError
 from common.ops.logging import get_logger
 from common.transfer.streams import TrustPolicy, http_documents, read_stream, resolve_source
 from common.trust.keyrings import Keyring, aload_keyring
+from region.config import keyring_file
 from region.db import catalogue as repo_catalogue
 from region.db import sources as repo_sources
 from region.db.catalogue import CatalogueEntry
@@ -131,7 +131,7 @@ async def _keyring(source: BootSource) -> Keyring:
     if source.keyring_data:
         return await aload_keyring(source.keyring_data, name=f"keyring of {source.url}")
     # The file is read now, at import time: a bad path fails the import, not the save.
-    return await aload_keyring(Path(source.keyring_filename))
+    return await aload_keyring(await keyring_file(source.keyring_filename))
 
 
 class Catalogue:
@@ -284,3 +284,32 @@ class Catalogue:
             entries=tuple(entries),
             warnings=tuple(warnings),
         )
+
+
+async def describe_unsaved(
+    db: Database,
+    session: aiohttp.ClientSession,
+    *,
+    url: str,
+    keyring_filename: str = "",
+    keyring_data: bytes = b"",
+    proxy: str = "",
+    frozen_after_hours: float = DEFAULT_FROZEN_AFTER_HOURS,
+) -> SourceDescription:
+    """What a source held nowhere offers, read as a refresh reads a saved one; nothing stored.
+
+    The proxy settings apply as to a refresh. The page's Connect button and
+    ``POST boot-sources/?op=fetch`` both read through here. Raises as
+    :meth:`Catalogue.describe_source`.
+    """
+    source = BootSource(
+        id=0,
+        url=url,
+        keyring_filename=keyring_filename,
+        keyring_data=keyring_data,
+        created="",
+        updated="",
+    )
+    reader = Catalogue(db, session, frozen_after_hours=frozen_after_hours, proxy=proxy)
+    async with UpstreamSessions(db, session, fallback_proxy=proxy) as sessions:
+        return await reader.describe_source(source, session=sessions.for_url(url))

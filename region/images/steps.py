@@ -18,7 +18,12 @@ from pathlib import Path
 
 from common.ops.logging import get_logger
 from common.transfer.fetch import join_url
-from region.config import DEFAULT_IMPORT_CONCURRENCY, DEFAULT_SOURCE_URL, RegionConfig
+from region.config import (
+    DEFAULT_IMPORT_CONCURRENCY,
+    DEFAULT_SOURCE_URL,
+    RegionConfig,
+    shipped_keyring,
+)
 from region.db.imports import WantedFile, WantedSet
 from region.db.resources import ResourceKey, ResourceRow
 from region.images.catalogue import SourceDescription, parse_updated, product_title
@@ -97,7 +102,7 @@ class ImportSettings:
 
     create_default_source: bool = True
     default_source_url: str = DEFAULT_SOURCE_URL
-    default_keyring: Path = Path("/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg")
+    default_keyring: Path = field(default_factory=shipped_keyring)
     default_release: str = DEFAULT_RELEASE
     concurrency: int = DEFAULT_IMPORT_CONCURRENCY
     progress_interval_s: float = 0.5

@@ -1,9 +1,10 @@
 """The shared secret racks authenticate with: ``<data_dir>/rack-secret``.
 
 The region creates the file at its first start (32 random bytes as hex, mode
-0600) and never changes it; ``bootsync rack-secret`` prints it for the
-operator to give to each rack. Racks send it as ``Authorization: Bearer
-<secret>``; :func:`check_bearer` compares in constant time.
+0600; one found more open than 0640 is made 0600) and never changes it;
+``bootsync rack-secret`` prints it for the operator to give to each rack.
+Racks send it as ``Authorization: Bearer <secret>``; :func:`check_bearer`
+compares in constant time.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
-import stat
 from pathlib import Path
 
 from common.errors import ConfigError
 from common.ops.logging import get_logger
 from common.rackproto import AUTH_SCHEME
 from common.storage.atomic import write_atomic
+from common.storage.modes import tighten_file
 
 log = get_logger("rack_secret")
 
@@ -50,8 +51,7 @@ def read_secret(data_dir: Path) -> str:
         raise ConfigError(
             f"{path}: not a rack secret (one word of at least {MIN_LENGTH} characters expected)"
         )
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("rack_secret_readable_by_others", path=str(path))
+    tighten_file(path)  # a file others could read becomes 0600 (logged)
     return text
 
 

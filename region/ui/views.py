@@ -13,26 +13,22 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from common.errors import BootsyncError, KeyringError, SignatureError
 from common.ops.logging import get_logger
 from region.api import boot_resources, uploads
-from region.api.boot_sources import URL_TAKEN, validate_source
+from region.api.boot_sources import URL_TAKEN, describe_offer, validate_source
 from region.api.http import Params, ValidationError
 from region.api.selections import validate_selection
 from region.context import CTX
 from region.db import sources as repo_sources
 from region.db import web_auth
-from region.db.catalogue import CatalogueEntry
 from region.db.config import set_config
 from region.db.selection_sync import apply_selection_changes
-from region.db.sources import BootSource, DuplicateError
+from region.db.sources import DuplicateError
 from region.db.timestamps import now_iso
-from region.images.catalogue import Catalogue
 from region.ui import session as ui_session
 from region.ui.page import PageState, Scheduled, build_tables, offered_rows, read_page
 from region.ui.ratelimit import LoginLimiter
 from region.ui.selection_diff import RowKey, diff_selections
-from simplestreams import StreamFormatError
 
 log = get_logger("ui")
 
@@ -258,22 +254,15 @@ async def connect_source(request: web.Request) -> web.StreamResponse:
     params, shown = await _source_params(request)
     errors: dict[str, str] = {}
     preview = None
-    changes: dict[str, Any] = {}
     try:
-        # The API's checks; a URL already saved is fine here (nothing is saved).
+        # The API's checks and reader (boot-sources ?op=fetch); a URL already saved is
+        # fine here, and that source's keyring stands in for one left blank.
         existing = await repo_sources.find_source_by_url(ctx.db, params.get("url") or "")
-        changes = await validate_source(ctx.db, params, existing)
+        changes = await validate_source(ctx.db, params, existing, unique_url=False)
+        offer = await describe_offer(ctx, changes)
+        preview = build_tables(offer.entries, [], commissioning_release="", today=now_iso()[:10])
     except ValidationError as exc:
         errors = _source_errors(exc)
-    if not errors:
-        try:
-            entries = await describe_unsaved(ctx.catalogue, changes)
-            preview = build_tables(entries, [], commissioning_release="", today=now_iso()[:10])
-        except (KeyringError, SignatureError) as exc:
-            field = "keyring_data" if changes.get("keyring_data") else "keyring_filename"
-            errors[field] = f"The source's signature could not be verified with this keyring: {exc}"
-        except (BootsyncError, StreamFormatError) as exc:
-            errors["url"] = f"Could not read the source: {exc}"
     return await render_page(
         request,
         status=200 if not errors else 400,
@@ -281,22 +270,6 @@ async def connect_source(request: web.Request) -> web.StreamResponse:
         form={**shown, "connected": "1"},
         preview=preview,
     )
-
-
-async def describe_unsaved(catalogue: object, changes: dict[str, Any]) -> list[CatalogueEntry]:
-    """What the source ``changes`` describe offers (validated by the API's checks; not saved)."""
-    if not isinstance(catalogue, Catalogue):
-        raise BootsyncError("the region's catalogue reader is not available")
-    source = BootSource(
-        id=0,
-        url=str(changes.get("url") or ""),
-        keyring_filename=str(changes.get("keyring_filename") or ""),
-        keyring_data=bytes(changes.get("keyring_data") or b""),
-        created="",
-        updated="",
-    )
-    description = await catalogue.describe_source(source)
-    return list(description.entries)
 
 
 # --- selections -------------------------------------------------------------------

@@ -3,7 +3,9 @@
 The upstream (tests/fakes/upstream.py) runs on its own event loop in a thread,
 so the tests drive the browser with Playwright's synchronous API. The region is
 ``python -m region`` on 127.0.0.1 importing from it; users are made with
-``bootsync createadmin`` (admin) and the password repository (a viewer).
+``bootsync createadmin`` (admin) and the password repository (a viewer, and a
+user the login rate-limit test locks out). ``rack`` starts a real
+``python -m rack`` registered with that region (once, for the tests that ask).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ CHROMIUM_ARGS = [
 ]
 ADMIN = ("admin", "correct horse battery")
 VIEWER = ("viewer", "viewer password 1")
+LOCKED = ("locked", "locked password 1")
+RACK_HOSTNAME = "rack-browser"
 SHOTS = REPO / "docs"
 FILE_SIZE = 256 << 10
 
@@ -97,24 +101,36 @@ def _cli(*args: str) -> str:
     return out.stdout
 
 
-async def _make_viewer(db_path: Path) -> None:
+async def _make_users(db_path: Path) -> None:
     async with open_db(db_path) as conn:
-        user = await repo_users.create_user(conn, VIEWER[0], is_admin=False)
-        await web_auth.set_password(conn, user.id, VIEWER[1])
+        for name, password in (VIEWER, LOCKED):
+            user = await repo_users.create_user(conn, name, is_admin=False)
+            await web_auth.set_password(conn, user.id, password)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log: Path, path: str = "/healthz"
+) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("region exited:\n" + log.read_text()[-3000:])
+            raise RuntimeError("daemon exited:\n" + log.read_text()[-3000:])
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
+            with urllib.request.urlopen(url + path, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise TimeoutError("region not ready:\n" + log.read_text()[-3000:])
+    raise TimeoutError("daemon not ready:\n" + log.read_text()[-3000:])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -163,19 +179,55 @@ def region(
                 "--data-dir",
                 str(data),
             )
-            asyncio.run_coroutine_threadsafe(_make_viewer(data / "region.db"), served.loop).result(
+            asyncio.run_coroutine_threadsafe(_make_users(data / "region.db"), served.loop).result(
                 30
             )
             yield RegionProcess(
                 url=url, data_dir=data, log=log, upstream=served.upstream, stream=sample
             )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
             served.close()
+
+
+@pytest.fixture(scope="session")
+def rack(region: RegionProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``bootsync-rackd`` registered with ``region`` as ``rack-browser``; its URL."""
+    work = tmp_path_factory.mktemp("rack")
+    secret = work / "rack-secret"
+    secret.write_text(_cli("rack-secret", "--data-dir", str(region.data_dir)).strip() + "\n")
+    config = work / "rackd.toml"
+    config.write_text(f'[server]\nhostname = "{RACK_HOSTNAME}"\n[log]\nformat = "json"\n')
+    log = work / "rackd.log"
+    port = free_port()
+    with short_dir("bsr") as data, log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rack",
+                "--config",
+                str(config),
+                "--region",
+                region.url,
+                "--secret-file",
+                str(secret),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--data-dir",
+                str(data),
+            ],
+            stdout=out,
+            stderr=out,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, proc, log, path="/livez")
+            yield url
+        finally:
+            _stop(proc)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ stream under ``/MAAS/images-stream/`` is proxied to a real region (a
 ``bootsync-regiond`` process) given as ``stream_origin``, so racks pull a real
 published, signed stream. Every stream request is recorded with the status
 answered, and faults can be switched on per path: a tampered body, a stalled
-body, a flipped byte. :meth:`stop` and :meth:`start` take the region down and
+body, a flipped byte, a path served with another path's bytes; the event stream can send an endless line
+(:meth:`flood_events`). :meth:`stop` and :meth:`start` take the region down and
 bring it back on the same port.
 """
 
@@ -44,6 +45,7 @@ _FORWARDED_REPLY = (
     "Accept-Ranges",
 )
 _PIECE = 64 << 10
+_FLOOD_MAX = 256 << 20  # an endless line ends here if the rack never hangs up
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,15 @@ class FakeRegion:
     racks: dict[str, dict[str, Any]] = field(default_factory=dict)
     _tamper: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
     _stall: dict[str, _Stall] = field(default_factory=dict)
+    _aliases: dict[str, str] = field(default_factory=dict)
     _flip: dict[str, int] = field(default_factory=dict)
     _listeners: list[tuple[str, asyncio.Queue[tuple[str, str] | None]]] = field(
         default_factory=list
     )
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _floods: int = 0
+    floods_sent: int = 0  # endless lines started; bytes the rack read are not counted
+    hung_up_on_flood: int = 0  # endless lines the rack hung up on
     _server: TestServer | None = None
     _session: aiohttp.ClientSession | None = None
     _status_posted: asyncio.Event = field(default_factory=asyncio.Event)
@@ -151,6 +157,10 @@ class FakeRegion:
         """Serve ``change(body)`` at ``path`` (200, a new ETag, conditions ignored)."""
         self._tamper[path] = change
 
+    def serve_as(self, path: str, origin_path: str) -> None:
+        """Serve the origin's ``origin_path`` at ``path`` (for items a test adds to the stream)."""
+        self._aliases[path] = origin_path
+
     def stall(self, path: str, *, after_bytes: int, seconds: float, times: int = 1) -> None:
         """Send ``after_bytes`` of ``path``'s body, then go silent for ``seconds``."""
         self._stall[path] = _Stall(after_bytes, seconds, times)
@@ -162,6 +172,11 @@ class FakeRegion:
     def flip_byte(self, path: str, offset: int) -> None:
         """Invert the byte at ``offset`` of ``path`` in every body that carries it."""
         self._flip[path] = offset
+
+    def flood_events(self, times: int = 1) -> None:
+        """The next ``times`` event streams send ``event: snapshot`` and a ``data:`` line that
+        never ends (until the rack hangs up); later ones behave."""
+        self._floods = times
 
     def clear_faults(self) -> None:
         """Serve everything faithfully again."""
@@ -220,6 +235,10 @@ class FakeRegion:
         try:
             await resp.prepare(request)
             await resp.write(b": connected\n\n")
+            if self._floods > 0:
+                self._floods -= 1
+                await self._flood(resp)
+                return resp
             while True:
                 try:
                     item = await asyncio.wait_for(queue.get(), self.keepalive_s)
@@ -234,6 +253,17 @@ class FakeRegion:
         finally:
             self._listeners.remove(entry)
         return resp
+
+    async def _flood(self, resp: web.StreamResponse) -> None:
+        self.floods_sent += 1
+        await resp.write(b"event: snapshot\ndata: ")
+        piece = b"x" * _PIECE
+        try:
+            for _ in range(_FLOOD_MAX // _PIECE):
+                await resp.write(piece)
+        except (ConnectionResetError, asyncio.CancelledError):  # aiohttp cancels on hang-up
+            self.hung_up_on_flood += 1
+            raise
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
@@ -256,8 +286,9 @@ class FakeRegion:
             else {k: request.headers[k] for k in _FORWARDED_REQUEST if k in request.headers}
         )
         assert self._session is not None
+        origin_path = self._aliases.get(path, path)
         async with self._session.get(
-            f"{self.stream_origin}{STREAM_PREFIX}/{path}", headers=headers
+            f"{self.stream_origin}{STREAM_PREFIX}/{origin_path}", headers=headers
         ) as origin:
             body = await origin.read()
             reply = {k: origin.headers[k] for k in _FORWARDED_REPLY if k in origin.headers}

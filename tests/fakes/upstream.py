@@ -5,6 +5,7 @@ Files come from ``add_file`` (path -> bytes) or from a directory given with
 otherwise. Faults are set per path and most wear off after ``times`` requests.
 Byte counts in ``truncate``, ``stall`` and ``reset`` are counted within one
 response body, so a resumed request is cut at the same distance from its start.
+``drip`` is the slow-retrieval attack: a few bytes at a time, never a stall.
 
 Use the ``fake_upstream`` fixture, or ``async with FakeUpstream() as upstream``.
 """
@@ -69,6 +70,7 @@ class _PathFaults:
     wrong_length: _Fault | None = None
     redirect: _Fault | None = None
     ignore_range: _Fault | None = None
+    drip: _Fault | None = None
 
 
 @dataclass
@@ -158,6 +160,12 @@ class FakeUpstream:
         """Answer 302 with a Location pointing at ``to_path``."""
         self._for(path).redirect = _Fault(times, target=_norm(to_path))
 
+    def drip(
+        self, path: str, nbytes: int = 1, every_s: float = 1.0, times: int | None = None
+    ) -> None:
+        """Send the body ``nbytes`` at a time, one piece every ``every_s`` seconds."""
+        self._for(path).drip = _Fault(times, nbytes, every_s)
+
     def ignore_range(self, path: str, times: int | None = None) -> None:
         """Answer 200 with the whole file even when a Range is asked for."""
         self._for(path).ignore_range = _Fault(times)
@@ -228,6 +236,7 @@ class FakeUpstream:
         truncate = faults.truncate is not None and faults.truncate.take()
         reset = faults.reset is not None and faults.reset.take()
         stall = faults.stall is not None and faults.stall.take()
+        drip = faults.drip if faults.drip is not None and faults.drip.take() else None
         if truncate and faults.truncate:
             cut = min(cut, faults.truncate.value)
         if reset and faults.reset:
@@ -244,11 +253,13 @@ class FakeUpstream:
                 await asyncio.sleep(faults.stall.extra)
             if sent >= cut:
                 break
-            piece_end = min(cut, sent + _PIECE)
+            piece_end = min(cut, sent + (drip.value if drip else _PIECE))
             if sent < stall_at < piece_end:
                 piece_end = stall_at
             await resp.write(body[sent:piece_end])
             sent = piece_end
+            if drip is not None:
+                await asyncio.sleep(drip.extra)
         if reset:
             _abort(request)
         return resp

@@ -4,6 +4,7 @@ Run by tests/integration/test_libmaas.py with the python of ``.venv-libmaas``
 (libmaas and its dependencies stay out of the project's venv), as::
 
     python libmaas_driver.py API_URL API_KEY SOURCE_URL OTHER_SOURCE_URL KEYRING
+    python libmaas_driver.py racks API_URL API_KEY
 
 Uses only libmaas's synchronous API, as a script would. Any exception ends the
 run with a traceback on stderr and exit status 1.
@@ -137,8 +138,38 @@ def upload(client: Any, out: dict[str, Any]) -> Any:
     return made
 
 
+def rack_controllers(client: Any) -> list[dict[str, Any]]:
+    """Every rack controller through libmaas's checked fields (each raises if malformed)."""
+    return [
+        {
+            "system_id": rack.system_id,
+            "hostname": rack.hostname,
+            "fqdn": rack.fqdn,
+            "architecture": rack.architecture,
+            "cpus": rack.cpus,
+            "memory": rack.memory,
+            "osystem": rack.osystem,
+            "distro_series": rack.distro_series,
+            "power_state": rack.power_state.value,
+            "power_type": rack.power_type,
+            "zone": rack.zone.name,
+            "domain": rack.domain.name,
+            "node_type": rack.node_type.name,
+            "ip_addresses": list(rack.ip_addresses),
+            "interfaces": {
+                i.name: {"mac_address": i.mac_address, "enabled": i.enabled, "type": i.type.value}
+                for i in rack.interfaces
+            },
+        }
+        for rack in client.rack_controllers.list()
+    ]
+
+
 def main(argv: list[str]) -> int:
-    """Run every step; print the JSON results."""
+    """Run every step; print the JSON results (``racks API_URL API_KEY``: rack controllers)."""
+    if argv[0] == "racks":
+        print(json.dumps({"racks": rack_controllers(connect(argv[1], apikey=argv[2]))}))
+        return 0
     api_url, key, source_url, other_url, keyring = argv
     client = connect(api_url, apikey=key)
     out: dict[str, Any] = {}

@@ -32,8 +32,10 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+import aiohttp
 import pytest
 
+from common.cli.maascli_commands import handler_command_name
 from common.mirror.samplestream import SampleStream
 from tests.fakes.daemons import REPO, DaemonProcess
 from tests.fakes.upstream import FakeUpstream
@@ -225,6 +227,29 @@ async def test_every_seed_command_runs_verbatim_against_a_real_region(
     assert cli.seeds_run == set(SEED_COMMANDS)
 
 
+async def test_describe_names_give_the_maas_command_whose_config_actions_work(
+    cli: Cli, region: DaemonProcess
+) -> None:
+    """describe/'s handler names become maascli's command names, ``maas`` among them, and
+    ``maas get-config``/``set-config`` work through the bootsync CLI."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{region.url}/MAAS/api/2.0/describe/") as resp,
+    ):
+        doc = await resp.json()
+    names = {handler_command_name(r["name"]) for r in doc["resources"]}
+    assert {"maas", "boot-sources", "boot-source-selections", "version"} <= names
+    assert (await cli("login", "admin", cli.variables["MAAS_URL"], cli.variables["KEY"])).code == 0
+    before = await cli("admin", "maas", "get-config", "name=boot_images_auto_import")
+    assert (before.code, before.err) == (0, "")
+    changed = await cli(
+        "admin", "maas", "set-config", "name=boot_images_auto_import", "value=false"
+    )
+    assert (changed.code, changed.out) == (0, "OK\n")
+    after = await cli("admin", "maas", "get-config", "name=boot_images_auto_import")
+    assert (after.code, after.json()) == (0, False)
+
+
 async def test_login_rejects_a_bad_key_and_stores_a_good_one_privately(cli: Cli) -> None:
     """A wrong secret is a 401 and "login failed"; the stored profile file is 0600."""
     url, key = cli.variables["MAAS_URL"], cli.variables["KEY"]
@@ -302,3 +327,24 @@ async def test_boot_resources_create_uploads_a_custom_image_in_chunks(imported: 
     second = await cli(*words)
     assert second.code == 0, second.err
     assert "already holds these bytes" in second.err
+
+
+async def test_boot_sources_fetch_prints_what_a_mirror_offers(
+    cli: Cli, fake_upstream: FakeUpstream, stream: SampleStream
+) -> None:
+    """``boot-sources fetch url=... keyring_filename=...`` prints the offer; a dead URL is a 400 on url."""
+    assert (await cli("login", "admin", cli.variables["MAAS_URL"], cli.variables["KEY"])).code == 0
+    keyring = f"keyring_filename={stream.keyring}"
+    fetched = await cli("admin", "boot-sources", "fetch", f"url={fake_upstream.url('/')}", keyring)
+    assert (fetched.code, fetched.err) == (0, ""), fetched.err
+    offer = fetched.json()
+    assert offer["url"] == fake_upstream.url("/")
+    assert {("noble", "amd64"), ("jammy", "amd64")} <= {
+        (i["release"], i["arch"]) for i in offer["images"]
+    }
+    refused = await cli("admin", "boot-sources", "fetch", "url=http://127.0.0.1:9/", keyring)
+    assert (refused.code, refused.out) == (2, "")
+    assert refused.err.startswith("HTTP 400 Bad Request: url: Could not read the source: ")
+    helped = await cli("admin", "boot-sources", "fetch", "--help")
+    assert helped.code == 0
+    assert "keyring_data=" in helped.out

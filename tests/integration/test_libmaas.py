@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import platform
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ import pytest
 
 from common.mirror.samplestream import SampleStream
 from region.images.publish import PRODUCTS_PATH
-from tests.fakes.daemons import REPO, DaemonProcess, admin_key, region_daemon
+from tests.fakes.daemons import (
+    REPO,
+    DaemonProcess,
+    admin_key,
+    bootsync,
+    free_port,
+    region_daemon,
+)
 from tests.fakes.upstream import FakeUpstream
 
 DRIVER = Path(__file__).with_name("libmaas_driver.py")
@@ -137,3 +145,62 @@ async def test_python_libmaas_manages_sources_selections_imports_and_uploads(
     (version,) = custom["versions"].values()
     assert version["items"]["root-tgz"]["sha256"] == UPLOAD_SHA
     assert custom["label"] == "uploaded"
+
+
+def os_release() -> dict[str, str]:
+    """This host's /etc/os-release as a dict, quotes stripped."""
+    pairs = (line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines())
+    return {key: value.strip("\"'") for key, value in (p for p in pairs if len(p) == 2)}
+
+
+async def test_python_libmaas_reads_rack_controllers_with_the_racks_own_host_facts(
+    region: DaemonProcess, data_dir: Path, tmp_path: Path
+) -> None:
+    """A real rack registers; libmaas reads its arch, cpus, memory, OS, power, zone, interfaces."""
+    secret_file = tmp_path / "rack-secret"
+    secret_file.write_text(await bootsync("rack-secret", "--data-dir", str(data_dir)) + "\n")
+    rack_port = free_port()
+    (tmp_path / "rackd.toml").write_text('[server]\nhostname = "rack-l"\n[log]\nformat = "json"\n')
+    rack = DaemonProcess(
+        "rack",
+        [
+            "--config",
+            str(tmp_path / "rackd.toml"),
+            "--region",
+            region.url,
+            "--secret-file",
+            str(secret_file),
+            "--listen",
+            f"127.0.0.1:{rack_port}",
+            "--data-dir",
+            str(tmp_path / "rack-data"),
+        ],
+        log_path=tmp_path / "rackd.log",
+        port=rack_port,
+    )
+    await rack.start(ready_path="/livez")
+    try:
+        await rack.wait_for_event("rack_registered")
+        key = await admin_key(data_dir)
+        (seen,) = (await run_driver("racks", f"{region.url}/MAAS/", key))["racks"]
+    finally:
+        await rack.stop()
+
+    machine = platform.machine()
+    debian = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64el"}.get(machine, machine)
+    meminfo = Path("/proc/meminfo").read_text().split()
+    release = os_release()
+    net = sorted(n for n in os.listdir("/sys/class/net") if n != "lo")
+    assert seen["hostname"] == "rack-l"
+    assert seen["fqdn"] == "rack-l.maas"
+    assert seen["architecture"] == f"{debian}/generic"
+    assert seen["cpus"] == os.cpu_count()
+    assert seen["memory"] == int(meminfo[meminfo.index("MemTotal:") + 1]) // 1024
+    assert seen["osystem"] == release["ID"]
+    assert seen["distro_series"] == release.get("VERSION_CODENAME", "")
+    assert (seen["power_state"], seen["power_type"]) == ("unknown", "manual")
+    assert (seen["zone"], seen["domain"], seen["node_type"]) == ("default", "maas", "RACK_CONTROLLER")
+    assert sorted(seen["interfaces"]) == net
+    for name, interface in seen["interfaces"].items():
+        mac = (Path("/sys/class/net") / name / "address").read_text().strip()
+        assert interface["mac_address"] == mac

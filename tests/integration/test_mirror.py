@@ -20,13 +20,25 @@ from common.errors import ConnectError, SignatureError, TamperedPayloadError
 from common.mirror.samplestream import SampleStream, write_sample_stream
 from common.mirror.sync import MirrorFailedError, MirrorOptions, run_mirror
 from common.mirror.tree import KEYRING_NAME
+from common.transfer.streams import FetchedDocument, TrustPolicy, read_stream
 from common.trust.keyrings import SigningKey, aload_keyring
 from common.trust.signing import averify_clearsigned
-from simplestreams import ItemFilter, StreamFormatError, flatten, parse_index, parse_products
+from simplestreams import (
+    ItemFilter,
+    StreamFormatError,
+    filter_items,
+    flatten,
+    newest_versions,
+    parse_index,
+    parse_products,
+)
 from tests.fakes.upstream import FakeUpstream
 
 V3 = "streams/v1/com.ubuntu.maas:stable:v3:download"
+BOOTLOADERS = "streams/v1/com.ubuntu.maas:stable:1:bootloader-download"
 NOBLE_AMD64 = (ItemFilter.parse("arch=amd64"), ItemFilter.parse("release=noble"))
+# The second command of MAAS's local-mirror recipe.
+GRUB_PXELINUX = (ItemFilter.parse("os~(grub*|pxelinux)"),)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +70,11 @@ async def upstream(fake_upstream: FakeUpstream, stream: SampleStream) -> FakeUps
 
 
 async def options(
-    upstream: FakeUpstream, stream: SampleStream, target: Path, key: SigningKey, **kw: object
+    upstream: FakeUpstream,
+    stream: SampleStream,
+    target: Path,
+    key: SigningKey | None,
+    **kw: object,
 ) -> MirrorOptions:
     base = MirrorOptions(
         source_url=upstream.url("/"),
@@ -71,9 +87,9 @@ async def options(
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def published_items(target: Path) -> dict[str, str]:
-    """path -> sha256 of every item our mirror's v3 products document lists."""
-    products = parse_products((target / f"{V3}.json").read_bytes())
+def published_items(target: Path, document: str = V3) -> dict[str, str]:
+    """path -> sha256 of every item one of our mirror's products documents (v3) lists."""
+    products = parse_products((target / f"{document}.json").read_bytes())
     return {i.path: i.sha256 for i in flatten(products) if i.path and i.sha256}
 
 
@@ -409,3 +425,201 @@ async def test_sstream_mirror_rejects_our_metadata_under_a_foreign_keyring(
     await proc.communicate()
     assert proc.returncode != 0
     assert not list(tmp_path.glob("copy/**/squashfs"))
+
+
+def files_under(root: Path) -> dict[str, tuple[int, int]]:
+    """relative path -> (size, mtime_ns) of every file under ``root``, the store included."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def assert_held(target: Path, items: dict[str, str]) -> None:
+    for path, sha in items.items():
+        assert hashlib.sha256((target / path).read_bytes()).hexdigest() == sha, path
+
+
+async def test_a_run_with_other_filters_keeps_and_lists_what_earlier_runs_selected(
+    upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    """Runs accumulate: kernels, then bootloaders, leaves both on disk and in the signed metadata."""
+    target = tmp_path / "m"
+    await run_mirror(await options(upstream, stream, target, signing_key))
+    kernels = published_items(target)
+    summary = await run_mirror(
+        await options(upstream, stream, target, signing_key, filters=GRUB_PXELINUX)
+    )
+    assert summary.files_removed == 0
+    assert published_items(target) == kernels
+    bootloaders = published_items(target, BOOTLOADERS)
+    assert bootloaders
+    assert all(p.startswith("bootloaders/") for p in bootloaders)
+    assert_held(target, kernels | bootloaders)
+    keyring = await aload_keyring(target / KEYRING_NAME)
+    index = parse_index(
+        (
+            await averify_clearsigned((target / "streams/v1/index.sjson").read_bytes(), keyring)
+        ).payload
+    )
+    assert {e.path for e in index.entries.values()} == {f"{V3}.sjson", f"{BOOTLOADERS}.sjson"}
+    for document in (V3, BOOTLOADERS):
+        signed = await averify_clearsigned((target / f"{document}.sjson").read_bytes(), keyring)
+        assert signed.payload == (target / f"{document}.json").read_bytes()
+
+
+async def test_delete_prunes_what_no_filter_of_the_run_selects(
+    upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    """With delete, earlier runs' kernels go and only this run's bootloaders stay listed and held."""
+    target = tmp_path / "m"
+    await run_mirror(await options(upstream, stream, target, signing_key))
+    kernels = published_items(target)
+    await run_mirror(await options(upstream, stream, target, signing_key, filters=GRUB_PXELINUX))
+    summary = await run_mirror(
+        await options(upstream, stream, target, signing_key, filters=GRUB_PXELINUX, delete=True)
+    )
+    assert summary.files_removed >= len(kernels)
+    assert not any((target / p).exists() for p in kernels)
+    assert not (target / f"{V3}.json").exists()
+    assert_held(target, published_items(target, BOOTLOADERS))
+    index = parse_index((target / "streams/v1/index.json").read_bytes())
+    assert {e.path for e in index.entries.values()} == {f"{BOOTLOADERS}.json"}
+
+
+async def test_cli_runs_the_documented_two_command_recipe_into_one_directory(
+    upstream: FakeUpstream, stream: SampleStream, tmp_path: Path, xdg: Path
+) -> None:
+    """MAAS's recipe, word for word (--keyring=, --max=1, --progress), ends with both sets held."""
+    target = tmp_path / "m"
+    recipe = ("mirror", f"--keyring={stream.keyring}", upstream.url("/"), str(target))
+    env = cli_env(xdg)
+    code, _, err = await run_cli(
+        *recipe, "arch=amd64", "release~(jammy|noble)", "--max=1", "--progress", env=env
+    )
+    assert code == 0, err
+    kernels = published_items(target)
+    code, out, err = await run_cli(*recipe, "os~(grub*|pxelinux)", "--max=1", "--progress", env=env)
+    assert code == 0, err
+    assert " 0 removed" in out
+    assert published_items(target) == kernels
+    assert {p.split("/")[0] for p in kernels} == {"jammy", "noble"}
+    bootloaders = published_items(target, BOOTLOADERS)
+    assert {p.split("/")[1] for p in bootloaders} == {"pxe", "uefi", "open-firmware"}
+    assert_held(target, kernels | bootloaders)
+
+
+async def test_cli_dry_run_prints_what_it_would_fetch_and_remove_and_writes_nothing(
+    upstream: FakeUpstream,
+    stream: SampleStream,
+    signing_key: SigningKey,
+    tmp_path: Path,
+    xdg: Path,
+) -> None:
+    """--dry-run lists the fetches and removals, fetches no file and changes no file anywhere."""
+    target = tmp_path / "m"
+    await run_mirror(await options(upstream, stream, target, signing_key))
+    kernels = published_items(target)
+    before = files_under(target)
+    fetched = len(item_requests(upstream))
+    common = ("mirror", upstream.url("/"), "--keyring", str(stream.keyring), "--dry-run")
+    code, out, err = await run_cli(
+        *common, str(target), "--delete", "os~(grub*|pxelinux)", env=cli_env(xdg)
+    )
+    assert code == 0, err
+    would_fetch = {line.split()[2] for line in out.splitlines() if line.startswith("would fetch")}
+    would_remove = {line.split()[2] for line in out.splitlines() if line.startswith("would remove")}
+    assert would_fetch
+    assert all(p.startswith("bootloaders/") for p in would_fetch)
+    assert set(kernels) <= would_remove
+    assert f"{V3}.sjson" in would_remove
+    assert "nothing was written" in out
+    assert files_under(target) == before
+    assert len(item_requests(upstream)) == fetched
+    code, out, err = await run_cli(*common, str(tmp_path / "new"), "arch=amd64", env=cli_env(xdg))
+    assert code == 0, err
+    assert "would fetch" in out
+    assert not (tmp_path / "new").exists()
+    assert not (xdg / "bootsync").exists(), "a dry run makes no signing key either"
+
+
+async def test_keep_upstream_metadata_publishes_the_signed_documents_unchanged(
+    upstream: FakeUpstream, stream: SampleStream, tmp_path: Path
+) -> None:
+    """The upstream's signed documents are published as they are, and read with its keyring."""
+    target = tmp_path / "m"
+    await run_mirror(await options(upstream, stream, target, None, keep_upstream_metadata=True))
+    signed = ["streams/v1/index.sjson", *(f"{d}.sjson" for d in (V3, BOOTLOADERS))]
+    for path in signed:
+        assert (target / path).read_bytes() == (stream.root / path).read_bytes()
+    assert not (target / KEYRING_NAME).exists()
+    assert not (target / "streams/v1/index.json").exists()
+
+    async def local(path: str) -> FetchedDocument:
+        body = await asyncio.to_thread((target / path).read_bytes)
+        return FetchedDocument(url=str(target / path), body=body)
+
+    read = await read_stream(
+        local, "streams/v1/index.sjson", TrustPolicy(await aload_keyring(stream.keyring))
+    )
+    v3 = read.products["com.ubuntu.maas:stable:v3:download"]
+    selected = newest_versions(
+        filter_items(v3, lambda i: all(f.matches(i.fields) for f in NOBLE_AMD64))
+    )
+    items = {i.path: i.sha256 for i in flatten(selected) if i.path and i.sha256}
+    assert items
+    assert_held(target, items)
+
+
+async def test_sstream_mirror_validates_a_kept_upstream_metadata_mirror_with_the_upstream_keyring(
+    fake_upstream: FakeUpstream, stream: SampleStream, tmp_path: Path, xdg: Path
+) -> None:
+    """sstream-mirror --keyring=<upstream keyring> validates our --keep-upstream-metadata mirror."""
+    target = tmp_path / "m"
+    async with FakeUpstream() as source:
+        source.serve_directory(stream.root)
+        code, _, err = await run_cli(
+            "mirror",
+            f"--keyring={stream.keyring}",
+            source.url("/"),
+            str(target),
+            "--keep-upstream-metadata",
+            "--no-progress",
+            *(str(f) for f in NOBLE_AMD64),
+            env=cli_env(xdg),
+        )
+    assert code == 0, err
+    assert not (xdg / "bootsync").exists(), "upstream metadata needs no signing key of ours"
+    fake_upstream.serve_directory(target)
+    out = tmp_path / "copy"
+    empty_home = tmp_path / "gnupg"
+    empty_home.mkdir(mode=0o700)
+    proc = await asyncio.create_subprocess_exec(
+        str(sstream_bin() / "sstream-mirror"),
+        f"--keyring={stream.keyring}",
+        "--max=1",
+        fake_upstream.url("/"),
+        str(out),
+        *(str(f) for f in NOBLE_AMD64),
+        env={**os.environ, "GNUPGHOME": str(empty_home)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err_bytes = await proc.communicate()
+    assert proc.returncode == 0, err_bytes.decode()
+    copied = {
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if p.is_file() and ".data" not in p.parts and "streams" not in p.parts
+    }
+    held = {
+        str(p.relative_to(target))
+        for p in target.rglob("*")
+        if p.is_file() and ".bootsync" not in p.parts and "streams" not in p.parts
+    }
+    assert copied == held
+    assert copied
+    assert all(p.startswith("noble/amd64/20250718/") for p in copied)
+    for path in copied:
+        assert (out / path).read_bytes() == (target / path).read_bytes()

@@ -62,6 +62,22 @@ def _levels_of(func: ast.expr) -> list[str] | None:
     return None
 
 
+# Functions that log on their caller's behalf, with the event name the caller passes
+# as ``event=``: name → (where its own log call is, the level and fields it logs).
+RELAYS = {"retrying": ("common/transfer/retry.py", "warning", {"attempt", "delay_s", "error"})}
+
+
+def _relayed(node: ast.Call) -> str | None:
+    """The literal ``event=`` a call to a relay passes, or None."""
+    name = node.func.attr if isinstance(node.func, ast.Attribute) else ast.unparse(node.func)
+    if name not in RELAYS:
+        return None
+    for keyword in node.keywords:
+        if keyword.arg == "event" and isinstance(keyword.value, ast.Constant):
+            return str(keyword.value.value)
+    return None
+
+
 def _receiver(func: ast.expr) -> str:
     return ast.unparse(func.value) if isinstance(func, ast.Attribute) else ast.unparse(func)
 
@@ -73,8 +89,19 @@ def scan_source() -> tuple[dict[str, Emitted], list[str]]:
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            relay_home = str(path.relative_to(REPO)) in {r[0] for r in RELAYS.values()}
             for node in ast.walk(tree):
-                if not isinstance(node, ast.Call) or not node.args:
+                if not isinstance(node, ast.Call):
+                    continue
+                relayed = _relayed(node)
+                if relayed is not None:
+                    _, level, fields = RELAYS[ast.unparse(node.func).rsplit(".", 1)[-1]]
+                    emitted = events[relayed]
+                    emitted.places.append(f"{path.relative_to(REPO)}:{node.lineno}")
+                    emitted.levels.add(level)
+                    emitted.fields.update(fields)
+                    continue
+                if not node.args:
                     continue
                 levels = _levels_of(node.func)
                 if levels is None:
@@ -87,6 +114,8 @@ def scan_source() -> tuple[dict[str, Emitted], list[str]]:
                         emitted.places.append(where)
                         emitted.levels.update(levels)
                         emitted.fields.update(k.arg for k in node.keywords if k.arg)
+                elif relay_home and ast.unparse(first) == "event":
+                    continue  # the relay's own call: its callers' events are scanned above
                 elif "log" in _receiver(node.func):
                     dynamic.append(f"{where}: {ast.unparse(first)}")
     return dict(events), dynamic
@@ -121,6 +150,7 @@ def test_the_scan_finds_events_in_every_call_shape() -> None:
     assert "download_failed" in events  # flog.warning(...) on a bound logger
     assert "pull_finished" in events
     assert len(events) > 100
+    assert events["download_retrying"].levels == {"warning"}  # retrying(..., event=...)
 
 
 def test_every_event_name_is_a_literal() -> None:

@@ -48,19 +48,36 @@
     return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  function showError(form, message) {
-    const box = form.querySelector("#upload-error");
-    box.textContent = message;
-    box.hidden = false;
+  // Each message goes next to the control its field belongs to (data-error-for lists the
+  // API's field names); anything else goes to the form's general error line.
+  function clearErrors(form) {
+    form.querySelectorAll("[data-error-for], #upload-error").forEach((box) => {
+      box.hidden = true;
+      box.textContent = "";
+    });
+    form.querySelectorAll("[aria-invalid]").forEach((control) => control.removeAttribute("aria-invalid"));
   }
 
-  async function errorText(response) {
+  function showError(form, message, field) {
+    const boxes = Array.from(form.querySelectorAll("[data-error-for]"));
+    const box = boxes.find((b) => b.dataset.errorFor.split(" ").includes(field)) || form.querySelector("#upload-error");
+    box.textContent = box.textContent ? `${box.textContent} ${message}` : message;
+    box.hidden = false;
+    const control = box.dataset.control && document.getElementById(box.dataset.control);
+    if (control) {
+      control.setAttribute("aria-invalid", "true");
+      control.focus();
+    }
+  }
+
+  async function showResponseErrors(form, response) {
     const text = await response.text();
-    try {
-      const data = JSON.parse(text);
-      return Object.entries(data).map(([field, msgs]) => `${field}: ${[].concat(msgs).join(" ")}`).join("; ");
-    } catch (e) {
-      return text;
+    let data = null;
+    try { data = JSON.parse(text); } catch (e) { data = null; }
+    if (data && typeof data === "object" && !Array.isArray(data)) {
+      Object.entries(data).reverse().forEach(([field, msgs]) => showError(form, [].concat(msgs).join(" "), field));
+    } else {
+      showError(form, text || `The region answered ${response.status}.`);
     }
   }
 
@@ -69,8 +86,8 @@
     const file = form.querySelector("#up-file").files[0];
     const bar = form.querySelector("#upload-progress");
     const status = form.querySelector("#upload-status");
-    form.querySelector("#upload-error").hidden = true;
-    if (!file) { showError(form, "Choose a file to upload."); return; }
+    clearErrors(form);
+    if (!file) { showError(form, "Choose a file to upload.", "content"); return; }
     const fields = new FormData(form);
     fields.delete("content");
     const digest = await sha256(file);
@@ -78,7 +95,7 @@
     else { fields.set("content", file); }
     bar.hidden = false; bar.value = 0; status.textContent = "Starting upload…";
     const made = await fetch(form.action, { method: "POST", body: fields, headers: { "X-CSRFToken": csrf }, credentials: "same-origin" });
-    if (made.status !== 201) { showError(form, await errorText(made)); status.textContent = ""; bar.hidden = true; return; }
+    if (made.status !== 201) { await showResponseErrors(form, made); status.textContent = ""; bar.hidden = true; return; }
     const resource = await made.json();
     const pending = Object.values(resource.sets || {}).flatMap((s) => Object.values(s.files)).find((f) => f.upload_uri);
     if (pending) {
@@ -88,7 +105,7 @@
       for (let offset = 0; offset < file.size; offset += CHUNK) {
         const piece = file.slice(offset, Math.min(file.size, offset + CHUNK));
         const put = await fetch(chunkUrl, { method: "PUT", body: piece, headers: { "X-CSRFToken": csrf, "Content-Type": "application/octet-stream" }, credentials: "same-origin" });
-        if (put.status !== 200) { showError(form, await errorText(put)); status.textContent = ""; return; }
+        if (put.status !== 200) { await showResponseErrors(form, put); status.textContent = ""; return; }
         bar.value = Math.round((100 * Math.min(file.size, offset + CHUNK)) / file.size);
         status.textContent = `Uploading ${bar.value}%`;
       }

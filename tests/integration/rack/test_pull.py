@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import MutableMapping
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from rack import web as rack_web
 from rack.app import open_rack
 from rack.pull import run_pull
 from tests.fakes.daemons import DaemonProcess
-from tests.fakes.gpg import ThrowawayKey, clearsign
+from tests.fakes.gpg import ThrowawayKey, clearsign, export_public
 from tests.fakes.region import FakeRegion
 from tests.integration.rack.harness import published_files, rack_config, sha256_of
 
@@ -245,3 +246,100 @@ async def test_a_full_disk_is_refused_before_any_download(
     assert "not enough free space" in result.error
     assert not any("/2025" in r.path for r in fake_region.stream_requests)
     assert not (data / "boot-resources" / "current").exists()
+
+
+def hostile_copy(product: dict[str, Any], release: str, names: dict[str, str]) -> dict[str, Any]:
+    """``product`` as another release whose newest version holds files named ``names``
+    (file name → the existing file of ``product`` whose bytes it claims)."""
+    versions = product["versions"]
+    newest = versions[max(versions)]
+    items = {}
+    for name, ftype in names.items():
+        source = next(i for i in newest["items"].values() if i["ftype"] == ftype)
+        stem = source["path"].rsplit("/", 2)[0].replace("/noble", f"/{release}")
+        items[name] = {**source, "path": f"{stem}/20990101/{name}"}
+    return {
+        **product,
+        "release": release,
+        "release_codename": release,
+        "versions": {"20990101": {**newest, "items": items}},
+    }
+
+
+async def test_hostile_names_refuse_their_whole_image_and_the_rest_is_published(
+    region: DaemonProcess,
+    tmp_path: Path,
+    gpg_signer: ThrowawayKey,
+    aiohttp_client: ClientFactory,
+    log_events: list[MutableMapping[str, Any]],
+) -> None:
+    """A 300-character file name, a file named maas.meta and a dot-file each refuse their item
+    with an event and leave their whole image out; every other image is laid out and served."""
+    long_name = "k" * 300
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{region.url}/MAAS/images-stream/streams/v1/index.json") as resp:
+            index = await resp.json()
+        (entry,) = index["index"].values()
+        products_json = entry["path"].replace(".sjson", ".json")
+        async with session.get(f"{region.url}/MAAS/images-stream/{products_json}") as resp:
+            products = await resp.json()
+    noble = next(
+        p
+        for p in products["products"].values()
+        if p.get("release") == "noble" and p.get("subarch") == "ga-24.04"
+    )
+    hostile = {
+        "questing": {"boot-kernel": "boot-kernel", long_name: "squashfs"},
+        "plucky": {"boot-kernel": "boot-kernel", "maas.meta": "boot-initrd"},
+        "oracular": {"boot-kernel": "boot-kernel", ".squashfs": "squashfs"},
+    }
+    for release, names in hostile.items():
+        products["products"][f"hostile:{release}"] = hostile_copy(noble, release, names)
+    fake = FakeRegion(
+        stream_origin=region.url,
+        keyring=export_public(gpg_signer),
+        fingerprint=gpg_signer.fingerprint,
+    )
+    await fake.start()
+    try:
+        for release, names in hostile.items():
+            for name, item in products["products"][f"hostile:{release}"]["versions"][
+                "20990101"
+            ]["items"].items():
+                fake.serve_as(item["path"], noble_path(noble, names[name]))
+        signed_index = await asyncio.to_thread(clearsign, gpg_signer, json.dumps(index).encode())
+        signed_products = await asyncio.to_thread(
+            clearsign, gpg_signer, json.dumps(products).encode()
+        )
+        fake.tamper(INDEX, lambda _body: signed_index)
+        fake.tamper(entry["path"], lambda _body: signed_products)
+        data = tmp_path / "rack"
+        async with open_rack(rack_config(fake, data)) as rack:
+            await rack.link.register_once()
+            result = await run_pull(rack.pull, reason="test")
+    finally:
+        await fake.close()
+    assert result.outcome == "ok", result.error
+    current = data / "boot-resources" / "current"
+    assert (current / "ubuntu/amd64/ga-24.04/noble/stable/squashfs").is_file()
+    assert (current / "syslinux.tar.xz").is_file()
+    for release in hostile:
+        assert not (current / f"ubuntu/amd64/ga-24.04/{release}").exists(), release
+    meta = json.loads((current / "maas.meta").read_bytes())
+    assert set(meta["ubuntu"]["amd64"]["ga-24.04"]["generic"]) == {"noble"}
+    refused = {e["location"]: e["reason"] for e in events(log_events, "layout_item_refused")}
+    assert any(long_name in where and "300 bytes" in why for where, why in refused.items())
+    assert any("items[maas.meta]" in where for where in refused)
+    assert any("items[.squashfs]" in where and "starts with '.'" in why for where, why in refused.items())
+    left_out = {e["product"] for e in events(log_events, "layout_version_refused")}
+    assert left_out == {f"hostile:{release}" for release in hostile}
+    client = await serve(aiohttp_client, data)
+    assert (await client.get("/images/ubuntu/amd64/ga-24.04/noble/stable/boot-kernel")).status == 200
+
+
+def noble_path(product: dict[str, Any], ftype: str) -> str:
+    """The stream path of ``product``'s newest file of type ``ftype``."""
+    versions = product["versions"]
+    newest = versions[max(versions)]
+    path: str = next(i["path"] for i in newest["items"].values() if i["ftype"] == ftype)
+    return path

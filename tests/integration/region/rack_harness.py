@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from common.rackproto import AUTH_SCHEME, EVENTS_PATH, REGISTER_PATH, STATUS_PATH
+from common.rackproto import (
+    AUTH_SCHEME,
+    CREDENTIAL_HEADER,
+    EVENTS_PATH,
+    REGISTER_PATH,
+    STATUS_PATH,
+)
 from region.api import rack_controllers, rack_protocol
 from region.api.http import API_ROOT
 from region.api.registry import add_routes
@@ -58,12 +64,17 @@ async def build_region_app(config: RegionConfig) -> web.Application:
 
 @dataclass
 class RackRegion:
-    """A started region: its client, context, rack hub, secret and two API keys."""
+    """A started region: its client, context, rack hub, secret and two API keys.
+
+    ``credentials`` holds each rack's own credential, as the region issued it to
+    :meth:`register`.
+    """
 
     client: TestClient[Any, Any]
     app: web.Application
     admin: ApiKey
     user: ApiKey
+    credentials: dict[str, str] = field(default_factory=dict)
 
     @property
     def ctx(self) -> RegionContext:
@@ -76,9 +87,15 @@ class RackRegion:
         assert self.ctx.racks is not None
         return self.ctx.racks
 
-    def rack_auth(self, secret: str | None = None) -> dict[str, str]:
-        """The header a rack sends (``secret`` None: the region's own)."""
-        return {"Authorization": f"{AUTH_SCHEME} {secret or self.hub.secret}"}
+    def rack_auth(
+        self, secret: str | None = None, *, system_id: str | None = None
+    ) -> dict[str, str]:
+        """The headers a rack sends (``secret`` None: the region's own), with the rack's own
+        credential when ``system_id`` names a rack :meth:`register` registered."""
+        headers = {"Authorization": f"{AUTH_SCHEME} {secret or self.hub.secret}"}
+        if system_id is not None and system_id in self.credentials:
+            headers[CREDENTIAL_HEADER] = self.credentials[system_id]
+        return headers
 
     async def register(
         self,
@@ -87,20 +104,24 @@ class RackRegion:
         system_id: str | None = None,
         url: str = "http://10.0.0.5:5248",
     ) -> dict[str, Any]:
-        """Register a rack; the reply body."""
+        """Register a rack (with its credential, if it holds one); the reply body."""
         resp = await self.client.post(
             REGISTER_PATH,
-            headers=self.rack_auth(),
+            headers=self.rack_auth(system_id=system_id),
             json={"hostname": hostname, "url": url, "system_id": system_id},
         )
         assert resp.status == 200, await resp.text()
         reply: dict[str, Any] = await resp.json()
+        if reply.get("credential"):
+            self.credentials[reply["system_id"]] = reply["credential"]
         return reply
 
     async def report(self, system_id: str, **status: Any) -> aiohttp.ClientResponse:
         """POST a status report for ``system_id``."""
         return await self.client.post(
-            STATUS_PATH.format(system_id=system_id), headers=self.rack_auth(), json=status
+            STATUS_PATH.format(system_id=system_id),
+            headers=self.rack_auth(system_id=system_id),
+            json=status,
         )
 
     async def api(

@@ -89,6 +89,19 @@ async def test_http_proxy_takes_a_url_or_empty(api_region: Region, log_events: E
     assert "pw@" not in repr(log_events)
 
 
+async def test_only_admins_read_the_proxy_credentials(api_region: Region) -> None:
+    """A non-admin reads http_proxy with its user and password hidden; an admin reads it whole."""
+    proxy = "http://squid-user:s3cr@t@proxy.example:3128/"
+    assert (await put(api_region, "http_proxy", proxy)).status == 200
+    seen_by_user = await get(api_region, "http_proxy", key=api_region.user)
+    seen_by_admin = await get(api_region, "http_proxy")
+    assert seen_by_user.status == 200
+    assert await seen_by_user.json() == "http://***@proxy.example:3128/"
+    assert "s3cr" not in await seen_by_user.text()
+    assert "squid-user" not in await seen_by_user.text()
+    assert await seen_by_admin.json() == proxy
+
+
 async def test_proxy_changes_refresh_the_catalogue(api_region: Region, log_events: Events) -> None:
     """Changing a proxy key schedules a refresh; auto-import does not; no-op changes do not."""
     await put(api_region, "enable_http_proxy", "false")

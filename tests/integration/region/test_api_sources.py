@@ -149,6 +149,19 @@ class TestCreate:
         assert errors["keyring_data"][0].startswith("This field is too large")
         assert resp.headers["X-MAAS-API-Hash"] == API_HASH
 
+    async def test_well_known_ubuntu_keyring_paths_are_accepted_on_any_host(
+        self, api_region: Region
+    ) -> None:
+        """The Ubuntu keyring paths MAAS's docs name are accepted where absent; the path is kept."""
+        for n, path in enumerate(
+            (
+                "/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
+                "/snap/maas/current/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
+            )
+        ):
+            body = await create(api_region, url=f"{URL}{n}/", keyring_filename=path)
+            assert (body["keyring_filename"], body["keyring_data"]) == (path, "")
+
     async def test_missing_or_relative_keyring_filename_is_refused(
         self, api_region: Region, tmp_path: Path
     ) -> None:
@@ -352,6 +365,18 @@ class TestReadUpdateDelete:
         source = await create(api_region, url=URL, keyring_filename=str(gpg_keyring_path))
         resp = await api_region.call("DELETE", f"/boot-sources/{source['id']}/")
         assert resp.status == 204
+
+    async def test_a_deleted_sources_id_is_never_given_again(
+        self, api_region: Region, gpg_keyring_path: Path
+    ) -> None:
+        """Create, delete, create the same URL: the new source has a larger id; the old one is 404."""
+        first = await create(api_region, url=URL, keyring_filename=str(gpg_keyring_path))
+        resp = await api_region.call("DELETE", f"/boot-sources/{first['id']}/")
+        assert resp.status == 204
+        second = await create(api_region, url=URL, keyring_filename=str(gpg_keyring_path))
+        assert second["id"] > first["id"]
+        stale = await api_region.call("GET", f"/boot-sources/{first['id']}/")
+        assert stale.status == 404
 
 
 class TestPermissions:

@@ -190,6 +190,23 @@ async def test_a_keyring_file_is_read_at_refresh_time(
     assert len(entries) == 10  # the last good catalogue stays
 
 
+async def test_an_absent_ubuntu_keyring_path_is_read_from_the_shipped_keyring(
+    env: ImportEnv, upstream: FakeUpstream
+) -> None:
+    """The snap's Ubuntu keyring path, absent here, verifies with bootsync's own Ubuntu keyring."""
+    source = await repo_sources.create_source(
+        env.db,
+        url=upstream.url("/"),
+        keyring_filename="/snap/maas/current/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
+    )
+    await env.catalogue.refresh_all()
+    status = await repo_catalogue.get_status(env.db, source.id)
+    # The sample stream is signed by a test key, which Ubuntu's keyring lacks.
+    assert status.last_error is not None
+    assert "cannot read keyring" not in status.last_error
+    assert "not in the keyring" in status.last_error
+
+
 async def test_an_explicit_index_json_url_is_read_unsigned_with_a_warning(
     env: ImportEnv,
     upstream: FakeUpstream,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from common.cli.maascli_commands import handler_command_name
 from region.api import users
 from region.api.describe import API_HASH
 from region.api.handlers import HANDLERS
@@ -36,7 +37,7 @@ MAAS_HANDLERS = {
     "BootResourceHandler",
     "RackControllersHandler",
     "RackControllerHandler",
-    "MAASHandler",
+    "MaasHandler",
     "UsersHandler",
     "VersionHandler",
 }
@@ -47,12 +48,6 @@ async def describe(region: RackRegion, **headers: str) -> tuple[dict[str, Any], 
     resp = await region.client.get(DESCRIBE, headers=headers)
     assert resp.status == 200
     return await resp.json(), dict(resp.headers)
-
-
-def maascli_command(name: str) -> str:
-    """The maas CLI's handler_command_name: split CamelCase, drop ``handler``, join with -."""
-    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+", name)
-    return "-".join(w.lower() for w in words if w.lower() != "handler")
 
 
 def libmaas_attribute(name: str) -> str:
@@ -147,6 +142,7 @@ async def test_action_docs_list_every_parameter_after_the_first_paragraph(
             assert ":param" not in summary
             params[handler["name"], action["name"]] = re.findall(r"^:param (\w+):", rest, re.M)
     assert params["BootSourcesHandler", "create"] == ["url", "keyring_filename", "keyring_data"]
+    assert params["BootSourcesHandler", "fetch"] == ["url", "keyring_filename", "keyring_data"]
     assert params["BootSourceHandler", "update"] == ["url", "keyring_filename", "keyring_data"]
     assert params["BootSourceSelectionsHandler", "create"] == [
         "os",
@@ -173,7 +169,7 @@ async def test_action_docs_list_every_parameter_after_the_first_paragraph(
         "size",
     }
     assert params["BootResourcesHandler", "read"] == ["type"]
-    assert params["MAASHandler", "set_config"] == ["name", "value"]
+    assert params["MaasHandler", "set_config"] == ["name", "value"]
     assert params["BootSourceHandler", "read"] == []
     assert params["BootResourceHandler", "delete"] == []
 
@@ -241,7 +237,7 @@ async def test_the_upload_handler_is_routed_but_hidden_from_describe(region: Rac
 async def test_clients_derive_maas_command_and_attribute_names(region: RackRegion) -> None:
     """maascli's command names and libmaas's attribute names come out as for MAAS."""
     doc, _ = await describe(region)
-    commands = {maascli_command(r["name"]) for r in doc["resources"]}
+    commands = {handler_command_name(r["name"]) for r in doc["resources"]}
     assert commands >= {
         "boot-sources",
         "boot-source",

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from common.rackproto import REGISTER_PATH
 from region.db import sources as repo_sources
 from tests.fakes.upstream import FakeUpstream
 from tests.fakes.waiting import eventually
@@ -22,7 +23,9 @@ NOBLE = {"name": "ubuntu/noble", "architecture": "amd64", "subarches": ["ga-24.0
 async def rack(region: RackRegion) -> AsyncIterator[str]:
     """A registered rack holding its event stream open; its system_id."""
     system_id = (await region.register("rack1", url="http://10.0.0.5:5248"))["system_id"]
-    stream = await open_events(region.client, events_path(system_id), region.rack_auth())
+    stream = await open_events(
+        region.client, events_path(system_id), region.rack_auth(system_id=system_id)
+    )
     yield system_id
     stream.resp.close()
 
@@ -57,7 +60,7 @@ class TestRead:
         } == {
             "system_id": rack,
             "hostname": "rack1",
-            "fqdn": "rack1",
+            "fqdn": "rack1.maas",
             "node_type": 2,
             "node_type_name": "Rack controller",
             "resource_uri": f"/MAAS/api/2.0/rackcontrollers/{rack}/",
@@ -202,3 +205,114 @@ class TestListBootImages:
         finally:
             await region.ctx.importer.stop()
         assert (await region.boot_images(rack))["status"] == "synced"
+
+
+HOST = {
+    "architecture": "arm64",
+    "cpu_count": 4,
+    "cpu_speed": 2000,
+    "memory": 8192,
+    "osystem": "ubuntu",
+    "distro_series": "noble",
+    "version": "9.9.9",
+    "interfaces": [
+        {
+            "name": "eth0",
+            "mac_address": "52:54:00:aa:bb:cc",
+            "mtu": 9000,
+            "enabled": True,
+            "type": "physical",
+            "addresses": ["10.0.0.5/24", "fd00::5/64"],
+        },
+        {
+            "name": "br0",
+            "mac_address": "52:54:00:dd:ee:ff",
+            "mtu": 1500,
+            "enabled": False,
+            "type": "bridge",
+            "addresses": [],
+        },
+    ],
+}
+
+
+class TestHostFields:
+    """A rack's object carries MAAS's rack-controller fields, with what the rack reported."""
+
+    async def test_reported_host_facts_fill_maas_fields(self, region: RackRegion) -> None:
+        """architecture, cpu_count, memory, OS, interfaces and addresses are the rack's own."""
+        resp = await region.client.post(
+            REGISTER_PATH,
+            headers=region.rack_auth(),
+            json={"hostname": "rack9", "url": "http://10.0.0.5:5248", "host": HOST},
+        )
+        assert resp.status == 200, await resp.text()
+        system_id = (await resp.json())["system_id"]
+        rack = await (await region.api("GET", f"/rackcontrollers/{system_id}/")).json()
+        assert {k: rack[k] for k in MAAS_FIELDS} == {
+            "architecture": "arm64/generic",
+            "cpu_count": 4,
+            "cpu_speed": 2000,
+            "memory": 8192,
+            "osystem": "ubuntu",
+            "distro_series": "noble",
+            "version": "9.9.9",
+            "ip_addresses": ["10.0.0.5", "fd00::5"],
+            "power_type": "manual",
+            "power_state": "unknown",
+            "node_type": 2,
+            "node_type_name": "Rack controller",
+            "hostname": "rack9",
+            "fqdn": "rack9.maas",
+            "tag_names": [],
+            "swap_size": None,
+        }
+        assert rack["zone"]["name"] == "default"
+        assert rack["domain"]["name"] == "maas"
+        assert rack["pool"] is None
+        eth0, br0 = rack["interface_set"]
+        assert (eth0["name"], eth0["mac_address"], eth0["effective_mtu"], eth0["type"]) == (
+            "eth0",
+            "52:54:00:aa:bb:cc",
+            9000,
+            "physical",
+        )
+        assert [link["ip_address"] for link in eth0["links"]] == ["10.0.0.5", "fd00::5"]
+        assert (br0["type"], br0["enabled"], br0["links"]) == ("bridge", False, [])
+        assert eth0["resource_uri"] == f"/MAAS/api/2.0/nodes/{system_id}/interfaces/{eth0['id']}/"
+        assert {s["name"] for s in rack["service_set"]} == {"rackd", "http"}
+
+    async def test_a_rack_without_host_facts_has_maas_defaults(
+        self, region: RackRegion, rack: str
+    ) -> None:
+        """An older rack: empty OS, zero counts, its URL host as address, still every field."""
+        one = await (await region.api("GET", f"/rackcontrollers/{rack}/")).json()
+        assert {k: one[k] for k in ("architecture", "cpu_count", "memory", "osystem")} == {
+            "architecture": None,
+            "cpu_count": 0,
+            "memory": 0,
+            "osystem": "",
+        }
+        assert one["ip_addresses"] == ["10.0.0.5"]
+        assert one["interface_set"] == []
+        assert set(MAAS_FIELDS) <= set(one)
+
+
+MAAS_FIELDS = (
+    "architecture",
+    "cpu_count",
+    "cpu_speed",
+    "memory",
+    "osystem",
+    "distro_series",
+    "version",
+    "ip_addresses",
+    "power_type",
+    "power_state",
+    "node_type",
+    "node_type_name",
+    "hostname",
+    "fqdn",
+    "tag_names",
+    "swap_size",
+)

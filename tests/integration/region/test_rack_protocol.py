@@ -145,6 +145,7 @@ class TestRegistration:
         await region.client.close()
 
         restarted = await start_region(data_dir, aiohttp_client)
+        restarted.credentials.update(region.credentials)  # what the rack kept
         reply = await restarted.register("rack1", system_id=system_id)
         listed = await (await restarted.api("GET", "/rackcontrollers/")).json()
         assert restarted.hub.secret == secret
@@ -235,7 +236,7 @@ class TestEvents:
         """Publishing a new stream sends ``event: snapshot`` with its id to both racks."""
         ids = [(await region.register(h))["system_id"] for h in ("rack1", "rack2")]
         streams = [
-            await open_events(region.client, events_path(i), region.rack_auth()) for i in ids
+            await open_events(region.client, events_path(i), region.rack_auth(system_id=i)) for i in ids
         ]
         snapshot = await publish_new_image(region, "noble")
         for stream in streams:
@@ -248,7 +249,7 @@ class TestEvents:
         """The all-racks op reaches both streams; the per-rack op only its own."""
         ids = [(await region.register(h))["system_id"] for h in ("rack1", "rack2")]
         one, two = [
-            await open_events(region.client, events_path(i), region.rack_auth()) for i in ids
+            await open_events(region.client, events_path(i), region.rack_auth(system_id=i)) for i in ids
         ]
         resp = await region.api("POST", "/rackcontrollers/", op="import_boot_images")
         assert await resp.text() == "Import of boot images started on all rack controllers"
@@ -270,7 +271,9 @@ class TestEvents:
         """Quiet streams get keepalive comments; once the rack hangs up it is not connected."""
         region.hub.keepalive_s = 0.05
         system_id = (await region.register())["system_id"]
-        stream = await open_events(region.client, events_path(system_id), region.rack_auth())
+        stream = await open_events(
+            region.client, events_path(system_id), region.rack_auth(system_id=system_id)
+        )
         assert region.hub.is_connected(system_id)
         assert (await region.boot_images(system_id))["connected"] is True
         async with asyncio.timeout(10):
@@ -284,7 +287,7 @@ class TestEvents:
         system_id = (await region.register())["system_id"]
         url = str(region.client.make_url(events_path(system_id)))
         async with aiohttp.ClientSession() as session:
-            stream = await open_events(session, url, region.rack_auth())
+            stream = await open_events(session, url, region.rack_auth(system_id=system_id))
             async with asyncio.timeout(10):
                 await region.client.server.close()
             assert await stream.read_to_end() == b""

@@ -124,7 +124,7 @@ def describe(host: str = "127.0.0.1:5240") -> dict[str, Any]:
             host,
         ),
         _handler(
-            "MAASHandler",
+            "MaasHandler",
             "maas/",
             [],
             [

@@ -38,12 +38,20 @@ def commands() -> dict[str, Command]:
         ("BootResourcesHandler", "boot-resources"),
         ("BootResourceHandler", "boot-resource"),
         ("RackControllersHandler", "rack-controllers"),
-        ("MAASHandler", "maas"),
-        ("IPAddressesHandler", "ip-addresses"),
+        ("MaasHandler", "maas"),
+        ("VersionHandler", "version"),
+        # maascli's rule keeps a capital run with the word it starts: MAAS's own
+        # IPAddressesHandler is ``ipaddresses``, and a handler named MAASHandler
+        # would be ``maashandler`` (why the region must call it MaasHandler).
+        ("MAASHandler", "maashandler"),
+        ("IPAddressesHandler", "ipaddresses"),
+        ("VLANsHandler", "vlans"),
+        ("DNSResourceRecordsHandler", "dnsresource-records"),
+        ("AnonMaasHandler", "anon-maas"),
     ],
 )
 def test_handler_class_names_become_maas_cli_command_names(handler: str, command: str) -> None:
-    """Handler class names are split at CamelCase, lower-cased, and lose 'handler'."""
+    """Handler class names become command names by maascli's exact handler_command_name rule."""
     assert handler_command_name(handler) == command
 
 

@@ -198,3 +198,25 @@ def test_check_config_validates_and_exits_0(
     path = write(tmp_path, "")
     assert main(["--config", str(path), "--check-config"]) == 0
     assert capsys.readouterr().out.strip() == f"{path}: ok"
+
+
+@pytest.mark.parametrize(
+    ("typed", "base"),
+    [
+        ("http://host:5240/MAAS/", "http://host:5240"),
+        ("http://host:5240/MAAS", "http://host:5240"),
+        ("http://host:5240/", "http://host:5240"),
+        ("https://host/MAAS/api/2.0/", "https://host"),
+        ("http://proxy.example/bootsync/MAAS/", "http://proxy.example/bootsync"),
+        ("http://proxy.example/bootsync", "http://proxy.example/bootsync"),
+    ],
+)
+def test_a_region_url_is_accepted_with_or_without_maas(
+    tmp_path: Path, typed: str, base: str
+) -> None:
+    """The form MAAS users type (…/MAAS/) means the region's base URL, in the file and on the
+    command line alike, so the rack never calls …/MAAS/MAAS/rack/v1/register."""
+    from_file = load_config(write(tmp_path, f'[region]\nurls = ["{typed}"]\nsecret = "x"\n'))
+    from_flag = load_config(write(tmp_path, ""), overrides=Overrides(region_urls=[typed]))
+    assert from_file.region_urls == from_flag.region_urls == (base,)
+    assert RackConfig(secret="s", region_urls=(typed,)).region_urls == (base,)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import stat
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,13 +27,31 @@ from rack.main import main
 from tests.fakes.gpg import ThrowawayKey, export_public
 
 
-def reply(key: ThrowawayKey, system_id: str = "rack-1") -> RegistrationReply:
-    """The region's answer offering ``key``."""
+def reply(
+    key: ThrowawayKey, system_id: str = "rack-1", credential: str | None = None
+) -> RegistrationReply:
+    """The region's answer offering ``key`` (and issuing ``credential``)."""
     return RegistrationReply(
         system_id=system_id,
         region_fingerprint=key.fingerprint,
         region_keyring=base64.b64encode(export_public(key)).decode(),
+        credential=credential,
     )
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The default umask, under which new files would be 0644."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    """The permission bits of ``path``."""
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 async def test_the_first_reply_pins_the_key_and_a_restart_remembers_it(
@@ -131,3 +153,56 @@ async def test_a_damaged_pinned_keyring_means_not_pinned(
     await again.load()
     assert again.system_id == "rack-1"
     assert again.pinned is None
+
+
+@pytest.mark.usefixtures("umask_022")
+async def test_the_issued_credential_is_kept_0600_across_restarts_and_re_registrations(
+    tmp_path: Path, gpg_signer: ThrowawayKey
+) -> None:
+    """rack.json holds the region's credential at mode 0600 whatever the umask; a reply
+    without one keeps it, a restart reads it back, --forget-region-key keeps it."""
+    identity = RackIdentity(tmp_path)
+    await identity.load()
+    await identity.accept(reply(gpg_signer, credential="c-1"))
+    assert identity.credential == "c-1"
+    assert json.loads((tmp_path / RACK_FILE).read_text())["credential"] == "c-1"
+    assert mode(tmp_path / RACK_FILE) == 0o600
+    await identity.accept(reply(gpg_signer))  # re-registered with it: nothing new issued
+    again = RackIdentity(tmp_path)
+    await again.load()
+    assert (again.system_id, again.credential) == ("rack-1", "c-1")
+    await asyncio.to_thread(forget_region_key, tmp_path)
+    assert json.loads((tmp_path / RACK_FILE).read_text())["credential"] == "c-1"
+    assert mode(tmp_path / RACK_FILE) == 0o600
+
+
+async def test_a_new_system_id_replaces_the_credential_of_the_old_one(
+    tmp_path: Path, gpg_signer: ThrowawayKey
+) -> None:
+    """The region gave the rack a new id (it forgot the old one): the old credential goes."""
+    identity = RackIdentity(tmp_path)
+    await identity.accept(reply(gpg_signer, credential="c-1"))
+    await identity.accept(reply(gpg_signer, system_id="rack-2"))
+    assert (identity.system_id, identity.credential) == ("rack-2", None)
+    await identity.accept(reply(gpg_signer, system_id="rack-3", credential="c-3"))
+    again = RackIdentity(tmp_path)
+    await again.load()
+    assert (again.system_id, again.credential) == ("rack-3", "c-3")
+
+
+async def test_a_rack_file_others_can_read_is_made_0600_at_load(
+    tmp_path: Path, log_events: list[MutableMapping[str, Any]]
+) -> None:
+    """A rack.json left 0644 by an older version is tightened at start, with an event."""
+    (tmp_path / RACK_FILE).write_text(json.dumps({"system_id": "rack-1", "credential": "c-1"}))
+    (tmp_path / RACK_FILE).chmod(0o644)
+    identity = RackIdentity(tmp_path)
+    await identity.load()
+    assert identity.credential == "c-1"
+    assert mode(tmp_path / RACK_FILE) == 0o600
+    (event,) = [e for e in log_events if e["event"] == "data_dir_permissions_tightened"]
+    assert (event["path"], event["was"], event["now"]) == (
+        str(tmp_path / RACK_FILE),
+        "0644",
+        "0600",
+    )

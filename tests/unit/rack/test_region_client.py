@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from common.errors import ConnectError, HTTPStatusError
+from common.errors import ConnectError, HTTPStatusError, UpstreamError
 from common.rackproto import (
     EVENTS_PATH,
     REGISTER_PATH,
@@ -21,7 +21,12 @@ from common.rackproto import (
     Registration,
     status_from_json,
 )
-from rack.region_client import RegionClient, RegionEvent, RegistrationRefusedError
+from rack.region_client import (
+    EventStreamError,
+    RegionClient,
+    RegionEvent,
+    RegistrationRefusedError,
+)
 from tests.fakes.daemons import free_port
 
 SECRET = "sesame"
@@ -52,7 +57,7 @@ class Region:
 
     async def register(self, request: web.Request) -> web.StreamResponse:
         if not self.authorized(request):
-            return web.Response(status=403)
+            return web.Response(status=401)  # as the region refuses a wrong shared secret
         body = await request.json()
         return web.json_response(
             {
@@ -139,7 +144,7 @@ async def test_registration_goes_round_unreachable_urls_to_one_that_answers(
 async def test_a_wrong_secret_and_an_unreachable_region_raise_distinct_errors(
     region: tuple[Region, TestServer], session: aiohttp.ClientSession
 ) -> None:
-    """403 is a refused secret; nothing listening is a connect error after every URL."""
+    """401 is a refused secret; nothing listening is a connect error after every URL."""
     wrong = RegionClient(session, [url_of(region[1])], "guess")
     with pytest.raises(RegistrationRefusedError, match="refused this rack's shared secret"):
         await wrong.register(Registration(hostname="r", url="http://r:5248"))
@@ -210,3 +215,50 @@ async def test_status_reports_reach_the_region_as_sent(
     )
     await client.report("abc123", status)
     assert region[0].statuses == [status]
+
+
+def flooding(first: bytes, piece: bytes) -> web.Application:
+    """An events endpoint that sends ``first``, then ``piece`` again and again until the rack
+    hangs up (at most 64 MiB)."""
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            await resp.write(first)
+            for _ in range((64 << 20) // len(piece)):
+                await resp.write(piece)
+        except ConnectionResetError:
+            pass
+        return resp
+
+    app = web.Application()
+    app.router.add_get(EVENTS_PATH, events)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("first", "piece", "says"),
+    [
+        (b": connected\n\nevent: snapshot\ndata: ", b"x" * 65536, "an event line over"),
+        (b"event: snapshot\n", b"data: " + b"y" * 1000 + b"\n", "an event over"),
+    ],
+)
+async def test_an_endless_event_line_or_event_is_a_named_stream_error_not_a_crash(
+    aiohttp_server: ServerFactory,
+    session: aiohttp.ClientSession,
+    first: bytes,
+    piece: bytes,
+    says: str,
+) -> None:
+    """A line with no end, or an event of endless data lines, stops reading at a bound and
+    raises the rack's own stream error (an UpstreamError) naming the bound and the URL."""
+    server: TestServer = await aiohttp_server(flooding(first, piece))
+    client = RegionClient(session, [url_of(server)], SECRET)
+    seen: list[RegionEvent] = []
+    with pytest.raises(EventStreamError) as caught:
+        await client.listen("abc123", seen.append)
+    assert isinstance(caught.value, UpstreamError)
+    assert says in str(caught.value)
+    assert str(caught.value).startswith(url_of(server) + EVENTS_PATH.format(system_id="abc123"))
+    assert seen == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common.rackproto import RackImage, RackStatus, Registration
+from common.rackproto import HostFacts, HostInterface, RackImage, RackStatus, Registration
 from region.db.connection import Database, open_db
 from region.db.racks import get_rack, list_racks, register_rack, store_status
 from region.db.timestamps import utc_text
@@ -98,3 +98,43 @@ def test_times_are_stored_as_naive_utc() -> None:
     """``Z``, offsets and naive times all become naive UTC with microseconds."""
     assert utc_text("2026-01-02T03:04:05Z") == "2026-01-02T03:04:05.000000"
     assert utc_text("2026-01-02T03:04:05") == "2026-01-02T03:04:05.000000"
+
+
+HOST = HostFacts(
+    architecture="arm64",
+    cpu_count=4,
+    cpu_speed=2000,
+    memory=8192,
+    osystem="ubuntu",
+    distro_series="noble",
+    version="9.9.9",
+    interfaces=[
+        HostInterface(name="eth0", mac_address="52:54:00:aa:bb:cc", addresses=["10.0.0.5/24"])
+    ],
+)
+
+
+async def test_host_facts_are_stored_and_kept_by_a_registration_without_them(
+    db: Database,
+) -> None:
+    """A registration's host facts land on the row; a later one without facts keeps them."""
+    row, _ = await register_rack(
+        db, Registration(hostname="rack1", url="http://r:5248", host=HOST)
+    )
+    assert row.host == HOST
+    again, _ = await register_rack(
+        db, Registration(hostname="rack1", url="http://r:5248", system_id=row.system_id)
+    )
+    assert again.host == HOST
+    newer = HostFacts(**{**HOST.__dict__, "memory": 16384, "interfaces": []})
+    third, _ = await register_rack(
+        db,
+        Registration(hostname="rack1", url="http://r:5248", system_id=row.system_id, host=newer),
+    )
+    assert third.host == newer
+
+
+async def test_a_rack_that_never_sent_host_facts_has_none(db: Database) -> None:
+    """A rack older than host facts reads back with host None."""
+    row, _ = await register_rack(db, Registration(hostname="rack1", url="http://r:5248"))
+    assert row.host is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import stat
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,27 @@ class TestSecretFile:
             with pytest.raises(ConfigError, match="not a rack secret"):
                 read_secret(tmp_path)
 
-    def test_a_secret_others_can_read_is_used_but_warned_about(
+    def test_a_secret_others_can_read_is_used_and_made_private(
         self, tmp_path: Path, log_events: Events
     ) -> None:
-        """Mode 0644 still works, with a rack_secret_readable_by_others event."""
+        """Mode 0644 still works and is tightened to 0600, with a permissions event."""
         secret_path(tmp_path).write_text("c" * 64 + "\n")
         secret_path(tmp_path).chmod(0o644)
         assert read_secret(tmp_path) == "c" * 64
-        assert [e["event"] for e in log_events] == ["rack_secret_readable_by_others"]
+        assert stat.S_IMODE(secret_path(tmp_path).stat().st_mode) == 0o600
+        assert [(e["event"], e["was"], e["now"]) for e in log_events] == [
+            ("data_dir_permissions_tightened", "0644", "0600")
+        ]
+
+    def test_a_secret_readable_by_its_group_only_is_kept_so(
+        self, tmp_path: Path, log_events: Events
+    ) -> None:
+        """Mode 0640 (an operator's choice) is left as it is, silently."""
+        secret_path(tmp_path).write_text("c" * 64 + "\n")
+        secret_path(tmp_path).chmod(0o640)
+        assert read_secret(tmp_path) == "c" * 64
+        assert stat.S_IMODE(secret_path(tmp_path).stat().st_mode) == 0o640
+        assert log_events == []
 
 
 class TestBearer:
