@@ -12,7 +12,8 @@ The parts are opened in one ``cleanup_ctx`` generator and closed in reverse:
 the sync loop is cancelled first (a running pull stops; its partial downloads
 stay and resume on the next start), then the region link, then the session.
 Before that, at SIGTERM, :func:`drain` lets no new pull start and gives a
-running one a grace period to finish (:class:`PullWork`). ``/metrics`` is the Prometheus exposition.
+running one a grace period to finish (:class:`PullWork`). ``/metrics`` is the
+Prometheus exposition (where and for whom: common/ops/metrics_access.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from prometheus_client.core import Metric
 
 from common.ops import daemon, metrics
 from common.ops.logging import get_logger
+from common.ops.metrics_access import add_metrics_route
 from common.rackproto import SYNC_STATES
 from common.storage.blobstore import BlobStore
 from common.storage.modes import DATA_DIR_MODE, tighten_dir
@@ -137,7 +139,7 @@ async def open_rack(config: RackConfig) -> AsyncIterator[RackContext]:
             health=health,
             store=store,
             publisher=publisher,
-            downloader=Downloader(session, store),
+            downloader=Downloader(session, store, limits=config.transfer),
             concurrency=config.concurrency,
         )
         gate = PullGate()
@@ -162,7 +164,8 @@ def build_app(config: RackConfig) -> web.Application:
     app = web.Application()
     app[rack_web.BOOT_RESOURCES] = config.data_dir / BOOT_RESOURCES_DIR
     rack_web.add_routes(app)
-    app.router.add_get("/metrics", metrics.metrics_handler)
+    if not config.metrics_listen:  # else daemon.serve gives /metrics a listener of its own
+        add_metrics_route(app, token=config.metrics_token)
     app[metrics.LIVE_METRICS] = lambda: live_metrics(app)
     app.on_response_prepare.append(metrics.count_served(rack_web.IMAGES_PREFIX + "/"))
     app.cleanup_ctx.append(lambda app: rack_context(app, config))

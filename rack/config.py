@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import ConfigError
+from common.ops.connlimit import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CLIENT_CONNECTIONS,
+    MAX_CLIENT_CONNECTIONS,
+    MAX_HEADER_TIMEOUT_S,
+)
 from common.ops.envconfig import RACKD_ENV, overlay_env
 from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat
+from common.ops.metrics_access import read_token
 from common.ops.tomlconfig import (
     ConfigReader,
     Flags,
@@ -27,6 +34,7 @@ from common.ops.tomlconfig import (
     read_toml,
     show,
 )
+from common.transfer.limits import DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW_S, TransferLimits
 
 DEFAULT_REGION_URLS = ("http://localhost:5240",)
 DEFAULT_SECRET_FILE = Path("/etc/bootsync/rack-secret")
@@ -92,12 +100,18 @@ class RackConfig:
     data_dir: Path = DEFAULT_DATA_DIR
     listen: str = DEFAULT_LISTEN
     shutdown_grace_s: int = DEFAULT_SHUTDOWN_GRACE_S
+    header_timeout_s: int = DEFAULT_HEADER_TIMEOUT_S
+    max_client_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS
+    metrics_listen: str = ""  # "": /metrics on the main port
+    metrics_token: str = field(default="", repr=False)  # read from metrics.token_file
     advertise_url: str = ""
     hostname: str = ""
     concurrency: int = DEFAULT_CONCURRENCY
     interval_minutes: int = DEFAULT_INTERVAL_MINUTES
     log_level: str = "info"
     log_format: LogFormat = "auto"
+    min_rate: int = DEFAULT_MIN_RATE  # downloads' minimum rate, bytes per second
+    rate_window_s: int = int(DEFAULT_RATE_WINDOW_S)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -142,6 +156,11 @@ class RackConfig:
     def interval_s(self) -> float:
         """Seconds between timer-driven syncs."""
         return self.interval_minutes * 60.0
+
+    @property
+    def transfer(self) -> TransferLimits:
+        """The minimum rate of downloads from the region."""
+        return TransferLimits(min_rate=self.min_rate, rate_window_s=self.rate_window_s)
 
 
 @dataclass(frozen=True)
@@ -196,6 +215,22 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
     shutdown_grace_s = server.integer(
         "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
     )
+    header_timeout_s = server.integer(
+        "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S, minimum=1, maximum=MAX_HEADER_TIMEOUT_S
+    )
+    max_client_connections = server.integer(
+        "max_client_connections",
+        DEFAULT_MAX_CLIENT_CONNECTIONS,
+        minimum=0,
+        maximum=MAX_CLIENT_CONNECTIONS,
+    )
+    metrics_table = reader.table("metrics")
+    metrics_listen = metrics_table.string("listen", "", check=_check_optional_host_port)
+    if metrics_listen and metrics_listen == listen:
+        metrics_table.problem(
+            "listen", "must differ from server.listen (empty: /metrics on the main port)"
+        )
+    metrics_token_file = metrics_table.string("token_file", "", check=_check_token_file)
     advertise_url = server.string("advertise_url", "", check=_check_optional_url)
     hostname = server.string("hostname", "")
     concurrency = sync.integer(
@@ -208,6 +243,8 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
         maximum=MAX_INTERVAL_MINUTES,
         rule=INTERVAL_RULE,
     )
+    min_rate = sync.integer("min_rate", DEFAULT_MIN_RATE, minimum=0)
+    rate_window_s = sync.integer("rate_window_s", int(DEFAULT_RATE_WINDOW_S), minimum=1)
     log_level = log.choice("level", "info", LOG_LEVELS)
     log_format = log.choice("format", "auto", LOG_FORMATS)
     reader.finish()
@@ -224,12 +261,18 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
         data_dir=data_dir,
         listen=listen,
         shutdown_grace_s=shutdown_grace_s,
+        header_timeout_s=header_timeout_s,
+        max_client_connections=max_client_connections,
+        metrics_listen=metrics_listen,
+        metrics_token=read_token(metrics_token_file) if metrics_token_file else "",
         advertise_url=advertise_url,
         hostname=hostname,
         concurrency=concurrency,
         interval_minutes=interval_minutes,
         log_level=log_level,
         log_format=log_format,
+        min_rate=min_rate,
+        rate_window_s=rate_window_s,
     )
 
 
@@ -249,6 +292,16 @@ def _secret(flags: Flags, flag_file: Path | None, inline: str, file_name: str) -
     except ValueError as exc:
         flags.problem(key, str(exc))
         return ""
+
+
+def _check_optional_host_port(text: str) -> None:
+    if text:
+        check_host_port(text)
+
+
+def _check_token_file(text: str) -> None:
+    if text:
+        read_token(text)
 
 
 def _check_optional_url(text: str) -> None:

@@ -13,6 +13,13 @@ For the newest version of every product::
 bootloaders' ``archive.tar.xz`` items and link the members; we link the archive
 as the region ships it and leave unpacking to whatever serves the boot files.
 
+Names follow the one rule the region applies when it parses a stream
+(:func:`simplestreams.served_path_problem`): no hidden segment, none over 255
+bytes, a bounded path; no item may be named ``maas.meta``. An item that breaks
+it, lacks a checksum, or loses its path to another item is refused, and so is
+its whole product version (:class:`LeftOut`): a rack never publishes an image
+without one of its files. Every other version is laid out.
+
 A path claimed twice with different content keeps the first claim (by rack
 path, then stream path); a real placement always wins over an alias (the generic and rolling
 subarches, the root bootloader links), and alias clashes are dropped quietly:
@@ -27,7 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.rackproto import RackImage
-from simplestreams import FlatItem, ProductList, flatten, newest_versions, path_problem
+from simplestreams import (
+    FlatItem,
+    ProductList,
+    flatten,
+    newest_versions,
+    served_path_problem,
+    served_segment_problem,
+)
 
 META_NAME = "maas.meta"
 BOOTLOADER_DIR = "bootloader"
@@ -66,6 +80,17 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """A product version left out whole because one of its items was refused."""
+
+    content_id: str
+    product: str
+    version: str
+    items: int  # how many items the version has
+    reason: str  # the first refused item's location and why
+
+
 @dataclass(frozen=True)
 class RackLayout:
     """The planned content of one rack snapshot."""
@@ -73,7 +98,8 @@ class RackLayout:
     files: tuple[RackFile, ...]  # sorted by relpath; one blob may sit at several paths
     sources: tuple[FlatItem, ...]  # the stream items placed: what must be downloaded
     meta: Mapping[str, Any]  # maas.meta: os → arch → subarch → kflavor → release → label
-    skipped: tuple[Skipped, ...]
+    skipped: tuple[Skipped, ...]  # the items refused
+    left_out: tuple[LeftOut, ...] = ()  # the versions they took with them
 
     @property
     def images(self) -> list[RackImage]:
@@ -85,42 +111,94 @@ class RackLayout:
         return json.dumps(self.meta, indent=1, sort_keys=True).encode() + b"\n"
 
 
+_VersionKey = tuple[str, str, str]  # content_id, product, version
+_Claim = tuple[bool, str, FlatItem]  # is_alias, relpath, item
+
+
 def plan_layout(product_lists: Iterable[ProductList]) -> RackLayout:
     """Place the newest version of every product of ``product_lists`` (see module doc)."""
-    claims: list[tuple[bool, str, FlatItem]] = []  # (is_alias, relpath, item)
-    skipped: list[Skipped] = []
+    versions: dict[_VersionKey, list[FlatItem]] = {}
     for product_list in product_lists:
         for item in flatten(newest_versions(product_list)):
-            if item.path is None or item.sha256 is None or item.size is None:
-                continue
-            placed = _placements(item)
-            if isinstance(placed, str):
-                skipped.append(Skipped(item.location, placed))
-                continue
-            claims += [(alias, relpath, item) for alias, relpath in placed]
-    claims.sort(key=lambda claim: (claim[0], claim[1], claim[2].path or ""))
+            key = (item.content_id, item.product_name, item.version_name)
+            versions.setdefault(key, []).append(item)
+    skipped: list[Skipped] = []
+    refused: dict[_VersionKey, Skipped] = {}
+    claims: dict[_VersionKey, list[_Claim]] = {}
+    for key, items in versions.items():
+        placed = [(item, _placements(item)) for item in items]
+        problems = [Skipped(item.location, p) for item, p in placed if isinstance(p, str)]
+        if problems:
+            skipped += problems
+            refused[key] = problems[0]
+            continue
+        claims[key] = [
+            (alias, relpath, item)
+            for item, places in placed
+            if not isinstance(places, str)
+            for alias, relpath in places
+        ]
+    while True:  # a clash refuses its version; lay the rest out again without it
+        files, sources, meta, clashes = _lay_out(
+            [claim for key, held in claims.items() if key not in refused for claim in held]
+        )
+        if not clashes:
+            break
+        for key, clash in clashes.items():
+            skipped.append(clash)
+            refused[key] = clash
+    left_out = [
+        LeftOut(
+            content_id=key[0],
+            product=key[1],
+            version=key[2],
+            items=len(versions[key]),
+            reason=f"{first.location}: {first.reason}",
+        )
+        for key, first in sorted(refused.items())
+    ]
+    return RackLayout(
+        files=tuple(files),
+        sources=tuple(sources),
+        meta=meta,
+        skipped=tuple(skipped),
+        left_out=tuple(left_out),
+    )
+
+
+def _lay_out(
+    claims: list[_Claim],
+) -> tuple[list[RackFile], list[FlatItem], dict[str, Any], dict[_VersionKey, Skipped]]:
+    """Files, sources and maas.meta of ``claims``, and the versions a real placement of
+    which lost its path to another claim (the first such item of each)."""
+    claims = sorted(claims, key=lambda claim: (claim[0], claim[1], claim[2].path or ""))
     tree = _Tree()
     files: list[RackFile] = []
     sources: list[FlatItem] = []
     meta: dict[str, Any] = {}
+    clashes: dict[_VersionKey, Skipped] = {}
     for alias, relpath, item in claims:
         sha256, size, source = item.sha256 or "", item.size or 0, item.path or ""
         if not tree.holds(relpath, sha256):
             problem = tree.claim(relpath, sha256)
             if problem is not None:
                 if not alias:
-                    skipped.append(Skipped(item.location, problem))
+                    key = (item.content_id, item.product_name, item.version_name)
+                    clashes.setdefault(key, Skipped(item.location, problem))
                 continue
             files.append(RackFile(relpath=relpath, sha256=sha256, size=size, source=source))
         if not alias:
             sources.append(item)
             _add_meta(meta, item, relpath.rsplit("/", 1)[-1])
     files.sort(key=lambda f: f.relpath)
-    return RackLayout(files=tuple(files), sources=tuple(sources), meta=meta, skipped=tuple(skipped))
+    return files, sources, meta, clashes
 
 
 def _placements(item: FlatItem) -> list[tuple[bool, str]] | str:
     """(is_alias, relpath) for each place ``item`` goes, or why it cannot be placed."""
+    missing = next((key for key in ("path", "sha256", "size") if getattr(item, key) is None), None)
+    if missing is not None:
+        return f"item: no {missing}"
     fields = item.fields
     name = (item.path or "").rsplit("/", 1)[-1]
     btype = fields.get(_BOOTLOADER_TYPE, "")
@@ -136,6 +214,21 @@ def _placements(item: FlatItem) -> list[tuple[bool, str]] | str:
     problem = segment_problem(name)
     if problem is not None:
         return f"file name: {problem}"
+    if name == META_NAME:
+        return f"file name: {name!r} is the name of the rack's own metadata file"
+    problem = served_path_problem(item.path)
+    if problem is not None:
+        return f"path: {problem}"
+    places = _places(item, name)
+    problem = next(
+        (p for _, relpath in places if (p := served_path_problem(relpath)) is not None), None
+    )
+    return places if problem is None else f"rack path: {problem}"
+
+
+def _places(item: FlatItem, name: str) -> list[tuple[bool, str]]:
+    fields = item.fields
+    btype = fields.get(_BOOTLOADER_TYPE, "")
     if btype:
         return [(False, f"{BOOTLOADER_DIR}/{btype}/{fields['arch']}/{name}"), (True, name)]
     os_name, arch, subarch = fields["os"], fields["arch"], fields["subarch"]
@@ -151,14 +244,11 @@ def _placements(item: FlatItem) -> list[tuple[bool, str]] | str:
 
 
 def segment_problem(value: str) -> str | None:
-    """Why ``value`` cannot be one path segment of a snapshot, or None."""
+    """Why ``value`` cannot be one path segment of a snapshot, or None (the served-name
+    rule, :func:`simplestreams.served_segment_problem`; an empty value is "missing")."""
     if not value:
         return "missing"
-    if "/" in value:
-        return f"{value!r} holds a '/'"
-    if value.startswith("."):
-        return f"{value!r} is hidden (starts with '.')"
-    return path_problem(value)
+    return served_segment_problem(value)
 
 
 class _Tree:

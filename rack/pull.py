@@ -124,6 +124,15 @@ async def _pull(ctx: PullContext, result: PullResult, *, force: bool) -> None:
     layout = plan_layout(products)
     for skipped in layout.skipped:
         log.warning("layout_item_skipped", location=skipped.location, reason=skipped.reason)
+    for left_out in layout.left_out:
+        log.warning(
+            "layout_version_skipped",
+            content_id=left_out.content_id,
+            product=left_out.product,
+            version=left_out.version,
+            items=left_out.items,
+            reason=left_out.reason,
+        )
     plan = await _plan(ctx.store, layout)
     if plan.to_fetch:
         await ctx.store.ensure_space(plan.total_bytes)

@@ -8,7 +8,9 @@ Before that, at SIGTERM, :func:`drain` stops scheduling imports and gives a
 running one a grace period to finish.
 
 ``/healthz`` answers 200 when the region is ready and 503 with the reason
-(starting, stopping) otherwise; ``/metrics`` is the Prometheus exposition.
+(starting, stopping) otherwise; ``/metrics`` is the Prometheus exposition
+(on the main port unless ``[metrics] listen`` moves it, behind a token if
+``[metrics] token_file`` names one: common/ops/metrics_access.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prometheus_client.core import Metric
 
 from common.ops import daemon, metrics
 from common.ops.logging import get_logger
+from common.ops.metrics_access import add_metrics_route
 from common.rackproto import SYNC_STATES
 from common.storage.atomic import write_if_changed
 from common.storage.blobstore import BlobStore
@@ -38,7 +41,7 @@ from region.api.describe import API_HASH
 from region.api.http import api_hash_middleware, maas_errors
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
-from region.db.config import get_config
+from region.db.config import get_config, get_config_or
 from region.db.connection import open_db
 from region.db.imports import last_ok_import
 from region.db.racks import list_racks
@@ -66,7 +69,8 @@ async def build_app(config: RegionConfig) -> web.Application:
     uploads.setup_uploads(app)
     rack_protocol.add_routes(app)  # also closes open rack event streams at shutdown
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics.metrics_handler)
+    if not config.metrics_listen:  # else daemon.serve gives /metrics a listener of its own
+        add_metrics_route(app, token=config.metrics_token)
     app[STOPPING] = asyncio.Event()
     app[metrics.LIVE_METRICS] = lambda: live_metrics(app)
     app.on_response_prepare.append(metrics.count_served(stream_web.STREAM_PREFIX + "/"))
@@ -198,7 +202,12 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
             publisher = SnapshotPublisher(data / "stream", store)
             racks = await open_rack_hub(data, publisher)
             catalogue = Catalogue(
-                db, session, frozen_after_hours=config.frozen_after_hours, proxy=config.http_proxy
+                db,
+                session,
+                frozen_after_hours=config.frozen_after_hours,
+                proxy=config.http_proxy,
+                limits=config.transfer,
+                max_item_size=config.max_item_size,
             )
             importer = Importer(
                 db,
@@ -227,11 +236,15 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
 
             scheduler = AutoImport(
                 importer,
-                interval_minutes=config.import_interval_minutes,
+                # set-config's boot_images_import_interval_minutes wins over the file's
+                interval_minutes=await get_config_or(
+                    db, "boot_images_import_interval_minutes", config.import_interval_minutes
+                ),
                 enabled=auto_import_enabled,
             )
             scheduler.start()
             app[AUTO_IMPORT] = scheduler
+            app[CTX].schedule = scheduler
             log.info("region_started", fingerprint=key.fingerprint, data_dir=str(data))
             try:
                 yield

@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from common.ops.connlimit import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CLIENT_CONNECTIONS,
+    MAX_CLIENT_CONNECTIONS,
+    MAX_HEADER_TIMEOUT_S,
+)
 from common.ops.envconfig import REGIOND_ENV, overlay_env
 from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat, get_logger
+from common.ops.metrics_access import read_token
 from common.ops.tomlconfig import (
     ConfigReader,
     Flags,
@@ -26,7 +33,14 @@ from common.ops.tomlconfig import (
     read_toml,
     show,
 )
-from common.transfer.limits import TransferLimits, read_transfer_limits
+from common.transfer.limits import (
+    DEFAULT_MAX_METADATA_BYTES,
+    DEFAULT_MIN_RATE,
+    DEFAULT_RATE_WINDOW_S,
+    MIN_METADATA_BYTES,
+    TransferLimits,
+)
+from simplestreams.screen import DEFAULT_MAX_ITEM_SIZE
 
 _log = get_logger("config")
 
@@ -104,6 +118,10 @@ class RegionConfig:
 
     listen: str = DEFAULT_LISTEN
     shutdown_grace_s: int = DEFAULT_SHUTDOWN_GRACE_S
+    header_timeout_s: int = DEFAULT_HEADER_TIMEOUT_S
+    max_client_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS
+    metrics_listen: str = ""  # "": /metrics on the main port
+    metrics_token: str = field(default="", repr=False)  # read from metrics.token_file
     data_dir: Path = DEFAULT_DATA_DIR
     log_level: str = "info"
     log_format: LogFormat = "auto"
@@ -113,8 +131,11 @@ class RegionConfig:
     default_source_url: str = DEFAULT_SOURCE_URL
     default_keyring: Path = field(default_factory=shipped_keyring)
     frozen_after_hours: int = DEFAULT_FROZEN_AFTER_HOURS
+    max_item_size: int = DEFAULT_MAX_ITEM_SIZE  # larger items are refused (import.max_item_size)
     http_proxy: str = ""
-    transfer: TransferLimits = field(default_factory=TransferLimits)
+    min_rate: int = DEFAULT_MIN_RATE
+    rate_window_s: int = int(DEFAULT_RATE_WINDOW_S)
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
 
     @property
     def listen_host(self) -> str:
@@ -125,6 +146,15 @@ class RegionConfig:
     def listen_port(self) -> int:
         """The TCP port to bind."""
         return check_host_port(self.listen)[1]
+
+    @property
+    def transfer(self) -> TransferLimits:
+        """The minimum rate of upstream transfers and the metadata size cap."""
+        return TransferLimits(
+            min_rate=self.min_rate,
+            rate_window_s=self.rate_window_s,
+            max_metadata_bytes=self.max_metadata_bytes,
+        )
 
     @property
     def db_path(self) -> Path:
@@ -169,10 +199,26 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
     log = reader.table("log")
     imports = reader.table("import")
     proxy = reader.table("proxy")
+    metrics_table = reader.table("metrics")
     listen = server.string("listen", DEFAULT_LISTEN, check=check_host_port)
     shutdown_grace_s = server.integer(
         "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
     )
+    header_timeout_s = server.integer(
+        "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S, minimum=1, maximum=MAX_HEADER_TIMEOUT_S
+    )
+    max_client_connections = server.integer(
+        "max_client_connections",
+        DEFAULT_MAX_CLIENT_CONNECTIONS,
+        minimum=0,
+        maximum=MAX_CLIENT_CONNECTIONS,
+    )
+    metrics_listen = metrics_table.string("listen", "", check=_check_optional_host_port)
+    if metrics_listen and metrics_listen == listen:
+        metrics_table.problem(
+            "listen", "must differ from server.listen (empty: /metrics on the main port)"
+        )
+    metrics_token_file = metrics_table.string("token_file", "", check=_check_token_file)
     data_dir = Path(storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path))
     log_level = log.choice("level", "info", LOG_LEVELS)
     log_format = log.choice("format", "auto", LOG_FORMATS)
@@ -190,7 +236,12 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
     frozen_after_hours = imports.integer(
         "frozen_after_hours", DEFAULT_FROZEN_AFTER_HOURS, minimum=1
     )
-    transfer = read_transfer_limits(imports)
+    max_item_size = imports.integer("max_item_size", DEFAULT_MAX_ITEM_SIZE, minimum=1)
+    min_rate = imports.integer("min_rate", DEFAULT_MIN_RATE, minimum=0)
+    rate_window_s = imports.integer("rate_window_s", int(DEFAULT_RATE_WINDOW_S), minimum=1)
+    max_metadata_bytes = imports.integer(
+        "max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES, minimum=MIN_METADATA_BYTES
+    )
     http_proxy = proxy.string("http_proxy", "", check=_check_proxy)
     reader.finish()
     listen = flags.string("--listen", overrides.listen, listen, check=check_host_port)
@@ -199,6 +250,10 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
     return RegionConfig(
         listen=listen,
         shutdown_grace_s=shutdown_grace_s,
+        header_timeout_s=header_timeout_s,
+        max_client_connections=max_client_connections,
+        metrics_listen=metrics_listen,
+        metrics_token=read_token(metrics_token_file) if metrics_token_file else "",
         data_dir=data_dir,
         log_level=log_level,
         log_format=log_format,
@@ -208,8 +263,11 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
         default_source_url=default_source_url,
         default_keyring=Path(default_keyring) if default_keyring else shipped_keyring(),
         frozen_after_hours=frozen_after_hours,
+        max_item_size=max_item_size,
         http_proxy=http_proxy,
-        transfer=transfer,
+        min_rate=min_rate,
+        rate_window_s=rate_window_s,
+        max_metadata_bytes=max_metadata_bytes,
     )
 
 
@@ -219,6 +277,16 @@ def _check_keyring(text: str) -> None:
     path = check_absolute_path(text)
     if not path.is_file():
         raise ValueError(f"no such file {show(text)}")
+
+
+def _check_optional_host_port(text: str) -> None:
+    if text:
+        check_host_port(text)
+
+
+def _check_token_file(text: str) -> None:
+    if text:
+        read_token(text)
 
 
 def _check_proxy(text: str) -> None:

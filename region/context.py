@@ -46,6 +46,13 @@ class CatalogueControl(Protocol):
         """Refresh every source's catalogue soon, in the background."""
 
 
+class ScheduleControl(Protocol):
+    """The auto-import schedule (region/images/scheduler.py implements it)."""
+
+    def set_interval(self, minutes: int) -> None:
+        """Run every ``minutes`` from now on."""
+
+
 @dataclass
 class RegionContext:
     """Shared state of one running region."""
@@ -62,6 +69,8 @@ class RegionContext:
     config: RegionConfig = field(default_factory=RegionConfig)
     # The racks' secret and event streams (None until the region wires racks in).
     racks: RackHub | None = None
+    # The auto-import schedule (None until the daemon starts it).
+    schedule: ScheduleControl | None = None
 
 
 CTX = web.AppKey("region_context", RegionContext)

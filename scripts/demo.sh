@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 work=${DEMO_DIR:-demo-data}
 rm -rf "$work"
 mkdir -p "$work"
+work=$(cd "$work" && pwd)   # absolute: the region's config names files in it
 data=$(mktemp -d /tmp/bootsync-demo-XXXXXX)   # short path: gpg-agent's socket lives there
 pids=()
 cleanup() {
@@ -36,14 +37,20 @@ listen = "127.0.0.1:$port"
 data_dir = "$data"
 [import]
 default_source_url = "http://127.0.0.1:$up/"
-default_keyring = "$PWD/$work/upstream/sample-keyring.gpg"
+default_keyring = "$work/upstream/sample-keyring.gpg"
 [log]
 format = "json"
 TOML
 echo "== 3. starting bootsync-regiond on 127.0.0.1:$port (log: $work/regiond.log)"
 bootsync-regiond --config "$work/regiond.toml" >"$work/regiond.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+healthy() { curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; }
+for _ in $(seq 100); do healthy && break; sleep 0.2; done
+if ! healthy; then
+    echo "== the region did not start; the end of $work/regiond.log:" >&2
+    tail -20 "$work/regiond.log" >&2
+    exit 1
+fi
 
 key=$(bootsync --log-level warning apikey --username admin --admin --data-dir "$data")
 ui_password=${DEMO_PASSWORD:-bootsync-demo}
@@ -99,6 +106,7 @@ racks = json.load(sys.stdin)
 sys.exit(0 if len(racks) == 2 and all(r["bootsync"]["state"] == "synced" for r in racks) else 1)'
 }
 for _ in $(seq 300); do synced && break; sleep 0.2; done
+synced || echo "== the racks have not both synced after 60 s; see $work/rack-*.log" >&2
 
 echo "== 10. status"
 echo "-- rack controllers"

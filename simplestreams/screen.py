@@ -115,9 +115,9 @@ def _problems(
                 f"{where}.items[{iname}].size",
                 f"{item.size} bytes is more than the largest item allowed ({max_item_size} bytes)",
             )
-    for item in flat if image_names else ():
-        if item.path is not None:
-            yield from _name_problems(product, version, item)
+    for flat_item in flat if image_names else ():
+        if flat_item.path is not None:
+            yield from _name_problems(product, version, flat_item)
 
 
 def _name_problems(product: Product, version: Version, item: FlatItem) -> Iterator[tuple[str, str]]:

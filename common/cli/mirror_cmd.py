@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,13 @@ from common.mirror.sync import (
     run_mirror,
 )
 from common.ops.runtime import LoopName, run
+from common.transfer.limits import (
+    DEFAULT_MAX_METADATA_BYTES,
+    DEFAULT_MIN_RATE,
+    DEFAULT_RATE_WINDOW_S,
+    MIN_METADATA_BYTES,
+    TransferLimits,
+)
 from common.trust.keyrings import Keyring, SigningKey, load_keyring
 from simplestreams import ItemFilter
 
@@ -92,6 +100,33 @@ def register(sub: Any) -> None:
     progress.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress"
     )
+    slow = p.add_argument_group(
+        "slow upstreams",
+        "A file or document slower than --min-rate over a whole window fails (not\n"
+        "retried), as does one taking longer than twice the window plus its size at\n"
+        "--min-rate.",
+    )
+    slow.add_argument(
+        "--min-rate",
+        type=_whole(0),
+        default=DEFAULT_MIN_RATE,
+        metavar="BYTES_PER_S",
+        help=f"minimum transfer rate; 0 waits for ever (default {DEFAULT_MIN_RATE})",
+    )
+    slow.add_argument(
+        "--rate-window",
+        type=_seconds,
+        default=DEFAULT_RATE_WINDOW_S,
+        metavar="SECONDS",
+        help=f"the window the rate is averaged over (default {DEFAULT_RATE_WINDOW_S:g})",
+    )
+    slow.add_argument(
+        "--max-metadata-bytes",
+        type=_whole(MIN_METADATA_BYTES),
+        default=DEFAULT_MAX_METADATA_BYTES,
+        metavar="BYTES",
+        help=f"largest index or products document read (default {DEFAULT_MAX_METADATA_BYTES})",
+    )
     p.set_defaults(run=run_command, collect_extra=_collect_filters)
 
 
@@ -121,6 +156,29 @@ def _positive(text: str) -> int:
     return value
 
 
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ {minimum}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def user_data_dir() -> Path:
     """``$XDG_DATA_HOME/bootsync`` (default ``~/.local/share/bootsync``)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -143,7 +201,7 @@ def resolve_signing_key(given: Path | None, mirror_dir: Path) -> SigningKey:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run the mirror; exit 0 when the mirror is complete, 1 when files failed."""
+    """Run the mirror; exit 0 when the mirror is complete, 1 when files failed or were refused."""
     keyring: Keyring | None = None if args.no_verify else load_keyring(args.keyring)
     # A dry run signs nothing, and upstream metadata is already signed.
     key = (
@@ -162,13 +220,21 @@ def run_command(args: argparse.Namespace) -> int:
         show_progress=args.progress,
         delete=args.delete,
         keep_upstream_metadata=args.keep_upstream_metadata,
+        transfer=TransferLimits(
+            min_rate=args.min_rate,
+            rate_window_s=args.rate_window,
+            max_metadata_bytes=args.max_metadata_bytes,
+        ),
     )
-    if args.dry_run:
-        print_plan(args.dir, run(plan_mirror(opts), default_loop=MIRROR_LOOP))
-        return 0
     try:
+        if args.dry_run:
+            print_plan(args.dir, run(plan_mirror(opts), default_loop=MIRROR_LOOP))
+            return 0
         summary = run(run_mirror(opts), default_loop=MIRROR_LOOP)
     except MirrorFailedError as exc:
+        print(f"bootsync mirror: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a local failure (the directory, the disk): a message, no traceback
         print(f"bootsync mirror: error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -179,6 +245,15 @@ def run_command(args: argparse.Namespace) -> int:
         f"({summary.bytes_fetched} bytes), {summary.files_reused} already held, "
         f"{summary.files_removed} removed, in {summary.duration_s:.1f} s"
     )
+    for refusal in summary.refused:
+        print(f"bootsync mirror: refused: {refusal}", file=sys.stderr)
+    if summary.refused:
+        print(
+            f"bootsync mirror: error: {len(summary.refused)} item(s) or document(s) refused "
+            "(not mirrored); the rest is",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -13,13 +13,15 @@ run does not replace the mirror's selection with its own; it adds to it:
 
 ``--delete`` starts from nothing instead: what no current filter selects goes.
 The selection is kept in the mirror's state (``.bootsync/state.json``), as the
-products documents and index entries the mirror's own metadata is made from.
+products documents and index entries the mirror's own metadata is made from;
+a mirror made before that is read from its own published ``index.json``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from simplestreams import (
@@ -71,6 +73,30 @@ class MirrorSelection:
                     f"{source}: selection.products[{cid}]", "does not match its index entry"
                 )
         return cls(entries={cid: index.entries[cid] for cid in products}, products=products)
+
+
+def published_selection(root: Path) -> MirrorSelection:
+    """The selection a mirror's own published metadata lists (``streams/v1/index.json``).
+
+    For a mirror made before selections were kept in its state; blocking I/O.
+    """
+    index_file = root / "streams" / "v1" / "index.json"
+    try:
+        index = parse_index(index_file.read_bytes(), source=str(index_file))
+    except FileNotFoundError:
+        return MirrorSelection()
+    entries: dict[str, IndexEntry] = {}
+    products: dict[str, ProductList] = {}
+    for cid, entry in index.entries.items():
+        if entry.path is None:
+            continue
+        document = root / entry.path
+        try:
+            products[cid] = parse_products(document.read_bytes(), source=str(document))
+        except FileNotFoundError:
+            continue
+        entries[cid] = entry
+    return MirrorSelection(entries=entries, products=products)
 
 
 def accumulate(

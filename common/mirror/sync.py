@@ -2,7 +2,8 @@
 
 One run reads top to bottom: fetch and verify the index → fetch and verify each
 products document → filter and keep the newest versions → add what earlier runs
-selected (:mod:`common.mirror.selection`; not with ``delete``) → plan the blobs
+selected (:mod:`common.mirror.selection`; not with ``delete``) → refuse what no
+server could serve from the mirror (:mod:`common.mirror.screening`) → plan the blobs
 (de-duplicated by sha256) → download what the store lacks → link the files into
 place → write our own signed metadata listing exactly what the mirror holds (or,
 with ``keep_upstream_metadata``, the upstream's signed documents unchanged) →
@@ -26,6 +27,7 @@ from pathlib import Path
 import aiohttp
 
 from common.errors import BootsyncError
+from common.mirror.screening import screen_selection
 from common.mirror.selection import MirrorSelection, accumulate
 from common.mirror.tree import KEYRING_NAME, MirrorTree
 from common.mirror.upstream_metadata import upstream_documents, write_upstream_metadata
@@ -35,6 +37,7 @@ from common.storage.blobstore import BlobStore
 from common.transfer.download import Downloader, DownloadOutcome, DownloadRequest
 from common.transfer.fetch import join_url
 from common.transfer.http import make_session
+from common.transfer.limits import TransferLimits
 from common.transfer.streams import (
     FetchedDocument,
     Stream,
@@ -60,6 +63,7 @@ from simplestreams import (
     render_index,
     render_products,
 )
+from simplestreams.screen import DEFAULT_MAX_ITEM_SIZE, Refusal
 
 log = get_logger("mirror")
 
@@ -80,6 +84,8 @@ class MirrorOptions:
     show_progress: bool = True
     delete: bool = False  # True: drop what earlier runs selected and no current filter does
     keep_upstream_metadata: bool = False  # publish the upstream's signed documents as they are
+    transfer: TransferLimits = dataclasses.field(default_factory=TransferLimits)  # minimum rate
+    max_item_size: int = DEFAULT_MAX_ITEM_SIZE  # an item claiming more is refused
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class MirrorSummary:
     metadata_changed: bool
     duration_s: float
     failures: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()  # items (their versions) and documents not mirrored, and why
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ class _Work:
     plan: DownloadPlan
     published: dict[str, str]  # every published path -> sha256 or "metadata"
     documents: dict[str, bytes]  # the upstream's own metadata (keep_upstream_metadata)
+    refused: tuple[Refusal, ...] = ()  # what the mirror could not hold (screening)
 
 
 class MirrorFailedError(BootsyncError):
@@ -171,6 +179,7 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
             removed=0,
             changed=False,
             started=started,
+            refused=work.refused,
         )
         log.error("mirror_finished", **dataclasses.asdict(summary))
         raise MirrorFailedError(summary)
@@ -190,6 +199,7 @@ async def run_mirror(opts: MirrorOptions) -> MirrorSummary:
         removed=len(removed),
         changed=changed,
         started=started,
+        refused=work.refused,
     )
     log.info("mirror_finished", **dataclasses.asdict(summary))
     return summary
@@ -215,7 +225,9 @@ async def _prepare(
 ) -> _Work:
     """Read the source and decide what the mirror will hold, fetch and publish."""
     stream = await read_stream(
-        http_documents(session, source.base_url), source.index_path, TrustPolicy(opts.keyring)
+        http_documents(session, source.base_url, limits=opts.transfer),
+        source.index_path,
+        TrustPolicy(opts.keyring),
     )
     wanted = _select(stream, opts)
     current = MirrorSelection(
@@ -227,6 +239,12 @@ async def _prepare(
         else accumulate(
             await tree.previous_selection(), current, stream.products, keep=opts.max_versions
         )
+    )
+    selection, refused = screen_selection(
+        selection,
+        index_url=stream.index_document.url,
+        documents={cid: document.url for cid, document in stream.documents.items()},
+        max_item_size=opts.max_item_size,
     )
     items = [item for products in selection.products.values() for item in flatten(products)]
     plan = plan_downloads(items, await _present(tree.store, items))
@@ -249,6 +267,7 @@ async def _prepare(
         plan=plan,
         published=dict(files) | dict.fromkeys(metadata, "metadata"),
         documents=documents,
+        refused=refused,
     )
 
 
@@ -302,7 +321,7 @@ async def _download(
         if opts.show_progress
         else None
     )
-    downloader = Downloader(session, store, on_progress=_advance(progress))
+    downloader = Downloader(session, store, on_progress=_advance(progress), limits=opts.transfer)
     try:
         return await downloader.fetch_all(requests, concurrency=opts.concurrency)
     finally:
@@ -383,6 +402,7 @@ def _summary(
     removed: int,
     changed: bool,
     started: float,
+    refused: tuple[Refusal, ...] = (),
 ) -> MirrorSummary:
     fetched = [o for o in outcomes if o.ok and not o.reused]
     failed = [o for o in outcomes if not o.ok]
@@ -398,4 +418,5 @@ def _summary(
         metadata_changed=changed,
         duration_s=round(time.monotonic() - started, 3),
         failures=tuple(f"{o.request.name}: {o.error}" for o in failed),
+        refused=tuple(str(r) for r in refused),
     )

@@ -20,15 +20,36 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from common.mirror.selection import MirrorSelection
+from common.mirror.selection import MirrorSelection, published_selection
 from common.ops.logging import get_logger
 from common.storage.atomic import write_if_changed
 from common.storage.blobstore import BlobStore
+from simplestreams import StreamFormatError, served_path_problem
 
 log = get_logger("mirror")
 
 STATE_DIR = ".bootsync"
 KEYRING_NAME = "mirror-keyring.gpg"
+
+
+def published_path_problem(relpath: str) -> str | None:
+    """Why the mirror may not write or delete ``relpath`` for its metadata, or None.
+
+    Only a served path (:func:`simplestreams.served_path_problem`) outside the
+    mirror's own ``.bootsync/`` store is written: the last guard behind the
+    screening that refuses such items (:mod:`common.mirror.screening`).
+    """
+    problem = served_path_problem(relpath)
+    if problem is None and relpath.split("/", 1)[0] == STATE_DIR:
+        problem = f"path is inside the mirror's own {STATE_DIR}/ store"
+    return problem
+
+
+def _checked(relpath: str) -> str:
+    problem = published_path_problem(relpath)
+    if problem is not None:
+        raise StreamFormatError(repr(relpath), f"the mirror refuses to write there: {problem}")
+    return relpath
 
 
 class MirrorTree:
@@ -55,19 +76,17 @@ class MirrorTree:
     async def previous_selection(self) -> MirrorSelection:
         """What the mirror held after the last successful run (empty before the first)."""
 
-        def read() -> object:
+        def read() -> MirrorSelection:
             try:
                 data = json.loads(self._state_file.read_bytes())
             except FileNotFoundError:
-                return None
-            return data.get("selection")
+                return MirrorSelection()  # a new mirror
+            if "selection" not in data:
+                # Made before selections were kept: its own published metadata says.
+                return published_selection(self.root)
+            return MirrorSelection.from_json(data["selection"], source=str(self._state_file))
 
-        data = await asyncio.to_thread(read)
-        if data is None:  # a new mirror, or one made before selections were kept
-            return MirrorSelection()
-        return await asyncio.to_thread(
-            MirrorSelection.from_json, data, source=str(self._state_file)
-        )
+        return await asyncio.to_thread(read)
 
     async def place_files(self, files: Mapping[str, str]) -> int:
         """Hard-link blob ``sha256`` at each ``path``; returns how many links changed."""
@@ -77,11 +96,12 @@ class MirrorTree:
         changed = 0
         for relpath, sha256 in sorted(files.items()):
             blob = self.store.path_for(sha256)
-            dest = self.root / relpath
+            dest = self.root / _checked(relpath)
             if dest.exists() and dest.samefile(blob):
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+            # Not named after dest: a name of 255 bytes leaves no room for more.
+            tmp = dest.with_name(f".bootsync-{secrets.token_hex(8)}.tmp")
             os.link(blob, tmp)
             tmp.replace(dest)
             changed += 1
@@ -89,7 +109,7 @@ class MirrorTree:
 
     async def write_document(self, relpath: str, data: bytes) -> bool:
         """Write a metadata file atomically; False when it already held ``data``."""
-        return await asyncio.to_thread(write_if_changed, self.root / relpath, data)
+        return await asyncio.to_thread(write_if_changed, self.root / _checked(relpath), data)
 
     async def read_document(self, relpath: str) -> bytes | None:
         """The current bytes of a published metadata file, or None."""
@@ -123,6 +143,10 @@ class MirrorTree:
 
     def _remove(self, paths: Iterable[str]) -> None:
         for relpath in paths:
+            problem = published_path_problem(relpath)
+            if problem is not None:  # a state written before the guard: never touch the store
+                log.warning("mirror_remove_refused", path=relpath, reason=problem)
+                continue
             target = self.root / relpath
             target.unlink(missing_ok=True)
             parent = target.parent

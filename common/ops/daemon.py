@@ -5,6 +5,9 @@ it starts the app, sends READY=1 and WATCHDOG=1, waits for SIGTERM or SIGINT,
 drains (:func:`drain`: no new work, a running one gets the grace period to
 finish, then is cancelled), then stops the server. Each daemon supplies its
 own :class:`Work` and :class:`Milestones`, so its log event names stay its own.
+Every connection gets the header timeout and the per-client cap of
+:mod:`common.ops.connlimit`; ``/metrics`` may have a listener of its own
+(:mod:`common.ops.metrics_access`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from aiohttp import web
 
 from common.errors import ConfigError
 from common.ops import metrics
+from common.ops.connlimit import ConnectionLimits, make_runner, start_site
 from common.ops.envconfig import data_dir_problem
 from common.ops.logging import LogFormat, get_logger
+from common.ops.metrics_access import metrics_app
 from common.ops.sdnotify import Notifier, StatusLine
+from common.ops.tomlconfig import check_host_port
 
 log = get_logger("daemon")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -50,6 +56,20 @@ class ServeSettings(LoggingSettings, Protocol):
 
     @property
     def shutdown_grace_s(self) -> int: ...
+
+    @property
+    def header_timeout_s(self) -> int: ...
+
+    @property
+    def max_client_connections(self) -> int: ...
+
+    @property
+    def metrics_listen(self) -> str:
+        """``HOST:PORT`` of a listener for ``/metrics`` alone; "": the main port serves it."""
+
+    @property
+    def metrics_token(self) -> str:
+        """The Bearer token ``/metrics`` requires; "": none."""
 
 
 class Work(Protocol):
@@ -125,9 +145,11 @@ async def serve(
     observers: list[metrics.EventObserver] = [metrics.record_event, status]
     metrics.tap_log_events(observers, level=config.log_level)
     notifier.status(starting)
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_grace_s
+    limits = ConnectionLimits(
+        header_timeout_s=config.header_timeout_s, per_client=config.max_client_connections
     )
+    runner = make_runner(app, limits, shutdown_timeout=config.shutdown_grace_s)
+    runners = [runner]
     # Handlers first: a signal sent as soon as READY=1 arrives must not hit the default action.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,8 +165,9 @@ async def serve(
     watchdog = asyncio.create_task(notifier.run_watchdog(), name="sd-watchdog")
     try:
         await runner.setup()  # the app's cleanup_ctx opens what it needs
-        site = web.TCPSite(runner, config.listen_host, config.listen_port, backlog=1024)
-        await site.start()
+        await start_site(runner, config.listen_host, config.listen_port, limits, backlog=1024)
+        if config.metrics_listen:
+            runners.append(await serve_metrics(app, config, limits))
         milestones.listening()
         notifier.ready(status.text)
         await stop.wait()
@@ -152,12 +175,35 @@ async def serve(
         notifier.stopping()
         await drain(work(app), config.shutdown_grace_s)
     finally:
-        await runner.cleanup()
+        for each in reversed(runners):
+            await each.cleanup()
         watchdog.cancel()
         notifier.close()
         for signum in handled:
             loop.remove_signal_handler(signum)
     milestones.stopped()
+
+
+async def serve_metrics(
+    app: web.Application, config: ServeSettings, limits: ConnectionLimits
+) -> web.AppRunner:
+    """Serve ``/metrics`` of ``app`` on ``config.metrics_listen`` alone; its runner.
+
+    Raises OSError when the address cannot be bound (the runner is cleaned up).
+    """
+    runner = make_runner(
+        metrics_app(app.get(metrics.LIVE_METRICS), token=config.metrics_token),
+        limits,
+        shutdown_timeout=config.shutdown_grace_s,
+    )
+    await runner.setup()
+    try:
+        host, port = check_host_port(config.metrics_listen)
+        await start_site(runner, host, port, limits, backlog=128)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 async def reload_logging(

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from common.errors import DeadlineExceededError, TooSlowError, UpstreamError
-from common.ops.tomlconfig import Table
 
 DEFAULT_MIN_RATE = 4096
 """Bytes per second below which a transfer fails (averaged over the window)."""
@@ -66,17 +65,6 @@ class TransferLimits:
         if not self.enforced:
             return None
         return 2 * self.rate_window_s + size / self.min_rate
-
-
-def read_transfer_limits(table: Table) -> TransferLimits:
-    """``min_rate``, ``rate_window_s`` and ``max_metadata_bytes`` of a config file's table."""
-    return TransferLimits(
-        min_rate=table.integer("min_rate", DEFAULT_MIN_RATE, minimum=0),
-        rate_window_s=table.integer("rate_window_s", int(DEFAULT_RATE_WINDOW_S), minimum=1),
-        max_metadata_bytes=table.integer(
-            "max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES, minimum=MIN_METADATA_BYTES
-        ),
-    )
 
 
 class Pace:

@@ -4,6 +4,11 @@ Admin-only as a whole, as in MAAS. Create answers 201, update is partial (an
 omitted field keeps its value), delete answers 204 and takes the source's
 selections and catalogue with it. Every change schedules a catalogue refresh.
 Keyrings are checked with gpg before they are saved (MAAS saves anything).
+MAAS 3.8's fields are stored and honoured: ``name`` (unique, the URL by
+default), ``priority`` (unique, the higher wins an image two sources offer),
+``enabled`` (a disabled source is not read) and ``skip_keyring_verification``
+(the unsigned ``index.json`` is read with no keyring; by default set for a
+``.json`` URL, as MAAS sets it).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from aiohttp import web
 from common.errors import BootsyncError, KeyringError, SignatureError
 from common.ops.logging import get_logger
 from common.ops.tomlconfig import check_http_url
+from common.transfer.streams import resolve_source
 from common.trust.keyrings import aload_keyring
 from region.api.auth import require_admin
 from region.api.catalogue import AVAILABLE_IMAGES
@@ -34,22 +40,32 @@ from region.api.http import (
     path_id,
     read_params,
 )
+from region.api.maas_config import parse_bool
 from region.api.registry import Action, HandlerSpec, Param
 from region.config import keyring_file
 from region.context import CTX, RegionContext
 from region.db import sources as repo_sources
 from region.db.connection import Database
-from region.db.sources import BootSource, DuplicateError
+from region.db.sources import BootSource, DuplicateError, default_skip_verification
 from region.images.catalogue import SourceDescription, describe_unsaved
 from simplestreams import StreamFormatError
 
 log = get_logger("api.boot_sources")
 
 MAX_URL_LENGTH = 4096
+MAX_PRIORITY = (1 << 31) - 1
 MAX_FILENAME_LENGTH = 4096
 ONE_KEYRING = "One of keyring_data or keyring_filename must be specified."
 ONLY_ONE_KEYRING = "Only one of keyring_filename or keyring_data can be specified."
 URL_TAKEN = "Boot source with this Url already exists."
+NAME_TAKEN = "Boot source with this Name already exists."
+PRIORITY_TAKEN = "Boot source with this Priority already exists."
+TAKEN = {"url": URL_TAKEN, "name": NAME_TAKEN, "priority": PRIORITY_TAKEN}
+MAX_NAME_LENGTH = 255
+SIGNED_IS_VERIFIED = (
+    "A signed index (.sjson) is always verified: to read a stream unverified, "
+    "point url at its index.json (or at the mirror's root)."
+)
 
 
 def render_source(source: BootSource) -> dict[str, Any]:
@@ -59,6 +75,10 @@ def render_source(source: BootSource) -> dict[str, Any]:
         "url": source.url,
         "keyring_filename": source.keyring_filename,
         "keyring_data": base64.b64encode(source.keyring_data).decode("ascii"),
+        "name": source.name,
+        "priority": source.priority,
+        "enabled": source.enabled,
+        "skip_keyring_verification": source.skip_keyring_verification,
         "created": maas_timestamp(source.created),
         "updated": maas_timestamp(source.updated),
         "resource_uri": f"{API_ROOT}/boot-sources/{source.id}/",
@@ -122,6 +142,47 @@ def _keyring_filename(params: Params, errors: dict[str, list[str]]) -> str | Non
     return name
 
 
+def _name(params: Params, errors: dict[str, list[str]]) -> str | None:
+    name = (params.get("name") or "").strip()
+    if not name:
+        return None  # not given: the URL names a new source, an old one keeps its name
+    if len(name) > MAX_NAME_LENGTH:
+        errors["name"] = [
+            f"Ensure this value has at most {MAX_NAME_LENGTH} characters (it has {len(name)})."
+        ]
+        return None
+    return name
+
+
+def _priority(params: Params, errors: dict[str, list[str]]) -> int | None:
+    text = (params.get("priority") or "").strip()
+    if not text:
+        return None
+    try:
+        priority = int(text)
+    except ValueError:
+        errors["priority"] = ["Enter a whole number."]
+        return None
+    if priority < 0:
+        errors["priority"] = ["Ensure this value is greater than or equal to 0."]
+        return None
+    if priority > MAX_PRIORITY:
+        errors["priority"] = [f"Ensure this value is less than or equal to {MAX_PRIORITY}."]
+        return None
+    return priority
+
+
+def _flag(params: Params, field: str, errors: dict[str, list[str]]) -> bool | None:
+    text = params.get(field)
+    if text is None or text.strip() == "":
+        return None
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        errors[field] = [str(exc)]
+        return None
+
+
 async def _check_keyring(filename: str, data: bytes, errors: dict[str, list[str]]) -> None:
     """Add an error when the keyring given (exactly one of the two) holds no usable key."""
     try:
@@ -148,6 +209,22 @@ async def _validate(
     url = _url(params, errors, required=current is None)
     filename = _keyring_filename(params, errors)
     data = _keyring_data(params, errors)
+    options = {
+        "name": _name(params, errors),
+        "priority": _priority(params, errors),
+        "enabled": _flag(params, "enabled", errors),
+        "skip_keyring_verification": _flag(params, "skip_keyring_verification", errors),
+    }
+    final_url = url or (current.url if current else "")
+    skip = options["skip_keyring_verification"]
+    if skip is None:  # MAAS: a new source skips for a .json URL; an old one keeps its flag
+        skip = (
+            current.skip_keyring_verification
+            if current
+            else default_skip_verification(final_url)
+        )
+    if skip and final_url and resolve_source(final_url, signed=False).signed:
+        errors["skip_keyring_verification"] = [SIGNED_IS_VERIFIED]
     if current is not None:
         # Setting one keyring field alone replaces the other: clients send only what changed.
         if filename and data is None:
@@ -159,11 +236,11 @@ async def _validate(
         kept_data = current.keyring_data if current else b""
         final_filename = kept_filename if filename is None else filename
         final_data = kept_data if data is None else data
-        if not final_filename and not final_data:
+        if not final_filename and not final_data and not skip:
             errors["__all__"] = [ONE_KEYRING]
         elif final_filename and final_data:
             errors["__all__"] = [ONLY_ONE_KEYRING]
-        elif filename is not None or data is not None:
+        elif filename or data:
             await _check_keyring(final_filename, final_data, errors)
     if (
         unique_url
@@ -174,8 +251,14 @@ async def _validate(
         errors["url"] = [URL_TAKEN]
     if errors:
         raise ValidationError(errors)
-    changes = {"url": url, "keyring_filename": filename, "keyring_data": data}
+    changes = {"url": url, "keyring_filename": filename, "keyring_data": data, **options}
     return {name: value for name, value in changes.items() if value is not None}
+
+
+def _taken(exc: DuplicateError) -> ValidationError:
+    """The 400 for a unique field another source holds (MAAS's words)."""
+    field = exc.field if exc.field in TAKEN else "url"
+    return ValidationError.field(field, TAKEN[field])
 
 
 async def validate_source(
@@ -200,8 +283,8 @@ async def create_source(request: web.Request) -> web.StreamResponse:
     changes = await _validate(ctx.db, params, None)
     try:
         source = await repo_sources.create_source(ctx.db, **changes)
-    except DuplicateError:
-        raise ValidationError.field("url", URL_TAKEN) from None
+    except DuplicateError as exc:
+        raise _taken(exc) from None
     log.info(
         "boot_source_created",
         user=user.username,
@@ -228,8 +311,8 @@ async def update_source(request: web.Request) -> web.StreamResponse:
     changes = await _validate(ctx.db, params, current)
     try:
         source = await repo_sources.update_source(ctx.db, current.id, **changes)
-    except DuplicateError:
-        raise ValidationError.field("url", URL_TAKEN) from None
+    except DuplicateError as exc:
+        raise _taken(exc) from None
     if source is None:
         raise not_found("BootSource")
     log.info(
@@ -271,6 +354,7 @@ async def describe_offer(ctx: RegionContext, changes: Mapping[str, Any]) -> Sour
             url=str(changes.get("url") or ""),
             keyring_filename=str(changes.get("keyring_filename") or ""),
             keyring_data=data,
+            skip_keyring_verification=changes.get("skip_keyring_verification"),
             proxy=ctx.config.http_proxy,
             frozen_after_hours=ctx.config.frozen_after_hours,
         )
@@ -314,6 +398,21 @@ _KEYRING = (
         "or the file itself (keyring_data@=FILE).",
     ),
 )
+_OPTIONS = (
+    Param("name", "The name of the boot source (unique; the URL when not given)."),
+    Param(
+        "priority",
+        "Its priority: of two sources offering an image, the higher imports it "
+        "(unique, >= 0; one above the highest when not given).",
+        type="Int",
+    ),
+    Param("enabled", "Whether images are imported from it (true by default).", type="Boolean"),
+    Param(
+        "skip_keyring_verification",
+        "Read its unsigned index.json without a keyring (by default, true for a .json URL).",
+        type="Boolean",
+    ),
+)
 
 BOOT_SOURCES = HandlerSpec(
     "BootSourcesHandler",
@@ -335,8 +434,12 @@ BOOT_SOURCES = HandlerSpec(
             (
                 Param("url", "The URL of the boot source (a SimpleStreams mirror).", required=True),
                 *_KEYRING,
+                *_OPTIONS,
             ),
-            details="Exactly one of keyring_filename and keyring_data must be given.",
+            details=(
+                "Exactly one of keyring_filename and keyring_data must be given, "
+                "unless skip_keyring_verification is set."
+            ),
         ),
         Action(
             "POST",
@@ -346,6 +449,7 @@ BOOT_SOURCES = HandlerSpec(
             (
                 Param("url", "The URL of the source (a SimpleStreams mirror).", required=True),
                 *_KEYRING,
+                *_OPTIONS,
             ),
             details=(
                 "The source is read and its signatures verified as an import would; "
@@ -372,7 +476,7 @@ BOOT_SOURCE = HandlerSpec(
             None,
             update_source,
             "Update a boot source.",
-            (Param("url", "The URL of the boot source."), *_KEYRING),
+            (Param("url", "The URL of the boot source."), *_KEYRING, *_OPTIONS),
             details="Fields not given keep their values.",
         ),
         Action(

@@ -7,8 +7,9 @@ header (stored under :data:`API_HASH`). Content-Type is exactly
 ``application/json``: the maas CLI compares it literally.
 
 version/ answers MAAS's ``{version, subversion, capabilities}``. The version is
-a plain ``X.Y.Z`` because python-libmaas parses it with ``StrictVersion``;
-``authenticate-api`` is not a capability: this region takes API keys only.
+a plain ``X.Y.Z`` because python-libmaas parses it with ``StrictVersion``; the
+capabilities are MAAS 3.4's, ``authenticate-api`` included (clients exchange a
+username and password for an API key at ``/MAAS/accounts/authenticate/``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,24 @@ from region.api.registry import DESCRIBE_PATH, Action, HandlerSpec, api_hash, de
 
 API_HASH = web.AppKey("api_hash", str)
 API_HANDLERS = web.AppKey[tuple[HandlerSpec, ...]]("api_handlers")
-VERSION = {"version": "3.4.0", "subversion": f"bootsync {BOOTSYNC_VERSION}", "capabilities": []}
+# MAAS 3.4's API_CAPABILITIES_LIST, in its order. ``authenticate-api`` is served by
+# region/ui/accounts.py (``POST /MAAS/accounts/authenticate/``: a password gets an API key).
+CAPABILITIES = (
+    "networks-management",
+    "static-ipaddresses",
+    "ipv6-deployment-ubuntu",
+    "devices-management",
+    "storage-deployment-ubuntu",
+    "network-deployment-ubuntu",
+    "bridging-interface-ubuntu",
+    "bridging-automatic-ubuntu",
+    "authenticate-api",
+)
+VERSION = {
+    "version": "3.4.0",
+    "subversion": f"bootsync {BOOTSYNC_VERSION}",
+    "capabilities": list(CAPABILITIES),
+}
 
 
 async def describe(request: web.Request) -> web.StreamResponse:

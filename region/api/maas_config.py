@@ -1,9 +1,16 @@
 """``/MAAS/api/2.0/maas/``: ``op=get_config`` (any user) and ``op=set_config`` (admins).
 
-Only the image-related keys exist: ``boot_images_auto_import``,
+The image-related keys exist: ``boot_images_auto_import``,
 ``enable_http_proxy``, ``boot_images_no_proxy`` (booleans: true/false, yes/no,
-on/off, 1/0, any case) and ``http_proxy`` (an http(s) URL, or empty for none).
-A bad value is a 400 keyed by the config name, as MAAS keys its form errors.
+on/off, 1/0, any case), ``http_proxy`` (an http(s) URL, or empty for none),
+``maas_name`` (any non-empty text), ``boot_images_import_interval_minutes``
+(MAAS 3.8; 1 to 10080, applied to the running schedule at once), and the OS
+settings ``default_osystem``, ``default_distro_series``,
+``commissioning_osystem``, ``commissioning_distro_series`` and
+``default_min_hwe_kernel``, which take only what the region's images offer
+(region/images/os_releases.py), as MAAS's choice fields do.
+A bad value is a 400 keyed by the config name, as MAAS keys its form errors;
+so is an unknown name (MAAS's ``<name> is not a valid config setting ...``).
 Changing a proxy setting refreshes the catalogue, as in MAAS. Non-admins read
 a URL's user and password as ``***`` (``http://***@proxy:3128/``).
 """
@@ -28,12 +35,16 @@ from region.api.http import (
 from region.api.registry import Action, HandlerSpec, Param
 from region.context import CTX
 from region.db import config as repo_config
+from region.db.connection import Database
+from region.images.os_releases import setting_choices
 
 log = get_logger("api.maas_config")
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 _PROXY_KEYS = frozenset({"http_proxy", "enable_http_proxy", "boot_images_no_proxy"})
+MAX_NAME_LENGTH = 255
+MAX_INTERVAL_MINUTES = 7 * 24 * 60
 
 
 def parse_bool(text: str) -> bool:
@@ -57,12 +68,69 @@ def parse_proxy(text: str) -> str | None:
         raise ValueError("Enter a valid URL.") from None
 
 
+def parse_name(text: str) -> str:
+    """Any non-empty text (MAAS's required CharField); else ValueError."""
+    if not text.strip():
+        raise ValueError("This field is required.")
+    if len(text) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"Ensure this value has at most {MAX_NAME_LENGTH} characters (it has {len(text)})."
+        )
+    return text
+
+
+def parse_interval(text: str) -> int:
+    """Whole minutes from 1 to a week (Django's IntegerField messages); else ValueError."""
+    try:
+        minutes = int(text.strip())
+    except ValueError:
+        raise ValueError("Enter a whole number.") from None
+    if minutes < 1:
+        raise ValueError("Ensure this value is greater than or equal to 1.")
+    if minutes > MAX_INTERVAL_MINUTES:
+        raise ValueError(f"Ensure this value is less than or equal to {MAX_INTERVAL_MINUTES}.")
+    return minutes
+
+
+def parse_choice(text: str) -> str:
+    """A choice setting's text, checked against what the region holds by :func:`_check_choice`."""
+    return text.strip()
+
+
 PARSERS: dict[str, Callable[[str], Any]] = {
     "boot_images_auto_import": parse_bool,
     "enable_http_proxy": parse_bool,
     "boot_images_no_proxy": parse_bool,
     "http_proxy": parse_proxy,
+    "maas_name": parse_name,
+    "default_osystem": parse_choice,
+    "default_distro_series": parse_choice,
+    "default_min_hwe_kernel": parse_choice,
+    "commissioning_osystem": parse_choice,
+    "commissioning_distro_series": parse_choice,
+    "boot_images_import_interval_minutes": parse_interval,
 }
+# What MAAS calls the choice in its "'x' is not a valid <what>." message.
+CHOICE_WORDS = {
+    "default_osystem": "osystem",
+    "default_distro_series": "release",
+    "default_min_hwe_kernel": "default_min_hwe_kernel",
+    "commissioning_osystem": "commissioning_osystem",
+    "commissioning_distro_series": "commissioning_distro_series",
+}
+INTERVAL = "boot_images_import_interval_minutes"
+
+
+async def _check_choice(db: Database, name: str, value: str) -> None:
+    """MAAS's ChoiceField: a non-empty value must be one the region's images offer."""
+    if name not in CHOICE_WORDS or (value == "" and name != "commissioning_osystem"):
+        return
+    choices = await setting_choices(db, name)
+    if value not in choices:
+        listed = ", ".join(f"'{c}'" for c in choices)
+        raise ValidationError.field(
+            name, f"'{value}' is not a valid {CHOICE_WORDS[name]}.  It should be one of: {listed}."
+        )
 
 
 def _loggable(value: Any) -> Any:
@@ -89,10 +157,9 @@ def _known_name(name: str | None) -> str:
     if name is None or name == "":
         raise ValidationError.field("name", "No provided name!")
     if name not in PARSERS:
-        raise ValidationError.field(
-            "name",
-            f"{name} is not a valid config setting (valid settings are: "
-            f"{', '.join(sorted(PARSERS))}).",
+        raise ValidationError.field(  # MAAS keys it by the name asked for
+            name,
+            f"{name} is not a valid config setting (valid settings are: {', '.join(PARSERS)}).",
         )
     return name
 
@@ -101,7 +168,11 @@ async def get_config(request: web.Request) -> web.StreamResponse:
     """GET ?op=get_config&name=N: the value as JSON (credentials in URLs for admins only)."""
     user = require_user(request)
     name = _known_name(request.query.get("name"))
-    value = await repo_config.get_config(request.app[CTX].db, name)
+    ctx = request.app[CTX]
+    if name == INTERVAL:  # never set: the config file's interval is the one in force
+        value = await repo_config.get_config_or(ctx.db, name, ctx.config.import_interval_minutes)
+    else:
+        value = await repo_config.get_config(ctx.db, name)
     return json_response(value if user.is_admin else _redacted(value))
 
 
@@ -118,8 +189,11 @@ async def set_config(request: web.Request) -> web.StreamResponse:
         value = PARSERS[name](text)
     except ValueError as exc:
         raise ValidationError.field(name, str(exc)) from None
+    await _check_choice(ctx.db, name, value)
     previous = await repo_config.get_config(ctx.db, name)
     await repo_config.set_config(ctx.db, name, value)
+    if name == INTERVAL and ctx.schedule is not None:
+        ctx.schedule.set_interval(value)
     log.info(
         "config_changed",
         user=user.username,

@@ -4,7 +4,9 @@ Admin-only as a whole, as in MAAS. Create answers 200 (MAAS does), update is
 partial, delete answers 204. One selection per os+release in a source. Once the
 source's catalogue is known, os/release and every arch, subarch and label must be
 offered by it (``*`` matches anything); before that, selections are accepted as
-they are, so an offline region can be configured.
+they are, so an offline region can be configured. The selection of the
+commissioning release (``commissioning_osystem``/``commissioning_distro_series``)
+cannot be deleted, as in MAAS 3.4 (400 ``Unable to delete ...``).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from region.api.http import (
     not_found,
     path_id,
     read_params,
+    text_response,
 )
 from region.api.registry import Action, HandlerSpec, Param
 from region.context import CTX
 from region.db import catalogue as repo_catalogue
+from region.db import config as repo_config
 from region.db import sources as repo_sources
 from region.db.connection import Database
 from region.db.sources import DuplicateError, Selection
@@ -40,6 +44,9 @@ MAX_NAME_LENGTH = 20
 MAX_ITEM_LENGTH = 64
 LIST_FIELDS = ("arches", "subarches", "labels")
 DUPLICATE = "Boot source selection with this Boot source, Os and Release already exists."
+COMMISSIONING_REFUSED = (
+    "Unable to delete {os} {release}. It is the operating system used in ephemeral environments."
+)
 _NAME = re.compile(r"\*|[A-Za-z0-9][A-Za-z0-9._+-]*")
 _NAME_RULE = "use letters, digits, '.', '_', '+' and '-', or '*'"
 
@@ -215,11 +222,38 @@ async def update_selection(request: web.Request) -> web.StreamResponse:
     return json_response(render_selection(sel))
 
 
+async def commissioning_refusal(db: Database, sel: Selection) -> str | None:
+    """MAAS 3.4's refusal to delete the selection of the commissioning release, or None.
+
+    MAAS's message leaves its two ``%s`` unfilled; here they name the OS and release.
+    """
+    osystem = await repo_config.get_config(db, "commissioning_osystem")
+    series = await repo_config.get_config(db, "commissioning_distro_series")
+    if (sel.os, sel.release) != (osystem, series):
+        return None
+    return COMMISSIONING_REFUSED.format(os=sel.os, release=sel.release)
+
+
 async def delete_selection(request: web.Request) -> web.StreamResponse:
-    """DELETE: one selection (204); its images go at the next import."""
+    """DELETE: one selection (204); its images go at the next import.
+
+    The commissioning release's selection is refused (400, MAAS's plain text).
+    """
     user = require_admin(request)
     source = await source_or_404(request, "boot_source_id")
     sel = await _selection_or_404(request, source.id)
+    refusal = await commissioning_refusal(request.app[CTX].db, sel)
+    if refusal is not None:
+        log.info(
+            "selection_delete_refused",
+            user=user.username,
+            boot_source_id=source.id,
+            selection_id=sel.id,
+            os=sel.os,
+            release=sel.release,
+            reason="commissioning release",
+        )
+        return text_response(refusal, status=400)
     if not await repo_sources.delete_selection(request.app[CTX].db, source.id, sel.id):
         raise not_found("BootSourceSelection")
     log.info(

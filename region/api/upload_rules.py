@@ -7,7 +7,9 @@
 - ``architecture``: ``ARCH/SUBARCH`` with a known ARCH.
 - ``filetype``: tgz (default) … ddraw, stored as MAAS's root-tgz … root-dd.raw.
 - ``base_image``: ``OS/RELEASE`` of ubuntu, centos or rhel (a release the
-  sources offer, once they are known).
+  sources offer, once they are known); ignored for an ``OS/RELEASE`` name, as
+  MAAS does. A custom image without one gets its earlier upload's base, else
+  the commissioning OS/release (region/api/uploads.py, :func:`is_custom`).
 - ``sha256`` (64 hex digits) and ``size`` (≥ 1) are required without ``content``.
 
 :func:`check_upload` raises ValidationError (400 ``{field: [message]}``).
@@ -152,6 +154,11 @@ def _announced(
     return (sha256.strip().lower() if sha256 else None), size
 
 
+def is_custom(name: str) -> bool:
+    """A checked name (``custom/`` dropped) is a custom image's: no ``OS/`` of its own."""
+    return "/" not in name
+
+
 def check_upload(params: Params, offered: Offered, *, has_content: bool) -> UploadRequest:
     """The upload ``params`` ask for; ValidationError listing every problem."""
     errors: dict[str, list[str]] = {}
@@ -162,7 +169,9 @@ def check_upload(params: Params, offered: Offered, *, has_content: bool) -> Uplo
         errors["filetype"] = [
             f"Select a valid choice. {filetype} is not one of the available choices."
         ]
-    base_image = _base_image(params, offered, errors)
+    raw_os, slash, _rest = (params.get("name") or "").strip().partition("/")
+    # MAAS ignores base_image for an image named OS/RELEASE of a real OS: it is its own base.
+    base_image = "" if slash and raw_os != "custom" else _base_image(params, offered, errors)
     sha256, size = _announced(params, errors, required=not has_content)
     if errors:
         raise ValidationError(errors)

@@ -14,6 +14,7 @@ in the region's stream, so racks fetch it like a synced image.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import weakref
 from collections.abc import AsyncIterator
@@ -29,8 +30,9 @@ from region.api.boot_resources import TYPE_NAMES, resource_detail, upload_uri
 from region.api.http import json_response, not_found, path_id
 from region.api.registry import Action, HandlerSpec, Param
 from region.api.upload_form import read_upload_form
-from region.api.upload_rules import Offered, check_upload
+from region.api.upload_rules import Offered, UploadRequest, check_upload, is_custom
 from region.context import CTX, ImportControl, RegionContext
+from region.db import config as repo_config
 from region.db import uploads as repo_uploads
 from region.db.resources import SYNCED
 from region.db.uploads import ResourceClashError, UploadFile
@@ -122,8 +124,13 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
         raise
     try:
         names, arches = await repo_uploads.catalogue_names(ctx.db)
-        checked = check_upload(
-            params, Offered(frozenset(names), frozenset(arches)), has_content=staged is not None
+        checked = await _with_default_base(
+            ctx,
+            check_upload(
+                params,
+                Offered(frozenset(names), frozenset(arches)),
+                has_content=staged is not None,
+            ),
         )
         if staged is not None and checked.sha256 not in (None, staged.sha256):
             raise _bad(SHA_MISMATCH)
@@ -168,6 +175,23 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
     if detail is None:  # deleted meanwhile
         raise not_found("BootResource")
     return json_response(detail, status=201)
+
+
+async def _with_default_base(ctx: RegionContext, checked: UploadRequest) -> UploadRequest:
+    """MAAS's default base image for a custom upload without one.
+
+    The base its earlier upload (same name and architecture) recorded, else the
+    commissioning OS and release (``ubuntu/noble``).
+    """
+    upload = checked.upload
+    if upload.base_image or not is_custom(upload.name):
+        return checked
+    base = await repo_uploads.uploaded_base_image(ctx.db, upload.name, upload.architecture)
+    if not base:
+        osystem = await repo_config.get_config(ctx.db, "commissioning_osystem")
+        series = await repo_config.get_config(ctx.db, "commissioning_distro_series")
+        base = f"{osystem}/{series}"
+    return dataclasses.replace(checked, upload=dataclasses.replace(upload, base_image=base))
 
 
 async def _size_clash(ctx: RegionContext, sha256: str, size: int) -> bool:

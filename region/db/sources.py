@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +26,11 @@ from region.db.timestamps import now_iso
 
 
 class DuplicateError(BootsyncError):
-    """A row with the same unique key already exists."""
+    """A row with the same unique key already exists; ``field`` names the column if known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,15 @@ class BootSource:
     keyring_data: bytes
     created: str
     updated: str
+    name: str = ""  # unique; the URL unless named
+    priority: int = 0  # unique; the higher wins an image two sources offer
+    enabled: bool = True  # a disabled source is not read
+    skip_keyring_verification: bool = False  # read the unsigned index.json, no keyring
+
+
+def default_skip_verification(url: str) -> bool:
+    """MAAS's default for ``skip_keyring_verification``: a URL naming a ``.json`` index."""
+    return url.endswith(".json")
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,10 @@ def _source(row: aiosqlite.Row) -> BootSource:
         keyring_data=bytes(row["keyring_data"]),
         created=row["created"],
         updated=row["updated"],
+        name=row["name"],
+        priority=row["priority"],
+        enabled=bool(row["enabled"]),
+        skip_keyring_verification=bool(row["skip_keyring_verification"]),
     )
 
 
@@ -88,7 +106,8 @@ async def _writing(db: Database, duplicate: str) -> AsyncIterator[aiosqlite.Conn
             yield conn
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
-            raise DuplicateError(duplicate) from exc
+            column = re.search(r"UNIQUE constraint failed: \w+\.(\w+)", str(exc))
+            raise DuplicateError(duplicate, field=column[1] if column else None) from exc
         raise
 
 
@@ -105,25 +124,33 @@ async def _write(db: Database, sql: str, params: tuple[Any, ...], duplicate: str
 
 
 async def create_source(
-    db: Database, *, url: str, keyring_filename: str = "", keyring_data: bytes = b""
+    db: Database,
+    *,
+    url: str,
+    keyring_filename: str = "",
+    keyring_data: bytes = b"",
+    name: str | None = None,
+    priority: int | None = None,
+    enabled: bool = True,
+    skip_keyring_verification: bool | None = None,
 ) -> BootSource:
-    """Insert a source; DuplicateError if ``url`` is taken."""
+    """Insert a source; DuplicateError (``field`` url, name or priority) if one is taken.
+
+    MAAS's defaults: ``name`` the URL, ``priority`` one above the highest,
+    ``skip_keyring_verification`` whether the URL names a ``.json`` index.
+    """
     now = now_iso()
-    new_id = await _write(
-        db,
-        "INSERT INTO boot_sources (url, keyring_filename, keyring_data, created, updated)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (url, keyring_filename, keyring_data, now, now),
-        f"boot source {url} exists",
-    )
-    return BootSource(
-        id=new_id,
-        url=url,
-        keyring_filename=keyring_filename,
-        keyring_data=keyring_data,
-        created=now,
-        updated=now,
-    )
+    skip = default_skip_verification(url) if skip_keyring_verification is None else skip_keyring_verification
+    async with _writing(db, f"boot source {url} exists") as conn:
+        cursor = await conn.execute(
+            "INSERT INTO boot_sources (url, keyring_filename, keyring_data, created, updated,"
+            " name, priority, enabled, skip_keyring_verification) VALUES (?, ?, ?, ?, ?, ?,"
+            " COALESCE(?, (SELECT COALESCE(MAX(priority), 0) + 1 FROM boot_sources)), ?, ?)",
+            (url, keyring_filename, keyring_data, now, now, name or url, priority, enabled, skip),
+        )
+        source = await _get_source(conn, cursor.lastrowid or 0)
+    assert source is not None
+    return source
 
 
 async def get_source(db: Database, source_id: int) -> BootSource | None:
@@ -166,15 +193,24 @@ async def update_source(
     url: str | None = None,
     keyring_filename: str | None = None,
     keyring_data: bytes | None = None,
+    name: str | None = None,
+    priority: int | None = None,
+    enabled: bool | None = None,
+    skip_keyring_verification: bool | None = None,
 ) -> BootSource | None:
     """Change the given fields (None keeps a field); None if the source does not exist.
 
-    Raises DuplicateError if the new ``url`` belongs to another source.
+    Raises DuplicateError (``field`` url, name or priority) if the new value
+    belongs to another source.
     """
     changes: dict[str, Any] = {
         "url": url,
         "keyring_filename": keyring_filename,
         "keyring_data": keyring_data,
+        "name": name,
+        "priority": priority,
+        "enabled": enabled,
+        "skip_keyring_verification": skip_keyring_verification,
     }
     changes = {name: value for name, value in changes.items() if value is not None}
     changes["updated"] = now_iso()
@@ -332,6 +368,9 @@ async def sources_fingerprint(db: Database) -> str:
                     source.url,
                     source.keyring_filename,
                     hashlib.sha256(source.keyring_data).hexdigest(),
+                    source.priority,
+                    source.enabled,
+                    source.skip_keyring_verification,
                 ]
             ).encode()
         )

@@ -126,6 +126,20 @@ async def catalogue_names(db: Database) -> tuple[set[str], set[str]]:
     return names, {f"{arch}/{subarch}" for _o, _r, arch, subarch in rows}
 
 
+async def uploaded_base_image(db: Database, name: str, architecture: str) -> str:
+    """The base image of the uploaded resource ``name``/``architecture``; "" if none."""
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT base_image FROM boot_resources WHERE name = ? AND architecture = ?"
+            " AND rtype = ?",
+            (name, architecture, UPLOADED),
+        ) as cur,
+    ):
+        row = await cur.fetchone()
+    return str(row[0]) if row is not None else ""
+
+
 def next_version(taken: set[str], today: str) -> str:
     """``today``, or ``today.N`` past every set of today (even deleted ones' successors).
 

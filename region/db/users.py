@@ -122,6 +122,20 @@ async def create_token(db: Database, user_id: int) -> tuple[str, str, str]:
     return key.consumer_key, key.token_key, key.token_secret
 
 
+async def first_token(db: Database, user_id: int) -> tuple[str, str, str] | None:
+    """The earliest API key of ``user_id`` (consumer_key, token_key, token_secret), or None."""
+    async with (
+        db.read() as conn,
+        conn.execute(
+            "SELECT consumer_key, token_key, token_secret FROM api_tokens WHERE user_id = ?"
+            " ORDER BY id LIMIT 1",
+            (user_id,),
+        ) as cur,
+    ):
+        row = await cur.fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 async def user_for_token(
     db: Database, consumer_key: str, token_key: str, token_secret: str
 ) -> User | None:

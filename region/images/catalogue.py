@@ -18,8 +18,9 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from common.errors import BootsyncError, SignatureError
+from common.errors import BootsyncError, SignatureError, error_text
 from common.ops.logging import get_logger
+from common.transfer.limits import TransferLimits
 from common.transfer.streams import TrustPolicy, http_documents, read_stream, resolve_source
 from common.trust.keyrings import Keyring, aload_keyring
 from region.config import keyring_file
@@ -27,7 +28,7 @@ from region.db import catalogue as repo_catalogue
 from region.db import sources as repo_sources
 from region.db.catalogue import CatalogueEntry
 from region.db.connection import Database
-from region.db.sources import BootSource
+from region.db.sources import BootSource, default_skip_verification
 from region.images.proxy import UpstreamSessions
 from simplestreams import (
     ProductList,
@@ -36,6 +37,7 @@ from simplestreams import (
     newest_versions,
     product_fields,
 )
+from simplestreams.screen import DEFAULT_MAX_ITEM_SIZE, Refusal, screen_products
 
 log = get_logger("catalogue")
 
@@ -44,8 +46,24 @@ _OS_TITLES = {"ubuntu": "Ubuntu", "centos": "CentOS", "rhel": "RHEL"}
 
 
 @dataclass(frozen=True)
+class ProductsMark:
+    """What the rollback guard compares of one products document, as the source signed it."""
+
+    content_id: str
+    url: str  # where the document was read
+    updated: str | None  # the document's own `updated`
+    newest: Mapping[str, str]  # product name -> its newest version name
+
+
+@dataclass(frozen=True)
 class SourceDescription:
-    """One source as read just now: its newest products and its catalogue."""
+    """One source as read just now: its newest products and its catalogue.
+
+    ``products`` holds no refused version: an item that could not be held
+    (:func:`simplestreams.screen.screen_products`) refuses its version, listed
+    in ``refusals`` (and in ``warnings``). ``marks`` describe the documents as
+    signed, before that screening.
+    """
 
     source: BootSource
     index_url: str
@@ -54,6 +72,8 @@ class SourceDescription:
     products: tuple[ProductList, ...]  # newest version of every product, per document
     entries: tuple[CatalogueEntry, ...]
     warnings: tuple[str, ...]
+    marks: tuple[ProductsMark, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
 
 
 # A source and what reading it gave: its description, or the error.
@@ -109,10 +129,10 @@ def error_message(url: str, exc: BaseException) -> str:
     """The per-source error shown in the API (MAAS's wording)."""
     if isinstance(exc, SignatureError):
         return (
-            f"Failed to import images from {url} ({exc}). "
+            f"Failed to import images from {url} ({error_text(exc)}). "
             "Verify network connectivity and try again."
         )
-    return f"Failed to import images from {url}: {exc}"
+    return f"Failed to import images from {url}: {error_text(exc)}"
 
 
 def frozen_warning(url: str, updated: str | None, max_age: timedelta, now: datetime) -> str | None:
@@ -141,6 +161,8 @@ class Catalogue:
     when the proxy config says so). ``frozen_after_hours``: how old a signed
     index may be before the source gets a frozen-mirror warning. ``proxy``: the
     config file's proxy, used unless ``http_proxy`` is set through the API.
+    ``limits``: the largest metadata document and the minimum transfer rate.
+    ``max_item_size``: items claiming more bytes are refused (their version with them).
     """
 
     def __init__(
@@ -150,10 +172,14 @@ class Catalogue:
         *,
         frozen_after_hours: float = DEFAULT_FROZEN_AFTER_HOURS,
         proxy: str = "",
+        limits: TransferLimits | None = None,
+        max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
     ) -> None:
         self._db = db
         self._session = session
         self._proxy = proxy
+        self._limits = limits or TransferLimits()
+        self._max_item_size = max_item_size
         self._frozen_after = timedelta(hours=frozen_after_hours)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -171,7 +197,7 @@ class Catalogue:
             try:
                 await self.refresh_all(reason=",".join(sorted(set(reasons))))
             except Exception as exc:  # a background task: log, and serve the next request
-                log.exception("catalogue_refresh_crashed", error=str(exc))
+                log.exception("catalogue_refresh_crashed", error=error_text(exc))
 
     async def close(self) -> None:
         """Cancel a background refresh and wait for it to end."""
@@ -181,9 +207,14 @@ class Catalogue:
             await asyncio.gather(task, return_exceptions=True)
 
     async def refresh_all(self, *, reason: str = "") -> list[SourceOutcome]:
-        """Read every source (by id), store catalogues and errors; the outcome of each."""
+        """Read every enabled source (by id), store catalogues and errors; the outcome of each."""
         async with self._lock:
-            sources = await repo_sources.list_sources(self._db)
+            sources = []
+            for source in await repo_sources.list_sources(self._db):
+                if source.enabled:
+                    sources.append(source)
+                else:  # MAAS: images are not downloaded from a disabled source
+                    log.info("boot_source_skipped", url=source.url, reason="disabled")
             async with UpstreamSessions(
                 self._db, self._session, fallback_proxy=self._proxy
             ) as sessions:
@@ -195,16 +226,26 @@ class Catalogue:
     async def _refresh_one(
         self, source: BootSource, session: aiohttp.ClientSession, reason: str
     ) -> SourceDescription | BootsyncError:
+        """Read and store one source; any failure is that source's error, kept for the API."""
         try:
-            description = await self.describe_source(source, session=session)
-        except (BootsyncError, StreamFormatError) as exc:
-            error = exc if isinstance(exc, BootsyncError) else BootsyncError(str(exc))
-            log.warning("catalogue_refresh_failed", url=source.url, reason=str(exc))
+            return await self._read_and_store(source, session, reason)
+        except Exception as exc:  # noqa: BLE001 - of any kind: one source never stops the others
+            expected = isinstance(exc, BootsyncError | StreamFormatError)
+            error = exc if isinstance(exc, BootsyncError) else BootsyncError(error_text(exc))
+            # A failure of a kind not foreseen keeps its traceback (and is an error).
+            (log.warning if expected else log.exception)(
+                "catalogue_refresh_failed", url=source.url, reason=error_text(exc)
+            )
             if await self._unchanged(source):
                 await repo_catalogue.record_error(
                     self._db, source.id, error_message(source.url, exc)
                 )
             return error
+
+    async def _read_and_store(
+        self, source: BootSource, session: aiohttp.ClientSession, reason: str
+    ) -> SourceDescription:
+        description = await self.describe_source(source, session=session)
         if await self._unchanged(source):
             diff = await repo_catalogue.replace_catalogue(
                 self._db, source.id, list(description.entries)
@@ -229,10 +270,16 @@ class Catalogue:
     async def _unchanged(self, source: BootSource) -> bool:
         # The source may have been edited or deleted while we were reading it.
         now = await repo_sources.get_source(self._db, source.id)
-        return now is not None and (now.url, now.keyring_filename, now.keyring_data) == (
+        return now is not None and (
+            now.url,
+            now.keyring_filename,
+            now.keyring_data,
+            now.skip_keyring_verification,
+        ) == (
             source.url,
             source.keyring_filename,
             source.keyring_data,
+            source.skip_keyring_verification,
         )
 
     async def describe_source(
@@ -243,25 +290,62 @@ class Catalogue:
     ) -> SourceDescription:
         """Fetch, verify and parse ``source``; newest version of each product.
 
-        An explicit ``.../index.json`` URL is read unsigned, as MAAS does (with a
-        warning); otherwise the index and every products document must be
-        signed by the source's keyring. Raises KeyringError, SignatureError,
-        UpstreamError or StreamFormatError.
+        A source with ``skip_keyring_verification`` is read from its unsigned
+        ``index.json`` (the one its URL names, or the one under its root), as
+        MAAS does (with a warning); any other must be signed by the source's
+        keyring, and an unsigned ``.json`` URL without that flag is refused
+        (SignatureError). Raises KeyringError, SignatureError, UpstreamError or
+        StreamFormatError.
         """
-        where = resolve_source(source.url, signed=True)
+        where = resolve_source(source.url, signed=not source.skip_keyring_verification)
         unsigned = not where.signed
+        if unsigned and not source.skip_keyring_verification:
+            raise SignatureError(
+                "the URL names an unsigned index (.json), read only when "
+                "skip_keyring_verification is set on the source",
+                source=where.index_url,
+            )
         trust = TrustPolicy(None if unsigned else await _keyring(source))
         stream = await read_stream(
-            http_documents(session or self._session, where.base_url), where.index_path, trust
+            http_documents(session or self._session, where.base_url, limits=self._limits),
+            where.index_path,
+            trust,
         )
         index = stream.index
         products: list[ProductList] = []
         entries: list[CatalogueEntry] = []
-        for product_list in stream.products.values():
+        marks: list[ProductsMark] = []
+        refusals: list[Refusal] = []
+        for content_id, product_list in stream.products.items():
+            url = stream.documents[content_id].url
             newest = newest_versions(product_list)
-            products.append(newest)
+            marks.append(
+                ProductsMark(
+                    content_id=content_id,
+                    url=url,
+                    updated=product_list.updated,
+                    newest={name: max(p.versions) for name, p in newest.products.items()},
+                )
+            )
+            screened = await asyncio.to_thread(
+                screen_products,
+                newest,
+                source=url,
+                max_item_size=self._max_item_size,
+                image_names=True,
+            )
+            for refusal in screened.refusals:
+                log.warning(
+                    "stream_item_refused",
+                    url=source.url,
+                    location=refusal.location,
+                    reason=refusal.reason,
+                )
+            refusals += screened.refusals
+            products.append(screened.products)
             entries += [
-                catalogue_entry(product_fields(newest, p)) for p in newest.products.values()
+                catalogue_entry(product_fields(screened.products, p))
+                for p in screened.products.products.values()
             ]
         warnings = [
             w
@@ -275,6 +359,7 @@ class Catalogue:
         ]
         for warning in warnings:
             log.warning("source_warning", url=source.url, warning=warning)
+        warnings += [f"Refused (not imported): {refusal}" for refusal in refusals]
         return SourceDescription(
             source=source,
             index_url=where.index_url,
@@ -283,6 +368,8 @@ class Catalogue:
             products=tuple(products),
             entries=tuple(entries),
             warnings=tuple(warnings),
+            marks=tuple(marks),
+            refusals=tuple(refusals),
         )
 
 
@@ -293,6 +380,7 @@ async def describe_unsaved(
     url: str,
     keyring_filename: str = "",
     keyring_data: bytes = b"",
+    skip_keyring_verification: bool | None = None,
     proxy: str = "",
     frozen_after_hours: float = DEFAULT_FROZEN_AFTER_HOURS,
 ) -> SourceDescription:
@@ -309,6 +397,9 @@ async def describe_unsaved(
         keyring_data=keyring_data,
         created="",
         updated="",
+        skip_keyring_verification=default_skip_verification(url)
+        if skip_keyring_verification is None
+        else skip_keyring_verification,
     )
     reader = Catalogue(db, session, frozen_after_hours=frozen_after_hours, proxy=proxy)
     async with UpstreamSessions(db, session, fallback_proxy=proxy) as sessions:

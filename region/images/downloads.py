@@ -18,6 +18,7 @@ import aiohttp
 from common.ops.logging import get_logger
 from common.storage.blobstore import BlobStore
 from common.transfer.download import Downloader, DownloadOutcome, DownloadRequest
+from common.transfer.limits import TransferLimits
 from common.transfer.workers import run_bounded
 from region.db import imports as repo_import
 from region.db.connection import Database
@@ -101,6 +102,7 @@ async def fetch_blobs(
     *,
     concurrency: int,
     interval: float,
+    limits: TransferLimits | None = None,
 ) -> list[DownloadOutcome]:
     """Fetch ``requests`` into ``store``; one outcome per request, failures included.
 
@@ -117,7 +119,7 @@ async def fetch_blobs(
         groups[sessions.for_url(req.url)].append(req)
     async with recorder:
         for session, reqs in groups.items():
-            downloader = Downloader(session, store, on_progress=recorder.on_progress)
+            downloader = Downloader(session, store, on_progress=recorder.on_progress, limits=limits)
 
             async def fetch(req: DownloadRequest, d: Downloader = downloader) -> DownloadOutcome:
                 return recorder.finished(await d.fetch(req))

@@ -8,7 +8,8 @@
 3. rollback guard: refuse an index older than the last one imported from the
    same URL, unless forced;
 4. select: the user's selections plus every bootloader, newest version of
-   each product, the first source offering an image wins it; plan the blobs
+   each product; of two sources offering an image the one with the higher
+   priority wins it, a disabled source is not read at all; plan the blobs
    with ``simplestreams.plan_downloads`` (one sha256 listed with two sizes
    refuses the import);
 5. write the metadata (resources, sets, files) before downloading, so the API
@@ -17,7 +18,8 @@
    a failed file leaves its set incomplete, the previous set stays;
 7. removals: keep images a selection still names that vanished upstream,
    delete unselected ones, unless that would delete every image (safety valve);
-8. set cleaner: the newest complete set of each image stays;
+8. set cleaner: the newest complete set of each image stays; the default and
+   commissioning releases, if never set, become the newest LTS held (as MAAS);
 9. publish the region's stream; 10. collect unreferenced blobs;
 11. run once more if sources or selections changed meanwhile.
 
@@ -33,13 +35,14 @@ from collections import defaultdict
 import aiohttp
 import aiosqlite
 
-from common.errors import BootsyncError
+from common.errors import BootsyncError, InsufficientSpaceError, error_text
 from common.ops.logging import get_logger
 from common.storage.blobstore import BlobStore
 from common.storage.snapshot import SnapshotPublisher
 from common.transfer.download import DownloadOutcome, DownloadRequest
 from common.trust.keyrings import SigningKey
 from region.db import catalogue as repo_catalogue
+from region.db import imported_products as repo_imported
 from region.db import imports as repo_import
 from region.db import resources as repo_resources
 from region.db import sources as repo_sources
@@ -47,8 +50,10 @@ from region.db.connection import Database
 from region.db.sources import DuplicateError
 from region.images.catalogue import Catalogue, SourceDescription, error_message
 from region.images.downloads import fetch_blobs, held_bytes
+from region.images.os_releases import set_default_releases
 from region.images.proxy import UpstreamSessions
 from region.images.publish import publish_stream
+from region.images.space import NO_SPACE, is_disk_full
 from region.images.steps import (
     Chosen,
     ImportSettings,
@@ -59,6 +64,7 @@ from region.images.steps import (
     is_rollback,
     plan_blobs,
     plan_removals,
+    products_rollback,
 )
 from simplestreams import DownloadPlan, Selection, StreamFormatError
 
@@ -170,7 +176,13 @@ class Importer:
 
     async def _import_once(self, reason: str, force: bool) -> ImportSummary:
         tally = Tally(reason=reason)
-        run_id = await repo_import.start_run(self._db)
+        try:
+            run_id: int | None = await repo_import.start_run(self._db)
+        except (OSError, aiosqlite.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            await self._no_space(tally, exc)  # not even the run's row fits
+            return await self._finish(None, tally, "failed")
         log.info("import_started", reason=reason, force=force)
         try:
             await self._steps(tally, force)
@@ -179,8 +191,11 @@ class Importer:
             await asyncio.shield(self._finish(run_id, tally, "cancelled"))
             raise
         except Exception as exc:  # every import must end with its summary, even after a bug
-            log.exception("import_failed", error=str(exc))
-            tally.errors.append(f"{type(exc).__name__}: {exc}")
+            if is_disk_full(exc):
+                await self._no_space(tally, exc)
+            else:
+                log.exception("import_failed", error=error_text(exc))
+                tally.errors.append(f"{type(exc).__name__}: {exc}")
             await self._settle(tally)
         return await self._finish(run_id, tally, "failed" if tally.errors else "ok")
 
@@ -189,7 +204,10 @@ class Importer:
         described = await self._read_sources(tally)
         accepted = await self._guard_rollback(described, tally, force)
         selections = await self._selections()
-        chosen = choose_images(accepted, selections)
+        # The higher priority wins an image two sources offer (MAAS 3.8); ties by id.
+        chosen = choose_images(
+            sorted(accepted, key=lambda d: (-d.source.priority, d.source.id)), selections
+        )
         log.info("images_selected", images=len(chosen), sources=len(accepted))
         held = await held_bytes(
             self._store, {f.sha256: f.size for c in chosen for f in c.wanted.files}
@@ -197,6 +215,7 @@ class Importer:
         plan = self._plan(chosen, held, tally)
         if plan is None:
             return
+        tally.bytes_to_write = sum(b.size - held.get(b.sha256, 0) for b in plan.to_fetch)
         created = await repo_import.write_wanted(self._db, [c.wanted for c in chosen], held)
         log.info("metadata_written", images=len(chosen), new=len(created))
         failed = await self._download(chosen, plan, held, tally)
@@ -208,6 +227,7 @@ class Importer:
         await self._remove(chosen, described, selections, tally)
         cleaned = await repo_import.clean_sets(self._db)
         log.info("sets_cleaned", sets_removed=cleaned)
+        await set_default_releases(self._db)  # MAAS's set_global_default_releases
         published = await publish_stream(
             self._db, self._publisher, self._key, keep=self._settings.keep_snapshots
         )
@@ -215,12 +235,43 @@ class Importer:
         await self._collect_garbage({b.sha256 for b in plan.to_fetch + plan.already_present})
         tally.sources_changed = fingerprint != await repo_sources.sources_fingerprint(self._db)
 
-    async def _finish(self, run_id: int, tally: Tally, outcome: str) -> ImportSummary:
+    async def _finish(self, run_id: int | None, tally: Tally, outcome: str) -> ImportSummary:
         summary = tally.summary(outcome)
         fields = dataclasses.asdict(summary)
         (log.info if outcome == "ok" else log.warning)("import_finished", **fields)
-        await repo_import.finish_run(self._db, run_id, outcome, fields)
+        if run_id is None:
+            return summary
+        try:
+            await repo_import.finish_run(self._db, run_id, outcome, fields)
+        except (OSError, aiosqlite.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            unrecorded = error_text(exc)
+        else:
+            return summary
+        log.error("import_run_not_recorded", reason=NO_SPACE, error=unrecorded)
         return summary
+
+    async def _no_space(self, tally: Tally, exc: BaseException) -> None:
+        """Name the import's failure ``no_space``, with the bytes it needed and those free."""
+        if tally.failure == NO_SPACE:
+            return
+        if isinstance(exc, InsufficientSpaceError):
+            need, free = exc.needed, exc.free
+        else:
+            need, free = tally.bytes_to_write, await self._free_bytes()
+        tally.failure, tally.space_needed, tally.space_free = NO_SPACE, need, free
+        tally.errors.append(
+            f"Not enough disk space for the import: it needs {need} bytes, {free} bytes "
+            f"are free ({error_text(exc)})"
+        )
+        log.error("import_no_space", reason=NO_SPACE, need=need, free=free, error=error_text(exc))
+
+    async def _free_bytes(self) -> int:
+        try:
+            return await self._store.free_bytes()
+        except OSError:
+            return 0
 
     async def _settle(self, tally: Tally) -> None:
         """After a stop or a crash: drop the sets left incomplete, publish the complete ones."""
@@ -233,8 +284,11 @@ class Importer:
                 is not None
             )
         except (BootsyncError, OSError, aiosqlite.Error) as exc:
-            log.exception("import_settle_failed", error=str(exc))
-            tally.errors.append(f"after the import: {exc}")
+            if is_disk_full(exc):  # what is held and published stays as it was
+                await self._no_space(tally, exc)
+                return
+            log.exception("import_settle_failed", error=error_text(exc))
+            tally.errors.append(f"after the import: {error_text(exc)}")
 
     # --- steps ---------------------------------------------------------------------
 
@@ -271,6 +325,10 @@ class Importer:
             tally.sources.append(source.url)
             if isinstance(result, SourceDescription):
                 described.append(result)
+                # Refused items are not imported; the rest of the source is. Nothing is
+                # removed while a source offers what cannot be held (it may lie).
+                tally.errors += [f"Refused (not imported): {r}" for r in result.refusals]
+                tally.source_failed |= bool(result.refusals)
             else:
                 tally.errors.append(error_message(source.url, result))
                 tally.source_failed = True
@@ -280,8 +338,8 @@ class Importer:
         self, described: list[SourceDescription], tally: Tally, force: bool
     ) -> list[SourceDescription]:
         accepted: list[SourceDescription] = []
-        for desc in described:
-            url, updated = desc.source.url, desc.index_updated
+        for read in described:
+            url, updated = read.source.url, read.index_updated
             last = await repo_catalogue.last_imported_index(self._db, url)
             if is_rollback(updated, last):
                 if not force:
@@ -293,19 +351,60 @@ class Importer:
                     log.error(
                         "index_rollback_refused", url=url, updated=updated, last_imported=last
                     )
-                    await repo_catalogue.record_error(self._db, desc.source.id, message)
+                    await repo_catalogue.record_error(self._db, read.source.id, message)
                     tally.errors.append(message)
                     tally.source_failed = True
                     continue
                 log.warning("index_rollback_forced", url=url, updated=updated, last_imported=last)
             if updated is not None:
                 await repo_catalogue.remember_imported_index(self._db, url, updated)
-            accepted.append(desc)
+            refused = await self._guard_documents(read, tally, force)
+            kept = tuple(p for p in read.products if p.content_id not in refused)
+            accepted.append(dataclasses.replace(read, products=kept) if refused else read)
         return accepted
 
+    async def _guard_documents(
+        self, desc: SourceDescription, tally: Tally, force: bool
+    ) -> set[str]:
+        """The rollback guard per products document (mix and match); the refused content ids.
+
+        A current index may list an older, validly signed products document:
+        its ``updated`` or a product's newest version going backwards refuses it
+        unless forced. Accepted documents are remembered.
+        """
+        refused: set[str] = set()
+        url = desc.source.url
+        for mark in desc.marks:
+            last = await repo_imported.last_imported_products(self._db, url, mark.content_id)
+            rollback = products_rollback(mark, last)
+            if rollback is not None and not force:
+                message = (
+                    f"Refused {rollback.message} (a rollback). Import with force to accept it."
+                )
+                log.error(
+                    "index_rollback_refused", url=url, content_id=mark.content_id, **rollback.fields
+                )
+                await repo_catalogue.record_error(self._db, desc.source.id, message)
+                tally.errors.append(message)
+                tally.source_failed = True
+                refused.add(mark.content_id)
+                continue
+            if rollback is not None:
+                log.warning(
+                    "index_rollback_forced", url=url, content_id=mark.content_id, **rollback.fields
+                )
+            await repo_imported.remember_imported_products(
+                self._db, url, mark.content_id, updated=mark.updated, versions=mark.newest
+            )
+        return refused
+
     async def _selections(self) -> dict[int, list[Selection]]:
+        """The selections of every enabled source (a disabled one selects nothing)."""
+        enabled = {s.id for s in await repo_sources.list_sources(self._db) if s.enabled}
         by_source: dict[int, list[Selection]] = defaultdict(list)
         for sel in await repo_sources.list_selections(self._db):
+            if sel.boot_source_id not in enabled:
+                continue
             by_source[sel.boot_source_id].append(
                 Selection(
                     os=sel.os,
@@ -360,12 +459,16 @@ class Importer:
                 held,
                 concurrency=self._settings.concurrency,
                 interval=self._settings.progress_interval_s,
+                limits=self._settings.transfer,
             )
         failed = {o.request.sha256 for o in outcomes if not o.ok}
         tally.bytes = sum(o.bytes_received for o in outcomes)
         tally.files_fetched = sum(1 for o in outcomes if o.ok and not o.reused)
         tally.files_reused += sum(1 for o in outcomes if o.ok and o.reused)
         tally.files_failed = len(failed)
+        full = next((o.error for o in outcomes if not o.ok and is_disk_full(o.error)), None)
+        if full is not None:
+            await self._no_space(tally, full)
         await self._record_file_failures([o for o in outcomes if not o.ok], sources, tally)
         log.info(
             "downloads_finished", fetched=tally.files_fetched, failed=len(failed), bytes=tally.bytes

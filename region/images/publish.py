@@ -41,9 +41,10 @@ from simplestreams import (
     ProductList,
     Version,
     parse_products,
-    path_problem,
     render_index,
     render_products,
+    served_path_problem,
+    served_segment_problem,
 )
 
 log = get_logger("stream")
@@ -73,7 +74,9 @@ _RESERVED_ITEM_KEYS = frozenset({"path", "sha256", "size", "ftype"})
 
 
 def _segment_ok(value: str) -> bool:
-    return path_problem(value) is None and "/" not in value
+    # The served-name rule the import screens with and the racks lay out by: a set
+    # held from before that rule (a 300-byte file name) is skipped, never linked.
+    return served_segment_problem(value) is None
 
 
 def product_name(resource: ResourceRow) -> tuple[str, dict[str, Any]] | None:
@@ -121,11 +124,30 @@ def stream_products(
         prefix = f"{attrs['os']}/{attrs['arch']}/{attrs['subarch']}/{attrs['release']}"
         versions: dict[str, Version] = {}
         for set_row in sets:
+            paths = {f.filename: f"{prefix}/{set_row.version}/{f.filename}" for f in set_row.files}
+            problem = next(
+                (
+                    p
+                    for p in (
+                        served_segment_problem(set_row.version),
+                        *(served_path_problem(path) for path in paths.values()),
+                    )
+                    if p is not None
+                ),
+                None,
+            )
+            if problem is not None:  # a set goes out whole or not at all
+                log.warning(
+                    "stream_entry_skipped",
+                    name=resource.name,
+                    architecture=resource.architecture,
+                    version=set_row.version,
+                    reason=problem,
+                )
+                continue
             items: dict[str, Item] = {}
             for f in set_row.files:
-                path = f"{prefix}/{set_row.version}/{f.filename}"
-                if not (_segment_ok(set_row.version) and _segment_ok(f.filename)):
-                    continue
+                path = paths[f.filename]
                 extra = {k: v for k, v in f.extra.items() if k not in _RESERVED_ITEM_KEYS}
                 items[f.filename] = Item(
                     name=f.filename,

@@ -2,7 +2,9 @@
 
 A run is due at start-up and then every ``interval_minutes``. Each tick reads
 ``boot_images_auto_import`` from the database, so an operator switches the
-hourly import off and on at run time (``maas set-config``) without a restart.
+hourly import off and on at run time (``maas set-config``) without a restart;
+``boot_images_import_interval_minutes`` changes the interval at once
+(:meth:`AutoImport.set_interval`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,23 @@ class AutoImport:
         )
         self._scheduler.start()
         log.info("auto_import_scheduled", interval_minutes=self._interval)
+
+    @property
+    def interval_minutes(self) -> int:
+        """Minutes between runs."""
+        return self._interval
+
+    def set_interval(self, minutes: int) -> None:
+        """Run every ``minutes`` from now on; the next run is ``minutes`` from now."""
+        if minutes == self._interval:
+            return
+        self._interval = minutes
+        if self.job() is not None:
+            self._scheduler.modify_job(JOB_ID, misfire_grace_time=max(60, minutes * 30))
+            self._scheduler.reschedule_job(
+                JOB_ID, trigger=IntervalTrigger(minutes=minutes, timezone=UTC)
+            )
+        log.info("auto_import_rescheduled", interval_minutes=minutes)
 
     def job(self) -> Any:
         """The scheduled APScheduler job (for status and tests)."""

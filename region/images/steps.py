@@ -4,7 +4,8 @@
 to hold; :func:`plan_blobs` plans their downloads with
 :func:`simplestreams.plan_downloads`; :func:`plan_removals` decides which
 images go, which stay because a selection still names them, and whether the
-safety valve must refuse; :func:`is_rollback` is the rollback guard's test.
+safety valve must refuse; :func:`is_rollback` (the index) and
+:func:`products_rollback` (each products document) are the rollback guard's tests.
 """
 
 from __future__ import annotations
@@ -18,15 +19,22 @@ from pathlib import Path
 
 from common.ops.logging import get_logger
 from common.transfer.fetch import join_url
+from common.transfer.limits import TransferLimits
 from region.config import (
     DEFAULT_IMPORT_CONCURRENCY,
     DEFAULT_SOURCE_URL,
     RegionConfig,
     shipped_keyring,
 )
+from region.db.imported_products import ImportedProducts
 from region.db.imports import WantedFile, WantedSet
 from region.db.resources import ResourceKey, ResourceRow
-from region.images.catalogue import SourceDescription, parse_updated, product_title
+from region.images.catalogue import (
+    ProductsMark,
+    SourceDescription,
+    parse_updated,
+    product_title,
+)
 from region.images.publish import KEEP_SNAPSHOTS
 from simplestreams import (
     DownloadPlan,
@@ -108,6 +116,7 @@ class ImportSettings:
     progress_interval_s: float = 0.5
     keep_snapshots: int = KEEP_SNAPSHOTS
     proxy: str = ""  # the config file's; the API's http_proxy wins
+    transfer: TransferLimits = field(default_factory=TransferLimits)  # minimum rate of downloads
 
     @classmethod
     def from_config(cls, config: RegionConfig) -> ImportSettings:
@@ -118,6 +127,7 @@ class ImportSettings:
             default_keyring=config.default_keyring,
             concurrency=config.import_concurrency,
             proxy=config.http_proxy,
+            transfer=config.transfer,
         )
 
 
@@ -139,6 +149,9 @@ class ImportSummary:
     published: bool = False
     sources_changed: bool = False
     errors: tuple[str, ...] = ()
+    failure: str | None = None  # a named failure of the whole import: "no_space"
+    space_needed: int | None = None  # with no_space: bytes the import needed to write
+    space_free: int | None = None  # with no_space: bytes free on the store's disk
 
 
 @dataclass
@@ -159,6 +172,10 @@ class Tally:
     bytes: int = 0
     published: bool = False
     sources_changed: bool = False
+    bytes_to_write: int = 0  # what the download plan still had to bring in
+    failure: str | None = None
+    space_needed: int | None = None
+    space_free: int | None = None
 
     def summary(self, outcome: str) -> ImportSummary:
         """The summary of the import so far, ending with ``outcome``."""
@@ -177,6 +194,9 @@ class Tally:
             published=self.published,
             sources_changed=self.sources_changed,
             errors=tuple(self.errors),
+            failure=self.failure,
+            space_needed=self.space_needed,
+            space_free=self.space_free,
         )
 
 
@@ -373,3 +393,41 @@ def is_rollback(updated: str | None, last_imported: str | None) -> bool:
     """True when the index ``updated`` is older than the one imported before."""
     new, old = parse_updated(updated), parse_updated(last_imported)
     return new is not None and old is not None and new < old
+
+
+@dataclass(frozen=True)
+class DocumentRollback:
+    """Why a products document is older than the one imported before."""
+
+    message: str  # for the summary and the source's error
+    fields: Mapping[str, str | None]  # for the rollback log event
+
+
+def products_rollback(mark: ProductsMark, last: ImportedProducts | None) -> DocumentRollback | None:
+    """A rollback when ``mark``'s document is older, or a product's newest version is, than ``last``.
+
+    Dates compare as :func:`is_rollback` does; versions by name, as the newest
+    version is chosen. None when nothing was imported from the document before.
+    """
+    if last is None:
+        return None
+    if is_rollback(mark.updated, last.updated):
+        return DocumentRollback(
+            f"the products document {mark.url}: updated {mark.updated}, older than "
+            f"{last.updated} imported before",
+            {"updated": mark.updated, "last_imported": last.updated},
+        )
+    for product, version in sorted(mark.newest.items()):
+        before = last.versions.get(product)
+        if before is not None and version < before:
+            return DocumentRollback(
+                f"the products document {mark.url}: the newest version of {product} is "
+                f"{version}, older than {before} imported before",
+                {
+                    "updated": mark.updated,
+                    "product": product,
+                    "version": version,
+                    "last_imported": before,
+                },
+            )
+    return None

@@ -14,7 +14,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from region.ui import events, views
+from region.ui import accounts, events, views
 from region.ui.page import Scheduled
 from region.ui.ratelimit import LoginLimiter
 from region.ui.session import UI_ROOT, ui_session_middleware
@@ -78,6 +78,7 @@ async def setup_ui(app: web.Application, *, scheduler: Callable[[], Scheduled | 
     r.add_get(UI_ROOT + "/login", views.login_form)
     r.add_post(UI_ROOT + "/login", views.login)
     r.add_post(UI_ROOT + "/logout", views.logout)
+    accounts.add_routes(app)  # MAAS's authenticate-api: a password for an API key
     page = views.PAGE
     r.add_get(page, views.images_page)
     r.add_get(page + "/events", events.status_events)

@@ -26,7 +26,6 @@ from region.db.page_reads import ImportRun, last_finished_import, resource_updat
 from region.db.racks import list_racks
 from region.db.sources import BootSource, Selection
 from region.images.status import QUEUED
-from region.images.steps import DEFAULT_RELEASE
 from region.rackhub.state import rack_status, rack_sync_summary
 from region.ui.selection_diff import RowKey
 
@@ -323,7 +322,7 @@ async def read_page(
         entries = await repo_catalogue.available(ctx.db, source.id)
         selections = await repo_sources.list_selections(ctx.db, source.id)
         known = await repo_catalogue.has_catalogue(ctx.db, source.id)
-    commissioning = DEFAULT_RELEASE
+    commissioning = str(await get_config(ctx.db, "commissioning_distro_series"))
     last = await last_finished_import(ctx.db)
     images = await read_images(ctx, last)
     job = scheduler.job() if scheduler is not None else None

@@ -263,12 +263,12 @@ def test_a_registered_rack_is_listed_with_its_sync_state(
 
 
 def test_phone_width_page_is_readable_without_horizontal_scroll(
-    browser: Browser, region: RegionProcess
+    browser: Browser, region: RegionProcess, rack: str
 ) -> None:
-    """At 390×844 the page fits the width (no sideways scrolling) and is screenshotted."""
+    """At 390×844 the page and its status tables fit the width (no sideways scrolling)."""
     context = browser.new_context(
         viewport={"width": 390, "height": 844},
-        device_scale_factor=2,
+        device_scale_factor=1,
         is_mobile=True,
         has_touch=True,
     )
@@ -279,6 +279,14 @@ def test_phone_width_page_is_readable_without_horizontal_scroll(
         expect(status_cell(page, "ubuntu/noble amd64/ga-24.04")).to_have_text("Synced")
         sizes = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
         assert sizes[0] <= sizes[1], sizes
+        overflow = page.evaluate(
+            """() => ['images-table', 'racks-table'].map((id) => {
+                const table = document.getElementById(id);
+                return table.scrollWidth - table.clientWidth;
+            })"""
+        )
+        assert overflow == [0, 0]
+        expect(page.locator("#racks-table")).to_contain_text(RACK_HOSTNAME)
         for control in ("Save selection", "Save source", "Upload"):
             box = page.get_by_role("button", name=control, exact=True).bounding_box()
             assert box is not None, control

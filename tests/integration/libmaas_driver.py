@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from maas.client import connect  # type: ignore[import-not-found]
+from maas.client.bones import CallError  # type: ignore[import-not-found]
 
 UPLOAD = bytes(range(251)) * ((9 << 20) // 251)  # three 4 MiB chunks, the last short
 IMPORT_WAIT_S = 90.0
@@ -185,8 +186,16 @@ def main(argv: list[str]) -> int:
     made = upload(client, out)
     stopped = client.boot_resources.stop_import()
     out["stop_import"] = stopped.decode() if isinstance(stopped, bytes) else stopped
-    selection.delete()
+    try:  # noble became the commissioning release at the import: MAAS 3.4 refuses
+        selection.delete()
+        out["selection_delete"] = {"status": 204, "content": ""}
+    except CallError as exc:
+        out["selection_delete"] = {"status": exc.status, "content": exc.content.decode()}
     out["selections_after_delete"] = len(client._origin.BootSourceSelections.read(source))
+    out["commissioning"] = client.maas.get_commissioning_distro_series()
+    out["default_release"] = [client.maas.get_default_os(), client.maas.get_default_distro_series()]
+    client.maas.set_name("libmaas-region")
+    out["maas_name"] = client.maas.get_name()
     client.boot_resources.get(made.id).delete()
     out["resources_after_delete"] = sorted(r.name for r in client.boot_resources.list())
     source.delete()

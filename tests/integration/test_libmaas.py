@@ -136,7 +136,15 @@ async def test_python_libmaas_manages_sources_selections_imports_and_uploads(
     assert all(s["complete"] for s in out["deduplicated"]["sets"].values())
 
     assert out["stop_import"] == "Import of boot resources is being stopped"
-    assert out["selections_after_delete"] == 0
+    assert out["commissioning"] == "noble"  # set by the import: the newest LTS it held
+    assert out["default_release"] == ["ubuntu", "noble"]
+    assert out["maas_name"] == "libmaas-region"
+    assert out["selection_delete"] == {
+        "status": 400,
+        "content": "Unable to delete ubuntu noble. "
+        "It is the operating system used in ephemeral environments.",
+    }
+    assert out["selections_after_delete"] == 1  # it goes with its source below
     assert "from-libmaas" not in out["resources_after_delete"]
     assert "again" in out["resources_after_delete"]
     assert out["sources_after_delete"] == []

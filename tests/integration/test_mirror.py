@@ -623,3 +623,20 @@ async def test_sstream_mirror_validates_a_kept_upstream_metadata_mirror_with_the
     assert all(p.startswith("noble/amd64/20250718/") for p in copied)
     for path in copied:
         assert (out / path).read_bytes() == (target / path).read_bytes()
+
+
+async def test_a_mirror_made_before_selections_were_kept_accumulates_from_its_own_metadata(
+    upstream: FakeUpstream, stream: SampleStream, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    """With a state file that lists only files, the published index.json gives the earlier selection."""
+    target = tmp_path / "m"
+    await run_mirror(await options(upstream, stream, target, signing_key))
+    kernels = published_items(target)
+    state = target / ".bootsync/state.json"
+    state.write_text(json.dumps({"files": json.loads(state.read_bytes())["files"]}))
+    summary = await run_mirror(
+        await options(upstream, stream, target, signing_key, filters=GRUB_PXELINUX)
+    )
+    assert summary.files_removed == 0
+    assert published_items(target) == kernels
+    assert_held(target, kernels | published_items(target, BOOTLOADERS))

@@ -303,9 +303,9 @@ async def test_hostile_names_refuse_their_whole_image_and_the_rest_is_published(
     await fake.start()
     try:
         for release, names in hostile.items():
-            for name, item in products["products"][f"hostile:{release}"]["versions"][
-                "20990101"
-            ]["items"].items():
+            for name, item in products["products"][f"hostile:{release}"]["versions"]["20990101"][
+                "items"
+            ].items():
                 fake.serve_as(item["path"], noble_path(noble, names[name]))
         signed_index = await asyncio.to_thread(clearsign, gpg_signer, json.dumps(index).encode())
         signed_products = await asyncio.to_thread(
@@ -327,14 +327,18 @@ async def test_hostile_names_refuse_their_whole_image_and_the_rest_is_published(
         assert not (current / f"ubuntu/amd64/ga-24.04/{release}").exists(), release
     meta = json.loads((current / "maas.meta").read_bytes())
     assert set(meta["ubuntu"]["amd64"]["ga-24.04"]["generic"]) == {"noble"}
-    refused = {e["location"]: e["reason"] for e in events(log_events, "layout_item_refused")}
+    refused = {e["location"]: e["reason"] for e in events(log_events, "layout_item_skipped")}
     assert any(long_name in where and "300 bytes" in why for where, why in refused.items())
     assert any("items[maas.meta]" in where for where in refused)
-    assert any("items[.squashfs]" in where and "starts with '.'" in why for where, why in refused.items())
-    left_out = {e["product"] for e in events(log_events, "layout_version_refused")}
+    assert any(
+        "items[.squashfs]" in where and "starts with '.'" in why for where, why in refused.items()
+    )
+    left_out = {e["product"] for e in events(log_events, "layout_version_skipped")}
     assert left_out == {f"hostile:{release}" for release in hostile}
     client = await serve(aiohttp_client, data)
-    assert (await client.get("/images/ubuntu/amd64/ga-24.04/noble/stable/boot-kernel")).status == 200
+    assert (
+        await client.get("/images/ubuntu/amd64/ga-24.04/noble/stable/boot-kernel")
+    ).status == 200
 
 
 def noble_path(product: dict[str, Any], ftype: str) -> str:

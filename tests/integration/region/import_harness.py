@@ -28,6 +28,7 @@ from region.db.connection import Database, open_db
 from region.db.sources import BootSource
 from region.images.catalogue import Catalogue
 from region.images.importer import Importer, ImportSettings
+from simplestreams.screen import DEFAULT_MAX_ITEM_SIZE
 from tests.fakes.upstream import FakeUpstream
 
 FILE_SIZE = 16 << 10
@@ -75,10 +76,21 @@ class ImportEnv:
 
 @asynccontextmanager
 async def import_env(
-    root: Path, region_key: SigningKey, *, frozen_after_hours: float = 72, **settings: Any
+    root: Path,
+    region_key: SigningKey,
+    *,
+    frozen_after_hours: float = 72,
+    max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
+    **settings: Any,
 ) -> AsyncIterator[ImportEnv]:
-    """Open (or reopen) a region's database, store and stream under ``root``."""
-    base = ImportSettings(create_default_source=False, progress_interval_s=0.02)
+    """Open (or reopen) a region's database, store and stream under ``root``.
+
+    ``frozen_after_hours`` and ``max_item_size`` go to the Catalogue, ``settings``
+    to the importer's ImportSettings (whose ``transfer`` limits the Catalogue shares).
+    """
+    chosen = replace(
+        ImportSettings(create_default_source=False, progress_interval_s=0.02), **settings
+    )
     root.mkdir(parents=True, exist_ok=True)
     store = BlobStore(root / "store")
     publisher = SnapshotPublisher(root / "stream", store)
@@ -86,7 +98,13 @@ async def import_env(
         open_db(root / "region.db") as db,
         make_session(user_agent="bootsync-test") as session,
     ):
-        catalogue = Catalogue(db, session, frozen_after_hours=frozen_after_hours)
+        catalogue = Catalogue(
+            db,
+            session,
+            frozen_after_hours=frozen_after_hours,
+            max_item_size=max_item_size,
+            limits=chosen.transfer,  # metadata read as the importer downloads: same minimum rate
+        )
         importer = Importer(
             db,
             session,
@@ -94,7 +112,7 @@ async def import_env(
             publisher=publisher,
             region_key=region_key,
             catalogue=catalogue,
-            settings=replace(base, **settings),
+            settings=chosen,
         )
         try:
             yield ImportEnv(

@@ -117,14 +117,14 @@ async def test_proxy_changes_refresh_the_catalogue(api_region: Region, log_event
 
 
 async def test_unknown_or_missing_names_are_400_on_name(api_region: Region) -> None:
-    """get and set refuse a name that is not one of the four keys, and a missing name."""
-    unknown_get = await get(api_region, "maas_name")
-    unknown_set = await put(api_region, "maas_name", "x")
+    """get and set refuse a name that is not a setting (keyed by it, as MAAS), and a missing name."""
+    unknown_get = await get(api_region, "no_such_setting")
+    unknown_set = await put(api_region, "no_such_setting", "x")
     missing = await api_region.call("GET", "/maas/", query={"op": "get_config"})
     for resp in (unknown_get, unknown_set):
         assert resp.status == 400
-        message = (await resp.json())["name"][0]
-        assert message.startswith("maas_name is not a valid config setting")
+        message = (await resp.json())["no_such_setting"][0]
+        assert message.startswith("no_such_setting is not a valid config setting")
     assert await missing.json() == {"name": ["No provided name!"]}
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from region.api.selections import DUPLICATE
 from region.db import catalogue as repo_catalogue
+from region.db import config as repo_config
 from region.db import sources as repo_sources
 from region.db.catalogue import CatalogueEntry
 from tests.integration.region.api_harness import (
@@ -26,6 +27,7 @@ NOBLE: list[Field] = [
     ("subarches", "*"),
     ("labels", "*"),
 ]
+JAMMY: list[Field] = [("os", "ubuntu"), ("release", "jammy"), ("arches", "amd64")]
 CATALOGUE = [
     CatalogueEntry(os="ubuntu", arch=arch, subarch=subarch, release=release, label="stable")
     for release, subarches in (("noble", ("ga-24.04", "hwe-24.04")), ("jammy", ("ga-22.04",)))
@@ -132,8 +134,8 @@ class TestCrud:
         )
 
     async def test_delete_answers_204_then_404(self, api_region: Region, source_id: int) -> None:
-        """A deleted selection is gone."""
-        created = await (await create(api_region, source_id, NOBLE)).json()
+        """A deleted selection is gone (jammy: noble is the commissioning release)."""
+        created = await (await create(api_region, source_id, JAMMY)).json()
         path = f"/boot-sources/{source_id}/selections/{created['id']}/"
         deleted = await api_region.call("DELETE", path)
         gone = await api_region.call("GET", path)
@@ -318,3 +320,34 @@ class TestFingerprint:
         seen.append(await repo_sources.sources_fingerprint(db))
         assert unchanged == seen[2]
         assert len(set(seen)) == len(seen) == 5
+
+
+class TestCommissioningRelease:
+    """The selection of the commissioning release cannot be deleted, as in MAAS 3.4."""
+
+    async def test_deleting_the_commissioning_selection_is_refused(
+        self, api_region: Region, source_id: int, log_events: Events
+    ) -> None:
+        """ubuntu/noble (the default commissioning release): 400 with MAAS's text, kept."""
+        created = await (await create(api_region, source_id, NOBLE)).json()
+        path = f"/boot-sources/{source_id}/selections/{created['id']}/"
+        refused = await api_region.call("DELETE", path)
+        assert refused.status == 400
+        assert refused.content_type == "text/plain"
+        assert await refused.text() == (
+            "Unable to delete ubuntu noble. "
+            "It is the operating system used in ephemeral environments."
+        )
+        assert (await api_region.call("GET", path)).status == 200
+        assert any(e["event"] == "selection_delete_refused" for e in log_events)
+
+    async def test_another_commissioning_release_moves_the_guard(
+        self, api_region: Region, source_id: int
+    ) -> None:
+        """With jammy set for commissioning, noble's selection goes and jammy's stays."""
+        noble = await (await create(api_region, source_id, NOBLE)).json()
+        jammy = await (await create(api_region, source_id, JAMMY)).json()
+        await repo_config.set_config(api_region.ctx.db, "commissioning_distro_series", "jammy")
+        base = f"/boot-sources/{source_id}/selections/"
+        assert (await api_region.call("DELETE", f"{base}{noble['id']}/")).status == 204
+        assert (await api_region.call("DELETE", f"{base}{jammy['id']}/")).status == 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import shutil
 import subprocess
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ import pytest
 from common.mirror.samplestream import SampleStream
 from common.trust.keyrings import SigningKey
 from region.db import catalogue as repo_catalogue
+from region.db import imports as repo_import
 from region.db import resources as repo_resources
-from region.images.publish import PRODUCTS_PATH
+from region.db.imports import WantedFile, WantedSet
+from region.images.publish import PRODUCTS_PATH, publish_stream
 from simplestreams import parse_products
 from tests.fakes.hostile import copy_products_document, edit_products, newest_version
 from tests.fakes.upstream import FakeUpstream
@@ -93,12 +96,16 @@ async def test_any_failure_reading_one_source_is_its_error_and_the_other_source_
     scene: Scene, tmp_path: Path, log_events: Events
 ) -> None:
     """A source whose metadata the database cannot store fails alone; the other one imports."""
-    bad = sample_stream(tmp_path / "bad", scene.upstream_key)
-    edit_products(
-        bad.root, scene.upstream_key, lambda doc: doc["products"][GA].update(release_title="\ud800")
+    bad = await asyncio.to_thread(sample_stream, tmp_path / "bad", scene.upstream_key)
+    await asyncio.to_thread(
+        edit_products,
+        bad.root,
+        scene.upstream_key,
+        lambda doc: doc["products"][GA].update(release_title="\ud800"),
     )
     async with FakeUpstream() as hostile:
         hostile.serve_directory(bad.root)
+        hostile_url = hostile.url("/")
         async with import_env(scene.root, scene.region_key) as env:
             broken = await env.add_source(hostile, bad)
             healthy = await env.add_source(scene.upstream, scene.stream)
@@ -108,7 +115,7 @@ async def test_any_failure_reading_one_source_is_its_error_and_the_other_source_
             holding = await held(env.db)
     assert set(holding) >= NOBLE_AMD64
     assert broken_status.last_error is not None
-    assert hostile.url("/") in broken_status.last_error
+    assert hostile_url in broken_status.last_error
     assert healthy_status.last_error is None
     assert summary.outcome == "failed"
     assert len(summary.errors) == 1
@@ -128,6 +135,8 @@ def older_stream(tmp_path: Path, upstream_key: SigningKey) -> SampleStream:
 
 
 def _mix(current: SampleStream, older: SampleStream) -> None:
+    """Serve ``older``'s v3 products document (and its files) beside ``current``'s index."""
+    shutil.copytree(older.root, current.root, dirs_exist_ok=True, ignore=lambda d, _: ["streams"])
     copy_products_document(older.root, current.root)
 
 
@@ -135,7 +144,9 @@ async def test_a_current_index_with_an_older_products_document_is_refused_unless
     scene: Scene, tmp_path: Path, older_stream: SampleStream, log_events: Events
 ) -> None:
     """The signed index of today with last year's signed products: refused, forced accepted."""
-    newer = sample_stream(tmp_path / "newer", scene.upstream_key, newest=NEWER)
+    newer = await asyncio.to_thread(
+        sample_stream, tmp_path / "newer", scene.upstream_key, newest=NEWER
+    )
     scene.upstream.serve_directory(newer.root)
     async with import_env(scene.root, scene.region_key) as env:
         source = await env.add_source(scene.upstream, newer)
@@ -166,12 +177,14 @@ async def test_a_products_document_whose_versions_go_backwards_is_refused(
     scene: Scene, tmp_path: Path, log_events: Events
 ) -> None:
     """A products document dated now but holding older versions than imported is a rollback."""
-    newer = sample_stream(tmp_path / "newer", scene.upstream_key, newest=NEWER)
+    newer = await asyncio.to_thread(
+        sample_stream, tmp_path / "newer", scene.upstream_key, newest=NEWER
+    )
     scene.upstream.serve_directory(newer.root)
     async with import_env(scene.root, scene.region_key) as env:
         await env.add_source(scene.upstream, newer)
         first = await env.importer.run_import("first")
-        older = sample_stream(tmp_path / "older", scene.upstream_key)
+        older = await asyncio.to_thread(sample_stream, tmp_path / "older", scene.upstream_key)
         await asyncio.to_thread(_mix, newer, older)
         refused = await env.importer.run_import("versions back")
         holding = await held(env.db)
@@ -253,7 +266,7 @@ async def test_an_item_the_region_could_not_serve_is_refused_and_the_rest_import
 ) -> None:
     """The product version holding the item is refused with an event; the rest is published."""
     edit, field, reason = HOSTILE[case]
-    edit_products(scene.stream.root, scene.upstream_key, edit)
+    await asyncio.to_thread(edit_products, scene.stream.root, scene.upstream_key, edit)
     async with import_env(scene.root, scene.region_key) as env:
         source = await env.add_source(scene.upstream, scene.stream)
         first = await env.importer.run_import("first")
@@ -282,7 +295,7 @@ async def test_a_selection_larger_than_the_free_space_is_a_named_no_space_failur
     scene: Scene, log_events: Events
 ) -> None:
     """With no item limit, a petabyte item fails the import as no_space with need and free."""
-    edit_products(scene.stream.root, scene.upstream_key, _petabyte)
+    await asyncio.to_thread(edit_products, scene.stream.root, scene.upstream_key, _petabyte)
     async with import_env(scene.root, scene.region_key, max_item_size=1 << 60) as env:
         await env.add_source(scene.upstream, scene.stream)
         summary = await env.importer.run_import("test")
@@ -368,3 +381,39 @@ async def test_a_disk_filling_mid_import_is_a_named_no_space_failure_and_the_nex
     )
     assert healed.outcome == "ok", healed.errors
     assert set(holding) >= NOBLE_AMD64
+
+
+async def test_sets_held_from_before_with_unservable_names_never_break_publishing(
+    tmp_path: Path, region_key: SigningKey, log_events: Events
+) -> None:
+    """A set stored before names were screened (300-byte file name) is skipped, the rest published."""
+    async with import_env(tmp_path / "region", region_key) as env:
+        good = await env.store.ingest_bytes(b"noble squashfs")
+        bad = await env.store.ingest_bytes(b"jammy squashfs")
+        await repo_import.write_wanted(
+            env.db,
+            [_wanted("noble", "squashfs", good, 14), _wanted("jammy", "s" * 300, bad, 14)],
+            {good: 14, bad: 14},
+        )
+        snapshot = await publish_stream(env.db, env.publisher, region_key)
+    assert snapshot is not None
+    assert await published_sets(tmp_path / "region") == {
+        ("ubuntu/noble", "amd64/generic", "20250718")
+    }
+    assert [e["name"] for e in log_events if e["event"] == "stream_entry_skipped"] == [
+        "ubuntu/jammy"
+    ]
+
+
+def _wanted(release: str, filename: str, sha256: str, size: int) -> WantedSet:
+    return WantedSet(
+        name=f"ubuntu/{release}",
+        architecture="amd64/generic",
+        kflavor="generic",
+        bootloader_type=None,
+        rolling=False,
+        extra={"title": release},
+        version="20250718",
+        label="stable",
+        files=(WantedFile(filename=filename, filetype="squashfs", sha256=sha256, size=size),),
+    )

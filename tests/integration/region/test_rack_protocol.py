@@ -236,7 +236,8 @@ class TestEvents:
         """Publishing a new stream sends ``event: snapshot`` with its id to both racks."""
         ids = [(await region.register(h))["system_id"] for h in ("rack1", "rack2")]
         streams = [
-            await open_events(region.client, events_path(i), region.rack_auth(system_id=i)) for i in ids
+            await open_events(region.client, events_path(i), region.rack_auth(system_id=i))
+            for i in ids
         ]
         snapshot = await publish_new_image(region, "noble")
         for stream in streams:
@@ -249,7 +250,8 @@ class TestEvents:
         """The all-racks op reaches both streams; the per-rack op only its own."""
         ids = [(await region.register(h))["system_id"] for h in ("rack1", "rack2")]
         one, two = [
-            await open_events(region.client, events_path(i), region.rack_auth(system_id=i)) for i in ids
+            await open_events(region.client, events_path(i), region.rack_auth(system_id=i))
+            for i in ids
         ]
         resp = await region.api("POST", "/rackcontrollers/", op="import_boot_images")
         assert await resp.text() == "Import of boot images started on all rack controllers"

@@ -20,6 +20,7 @@ from pytest_aiohttp import AiohttpClient
 
 from region.api.http import API_ROOT
 from region.db import catalogue as repo_catalogue
+from region.db import config as repo_config
 from region.db import sources as repo_sources
 from region.db.catalogue import CatalogueEntry
 from region.db.imports import WantedFile, WantedSet, write_wanted
@@ -559,3 +560,18 @@ async def test_an_upload_larger_than_the_free_space_is_refused(region: RackRegio
     assert resp.status == 507
     assert (await resp.text()).startswith("No space left on device")
     assert await (await region.api("GET", "/boot-resources/")).json() == []
+
+
+async def test_a_custom_upload_without_base_image_gets_the_commissioning_release(
+    region: RackRegion,
+) -> None:
+    """As MAAS: no base_image → the commissioning OS/release; a re-upload keeps its base."""
+    first = await announce(region, "custom/plain", data=b"one")
+    await repo_config.set_config(region.ctx.db, "commissioning_distro_series", "jammy")
+    other = await announce(region, "custom/later", data=b"two")
+    given = await announce(region, "custom/given", data=b"three", extra=[("base_image", "rhel/8")])
+    again = await announce(region, "custom/given", data=b"four")
+    assert first["base_image"] == "ubuntu/noble"
+    assert other["base_image"] == "ubuntu/jammy"
+    assert given["base_image"] == "rhel/8"
+    assert again["base_image"] == "rhel/8"

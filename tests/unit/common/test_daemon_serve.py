@@ -16,7 +16,9 @@ import aiohttp
 import pytest
 import structlog
 from aiohttp import web
+from prometheus_client.core import Metric
 
+from common.ops import metrics
 from common.ops.daemon import Milestones, drain, serve
 from common.ops.logging import LogFormat
 from common.ops.sdnotify import Notifier
@@ -58,6 +60,10 @@ class Settings:
     listen_port: int
     listen_host: str = "127.0.0.1"
     shutdown_grace_s: int = 30
+    header_timeout_s: int = 10
+    max_client_connections: int = 64
+    metrics_listen: str = ""
+    metrics_token: str = ""
     log_level: str = "info"
     log_format: LogFormat = "json"
 
@@ -223,3 +229,78 @@ async def test_serve_raises_when_the_port_is_taken_and_leaves_no_signal_handler(
             )
     assert said == []
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+async def idle_connection(port: int, writers: list[asyncio.StreamWriter]) -> asyncio.StreamReader:
+    """A connection to ``port`` that sends nothing; its reader (its writer goes to ``writers``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writers.append(writer)
+    return reader
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_serve_closes_idle_connections_caps_each_client_and_serves_metrics_apart() -> None:
+    """The daemons' server: connections without a request head close after
+    header_timeout_s, a third connection from one address is refused 503 while another
+    address is served, and /metrics is only on metrics_listen, behind its token."""
+    said: list[str] = []
+    writers: list[asyncio.StreamWriter] = []
+    app = web.Application()
+    app.router.add_get("/hello", _hello)
+    app[metrics.LIVE_METRICS] = _live
+    settings = Settings(
+        listen_port=free_port(),
+        header_timeout_s=1,
+        max_client_connections=2,
+        metrics_listen=f"127.0.0.1:{free_port()}",
+        metrics_token="s3cret-token",
+    )
+    task = asyncio.create_task(
+        serve(
+            app,
+            settings,
+            work=lambda _app: Job(busy=False),
+            milestones=milestones(said),
+            notifier=Notifier({}),
+        )
+    )
+    try:
+        async with asyncio.timeout(10):
+            while said != ["listening"]:
+                await asyncio.sleep(0.01)
+        port = settings.listen_port
+        idle = [await idle_connection(port, writers) for _ in range(2)]
+        refused = await idle_connection(port, writers)
+        async with asyncio.timeout(5):
+            assert (await refused.read()).startswith(b"HTTP/1.1 503 ")
+        base, metrics_url = f"http://127.0.0.1:{port}", f"http://{settings.metrics_listen}"
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=connector) as other:
+            async with other.get(base + "/hello") as resp:
+                assert (resp.status, await resp.text()) == (200, "hello")
+            async with other.get(base + "/metrics") as resp:
+                assert resp.status == 404
+            async with other.get(metrics_url + "/metrics") as resp:
+                assert resp.status == 401
+            bearer = {"Authorization": "Bearer s3cret-token"}
+            async with other.get(metrics_url + "/metrics", headers=bearer) as resp:
+                assert resp.status == 200
+                assert "bootsync_test_live 7.0" in await resp.text()
+        async with asyncio.timeout(5):
+            assert [await reader.read() for reader in idle] == [b"", b""]
+        async with aiohttp.ClientSession() as session, session.get(base + "/hello") as resp:
+            assert resp.status == 200  # the closed idle ones no longer count
+    finally:
+        for writer in writers:
+            writer.close()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(task, 10)
+    assert said == ["listening", "stopping", "stopped"]
+
+
+async def _hello(_request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+async def _live() -> list[Metric]:
+    return metrics.gauge("bootsync_test_live", "A scrape-time value.", 7.0)

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import aiohttp
 import pytest
 
-from common.errors import SignatureError, TamperedPayloadError, UnknownKeyError
+from common.errors import (
+    MetadataTooLargeError,
+    SignatureError,
+    TamperedPayloadError,
+    UnknownKeyError,
+)
 from common.transfer.http import make_session
+from common.transfer.limits import TransferLimits
 from common.transfer.streams import (
     SIGNED_INDEX_PATH,
     UNSIGNED_INDEX_PATH,
+    FetchedDocument,
     StreamSource,
     TrustPolicy,
     http_documents,
@@ -22,7 +29,7 @@ from common.transfer.streams import (
     resolve_source,
 )
 from common.trust.keyrings import Keyring
-from simplestreams import StreamFormatError
+from simplestreams import StreamFormatError, flatten
 from tests.fakes.gpg import ThrowawayKey, clearsign, keyring_for
 from tests.fakes.upstream import FakeUpstream
 
@@ -189,6 +196,82 @@ class TestReadStream:
                 UNSIGNED_INDEX_PATH,
                 TrustPolicy(None),
             )
+
+    async def test_the_loop_keeps_ticking_while_each_large_document_is_parsed(
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        gpg_signer: ThrowawayKey,
+        gpg_keyring: Keyring,
+        log_events: list[MutableMapping[str, Any]],
+    ) -> None:
+        """A heartbeat task keeps ticking after each signature checks out, while its text is parsed."""
+        big = "com.example:big"
+        index = index_doc(big, suffix=".sjson")
+        for n in range(40_000):  # entries without a path: only parsed, nothing fetched
+            index["index"][f"com.example:info{n}"] = {"format": "products:1.0", "products": ["p"]}
+        products = products_doc(big)
+        item = products["products"]["p"]["versions"]["1"]["items"]["squashfs"]
+        for n in range(8_000):
+            products["products"][f"p{n}"] = {
+                "os": "ubuntu",
+                "versions": {"1": {"items": {"squashfs": {**item, "path": f"{n}/squashfs"}}}},
+            }
+        for path, doc in ((SIGNED_INDEX_PATH, index), (f"streams/v1/{big}.sjson", products)):
+            body = json.dumps(doc, indent=1).encode()  # gpg clearsigns lines of < 20 KB only
+            fake_upstream.add_file(path, await asyncio.to_thread(clearsign, gpg_signer, body))
+        fetch = http_documents(session, fake_upstream.url("/"))
+        phase = "start"
+
+        async def get(path: str) -> FetchedDocument:
+            nonlocal phase
+            phase = f"fetching {path}"
+            document = await fetch(path)
+            phase = f"read {path}"
+            return document
+
+        def verified() -> int:
+            return sum(1 for e in list(log_events) if e["event"] == "signature_verified")
+
+        ticks: list[tuple[str, int]] = []  # (phase, signatures verified so far) at each tick
+
+        async def heartbeat() -> None:
+            while True:
+                ticks.append((phase, verified()))
+                await asyncio.sleep(0)
+
+        beating = asyncio.create_task(heartbeat())
+        try:
+            stream = await read_stream(get, SIGNED_INDEX_PATH, TrustPolicy(gpg_keyring))
+        finally:
+            beating.cancel()
+        assert len(stream.index.entries) == 40_002  # with index_doc's own "info"
+        assert len(list(flatten(stream.products[big]))) == 8_001
+        # Ticks after the index's signature was verified and before the products document
+        # was asked for: the index was parsed while the loop ran. Same for the products.
+        assert ticks.count((f"read {SIGNED_INDEX_PATH}", 1)) >= 10
+        assert ticks.count((f"read streams/v1/{big}.sjson", 2)) >= 10
+
+    async def test_a_products_document_over_the_maximum_is_refused_unread(
+        self,
+        fake_upstream: FakeUpstream,
+        session: aiohttp.ClientSession,
+        gpg_signer: ThrowawayKey,
+        gpg_keyring: Keyring,
+    ) -> None:
+        """A products document larger than max_metadata_bytes fails the read as metadata_too_large."""
+        await publish_signed(fake_upstream, gpg_signer, "com.example:a")
+        path = "streams/v1/com.example:a.sjson"
+        fake_upstream.add_file(path, fake_upstream.files["/" + path] + b" " * (70 << 10))
+        limits = TransferLimits(max_metadata_bytes=64 << 10)
+        with pytest.raises(MetadataTooLargeError, match=r"com\.example:a\.sjson") as refused:
+            await read_stream(
+                http_documents(session, fake_upstream.url("/"), limits=limits),
+                SIGNED_INDEX_PATH,
+                TrustPolicy(gpg_keyring),
+            )
+        assert refused.value.reason == "metadata_too_large"
+        assert refused.value.limit == 64 << 10
 
     def test_a_pinned_fingerprint_without_a_keyring_is_a_programming_error(self) -> None:
         """A policy pinning a key but holding no keyring cannot be made."""

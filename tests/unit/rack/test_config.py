@@ -220,3 +220,12 @@ def test_a_region_url_is_accepted_with_or_without_maas(
     from_flag = load_config(write(tmp_path, ""), overrides=Overrides(region_urls=[typed]))
     assert from_file.region_urls == from_flag.region_urls == (base,)
     assert RackConfig(secret="s", region_urls=(typed,)).region_urls == (base,)
+
+
+def test_sync_transfer_keys_reach_the_downloads_minimum_rate(tmp_path: Path) -> None:
+    """[sync] min_rate and rate_window_s set the rack's TransferLimits; a bad one is named."""
+    config = load_config(write(tmp_path, "[sync]\nmin_rate = 1024\nrate_window_s = 30\n"))
+    assert (config.transfer.min_rate, config.transfer.rate_window_s) == (1024, 30)
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, "[sync]\nmin_rate = -5\n"))
+    assert problems(exc)[0].startswith("sync.min_rate: must be a whole number ≥ 0")

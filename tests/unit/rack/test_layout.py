@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any
 
+import pytest
+
 from common.rackproto import RackImage
 from rack.layout import images_from_meta, plan_layout, segment_problem
 from simplestreams import Item, Product, ProductList, Version
@@ -217,8 +219,8 @@ def test_items_with_unsafe_or_missing_fields_are_skipped_with_the_reason() -> No
     reasons = sorted(s.reason for s in layout.skipped)
     assert reasons == [
         "field label: missing",
-        "field os: '.hidden' is hidden (starts with '.')",
-        "field subarch: 'a/b' holds a '/'",
+        "field os: path segment '.hidden' starts with '.'",
+        "field subarch: path segment 'a/b' holds a '/'",
     ]
     assert len(layout.sources) == 3
 
@@ -235,11 +237,28 @@ def test_two_items_claiming_one_path_keep_the_first_and_report_the_other() -> No
     assert "bootloader/uefi/amd64/ubuntu" in {f.relpath for f in layout.files}
 
 
-def test_a_file_named_maas_meta_cannot_replace_the_metadata() -> None:
-    """The root name maas.meta is reserved for the snapshot's own description."""
-    layout = plan_layout([stream(bootloader("grub", "uefi", "amd64", ["maas.meta"]))])
-    assert "maas.meta" not in {f.relpath for f in layout.files}
-    assert "bootloader/uefi/amd64/maas.meta" in {f.relpath for f in layout.files}
+def test_a_file_named_maas_meta_is_refused_with_its_whole_version() -> None:
+    """maas.meta is the snapshot's own description: no item may be named so, anywhere."""
+    layout = plan_layout(
+        [
+            stream(
+                bootloader("grub", "uefi", "amd64", ["grubx64.efi", "maas.meta"]),
+                ubuntu("ga-24.04", versions={"20250718": ["boot-kernel", "maas.meta"]}),
+                bootloader("pxelinux", "pxe", "i386", ["syslinux.tar.xz"]),
+            )
+        ]
+    )
+    assert {f.relpath for f in layout.files} == {
+        "bootloader/pxe/i386/syslinux.tar.xz",
+        "syslinux.tar.xz",
+    }
+    assert [s.reason for s in layout.skipped] == [
+        "file name: 'maas.meta' is the name of the rack's own metadata file"
+    ] * 2
+    assert {v.product for v in layout.left_out} == {
+        "maas:boot:grub:amd64:generic:uefi",
+        "maas:boot:ubuntu:amd64:ga-24.04:noble",
+    }
 
 
 def test_segment_problem_accepts_names_and_refuses_escapes() -> None:
@@ -258,3 +277,81 @@ def test_images_from_meta_ignores_malformed_parts() -> None:
     assert images_from_meta(meta) == [
         RackImage(name="ubuntu/noble", architecture="amd64", subarches=["ga-24.04"])
     ]
+
+
+def test_a_300_character_file_name_refuses_its_item_and_its_whole_version_only() -> None:
+    """The name no file system takes is refused by the served-name rule; the other files of
+    that image are left out with it, and every other image is laid out."""
+    long_name = "k" * 300
+    layout = plan_layout(
+        [
+            stream(
+                ubuntu("ga-24.04"),
+                ubuntu("hwe-24.04", versions={"20250718": ["boot-kernel", long_name]}),
+            )
+        ]
+    )
+    assert {f.source.split("/")[2] for f in layout.files} == {"ga-24.04"}
+    assert len(layout.sources) == 3
+    (skipped,) = layout.skipped
+    assert skipped.location.endswith(f"items[{long_name}]")
+    assert skipped.reason.startswith("file name: path segment 'kkkk")
+    assert skipped.reason.endswith("is 300 bytes, more than 255")
+    (left_out,) = layout.left_out
+    assert (left_out.product, left_out.version, left_out.items) == (
+        "maas:boot:ubuntu:amd64:hwe-24.04:noble",
+        "20250718",
+        2,
+    )
+    assert left_out.reason == f"{skipped.location}: {skipped.reason}"
+    meta = json.loads(layout.meta_json())
+    assert set(meta["ubuntu"]["amd64"]) == {"ga-24.04"}
+
+
+@pytest.mark.parametrize(
+    ("versions", "says"),
+    [
+        ({".hidden": ["boot-kernel"]}, "path: path segment '.hidden' starts with '.'"),
+        ({"20250718": ["boot-kernel", ".squashfs"]}, "file name: path segment '.squashfs'"),
+    ],
+)
+def test_names_the_region_would_not_serve_are_refused_by_the_shared_rule(
+    versions: dict[str, list[str]], says: str
+) -> None:
+    """A hidden version or file name is published but never served: refused, never fetched."""
+    layout = plan_layout([stream(ubuntu("hwe-24.04", versions=versions), ubuntu("ga-24.04"))])
+    assert any(s.reason.startswith(says) for s in layout.skipped), layout.skipped
+    assert not any("hwe-24.04" in f.relpath for f in layout.files)
+    assert not any("hwe-24.04" in i.path for i in layout.sources if i.path)
+    assert [v.product for v in layout.left_out] == ["maas:boot:ubuntu:amd64:hwe-24.04:noble"]
+
+
+def test_a_clash_leaves_the_whole_later_version_out_not_just_the_clashing_file() -> None:
+    """An image that loses one of its paths to another image is not published without it."""
+    first = ubuntu("ga-24.04", versions={"1": ["boot-kernel"]})
+    attrs = dict(first.attrs)
+    clash = product("maas:boot:other", attrs, {"2": ["boot-initrd", "boot-kernel"]}, "zz")
+    layout = plan_layout([stream(first, clash)])
+    assert {f.source for f in layout.files} == {"ubuntu/amd64/ga-24.04/noble/1/boot-kernel"}
+    assert [(v.product, v.items) for v in layout.left_out] == [("maas:boot:other", 2)]
+    assert "already taken by other content" in layout.left_out[0].reason
+
+
+def test_an_item_without_a_checksum_refuses_its_version() -> None:
+    """A file the rack cannot verify is never published, and neither is its image."""
+    base = ubuntu("hwe-24.04")
+    version = base.versions["20250718"]
+    kernel = version.items["boot-kernel"]
+    unverifiable = Item(name=kernel.name, path=kernel.path, sha256=None, size=10, attrs={})
+    damaged = Product(
+        name=base.name,
+        attrs=base.attrs,
+        versions={
+            "20250718": Version(
+                name="20250718", items={**version.items, "boot-kernel": unverifiable}
+            )
+        },
+    )
+    layout = plan_layout([stream(damaged, ubuntu("ga-24.04"))])
+    assert [s.reason for s in layout.skipped] == ["item: no sha256"]
+    assert not any("hwe" in f.relpath for f in layout.files)

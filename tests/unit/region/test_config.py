@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import ConfigError
+from common.transfer.limits import TransferLimits
 from region.config import DB_NAME, Overrides, RegionConfig, load_config, shipped_keyring
 
 SHIPPED = Path(__file__).resolve().parents[3] / "etc" / "regiond.toml"
@@ -54,7 +55,7 @@ def test_the_shipped_file_means_defaults_and_documents_the_real_ones(tmp_path: P
     """etc/regiond.toml as shipped gives the defaults, and so does every line uncommented."""
     text = SHIPPED.read_text(encoding="utf-8")
     uncommented = re.sub(r"(?m)^# ([a-z_]+ = .*)$", r"\1", text)
-    assert text.count("\n[") == 5
+    assert text.count("\n[") == 6
     assert load_config(SHIPPED) == RegionConfig()
     assert load_config(write(tmp_path, uncommented)) == RegionConfig()
     # every field of RegionConfig is documented by exactly one key
@@ -203,3 +204,30 @@ def test_overrides_do_not_hide_file_problems(tmp_path: Path) -> None:
             write(tmp_path, '[server]\nlisten = "nope"\n'),
             overrides=Overrides(listen="127.0.0.1:1"),
         )
+
+
+def test_import_transfer_keys_reach_the_transfer_limits(tmp_path: Path) -> None:
+    """[import] min_rate, rate_window_s and max_metadata_bytes set the region's TransferLimits."""
+    config = load_config(
+        write(
+            tmp_path,
+            "[import]\nmin_rate = 65536\nrate_window_s = 5\nmax_metadata_bytes = 1048576\n",
+        )
+    )
+    assert config.transfer == TransferLimits(
+        min_rate=65536, rate_window_s=5, max_metadata_bytes=1 << 20
+    )
+    assert load_config(write(tmp_path, "[import]\nmin_rate = 0\n")).transfer.enforced is False
+
+
+def test_impossible_transfer_keys_are_each_named(tmp_path: Path) -> None:
+    """A negative rate, a zero window and a tiny metadata cap are three named problems."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(
+            write(tmp_path, "[import]\nmin_rate = -1\nrate_window_s = 0\nmax_metadata_bytes = 10\n")
+        )
+    assert [p.split(":")[0] for p in problems(exc)] == [
+        "import.min_rate",
+        "import.rate_window_s",
+        "import.max_metadata_bytes",
+    ]
