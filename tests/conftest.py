@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fakes.upstream",
     "tests.fakes.streams",
     "tests.integration.region.api_harness",
+    "tests.reliability.plugin",  # --reliability-trials, --reliability-seed
 ]
 
 OUR_PACKAGES = ["common", "simplestreams", "region", "rack"]

@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from common.mirror.selection import MirrorSelection, published_selection
 from common.ops.logging import get_logger
-from common.storage.atomic import write_if_changed
+from common.storage.atomic import temp_name, write_if_changed
 from common.storage.blobstore import BlobStore
 from simplestreams import StreamFormatError, served_path_problem
 
@@ -100,8 +99,7 @@ class MirrorTree:
             if dest.exists() and dest.samefile(blob):
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            # Not named after dest: a name of 255 bytes leaves no room for more.
-            tmp = dest.with_name(f".bootsync-{secrets.token_hex(8)}.tmp")
+            tmp = dest.with_name(temp_name(dest.name, ".tmp"))  # fits beside a 255-byte name
             os.link(blob, tmp)
             tmp.replace(dest)
             changed += 1

@@ -14,7 +14,18 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["commit_file", "fsync_dir", "write_atomic", "write_if_changed"]
+__all__ = ["commit_file", "fsync_dir", "temp_name", "write_atomic", "write_if_changed"]
+
+# Of a target's name, at most this much goes into its temp file's name, so that
+# ".<name>.<8 hex><suffix>" fits in one segment (NAME_MAX, 255 bytes) even when
+# the target's own name takes all 255.
+_TEMP_STEM_BYTES = 200
+
+
+def temp_name(name: str, suffix: str) -> str:
+    """A hidden, unique name for a temp file beside ``name`` that fits in one path segment."""
+    stem = os.fsdecode(os.fsencode(name)[:_TEMP_STEM_BYTES])
+    return f".{stem}.{secrets.token_hex(4)}{suffix}"
 
 
 def write_atomic(
@@ -28,7 +39,7 @@ def write_atomic(
     so concurrent creators agree on one winner and nobody reads it half done).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = path.with_name(temp_name(path.name, ".tmp"))
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     try:
         try:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from common.errors import DigestMismatchError, InsufficientSpaceError, SizeMismatchError
 from common.ops.logging import get_logger, short_sha
-from common.storage.atomic import commit_file
+from common.storage.atomic import commit_file, temp_name
 
 log = get_logger("blobstore")
 
@@ -281,7 +281,7 @@ class BlobStore:
 
 def _link_or_copy(blob: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    temp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.link")
+    temp = dest.with_name(temp_name(dest.name, ".link"))
     try:
         try:
             os.link(blob, temp)

@@ -5,7 +5,9 @@ Range); :func:`request_bounded` reads a small body whole (metadata, API
 replies). aiohttp's exceptions stop here: both turn them into the
 :mod:`common.errors` types that :func:`common.errors.is_retryable` understands,
 through the one mapping :func:`translate_error`. Retrying is
-:func:`common.transfer.retry.retrying`'s job.
+:func:`common.transfer.retry.retrying`'s job; how slow a transfer may be (a
+minimum rate, a deadline per file) is a :class:`common.transfer.limits.Pace`'s,
+which both take.
 """
 
 from __future__ import annotations

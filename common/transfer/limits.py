@@ -115,6 +115,7 @@ class AttemptWatch:
         self._spent_before = 0.0
         self._window_end = 0.0
         self._window_bytes = 0
+        self._scheduled = 0.0  # when the timeout fires
         self._deadline_due = False  # the timeout set is the deadline, not a window's end
 
     async def __aenter__(self) -> AttemptWatch:
@@ -124,7 +125,8 @@ class AttemptWatch:
         self._began = self._loop.time()
         self._spent_before = self._pace.spent_s
         self._window_end = self._began + self._limits.rate_window_s
-        self._timeout = asyncio.timeout(self._next_check())
+        self._scheduled = self._next_check()
+        self._timeout = asyncio.timeout_at(self._scheduled)
         await self._timeout.__aenter__()
         return self
 
@@ -154,13 +156,20 @@ class AttemptWatch:
             self._window_end += self._limits.rate_window_s
             self._window_bytes = 0
         self._window_bytes += nbytes
-        self._timeout.reschedule(self._next_check())
+        self._reschedule()
 
     def expect(self, size: int) -> None:
         """The server announced ``size`` bytes in all (see :meth:`Pace.expect`)."""
         self._pace.expect(size)
         if self._timeout is not None and not self._timeout.expired():
-            self._timeout.reschedule(self._next_check())
+            self._reschedule()
+
+    def _reschedule(self) -> None:
+        # The check moves about twice a window, not with every chunk: keep the timer then.
+        when = self._next_check()
+        if when != self._scheduled and self._timeout is not None:
+            self._scheduled = when
+            self._timeout.reschedule(when)
 
     def _deadline(self) -> float | None:
         budget = self._pace.budget_s

@@ -64,14 +64,6 @@ def newest_version(doc: Doc, product: str) -> Doc:
     return dict(versions[max(versions)])
 
 
-def product_named(doc: Doc, **fields: str) -> str:
-    """The name of the one product of ``doc`` whose fields include ``fields``."""
-    (name,) = (
-        n for n, p in doc["products"].items() if all(p.get(k) == v for k, v in fields.items())
-    )
-    return name
-
-
 def copy_products_document(source: Path, target: Path, content_id: str = V3) -> None:
     """Serve ``source``'s signed products document (both forms) from ``target``'s stream.
 

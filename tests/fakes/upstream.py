@@ -6,6 +6,8 @@ otherwise. Faults are set per path and most wear off after ``times`` requests.
 Byte counts in ``truncate``, ``stall`` and ``reset`` are counted within one
 response body, so a resumed request is cut at the same distance from its start.
 ``drip`` is the slow-retrieval attack: a few bytes at a time, never a stall.
+``endless`` sends the file and then filler for as long as the client reads.
+Every body byte sent is counted per path (:meth:`FakeUpstream.served_bytes`).
 
 Use the ``fake_upstream`` fixture, or ``async with FakeUpstream() as upstream``.
 """
@@ -27,6 +29,7 @@ from aiohttp.test_utils import TestServer
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _PIECE = 64 << 10
+_ENDLESS_MAX = 1 << 30  # an endless body ends here if the client never hangs up
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class _PathFaults:
     redirect: _Fault | None = None
     ignore_range: _Fault | None = None
     drip: _Fault | None = None
+    endless: _Fault | None = None
 
 
 @dataclass
@@ -80,6 +84,7 @@ class FakeUpstream:
     files: dict[str, bytes] = field(default_factory=dict)
     root: Path | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
+    served: dict[str, int] = field(default_factory=dict)  # path -> body bytes sent
     _faults: dict[str, _PathFaults] = field(default_factory=dict)
     _server: TestServer | None = None
 
@@ -128,6 +133,12 @@ class FakeUpstream:
         """The recorded requests for ``path``."""
         return [r for r in self.requests if r.path == _norm(path)]
 
+    def served_bytes(self, path: str | None = None) -> int:
+        """Body bytes sent so far for ``path`` (None: for every path together)."""
+        if path is None:
+            return sum(self.served.values())
+        return self.served.get(_norm(path), 0)
+
     # --- fault switches ----------------------------------------------------------
 
     def fail(
@@ -165,6 +176,10 @@ class FakeUpstream:
     ) -> None:
         """Send the body ``nbytes`` at a time, one piece every ``every_s`` seconds."""
         self._for(path).drip = _Fault(times, nbytes, every_s)
+
+    def endless(self, path: str, times: int | None = None) -> None:
+        """Send the body without a length, then filler for ever (until the client hangs up)."""
+        self._for(path).endless = _Fault(times)
 
     def ignore_range(self, path: str, times: int | None = None) -> None:
         """Answer 200 with the whole file even when a Range is asked for."""
@@ -226,7 +241,10 @@ class FakeUpstream:
         if status == 206:
             resp.headers["Content-Range"] = f"bytes {span[0]}-{span[1] - 1}/{span[2]}"
         lying = faults.wrong_length is not None and faults.wrong_length.take()
-        if not lying:
+        endless = faults.endless is not None and faults.endless.take()
+        if endless:
+            resp.enable_chunked_encoding()
+        elif not lying:
             resp.content_length = len(body)
         elif faults.wrong_length is not None and faults.wrong_length.value >= 0:
             resp.content_length = faults.wrong_length.value
@@ -257,12 +275,28 @@ class FakeUpstream:
             if sent < stall_at < piece_end:
                 piece_end = stall_at
             await resp.write(body[sent:piece_end])
+            self._count(request.path, piece_end - sent)
             sent = piece_end
             if drip is not None:
                 await asyncio.sleep(drip.extra)
+        if endless:
+            await self._filler(request, resp)
         if reset:
             _abort(request)
         return resp
+
+    def _count(self, path: str, nbytes: int) -> None:
+        self.served[path] = self.served.get(path, 0) + nbytes
+
+    async def _filler(self, request: web.Request, resp: web.StreamResponse) -> None:
+        """Zeros after the body until the client hangs up (or _ENDLESS_MAX bytes)."""
+        piece = bytes(_PIECE)
+        try:
+            for _ in range(_ENDLESS_MAX // _PIECE):
+                await resp.write(piece)
+                self._count(request.path, _PIECE)
+        except ConnectionError:  # the client stopped reading: what it should do
+            return
 
 
 def _abort(request: web.Request) -> None:

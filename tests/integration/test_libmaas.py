@@ -198,7 +198,7 @@ async def test_python_libmaas_reads_rack_controllers_with_the_racks_own_host_fac
     debian = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64el"}.get(machine, machine)
     meminfo = Path("/proc/meminfo").read_text().split()
     release = os_release()
-    net = sorted(n for n in os.listdir("/sys/class/net") if n != "lo")
+    net = sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name != "lo")
     assert seen["hostname"] == "rack-l"
     assert seen["fqdn"] == "rack-l.maas"
     assert seen["architecture"] == f"{debian}/generic"

@@ -245,3 +245,23 @@ async def test_cli_reports_a_local_failure_cleanly(
     assert "Traceback" not in err
     assert "bootsync mirror: error: " in err
     assert str(not_a_dir) in err
+
+
+async def test_a_file_name_of_the_longest_servable_length_is_mirrored(
+    served: Served, mirror_key: SigningKey, tmp_path: Path
+) -> None:
+    """A 255-byte file name passes the served-name rule, so the mirror lays it out."""
+    kernel_path = "noble/amd64/20250718/ga-24.04/generic/boot-kernel"
+    long_name = kernel_path.rsplit("/", 1)[0] + "/" + "k" * 255
+    kernel = await asyncio.to_thread((served.stream.root / kernel_path).read_bytes)
+    served.server.add_file(long_name, kernel)
+
+    def rename(doc: dict[str, Any]) -> None:
+        newest_version(doc, GA)["items"]["boot-kernel"]["path"] = long_name
+
+    await asyncio.to_thread(edit_products, served.stream.root, served.key, rename)
+    target = tmp_path / "m"
+    summary = await run_mirror(await options(served.server, served.stream, target, mirror_key))
+    assert summary.refused == ()
+    assert long_name in published_items(target)
+    assert await asyncio.to_thread((target / long_name).read_bytes) == kernel

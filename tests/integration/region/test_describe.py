@@ -141,9 +141,18 @@ async def test_action_docs_list_every_parameter_after_the_first_paragraph(
             assert summary
             assert ":param" not in summary
             params[handler["name"], action["name"]] = re.findall(r"^:param (\w+):", rest, re.M)
-    assert params["BootSourcesHandler", "create"] == ["url", "keyring_filename", "keyring_data"]
-    assert params["BootSourcesHandler", "fetch"] == ["url", "keyring_filename", "keyring_data"]
-    assert params["BootSourceHandler", "update"] == ["url", "keyring_filename", "keyring_data"]
+    source_fields = [
+        "url",
+        "keyring_filename",
+        "keyring_data",
+        "name",
+        "priority",
+        "enabled",
+        "skip_keyring_verification",
+    ]
+    assert params["BootSourcesHandler", "create"] == source_fields
+    assert params["BootSourcesHandler", "fetch"] == source_fields
+    assert params["BootSourceHandler", "update"] == source_fields
     assert params["BootSourceSelectionsHandler", "create"] == [
         "os",
         "release",

@@ -417,3 +417,26 @@ def _wanted(release: str, filename: str, sha256: str, size: int) -> WantedSet:
         label="stable",
         files=(WantedFile(filename=filename, filetype="squashfs", sha256=sha256, size=size),),
     )
+
+
+async def test_a_file_name_of_the_longest_servable_length_is_imported_and_published(
+    scene: Scene, log_events: Events
+) -> None:
+    """A 255-byte file name passes the served-name rule, so publishing it must not fail."""
+    name = "k" * 255
+    kernel = await asyncio.to_thread((scene.stream.root / KERNEL).read_bytes)
+    scene.upstream.add_file(f"{KERNEL.rsplit('/', 1)[0]}/{name}", kernel)
+
+    def rename(doc: dict[str, Any]) -> None:
+        _set_item(doc, "boot-kernel", path=f"{KERNEL.rsplit('/', 1)[0]}/{name}")
+
+    await asyncio.to_thread(edit_products, scene.stream.root, scene.upstream_key, rename)
+    async with import_env(scene.root, scene.region_key) as env:
+        await env.add_source(scene.upstream, scene.stream)
+        summary = await env.importer.run_import("test")
+        holding = await held(env.db)
+    assert summary.outcome == "ok", summary.errors
+    assert holding[GA_KEY] == ["20250718"]
+    assert ("ubuntu/noble", "amd64/ga-24.04", "20250718") in await published_sets(scene.root)
+    published_file = scene.root / "stream/current/ubuntu/amd64/ga-24.04/noble/20250718" / name
+    assert await asyncio.to_thread(published_file.read_bytes) == kernel

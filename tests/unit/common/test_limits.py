@@ -107,6 +107,18 @@ async def test_a_dripping_metadata_document_fails_as_too_slow(
     assert not [e for e in log_events if e["event"] == "metadata_fetch_retrying"]
 
 
+async def test_a_silent_server_fails_at_the_first_window_not_at_the_stall_timeout(
+    fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
+) -> None:
+    """Headers and then nothing: TooSlowError after one window, long before a 30 s stall."""
+    req = serve(fake_upstream, "/silent", 64 << 10)
+    fake_upstream.stall("/silent", after_bytes=0, seconds=60)
+    outcome = await downloader(session, store, QUICK, stall_timeout=30.0).fetch(req)
+    assert isinstance(outcome.error, TooSlowError)
+    assert outcome.error.rate == 0
+    assert outcome.error.received == 0
+
+
 async def test_a_transfer_that_completes_is_never_judged_slow(
     fake_upstream: FakeUpstream, session: aiohttp.ClientSession, store: BlobStore
 ) -> None:

@@ -75,5 +75,5 @@ def test_bad_host_facts_are_refused_naming_the_field(change: dict[str, Any], fie
 def test_host_that_is_not_an_object_is_refused() -> None:
     """``host`` must be an object or absent."""
     body = {"hostname": "rack1", "url": "http://r:5248", "host": ["amd64"]}
-    with pytest.raises(ValueError, match="^host:"):
+    with pytest.raises(ValueError, match=r"^host:"):
         registration_from_json(body)

@@ -110,4 +110,4 @@ def test_this_host_reports_its_own_facts() -> None:
     assert facts.distro_series == release.get("VERSION_CODENAME", "").strip('"')
     names = {i.name for i in facts.interfaces}
     assert "lo" not in names
-    assert names == {n for n in os.listdir("/sys/class/net") if n != "lo"}
+    assert names == {p.name for p in Path("/sys/class/net").iterdir() if p.name != "lo"}
