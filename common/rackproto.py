@@ -5,10 +5,13 @@ NAT), and authenticated with the region's shared secret in
 ``Authorization: Bearer <secret>`` (``bootsync rack-secret`` prints it).
 
 1. ``POST {REGISTER_PATH}`` with :class:`Registration` as JSON →
-   :class:`RegistrationReply`. A rack keeps its ``system_id`` across restarts
-   (sent back on re-registration). It pins the region's public key the first
-   time and refuses to sync if a later reply carries another key (the operator
-   must re-register the rack deliberately).
+   :class:`RegistrationReply`. The registration carries the rack's
+   :class:`HostFacts` (architecture, CPUs, memory, OS, interfaces, version),
+   which the region shows in the rack-controller object; a rack that sends
+   none (an older one) is still accepted. A rack keeps its ``system_id``
+   across restarts (sent back on re-registration). It pins the region's public
+   key the first time and refuses to sync if a later reply carries another key
+   (the operator must re-register the rack deliberately).
 
    The first registration also issues the rack its own credential (the reply's
    ``credential``; a rack registered before credentials existed gets one at its
@@ -116,7 +119,9 @@ class RackStatus:
     error: str | None = None  # why the last attempt failed, for operators
 
 
-def to_json(message: Registration | RegistrationReply | RackStatus) -> dict[str, Any]:
+def to_json(
+    message: Registration | RegistrationReply | RackStatus | HostFacts,
+) -> dict[str, Any]:
     """A message as a JSON-ready dict."""
     return asdict(message)
 

@@ -19,7 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common.hostarch import debian_architecture
-from common.rackproto import HostFacts, HostInterface
+from common.rackproto import (
+    MAX_ADDRESSES,
+    MAX_FACT_LENGTH,
+    MAX_INTERFACES,
+    HostFacts,
+    HostInterface,
+)
 from common.version import VERSION
 
 SIOCGIFADDR = 0x8915
@@ -27,7 +33,6 @@ SIOCGIFNETMASK = 0x891B
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 ARPHRD_LOOPBACK = 772
-MAX_INTERFACES = 256
 
 
 def gather_host_facts() -> HostFacts:
@@ -49,8 +54,8 @@ def read_host_facts(
         cpu_count=cpu_count or 1,
         cpu_speed=_cpu_speed(root),
         memory=_memory_mib(root),
-        osystem=release.get("ID", ""),
-        distro_series=release.get("VERSION_CODENAME", ""),
+        osystem=release.get("ID", "")[:MAX_FACT_LENGTH],
+        distro_series=release.get("VERSION_CODENAME", "")[:MAX_FACT_LENGTH],
         version=VERSION,
         interfaces=_interfaces(root, ipv4),
     )
@@ -144,12 +149,13 @@ def _interfaces(root: Path, ipv4: Callable[[str], list[str]]) -> list[HostInterf
             continue
         interfaces.append(
             HostInterface(
-                name=name,
-                mac_address=_read(here / "address").strip(),
+                name=name[:MAX_FACT_LENGTH],
+                mac_address=_read(here / "address").strip()[:MAX_FACT_LENGTH],
                 mtu=_number(_read(here / "mtu")) or 1500,
                 enabled=bool(flags & IFF_UP),
                 type=_interface_type(root, here),
-                addresses=[*ipv4(name), *ipv6.get(name, [])],
+                # The region refuses more: report what it takes rather than not register.
+                addresses=[*ipv4(name), *ipv6.get(name, [])][:MAX_ADDRESSES],
             )
         )
     return interfaces

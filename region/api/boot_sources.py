@@ -219,9 +219,7 @@ async def _validate(
     skip = options["skip_keyring_verification"]
     if skip is None:  # MAAS: a new source skips for a .json URL; an old one keeps its flag
         skip = (
-            current.skip_keyring_verification
-            if current
-            else default_skip_verification(final_url)
+            current.skip_keyring_verification if current else default_skip_verification(final_url)
         )
     if skip and final_url and resolve_source(final_url, signed=False).signed:
         errors["skip_keyring_verification"] = [SIGNED_IS_VERIFIED]

@@ -110,9 +110,7 @@ def node_fields(rack: RackRow, *, connected: bool) -> dict[str, Any]:
 def ip_addresses(rack: RackRow) -> list[str]:
     """The rack's reported addresses (link-local aside); else the host of its URL."""
     if rack.host is not None:
-        found = [
-            _address(a) for i in rack.host.interfaces for a in i.addresses if _routable(a)
-        ]
+        found = [_address(a) for i in rack.host.interfaces for a in i.addresses if _routable(a)]
         if found:
             return found
     host = urlsplit(rack.url).hostname

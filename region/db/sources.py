@@ -140,7 +140,11 @@ async def create_source(
     ``skip_keyring_verification`` whether the URL names a ``.json`` index.
     """
     now = now_iso()
-    skip = default_skip_verification(url) if skip_keyring_verification is None else skip_keyring_verification
+    skip = (
+        default_skip_verification(url)
+        if skip_keyring_verification is None
+        else skip_keyring_verification
+    )
     async with _writing(db, f"boot source {url} exists") as conn:
         cursor = await conn.execute(
             "INSERT INTO boot_sources (url, keyring_filename, keyring_data, created, updated,"

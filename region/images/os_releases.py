@@ -108,7 +108,10 @@ async def setting_choices(db: Database, name: str) -> list[str]:
     elif name == "default_min_hwe_kernel":
         series = await repo_config.get_config(db, "commissioning_distro_series")
         kernels = {
-            k for r in held if (r.osystem, r.release) == (COMMISSIONING_OS, series) for k in r.kernels
+            k
+            for r in held
+            if (r.osystem, r.release) == (COMMISSIONING_OS, series)
+            for k in r.kernels
         }
         return ["", *sorted(kernels)]
     else:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.hostarch import DEBIAN_ARCHES
 from common.ops.logging import get_logger
 from common.transfer.fetch import join_url
 from common.transfer.limits import TransferLimits
@@ -26,6 +27,7 @@ from region.config import (
     RegionConfig,
     shipped_keyring,
 )
+from region.db.config import DEFAULT_RELEASE as DEFAULT_DB_RELEASE
 from region.db.imported_products import ImportedProducts
 from region.db.imports import WantedFile, WantedSet
 from region.db.resources import ResourceKey, ResourceRow
@@ -89,19 +91,7 @@ RESOURCE_EXTRAS = (
 # No user selection: MAAS's implicit bootloader selections still apply, but an
 # empty list must not mean "everything".
 _MATCHES_NOTHING = Selection(os="", release="", arches=(), subarches=(), labels=())
-_DEBIAN_ARCHES = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "ppc64le": "ppc64el",
-    "s390x": "s390x",
-    "i386": "i386",
-    "i686": "i386",
-    "armv7l": "armhf",
-    "riscv64": "riscv64",
-}
-DEFAULT_RELEASE = "noble"  # the latest LTS, hard-coded as MAAS does
+DEFAULT_RELEASE = DEFAULT_DB_RELEASE  # the latest LTS, hard-coded as MAAS does
 
 
 @dataclass(frozen=True)
@@ -202,7 +192,7 @@ class Tally:
 
 def default_arches(machine: str | None = None) -> list[str]:
     """``amd64`` plus this host's architecture (Debian name), for the default selection."""
-    host = _DEBIAN_ARCHES.get((machine or platform.machine()).lower())
+    host = DEBIAN_ARCHES.get((machine or platform.machine()).lower())
     return ["amd64"] if host in (None, "amd64") else ["amd64", host]
 
 

@@ -83,7 +83,7 @@ class RegionProcess:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sample(upstream_key: SigningKey) -> Iterator[SampleStream]:
     with short_dir("bsu") as root:
         yield write_sample_stream(root, file_size=FILE_SIZE, signing_key=upstream_key)
@@ -133,7 +133,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def region(
     sample: SampleStream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegionProcess]:
@@ -190,7 +190,7 @@ def region(
             served.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def rack(region: RegionProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``bootsync-rackd`` registered with ``region`` as ``rack-browser``; its URL."""
     work = tmp_path_factory.mktemp("rack")
@@ -230,7 +230,7 @@ def rack(region: RegionProcess, tmp_path_factory: pytest.TempPathFactory) -> Ite
             _stop(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser-tools` (apt-get install chromium)")

@@ -207,7 +207,11 @@ async def test_python_libmaas_reads_rack_controllers_with_the_racks_own_host_fac
     assert seen["osystem"] == release["ID"]
     assert seen["distro_series"] == release.get("VERSION_CODENAME", "")
     assert (seen["power_state"], seen["power_type"]) == ("unknown", "manual")
-    assert (seen["zone"], seen["domain"], seen["node_type"]) == ("default", "maas", "RACK_CONTROLLER")
+    assert (seen["zone"], seen["domain"], seen["node_type"]) == (
+        "default",
+        "maas",
+        "RACK_CONTROLLER",
+    )
     assert sorted(seen["interfaces"]) == net
     for name, interface in seen["interfaces"].items():
         mac = (Path("/sys/class/net") / name / "address").read_text().strip()

@@ -71,10 +71,14 @@ async def test_a_user_without_a_key_gets_a_new_one(region: RackRegion) -> None:
     """No key yet: one is made, and the next call answers the same one."""
     await with_password(region, "bob", "bobs-password")
     first = await (
-        await region.client.post(AUTHENTICATE, data={"username": "bob", "password": "bobs-password"})
+        await region.client.post(
+            AUTHENTICATE, data={"username": "bob", "password": "bobs-password"}
+        )
     ).json()
     again = await (
-        await region.client.post(AUTHENTICATE, data={"username": "bob", "password": "bobs-password"})
+        await region.client.post(
+            AUTHENTICATE, data={"username": "bob", "password": "bobs-password"}
+        )
     ).json()
     assert first == again
     user = await repo_users.user_for_token(
@@ -87,9 +91,7 @@ async def test_a_user_without_a_key_gets_a_new_one(region: RackRegion) -> None:
 async def test_a_wrong_password_or_a_get_is_refused(region: RackRegion) -> None:
     """Wrong password or unknown user: 403 (MAAS's); GET: 405; too many failures: 429."""
     await with_password(region, "admin", "s3cret-pass")
-    wrong = await region.client.post(
-        AUTHENTICATE, data={"username": "admin", "password": "nope"}
-    )
+    wrong = await region.client.post(AUTHENTICATE, data={"username": "admin", "password": "nope"})
     nobody = await region.client.post(AUTHENTICATE, data={"username": "zed", "password": "x"})
     get = await region.client.get(AUTHENTICATE)
     assert (wrong.status, nobody.status, get.status) == (403, 403, 405)

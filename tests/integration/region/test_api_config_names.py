@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -75,7 +74,7 @@ async def hold(api_region: Region, *images: WantedSet) -> None:
 
 
 @pytest.fixture
-async def held(api_region: Region) -> AsyncIterator[Region]:
+async def held(api_region: Region) -> Region:
     """A region holding ubuntu noble (ga and hwe kernels) and jammy, and centos 9 (no squashfs)."""
     await hold(
         api_region,
@@ -84,7 +83,7 @@ async def held(api_region: Region) -> AsyncIterator[Region]:
         synced("ubuntu/jammy", "amd64/ga-22.04", title="22.04 LTS", eol="2027-04-21"),
         synced("centos/centos9", "amd64/generic", title="CentOS 9", eol=None, squashfs=False),
     )
-    yield api_region
+    return api_region
 
 
 async def test_the_new_names_read_their_maas_defaults(api_region: Region) -> None:
@@ -183,9 +182,7 @@ async def test_a_bad_interval_is_refused(api_region: Region, text: str, message:
 
 async def test_the_interval_applies_to_the_running_schedule_at_once(api_region: Region) -> None:
     """set_config reschedules the auto-import job with the new interval, no restart."""
-    schedule = AutoImport(
-        api_region.ctx.importer, interval_minutes=60, enabled=lambda: _false()
-    )
+    schedule = AutoImport(api_region.ctx.importer, interval_minutes=60, enabled=_false)
     schedule.start()
     api_region.ctx.schedule = schedule
     try:

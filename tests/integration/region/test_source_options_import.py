@@ -53,11 +53,22 @@ async def two(
 
 
 async def add(
-    env: ImportEnv, upstream: FakeUpstream, stream: SampleStream, **options: object
+    env: ImportEnv,
+    upstream: FakeUpstream,
+    stream: SampleStream,
+    *,
+    priority: int | None = None,
+    enabled: bool = True,
+    skip_keyring_verification: bool | None = None,
 ) -> BootSource:
-    """A source for ``stream`` on ``upstream`` selecting noble/amd64, with ``options``."""
+    """A source for ``stream`` on ``upstream`` selecting noble/amd64, with those options."""
     source = await repo_sources.create_source(
-        env.db, url=upstream.url("/"), keyring_data=stream.keyring.read_bytes(), **options
+        env.db,
+        url=upstream.url("/"),
+        keyring_data=stream.keyring.read_bytes(),
+        priority=priority,
+        enabled=enabled,
+        skip_keyring_verification=skip_keyring_verification,
     )
     await repo_sources.create_selection(
         env.db,
@@ -113,16 +124,17 @@ async def test_a_disabled_source_is_not_read(
 
 
 async def test_an_unsigned_index_is_read_only_with_skip_keyring_verification(
-    tmp_path: Path, region_key: SigningKey, fake_upstream: FakeUpstream, streams: tuple[SampleStream, SampleStream]
+    tmp_path: Path,
+    region_key: SigningKey,
+    fake_upstream: FakeUpstream,
+    streams: tuple[SampleStream, SampleStream],
 ) -> None:
     """index.json without skip: the source fails, named; with skip: it imports, unverified."""
     stream = streams[0]
     fake_upstream.serve_directory(stream.root)
     unsigned = fake_upstream.url("/streams/v1/index.json")
     async with import_env(tmp_path / "region", region_key) as env:
-        source = await add(
-            env, fake_upstream, stream, skip_keyring_verification=False
-        )
+        source = await add(env, fake_upstream, stream, skip_keyring_verification=False)
         await repo_sources.update_source(env.db, source.id, url=unsigned)
         refused = await env.importer.run_import("refused")
         held_refused = await noble_version(env)
@@ -137,7 +149,10 @@ async def test_an_unsigned_index_is_read_only_with_skip_keyring_verification(
 
 
 async def test_skip_on_a_mirror_root_reads_its_unsigned_index(
-    tmp_path: Path, region_key: SigningKey, fake_upstream: FakeUpstream, streams: tuple[SampleStream, SampleStream]
+    tmp_path: Path,
+    region_key: SigningKey,
+    fake_upstream: FakeUpstream,
+    streams: tuple[SampleStream, SampleStream],
 ) -> None:
     """A root URL with skip reads streams/v1/index.json, never the signed one."""
     fake_upstream.serve_directory(streams[0].root)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from common.version import VERSION
 from common.hostarch import debian_architecture
+from common.rackproto import MAX_ADDRESSES, Registration, registration_from_json, to_json
+from common.version import VERSION
 from rack.hostfacts import gather_host_facts, read_host_facts
 
 
@@ -101,13 +102,32 @@ def test_this_host_reports_its_own_facts() -> None:
     assert facts.architecture == debian_architecture(platform.machine())
     assert facts.cpu_count == (os.cpu_count() or 1)
     meminfo = Path("/proc/meminfo").read_text()
-    total_kib = int(next(line for line in meminfo.splitlines() if line.startswith("MemTotal:")).split()[1])
+    total_kib = int(
+        next(line for line in meminfo.splitlines() if line.startswith("MemTotal:")).split()[1]
+    )
     assert facts.memory == total_kib // 1024
     release = dict(
-        line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line
+        line.split("=", 1)
+        for line in Path("/etc/os-release").read_text().splitlines()
+        if "=" in line
     )
     assert facts.osystem == release["ID"].strip('"')
     assert facts.distro_series == release.get("VERSION_CODENAME", "").strip('"')
     names = {i.name for i in facts.interfaces}
     assert "lo" not in names
     assert names == {p.name for p in Path("/sys/class/net").iterdir() if p.name != "lo"}
+
+
+def test_a_host_with_too_many_addresses_still_sends_facts_the_region_accepts(
+    fake_host: Path,
+) -> None:
+    """70 IPv6 addresses on one interface: the first 64 are sent, and the region parses them."""
+    lines = "".join(
+        f"fd00000000000000000000000000{n:04x} 02 40 00 80     eth0\n" for n in range(70)
+    )
+    (fake_host / "proc/net/if_inet6").write_text(lines)
+    facts = read_host_facts(fake_host, machine="x86_64", cpu_count=2, ipv4=lambda _name: [])
+    eth0 = next(i for i in facts.interfaces if i.name == "eth0")
+    assert len(eth0.addresses) == MAX_ADDRESSES
+    body = to_json(Registration(hostname="r", url="http://r:5248", host=facts))
+    assert registration_from_json(body).host == facts

@@ -118,9 +118,7 @@ async def test_host_facts_are_stored_and_kept_by_a_registration_without_them(
     db: Database,
 ) -> None:
     """A registration's host facts land on the row; a later one without facts keeps them."""
-    row, _ = await register_rack(
-        db, Registration(hostname="rack1", url="http://r:5248", host=HOST)
-    )
+    row, _ = await register_rack(db, Registration(hostname="rack1", url="http://r:5248", host=HOST))
     assert row.host == HOST
     again, _ = await register_rack(
         db, Registration(hostname="rack1", url="http://r:5248", system_id=row.system_id)
