@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SSTREAM_VENV ?= .venv-simplestreams
 LIBMAAS_VENV ?= .venv-libmaas
 
-.PHONY: setup lock systemd-tools browser-tools demo demo-mirror test lint typecheck pytest bench clean
+.PHONY: setup lock systemd-tools tftp-clients browser-tools postgresql-tools demo demo-mirror test lint typecheck pytest bench clean
 
 # Dependencies come pinned from requirements.lock; bootsync itself is installed
 # without resolving anything again.
@@ -50,6 +50,15 @@ systemd-tools:
 	       apt-get install -y -qq --no-install-recommends systemd >/dev/null; } \
 	    || echo "make: systemd-analyze is missing; install the systemd package" >&2
 
+# The rack's TFTP tests (tests/integration/rack/test_tftp*.py) fetch with real
+# clients: curl (tftp://), tftp-hpa's tftp and atftp. Installed here when missing
+# and root (CI is). Otherwise those tests are skipped and say how to get them.
+tftp-clients:
+	@{ command -v curl && command -v tftp && command -v atftp; } >/dev/null || { [ "$$(id -u)" = 0 ] \
+	    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y -qq --no-install-recommends tftp-hpa atftp curl >/dev/null; } \
+	    || echo "make: a TFTP client is missing; install the packages tftp-hpa, atftp and curl" >&2
+
 # The browser tests (tests/browser/) drive Debian's Chromium through Playwright for
 # Python (from the test extra); Playwright's own browser download is not used.
 # Installed here when /usr/bin/chromium is missing and we are root (CI is).
@@ -59,7 +68,18 @@ browser-tools:
 	       apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
 	    || echo "make: /usr/bin/chromium is missing; install the chromium package" >&2
 
-setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror $(LIBMAAS_VENV)/.installed systemd-tools browser-tools
+# The database tests (tests/integration/region/test_db_engines.py) also run every
+# repository against a throwaway PostgreSQL server (initdb + pg_ctl in a temp dir,
+# tests/fakes/postgres.py). Debian's package postgresql has them, under
+# /usr/lib/postgresql/<version>/bin; installed here when missing and root (CI is).
+postgresql-tools:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+	    || { [ "$$(id -u)" = 0 ] \
+	    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
+	    || echo "make: initdb is missing; install the postgresql package" >&2
+
+setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror $(LIBMAAS_VENV)/.installed systemd-tools tftp-clients browser-tools postgresql-tools
 
 demo: $(BIN)/bootsync
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh

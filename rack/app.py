@@ -12,8 +12,9 @@ The parts are opened in one ``cleanup_ctx`` generator and closed in reverse:
 the sync loop is cancelled first (a running pull stops; its partial downloads
 stay and resume on the next start), then the region link, then the session.
 Before that, at SIGTERM, :func:`drain` lets no new pull start and gives a
-running one a grace period to finish (:class:`PullWork`). ``/metrics`` is the
-Prometheus exposition (where and for whom: common/ops/metrics_access.py).
+running one a grace period to finish (:class:`PullWork`). The TFTP server
+(rack/tftp/) runs beside the web server and stops before the rest. ``/metrics``
+is the Prometheus exposition (where and for whom: common/ops/metrics_access.py).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from common.ops import daemon, metrics
 from common.ops.logging import get_logger
 from common.ops.metrics_access import add_metrics_route
+from common.ops.tomlconfig import check_host_port
 from common.rackproto import SYNC_STATES
 from common.storage.blobstore import BlobStore
 from common.storage.modes import DATA_DIR_MODE, tighten_dir
@@ -45,6 +47,7 @@ from rack.loop import SyncLoop
 from rack.pull import PullContext, run_pull
 from rack.region_client import RegionClient
 from rack.status import StatusBoard
+from rack.tftp.server import TftpServer, TftpSettings
 
 log = get_logger("rack")
 
@@ -157,6 +160,7 @@ async def open_rack(config: RackConfig) -> AsyncIterator[RackContext]:
 
 
 RACK = web.AppKey("rack", RackContext)
+TFTP = web.AppKey("tftp", TftpServer)
 
 
 def build_app(config: RackConfig) -> web.Application:
@@ -211,6 +215,7 @@ async def live_metrics(app: web.Application) -> list[Metric]:
     ctx = app.get(RACK)
     if ctx is None:
         return []
+    tftp = app.get(TFTP)
     status, health = ctx.pull.status, ctx.pull.health
     recorded = status.record.last_sync if status.record is not None else None
     reachable = None if health.reachable is None else float(health.reachable)
@@ -236,7 +241,60 @@ async def live_metrics(app: web.Application) -> list[Metric]:
             "1 when the region answered the last request, 0 when it did not.",
             reachable,
         ),
+        *(tftp_metrics(tftp) if tftp is not None else []),
     ]
+
+
+def tftp_metrics(tftp: TftpServer) -> list[Metric]:
+    """The TFTP server's counters: files and bytes sent, transfers refused or failed, and
+    the transfers running now."""
+    stats = tftp.stats
+    errors = CounterMetricFamily(
+        "bootsync_tftp_errors",
+        "TFTP requests refused or transfers failed, by reason.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(stats.errors.items()):
+        errors.add_metric([reason], count)
+    return [
+        CounterMetricFamily(
+            "bootsync_tftp_files", "Files sent whole over TFTP.", value=stats.files
+        ),
+        CounterMetricFamily(
+            "bootsync_tftp_bytes",
+            "File bytes sent over TFTP and acknowledged (retransmissions not counted).",
+            value=stats.bytes,
+        ),
+        errors,
+        *metrics.gauge(
+            "bootsync_tftp_active_sessions", "TFTP transfers running now.", stats.active
+        ),
+    ]
+
+
+async def start_tftp(app: web.Application, config: RackConfig) -> TftpServer | None:
+    """Start the TFTP server of ``config`` (None when switched off or its port cannot be
+    bound: logged as ``tftp_unavailable``, HTTP serves on)."""
+    if not config.tftp_enabled:
+        return None
+    host, port = check_host_port(config.tftp_listen)
+    server = TftpServer(
+        config.data_dir / BOOT_RESOURCES_DIR,
+        TftpSettings(
+            host=host,
+            port=port,
+            max_blksize=config.tftp_max_blksize,
+            max_windowsize=config.tftp_max_windowsize,
+            max_sessions=config.tftp_max_sessions,
+        ),
+    )
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("tftp_unavailable", listen=config.tftp_listen, error=str(exc))  # noqa: TRY400 - e.g. port in use
+        return None
+    app[TFTP] = server
+    return server
 
 
 async def rack_context(app: web.Application, config: RackConfig) -> AsyncIterator[None]:
@@ -245,6 +303,7 @@ async def rack_context(app: web.Application, config: RackConfig) -> AsyncIterato
         app[RACK] = ctx
         app[rack_web.PROBLEM_SOURCE] = ctx.link
         ctx.start()
+        tftp = await start_tftp(app, config)
         log.info(
             "rack_started",
             data_dir=str(config.data_dir),
@@ -257,6 +316,8 @@ async def rack_context(app: web.Application, config: RackConfig) -> AsyncIterato
         try:
             yield
         finally:
+            if tftp is not None:
+                await tftp.stop()
             await ctx.stop()
 
 

@@ -45,6 +45,11 @@ MAX_INTERVAL_MINUTES = 60
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64
 DEFAULT_SHUTDOWN_GRACE_S = 5
+DEFAULT_TFTP_LISTEN = "0.0.0.0:69"
+DEFAULT_TFTP_MAX_BLKSIZE = 1468
+MAX_TFTP_BLKSIZE = 65464
+DEFAULT_TFTP_MAX_WINDOWSIZE = 64
+DEFAULT_TFTP_MAX_SESSIONS = 256
 MAX_SHUTDOWN_GRACE_S = 600
 _WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - names them, binds nothing
 SECRET_HINT = "`bootsync rack-secret` on the region host prints it"  # noqa: S105
@@ -112,6 +117,11 @@ class RackConfig:
     log_format: LogFormat = "auto"
     min_rate: int = DEFAULT_MIN_RATE  # downloads' minimum rate, bytes per second
     rate_window_s: int = int(DEFAULT_RATE_WINDOW_S)
+    tftp_enabled: bool = True
+    tftp_listen: str = DEFAULT_TFTP_LISTEN
+    tftp_max_blksize: int = DEFAULT_TFTP_MAX_BLKSIZE
+    tftp_max_windowsize: int = DEFAULT_TFTP_MAX_WINDOWSIZE
+    tftp_max_sessions: int = DEFAULT_TFTP_MAX_SESSIONS
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -247,6 +257,18 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
     rate_window_s = sync.integer("rate_window_s", int(DEFAULT_RATE_WINDOW_S), minimum=1)
     log_level = log.choice("level", "info", LOG_LEVELS)
     log_format = log.choice("format", "auto", LOG_FORMATS)
+    tftp = reader.table("tftp")
+    tftp_enabled = tftp.boolean("enabled", True)
+    tftp_listen = tftp.string("listen", DEFAULT_TFTP_LISTEN, check=check_host_port)
+    tftp_max_blksize = tftp.integer(
+        "max_blksize", DEFAULT_TFTP_MAX_BLKSIZE, minimum=512, maximum=MAX_TFTP_BLKSIZE
+    )
+    tftp_max_windowsize = tftp.integer(
+        "max_windowsize", DEFAULT_TFTP_MAX_WINDOWSIZE, minimum=1, maximum=65535
+    )
+    tftp_max_sessions = tftp.integer(
+        "max_sessions", DEFAULT_TFTP_MAX_SESSIONS, minimum=1, maximum=65535
+    )
     reader.finish()
     region_urls = flags.strings(
         "--region", overrides.region_urls, region_urls, check=check_http_url
@@ -273,6 +295,11 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
         log_format=log_format,
         min_rate=min_rate,
         rate_window_s=rate_window_s,
+        tftp_enabled=tftp_enabled,
+        tftp_listen=tftp_listen,
+        tftp_max_blksize=tftp_max_blksize,
+        tftp_max_windowsize=tftp_max_windowsize,
+        tftp_max_sessions=tftp_max_sessions,
     )
 
 

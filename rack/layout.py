@@ -5,13 +5,14 @@ For the newest version of every product::
     <os>/<arch>/<subarch>/<release>/<label>/<file>     images (kernel, initrd, squashfs, ...)
     <os>/<arch>/generic/<release>/<label>/<file>       also, for GA kernels of the generic flavour
     <os>/<arch>/hwe-rolling.../<release>/<label>/<file> also, for products flagged ``rolling``
-    bootloader/<bootloader-type>/<arch>/<file>         bootloaders
-    <file>                                             also, every bootloader file at the root
+    bootloader/<bootloader-type>/<arch>/<file>         bootloaders (archives as shipped)
     maas.meta                                          what the snapshot holds (JSON)
 
-``<file>`` is the last segment of the item's path. MAAS racks unpack the
-bootloaders' ``archive.tar.xz`` items and link the members; we link the archive
-as the region ships it and leave unpacking to whatever serves the boot files.
+``<file>`` is the last segment of the item's path. The plan places bootloader
+items under ``bootloader/`` only: as MAAS racks do, the pull then unpacks their
+archives beside them and links the files each boot method needs at the snapshot
+root under MAAS's names (rack/bootloaders.py), so two architectures' archives of
+one name (``grub2.tar.xz``) never compete for the root.
 
 Names follow the one rule the region applies when it parses a stream
 (:func:`simplestreams.served_path_problem`): no hidden segment, none over 255
@@ -22,8 +23,7 @@ without one of its files. Every other version is laid out.
 
 A path claimed twice with different content keeps the first claim (by rack
 path, then stream path); a real placement always wins over an alias (the generic and rolling
-subarches, the root bootloader links), and alias clashes are dropped quietly:
-two bootloaders of different architectures often ship files of the same name.
+subarches), and alias clashes are dropped quietly.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def _places(item: FlatItem, name: str) -> list[tuple[bool, str]]:
     fields = item.fields
     btype = fields.get(_BOOTLOADER_TYPE, "")
     if btype:
-        return [(False, f"{BOOTLOADER_DIR}/{btype}/{fields['arch']}/{name}"), (True, name)]
+        return [(False, f"{BOOTLOADER_DIR}/{btype}/{fields['arch']}/{name}")]
     os_name, arch, subarch = fields["os"], fields["arch"], fields["subarch"]
     tail = f"{fields['release']}/{fields['label']}/{name}"
     places = [(False, f"{os_name}/{arch}/{subarch}/{tail}")]

@@ -3,8 +3,9 @@
 :func:`run_pull` reads as the list of its steps: ask for the index (a 304 ends
 the pull), verify it and the products documents with the pinned region key,
 lay the newest versions out as MAAS racks do, plan against the local cache,
-stream what is missing (bounded, sha256-checked, resumable), publish the
-snapshot by switching ``current``, then drop other snapshots and cache files
+stream what is missing (bounded, sha256-checked, resumable), build the snapshot
+(bootloader archives unpacked and their boot files linked at its root:
+rack/bootloaders.py), publish it by switching ``current``, then drop other snapshots and cache files
 nothing links. Any failure leaves ``current`` as it was; partial downloads stay
 for the next attempt. Each pull logs its steps and one ``pull_finished``.
 """
@@ -25,6 +26,7 @@ from common.storage.blobstore import BlobStore
 from common.storage.snapshot import PublishedSnapshot, SnapshotPublisher
 from common.transfer.download import Downloader, DownloadOutcome, DownloadRequest
 from common.transfer.streams import SIGNED_INDEX_PATH, TrustPolicy, read_stream
+from rack.bootloaders import install_bootloaders
 from rack.identity import PinnedRegion, RackIdentity
 from rack.layout import META_NAME, RackLayout, plan_layout
 from rack.link import RegionHealth
@@ -232,6 +234,7 @@ async def _publish(publisher: SnapshotPublisher, layout: RackLayout) -> Publishe
     async with publisher.build() as builder:
         for rack_file in layout.files:
             await builder.link_blob(rack_file.sha256, rack_file.relpath)
+        await install_bootloaders(builder, [f.relpath for f in layout.files])
         await builder.write_file(META_NAME, layout.meta_json())
     assert builder.result is not None
     return builder.result

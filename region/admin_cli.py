@@ -14,22 +14,16 @@ import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any
 
 from common.errors import ConfigError
-from common.ops.logging import get_logger
-from common.ops.runtime import run
-from region.config import DB_NAME, load_config
-from region.db import users as repo_users
-from region.db import web_auth
-from region.db.connection import Database, open_db
-from region.db.users import ApiKey
-from region.db.web_auth import MIN_PASSWORD_LENGTH
-from region.rackhub.secret import read_secret
 
-log = get_logger("admin_cli")
+# `bootsync --help` registers these commands (entry point bootsync.commands): the
+# database, config and logging (aiosqlite, aiohttp, structlog) are imported by the
+# code that runs (tests/unit/cli/test_startup_imports.py).
+if TYPE_CHECKING:
+    from region.db.connection import Database
+    from region.db.users import ApiKey
 
 _USERNAME = re.compile(r"[\w.@+-]{1,150}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
@@ -108,6 +102,8 @@ def _email(text: str) -> str:
 
 
 def _password(text: str) -> str:
+    from region.db.web_auth import MIN_PASSWORD_LENGTH  # noqa: PLC0415 - start-up stays cheap
+
     if len(text) < MIN_PASSWORD_LENGTH:
         raise argparse.ArgumentTypeError(f"use at least {MIN_PASSWORD_LENGTH} characters")
     return text
@@ -117,11 +113,15 @@ def data_dir_of(args: argparse.Namespace) -> Path:
     """The data directory named by ``--data-dir``, ``--config`` or the default config."""
     if args.data_dir is not None:
         return Path(args.data_dir).absolute()
+    from region.config import load_config  # noqa: PLC0415 - start-up stays cheap
+
     return load_config(args.config).data_dir
 
 
 def database_path(data_dir: Path) -> Path:
     """``<data_dir>/region.db``; ConfigError when the directory is missing or not writable."""
+    from region.config import DB_NAME  # noqa: PLC0415 - start-up stays cheap
+
     if not data_dir.is_dir():
         raise ConfigError(
             f"region data directory {data_dir} does not exist (start the region "
@@ -135,6 +135,10 @@ def database_path(data_dir: Path) -> Path:
 
 async def issue_key(db_path: Path, request: KeyRequest) -> ApiKey:
     """Create or update the user of ``request`` and return a new API key for them."""
+    import aiosqlite  # noqa: PLC0415 - start-up stays cheap
+
+    from region.db.connection import open_db  # noqa: PLC0415
+
     try:
         async with open_db(db_path, readers=1) as db:
             return await _issue(db, request)
@@ -143,6 +147,12 @@ async def issue_key(db_path: Path, request: KeyRequest) -> ApiKey:
 
 
 async def _issue(db: Database, request: KeyRequest) -> ApiKey:
+    from common.ops.logging import get_logger  # noqa: PLC0415 - start-up stays cheap
+    from region.db import users as repo_users  # noqa: PLC0415
+    from region.db import web_auth  # noqa: PLC0415
+    from region.db.users import ApiKey  # noqa: PLC0415
+
+    log = get_logger("admin_cli")
     user = await repo_users.get_user(db, request.username)
     if user is None:
         user = await repo_users.create_user(
@@ -165,6 +175,8 @@ async def _issue(db: Database, request: KeyRequest) -> ApiKey:
 
 
 def _issue_and_print(args: argparse.Namespace, request: KeyRequest) -> int:
+    from common.ops.runtime import run  # noqa: PLC0415 - start-up stays cheap
+
     db_path = database_path(data_dir_of(args))
     key = run(issue_key(db_path, request), default_loop="asyncio")
     print(key)
@@ -186,5 +198,7 @@ def run_createadmin(args: argparse.Namespace) -> int:
 
 def run_rack_secret(args: argparse.Namespace) -> int:
     """``bootsync rack-secret``: print the secret; ConfigError if the region never made one."""
+    from region.rackhub.secret import read_secret  # noqa: PLC0415 - start-up stays cheap
+
     print(read_secret(data_dir_of(args)))
     return 0

@@ -190,7 +190,7 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
     """Open what the region needs, put it on ``app[CTX]``, and close it at shutdown."""
     data = config.data_dir
     await asyncio.to_thread(_prepare_data_dir, data)
-    async with open_db(config.db_path) as db, make_session(user_agent=USER_AGENT) as session:
+    async with open_db(config.database) as db, make_session(user_agent=USER_AGENT) as session:
         key = await SigningKey.aopen_or_create(
             data / REGION_KEY_DIR, name="bootsync region", email="region@bootsync.invalid"
         )

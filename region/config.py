@@ -21,7 +21,7 @@ from common.ops.connlimit import (
     MAX_CLIENT_CONNECTIONS,
     MAX_HEADER_TIMEOUT_S,
 )
-from common.ops.envconfig import REGIOND_ENV, overlay_env
+from common.ops.envconfig import REGIOND_ENV, EnvVar, overlay_env
 from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat, get_logger
 from common.ops.metrics_access import read_token
 from common.ops.tomlconfig import (
@@ -136,6 +136,7 @@ class RegionConfig:
     min_rate: int = DEFAULT_MIN_RATE
     rate_window_s: int = int(DEFAULT_RATE_WINDOW_S)
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+    database_url: str = ""  # [database] url; "": SQLite at <data_dir>/region.db
 
     @property
     def listen_host(self) -> str:
@@ -160,6 +161,13 @@ class RegionConfig:
     def db_path(self) -> Path:
         """``<data_dir>/region.db``."""
         return self.data_dir / DB_NAME
+
+    @property
+    def database(self) -> Path | str:
+        """What :func:`region.db.connection.open_db` opens: a SQLite file or a PostgreSQL URL."""
+        if self.database_url.startswith("sqlite://"):
+            return Path(self.database_url[len("sqlite://") :])
+        return self.database_url or self.db_path
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,7 @@ def load_config(
     those of the command line, each naming its flag, once the file is valid.
     """
     data = read_toml(path) if path is not None else {}
-    env = overlay_env(data, REGIOND_ENV, environ or {})
+    env = overlay_env(data, (*REGIOND_ENV, DATABASE_URL_ENV), environ or {})
     reader = ConfigReader(
         env.data, source=str(path) if path is not None else "defaults", origins=env.origins
     )
@@ -243,6 +251,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
         "max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES, minimum=MIN_METADATA_BYTES
     )
     http_proxy = proxy.string("http_proxy", "", check=_check_proxy)
+    database_url = reader.table("database").string("url", "", check=_check_database_url)
     reader.finish()
     listen = flags.string("--listen", overrides.listen, listen, check=check_host_port)
     data_dir = flags.path("--data-dir", overrides.data_dir, data_dir)
@@ -268,7 +277,21 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
         min_rate=min_rate,
         rate_window_s=rate_window_s,
         max_metadata_bytes=max_metadata_bytes,
+        database_url=database_url,
     )
+
+
+DATABASE_URL_ENV = EnvVar("BOOTSYNC_REGIOND_DATABASE_URL", "database.url")
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+def _check_database_url(text: str) -> None:
+    """``sqlite:///<absolute path>`` or ``postgresql://user@host/db``; "" is the default file."""
+    if text and not text.startswith(DATABASE_SCHEMES):
+        scheme = text.partition(":")[0] if ":" in text else text[:20]  # never echo a password
+        raise ValueError(
+            f"must be sqlite:///<absolute path> or postgresql://user@host/db, got {scheme!r}..."
+        )
 
 
 def _check_keyring(text: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from common.ops.runtime import LoopName, run
 from common.version import VERSION
 from region.app import ImportWork, build_app
 from region.config import Overrides, RegionConfig, load_config
+from region.db.connection import check_db
 
 log = get_logger("regiond")
 
@@ -80,13 +82,39 @@ async def serve(config: RegionConfig, args: argparse.Namespace | None = None) ->
     )
 
 
+def database_problem(config: RegionConfig) -> str | None:
+    """Why the configured database cannot serve this region, or None (blocking: before the loop)."""
+    try:
+        found, shipped = run(check_db(config.database), default_loop="asyncio")
+    except (sqlite3.Error, OSError) as exc:
+        return f"database.url: cannot reach the database: {exc}"
+    if found > shipped:
+        return (
+            f"database.url: the schema is at version {found}, newer than this "
+            f"bootsync's {shipped}: upgrade bootsync first"
+        )
+    return None
+
+
+def check_database(config: RegionConfig) -> int:
+    """``--check-config``'s database step: 0, or 2 after printing why."""
+    problem = database_problem(config)
+    if problem is not None:
+        print(f"bootsync-regiond: invalid database:\n  {problem}", file=sys.stderr)
+        return 2
+    print("database: ok")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bootsync-regiond``; returns the exit code (2: bad configuration)."""
     args = parse_args(argv)
     try:
         config = read_config(args)
         if args.check_config:
-            return check_data_dir("bootsync-regiond", config.data_dir, args.config)
+            return check_data_dir(
+                "bootsync-regiond", config.data_dir, args.config
+            ) or check_database(config)
         prepare_data_dir(config.data_dir, key="storage.data_dir")
     except ConfigError as exc:
         print(f"bootsync-regiond: {exc}", file=sys.stderr)

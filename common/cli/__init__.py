@@ -12,19 +12,18 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
-from common.cli import maascli_commands as grammar
+# Start-up stays cheap (tests/unit/cli/test_startup_imports.py): registering a
+# command is argparse only, and what a command runs (aiohttp, gnupg, the event
+# loop, logging) is imported when it runs.
 from common.cli import maascli_profiles, mirror_cmd, sample_stream_cmd
-from common.cli.maascli_commands import Invocation
-from common.cli.maascli_http import ApiClient, print_response
-from common.cli.maascli_profiles import Profile, ProfileStore
-from common.cli.maascli_upload import is_upload, upload_resource
-from common.cli.maascli_watch import watch_import
+from common.cli.plugins import entry_points
 from common.errors import BootsyncError
-from common.ops.logging import LogFormat, configure_logging
-from common.ops.runtime import run
-from simplestreams import StreamFormatError
+
+if TYPE_CHECKING:
+    from common.cli.maascli_commands import Invocation
+    from common.cli.maascli_profiles import Profile
 
 # Entry points in this group are ``register(subparsers)`` functions that add commands.
 COMMAND_GROUP = "bootsync.commands"
@@ -97,6 +96,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if collect is None or any(word.startswith("-") for word in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         collect(args, extra, parser)
+    from common.ops.logging import configure_logging  # noqa: PLC0415 - start-up stays cheap
+
     configure_logging(level=args.log_level or "info", fmt=args.log_format)
     return _guarded(f"bootsync {args.command}", lambda: int(args.run(args)))
 
@@ -129,6 +130,8 @@ def _run_profile(words: list[str], name: str, local: list[str]) -> int:
     _add_global_options(globals_parser)
     position = words.index(name)
     options = globals_parser.parse_args(words[:position])
+    from common.ops.logging import LogFormat, configure_logging  # noqa: PLC0415
+
     level: str = options.log_level or "warning"
     fmt: LogFormat = options.log_format
     configure_logging(level=level, fmt=fmt)
@@ -138,6 +141,10 @@ def _run_profile(words: list[str], name: str, local: list[str]) -> int:
 
 
 def _profile_command(name: str, words: list[str], local: list[str]) -> int:
+    from common.cli import maascli_commands as grammar  # noqa: PLC0415 - start-up stays cheap
+    from common.cli.maascli_profiles import ProfileStore  # noqa: PLC0415
+    from common.ops.runtime import run  # noqa: PLC0415
+
     profile = ProfileStore.default().get(name)
     if profile is None:
         print(
@@ -167,6 +174,10 @@ def _profile_command(name: str, words: list[str], local: list[str]) -> int:
 
 
 async def _send(profile: Profile, invocation: Invocation) -> int:
+    from common.cli.maascli_http import ApiClient, print_response  # noqa: PLC0415
+    from common.cli.maascli_upload import is_upload, upload_resource  # noqa: PLC0415
+    from common.cli.maascli_watch import watch_import  # noqa: PLC0415
+
     out, err = sys.stdout, sys.stderr
     async with ApiClient(
         profile.url,
@@ -183,6 +194,8 @@ async def _send(profile: Profile, invocation: Invocation) -> int:
 
 
 def _guarded(prog: str, body: Callable[[], int]) -> int:
+    from simplestreams.errors import StreamFormatError  # noqa: PLC0415 - start-up stays cheap
+
     try:
         return body()
     except (BootsyncError, StreamFormatError) as exc:

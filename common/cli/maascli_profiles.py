@@ -18,12 +18,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from common.cli.maascli_http import ApiClient, Credentials, api_url, media_type
 from common.errors import BootsyncError, ConfigError, ConnectError
-from common.ops.runtime import run
-from common.storage.atomic import write_atomic
+
+# `bootsync --help` registers these commands: aiohttp (maascli_http) and the event
+# loop are imported by the code that uses them (tests/unit/cli/test_startup_imports.py).
+if TYPE_CHECKING:
+    from common.cli.maascli_http import ApiClient, Credentials
 
 PROFILES_FILE = "profiles.json"
 _FORMAT_VERSION = 1
@@ -56,6 +58,8 @@ class Profile:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Profile:
         """A profile from its stored form; KeyError/TypeError/ValueError when malformed."""
+        from common.cli.maascli_http import Credentials  # noqa: PLC0415 - start-up stays cheap
+
         creds = data["credentials"]
         return cls(
             name=str(data["name"]),
@@ -121,11 +125,15 @@ class ProfileStore:
             "version": _FORMAT_VERSION,
             "profiles": {name: p.to_json() for name, p in sorted(profiles.items())},
         }
+        from common.storage.atomic import write_atomic  # noqa: PLC0415 - start-up stays cheap
+
         write_atomic(self.path, json.dumps(data, indent=1).encode("utf-8"), mode=0o600)
 
 
 async def fetch_description(client: ApiClient, url: str) -> dict[str, Any]:
     """``GET <url>describe/`` unsigned; LoginError unless it is a JSON object with resources."""
+    from common.cli.maascli_http import media_type  # noqa: PLC0415 - start-up stays cheap
+
     response = await client.request("GET", url + "describe/", signed=False)
     if response.status != 200 or media_type(response.content_type) != "application/json":
         raise LoginError(
@@ -149,6 +157,8 @@ async def check_login(
     Raises LoginError ("login failed: ...") for a rejected key, an unexpected
     answer or an unreachable server.
     """
+    from common.cli.maascli_http import ApiClient  # noqa: PLC0415 - start-up stays cheap
+
     try:
         async with ApiClient(url, credentials, insecure=insecure) as client:
             if credentials is not None:
@@ -210,6 +220,8 @@ def _read_key(key: str | None) -> Credentials | None:
         )
     if not key.strip():
         return None
+    from common.cli.maascli_http import Credentials  # noqa: PLC0415 - start-up stays cheap
+
     return Credentials.parse(key)
 
 
@@ -223,6 +235,9 @@ def run_login(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from common.cli.maascli_http import api_url  # noqa: PLC0415 - start-up stays cheap
+    from common.ops.runtime import run  # noqa: PLC0415
+
     try:
         url = api_url(args.url)
         credentials = _read_key(args.key)
@@ -253,6 +268,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_refresh(args: argparse.Namespace) -> int:
     """``bootsync refresh``: fetch each description again; 1 if any failed."""
+    from common.ops.runtime import run  # noqa: PLC0415 - start-up stays cheap
+
     store = ProfileStore.default()
     failed = 0
     for profile in store.load().values():
@@ -274,5 +291,7 @@ def run_refresh(args: argparse.Namespace) -> int:
 
 
 async def _refetch(profile: Profile) -> dict[str, Any]:
+    from common.cli.maascli_http import ApiClient  # noqa: PLC0415 - start-up stays cheap
+
     async with ApiClient(profile.url, profile.credentials) as client:
         return await fetch_description(client, profile.url)

@@ -7,25 +7,22 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from common.mirror.sync import (
-    MirrorFailedError,
-    MirrorOptions,
-    MirrorPlan,
-    plan_mirror,
-    run_mirror,
-)
-from common.ops.runtime import LoopName, run
 from common.transfer.limits import (
     DEFAULT_MAX_METADATA_BYTES,
     DEFAULT_MIN_RATE,
     DEFAULT_RATE_WINDOW_S,
     MIN_METADATA_BYTES,
-    TransferLimits,
 )
-from common.trust.keyrings import Keyring, SigningKey, load_keyring
-from simplestreams import ItemFilter
+
+# Registering the command is argparse only: the mirror (aiohttp, gnupg, the event
+# loop) is imported by run_command (tests/unit/cli/test_startup_imports.py).
+if TYPE_CHECKING:
+    from common.mirror.sync import MirrorPlan
+    from common.ops.runtime import LoopName
+    from common.trust.keyrings import Keyring, SigningKey
+    from simplestreams.filters import ItemFilter
 
 DEFAULT_KEY_DIR = "mirror-signing-key"
 # bench/mirror_bench.py measured both loops for the mirror: asyncio was faster and
@@ -133,6 +130,8 @@ def register(sub: Any) -> None:
 def _collect_filters(
     args: argparse.Namespace, words: list[str], parser: argparse.ArgumentParser
 ) -> None:
+    from simplestreams.filters import ItemFilter  # noqa: PLC0415 - start-up stays cheap
+
     try:
         args.filters = [*args.filters, *(ItemFilter.parse(w) for w in words)]
     except ValueError as exc:
@@ -140,6 +139,8 @@ def _collect_filters(
 
 
 def _filter(text: str) -> ItemFilter:
+    from simplestreams.filters import ItemFilter  # noqa: PLC0415 - start-up stays cheap
+
     try:
         return ItemFilter.parse(text)
     except ValueError as exc:
@@ -187,6 +188,8 @@ def user_data_dir() -> Path:
 
 def resolve_signing_key(given: Path | None, mirror_dir: Path) -> SigningKey:
     """The mirror's signing key; refuses one kept inside the published directory."""
+    from common.trust.keyrings import SigningKey  # noqa: PLC0415 - start-up stays cheap
+
     home = given if given is not None else user_data_dir() / DEFAULT_KEY_DIR
     if home.resolve().is_relative_to(mirror_dir.resolve()):
         raise SystemExit(
@@ -202,6 +205,16 @@ def resolve_signing_key(given: Path | None, mirror_dir: Path) -> SigningKey:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the mirror; exit 0 when the mirror is complete, 1 when files failed or were refused."""
+    from common.mirror.sync import (  # noqa: PLC0415 - start-up stays cheap
+        MirrorFailedError,
+        MirrorOptions,
+        plan_mirror,
+        run_mirror,
+    )
+    from common.ops.runtime import run  # noqa: PLC0415
+    from common.transfer.limits import TransferLimits  # noqa: PLC0415
+    from common.trust.keyrings import load_keyring  # noqa: PLC0415
+
     keyring: Keyring | None = None if args.no_verify else load_keyring(args.keyring)
     # A dry run signs nothing, and upstream metadata is already signed.
     key = (

@@ -8,10 +8,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from common.mirror.samplestream import parse_size, write_sample_stream
-from common.ops.logging import get_logger
-
-log = get_logger("sample_stream")
+# Registering the command stays cheap: the writer (gnupg) and logging are imported by run().
+_DEFAULT_FILE_SIZE = 1 << 20
 
 
 def _newest(text: str) -> date:
@@ -22,6 +20,8 @@ def _newest(text: str) -> date:
 
 
 def _size(text: str) -> int:
+    from common.mirror.samplestream import parse_size  # noqa: PLC0415 - start-up stays cheap
+
     try:
         return parse_size(text)
     except ValueError as exc:
@@ -37,8 +37,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--file-size",
         type=_size,
-        default=parse_size("1M"),
-        help="size of each large file (squashfs, kernel, initrd), e.g. 25M, 1G",
+        default=_DEFAULT_FILE_SIZE,
+        help="size of each large file (squashfs, kernel, initrd), e.g. 25M, 1G (default 1M)",
     )
     p.add_argument("--versions", type=int, default=2, help="versions per product (default 2)")
     p.add_argument(
@@ -52,13 +52,16 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the stream and print where its keyring is."""
+    from common.mirror.samplestream import write_sample_stream  # noqa: PLC0415 - start-up stays cheap
+    from common.ops.logging import get_logger  # noqa: PLC0415
+
     if args.versions < 1:
         print("bootsync sample-stream: error: --versions must be at least 1", file=sys.stderr)
         return 2
     stream = write_sample_stream(
         args.dir, file_size=args.file_size, versions=args.versions, newest=args.newest
     )
-    log.info(
+    get_logger("sample_stream").info(
         "sample_stream_written",
         root=str(stream.root),
         files=stream.files,

@@ -3,15 +3,17 @@
 Used by tests, benchmarks and the demo in place of images.maas.io. The products,
 fields, item names and paths follow the real ephemeral-v3 stream (Ubuntu v3
 kernels, initrds and squashfs; bootloaders; CentOS bases); only the bytes are
-synthetic. A file's bytes depend on its path alone, so a path never changes
+synthetic (bootloader archives are real tar.xz files of synthetic members). A file's bytes depend on its path alone, so a path never changes
 content, as the format requires.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +49,22 @@ _BOOTLOADERS = (
     ("grub-efi", "uefi", "arm64", ("grub2",)),
     ("grub-ieee1275", "open-firmware", "ppc64el", ("grub2",)),
 )
+# What each bootloader archive holds, under the names MAAS racks link at their root.
+_ARCHIVE_MEMBERS = {
+    ("pxe", "syslinux"): (
+        "lpxelinux.0",
+        "chain.c32",
+        "ifcpu.c32",
+        "ifcpu64.c32",
+        "ldlinux.c32",
+        "libcom32.c32",
+        "libutil.c32",
+    ),
+    ("uefi", "grub2-signed"): ("grubx64.efi",),
+    ("uefi", "shim-signed"): ("bootx64.efi",),
+    ("uefi", "grub2"): ("bootaa64.efi", "grubaa64.efi"),
+    ("open-firmware", "grub2"): ("bootppc64.bin",),
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,32 @@ class _Tree:
         self.files += 1
         self.total += size
         return {"ftype": ftype, "path": path, "sha256": sha256, "size": size, **extra}
+
+    def archive(
+        self, path: str, members: tuple[str, ...], member_size: int, **extra: str
+    ) -> dict[str, Any]:
+        """A tar.xz item holding ``members`` (synthetic bytes, reproducible archive)."""
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:xz", format=tarfile.GNU_FORMAT) as tar:
+            for name in members:
+                data = random.Random(f"{path}/{name}").randbytes(member_size)  # not a secret
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                info.uname = info.gname = "root"
+                tar.addfile(info, io.BytesIO(data))
+        payload = buffer.getvalue()
+        target.write_bytes(payload)
+        self.files += 1
+        self.total += len(payload)
+        return {
+            "ftype": "archive.tar.xz",
+            "path": path,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "size": len(payload),
+            **extra,
+        }
 
 
 def _write_synthetic(target: Path, seed: str, size: int) -> str:
@@ -165,10 +209,10 @@ def _bootloader_products(tree: _Tree, versions: list[str], small: int) -> dict[s
         for serial in versions:
             bver = f"{serial}.0"
             items = {
-                n: tree.item(
+                n: tree.archive(
                     f"bootloaders/{btype}/{arch}/{bver}/{n}.tar.xz",
-                    small,
-                    "archive.tar.xz",
+                    _ARCHIVE_MEMBERS[(btype, n)],
+                    max(1, small // 8),
                     src_package=n,
                     src_release="noble",
                 )
@@ -241,7 +285,8 @@ def write_sample_stream(
     """Write a signed sample stream under ``root``; return what was written.
 
     Large files (squashfs, kernels, initrds, root-tgz) are ``file_size`` bytes;
-    manifests and bootloader archives are small. ``signing_key`` defaults to a
+    manifests are small, and bootloader items are real tar.xz archives of small
+    files under MAAS's names (``bootx64.efi``, ``lpxelinux.0``, ...). ``signing_key`` defaults to a
     new throwaway key whose public half is written to ``root/sample-keyring.gpg``.
     """
     tree = _Tree(root)

@@ -27,6 +27,7 @@ from pathlib import Path
 import aiohttp
 
 from common.errors import BootsyncError
+from common.mirror.http_cache import MirrorDocumentCache
 from common.mirror.screening import screen_selection
 from common.mirror.selection import MirrorSelection, accumulate
 from common.mirror.tree import KEYRING_NAME, MirrorTree
@@ -44,6 +45,7 @@ from common.transfer.streams import (
     StreamSource,
     TrustPolicy,
     http_documents,
+    keep_verified,
     read_stream,
     resolve_source,
 )
@@ -210,7 +212,7 @@ async def plan_mirror(opts: MirrorOptions) -> MirrorPlan:
     source = resolve_source(opts.source_url, signed=opts.keyring is not None)
     tree = MirrorTree(opts.target)
     async with make_session(user_agent=USER_AGENT) as session:
-        work = await _prepare(session, source, tree, opts)
+        work = await _prepare(session, source, tree, opts, dry_run=True)
     return MirrorPlan(
         index_url=source.index_url,
         products=sum(len(p.products) for p in work.selection.products.values()),
@@ -221,13 +223,24 @@ async def plan_mirror(opts: MirrorOptions) -> MirrorPlan:
 
 
 async def _prepare(
-    session: aiohttp.ClientSession, source: StreamSource, tree: MirrorTree, opts: MirrorOptions
+    session: aiohttp.ClientSession,
+    source: StreamSource,
+    tree: MirrorTree,
+    opts: MirrorOptions,
+    *,
+    dry_run: bool = False,
 ) -> _Work:
-    """Read the source and decide what the mirror will hold, fetch and publish."""
+    """Read the source and decide what the mirror will hold, fetch and publish.
+
+    Metadata is asked for conditionally: what the upstream served last time is
+    kept in the mirror's state (a dry run reads it but writes nothing).
+    """
+    cache = MirrorDocumentCache(tree.state_dir, read_only=dry_run)
     stream = await read_stream(
-        http_documents(session, source.base_url, limits=opts.transfer),
+        http_documents(session, source.base_url, limits=opts.transfer, cache=cache),
         source.index_path,
         TrustPolicy(opts.keyring),
+        on_verified=keep_verified(cache),
     )
     wanted = _select(stream, opts)
     current = MirrorSelection(

@@ -22,11 +22,14 @@ and with it the memory reading it takes.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from common.errors import DeadlineExceededError, TooSlowError, UpstreamError
+
+if TYPE_CHECKING:  # the defaults are read by `bootsync --help`, which must not load asyncio
+    import asyncio
 
 DEFAULT_MIN_RATE = 4096
 """Bytes per second below which a transfer fails (averaged over the window)."""
@@ -121,6 +124,8 @@ class AttemptWatch:
     async def __aenter__(self) -> AttemptWatch:
         if not self._limits.enforced:
             return self
+        import asyncio  # noqa: PLC0415 - see TYPE_CHECKING above
+
         self._loop = asyncio.get_running_loop()
         self._began = self._loop.time()
         self._spent_before = self._pace.spent_s

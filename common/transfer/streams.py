@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
 import aiohttp
 
 from common.errors import SignatureError, UnknownKeyError
-from common.transfer.fetch import fetch_document, join_url
+from common.transfer.fetch import CachedDocument, DocumentCache, fetch_conditional, join_url
 from common.transfer.limits import TransferLimits
 from common.trust.keyrings import Keyring
 from common.trust.signing import VerifiedDocument, verify_clearsigned
@@ -61,10 +61,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class FetchedDocument:
-    """A document fetched from an upstream server."""
+    """A document fetched from an upstream server.
+
+    ``fresh``: the body with the validators it was served with, when it is new to
+    the cache it was fetched through (:func:`keep_verified` stores it once verified).
+    """
 
     url: str
     body: bytes
+    fresh: CachedDocument | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -100,18 +105,38 @@ def resolve_source(url: str, *, signed: bool) -> StreamSource:
 
 
 def http_documents(
-    session: aiohttp.ClientSession, base_url: str, *, limits: TransferLimits | None = None
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    limits: TransferLimits | None = None,
+    cache: DocumentCache | None = None,
 ) -> Callable[[str], Awaitable[FetchedDocument]]:
     """Fetch stream-relative paths under ``base_url`` (bounded, paced and retried).
 
     ``limits``: the largest document and the minimum rate (see fetch_document).
+    ``cache``: documents fetched before, asked for conditionally (ETag /
+    Last-Modified) and reused on 304; read_stream verifies them like any other.
+    Nothing is stored here: pass ``keep_verified(cache)`` to read_stream.
     """
 
     async def get(path: str) -> FetchedDocument:
         url = join_url(base_url, path)
-        return FetchedDocument(url=url, body=await fetch_document(session, url, limits=limits))
+        cached = await cache.get(url) if cache is not None else None
+        got = await fetch_conditional(session, url, cached=cached, limits=limits)
+        fresh = got if cache is not None and got is not cached and got.validated else None
+        return FetchedDocument(url=url, body=got.body, fresh=fresh)
 
     return get
+
+
+def keep_verified(cache: DocumentCache) -> Callable[[FetchedDocument], Awaitable[None]]:
+    """read_stream's ``on_verified`` for :func:`http_documents`: store what verified, if new."""
+
+    async def keep(document: FetchedDocument) -> None:
+        if document.fresh is not None:
+            await cache.put(document.url, document.fresh)
+
+    return keep
 
 
 @dataclass(frozen=True)
@@ -165,7 +190,11 @@ class Stream(Generic[D]):
 
 
 async def read_stream(
-    get: Callable[[str], Awaitable[D]], index_path: str, trust: TrustPolicy
+    get: Callable[[str], Awaitable[D]],
+    index_path: str,
+    trust: TrustPolicy,
+    *,
+    on_verified: Callable[[D], Awaitable[None]] | None = None,
 ) -> Stream[D]:
     """Fetch, verify and parse the index at ``index_path``, then each products document.
 
@@ -176,10 +205,13 @@ async def read_stream(
 
     Each document is verified and parsed in one worker thread: its verified
     text never reaches the event loop and is dropped once parsed; only the
-    document as fetched and its parsed form are kept.
+    document as fetched and its parsed form are kept. ``on_verified`` is awaited
+    with each document that verified and parsed (a cache keeps it then).
     """
     index_document = await get(index_path)
     index, signer = await asyncio.to_thread(_verify_and_parse, trust, index_document, parse_index)
+    if on_verified is not None:
+        await on_verified(index_document)
     products: dict[str, ProductList] = {}
     documents: dict[str, D] = {}
     for content_id, entry in index.entries.items():
@@ -194,6 +226,8 @@ async def read_stream(
                 f"{document.url}: content_id",
                 f"{product_list.content_id!r}, but the index says {content_id!r}",
             )
+        if on_verified is not None:
+            await on_verified(document)
         products[content_id] = product_list
         documents[content_id] = document
     return Stream(

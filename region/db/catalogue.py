@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import astuple, dataclass
 
-import aiosqlite
-
-from region.db.connection import Database
+from region.db.connection import Database, Row
 from region.db.timestamps import now_iso
 
 CatalogueKey = tuple[str, str, str, str, str]
@@ -69,7 +67,7 @@ _COLUMNS = (
 )
 
 
-def _entry(row: aiosqlite.Row) -> CatalogueEntry:
+def _entry(row: Row) -> CatalogueEntry:
     extra = json.loads(row["extra"] or "{}")
     return CatalogueEntry(
         os=row["os"],
@@ -191,8 +189,9 @@ async def record_checked(
             "index_changed_at, last_checked_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (boot_source_id) DO UPDATE SET last_error = NULL, last_error_at = NULL, "
             "warnings = excluded.warnings, last_checked_at = excluded.last_checked_at, "
-            "index_changed_at = CASE WHEN last_index_updated IS excluded.last_index_updated "
-            "THEN index_changed_at ELSE excluded.index_changed_at END, "
+            "index_changed_at = CASE WHEN boot_source_status.last_index_updated IS NOT DISTINCT FROM "
+            "excluded.last_index_updated "
+            "THEN boot_source_status.index_changed_at ELSE excluded.index_changed_at END, "
             "last_index_updated = excluded.last_index_updated",
             (source_id, json.dumps(warnings), index_updated, now, now),
         )

@@ -1,16 +1,23 @@
-"""The region's SQLite database: one writer, a few readers, WAL, numbered migrations.
+"""The region database: SQLite (default) or PostgreSQL, one schema, the same repositories.
 
 :class:`Database` is the only way in. ``async with db.write() as conn`` is one
-transaction on the single writer connection (writers queue on a lock);
-``async with db.read() as conn`` borrows a reader connection whose block sees
-one snapshot of the last committed state, so a read never shows another
-coroutine's uncommitted rows (a half-written import). A block that must read
-its own writes does so on the connection ``write()`` gave it.
+transaction on the single writer (writers queue on a lock; on PostgreSQL they also
+take one advisory lock, so the regions sharing a server write one at a time just as
+SQLite's processes do); ``async with db.read() as conn`` borrows a reader whose
+block sees one snapshot of the last committed state (SQLite: a WAL read
+transaction; PostgreSQL: a read-only REPEATABLE READ transaction), so a read never
+shows another coroutine's uncommitted rows (a half-written import). A block that
+must read its own writes does so on the connection ``write()`` gave it.
 
-Migrations are the files ``region/db/migrations/NNNN_<name>.sql``, applied in order
-on the writer at start-up inside one transaction each; ``PRAGMA user_version``
-records the last one applied. A file is never edited once released: a change is
-a new file.
+Both engines hand the repositories a :class:`Connection` (region/db/engine.py):
+hand-written SQL with ``?`` placeholders, rows addressable by column name, a new
+row's id by ``INSERT ... RETURNING id``; errors are :mod:`sqlite3`'s on both.
+
+Migrations are the files ``region/db/migrations/NNNN_<name>.sql`` (SQLite) and
+``region/db/migrations/postgresql/NNNN_<name>.sql`` (the same numbers), applied in
+order at start-up inside one transaction each; ``PRAGMA user_version`` (SQLite)
+or the table ``schema_version`` (PostgreSQL) records the last one applied. A file
+is never edited once released: a change is a new file on both engines.
 """
 
 from __future__ import annotations
@@ -18,14 +25,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from common.ops.logging import get_logger
 from common.storage.modes import create_private_file, tighten_file
+from region.db.engine import Connection, Row, SqliteConnection
+
+__all__ = ["Connection", "Database", "Row", "check_db", "migrations", "open_db"]
 
 log = get_logger("db")
 
@@ -35,10 +46,15 @@ BUSY_TIMEOUT_MS = 5000  # another process (``bootsync apikey``) may hold the wri
 SIDE_FILES = ("-wal", "-shm")  # what SQLite keeps beside the database in WAL mode
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(number, name, sql) of every migration shipped, in order; ValueError on a gap."""
+def migrations(dialect: str = "sqlite") -> list[tuple[int, str, str]]:
+    """(number, name, sql) of every migration shipped for ``dialect``, in order; ValueError on a gap."""
     found = []
-    for entry in resources.files("region.db.migrations").iterdir():
+    folder = resources.files("region.db.migrations")
+    if dialect == "postgresql":
+        folder = folder / "postgresql"
+    elif dialect != "sqlite":
+        raise ValueError(f"no migrations for database engine {dialect!r}")
+    for entry in folder.iterdir():
         match = _MIGRATION.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
@@ -93,42 +109,58 @@ async def _check_foreign_keys(conn: aiosqlite.Connection, migration: str) -> Non
 
 
 class Database:
-    """The region database: one writer connection and a pool of reader connections.
+    """The region database: one writer and a pool of readers, on either engine.
 
-    Made by :func:`open_db`, which also closes it. Connections give rows as
-    :class:`aiosqlite.Row` (access by column name). Repositories use only
-    :meth:`read` and :meth:`write`, the seam another engine would implement.
+    Made by :func:`open_db`, which also closes it. Repositories use only
+    :meth:`read` and :meth:`write`, which lend a :class:`Connection`.
     """
+
+    dialect = ""
+    readers = 0
+
+    def read(self) -> AbstractAsyncContextManager[Connection]:
+        """A reader; the block sees one snapshot of the last committed state."""
+        raise NotImplementedError
+
+    def write(self) -> AbstractAsyncContextManager[Connection]:
+        """One transaction on the writer: committed when the block ends cleanly."""
+        raise NotImplementedError
+
+
+class SqliteDatabase(Database):
+    """SQLite: one writer connection and a few reader connections on one file."""
+
+    dialect = "sqlite"
 
     def __init__(self, writer: aiosqlite.Connection, readers: Sequence[aiosqlite.Connection]):
         if not readers:
             raise ValueError("a Database needs at least one reader connection")
-        self._writer = writer
+        self._writer = SqliteConnection(writer)
         self._write_lock = asyncio.Lock()
         # Last in, first out: a quiet region keeps reusing one warm connection.
-        self._idle: asyncio.LifoQueue[aiosqlite.Connection] = asyncio.LifoQueue()
+        self._idle: asyncio.LifoQueue[SqliteConnection] = asyncio.LifoQueue()
         for reader in readers:
-            self._idle.put_nowait(reader)
+            self._idle.put_nowait(SqliteConnection(reader))
         self.readers = len(readers)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def read(self) -> AsyncIterator[Connection]:
         """A reader connection; the block sees one snapshot of the last committed state.
 
         Waits while every reader is lent out. Nothing can be written through it.
         """
         conn = await self._idle.get()
         try:
-            await _run(conn, "BEGIN")
+            await _run(conn.raw, "BEGIN")
             yield conn
         finally:
             try:
-                await conn.rollback()  # ends the snapshot; a no-op if BEGIN never ran
+                await conn.raw.rollback()  # ends the snapshot; a no-op if BEGIN never ran
             finally:
                 self._idle.put_nowait(conn)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def write(self) -> AsyncIterator[Connection]:
         """One transaction on the writer: committed when the block ends cleanly.
 
         Writers wait for each other (and ``BEGIN IMMEDIATE`` for another process's
@@ -137,12 +169,40 @@ class Database:
         async with self._write_lock:
             conn = self._writer
             try:
-                await _run(conn, "BEGIN IMMEDIATE")
+                await _run(conn.raw, "BEGIN IMMEDIATE")
                 yield conn
-                await conn.commit()
+                await conn.raw.commit()
             except BaseException:
-                await conn.rollback()
+                await conn.raw.rollback()
                 raise
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL: a pool of ``readers + 1`` connections; writes one at a time."""
+
+    dialect = "postgresql"
+
+    def __init__(self, pool: Any, readers: int) -> None:
+        self._pool = pool
+        self._write_lock = asyncio.Lock()
+        self._read_slots = asyncio.Semaphore(readers)
+        self.readers = readers
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Connection]:
+        """A read-only REPEATABLE READ transaction (one snapshot)."""
+        from region.db import postgres  # noqa: PLC0415 - asyncpg is an extra, only for PostgreSQL
+
+        async with self._read_slots, postgres.read_tx(self._pool) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Connection]:
+        """One transaction; this region's writers queue on a lock, all regions' on an advisory lock."""
+        from region.db import postgres  # noqa: PLC0415 - asyncpg is an extra, only for PostgreSQL
+
+        async with self._write_lock, postgres.write_tx(self._pool) as conn:
+            yield conn
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -164,9 +224,61 @@ def _private_files(path: Path) -> None:
         tighten_file(path.with_name(path.name + suffix))
 
 
+def is_postgresql(target: Path | str) -> bool:
+    """Whether ``target`` (a path or ``[database] url``) names a PostgreSQL server."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(target: Path | str) -> Path:
+    """The file a ``sqlite:///...`` URL (or a plain path) names."""
+    text = str(target)
+    return Path(text[len("sqlite://") :]) if text.startswith("sqlite://") else Path(text)
+
+
 @asynccontextmanager
-async def open_db(path: Path, *, readers: int = READERS) -> AsyncIterator[Database]:
-    """Open (creating if needed) and migrate the database at ``path``; close it after.
+async def open_db(target: Path | str, *, readers: int = READERS) -> AsyncIterator[Database]:
+    """Open (creating if needed) and migrate the database ``target``; close it after.
+
+    ``target`` is a SQLite file (a path or ``sqlite:///abs/path``) or a
+    ``postgresql://user@host/db`` URL (the server's database must exist).
+    """
+    if is_postgresql(target):
+        from region.db import postgres  # noqa: PLC0415 - asyncpg is an extra, only for PostgreSQL
+
+        async with postgres.pool(str(target), readers + 1) as pool:
+            async with pool.acquire() as raw:
+                await postgres.migrate(raw, await asyncio.to_thread(migrations, "postgresql"))
+            yield PostgresDatabase(pool, readers)
+        return
+    async with _open_sqlite(sqlite_path(target), readers=readers) as db:
+        yield db
+
+
+async def check_db(target: Path | str) -> tuple[int, int]:
+    """(schema version found, version shipped) of ``target``, connecting but changing nothing.
+
+    sqlite3.Error (for either engine) when it cannot be reached.
+    """
+    if is_postgresql(target):
+        from region.db import postgres  # noqa: PLC0415 - asyncpg is an extra, only for PostgreSQL
+
+        found = await postgres.with_raw(str(target), postgres.schema_version)
+        shipped = await asyncio.to_thread(migrations, "postgresql")
+    else:
+        path = sqlite_path(target)
+        found = 0
+        if await asyncio.to_thread(path.exists):
+            async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as conn:
+                async with conn.execute("PRAGMA user_version") as cur:
+                    row = await cur.fetchone()
+                found = int(row[0]) if row else 0
+        shipped = await asyncio.to_thread(migrations)
+    return found, (shipped[-1][0] if shipped else 0)
+
+
+@asynccontextmanager
+async def _open_sqlite(path: Path, *, readers: int) -> AsyncIterator[Database]:
+    """Open (creating if needed) and migrate the SQLite database at ``path``; close it after.
 
     The journal is WAL, so readers never wait for the writer and see what it
     last committed; foreign keys are enforced on the writer; readers are
@@ -192,7 +304,7 @@ async def open_db(path: Path, *, readers: int = READERS) -> AsyncIterator[Databa
             reader = await _connect(path)
             opened.append(reader)
             await _run(reader, f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA query_only=ON")
-        yield Database(writer, opened[1:])
+        yield SqliteDatabase(writer, opened[1:])
     finally:
         for conn in reversed(opened):
             await conn.close()

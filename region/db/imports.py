@@ -11,10 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-
 from common.ops.logging import get_logger, short_sha
-from region.db.connection import Database
+from region.db.connection import Connection, Database
 from region.db.resources import COMPLETE_SETS, SYNCED, UPLOADED, ResourceKey, atomic
 from region.db.timestamps import now_iso
 
@@ -63,7 +61,7 @@ async def write_wanted(
     Returns the keys of resources created just now.
     """
 
-    async def work(conn: aiosqlite.Connection) -> set[ResourceKey]:
+    async def work(conn: Connection) -> set[ResourceKey]:
         created: set[ResourceKey] = set()
         now = now_iso()
         for ws in wanted:
@@ -76,7 +74,7 @@ async def write_wanted(
                 cur = await conn.execute(
                     "INSERT INTO boot_resources (rtype, name, architecture, kflavor, "
                     "bootloader_type, rolling, extra, created, updated) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (SYNCED, *ws.key, *fields, now, now),
                 )
                 resource_id = cur.lastrowid
@@ -100,7 +98,7 @@ async def write_wanted(
 
 
 async def _write_set(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     resource_id: int | None,
     ws: WantedSet,
     have: Mapping[str, int],
@@ -159,9 +157,10 @@ async def set_bytes_done(db: Database, done: Mapping[str, int]) -> None:
         await atomic(
             db,
             lambda conn: conn.executemany(
-                "UPDATE boot_resource_files SET bytes_done = MIN(?, size) "
+                "UPDATE boot_resource_files SET bytes_done = "
+                "CASE WHEN ? < size THEN ? ELSE size END "
                 "WHERE sha256 = ? AND bytes_done < size",
-                [(n, sha) for sha, n in done.items()],
+                [(n, n, sha) for sha, n in done.items()],
             ),
         )
 
@@ -180,7 +179,7 @@ async def clean_sets(db: Database) -> int:
     without a set go. Returns the number of sets deleted.
     """
 
-    async def work(conn: aiosqlite.Connection) -> int:
+    async def work(conn: Connection) -> int:
         cur = await conn.execute(
             f"DELETE FROM boot_resource_sets WHERE resource_id IN "  # noqa: S608
             f"(SELECT id FROM boot_resources WHERE rtype = {SYNCED}) AND id NOT IN "
@@ -208,7 +207,10 @@ async def referenced_sha256(db: Database) -> set[str]:
 async def start_run(db: Database) -> int:
     """Open an ``import_runs`` row; returns its id."""
     cur = await atomic(
-        db, lambda conn: conn.execute("INSERT INTO import_runs (started) VALUES (?)", (now_iso(),))
+        db,
+        lambda conn: conn.execute(
+            "INSERT INTO import_runs (started) VALUES (?) RETURNING id", (now_iso(),)
+        ),
     )
     return cur.lastrowid or 0
 

@@ -14,8 +14,6 @@ import string
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
 from common.rackproto import (
     HostFacts,
     RackImage,
@@ -25,7 +23,7 @@ from common.rackproto import (
     host_from_json,
     to_json,
 )
-from region.db.connection import Database
+from region.db.connection import Connection, Database, Row
 from region.db.timestamps import now_iso, utc_text
 
 SYSTEM_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -101,18 +99,18 @@ async def register_rack(
     return rack, new
 
 
-async def _insert(conn: aiosqlite.Connection, reg: Registration, now: str) -> str:
+async def _insert(conn: Connection, reg: Registration, now: str) -> str:
     while True:
         system_id = new_system_id()
-        try:
-            await conn.execute(
-                "INSERT INTO racks (system_id, hostname, url, registered, last_seen) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (system_id, reg.hostname, reg.url, now, now),
-            )
-        except aiosqlite.IntegrityError:
-            continue  # 36^6 ids: a clash is rare, and another draw settles it
-        return system_id
+        # 36^6 ids: a clash is rare, and another draw settles it. DO NOTHING rather
+        # than catching the error: on PostgreSQL an error ends the transaction.
+        cur = await conn.execute(
+            "INSERT INTO racks (system_id, hostname, url, registered, last_seen) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (system_id) DO NOTHING",
+            (system_id, reg.hostname, reg.url, now, now),
+        )
+        if cur.rowcount == 1:
+            return system_id
 
 
 async def get_rack(db: Database, system_id: str) -> RackRow | None:
@@ -121,7 +119,7 @@ async def get_rack(db: Database, system_id: str) -> RackRow | None:
         return await _get_rack(conn, system_id)
 
 
-async def _get_rack(conn: aiosqlite.Connection, system_id: str) -> RackRow | None:
+async def _get_rack(conn: Connection, system_id: str) -> RackRow | None:
     async with conn.execute(
         f"SELECT {_COLUMNS} FROM racks WHERE system_id = ?",  # noqa: S608
         (system_id,),
@@ -182,7 +180,7 @@ async def touch_rack(db: Database, system_id: str) -> None:
         )
 
 
-def _rack(row: aiosqlite.Row) -> RackRow:
+def _rack(row: Row) -> RackRow:
     images = tuple(
         RackImage(
             name=i["name"], architecture=i["architecture"], subarches=list(i.get("subarches", []))
@@ -205,7 +203,7 @@ def _rack(row: aiosqlite.Row) -> RackRow:
     )
 
 
-async def _store_host(conn: aiosqlite.Connection, system_id: str, host: HostFacts) -> None:
+async def _store_host(conn: Connection, system_id: str, host: HostFacts) -> None:
     facts = to_json(host)
     facts["interfaces"] = json.dumps(facts["interfaces"])
     assignments = ", ".join(f"{column} = ?" for column in HOST_COLUMNS)
@@ -215,7 +213,7 @@ async def _store_host(conn: aiosqlite.Connection, system_id: str, host: HostFact
     )
 
 
-def _host(row: aiosqlite.Row) -> HostFacts | None:
+def _host(row: Row) -> HostFacts | None:
     """The stored host facts; None when the rack never sent any."""
     if row["architecture"] is None:
         return None
@@ -267,9 +265,7 @@ async def check_credential(db: Database, system_id: str, credential: str | None)
         return await _check_credential(conn, system_id, credential)
 
 
-async def _check_credential(
-    conn: aiosqlite.Connection, system_id: str, credential: str | None
-) -> bool:
+async def _check_credential(conn: Connection, system_id: str, credential: str | None) -> bool:
     async with conn.execute(
         "SELECT credential_hash FROM racks WHERE system_id = ?", (system_id,)
     ) as cur:

@@ -16,10 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from common.ops.logging import get_logger
-from region.db.connection import Database
+from region.db.connection import Connection, Database, Row
 
 log = get_logger("resources")
 
@@ -30,7 +28,7 @@ ResourceKey = tuple[str, str]  # (name, architecture)
 
 COMPLETE_SETS = (
     "SELECT set_id FROM boot_resource_files GROUP BY set_id "
-    "HAVING SUM(bytes_done >= size) = COUNT(*)"
+    "HAVING SUM(CASE WHEN bytes_done >= size THEN 1 ELSE 0 END) = COUNT(*)"
 )
 
 
@@ -91,7 +89,7 @@ class SetRow:
         return bool(self.files) and all(f.bytes_done >= f.size for f in self.files)
 
 
-async def atomic(db: Database, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+async def atomic(db: Database, work: Callable[[Connection], Awaitable[T]]) -> T:
     """Run ``work(conn)`` as one write transaction, shielded from cancellation.
 
     ``conn`` is the writer: what ``work`` reads through it includes what it wrote.
@@ -104,7 +102,7 @@ async def atomic(db: Database, work: Callable[[aiosqlite.Connection], Awaitable[
     return await asyncio.shield(run())
 
 
-def _resource(row: aiosqlite.Row) -> ResourceRow:
+def _resource(row: Row) -> ResourceRow:
     return ResourceRow(
         id=row["id"],
         rtype=row["rtype"],
@@ -118,7 +116,7 @@ def _resource(row: aiosqlite.Row) -> ResourceRow:
     )
 
 
-def _file(row: aiosqlite.Row) -> FileRow:
+def _file(row: Row) -> FileRow:
     return FileRow(
         filename=row["filename"],
         filetype=row["filetype"],
@@ -129,7 +127,7 @@ def _file(row: aiosqlite.Row) -> FileRow:
     )
 
 
-def _sets(rows: Iterable[aiosqlite.Row]) -> dict[int, tuple[SetRow, int]]:
+def _sets(rows: Iterable[Row]) -> dict[int, tuple[SetRow, int]]:
     """Group (set, file) rows into sets, keyed by set id, with their resource id."""
     grouped: dict[int, tuple[int, str, str, list[FileRow]]] = {}
     for row in rows:
@@ -156,7 +154,7 @@ async def get_resource(db: Database, resource_id: int) -> tuple[ResourceRow, lis
 
 
 async def _get_resource(
-    conn: aiosqlite.Connection, resource_id: int
+    conn: Connection, resource_id: int
 ) -> tuple[ResourceRow, list[SetRow]] | None:
     async with conn.execute("SELECT * FROM boot_resources WHERE id = ?", (resource_id,)) as cur:
         row = await cur.fetchone()
@@ -191,11 +189,13 @@ async def list_resources(
         db.read() as conn,
         conn.execute(
             "SELECT r.*, s.id AS set_id, COUNT(f.id) AS files, SUM(f.size) AS total, "
-            "SUM(MIN(f.bytes_done, f.size)) AS done, SUM(f.bytes_done >= f.size) AS stored "
+            "SUM(CASE WHEN f.bytes_done < f.size THEN f.bytes_done ELSE f.size END) AS done, "
+            "SUM(CASE WHEN f.bytes_done >= f.size THEN 1 ELSE 0 END) AS stored "
             "FROM boot_resources r LEFT JOIN boot_resource_sets s ON s.id = "
             "(SELECT MAX(id) FROM boot_resource_sets WHERE resource_id = r.id) "
             "LEFT JOIN boot_resource_files f ON f.set_id = s.id "
-            "WHERE ? IS NULL OR r.rtype = ? GROUP BY r.id ORDER BY r.rtype, r.name, "
+            "WHERE CAST(? AS BIGINT) IS NULL OR r.rtype = ? GROUP BY r.id, s.id "
+            "ORDER BY r.rtype, r.name, "
             "r.architecture",
             (rtype, rtype),
         ) as cur,
@@ -208,9 +208,10 @@ async def list_resources(
             if row["set_id"] is None
             else SetTotals(
                 files=row["files"] or 0,
-                total=row["total"] or 0,
-                done=row["done"] or 0,
-                complete=bool(row["files"]) and row["stored"] == row["files"],
+                # SUM is NUMERIC on PostgreSQL (a Decimal): int() on both engines.
+                total=int(row["total"] or 0),
+                done=int(row["done"] or 0),
+                complete=bool(row["files"]) and int(row["stored"] or 0) == row["files"],
             ),
         )
         for row in rows
@@ -242,7 +243,7 @@ async def complete_sets(db: Database) -> list[tuple[ResourceRow, list[SetRow]]]:
         return await _complete_sets(conn)
 
 
-async def _complete_sets(conn: aiosqlite.Connection) -> list[tuple[ResourceRow, list[SetRow]]]:
+async def _complete_sets(conn: Connection) -> list[tuple[ResourceRow, list[SetRow]]]:
     async with conn.execute(
         _SET_FILES + f"WHERE s.id IN ({COMPLETE_SETS}) ORDER BY s.resource_id, s.id, f.filename"
     ) as cur:

@@ -18,10 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from common.errors import BootsyncError
-from region.db.connection import Database
+from region.db.connection import Connection, Database, Row
 from region.db.timestamps import now_iso
 
 
@@ -69,7 +67,7 @@ class Selection:
     updated: str
 
 
-def _source(row: aiosqlite.Row) -> BootSource:
+def _source(row: Row) -> BootSource:
     return BootSource(
         id=row["id"],
         url=row["url"],
@@ -84,7 +82,7 @@ def _source(row: aiosqlite.Row) -> BootSource:
     )
 
 
-def _selection(row: aiosqlite.Row) -> Selection:
+def _selection(row: Row) -> Selection:
     return Selection(
         id=row["id"],
         boot_source_id=row["boot_source_id"],
@@ -99,7 +97,7 @@ def _selection(row: aiosqlite.Row) -> Selection:
 
 
 @asynccontextmanager
-async def _writing(db: Database, duplicate: str) -> AsyncIterator[aiosqlite.Connection]:
+async def _writing(db: Database, duplicate: str) -> AsyncIterator[Connection]:
     """A write transaction whose UNIQUE violations become ``DuplicateError(duplicate)``."""
     try:
         async with db.write() as conn:
@@ -149,7 +147,8 @@ async def create_source(
         cursor = await conn.execute(
             "INSERT INTO boot_sources (url, keyring_filename, keyring_data, created, updated,"
             " name, priority, enabled, skip_keyring_verification) VALUES (?, ?, ?, ?, ?, ?,"
-            " COALESCE(?, (SELECT COALESCE(MAX(priority), 0) + 1 FROM boot_sources)), ?, ?)",
+            " COALESCE(?, (SELECT COALESCE(MAX(priority), 0) + 1 FROM boot_sources)), ?, ?)"
+            " RETURNING id",
             (url, keyring_filename, keyring_data, now, now, name or url, priority, enabled, skip),
         )
         source = await _get_source(conn, cursor.lastrowid or 0)
@@ -163,7 +162,7 @@ async def get_source(db: Database, source_id: int) -> BootSource | None:
         return await _get_source(conn, source_id)
 
 
-async def _get_source(conn: aiosqlite.Connection, source_id: int) -> BootSource | None:
+async def _get_source(conn: Connection, source_id: int) -> BootSource | None:
     async with conn.execute("SELECT * FROM boot_sources WHERE id = ?", (source_id,)) as cur:
         row = await cur.fetchone()
     return _source(row) if row else None
@@ -185,7 +184,7 @@ async def list_sources(db: Database) -> list[BootSource]:
         return await _list_sources(conn)
 
 
-async def _list_sources(conn: aiosqlite.Connection) -> list[BootSource]:
+async def _list_sources(conn: Connection) -> list[BootSource]:
     async with conn.execute("SELECT * FROM boot_sources ORDER BY id") as cur:
         return [_source(row) for row in await cur.fetchall()]
 
@@ -250,7 +249,7 @@ async def create_selection(
     new_id = await _write(
         db,
         "INSERT INTO boot_source_selections (boot_source_id, os, release, arches,"
-        " subarches, labels, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " subarches, labels, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             source_id,
             os,
@@ -282,9 +281,7 @@ async def get_selection(db: Database, source_id: int, selection_id: int) -> Sele
         return await _get_selection(conn, source_id, selection_id)
 
 
-async def _get_selection(
-    conn: aiosqlite.Connection, source_id: int, selection_id: int
-) -> Selection | None:
+async def _get_selection(conn: Connection, source_id: int, selection_id: int) -> Selection | None:
     async with conn.execute(
         "SELECT * FROM boot_source_selections WHERE id = ? AND boot_source_id = ?",
         (selection_id, source_id),
@@ -299,9 +296,7 @@ async def list_selections(db: Database, source_id: int | None = None) -> list[Se
         return await _list_selections(conn, source_id)
 
 
-async def _list_selections(
-    conn: aiosqlite.Connection, source_id: int | None = None
-) -> list[Selection]:
+async def _list_selections(conn: Connection, source_id: int | None = None) -> list[Selection]:
     query = "SELECT * FROM boot_source_selections ORDER BY id"
     params: tuple[int, ...] = ()
     if source_id is not None:

@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiosqlite
-
-from region.db.connection import Database
+from region.db.connection import Connection, Database
 from region.db.resources import UPLOADED, atomic
 from region.db.timestamps import now_iso
 
@@ -165,7 +163,7 @@ async def create_upload(
     Raises ResourceClashError when a synced resource has that name and architecture.
     """
 
-    async def work(conn: aiosqlite.Connection) -> tuple[int, int]:
+    async def work(conn: Connection) -> tuple[int, int]:
         now = now_iso()
         async with conn.execute(
             "SELECT id, rtype, extra FROM boot_resources WHERE name = ? AND architecture = ?",
@@ -180,7 +178,7 @@ async def create_upload(
         if row is None:
             cur = await conn.execute(
                 "INSERT INTO boot_resources (rtype, name, architecture, base_image, extra, "
-                "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (UPLOADED, new.name, new.architecture, new.base_image, json.dumps(extra), now, now),
             )
             resource_id = cur.lastrowid
@@ -197,13 +195,13 @@ async def create_upload(
         version = next_version(taken, datetime.now(UTC).strftime("%Y%m%d"))
         cur = await conn.execute(
             "INSERT INTO boot_resource_sets (resource_id, version, label, created) "
-            "VALUES (?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?) RETURNING id",
             (resource_id, version, UPLOADED_LABEL, now),
         )
         set_id = cur.lastrowid
         cur = await conn.execute(
             "INSERT INTO boot_resource_files (set_id, filename, filetype, sha256, size, "
-            "bytes_done) VALUES (?, ?, ?, ?, ?, ?)",
+            "bytes_done) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (set_id, new.filetype, new.filetype, sha256, size, size if stored else 0),
         )
         file_id = cur.lastrowid
@@ -232,7 +230,7 @@ async def complete(db: Database, upload: UploadFile) -> None:
     Older sets of the resource are deleted unless its upload asked to keep them.
     """
 
-    async def work(conn: aiosqlite.Connection) -> None:
+    async def work(conn: Connection) -> None:
         await conn.execute(
             "UPDATE boot_resource_files SET bytes_done = size WHERE sha256 = ? AND size = ?",
             (upload.sha256, upload.size),
@@ -248,7 +246,7 @@ async def complete(db: Database, upload: UploadFile) -> None:
     await atomic(db, work)
 
 
-async def _drop_older_sets(conn: aiosqlite.Connection, resource_id: int, file_id: int) -> None:
+async def _drop_older_sets(conn: Connection, resource_id: int, file_id: int) -> None:
     await conn.execute(
         "DELETE FROM boot_resource_sets WHERE resource_id = ? AND id < "
         "(SELECT set_id FROM boot_resource_files WHERE id = ?)",

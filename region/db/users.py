@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import sqlite3
 import string
 from dataclasses import dataclass
 
-import aiosqlite
-
-from region.db.connection import Database
+from region.db.connection import Database, Row
 from region.db.sources import DuplicateError
 from region.db.timestamps import now_iso
 
@@ -47,7 +46,7 @@ class ApiKey:
         return f"{self.consumer_key}:{self.token_key}:{self.token_secret}"
 
 
-def _user(row: aiosqlite.Row) -> User:
+def _user(row: Row) -> User:
     return User(
         id=row["id"],
         username=row["username"],
@@ -69,10 +68,11 @@ async def create_user(
     try:
         async with db.write() as conn:
             cursor = await conn.execute(
-                "INSERT INTO users (username, email, is_admin, created) VALUES (?, ?, ?, ?)",
+                "INSERT INTO users (username, email, is_admin, created) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
                 (username, email, int(is_admin), now),
             )
-    except aiosqlite.IntegrityError as exc:
+    except sqlite3.IntegrityError as exc:
         raise DuplicateError(f"user {username} exists") from exc
     assert cursor.lastrowid is not None  # an INSERT always sets it
     return User(id=cursor.lastrowid, username=username, email=email, is_admin=is_admin, created=now)

@@ -18,9 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import aiosqlite
-
-from region.db.connection import Database
+from region.db.connection import Database, Row
 from region.db.timestamps import now_iso
 from region.db.users import User
 
@@ -75,7 +73,7 @@ async def set_password(db: Database, user_id: int, password: str) -> None:
         await conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
 
 
-def _user(row: aiosqlite.Row) -> User:
+def _user(row: Row) -> User:
     return User(
         id=row["id"],
         username=row["username"],

@@ -21,13 +21,20 @@ import aiohttp
 from common.errors import BootsyncError, SignatureError, error_text
 from common.ops.logging import get_logger
 from common.transfer.limits import TransferLimits
-from common.transfer.streams import TrustPolicy, http_documents, read_stream, resolve_source
+from common.transfer.streams import (
+    TrustPolicy,
+    http_documents,
+    keep_verified,
+    read_stream,
+    resolve_source,
+)
 from common.trust.keyrings import Keyring, aload_keyring
 from region.config import keyring_file
 from region.db import catalogue as repo_catalogue
 from region.db import sources as repo_sources
 from region.db.catalogue import CatalogueEntry
 from region.db.connection import Database
+from region.db.http_cache import DatabaseDocumentCache
 from region.db.sources import BootSource, default_skip_verification
 from region.images.proxy import UpstreamSessions
 from simplestreams import (
@@ -306,10 +313,16 @@ class Catalogue:
                 source=where.index_url,
             )
         trust = TrustPolicy(None if unsigned else await _keyring(source))
+        # Metadata is asked for conditionally (ETag / Last-Modified kept in the database):
+        # an upstream with nothing new sends 304s, and the kept bytes are verified again.
+        cache = DatabaseDocumentCache(self._db)
         stream = await read_stream(
-            http_documents(session or self._session, where.base_url, limits=self._limits),
+            http_documents(
+                session or self._session, where.base_url, limits=self._limits, cache=cache
+            ),
             where.index_path,
             trust,
+            on_verified=keep_verified(cache),
         )
         index = stream.index
         products: list[ProductList] = []

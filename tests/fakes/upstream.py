@@ -7,7 +7,12 @@ Byte counts in ``truncate``, ``stall`` and ``reset`` are counted within one
 response body, so a resumed request is cut at the same distance from its start.
 ``drip`` is the slow-retrieval attack: a few bytes at a time, never a stall.
 ``endless`` sends the file and then filler for as long as the client reads.
-Every body byte sent is counted per path (:meth:`FakeUpstream.served_bytes`).
+Every body byte sent is counted per path (:meth:`FakeUpstream.served_bytes`), and
+with the status line and headers in :meth:`FakeUpstream.transferred_bytes`.
+Every file is served with an ETag (of its bytes) and a Last-Modified (when it was
+added, or its mtime), and a conditional GET that matches them gets ``304 Not
+Modified`` without a body, unless a fault would change the body it answers with
+(``validators=False`` switches all of that off).
 
 Use the ``fake_upstream`` fixture, or ``async with FakeUpstream() as upstream``.
 """
@@ -15,11 +20,14 @@ Use the ``fake_upstream`` fixture, or ``async with FakeUpstream() as upstream``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -76,6 +84,22 @@ class _PathFaults:
     drip: _Fault | None = None
     endless: _Fault | None = None
 
+    def alter_body(self) -> bool:
+        """True while a fault would change the next body: such a request never gets a 304."""
+        return any(
+            fault is not None and (fault.times is None or fault.times > 0)
+            for fault in (
+                self.truncate,
+                self.flip,
+                self.stall,
+                self.reset,
+                self.wrong_length,
+                self.ignore_range,
+                self.drip,
+                self.endless,
+            )
+        )
+
 
 @dataclass
 class FakeUpstream:
@@ -85,6 +109,9 @@ class FakeUpstream:
     root: Path | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
     served: dict[str, int] = field(default_factory=dict)  # path -> body bytes sent
+    header_bytes: dict[str, int] = field(default_factory=dict)  # path -> status line + headers
+    validators: bool = True  # ETag / Last-Modified on every file, 304 to a matching request
+    _added_at: dict[str, float] = field(default_factory=dict)
     _faults: dict[str, _PathFaults] = field(default_factory=dict)
     _server: TestServer | None = None
 
@@ -122,8 +149,9 @@ class FakeUpstream:
         return str(self._server.make_url(_norm(path)))
 
     def add_file(self, path: str, data: bytes) -> None:
-        """Serve ``data`` at ``path``."""
+        """Serve ``data`` at ``path`` (its Last-Modified: now, whole seconds)."""
         self.files[_norm(path)] = data
+        self._added_at[_norm(path)] = float(int(time.time()))
 
     def serve_directory(self, root: Path) -> None:
         """Serve files under ``root`` for paths not added with ``add_file``."""
@@ -138,6 +166,10 @@ class FakeUpstream:
         if path is None:
             return sum(self.served.values())
         return self.served.get(_norm(path), 0)
+
+    def transferred_bytes(self) -> int:
+        """Every byte sent so far: bodies, status lines and headers (as HTTP/1.1 frames them)."""
+        return self.served_bytes() + sum(self.header_bytes.values())
 
     # --- fault switches ----------------------------------------------------------
 
@@ -202,6 +234,11 @@ class FakeUpstream:
         data = await self._content(path)
         if data is None:
             return web.Response(status=404)
+        validators = await self._validators(path, data) if self.validators else {}
+        if validators and not faults.alter_body() and _not_modified(request, validators):
+            resp = web.Response(status=304, headers=validators)
+            self._count_headers(path, resp)
+            return resp
         start, end, status = 0, len(data), 200
         wanted = request.headers.get("Range")
         ignore = faults.ignore_range is not None and faults.ignore_range.take()
@@ -213,7 +250,19 @@ class FakeUpstream:
         body = bytearray(data[start:end])
         if faults.flip is not None and start <= faults.flip.value < end and faults.flip.take():
             body[faults.flip.value - start] ^= 0xFF
-        return await self._send(request, faults, bytes(body), status, (start, end, len(data)))
+        return await self._send(
+            request, faults, bytes(body), status, (start, end, len(data)), validators=validators
+        )
+
+    async def _validators(self, path: str, data: bytes) -> dict[str, str]:
+        modified = self._added_at.get(path)
+        if modified is None and self.root is not None:
+            candidate = self.root / path.lstrip("/")
+            modified = (await asyncio.to_thread(candidate.stat)).st_mtime
+        return {
+            "ETag": f'"{hashlib.sha256(data).hexdigest()[:32]}"',
+            "Last-Modified": formatdate(int(modified or 0), usegmt=True),
+        }
 
     async def _content(self, path: str) -> bytes | None:
         if path in self.files:
@@ -235,8 +284,10 @@ class FakeUpstream:
         body: bytes,
         status: int,
         span: tuple[int, int, int],
+        *,
+        validators: dict[str, str],
     ) -> web.StreamResponse:
-        resp = web.StreamResponse(status=status)
+        resp = web.StreamResponse(status=status, headers=validators)
         resp.headers["Accept-Ranges"] = "bytes"
         if status == 206:
             resp.headers["Content-Range"] = f"bytes {span[0]}-{span[1] - 1}/{span[2]}"
@@ -262,6 +313,7 @@ class FakeUpstream:
         if truncate or lying:
             resp.force_close()
         await resp.prepare(request)
+        self._count_headers(request.path, resp)
         if request.method == "HEAD":
             return resp
         stall_at = faults.stall.value if stall and faults.stall else -1
@@ -288,6 +340,14 @@ class FakeUpstream:
     def _count(self, path: str, nbytes: int) -> None:
         self.served[path] = self.served.get(path, 0) + nbytes
 
+    def _count_headers(self, path: str, resp: web.StreamResponse) -> None:
+        # "HTTP/1.1 200 OK\r\n", "Name: value\r\n" each, the blank line; aiohttp adds
+        # Date and Server, counted here too.
+        size = len(f"HTTP/1.1 {resp.status} {resp.reason}\r\n") + 2
+        size += sum(len(k) + len(v) + 4 for k, v in resp.headers.items())
+        size += len("Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n") + len("Server: Python/3 aiohttp\r\n")
+        self.header_bytes[path] = self.header_bytes.get(path, 0) + size
+
     async def _filler(self, request: web.Request, resp: web.StreamResponse) -> None:
         """Zeros after the body until the client hangs up (or _ENDLESS_MAX bytes)."""
         piece = bytes(_PIECE)
@@ -297,6 +357,23 @@ class FakeUpstream:
                 self._count(request.path, _PIECE)
         except ConnectionError:  # the client stopped reading: what it should do
             return
+
+
+def _not_modified(request: web.Request, validators: dict[str, str]) -> bool:
+    """RFC 9110 13.2.2: If-None-Match decides when present, else If-Modified-Since."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    tags = request.headers.get("If-None-Match")
+    if tags is not None:
+        wanted = {t.strip().removeprefix("W/") for t in tags.split(",")}
+        return "*" in wanted or validators["ETag"] in wanted
+    since = request.headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        return parsedate_to_datetime(validators["Last-Modified"]) <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
 
 
 def _abort(request: web.Request) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from common.storage.snapshot import MANIFEST_NAME
 from common.trust.keyrings import aload_keyring
 from common.trust.signing import averify_clearsigned
+from region.images.publish import KEYRING_NAME, PRODUCTS_PATH, SIGNED_INDEX_PATH
 from simplestreams import flatten, parse_index, parse_products
 
 _CHUNK = 1 << 20
@@ -62,7 +62,7 @@ def _snapshot_problems(root: Path) -> list[str]:
         return [] if not current.exists() else [f"{current}: not a symlink"]
     target = current.resolve()
     if not target.is_dir():
-        return [f"{current}: points at {os.readlink(current)}, which is no directory"]
+        return [f"{current}: points at {current.readlink()}, which is no directory"]
     manifest_path = target / MANIFEST_NAME
     if not manifest_path.is_file():
         return [f"{target}: no {MANIFEST_NAME}"]
@@ -131,3 +131,27 @@ def _item_problem(root: Path, relpath: str, sha256: str | None) -> list[str]:
     if sha256_of(path) != sha256:
         return [f"{relpath}: content differs from the listed {sha256}"]
     return []
+
+
+async def region_problems(data: Path) -> list[str]:
+    """Everything corrupt in a region's data directory: blobs, snapshot, signed stream."""
+    stream = data / "stream"
+    return [
+        *await store_problems(data / "store"),
+        *await snapshot_problems(stream),
+        *await signed_stream_problems(stream / "current", data / KEYRING_NAME, SIGNED_INDEX_PATH),
+    ]
+
+
+async def published_versions(data: Path, *, release: str = "noble") -> set[str]:
+    """Versions of ``release``/amd64 a region's current stream lists (none published: none)."""
+    path = data / "stream" / "current" / PRODUCTS_PATH
+    if not await asyncio.to_thread(path.is_file):
+        return set()
+    raw = await asyncio.to_thread(path.read_bytes)
+    return {
+        v
+        for p in parse_products(raw).products.values()
+        if p.attrs.get("release") == release and p.attrs.get("arch") == "amd64"
+        for v in p.versions
+    }

@@ -83,9 +83,9 @@ def seed_of(config: pytest.Config) -> int:
 
 
 @pytest.fixture
-def trial_rng(request: pytest.FixtureRequest) -> random.Random:
-    """The trial's own RNG: seeded from the run's seed, the test and the trial (printed)."""
+def trial_rng(request: pytest.FixtureRequest, trial: int) -> random.Random:
+    """Trial ``trial``'s own RNG: seeded from the run's seed and the test id (printed)."""
     seed = seed_of(request.config)
     name = request.node.nodeid
-    print(f"reliability seed {seed}, trial {name}")
+    print(f"reliability seed {seed}, trial {trial} of {name}")
     return random.Random(f"{seed}:{name}")

@@ -110,9 +110,7 @@ async def spawn(argv: list[str], *, log_path: Path) -> asyncio.subprocess.Proces
         )
 
 
-async def run_to_end(
-    argv: list[str], *, log_path: Path, timeout: float = 90
-) -> tuple[int, str]:
+async def run_to_end(argv: list[str], *, log_path: Path, timeout: float = 90) -> tuple[int, str]:
     """Run ``python -m argv...`` to its end; its exit code and what it wrote."""
     proc = await spawn(argv, log_path=log_path)
     try:

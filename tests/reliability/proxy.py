@@ -85,9 +85,7 @@ class PacingProxy:
         ) as upstream:
             resp = web.StreamResponse(
                 status=upstream.status,
-                headers={
-                    k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
-                },
+                headers={k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP},
             )
             if upstream.content_length is not None:
                 resp.content_length = upstream.content_length

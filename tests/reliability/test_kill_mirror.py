@@ -24,7 +24,7 @@ from common.mirror.samplestream import SampleStream, write_sample_stream
 from common.mirror.sync import MirrorOptions, run_mirror
 from common.mirror.tree import KEYRING_NAME, STATE_DIR
 from common.trust.keyrings import SigningKey, aload_keyring
-from simplestreams import ItemFilter, flatten, parse_products
+from simplestreams import FlatItem, ItemFilter, flatten, parse_products
 from tests.fakes.streams import short_dir
 from tests.fakes.upstream import FakeUpstream
 from tests.reliability.checks import held_blobs, signed_stream_problems, store_problems
@@ -66,7 +66,7 @@ def mirror_key() -> Iterator[Path]:
         yield home / "g"
 
 
-def amd64_items(stream: SampleStream) -> dict[str, object]:
+def amd64_items(stream: SampleStream) -> dict[str, FlatItem]:
     """The items of ``stream`` the trials' filter (arch=amd64) selects."""
     found = {}
     for doc in (stream.root / "streams" / "v1").glob("*.json"):
@@ -108,7 +108,6 @@ async def mirror_older(upstream: FakeUpstream, old: SampleStream, target: Path, 
 
 @pytest.mark.kill_trials(ci=3)
 async def test_a_mirror_killed_mid_run_is_intact_and_the_next_run_fetches_nothing_twice(
-    trial: int,
     trial_rng: random.Random,
     streams: tuple[SampleStream, SampleStream],
     mirror_key: Path,
@@ -121,7 +120,7 @@ async def test_a_mirror_killed_mid_run_is_intact_and_the_next_run_fetches_nothin
     items = {p: i for p, i in stream_items(new.root).items() if p in wanted}
     update = trial_rng.random() < 0.6
     moment = Moment.draw(trial_rng, sum(i.size for i in items.values()))
-    print(f"trial {trial}: {'update of an older mirror' if update else 'empty'}; {moment}")
+    print(f"{'update of an older mirror' if update else 'empty'}; {moment}")
     target = tmp_path / "mirror"
     if update:
         await mirror_older(fake_upstream, old, target, mirror_key)

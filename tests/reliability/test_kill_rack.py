@@ -180,7 +180,7 @@ async def rack_problems(data: Path) -> list[str]:
 
 @pytest.mark.kill_trials(ci=2)
 async def test_a_rack_killed_mid_pull_restarts_intact_and_fetches_nothing_twice(
-    trial: int, trial_rng: random.Random, site: Site, tmp_path: Path
+    trial_rng: random.Random, site: Site, tmp_path: Path
 ) -> None:
     """After kill -9 at a random moment and a restart: nothing corrupt, nothing fetched twice."""
     update = trial_rng.random() < 0.6
@@ -190,7 +190,7 @@ async def test_a_rack_killed_mid_pull_restarts_intact_and_fetches_nothing_twice(
     seeded = set(await asyncio.to_thread(held_blobs, data / "cache"))
     to_fetch = {p: i for p, i in site.items.items() if i.sha256 not in seeded}
     moment = Moment.draw(trial_rng, sum(i.size for i in to_fetch.values()))
-    print(f"trial {trial}: {'update of a synced rack' if update else 'new rack'}; {moment}")
+    print(f"{'update of a synced rack' if update else 'new rack'}; {moment}")
 
     async with PacingProxy(site.region.url) as proxy:
         rack = rack_process(tmp_path, "rack", data, proxy.url, site.secret_file)

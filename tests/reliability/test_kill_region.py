@@ -22,18 +22,12 @@ import pytest
 
 from common.mirror.samplestream import SampleStream, write_sample_stream
 from common.trust.keyrings import SigningKey
-from region.images.publish import KEYRING_NAME, PRODUCTS_PATH, SIGNED_INDEX_PATH
-from simplestreams import parse_products
+from region.images.publish import KEYRING_NAME
 from tests.fakes.daemons import region_daemon
 from tests.fakes.streams import short_dir
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.region.import_harness import import_env
-from tests.reliability.checks import (
-    held_blobs,
-    signed_stream_problems,
-    snapshot_problems,
-    store_problems,
-)
+from tests.reliability.checks import held_blobs, published_versions, region_problems
 from tests.reliability.processes import Moment, kill_at, launch, relaunchable
 from tests.reliability.streams import item_bytes, pace, refetched, served_items, stream_items
 
@@ -69,37 +63,12 @@ def data_dir() -> Iterator[Path]:
         yield path
 
 
-async def region_problems(data: Path) -> list[str]:
-    """Everything corrupt in the region's data directory: blobs, snapshot, signed stream."""
-    stream = data / "stream"
-    return [
-        *await store_problems(data / "store"),
-        *await snapshot_problems(stream),
-        *await signed_stream_problems(
-            stream / "current", data / KEYRING_NAME, SIGNED_INDEX_PATH
-        ),
-    ]
-
-
-async def published_versions(data: Path) -> set[str]:
-    """Versions of noble/amd64 the region's current stream lists."""
-    raw = await asyncio.to_thread((data / "stream" / "current" / PRODUCTS_PATH).read_bytes)
-    return {
-        v
-        for p in parse_products(raw).products.values()
-        if p.attrs.get("release") == "noble" and p.attrs.get("arch") == "amd64"
-        for v in p.versions
-    }
-
-
 async def import_older(data: Path, upstream: FakeUpstream, old: SampleStream) -> None:
     """Import ``old`` into ``data`` the daemon's way (same code, in this process), to upgrade."""
     upstream.serve_directory(old.root)
     key = await asyncio.to_thread(SigningKey.open, data / "gnupg")
     try:
-        await asyncio.to_thread(
-            (data / KEYRING_NAME).write_bytes, await key.aexport_public()
-        )
+        await asyncio.to_thread((data / KEYRING_NAME).write_bytes, await key.aexport_public())
         async with import_env(data, key) as env:
             await env.add_source(upstream, old)
             summary = await env.importer.run_import("older images")
@@ -115,7 +84,6 @@ def make_region_key(data: Path) -> None:
 
 @pytest.mark.kill_trials(ci=3)
 async def test_a_region_killed_mid_import_restarts_intact_and_fetches_nothing_twice(
-    trial: int,
     trial_rng: random.Random,
     streams: tuple[SampleStream, SampleStream],
     fake_upstream: FakeUpstream,
@@ -127,7 +95,7 @@ async def test_a_region_killed_mid_import_restarts_intact_and_fetches_nothing_tw
     items = stream_items(new.root, prefixes=SELECTED)
     upgrade = trial_rng.random() < 0.6
     moment = Moment.draw(trial_rng, sum(i.size for i in items.values()))
-    print(f"trial {trial}: {'upgrade from an older import' if upgrade else 'empty'}; {moment}")
+    print(f"{'upgrade from an older import' if upgrade else 'empty'}; {moment}")
     await asyncio.to_thread(make_region_key, data_dir)
     if upgrade:
         await import_older(data_dir, fake_upstream, old)

@@ -18,8 +18,9 @@ and leaves its directory as it was. No case ends in a traceback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +148,8 @@ class Matrix:
 
     stream: SampleStream
     items: dict[str, Item]
-    region: dict[str, Outcome[RegionCase]]
-    mirror: dict[str, Outcome[MirrorCase]]
+    region: dict[str, Outcome[Any]]  # RegionCase
+    mirror: dict[str, Outcome[Any]]  # MirrorCase
 
 
 async def held_sets(db: Any) -> dict[tuple[str, str], list[str]]:
@@ -222,9 +223,10 @@ async def mirror_case(
 @pytest.fixture(scope="module")
 def mirror_key() -> Iterator[SigningKey]:
     """The key the mirrors sign with."""
-    with short_dir("bsm") as home, SigningKey.create(
-        home / "g", name="mirror", email="m@test.invalid"
-    ) as key:
+    with (
+        short_dir("bsm") as home,
+        SigningKey.create(home / "g", name="mirror", email="m@test.invalid") as key,
+    ):
         yield key
 
 
@@ -244,27 +246,15 @@ async def matrix(
     # Retried faults first: they wait longest, and the others fill the gaps.
     order = sorted(FAULTS, key=lambda f: f not in RETRIED)
     cases = [(f, t) for f in order for t in targets]
-    outcomes = await run_all(
-        {
-            **{
-                f"region {f}@{t}": (
-                    lambda f=f, t=t: region_case(
-                        work / f"region-{f}-{t}", region_key, stream, f, targets[t]
-                    )
-                )
-                for f, t in cases
-            },
-            **{
-                f"mirror {f}@{t}": (
-                    lambda f=f, t=t: mirror_case(
-                        work / f"mirror-{f}-{t}", mirror_key, stream, f, targets[t]
-                    )
-                )
-                for f, t in cases
-            },
-        },
-        at_once=12,
-    )
+    scenarios: dict[str, Callable[[], Awaitable[RegionCase | MirrorCase]]] = {}
+    for f, t in cases:
+        scenarios[f"region {f}@{t}"] = partial(
+            region_case, work / f"region-{f}-{t}", region_key, stream, f, targets[t]
+        )
+        scenarios[f"mirror {f}@{t}"] = partial(
+            mirror_case, work / f"mirror-{f}-{t}", mirror_key, stream, f, targets[t]
+        )
+    outcomes = await run_all(scenarios, at_once=12)
     region = {k.removeprefix("region "): v for k, v in outcomes.items() if k.startswith("region")}
     mirror = {k.removeprefix("mirror "): v for k, v in outcomes.items() if k.startswith("mirror")}
     for name, outcome in outcomes.items():
@@ -281,7 +271,7 @@ async def test_a_faulty_file_fails_alone_and_the_region_publishes_the_rest(
 ) -> None:
     """The import ends naming the file and fault; its image is not published, the rest is."""
     outcome = matrix.region[f"{fault}@file"]
-    case = outcome.result()
+    case: RegionCase = outcome.result()
     assert not outcome.crashes(), outcome.crashes()
     assert case.summary.outcome == "failed"
     assert case.summary.files_failed == 1
@@ -303,7 +293,7 @@ async def test_a_faulty_index_fails_its_source_alone_and_the_other_source_import
 ) -> None:
     """The faulty source's error names the fault; the healthy source's images are published."""
     outcome = matrix.region[f"{fault}@index"]
-    case = outcome.result()
+    case: RegionCase = outcome.result()
     assert not outcome.crashes(), outcome.crashes()
     error = case.errors[case.faulty_url]
     assert error is not None
@@ -324,7 +314,7 @@ async def test_a_faulty_file_fails_the_mirror_run_naming_it_and_keeps_the_rest(
 ) -> None:
     """The run ends naming the file and fault, publishes nothing, keeps the other files' blobs."""
     outcome = matrix.mirror[f"{fault}@file"]
-    case = outcome.result()
+    case: MirrorCase = outcome.result()
     assert not outcome.crashes(), outcome.crashes()
     assert isinstance(case.error, MirrorFailedError), case.error
     assert [f for f in case.error.summary.failures if KERNEL in f and named(fault, f)], (
@@ -343,7 +333,7 @@ async def test_a_faulty_index_ends_the_mirror_run_with_the_fault_named(
 ) -> None:
     """The run ends with one error naming the index and the fault; nothing is written."""
     outcome = matrix.mirror[f"{fault}@index"]
-    case = outcome.result()
+    case: MirrorCase = outcome.result()
     assert not outcome.crashes(), outcome.crashes()
     assert case.error is not None
     assert named(fault, str(case.error)), case.error

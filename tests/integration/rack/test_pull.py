@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tarfile
 from collections.abc import MutableMapping
 from dataclasses import replace
 from pathlib import Path
@@ -54,7 +55,8 @@ async def test_first_pull_builds_the_maas_layout_and_serves_files_byte_identical
     aiohttp_client: ClientFactory,
     log_events: list[MutableMapping[str, Any]],
 ) -> None:
-    """Images land at os/arch/subarch/release/label, bootloaders under bootloader/ and the root."""
+    """Images land at os/arch/subarch/release/label, bootloaders under bootloader/, unpacked,
+    with MAAS's boot files (bootx64.efi, lpxelinux.0, ...) linked at the root."""
     data = tmp_path / "rack"
     async with open_rack(rack_config(fake_region, data)) as rack:
         await rack.link.register_once()
@@ -68,13 +70,21 @@ async def test_first_pull_builds_the_maas_layout_and_serves_files_byte_identical
         "ubuntu/amd64/generic/noble/stable/boot-kernel": f"{GA}/20250718/boot-kernel",
         "ubuntu/amd64/hwe-24.04/noble/stable/boot-initrd": "ubuntu/amd64/hwe-24.04/noble/20250718/boot-initrd",
         "bootloader/uefi/amd64/shim-signed.tar.xz": "grub-efi-signed/amd64/generic/uefi/20250718.0/shim-signed.tar.xz",
-        "shim-signed.tar.xz": "grub-efi-signed/amd64/generic/uefi/20250718.0/shim-signed.tar.xz",
         "bootloader/pxe/i386/syslinux.tar.xz": "pxelinux/i386/generic/pxe/20250718.0/syslinux.tar.xz",
-        "syslinux.tar.xz": "pxelinux/i386/generic/pxe/20250718.0/syslinux.tar.xz",
     }
     for rack_path, stream_path in expected.items():
         assert sha256_of(current / rack_path) == published[stream_path], rack_path
     assert (current / "maas.meta").is_file()
+    shim = current / "bootloader/uefi/amd64/shim-signed.tar.xz"
+    with tarfile.open(shim) as tar:
+        shipped = tar.extractfile("bootx64.efi")
+        assert shipped is not None
+        assert (current / "bootx64.efi").read_bytes() == shipped.read()
+    assert (current / "bootx64.efi").readlink() == Path("bootloader/uefi/amd64/bootx64.efi")
+    for name in ("grubx64.efi", "bootaa64.efi", "grubaa64.efi", "bootppc64.bin", "lpxelinux.0"):
+        assert (current / name).is_file(), name
+    assert (current / "bootloader/open-firmware/ppc64el/bootppc64.bin").is_file()
+    assert not (current / "shim-signed.tar.xz").exists()
     assert [
         e["event"]
         for e in log_events
@@ -172,7 +182,7 @@ async def test_a_tampered_index_is_refused_and_current_stays_as_it_was(
     assert (status.state, status.error) == ("failed", refused.error)
     assert events(log_events, "pull_refused")[0]["reason"] == "tampered_payload"
     client = await serve(aiohttp_client, data)
-    assert (await client.get("/images/syslinux.tar.xz")).status == 200
+    assert (await client.get("/images/lpxelinux.0")).status == 200
 
 
 async def test_an_index_signed_by_another_key_is_refused(

@@ -26,6 +26,7 @@ from region.context import CTX, RegionContext
 from region.db import resources as repo_resources
 from region.db import sources as repo_sources
 from region.db.connection import Database
+from region.db.engine import SqliteConnection
 from region.db.sources import BootSource
 from region.db.users import ApiKey
 from tests.fakes.upstream import FakeUpstream
@@ -350,4 +351,5 @@ async def _trace_readers(db: Database, callback: Callable[[str], object]) -> Non
     async with AsyncExitStack() as stack:
         for _ in range(db.readers):
             conn = await stack.enter_async_context(db.read())
+            assert isinstance(conn, SqliteConnection)  # a SQLite-only test hook
             await conn.set_trace_callback(callback)

@@ -25,6 +25,7 @@ from region.context import CTX
 from region.db import imports as repo_import
 from region.db import resources as repo_resources
 from region.db.connection import Database
+from region.db.engine import SqliteConnection
 from region.db.imports import WantedFile, WantedSet
 from region.db.users import ApiKey
 from tests.integration.region.api_harness import Region, oauth_header
@@ -97,6 +98,7 @@ async def test_an_api_read_during_an_import_transaction_sees_the_last_committed_
     # The next import adds a new (empty) set to noble, then creates jammy: hold it there.
     hold = HoldWriter(asyncio.get_running_loop(), "INSERT INTO boot_resources (")
     async with db.write() as conn:
+        assert isinstance(conn, SqliteConnection)  # a SQLite-only test hook
         await conn.set_trace_callback(hold)
     importing = asyncio.create_task(
         repo_import.write_wanted(

@@ -145,8 +145,9 @@ def test_flavoured_ga_kernels_get_no_generic_alias_and_rolling_ones_get_a_rollin
     assert "ubuntu/amd64/hwe-24.04-edge/noble/stable/boot-kernel" in paths
 
 
-def test_bootloaders_go_under_bootloader_type_arch_and_at_the_root() -> None:
-    """Bootloader archives are linked as shipped; the first of two same-named root links wins."""
+def test_bootloaders_go_under_bootloader_type_arch_only() -> None:
+    """Bootloader archives sit under bootloader/<type>/<arch>/, never at the root: two
+    architectures' grub2.tar.xz both land (the pull links the unpacked boot files)."""
     layout = plan_layout(
         [
             stream(
@@ -167,10 +168,11 @@ def test_bootloaders_go_under_bootloader_type_arch_and_at_the_root() -> None:
         paths["bootloader/uefi/amd64/shim-signed.tar.xz"]
         == "grub-efi-signed/amd64/generic/uefi/20250718.0/shim-signed.tar.xz"
     )
-    assert paths["shim-signed.tar.xz"] == paths["bootloader/uefi/amd64/shim-signed.tar.xz"]
-    assert paths["syslinux.tar.xz"] == paths["bootloader/pxe/i386/syslinux.tar.xz"]
-    assert paths["grub2.tar.xz"] == paths["bootloader/uefi/arm64/grub2.tar.xz"]
-    assert "bootloader/open-firmware/ppc64el/grub2.tar.xz" in paths
+    assert not [p for p in paths if not p.startswith("bootloader/")]
+    assert (
+        paths["bootloader/uefi/arm64/grub2.tar.xz"]
+        != (paths["bootloader/open-firmware/ppc64el/grub2.tar.xz"])
+    )
     assert layout.skipped == ()
 
 
@@ -229,7 +231,7 @@ def test_two_items_claiming_one_path_keep_the_first_and_report_the_other() -> No
     """Different content at one path, or a file where a directory must be, is refused."""
     first = ubuntu("ga-24.04", versions={"1": ["boot-kernel"]})
     clash = product("maas:boot:other", dict(first.attrs), {"2": ["boot-kernel"]}, "other")
-    dir_clash = bootloader("grub", "uefi", "amd64", ["ubuntu"])  # root alias 'ubuntu' is a dir
+    dir_clash = bootloader("grub", "uefi", "amd64", ["ubuntu"])  # no root alias: no clash
     layout = plan_layout([stream(first, clash, dir_clash)])
     assert len(layout.skipped) == 1
     assert "already taken by other content" in layout.skipped[0].reason
@@ -248,10 +250,7 @@ def test_a_file_named_maas_meta_is_refused_with_its_whole_version() -> None:
             )
         ]
     )
-    assert {f.relpath for f in layout.files} == {
-        "bootloader/pxe/i386/syslinux.tar.xz",
-        "syslinux.tar.xz",
-    }
+    assert {f.relpath for f in layout.files} == {"bootloader/pxe/i386/syslinux.tar.xz"}
     assert [s.reason for s in layout.skipped] == [
         "file name: 'maas.meta' is the name of the rack's own metadata file"
     ] * 2

@@ -91,7 +91,8 @@ async def test_files_of_the_current_snapshot_are_served_with_range_and_etag(
 async def test_escapes_hidden_files_and_directories_are_not_served(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
-    """Dot-dot, hidden names (the snapshot manifest) and directories answer 404 or 403."""
+    """Dot-dot and hidden names (the snapshot manifest) answer 404; a directory without its
+    trailing slash is redirected to its listing."""
     root = tmp_path / "boot-resources"
     await publish(root, {KERNEL: b"kernel"})
     (tmp_path / "secret").write_text("outside")
@@ -103,7 +104,8 @@ async def test_escapes_hidden_files_and_directories_are_not_served(
         "/images/ubuntu//amd64",
     ):
         assert (await client.get(path)).status == 404, path
-    assert (await client.get("/images/ubuntu/amd64")).status in (403, 404)
+    moved = await client.get("/images/ubuntu/amd64", allow_redirects=False)
+    assert (moved.status, moved.headers["Location"]) == (301, "/images/ubuntu/amd64/")
 
 
 def test_safe_relative_refuses_what_could_escape() -> None:

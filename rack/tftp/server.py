@@ -1,0 +1,404 @@
+"""The rack's asyncio TFTP server: read requests for files of the ``current`` snapshot.
+
+One listener (UDP port 69 by default) takes requests; each read request gets a
+session with a socket of its own (its transfer ID, RFC 1350) connected to the
+client. Write requests are refused with an error packet; so are modes other
+than ``octet`` (firmware asks for octet; ``netascii`` would rewrite boot files).
+
+Options (RFC 2347, answered with an OACK): ``blksize`` (RFC 2348, 8 to
+:attr:`TftpSettings.max_blksize`), ``tsize`` (RFC 2349: the file's size),
+``timeout`` (RFC 2349: 1 to 255 seconds between retransmissions) and
+``windowsize`` (RFC 7440, 1 to :attr:`TftpSettings.max_windowsize` blocks in
+flight). Unknown options are ignored; a value out of range is clipped to it.
+
+``current`` is resolved once, at the request, and the file is held open for
+the whole transfer: a transfer keeps the snapshot it started on even when a new
+one is published meanwhile. Each window's blocks are read in a worker thread.
+A window not acknowledged in time is sent again with the timeout doubled each
+time (up to :data:`MAX_TIMEOUT_S`), :attr:`TftpSettings.retries` times at most.
+A duplicate ACK is ignored (no Sorcerer's Apprentice); an ACK of a block inside
+the window restarts the window after it (RFC 7440). At most
+:attr:`TftpSettings.max_sessions` transfers run at once; one more is refused.
+Each transfer is one debug log event (``tftp_transfer_finished`` or
+``tftp_transfer_failed``) and is counted in :class:`TftpStats` (``/metrics``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from common.ops.logging import get_logger
+from rack.tftp import packets
+from rack.tftp.paths import OpenFile, Refused, open_in_snapshot
+
+log = get_logger("rack.tftp")
+
+DEFAULT_BLKSIZE = 512
+MAX_BLKSIZE = 65464  # RFC 2348
+DEFAULT_MAX_BLKSIZE = 1468  # fits an Ethernet frame with IP and UDP headers
+DEFAULT_MAX_WINDOWSIZE = 64
+DEFAULT_MAX_SESSIONS = 256
+MAX_TIMEOUT_S = 16.0
+
+
+@dataclass(frozen=True)
+class TftpSettings:
+    """How the server listens and transfers; build it directly in tests."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a rack serves every interface by default
+    port: int = 69
+    max_blksize: int = DEFAULT_MAX_BLKSIZE
+    max_windowsize: int = DEFAULT_MAX_WINDOWSIZE
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    timeout_s: float = 1.0  # the first retransmission's wait, unless the client asks
+    retries: int = 5
+
+
+@dataclass
+class TftpStats:
+    """What the server did since it started (read at scrape time for ``/metrics``)."""
+
+    files: int = 0  # transfers completed
+    bytes: int = 0  # file bytes sent (retransmissions not counted)
+    errors: dict[str, int] = field(default_factory=dict)  # reason -> transfers refused/failed
+    active: int = 0  # transfers running now
+
+    def error(self, reason: str) -> None:
+        """Count one refused or failed transfer."""
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Listener(asyncio.DatagramProtocol):
+    def __init__(self, server: TftpServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.server.request_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("tftp_socket_error", error=str(exc))
+
+
+class _SessionSocket(asyncio.DatagramProtocol):
+    """A session's own socket: hands what the client sends to the session."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.inbox.full():
+            self.inbox.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.inbox.full():  # e.g. ICMP port unreachable: the client went away
+            self.inbox.put_nowait(b"")
+
+
+class TftpServer:
+    """Serves ``boot_resources/current`` over TFTP; :meth:`start` then :meth:`stop`."""
+
+    def __init__(self, boot_resources: Path, settings: TftpSettings | None = None) -> None:
+        self.boot_resources = boot_resources
+        self.settings = settings or TftpSettings()
+        self.stats = TftpStats()
+        self.port = self.settings.port  # the bound port once started (0 picks one)
+        self._listener: _Listener | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Bind the listener (OSError when the address cannot be bound)."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _Listener(self),
+            local_addr=(self.settings.host, self.settings.port),
+            family=family,
+        )
+        self._listener = protocol
+        self.port = transport.get_extra_info("sockname")[1]
+        log.info("tftp_server_started", host=self.settings.host, port=self.port)
+
+    async def stop(self) -> None:
+        """Close the listener and cancel running transfers."""
+        if self._listener is not None and self._listener.transport is not None:
+            self._listener.transport.close()
+        self._listener = None
+        for task in list(self._sessions):
+            task.cancel()
+        if self._sessions:
+            await asyncio.gather(*self._sessions, return_exceptions=True)
+
+    def request_received(self, data: bytes, addr: Any) -> None:
+        """A datagram on the listener: start a transfer, or refuse it."""
+        client = (addr[0], addr[1])
+        try:
+            request = packets.parse_request(data)
+        except packets.PacketError as exc:
+            if packets.opcode_of(data) in (packets.RRQ, packets.WRQ):
+                self._refuse(client, "", packets.ILLEGAL_OPERATION, "malformed", str(exc))
+            return  # stray DATA/ACK on the listener: not ours to answer
+        if request.opcode == packets.WRQ:
+            self._refuse(
+                client,
+                request.filename,
+                packets.ACCESS_VIOLATION,
+                "write_refused",
+                "this server only sends files",
+            )
+            return
+        if request.mode != "octet":
+            self._refuse(
+                client,
+                request.filename,
+                packets.ILLEGAL_OPERATION,
+                "mode_refused",
+                f"mode {request.mode!r} is not served; ask for octet",
+            )
+            return
+        if len(self._sessions) >= self.settings.max_sessions:
+            self._refuse(
+                client, request.filename, packets.NOT_DEFINED, "busy", "too many transfers"
+            )
+            return
+        task = asyncio.create_task(self._session(request, client), name=f"tftp-{client}")
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+
+    def _refuse(
+        self, client: tuple[str, int], filename: str, code: int, reason: str, message: str
+    ) -> None:
+        self.stats.error(reason)
+        log.debug("tftp_request_refused", client=client[0], file=filename, reason=reason)
+        if self._listener is not None and self._listener.transport is not None:
+            self._listener.transport.sendto(packets.error_packet(code, message), client)
+
+    async def _session(self, request: packets.Request, client: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        family = socket.AF_INET6 if ":" in client[0] else socket.AF_INET
+        host = self.settings.host
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - the wildcard: let routing pick
+            host = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104
+        transport, sock = await loop.create_datagram_endpoint(
+            _SessionSocket, local_addr=(host, 0), remote_addr=client, family=family
+        )
+        self.stats.active += 1
+        transfer = _Transfer(self, request, transport, sock)
+        try:
+            await transfer.run()
+        except _Failed as exc:
+            self.stats.error(exc.reason)
+            log.debug(
+                "tftp_transfer_failed",
+                client=client[0],
+                file=request.filename,
+                reason=exc.reason,
+                error=str(exc),
+                bytes=transfer.sent_bytes,
+                duration_s=round(time.monotonic() - started, 3),
+            )
+        else:
+            self.stats.files += 1
+            log.debug(
+                "tftp_transfer_finished",
+                client=client[0],
+                file=request.filename,
+                snapshot=transfer.snapshot,
+                bytes=transfer.sent_bytes,
+                blksize=transfer.blksize,
+                windowsize=transfer.windowsize,
+                retransmits=transfer.retransmits,
+                duration_s=round(time.monotonic() - started, 3),
+            )
+        finally:
+            self.stats.active -= 1
+            self.stats.bytes += transfer.sent_bytes
+            transfer.close()
+            transport.close()
+
+    async def current_snapshot(self) -> Path | None:
+        """The snapshot ``current`` points at now (resolved once per transfer)."""
+        try:
+            target = await asyncio.to_thread(os.readlink, self.boot_resources / "current")
+        except OSError:
+            return None
+        return self.boot_resources / target
+
+
+class _Transfer:
+    """One read transfer on its own socket."""
+
+    def __init__(
+        self,
+        server: TftpServer,
+        request: packets.Request,
+        transport: asyncio.DatagramTransport,
+        sock: _SessionSocket,
+    ) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.request = request
+        self.transport = transport
+        self.sock = sock
+        self.file: OpenFile | None = None
+        self.snapshot = ""
+        self.blksize = DEFAULT_BLKSIZE
+        self.windowsize = 1
+        self.timeout_s = self.settings.timeout_s
+        self.sent_bytes = 0
+        self.retransmits = 0
+
+    def close(self) -> None:
+        if self.file is not None:
+            os.close(self.file.fd)
+            self.file = None
+
+    def _send_error(self, code: int, message: str) -> None:
+        self.transport.sendto(packets.error_packet(code, message))
+
+    async def run(self) -> None:
+        snapshot = await self.server.current_snapshot()
+        if snapshot is None:
+            self._send_error(packets.FILE_NOT_FOUND, "no images synced yet")
+            raise _Failed("not_found", "no snapshot to serve yet")
+        self.snapshot = snapshot.name
+        try:
+            self.file = await asyncio.to_thread(open_in_snapshot, snapshot, self.request.filename)
+        except Refused as exc:
+            code = packets.ACCESS_VIOLATION if exc.kind == "access" else packets.FILE_NOT_FOUND
+            self._send_error(code, str(exc))
+            raise _Failed(exc.kind, str(exc)) from None
+        accepted = self._negotiate(self.file.size)
+        if accepted:
+            await self._send_oack(accepted)
+        await self._send_file(self.file)
+
+    def _negotiate(self, size: int) -> dict[str, str]:
+        """The options accepted, with the values this transfer uses."""
+        asked = self.request.options
+        accepted: dict[str, str] = {}
+        if (value := _number(asked.get("blksize"))) is not None and value >= 8:
+            self.blksize = min(value, self.settings.max_blksize, MAX_BLKSIZE)
+            accepted["blksize"] = str(self.blksize)
+        if "tsize" in asked:
+            accepted["tsize"] = str(size)
+        if (value := _number(asked.get("timeout"))) is not None and 1 <= value <= 255:
+            self.timeout_s = float(value)
+            accepted["timeout"] = str(value)
+        if (value := _number(asked.get("windowsize"))) is not None and value >= 1:
+            self.windowsize = min(value, self.settings.max_windowsize, 65535)
+            accepted["windowsize"] = str(self.windowsize)
+        return accepted
+
+    async def _send_oack(self, accepted: dict[str, str]) -> None:
+        packet = packets.oack_packet(accepted)
+        timeout = self.timeout_s
+        for attempt in range(self.settings.retries + 1):
+            if attempt:
+                self.retransmits += 1
+            self.transport.sendto(packet)
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                data = await self._receive(left)
+                if data is None:
+                    break
+                ack = packets.parse_ack(data)
+                if ack == 0:
+                    return
+            timeout = min(timeout * 2, MAX_TIMEOUT_S)
+        raise _Failed("timeout", "no ACK of the options")
+
+    async def _send_file(self, file: OpenFile) -> None:
+        total_blocks = file.size // self.blksize + 1  # the last one is short, maybe empty
+        acked = 0  # blocks the client has acknowledged, in order
+        timeout = self.timeout_s
+        tries = 0
+        window: list[bytes] = []
+        window_start = 0  # the block number of window[0]
+        while acked < total_blocks:
+            if not window or window_start != acked + 1:
+                count = min(self.windowsize, total_blocks - acked)
+                window = await self._read_blocks(file, acked + 1, count)
+                window_start = acked + 1
+            elif tries:
+                self.retransmits += len(window)
+            for offset, payload in enumerate(window):
+                self.transport.sendto(packets.data_packet(window_start + offset, payload))
+            last = window_start + len(window) - 1
+            progressed = await self._await_ack(acked, last, timeout)
+            if progressed is None:
+                tries += 1
+                if tries > self.settings.retries:
+                    raise _Failed("timeout", f"no ACK after block {acked}")
+                timeout = min(timeout * 2, MAX_TIMEOUT_S)
+                continue
+            self.sent_bytes += sum(len(b) for b in window[: progressed - acked])
+            window = window[progressed - acked :]
+            window_start = progressed + 1
+            acked = progressed
+            tries, timeout = 0, self.timeout_s
+            if window:  # a partial window: RFC 7440 resends from the block after the ACK
+                window = []
+
+    async def _await_ack(self, acked: int, last: int, wait_s: float) -> int | None:
+        """The newest block acknowledged in (``acked``, ``last``], or None at the timeout.
+
+        ACKs of older blocks (duplicates) are ignored; an ERROR from the client ends it.
+        """
+        deadline = time.monotonic() + wait_s
+        while (left := deadline - time.monotonic()) > 0:
+            data = await self._receive(left)
+            if data is None:
+                return None
+            if (error := packets.parse_error(data)) is not None:
+                raise _Failed("client_error", f"the client sent error {error[0]}: {error[1]}")
+            block = packets.parse_ack(data)
+            if block is None:
+                continue
+            for candidate in range(acked + 1, last + 1):
+                if candidate & 0xFFFF == block:
+                    return candidate
+        return None
+
+    async def _receive(self, wait_s: float) -> bytes | None:
+        try:
+            data = await asyncio.wait_for(self.sock.inbox.get(), wait_s)
+        except TimeoutError:
+            return None
+        if not data:
+            raise _Failed("client_gone", "the client's port is unreachable")
+        return data
+
+    async def _read_blocks(self, file: OpenFile, first: int, count: int) -> list[bytes]:
+        offset = (first - 1) * self.blksize
+        data = await asyncio.to_thread(os.pread, file.fd, count * self.blksize, offset)
+        blocks = [data[i : i + self.blksize] for i in range(0, len(data), self.blksize)]
+        while len(blocks) < count:  # the empty last block of a file of whole blocks
+            blocks.append(b"")
+        return blocks[:count]
+
+
+def _number(value: str | None) -> int | None:
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
