@@ -104,7 +104,7 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
 	    $(BIN)/python bench/mirror_bench.py
 
-.PHONY: bench-region bench-rack
+.PHONY: bench-region bench-rack bench-startup bench-conditional
 bench-region: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
 	    $(BIN)/python bench/region_bench.py
@@ -112,6 +112,15 @@ bench-region: setup
 bench-rack: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
 	    $(BIN)/python bench/rack_bench.py
+
+# `bootsync --help` against `sstream-mirror --help`, interleaved (bench/RESULTS.md, "Start-up").
+bench-startup: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
+	    $(BIN)/python bench/startup_bench.py
+
+# Bytes and time of a no-change metadata read (304s) against a full one.
+bench-conditional: $(BIN)/bootsync
+	$(BIN)/python bench/conditional_bench.py
 
 clean:
 	rm -rf $(VENV) $(SSTREAM_VENV) $(LIBMAAS_VENV) demo-data bench/work

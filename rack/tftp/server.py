@@ -372,12 +372,13 @@ class _Transfer:
                 return None
             if (error := packets.parse_error(data)) is not None:
                 raise _Failed("client_error", f"the client sent error {error[0]}: {error[1]}")
-            block = packets.parse_ack(data)
-            if block is None:
+            newest = _acknowledged(packets.parse_ack(data), acked, last)
+            if newest is None:
                 continue
-            for candidate in range(acked + 1, last + 1):
-                if candidate & 0xFFFF == block:
-                    return candidate
+            while not self.sock.inbox.empty():  # ACKs already here: the newest counts
+                later = _acknowledged(packets.parse_ack(self.sock.inbox.get_nowait()), newest, last)
+                newest = later if later is not None else newest
+            return newest
         return None
 
     async def _receive(self, wait_s: float) -> bytes | None:
@@ -396,6 +397,13 @@ class _Transfer:
         while len(blocks) < count:  # the empty last block of a file of whole blocks
             blocks.append(b"")
         return blocks[:count]
+
+
+def _acknowledged(block: int | None, acked: int, last: int) -> int | None:
+    """The block in (``acked``, ``last``] that the 16-bit ACK ``block`` names, or None."""
+    if block is None:
+        return None
+    return next((b for b in range(acked + 1, last + 1) if b & 0xFFFF == block), None)
 
 
 def _number(value: str | None) -> int | None:

@@ -332,7 +332,7 @@ async def test_hostile_names_refuse_their_whole_image_and_the_rest_is_published(
     assert result.outcome == "ok", result.error
     current = data / "boot-resources" / "current"
     assert (current / "ubuntu/amd64/ga-24.04/noble/stable/squashfs").is_file()
-    assert (current / "syslinux.tar.xz").is_file()
+    assert (current / "lpxelinux.0").is_file()
     for release in hostile:
         assert not (current / f"ubuntu/amd64/ga-24.04/{release}").exists(), release
     meta = json.loads((current / "maas.meta").read_bytes())

@@ -25,7 +25,7 @@ WATCHED = {  # rack path → stream path
     "ubuntu/amd64/hwe-24.04/noble/stable/squashfs": SQUASHFS,
     "ubuntu/amd64/ga-24.04/noble/stable/boot-kernel": "ubuntu/amd64/ga-24.04/noble/20250718/boot-kernel",
     "ubuntu/amd64/hwe-24.04/noble/stable/boot-initrd": "ubuntu/amd64/hwe-24.04/noble/20250718/boot-initrd",
-    "syslinux.tar.xz": "pxelinux/i386/generic/pxe/20250718.0/syslinux.tar.xz",
+    "bootloader/pxe/i386/syslinux.tar.xz": "pxelinux/i386/generic/pxe/20250718.0/syslinux.tar.xz",
 }
 
 
