@@ -94,7 +94,11 @@ def oack_packet(options: dict[str, str]) -> bytes:
     return struct.pack("!H", OACK) + body
 
 
-def request_packet(opcode: int, filename: str, mode: str = "octet", **options: int) -> bytes:
+def request_packet(
+    opcode: int, filename: str, mode: str = "octet", options: dict[str, int] | None = None
+) -> bytes:
     """An RRQ or WRQ (for clients and tests)."""
-    body = f"{filename}\x00{mode}\x00" + "".join(f"{k}\x00{v}\x00" for k, v in options.items())
+    body = f"{filename}\x00{mode}\x00" + "".join(
+        f"{k}\x00{v}\x00" for k, v in (options or {}).items()
+    )
     return struct.pack("!H", opcode) + body.encode("ascii")

@@ -23,6 +23,7 @@ import pytest
 TRIALS_ENV = "BOOTSYNC_RELIABILITY_TRIALS"
 SEED_ENV = "BOOTSYNC_RELIABILITY_SEED"
 _SEED = pytest.StashKey[int]()
+_RAN = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +58,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     """The seed, first thing in the output."""
+    return _seed_line(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Remember whether this run holds reliability tests (the summary then names the seed)."""
+    config.stash[_RAN] = any("reliability" in item.nodeid.split("/") for item in items)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """The seed again at the end, where ``pytest -q`` (which has no header) shows it too."""
+    if config.stash.get(_RAN, False):
+        terminalreporter.write_line(_seed_line(config))
+
+
+def _seed_line(config: pytest.Config) -> str:
     return f"reliability seed: {config.stash[_SEED]} (rerun with --reliability-seed=SEED)"
 
 
