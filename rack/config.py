@@ -19,12 +19,13 @@ from common.errors import ConfigError
 from common.ops.connlimit import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_CLIENT_CONNECTIONS,
-    MAX_CLIENT_CONNECTIONS,
-    MAX_HEADER_TIMEOUT_S,
 )
 from common.ops.envconfig import RACKD_ENV, overlay_env
 from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat
-from common.ops.metrics_access import read_token
+from common.ops.server_config import (
+    DEFAULT_SHUTDOWN_GRACE_S,
+    read_server,
+)
 from common.ops.tomlconfig import (
     ConfigReader,
     Flags,
@@ -44,13 +45,11 @@ DEFAULT_INTERVAL_MINUTES = 5
 MAX_INTERVAL_MINUTES = 60
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64
-DEFAULT_SHUTDOWN_GRACE_S = 5
 DEFAULT_TFTP_LISTEN = "0.0.0.0:69"
 DEFAULT_TFTP_MAX_BLKSIZE = 1468
 MAX_TFTP_BLKSIZE = 65464
 DEFAULT_TFTP_MAX_WINDOWSIZE = 64
 DEFAULT_TFTP_MAX_SESSIONS = 256
-MAX_SHUTDOWN_GRACE_S = 600
 _WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - names them, binds nothing
 SECRET_HINT = "`bootsync rack-secret` on the region host prints it"  # noqa: S105
 
@@ -221,26 +220,8 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
     if inline_secret and secret_file:
         region.problem("secret", "set secret or secret_file, not both")
     data_dir = Path(storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path))
-    listen = server.string("listen", DEFAULT_LISTEN, check=check_host_port)
-    shutdown_grace_s = server.integer(
-        "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
-    )
-    header_timeout_s = server.integer(
-        "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S, minimum=1, maximum=MAX_HEADER_TIMEOUT_S
-    )
-    max_client_connections = server.integer(
-        "max_client_connections",
-        DEFAULT_MAX_CLIENT_CONNECTIONS,
-        minimum=0,
-        maximum=MAX_CLIENT_CONNECTIONS,
-    )
     metrics_table = reader.table("metrics")
-    metrics_listen = metrics_table.string("listen", "", check=_check_optional_host_port)
-    if metrics_listen and metrics_listen == listen:
-        metrics_table.problem(
-            "listen", "must differ from server.listen (empty: /metrics on the main port)"
-        )
-    metrics_token_file = metrics_table.string("token_file", "", check=_check_token_file)
+    web = read_server(server, metrics_table, default_listen=DEFAULT_LISTEN)
     advertise_url = server.string("advertise_url", "", check=_check_optional_url)
     hostname = server.string("hostname", "")
     concurrency = sync.integer(
@@ -273,7 +254,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
     region_urls = flags.strings(
         "--region", overrides.region_urls, region_urls, check=check_http_url
     )
-    listen = flags.string("--listen", overrides.listen, listen, check=check_host_port)
+    listen = flags.string("--listen", overrides.listen, web.listen, check=check_host_port)
     data_dir = flags.path("--data-dir", overrides.data_dir, data_dir)
     secret = _secret(flags, overrides.secret_file, inline_secret, secret_file)
     flags.finish()
@@ -282,11 +263,11 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
         secret=secret,
         data_dir=data_dir,
         listen=listen,
-        shutdown_grace_s=shutdown_grace_s,
-        header_timeout_s=header_timeout_s,
-        max_client_connections=max_client_connections,
-        metrics_listen=metrics_listen,
-        metrics_token=read_token(metrics_token_file) if metrics_token_file else "",
+        shutdown_grace_s=web.shutdown_grace_s,
+        header_timeout_s=web.header_timeout_s,
+        max_client_connections=web.max_client_connections,
+        metrics_listen=web.metrics_listen,
+        metrics_token=web.metrics_token,
         advertise_url=advertise_url,
         hostname=hostname,
         concurrency=concurrency,
@@ -319,16 +300,6 @@ def _secret(flags: Flags, flag_file: Path | None, inline: str, file_name: str) -
     except ValueError as exc:
         flags.problem(key, str(exc))
         return ""
-
-
-def _check_optional_host_port(text: str) -> None:
-    if text:
-        check_host_port(text)
-
-
-def _check_token_file(text: str) -> None:
-    if text:
-        read_token(text)
 
 
 def _check_optional_url(text: str) -> None:

@@ -18,12 +18,13 @@ from pathlib import Path
 from common.ops.connlimit import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_CLIENT_CONNECTIONS,
-    MAX_CLIENT_CONNECTIONS,
-    MAX_HEADER_TIMEOUT_S,
 )
 from common.ops.envconfig import REGIOND_ENV, EnvVar, overlay_env
 from common.ops.logging import LOG_FORMATS, LOG_LEVELS, LogFormat, get_logger
-from common.ops.metrics_access import read_token
+from common.ops.server_config import (
+    DEFAULT_SHUTDOWN_GRACE_S,
+    read_server,
+)
 from common.ops.tomlconfig import (
     ConfigReader,
     Flags,
@@ -58,8 +59,6 @@ DEFAULT_IMPORT_CONCURRENCY = 8
 """Downloads an import runs at once (``import.concurrency``)."""
 MAX_CONCURRENCY = 64
 DEFAULT_FROZEN_AFTER_HOURS = 72
-DEFAULT_SHUTDOWN_GRACE_S = 5
-MAX_SHUTDOWN_GRACE_S = 600
 
 
 def shipped_keyring() -> Path:
@@ -208,25 +207,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
     imports = reader.table("import")
     proxy = reader.table("proxy")
     metrics_table = reader.table("metrics")
-    listen = server.string("listen", DEFAULT_LISTEN, check=check_host_port)
-    shutdown_grace_s = server.integer(
-        "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S, minimum=0, maximum=MAX_SHUTDOWN_GRACE_S
-    )
-    header_timeout_s = server.integer(
-        "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S, minimum=1, maximum=MAX_HEADER_TIMEOUT_S
-    )
-    max_client_connections = server.integer(
-        "max_client_connections",
-        DEFAULT_MAX_CLIENT_CONNECTIONS,
-        minimum=0,
-        maximum=MAX_CLIENT_CONNECTIONS,
-    )
-    metrics_listen = metrics_table.string("listen", "", check=_check_optional_host_port)
-    if metrics_listen and metrics_listen == listen:
-        metrics_table.problem(
-            "listen", "must differ from server.listen (empty: /metrics on the main port)"
-        )
-    metrics_token_file = metrics_table.string("token_file", "", check=_check_token_file)
+    web = read_server(server, metrics_table, default_listen=DEFAULT_LISTEN)
     data_dir = Path(storage.string("data_dir", str(DEFAULT_DATA_DIR), check=check_absolute_path))
     log_level = log.choice("level", "info", LOG_LEVELS)
     log_format = log.choice("format", "auto", LOG_FORMATS)
@@ -253,16 +234,16 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
     http_proxy = proxy.string("http_proxy", "", check=_check_proxy)
     database_url = reader.table("database").string("url", "", check=_check_database_url)
     reader.finish()
-    listen = flags.string("--listen", overrides.listen, listen, check=check_host_port)
+    listen = flags.string("--listen", overrides.listen, web.listen, check=check_host_port)
     data_dir = flags.path("--data-dir", overrides.data_dir, data_dir)
     flags.finish()
     return RegionConfig(
         listen=listen,
-        shutdown_grace_s=shutdown_grace_s,
-        header_timeout_s=header_timeout_s,
-        max_client_connections=max_client_connections,
-        metrics_listen=metrics_listen,
-        metrics_token=read_token(metrics_token_file) if metrics_token_file else "",
+        shutdown_grace_s=web.shutdown_grace_s,
+        header_timeout_s=web.header_timeout_s,
+        max_client_connections=web.max_client_connections,
+        metrics_listen=web.metrics_listen,
+        metrics_token=web.metrics_token,
         data_dir=data_dir,
         log_level=log_level,
         log_format=log_format,
@@ -300,16 +281,6 @@ def _check_keyring(text: str) -> None:
     path = check_absolute_path(text)
     if not path.is_file():
         raise ValueError(f"no such file {show(text)}")
-
-
-def _check_optional_host_port(text: str) -> None:
-    if text:
-        check_host_port(text)
-
-
-def _check_token_file(text: str) -> None:
-    if text:
-        read_token(text)
 
 
 def _check_proxy(text: str) -> None:
