@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class StreamFormatError(ValueError):
     """A stream document breaks the format; ``location`` says exactly where.
@@ -19,6 +21,17 @@ class StreamFormatError(ValueError):
     def __reduce__(self) -> tuple[type[StreamFormatError], tuple[str, str]]:
         # The default reduce would call __init__ with the one-string message.
         return (type(self), (self.location, self.reason))
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refused product version (or document): where the offending field is, and why."""
+
+    location: str  # "<document>: products[p].versions[v].items[i].path"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}"
 
 
 def at(source: str, path: str) -> str:

@@ -3,6 +3,8 @@
 Every rule broken raises one :class:`StreamFormatError` whose location names
 the source and the offending field, e.g.
 ``x.json: products[p].versions[v].items[squashfs].sha256: not 64 hex digits``.
+:func:`parse_products` can instead refuse only the product version holding
+the fault (``refusals``), and read the rest of the document.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from simplestreams.errors import StreamFormatError, at
+from simplestreams.errors import Refusal, StreamFormatError, at
 from simplestreams.models import (
     INDEX_ENTRY_KEYS,
     INDEX_FORMAT,
@@ -58,15 +60,23 @@ def parse_index(data: Document, *, source: str = "") -> Index:
         reader.fail("", "JSON nested too deeply")
 
 
-def parse_products(data: Document, *, source: str = "") -> ProductList:
+def parse_products(
+    data: Document, *, source: str = "", refusals: list[Refusal] | None = None
+) -> ProductList:
     """Parse a ``products:1.0`` document, expanding ``_aliases``.
 
     Every item with a ``path`` must carry ``sha256`` (64 hex digits, stored
     lowercase) and ``size`` (a non-negative integer). Raises StreamFormatError
     for malformed JSON, a wrong ``format``, a wrongly typed field, a missing
     checksum or size, or an unsafe ``path``.
+
+    With ``refusals`` (a list), a fault inside a product version (one of its
+    items, or the version itself) refuses only that version: it is left out,
+    the fault is appended as a :class:`Refusal`, and a product left without a
+    version is left out too. What is wrong with the document itself, its
+    ``_aliases`` or a product outside its versions still raises.
     """
-    reader = _Reader(source)
+    reader = _Reader(source, refusals)
     try:
         return reader.product_list(reader.load(data))
     except RecursionError:
@@ -109,8 +119,9 @@ def _no_constants(name: str) -> NoReturn:
 class _Reader:
     """Typed field access that reports failures at a location in one source."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, refusals: list[Refusal] | None = None) -> None:
         self.source = source
+        self.refusals = refusals  # None: strict, the first fault raises
 
     def fail(self, path: str, reason: str) -> NoReturn:
         raise StreamFormatError(at(self.source, path), reason)
@@ -150,7 +161,9 @@ class _Reader:
         products = {}
         for name, raw in self.obj(doc.get("products"), "products").items():
             self.name(name, "products", "product name")
-            products[name] = self.product(name, raw, aliases)
+            product = self.product(name, raw, aliases)
+            if product is not None:
+                products[name] = product
         return ProductList(
             content_id=content_id,
             datatype=self.opt_str(doc, "datatype", ""),
@@ -205,13 +218,22 @@ class _Reader:
                     merged.setdefault(akey, avalue)
         return merged
 
-    def product(self, name: str, raw: object, aliases: Aliases) -> Product:
+    def product(self, name: str, raw: object, aliases: Aliases) -> Product | None:
+        """The product; None when it had versions and every one was refused."""
         path = f"products[{name}]"
         obj = self.expand(self.obj(raw, path), aliases)
         versions = {}
-        for vname, vraw in self.obj(obj.get("versions", {}), f"{path}.versions").items():
+        listed = self.obj(obj.get("versions", {}), f"{path}.versions")
+        for vname, vraw in listed.items():
             self.name(vname, f"{path}.versions", "version name")
-            versions[vname] = self.version(vname, vraw, f"{path}.versions[{vname}]", aliases)
+            try:
+                versions[vname] = self.version(vname, vraw, f"{path}.versions[{vname}]", aliases)
+            except StreamFormatError as exc:
+                if self.refusals is None:
+                    raise
+                self.refusals.append(Refusal(exc.location, exc.reason))
+        if listed and not versions:
+            return None
         return Product(name=name, attrs=self.attrs(obj, PRODUCT_KEYS, path), versions=versions)
 
     def version(self, name: str, raw: object, path: str, aliases: Aliases) -> Version:

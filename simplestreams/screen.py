@@ -18,24 +18,15 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from simplestreams.errors import at
+from simplestreams.errors import Refusal, at
 from simplestreams.images import BOOTLOADER_TYPE, image_spec_of
 from simplestreams.models import FlatItem, JsonValue, Product, ProductList, Version, flatten
 from simplestreams.paths import served_path_problem, served_segment_problem
 
+__all__ = ["DEFAULT_MAX_ITEM_SIZE", "Refusal", "Screened", "screen_products"]
+
 DEFAULT_MAX_ITEM_SIZE = 64 << 30
 """The largest item (bytes) accepted unless configured otherwise: 64 GiB."""
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """One refused product version: where the offending field is, and why."""
-
-    location: str  # "<document>: products[p].versions[v].items[i].path"
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)

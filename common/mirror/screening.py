@@ -12,7 +12,7 @@ mirrored; each refusal names the document and the field.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from common.mirror.selection import MirrorSelection
 from common.mirror.tree import STATE_DIR
@@ -39,16 +39,18 @@ def screen_selection(
     index_url: str,
     documents: Mapping[str, str],
     max_item_size: int,
+    read_refusals: Sequence[Refusal] = (),
 ) -> tuple[MirrorSelection, tuple[Refusal, ...]]:
     """``selection`` without what the mirror could not hold, and each refusal (logged).
 
     ``documents`` maps a content id to the URL its products document was read
     from (refusals name it; the index path otherwise); ``index_url`` names the
-    index for a refused document path.
+    index for a refused document path. ``read_refusals``: what reading the
+    stream already left out (``Stream.refusals``), logged and returned first.
     """
     entries: dict[str, IndexEntry] = {}
     products: dict[str, ProductList] = {}
-    refusals: list[Refusal] = []
+    refusals: list[Refusal] = list(read_refusals)
     for content_id, product_list in selection.products.items():
         entry = selection.entries[content_id]
         problem = document_path_problem(entry.path)
@@ -66,7 +68,7 @@ def screen_selection(
             products[content_id] = screened.products
     for refusal in refusals:
         log.warning("mirror_item_refused", location=refusal.location, reason=refusal.reason)
-    if not refusals:
-        return selection, ()
+    if len(refusals) == len(read_refusals):
+        return selection, tuple(refusals)
     kept = dataclasses.replace(selection, entries=entries, products=products)
     return kept, tuple(refusals)

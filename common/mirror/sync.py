@@ -134,7 +134,7 @@ class _Work:
     plan: DownloadPlan
     published: dict[str, str]  # every published path -> sha256 or "metadata"
     documents: dict[str, bytes]  # the upstream's own metadata (keep_upstream_metadata)
-    refused: tuple[Refusal, ...] = ()  # what the mirror could not hold (screening)
+    refused: tuple[Refusal, ...] = ()  # what the mirror could not read or hold
 
 
 class MirrorFailedError(BootsyncError):
@@ -241,6 +241,7 @@ async def _prepare(
         source.index_path,
         TrustPolicy(opts.keyring),
         on_verified=keep_verified(cache),
+        lenient=True,
     )
     wanted = _select(stream, opts)
     current = MirrorSelection(
@@ -258,6 +259,7 @@ async def _prepare(
         index_url=stream.index_document.url,
         documents={cid: document.url for cid, document in stream.documents.items()},
         max_item_size=opts.max_item_size,
+        read_refusals=stream.refusals,
     )
     items = [item for products in selection.products.values() for item in flatten(products)]
     plan = plan_downloads(items, await _present(tree.store, items))

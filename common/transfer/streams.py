@@ -19,6 +19,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
@@ -37,6 +38,7 @@ from simplestreams import (
     parse_index,
     parse_products,
 )
+from simplestreams.errors import Refusal
 
 CLEARSIGN_HEADER = b"-----BEGIN PGP SIGNED MESSAGE-----"
 _CLEARSIGNED = re.compile(rb"\s*" + re.escape(CLEARSIGN_HEADER))
@@ -187,6 +189,8 @@ class Stream(Generic[D]):
     signer: str | None  # fingerprint of the index's signer; None when read unsigned
     products: Mapping[str, ProductList]  # content id -> products document, in index order
     documents: Mapping[str, D]  # content id -> that document as fetched
+    # Read leniently: each product version, or products document, left out, and why.
+    refusals: tuple[Refusal, ...] = ()
 
 
 async def read_stream(
@@ -195,6 +199,7 @@ async def read_stream(
     trust: TrustPolicy,
     *,
     on_verified: Callable[[D], Awaitable[None]] | None = None,
+    lenient: bool = False,
 ) -> Stream[D]:
     """Fetch, verify and parse the index at ``index_path``, then each products document.
 
@@ -202,6 +207,12 @@ async def read_stream(
     another format than ``products:1.0`` are skipped. Raises what ``get``
     raises (UpstreamError), SignatureError, or StreamFormatError (also for a
     products document whose content_id is not the one the index gives it).
+
+    ``lenient`` (a region reading an upstream, a mirror): a product version
+    with a bad item is left out, and a products document that cannot be parsed
+    (malformed JSON, nested too deeply, a key given twice) is left out whole;
+    the rest of the stream is read, and each is listed in ``Stream.refusals``.
+    Without it (a rack reading its region) the first fault raises.
 
     Each document is verified and parsed in one worker thread: its verified
     text never reaches the event loop and is dropped once parsed; only the
@@ -214,13 +225,23 @@ async def read_stream(
         await on_verified(index_document)
     products: dict[str, ProductList] = {}
     documents: dict[str, D] = {}
+    refusals: list[Refusal] = []
     for content_id, entry in index.entries.items():
         if entry.path is None or entry.format != PRODUCTS_FORMAT:
             continue
         document = await get(entry.path)
-        product_list, _signer = await asyncio.to_thread(
-            _verify_and_parse, trust, document, parse_products
-        )
+        found: list[Refusal] = []
+        parse = partial(parse_products, refusals=found) if lenient else parse_products
+        try:
+            product_list, _signer = await asyncio.to_thread(
+                _verify_and_parse, trust, document, parse
+            )
+        except StreamFormatError as exc:
+            if not lenient:
+                raise
+            refusals.append(Refusal(exc.location, exc.reason))
+            continue
+        refusals += found
         if product_list.content_id != content_id:
             raise StreamFormatError(
                 f"{document.url}: content_id",
@@ -236,6 +257,7 @@ async def read_stream(
         signer=signer,
         products=products,
         documents=documents,
+        refusals=tuple(refusals),
     )
 
 

@@ -66,10 +66,11 @@ class ProductsMark:
 class SourceDescription:
     """One source as read just now: its newest products and its catalogue.
 
-    ``products`` holds no refused version: an item that could not be held
-    (:func:`simplestreams.screen.screen_products`) refuses its version, listed
-    in ``refusals`` (and in ``warnings``). ``marks`` describe the documents as
-    signed, before that screening.
+    ``products`` holds no refused version: an item that could not be read
+    (read_stream, leniently) or held (:func:`simplestreams.screen.screen_products`)
+    refuses its version, and a products document that could not be read is
+    refused whole; each is listed in ``refusals`` (and in ``warnings``).
+    ``marks`` describe the documents read, before screening.
     """
 
     source: BootSource
@@ -323,12 +324,22 @@ class Catalogue:
             where.index_path,
             trust,
             on_verified=keep_verified(cache),
+            lenient=True,
         )
         index = stream.index
         products: list[ProductList] = []
         entries: list[CatalogueEntry] = []
         marks: list[ProductsMark] = []
-        refusals: list[Refusal] = []
+        # What could not be read (a version with a bad item, an unreadable document) is
+        # refused as what could not be held is: the rest of the source is imported.
+        refusals: list[Refusal] = list(stream.refusals)
+        for refusal in stream.refusals:
+            log.warning(
+                "stream_item_refused",
+                url=source.url,
+                location=refusal.location,
+                reason=refusal.reason,
+            )
         for content_id, product_list in stream.products.items():
             url = stream.documents[content_id].url
             newest = newest_versions(product_list)
