@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -25,6 +26,15 @@ def no_blocking_calls_on_the_loop() -> Iterator[None]:
     """Fail any test in which our code makes a blocking call on a running event loop."""
     with blockbuster_ctx(OUR_PACKAGES):
         yield
+
+
+@pytest.fixture(autouse=True)
+def dev_null_left_alone() -> Iterator[None]:
+    """Fail the test that changes /dev/null's mode (gpg, initdb and shells need it 0666)."""
+    before = os.stat(os.devnull).st_mode
+    yield
+    after = os.stat(os.devnull).st_mode
+    assert after == before, f"/dev/null mode changed from {before:o} to {after:o}"
 
 
 @pytest.fixture
