@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,9 +32,9 @@ def no_blocking_calls_on_the_loop() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def dev_null_left_alone() -> Iterator[None]:
     """Fail the test that changes /dev/null's mode (gpg, initdb and shells need it 0666)."""
-    before = os.stat(os.devnull).st_mode
+    before = Path(os.devnull).stat().st_mode
     yield
-    after = os.stat(os.devnull).st_mode
+    after = Path(os.devnull).stat().st_mode
     assert after == before, f"/dev/null mode changed from {before:o} to {after:o}"
 
 
