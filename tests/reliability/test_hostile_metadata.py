@@ -43,14 +43,13 @@ from common.mirror.tree import STATE_DIR
 from common.trust.keyrings import SigningKey, aload_keyring
 from rack.layout import RackLayout, plan_layout
 from region.db import catalogue as repo_catalogue
-from region.db import resources as repo_resources
-from region.db.connection import Database
 from region.images.importer import ImportSummary
 from region.images.publish import PRODUCTS_PATH, SIGNED_INDEX_PATH
 from simplestreams import ProductList, StreamFormatError, flatten, parse_products, path_problem
 from tests.fakes.hostile import META, dump, newest_version, read_products, write_products
 from tests.fakes.streams import short_dir
 from tests.fakes.upstream import FakeUpstream
+from tests.integration.region.import_harness import held as held_sets
 from tests.integration.region.import_harness import import_env
 from tests.reliability.checks import (
     held_blobs,
@@ -363,11 +362,6 @@ class MirrorRun:
     blobs: set[str]  # what its store holds
     problems: list[str]
     state_ok: bool  # .bootsync/state.json absent or valid JSON
-
-
-async def held_sets(db: Database) -> dict[tuple[str, str], list[str]]:
-    """(name, architecture) → versions of the complete sets the region holds."""
-    return {r.key: [s.version for s in sets] for r, sets in await repo_resources.complete_sets(db)}
 
 
 def published_sets(products: ProductList) -> dict[tuple[str, str], list[str]]:

@@ -34,12 +34,12 @@ from common.mirror.tree import STATE_DIR
 from common.transfer.limits import MIN_METADATA_BYTES, TransferLimits
 from common.trust.keyrings import SigningKey, aload_keyring
 from region.db import catalogue as repo_catalogue
-from region.db import resources as repo_resources
 from region.images.importer import ImportSummary
 from region.images.publish import SIGNED_INDEX_PATH
 from simplestreams import ItemFilter, StreamFormatError
 from tests.fakes.streams import short_dir
 from tests.fakes.upstream import FakeUpstream
+from tests.integration.region.import_harness import held as held_sets
 from tests.integration.region.import_harness import import_env
 from tests.reliability.checks import (
     held_blobs,
@@ -150,11 +150,6 @@ class Matrix:
     items: dict[str, Item]
     region: dict[str, Outcome[Any]]  # RegionCase
     mirror: dict[str, Outcome[Any]]  # MirrorCase
-
-
-async def held_sets(db: Any) -> dict[tuple[str, str], list[str]]:
-    """(name, architecture) → versions of the complete sets the region holds."""
-    return {r.key: [s.version for s in sets] for r, sets in await repo_resources.complete_sets(db)}
 
 
 async def region_case(

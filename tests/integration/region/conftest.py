@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from common.trust.keyrings import SigningKey
+from tests.fakes.upstream import FakeUpstream
+from tests.integration.region.import_harness import Scene, sample_stream
 from tests.integration.region.rack_harness import RackRegion, start_region
 
 
@@ -19,3 +22,19 @@ from tests.integration.region.rack_harness import RackRegion, start_region
 async def region(data_dir: Path, aiohttp_client: AiohttpClient) -> RackRegion:
     """The daemon's app (region.app.build_app) after its start-up import: no images held."""
     return await start_region(data_dir, aiohttp_client)
+
+
+@pytest.fixture
+def scene(
+    tmp_path: Path, region_key: SigningKey, upstream_key: SigningKey, fake_upstream: FakeUpstream
+) -> Scene:
+    """A one-version sample stream (tests may rewrite it) served by the fake upstream."""
+    stream = sample_stream(tmp_path / "upstream", upstream_key)
+    fake_upstream.serve_directory(stream.root)
+    return Scene(
+        root=tmp_path / "region",
+        region_key=region_key,
+        upstream_key=upstream_key,
+        upstream=fake_upstream,
+        stream=stream,
+    )

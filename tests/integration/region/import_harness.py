@@ -23,6 +23,7 @@ from common.storage.blobstore import BlobStore
 from common.storage.snapshot import SnapshotPublisher
 from common.transfer.http import make_session
 from common.trust.keyrings import SigningKey
+from region.db import resources as repo_resources
 from region.db import sources as repo_sources
 from region.db.connection import Database, open_db
 from region.db.sources import BootSource
@@ -178,3 +179,23 @@ def drop_products(
 def item_paths(upstream: FakeUpstream) -> list[str]:
     """Paths of the file (not metadata) requests the upstream received, in order."""
     return [r.path for r in upstream.requests if not r.path.startswith("/streams/")]
+
+
+NOBLE_AMD64 = {("ubuntu/noble", "amd64/ga-24.04"), ("ubuntu/noble", "amd64/hwe-24.04")}
+KERNEL = "noble/amd64/20250718/ga-24.04/generic/boot-kernel"
+
+
+@dataclass
+class Scene:
+    """Where the region lives, both keys, and the upstream serving a fresh sample stream."""
+
+    root: Path
+    region_key: SigningKey
+    upstream_key: SigningKey
+    upstream: FakeUpstream
+    stream: SampleStream
+
+
+async def held(db: Database) -> dict[tuple[str, str], list[str]]:
+    """(name, architecture) -> versions of the complete sets the region holds."""
+    return {r.key: [s.version for s in sets] for r, sets in await repo_resources.complete_sets(db)}

@@ -7,7 +7,6 @@ import errno
 import shutil
 import subprocess
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +23,19 @@ from simplestreams import parse_products
 from tests.fakes.hostile import copy_products_document, edit_products, newest_version
 from tests.fakes.upstream import FakeUpstream
 from tests.fakes.waiting import eventually
-from tests.integration.region.import_harness import NEWER, V3, import_env, sample_stream
+from tests.integration.region.import_harness import (
+    KERNEL,
+    NEWER,
+    NOBLE_AMD64,
+    V3,
+    Scene,
+    held,
+    import_env,
+    sample_stream,
+)
 
 Events = list[MutableMapping[str, Any]]
-NOBLE_AMD64 = {("ubuntu/noble", "amd64/ga-24.04"), ("ubuntu/noble", "amd64/hwe-24.04")}
 INDEX = "streams/v1/index.sjson"
-KERNEL = "noble/amd64/20250718/ga-24.04/generic/boot-kernel"
-
-
-@dataclass
-class Scene:
-    """Where the region lives, both keys, and the upstream serving a fresh sample stream."""
-
-    root: Path
-    region_key: SigningKey
-    upstream_key: SigningKey
-    upstream: FakeUpstream
-    stream: SampleStream
-
-
-@pytest.fixture
-def scene(
-    tmp_path: Path, region_key: SigningKey, upstream_key: SigningKey, fake_upstream: FakeUpstream
-) -> Scene:
-    """A one-version sample stream (tests may rewrite it) served by the fake upstream."""
-    stream = sample_stream(tmp_path / "upstream", upstream_key)
-    fake_upstream.serve_directory(stream.root)
-    return Scene(
-        root=tmp_path / "region",
-        region_key=region_key,
-        upstream_key=upstream_key,
-        upstream=fake_upstream,
-        stream=stream,
-    )
-
-
-async def held(db: Any) -> dict[tuple[str, str], list[str]]:
-    """(name, architecture) -> versions of the complete sets the region holds."""
-    return {r.key: [s.version for s in sets] for r, sets in await repo_resources.complete_sets(db)}
 
 
 async def test_a_redirect_loop_on_one_source_is_its_error_and_the_other_source_imports(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,16 @@ from region.images.publish import CONTENT_ID, SIGNED_INDEX_PATH, SIGNED_PRODUCTS
 from region.images.status import image_status
 from region.images.steps import ImportSummary
 from simplestreams import flatten, parse_index, parse_products
-from tests.fakes.upstream import FakeUpstream
 from tests.fakes.waiting import eventually
 from tests.integration.region.import_harness import (
     FILE_SIZE,
+    KERNEL,
     NEWER,
+    NOBLE_AMD64,
     V3,
+    Scene,
     drop_products,
+    held,
     import_env,
     item_paths,
     resign_index,
@@ -37,46 +39,12 @@ from tests.integration.region.import_harness import (
 
 Events = list[MutableMapping[str, Any]]
 
-NOBLE_AMD64 = {("ubuntu/noble", "amd64/ga-24.04"), ("ubuntu/noble", "amd64/hwe-24.04")}
 BOOTLOADERS = {
     ("pxelinux/pxe", "i386/generic"),
     ("grub-efi-signed/uefi", "amd64/generic"),
     ("grub-efi/uefi", "arm64/generic"),
     ("grub-ieee1275/open-firmware", "ppc64el/generic"),
 }
-KERNEL = "noble/amd64/20250718/ga-24.04/generic/boot-kernel"
-
-
-@dataclass
-class Scene:
-    """Where the region lives, both keys, and the upstream serving a fresh sample stream."""
-
-    root: Path
-    region_key: SigningKey
-    upstream_key: SigningKey
-    upstream: FakeUpstream
-    stream: SampleStream
-
-
-@pytest.fixture
-def scene(
-    tmp_path: Path, region_key: SigningKey, upstream_key: SigningKey, fake_upstream: FakeUpstream
-) -> Scene:
-    """A one-version sample stream (tests may rewrite it) served by the fake upstream."""
-    stream = sample_stream(tmp_path / "upstream", upstream_key)
-    fake_upstream.serve_directory(stream.root)
-    return Scene(
-        root=tmp_path / "region",
-        region_key=region_key,
-        upstream_key=upstream_key,
-        upstream=fake_upstream,
-        stream=stream,
-    )
-
-
-async def held(db: Any) -> dict[tuple[str, str], list[str]]:
-    """(name, architecture) -> versions of the complete sets the region holds."""
-    return {r.key: [s.version for s in sets] for r, sets in await repo_resources.complete_sets(db)}
 
 
 async def published(root: Path, key: SigningKey) -> dict[str, str]:
