@@ -40,6 +40,7 @@ from common.transfer.download import Downloader
 from common.transfer.http import make_session
 from common.version import user_agent
 from rack import web as rack_web
+from rack.bootconfig import BootConfig
 from rack.config import RackConfig
 from rack.identity import RackIdentity
 from rack.link import RegionHealth, RegionLink
@@ -167,6 +168,7 @@ def build_app(config: RackConfig) -> web.Application:
     """The rack application for ``config`` (nothing is opened until it starts)."""
     app = web.Application()
     app[rack_web.BOOT_RESOURCES] = config.data_dir / BOOT_RESOURCES_DIR
+    app[rack_web.BOOT_CONFIG] = boot_config(config)
     rack_web.add_routes(app)
     if not config.metrics_listen:  # else daemon.serve gives /metrics a listener of its own
         add_metrics_route(app, token=config.metrics_token)
@@ -272,6 +274,17 @@ def tftp_metrics(tftp: TftpServer) -> list[Metric]:
     ]
 
 
+def boot_config(config: RackConfig) -> BootConfig:
+    """How ``config`` serves boot config templates (rack/bootconfig.py)."""
+    return BootConfig(
+        templates_dir=config.boot_templates_dir,
+        rack_url=config.rack_url,
+        http_port=config.listen_port,
+        advertised=bool(config.advertise_url),
+        http_wildcard=config.listen_host in ("0.0.0.0", "::"),  # noqa: S104
+    )
+
+
 async def start_tftp(app: web.Application, config: RackConfig) -> TftpServer | None:
     """Start the TFTP server of ``config`` (None when switched off or its port cannot be
     bound: logged as ``tftp_unavailable``, HTTP serves on)."""
@@ -287,6 +300,7 @@ async def start_tftp(app: web.Application, config: RackConfig) -> TftpServer | N
             max_windowsize=config.tftp_max_windowsize,
             max_sessions=config.tftp_max_sessions,
         ),
+        boot=boot_config(config),
     )
     try:
         await server.start()

@@ -121,6 +121,7 @@ class RackConfig:
     tftp_max_blksize: int = DEFAULT_TFTP_MAX_BLKSIZE
     tftp_max_windowsize: int = DEFAULT_TFTP_MAX_WINDOWSIZE
     tftp_max_sessions: int = DEFAULT_TFTP_MAX_SESSIONS
+    boot_templates_dir: Path | None = None  # [boot] templates_dir (rack/bootconfig.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -250,6 +251,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
     tftp_max_sessions = tftp.integer(
         "max_sessions", DEFAULT_TFTP_MAX_SESSIONS, minimum=1, maximum=65535
     )
+    boot_templates = reader.table("boot").string("templates_dir", "", check=_check_optional_path)
     reader.finish()
     region_urls = flags.strings(
         "--region", overrides.region_urls, region_urls, check=check_http_url
@@ -281,6 +283,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RackConfi
         tftp_max_blksize=tftp_max_blksize,
         tftp_max_windowsize=tftp_max_windowsize,
         tftp_max_sessions=tftp_max_sessions,
+        boot_templates_dir=Path(boot_templates) if boot_templates else None,
     )
 
 
@@ -305,6 +308,11 @@ def _secret(flags: Flags, flag_file: Path | None, inline: str, file_name: str) -
 def _check_optional_url(text: str) -> None:
     if text:
         check_http_url(text)
+
+
+def _check_optional_path(text: str) -> None:
+    if text:
+        check_absolute_path(text)
 
 
 def read_secret(path: Path) -> str:

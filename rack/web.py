@@ -9,7 +9,9 @@ snapshots are ever behind ``current``, so a partial file is never served.
 entries (like nginx's autoindex: links, directories with a trailing ``/``);
 a directory asked for without its ``/`` is redirected to it. The bootloaders'
 boot files (``bootx64.efi``, ``lpxelinux.0``, ...) sit at the snapshot root,
-as over TFTP.
+as over TFTP. The operator's boot config templates (``[boot] templates_dir``) are
+served at their own paths, rendered per request against the snapshot served
+(rack/bootconfig.py); one that cannot be rendered whole answers 500 naming why.
 
 ``/healthz`` answers 200 once the rack has a snapshot to serve and 503 (with
 the reason) before; ``/livez`` answers 200 while the process serves at all.
@@ -27,6 +29,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from common.storage.fileserve import SendfileResponse
+from rack.bootconfig import BootConfig, RenderError, render_boot_file
 
 IMAGES_PREFIX = "/images"
 SNAPSHOT_HEADER = "X-Bootsync-Rack-Snapshot"
@@ -41,6 +44,7 @@ class ProblemSource(Protocol):
 
 BOOT_RESOURCES = web.AppKey("boot_resources", Path)  # holds current -> snapshots/<id>
 PROBLEM_SOURCE = web.AppKey("problem_source", ProblemSource)
+BOOT_CONFIG = web.AppKey("boot_config", BootConfig)
 
 
 def safe_relative(path: str) -> PurePosixPath | None:
@@ -72,6 +76,8 @@ async def serve_image(request: web.Request) -> web.StreamResponse:
     snapshot = await current_snapshot(request.app[BOOT_RESOURCES])
     if snapshot is None:
         raise web.HTTPNotFound(text="No images synced yet.", content_type="text/plain")
+    if not wants_dir and (rendered := await boot_file(request, rel, snapshot)) is not None:
+        return rendered
     entries = await asyncio.to_thread(list_directory, snapshot / rel)
     if entries is not None:
         if not wants_dir:
@@ -87,6 +93,25 @@ async def serve_image(request: web.Request) -> web.StreamResponse:
     return SendfileResponse(
         snapshot / rel, chunk_size=1 << 20, headers={SNAPSHOT_HEADER: snapshot.name}
     )
+
+
+async def boot_file(
+    request: web.Request, rel: PurePosixPath, snapshot: Path
+) -> web.Response | None:
+    """The boot config template at ``rel`` rendered against ``snapshot`` (500 naming why
+    when it cannot be), or None when there is no template of that name."""
+    boot = request.app.get(BOOT_CONFIG)
+    if boot is None or boot.templates_dir is None:
+        return None
+    rack_url = boot.url_for_http(request.scheme, request.headers.get("Host"))
+    try:
+        data = await render_boot_file(boot, str(rel), snapshot, rack_url)
+    except RenderError as exc:
+        raise web.HTTPInternalServerError(text=str(exc) + "\n", content_type="text/plain") from None
+    if data is None:
+        return None
+    headers = {SNAPSHOT_HEADER: snapshot.name, "Cache-Control": "no-store"}
+    return web.Response(body=data, content_type="text/plain", charset="utf-8", headers=headers)
 
 
 def list_directory(path: Path) -> list[tuple[str, bool, int]] | None:

@@ -1,11 +1,13 @@
 """``bootsync apikey``, ``createadmin`` and ``rack-secret``: tools for the region host.
 
-Both open the region's database (``<data_dir>/region.db``) directly, so they
-work whether or not the daemon runs. The key goes to stdout as
+Both open the region's database directly (the config's ``[database] url``: a
+PostgreSQL server, or SQLite at ``<data_dir>/region.db``), so they work whether
+or not the daemon runs. The key goes to stdout as
 ``consumer_key:token_key:token_secret`` and nothing else does; log events go
 to stderr. A missing or unusable data directory raises ConfigError.
 ``rack-secret`` prints the secret racks need (the region makes it at its first
-start; it is never created here).
+start; it is never created here). ``db copy`` copies a whole region database
+into an empty one (region/db/copy.py), e.g. from SQLite to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 _USERNAME = re.compile(r"[\w.@+-]{1,150}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_DB_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+EXIT_REFUSED = 2  # ``db copy`` refused: nothing was written
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,23 @@ def register(sub: Any) -> None:
     _add_location(p)
     p.set_defaults(run=run_rack_secret)
 
+    p = sub.add_parser(
+        "db",
+        help="region database tools (copy)",
+        description="Tools for the region database.",
+    )
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    c = db_sub.add_parser(
+        "copy",
+        help="copy a whole region database into an empty one",
+        description="Copy every table of a region database (ids kept) into an empty "
+        "database, e.g. from SQLite to PostgreSQL; print the rows of each table. "
+        "Exits 2 (nothing written) when the target is not empty or the schemas differ.",
+    )
+    c.add_argument("--from", dest="source", required=True, type=_db_url, metavar="URL")
+    c.add_argument("--to", dest="target", required=True, type=_db_url, metavar="URL")
+    c.set_defaults(run=run_db_copy)
+
 
 def _add_location(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
@@ -109,6 +130,14 @@ def _password(text: str) -> str:
     return text
 
 
+def _db_url(text: str) -> str:
+    if not text.startswith(_DB_SCHEMES) or text == "sqlite:///":
+        raise argparse.ArgumentTypeError(
+            "use sqlite:///<absolute path> or postgresql://user@host/db"
+        )
+    return text
+
+
 def data_dir_of(args: argparse.Namespace) -> Path:
     """The data directory named by ``--data-dir``, ``--config`` or the default config."""
     if args.data_dir is not None:
@@ -118,8 +147,8 @@ def data_dir_of(args: argparse.Namespace) -> Path:
     return load_config(args.config).data_dir
 
 
-def database_path(data_dir: Path) -> Path:
-    """``<data_dir>/region.db``; ConfigError when the directory is missing or not writable."""
+def database_path(data_dir: Path, name: str | None = None) -> Path:
+    """``<data_dir>/region.db`` (or ``name``); ConfigError when the directory is missing."""
     from region.config import DB_NAME  # noqa: PLC0415 - start-up stays cheap
 
     if not data_dir.is_dir():
@@ -127,23 +156,45 @@ def database_path(data_dir: Path) -> Path:
             f"region data directory {data_dir} does not exist (start the region "
             "once, or give --data-dir/--config)"
         )
-    db = data_dir / DB_NAME
+    db = data_dir / (name or DB_NAME)
     if db.exists() and not db.is_file():
         raise ConfigError(f"{db} is not a database file")
     return db
 
 
-async def issue_key(db_path: Path, request: KeyRequest) -> ApiKey:
-    """Create or update the user of ``request`` and return a new API key for them."""
-    import aiosqlite  # noqa: PLC0415 - start-up stays cheap
+def database_of(args: argparse.Namespace) -> Path | str:
+    """The region database: SQLite in ``--data-dir``, else the config's ``[database]``.
+
+    A PostgreSQL URL is returned as is; a SQLite file is checked by :func:`database_path`.
+    """
+    if args.data_dir is not None:
+        return database_path(Path(args.data_dir).absolute())
+    from region.config import load_config  # noqa: PLC0415 - start-up stays cheap
+
+    config = load_config(args.config)
+    where = config.database
+    if isinstance(where, str):
+        return where
+    if where == config.db_path:
+        return database_path(config.data_dir)
+    return database_path(where.parent, where.name)
+
+
+async def issue_key(db_path: Path | str, request: KeyRequest) -> ApiKey:
+    """Create or update the user of ``request`` and return a new API key for them.
+
+    ``db_path`` is a SQLite file or a PostgreSQL URL.
+    """
+    import sqlite3  # noqa: PLC0415 - start-up stays cheap
 
     from region.db.connection import open_db  # noqa: PLC0415
+    from region.db.copy import shown  # noqa: PLC0415
 
     try:
         async with open_db(db_path, readers=1) as db:
             return await _issue(db, request)
-    except aiosqlite.Error as exc:
-        raise ConfigError(f"{db_path}: cannot use the region database: {exc}") from exc
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(f"{shown(db_path)}: cannot use the region database: {exc}") from exc
 
 
 async def _issue(db: Database, request: KeyRequest) -> ApiKey:
@@ -177,8 +228,7 @@ async def _issue(db: Database, request: KeyRequest) -> ApiKey:
 def _issue_and_print(args: argparse.Namespace, request: KeyRequest) -> int:
     from common.ops.runtime import run  # noqa: PLC0415 - start-up stays cheap
 
-    db_path = database_path(data_dir_of(args))
-    key = run(issue_key(db_path, request), default_loop="asyncio")
+    key = run(issue_key(database_of(args), request), default_loop="asyncio")
     print(key)
     return 0
 
@@ -201,4 +251,40 @@ def run_rack_secret(args: argparse.Namespace) -> int:
     from region.rackhub.secret import read_secret  # noqa: PLC0415 - start-up stays cheap
 
     print(read_secret(data_dir_of(args)))
+    return 0
+
+
+def run_db_copy(args: argparse.Namespace) -> int:
+    """``bootsync db copy``: copy ``--from`` into the empty ``--to``; print each table's rows.
+
+    Exit 0 when copied and verified, 2 when refused (target not empty, schemas
+    differ: nothing written), 1 (ConfigError) when a database cannot be used.
+    """
+    import sqlite3  # noqa: PLC0415 - start-up stays cheap
+    import sys  # noqa: PLC0415
+
+    from common.ops.runtime import run  # noqa: PLC0415
+    from region.db.copy import CopyRefusedError, TableCopy, copy_database  # noqa: PLC0415
+
+    def progress(table: TableCopy) -> None:
+        print(f"copied {table.name}: {table.rows} row(s)", file=sys.stderr, flush=True)
+
+    try:
+        report = run(
+            copy_database(args.source, args.target, on_table=progress), default_loop="asyncio"
+        )
+    except CopyRefusedError as exc:
+        print(f"bootsync db copy: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(f"cannot copy the region database: {exc}") from exc
+    width = max((len(t.name) for t in report.tables), default=5)
+    print(f"{'table':<{width}}  rows")
+    for table in report.tables:
+        print(f"{table.name:<{width}}  {table.rows}")
+    print(
+        f"copied {report.rows} row(s) in {len(report.tables)} tables from {report.source} "
+        f"to {report.target} (schema version {report.schema_version}) "
+        f"in {report.duration_s:.1f} s; row counts verified"
+    )
     return 0

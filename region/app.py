@@ -35,10 +35,17 @@ from common.transfer.http import make_session
 from common.trust.keyrings import SigningKey
 from common.version import user_agent
 from region import web as stream_web
-from region.api import handlers, rack_protocol, uploads
+from region.api import handlers, peer_blobs, rack_protocol, uploads
 from region.api.auth import auth_middleware
 from region.api.describe import API_HASH
 from region.api.http import api_hash_middleware, maas_errors
+from region.cluster.events import open_events
+from region.cluster.identity import RegionIdentity
+from region.cluster.lease import ImportLease, claim_auto_import
+from region.cluster.metrics import cluster_metrics
+from region.cluster.peers import start_peer_sync
+from region.cluster.registry import ClusterMember
+from region.cluster.secrets import adopt_cluster_secrets
 from region.config import RegionConfig
 from region.context import CTX, RegionContext
 from region.db.config import get_config, get_config_or
@@ -59,6 +66,7 @@ USER_AGENT = user_agent("bootsync-regiond")
 REGION_KEY_DIR = "gnupg"
 MAX_BODY = 64 << 20  # multipart uploads of keyrings and small images
 AUTO_IMPORT = web.AppKey("auto_import", AutoImport)
+IMPORTER = web.AppKey("importer", Importer)  # this region's own imports, for the drain
 STOPPING = web.AppKey("stopping", asyncio.Event)  # set once shutdown has begun
 
 
@@ -68,6 +76,7 @@ async def build_app(config: RegionConfig) -> web.Application:
     handlers.add_routes(app)  # the MAAS API and describe/, from one declaration
     uploads.setup_uploads(app)
     rack_protocol.add_routes(app)  # also closes open rack event streams at shutdown
+    peer_blobs.add_routes(app)  # /MAAS/cluster/blobs/{sha256}: this store, for peer regions
     app.router.add_get("/healthz", healthz)
     if not config.metrics_listen:  # else daemon.serve gives /metrics a listener of its own
         add_metrics_route(app, token=config.metrics_token)
@@ -84,12 +93,16 @@ async def build_app(config: RegionConfig) -> web.Application:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    """200 once the region's context is up; 503 with the reason while starting or stopping."""
+    """200 once the region's context is up; 503 with the reason while starting or stopping,
+    or while the database cannot be reached (pinged, the answer cached a few seconds;
+    the region keeps serving the files it holds meanwhile)."""
     ctx = request.app.get(CTX)
     if request.app[STOPPING].is_set():
         reason = "stopping"
     elif ctx is None:
         reason = "starting: the database and the region key are being opened"
+    elif ctx.cluster is not None and not (state := await ctx.cluster.health.check()).up:
+        reason = f"database unreachable: {state.reason}"
     else:
         return web.json_response({"ready": True, "importing": ctx.importer.is_importing()})
     return web.json_response({"ready": False, "reason": reason}, status=503)
@@ -103,25 +116,28 @@ class ImportWork:
     name: str = "import"
 
     def close(self) -> None:
-        """``/healthz`` says stopping; the scheduler starts no more imports."""
+        """``/healthz`` says stopping; neither the scheduler nor a takeover starts imports."""
         self.app[STOPPING].set()
         if (scheduler := self.app.get(AUTO_IMPORT)) is not None:
             scheduler.shutdown()
+        if (importer := self.app.get(IMPORTER)) is not None:
+            importer.stop_watching()
 
     def running(self) -> bool:
-        """True while an import runs."""
-        ctx = self.app.get(CTX)
-        return ctx is not None and ctx.importer.is_importing()
+        """True while an import runs in this region (another region's is its own business)."""
+        importer = self.app.get(IMPORTER)
+        return importer is not None and importer.running_here()
 
     async def finished(self) -> None:
-        """Return once no import runs."""
-        if (ctx := self.app.get(CTX)) is not None:
-            await ctx.importer.wait_idle()
+        """Return once no import runs here."""
+        if (importer := self.app.get(IMPORTER)) is not None:
+            await importer.wait_idle()
 
     async def cancel(self) -> None:
-        """Cancel the running import: it publishes only complete sets, keeps its partials."""
-        if (ctx := self.app.get(CTX)) is not None:
-            await ctx.importer.stop()
+        """Cancel the running import: it publishes only complete sets, keeps its partials,
+        and stays pending in the cluster, so another region resumes it."""
+        if (importer := self.app.get(IMPORTER)) is not None:
+            await importer.stop(hand_over=True)
 
 
 async def drain(app: web.Application, grace_s: float) -> None:
@@ -135,14 +151,22 @@ async def drain(app: web.Application, grace_s: float) -> None:
 
 
 async def live_metrics(app: web.Application) -> list[Metric]:
-    """Scrape-time values: sync and snapshot age, and the state of every rack."""
+    """Scrape-time values: sync and snapshot age, the state of every rack, the cluster's."""
     ctx = app.get(CTX)
     if ctx is None:
         return []
+    cluster: list[Metric] = []
+    if ctx.cluster is not None:
+        importer = app.get(IMPORTER)
+        held = importer is not None and importer.holds_lease()
+        cluster = await cluster_metrics(ctx.cluster, lease_held=held)
+        if not ctx.cluster.health.state.up:
+            return cluster  # the rest is read from the database
     racks = await list_racks(ctx.db)
     connected = ctx.racks.connected_ids() if ctx.racks is not None else frozenset()
     who = [(r.system_id, r.hostname) for r in racks]
     return [
+        *cluster,
         *metrics.gauge(
             "bootsync_seconds_since_last_successful_sync",
             "Seconds since the last import that ended ok.",
@@ -190,11 +214,20 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
     """Open what the region needs, put it on ``app[CTX]``, and close it at shutdown."""
     data = config.data_dir
     await asyncio.to_thread(_prepare_data_dir, data)
-    async with open_db(config.database) as db, make_session(user_agent=USER_AGENT) as session:
+    async with (
+        open_db(config.database) as db,
+        open_events(db, RegionIdentity.from_config(config).name) as events,
+        make_session(user_agent=USER_AGENT) as session,
+    ):
         key = await SigningKey.aopen_or_create(
             data / REGION_KEY_DIR, name="bootsync region", email="region@bootsync.invalid"
         )
         try:
+            # The cluster's signing key and rack secret replace this region's own
+            # (its own become the cluster's when it is the first region).
+            # cluster_secrets.peer_token: what peers fetch blobs with.
+            cluster_secrets = await adopt_cluster_secrets(db, data, key)
+            key = cluster_secrets.key
             await asyncio.to_thread(
                 write_if_changed, data / KEYRING_NAME, await key.aexport_public()
             )
@@ -209,6 +242,8 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
                 limits=config.transfer,
                 max_item_size=config.max_item_size,
             )
+            identity = RegionIdentity.from_config(config)
+            member = await ClusterMember.join(db, identity)
             importer = Importer(
                 db,
                 session,
@@ -217,7 +252,10 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
                 region_key=key,
                 catalogue=catalogue,
                 settings=ImportSettings.from_config(config),
+                lease=ImportLease(db, identity),
+                events=events,
             )
+            app[IMPORTER] = importer
             app[CTX] = RegionContext(
                 data_dir=data,
                 db=db,
@@ -229,7 +267,12 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
                 catalogue=catalogue,
                 config=config,
                 racks=racks,
+                events=events,
+                cluster=member,
             )
+            member.start()  # the heartbeat
+            # Another region's import ended: is_importing() need not wait for the watcher.
+            events.subscribe("import_finished", lambda _fields: importer.refresh_lease())
 
             async def auto_import_enabled() -> bool:
                 return bool(await get_config(db, "boot_images_auto_import"))
@@ -241,17 +284,35 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
                     db, "boot_images_import_interval_minutes", config.import_interval_minutes
                 ),
                 enabled=auto_import_enabled,
+                # one region of the cluster runs each interval's import
+                claim=lambda seconds: claim_auto_import(db, identity.name, interval_s=seconds),
             )
+            importer.start_watching()  # resumes an import a dead region left pending
             scheduler.start()
             app[AUTO_IMPORT] = scheduler
             app[CTX].schedule = scheduler
+            # Peers fetch this store's blobs; this region fetches theirs (region/cluster/peers.py).
+            app[peer_blobs.PEER_BLOBS] = peer_blobs.PeerBlobSource(
+                store, token=lambda: cluster_secrets.peer_token
+            )
+            peer_sync = await start_peer_sync(
+                app[CTX],
+                token=lambda: cluster_secrets.peer_token,
+                user_agent=USER_AGENT,
+                limits=config.transfer,
+                concurrency=config.import_concurrency,
+            )
             log.info("region_started", fingerprint=key.fingerprint, data_dir=str(data))
             try:
                 yield
             finally:
+                if peer_sync is not None:
+                    await peer_sync.close()
                 racks.close()
                 scheduler.shutdown()
-                await importer.stop()
+                importer.stop_watching()
+                await importer.stop(hand_over=True)
+                await member.close()
                 await catalogue.close()
         finally:
             await asyncio.to_thread(key.close)

@@ -10,6 +10,7 @@ ConfigError that lists every problem with its key.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,6 +29,7 @@ from common.ops.server_config import (
 from common.ops.tomlconfig import (
     ConfigReader,
     Flags,
+    Table,
     check_absolute_path,
     check_host_port,
     check_http_url,
@@ -59,6 +61,11 @@ DEFAULT_IMPORT_CONCURRENCY = 8
 """Downloads an import runs at once (``import.concurrency``)."""
 MAX_CONCURRENCY = 64
 DEFAULT_FROZEN_AFTER_HOURS = 72
+DEFAULT_HEARTBEAT_SECONDS = 10
+"""Seconds between a region's heartbeats (``cluster.heartbeat_seconds``)."""
+DEFAULT_LEASE_SECONDS = 30
+"""Seconds a lease lasts unless renewed (``cluster.lease_seconds``)."""
+MAX_HEARTBEAT_SECONDS = 3600
 
 
 def shipped_keyring() -> Path:
@@ -136,6 +143,10 @@ class RegionConfig:
     rate_window_s: int = int(DEFAULT_RATE_WINDOW_S)
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     database_url: str = ""  # [database] url; "": SQLite at <data_dir>/region.db
+    cluster_name: str = ""  # [cluster] name; "": the host name (region/cluster/identity.py)
+    cluster_url: str = ""  # [cluster] url; "": http://<host name>:<listen port>
+    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
 
     @property
     def listen_host(self) -> str:
@@ -193,7 +204,7 @@ def load_config(
     those of the command line, each naming its flag, once the file is valid.
     """
     data = read_toml(path) if path is not None else {}
-    env = overlay_env(data, (*REGIOND_ENV, DATABASE_URL_ENV), environ or {})
+    env = overlay_env(data, (*REGIOND_ENV, DATABASE_URL_ENV, *CLUSTER_ENV), environ or {})
     reader = ConfigReader(
         env.data, source=str(path) if path is not None else "defaults", origins=env.origins
     )
@@ -233,6 +244,7 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
     )
     http_proxy = proxy.string("http_proxy", "", check=_check_proxy)
     database_url = reader.table("database").string("url", "", check=_check_database_url)
+    cluster = _read_cluster(reader.table("cluster"))
     reader.finish()
     listen = flags.string("--listen", overrides.listen, web.listen, check=check_host_port)
     data_dir = flags.path("--data-dir", overrides.data_dir, data_dir)
@@ -259,10 +271,62 @@ def _read(reader: ConfigReader, flags: Flags, overrides: Overrides) -> RegionCon
         rate_window_s=rate_window_s,
         max_metadata_bytes=max_metadata_bytes,
         database_url=database_url,
+        cluster_name=cluster.name,
+        cluster_url=cluster.url,
+        heartbeat_seconds=cluster.heartbeat_seconds,
+        lease_seconds=cluster.lease_seconds,
     )
 
 
+@dataclass(frozen=True)
+class _Cluster:
+    name: str
+    url: str
+    heartbeat_seconds: int
+    lease_seconds: int
+
+
+def _read_cluster(table: Table) -> _Cluster:
+    """``[cluster]``: this region's name and URL, its heartbeat and the lease period."""
+    heartbeat = table.integer(
+        "heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS, minimum=1, maximum=MAX_HEARTBEAT_SECONDS
+    )
+    lease = table.integer("lease_seconds", DEFAULT_LEASE_SECONDS, minimum=2)
+    if lease < 2 * heartbeat:
+        table.problem(
+            "lease_seconds",
+            f"must be at least twice cluster.heartbeat_seconds ({heartbeat}), got {lease}",
+        )
+        lease = 2 * heartbeat
+    return _Cluster(
+        name=table.string("name", "", check=check_region_name),
+        url=table.string("url", "", check=check_http_url),
+        heartbeat_seconds=heartbeat,
+        lease_seconds=lease,
+    )
+
+
+_REGION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def check_region_name(text: str) -> str:
+    """``text`` if it names a region (1-63 letters, digits, ``.``, ``_``, ``-``); else ValueError."""
+    if not _REGION_NAME.fullmatch(text):
+        raise ValueError(
+            f"must be 1 to 63 letters, digits, '.', '_' or '-' (starting with a letter "
+            f"or digit), got {show(text)}"
+        )
+    return text
+
+
 DATABASE_URL_ENV = EnvVar("BOOTSYNC_REGIOND_DATABASE_URL", "database.url")
+CLUSTER_ENV = (
+    EnvVar("BOOTSYNC_REGIOND_CLUSTER_NAME", "cluster.name"),
+    EnvVar("BOOTSYNC_REGIOND_CLUSTER_URL", "cluster.url"),
+    EnvVar("BOOTSYNC_REGIOND_CLUSTER_HEARTBEAT_SECONDS", "cluster.heartbeat_seconds", "integer"),
+    EnvVar("BOOTSYNC_REGIOND_CLUSTER_LEASE_SECONDS", "cluster.lease_seconds", "integer"),
+)
+"""The ``[cluster]`` keys' variables (etc/regiond.toml names them in that section)."""
 DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 
 

@@ -12,6 +12,8 @@ from aiohttp import web
 from common.storage.blobstore import BlobStore
 from common.storage.snapshot import SnapshotPublisher
 from common.trust.keyrings import SigningKey
+from region.cluster.events import ClusterEvents
+from region.cluster.registry import ClusterMember
 from region.config import RegionConfig
 from region.db.connection import Database
 from region.rackhub.hub import RackHub
@@ -27,7 +29,7 @@ class ImportControl(Protocol):
         """
 
     def is_importing(self) -> bool:
-        """True while an import runs."""
+        """True while an import runs, in this region or (its lease says) another of the cluster."""
 
     async def wait_idle(self) -> None:
         """Return once no import runs (at once if none does)."""
@@ -71,6 +73,11 @@ class RegionContext:
     racks: RackHub | None = None
     # The auto-import schedule (None until the daemon starts it).
     schedule: ScheduleControl | None = None
+    # This region in its cluster: region_id, name, url, live_regions(), the
+    # database's health (region/cluster/registry.py; None until the daemon joins).
+    cluster: ClusterMember | None = None
+    # The cluster event bus (region/cluster/events.py; None until the daemon opens it).
+    events: ClusterEvents | None = None
 
 
 CTX = web.AppKey("region_context", RegionContext)

@@ -35,6 +35,16 @@ from common.ops.logging import get_logger, short_sha
 from common.storage.blobstore import BlobStore, check_sha256
 from common.transfer.http import get_into, make_session
 from common.transfer.limits import Pace, TransferLimits
+from common.transfer.ranged import (
+    ConnectionBudget,
+    PartsJob,
+    RangeIgnoredError,
+    RangeLayout,
+    drop_layout,
+    fetch_parts,
+    hash_file,
+    load_layout,
+)
 from common.transfer.retry import RetryPolicy, retrying
 from common.transfer.workers import run_bounded
 
@@ -43,6 +53,10 @@ __all__ = ["DownloadOutcome", "DownloadRequest", "Downloader", "PartialWriter", 
 log = get_logger("download")
 
 DEFAULT_CHUNK = 1 << 20
+# A file this large may be fetched as concurrent Range requests when connections
+# are idle (fewer files left than connections), in parts of at least SPLIT_PART.
+SPLIT_MIN = 64 << 20
+SPLIT_PART = 32 << 20
 _HASH_CHUNK = 4 << 20
 _IOV_MAX = 1024  # writev's limit on buffers per call (Linux IOV_MAX)
 
@@ -258,6 +272,8 @@ class Downloader:
         chunk_size: int = DEFAULT_CHUNK,
         on_progress: ProgressCallback | None = None,
         limits: TransferLimits | None = None,
+        split_min: int = SPLIT_MIN,
+        part_min: int = SPLIT_PART,
     ) -> None:
         self._session = session
         self._store = store
@@ -271,6 +287,9 @@ class Downloader:
         self._on_progress = on_progress
         self._limits = limits or TransferLimits()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._split_min = split_min
+        self._part_min = part_min
+        self._connections: ConnectionBudget | None = None
 
     async def fetch_all(
         self, reqs: Iterable[DownloadRequest], concurrency: int
@@ -279,8 +298,18 @@ class Downloader:
 
         One file's failure does not stop the others. Cancelling this cancels
         every download promptly; their partial files stay for a later resume.
+        When fewer files are left than ``concurrency``, a file of at least
+        ``split_min`` bytes is fetched as up to ``concurrency // files left``
+        concurrent Range requests (see :mod:`common.transfer.ranged`).
         """
-        return await run_bounded(reqs, self.fetch, concurrency)
+        reqs = list(reqs)
+        if concurrency < 1:
+            raise ValueError(f"limit must be at least 1, got {concurrency}")
+        outer, self._connections = self._connections, ConnectionBudget(concurrency, len(reqs))
+        try:
+            return await run_bounded(reqs, self.fetch, concurrency)
+        finally:
+            self._connections = outer
 
     async def fetch(self, req: DownloadRequest) -> DownloadOutcome:
         """Fetch one file into the store; a failure is reported in the outcome.
@@ -293,18 +322,24 @@ class Downloader:
         error: BootsyncError | None = None
         reused = False
         lock = self._locks.setdefault(req.sha256, asyncio.Lock())
+        connections = self._connections
+        if connections is not None:
+            connections.started()
         try:
             async with lock:  # the same blob twice at once would share one partial file
                 if await self._store.has(req.sha256, req.size):
                     reused = True
                     flog.debug("download_reused", bytes=req.size)
                 else:
-                    await self._download(req, progress)
+                    await self._download(req, progress, connections)
         except BootsyncError as exc:
             error = exc
         except OSError as exc:
             error = StoreError(f"{self._store.root}: {exc}")
             error.__cause__ = exc
+        finally:
+            if connections is not None:
+                connections.finished()
         duration = time.monotonic() - started
         if error is not None:
             flog.warning(
@@ -334,7 +369,80 @@ class Downloader:
             reused=reused,
         )
 
-    async def _download(self, req: DownloadRequest, progress: _Progress) -> None:
+    async def _download(
+        self, req: DownloadRequest, progress: _Progress, connections: ConnectionBudget | None
+    ) -> None:
+        path = self._store.partial_path(req.sha256)
+        layout = await asyncio.to_thread(load_layout, path, req.size)
+        if layout is None and connections is not None:
+            parts = connections.parts_for(
+                req.size, split_min=self._split_min, part_min=self._part_min
+            )
+            if parts > 0 and not await asyncio.to_thread(_has_bytes, path):
+                layout = RangeLayout.plan(req.size, parts)
+        if layout is not None:
+            try:
+                await self._download_ranged(req, progress, layout, connections)
+            except RangeIgnoredError as exc:
+                _log_for(req).warning("download_range_ignored", status=exc.status)
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            else:
+                return
+        await self._download_streamed(req, progress)
+
+    async def _download_ranged(
+        self,
+        req: DownloadRequest,
+        progress: _Progress,
+        layout: RangeLayout,
+        connections: ConnectionBudget | None,
+    ) -> None:
+        """Fetch ``req`` as the parts of ``layout``, verify the whole file, commit it."""
+        path = self._store.partial_path(req.sha256)
+        flog = _log_for(req)
+        progress.resumed_from = layout.done
+        await self._store.ensure_space(req.size - layout.done)
+        job = PartsJob(
+            session=self._session,
+            url=req.url,
+            path=path,
+            timeout=self._timeout,
+            policy=self._policy,
+            limits=self._limits,
+            batch_size=self._chunk_size,
+            count=self._count(req, progress),
+            log=flog,
+            budget=connections,
+            part_min=self._part_min,
+        )
+        try:
+            for tries in (1, 2):
+                flog.info(
+                    "download_started",
+                    size=req.size,
+                    resumed_from=layout.done,
+                    parts=len(layout.parts),
+                )
+                progress.attempts += await fetch_parts(job, layout)
+                actual = await asyncio.to_thread(hash_file, path)
+                if actual == req.sha256:
+                    break
+                error = DigestMismatchError(url=req.url, expected=req.sha256, actual=actual)
+                if tries == 2:
+                    raise error
+                # A corrupting hop or a stale part: every part once more from zero.
+                flog.warning(
+                    "download_retrying", attempt=tries, delay_s=0.0, error=error_text(error)
+                )
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+                layout = RangeLayout.plan(req.size, len(layout.parts))
+            await asyncio.to_thread(drop_layout, path)
+            await self._store.commit(req.sha256, req.size, path)
+        except IntegrityError:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
+
+    async def _download_streamed(self, req: DownloadRequest, progress: _Progress) -> None:
         writer = PartialWriter(self._store.partial_path(req.sha256), batch_size=self._chunk_size)
         progress.resumed_from = await writer.open()
         try:
@@ -405,6 +513,13 @@ class Downloader:
                 self._on_progress(req, nbytes)
 
         return count
+
+
+def _has_bytes(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _check_digest(req: DownloadRequest, actual: str) -> None:

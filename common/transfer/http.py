@@ -140,13 +140,14 @@ async def _get(
                     url=url,
                     retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                 )
-            await _stream(url, resp, sink, size, count)
+            await stream_body(url, resp, sink, size, count)
             return
 
 
-async def _stream(
+async def stream_body(
     url: str, resp: aiohttp.ClientResponse, sink: ByteSink, size: int, count: Callable[[int], None]
 ) -> None:
+    """Move ``resp``'s body into ``sink`` until it holds ``size`` bytes, checking lengths."""
     remaining = size - sink.size
     announced = resp.content_length
     if announced is not None and announced > remaining:

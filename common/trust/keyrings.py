@@ -26,6 +26,7 @@ import gnupg
 
 from common.errors import KeyringError
 from common.ops.logging import get_logger
+from common.storage.atomic import write_atomic
 from common.storage.modes import PRIVATE_DIR_MODE, tighten_dir
 
 log = get_logger(__name__)
@@ -194,6 +195,19 @@ def _check_signable(data: bytes) -> None:
             )
 
 
+def secret_key_fingerprint(armored: bytes) -> str:
+    """The fingerprint (upper hex) of the one secret key in ``armored``; nothing is imported.
+
+    KeyringError when it holds no secret key, or several.
+    """
+    with throwaway_home() as home:
+        scanned = gpg_for(home).scan_keys_mem(armored)
+    found = [str(key["fingerprint"]).upper() for key in scanned if key.get("type") == "sec"]
+    if len(found) != 1:
+        raise KeyringError(f"expected one secret key, found {len(found)}", source="secret key data")
+    return found[0]
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """A local secret key kept in its own GNUPGHOME, used to clearsign what we publish.
@@ -319,6 +333,40 @@ class SigningKey:
     async def aexport_public(self, armor: bool = False) -> bytes:
         """:meth:`export_public` in a worker thread."""
         return await asyncio.to_thread(self.export_public, armor)
+
+    def export_secret(self) -> bytes:
+        """The secret key, ASCII-armored and unprotected (shared with the other regions)."""
+        exported = gpg_for(self.home, offline=False).export_keys(
+            self.fingerprint, secret=True, armor=True, expect_passphrase=False
+        )
+        data = exported.encode("ascii") if isinstance(exported, str) else bytes(exported)
+        if b"PRIVATE KEY BLOCK" not in data:
+            raise KeyringError("gpg exported no secret key", source=str(self.home))
+        return data
+
+    def adopt(self, armored: bytes) -> SigningKey:
+        """The key in ``armored`` made the only secret key of ``home``; self if it already is.
+
+        The key it replaces is kept in ``home`` as ``replaced-<fingerprint>.asc``
+        (0600) before it is deleted, so a crash leaves at worst an empty home (a new
+        key is made at the next start). KeyringError if ``armored`` holds not
+        exactly one secret key, or gpg fails.
+        """
+        fingerprint = secret_key_fingerprint(armored)
+        if fingerprint == self.fingerprint:
+            return self
+        backup = self.home / f"replaced-{self.fingerprint}.asc"
+        write_atomic(backup, self.export_secret(), mode=0o600)
+        gpg = gpg_for(self.home, offline=False)
+        gpg.delete_keys(self.fingerprint, secret=True, expect_passphrase=False)
+        gpg.delete_keys(self.fingerprint)
+        gpg.import_keys(armored)
+        adopted = SigningKey.open(self.home)
+        if adopted.fingerprint != fingerprint:
+            raise KeyringError(
+                f"holds {adopted.fingerprint} after importing {fingerprint}", source=str(self.home)
+            )
+        return adopted
 
     def close(self) -> None:
         """Stop the gpg-agent that signing started in ``home``."""

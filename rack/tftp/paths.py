@@ -45,6 +45,19 @@ def clean_name(filename: str) -> str:
     return name
 
 
+def open_bytes(data: bytes, path: Path) -> OpenFile:
+    """``data`` (a rendered boot config) as an open in-memory file named after ``path``."""
+    fd = os.memfd_create("bootsync-tftp", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        os.close(fd)
+        raise
+    return OpenFile(fd=fd, size=len(data), path=path)
+
+
 def open_in_snapshot(snapshot: Path, filename: str) -> OpenFile:
     """Open ``filename`` of ``snapshot`` for reading; Refused when missing or outside it."""
     name = clean_name(filename)

@@ -19,6 +19,9 @@ time (up to :data:`MAX_TIMEOUT_S`), :attr:`TftpSettings.retries` times at most.
 A duplicate ACK is ignored (no Sorcerer's Apprentice); an ACK of a block inside
 the window restarts the window after it (RFC 7440). At most
 :attr:`TftpSettings.max_sessions` transfers run at once; one more is refused.
+A name the operator's boot config templates hold (``[boot] templates_dir``) is
+rendered against that same snapshot and sent from memory (rack/bootconfig.py);
+one that cannot be rendered whole is refused with an error naming why.
 Each transfer is one debug log event (``tftp_transfer_finished`` or
 ``tftp_transfer_failed``) and is counted in :class:`TftpStats` (``/metrics``).
 """
@@ -29,13 +32,15 @@ import asyncio
 import os
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from common.ops.logging import get_logger
+from rack.bootconfig import BootConfig, RenderError, render_boot_file
 from rack.tftp import packets
-from rack.tftp.paths import OpenFile, Refused, open_in_snapshot
+from rack.tftp.paths import OpenFile, Refused, clean_name, open_bytes, open_in_snapshot
 
 log = get_logger("rack.tftp")
 
@@ -45,6 +50,8 @@ DEFAULT_MAX_BLKSIZE = 1468  # fits an Ethernet frame with IP and UDP headers
 DEFAULT_MAX_WINDOWSIZE = 64
 DEFAULT_MAX_SESSIONS = 256
 MAX_TIMEOUT_S = 16.0
+INBOX_LIMIT = 1024  # datagrams a session keeps unread; more are dropped
+READ_AHEAD = 64 * 1024  # bytes of the file read at once (at least one window)
 
 
 @dataclass(frozen=True)
@@ -96,30 +103,64 @@ class _Listener(asyncio.DatagramProtocol):
 
 
 class _SessionSocket(asyncio.DatagramProtocol):
-    """A session's own socket: hands what the client sends to the session."""
+    """A session's own socket: keeps what the client sends until the session reads it.
+
+    A waiting session is woken by a future (no task or queue per packet: this is the
+    per-block path of a lock-step transfer).
+    """
 
     def __init__(self) -> None:
-        self.inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
+        self.inbox: deque[bytes] = deque()
         self.transport: asyncio.DatagramTransport | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if not self.inbox.full():
-            self.inbox.put_nowait(data)
+        self._keep(data)
 
     def error_received(self, exc: Exception) -> None:
-        if not self.inbox.full():  # e.g. ICMP port unreachable: the client went away
-            self.inbox.put_nowait(b"")
+        self._keep(b"")  # e.g. ICMP port unreachable: the client went away
+
+    def _keep(self, data: bytes) -> None:
+        if len(self.inbox) < INBOX_LIMIT:
+            self.inbox.append(data)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def receive(self, wait_s: float) -> bytes | None:
+        """The next datagram (b"" when the client's port is unreachable), or None after
+        ``wait_s`` seconds without one."""
+        if not self.inbox:
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            timer = loop.call_later(wait_s, self._wake)
+            try:
+                await self._waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self.inbox:
+                return None
+        return self.inbox.popleft()
 
 
 class TftpServer:
     """Serves ``boot_resources/current`` over TFTP; :meth:`start` then :meth:`stop`."""
 
-    def __init__(self, boot_resources: Path, settings: TftpSettings | None = None) -> None:
+    def __init__(
+        self,
+        boot_resources: Path,
+        settings: TftpSettings | None = None,
+        boot: BootConfig | None = None,
+    ) -> None:
         self.boot_resources = boot_resources
         self.settings = settings or TftpSettings()
+        self.boot = boot  # boot config templates served rendered (rack/bootconfig.py)
         self.stats = TftpStats()
         self.port = self.settings.port  # the bound port once started (0 picks one)
         self._listener: _Listener | None = None
@@ -267,6 +308,8 @@ class _Transfer:
         self.timeout_s = self.settings.timeout_s
         self.sent_bytes = 0
         self.retransmits = 0
+        self._buffer = b""  # read ahead from the file, starting at byte _buffered_at
+        self._buffered_at = 0
 
     def close(self) -> None:
         if self.file is not None:
@@ -283,15 +326,35 @@ class _Transfer:
             raise _Failed("not_found", "no snapshot to serve yet")
         self.snapshot = snapshot.name
         try:
-            self.file = await asyncio.to_thread(open_in_snapshot, snapshot, self.request.filename)
+            file = await self._rendered(snapshot)
+            if file is None:
+                file = await asyncio.to_thread(open_in_snapshot, snapshot, self.request.filename)
         except Refused as exc:
             code = packets.ACCESS_VIOLATION if exc.kind == "access" else packets.FILE_NOT_FOUND
             self._send_error(code, str(exc))
             raise _Failed(exc.kind, str(exc)) from None
-        accepted = self._negotiate(self.file.size)
+        except RenderError as exc:
+            self._send_error(packets.NOT_DEFINED, str(exc))
+            raise _Failed("render_failed", str(exc)) from None
+        self.file = file
+        accepted = self._negotiate(file.size)
         if accepted:
             await self._send_oack(accepted)
-        await self._send_file(self.file)
+        await self._send_file(file)
+
+    async def _rendered(self, snapshot: Path) -> OpenFile | None:
+        """The request's boot config template rendered against ``snapshot``, or None when
+        it names none (rack/bootconfig.py). The rack's URL is told with the address the
+        request came in on."""
+        boot = self.server.boot
+        if boot is None or boot.templates_dir is None:
+            return None
+        name = clean_name(self.request.filename)
+        local_host = str(self.transport.get_extra_info("sockname")[0])
+        data = await render_boot_file(boot, name, snapshot, boot.url_for_tftp(local_host))
+        if data is None:
+            return None
+        return await asyncio.to_thread(open_bytes, data, boot.templates_dir / name)
 
     def _negotiate(self, size: int) -> dict[str, str]:
         """The options accepted, with the values this transfer uses."""
@@ -333,32 +396,26 @@ class _Transfer:
         acked = 0  # blocks the client has acknowledged, in order
         timeout = self.timeout_s
         tries = 0
-        window: list[bytes] = []
-        window_start = 0  # the block number of window[0]
+        window: list[bytes] = []  # the DATA packets of blocks acked + 1, ...
         while acked < total_blocks:
-            if not window or window_start != acked + 1:
+            if not window:
                 count = min(self.windowsize, total_blocks - acked)
-                window = await self._read_blocks(file, acked + 1, count)
-                window_start = acked + 1
+                window = await self._window(file, acked + 1, count)
             elif tries:
                 self.retransmits += len(window)
-            for offset, payload in enumerate(window):
-                self.transport.sendto(packets.data_packet(window_start + offset, payload))
-            last = window_start + len(window) - 1
-            progressed = await self._await_ack(acked, last, timeout)
+            for packet in window:
+                self.transport.sendto(packet)
+            progressed = await self._await_ack(acked, acked + len(window), timeout)
             if progressed is None:
                 tries += 1
                 if tries > self.settings.retries:
                     raise _Failed("timeout", f"no ACK after block {acked}")
                 timeout = min(timeout * 2, MAX_TIMEOUT_S)
                 continue
-            self.sent_bytes += sum(len(b) for b in window[: progressed - acked])
-            window = window[progressed - acked :]
-            window_start = progressed + 1
+            self.sent_bytes += sum(len(p) - 4 for p in window[: progressed - acked])
             acked = progressed
             tries, timeout = 0, self.timeout_s
-            if window:  # a partial window: RFC 7440 resends from the block after the ACK
-                window = []
+            window = []  # after a partial window too: RFC 7440 resends from the block after the ACK
 
     async def _await_ack(self, acked: int, last: int, wait_s: float) -> int | None:
         """The newest block acknowledged in (``acked``, ``last``], or None at the timeout.
@@ -375,35 +432,44 @@ class _Transfer:
             newest = _acknowledged(packets.parse_ack(data), acked, last)
             if newest is None:
                 continue
-            while not self.sock.inbox.empty():  # ACKs already here: the newest counts
-                later = _acknowledged(packets.parse_ack(self.sock.inbox.get_nowait()), newest, last)
+            inbox = self.sock.inbox
+            while inbox:  # ACKs already here: the newest counts
+                later = _acknowledged(packets.parse_ack(inbox.popleft()), newest, last)
                 newest = later if later is not None else newest
             return newest
         return None
 
     async def _receive(self, wait_s: float) -> bytes | None:
-        try:
-            data = await asyncio.wait_for(self.sock.inbox.get(), wait_s)
-        except TimeoutError:
-            return None
-        if not data:
+        data = await self.sock.receive(wait_s)
+        if data == b"":
             raise _Failed("client_gone", "the client's port is unreachable")
         return data
 
-    async def _read_blocks(self, file: OpenFile, first: int, count: int) -> list[bytes]:
-        offset = (first - 1) * self.blksize
-        data = await asyncio.to_thread(os.pread, file.fd, count * self.blksize, offset)
-        blocks = [data[i : i + self.blksize] for i in range(0, len(data), self.blksize)]
-        while len(blocks) < count:  # the empty last block of a file of whole blocks
-            blocks.append(b"")
-        return blocks[:count]
+    async def _window(self, file: OpenFile, first: int, count: int) -> list[bytes]:
+        """DATA packets of blocks ``first`` to ``first + count - 1``, from a read-ahead buffer
+        refilled in a worker thread (at least :data:`READ_AHEAD` bytes at once)."""
+        start = (first - 1) * self.blksize
+        end = min(start + count * self.blksize, file.size)
+        if not self._buffered_at <= start <= end <= self._buffered_at + len(self._buffer):
+            length = max(count, READ_AHEAD // self.blksize) * self.blksize
+            self._buffer = await asyncio.to_thread(os.pread, file.fd, length, start)
+            self._buffered_at = start
+        offset = start - self._buffered_at
+        size = self.blksize
+        return [
+            packets.data_packet(
+                first + n, self._buffer[offset + n * size : offset + (n + 1) * size]
+            )
+            for n in range(count)
+        ]
 
 
 def _acknowledged(block: int | None, acked: int, last: int) -> int | None:
     """The block in (``acked``, ``last``] that the 16-bit ACK ``block`` names, or None."""
     if block is None:
         return None
-    return next((b for b in range(acked + 1, last + 1) if b & 0xFFFF == block), None)
+    ahead = (block - acked) & 0xFFFF  # a window is never 65536 blocks long
+    return acked + ahead if 0 < ahead <= last - acked else None
 
 
 def _number(value: str | None) -> int | None:

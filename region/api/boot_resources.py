@@ -8,7 +8,7 @@ is bytes held / size × 100 (MAAS inverted it), and deleting an unknown id is a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -26,11 +26,12 @@ from region.api.http import (
     text_response,
 )
 from region.api.registry import Action, HandlerSpec, Param
-from region.context import CTX
+from region.cluster.holdings import regions_lacking
+from region.context import CTX, RegionContext
 from region.db import resources as repo_resources
 from region.db import uploads as repo_uploads
 from region.db.resources import ResourceRow, SetRow, SetTotals
-from region.images.status import SYNCED, image_status, progress
+from region.images.status import SYNCED, SYNCING_REGIONS, image_status, progress
 from region.rackhub.state import RackSyncSummary, rack_sync_summary
 
 log = get_logger("api.boot_resources")
@@ -63,11 +64,16 @@ def resource_uri(resource_id: int) -> str:
 
 
 def render_resource(
-    resource: ResourceRow, newest: SetTotals | None, racks: RackSyncSummary | None = None
+    resource: ResourceRow,
+    newest: SetTotals | None,
+    racks: RackSyncSummary | None = None,
+    lacking: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A list entry: MAAS's fields, ``extra`` merged in, plus our ``status``.
 
-    A complete image's status also says where it stands on the racks (``racks``).
+    A complete image's status also says where it stands on the racks (``racks``)
+    and, first, on the regions: ``lacking`` names the live regions whose stores do
+    not hold it yet (``Syncing to region controller(s)``, names in ``syncing_regions``).
     """
     data: dict[str, Any] = {
         "id": resource.id,
@@ -86,7 +92,10 @@ def render_resource(
         done=newest.done if newest else 0,
         total=newest.total if newest else 0,
     )
-    if status == SYNCED and racks is not None:
+    if status == SYNCED and lacking:
+        status = SYNCING_REGIONS
+        data["syncing_regions"] = list(lacking)
+    elif status == SYNCED and racks is not None:
         status = racks.image_status(resource.name, resource.architecture.split("/")[0])
     data["status"] = status
     return data
@@ -97,6 +106,20 @@ async def rack_summary(request: web.Request) -> RackSyncSummary:
     ctx = request.app[CTX]
     connected = ctx.racks.connected_ids() if ctx.racks is not None else frozenset()
     return await rack_sync_summary(ctx.db, await ctx.publisher.current_id(), connected=connected)
+
+
+async def regions_syncing(ctx: RegionContext) -> Mapping[int, list[str]]:
+    """Resource id → the live regions still lacking its newest complete set (none alone).
+
+    A region alone in its cluster has nobody to sync with: nothing is listed then.
+    """
+    cluster = ctx.cluster
+    if cluster is None:
+        return {}
+    live = {r.id: r.name for r in await cluster.live_regions()}
+    if not live.keys() - {cluster.region_id}:
+        return {}
+    return await regions_lacking(ctx.db, live)
 
 
 def render_set(
@@ -148,7 +171,10 @@ async def read_resources(request: web.Request) -> web.StreamResponse:
         )
     listed = await repo_resources.list_resources(request.app[CTX].db, TYPES.get(rtype))
     racks = await rack_summary(request)
-    return json_response([render_resource(r, newest, racks) for r, newest in listed])
+    syncing = await regions_syncing(request.app[CTX])
+    return json_response(
+        [render_resource(r, newest, racks, syncing.get(r.id, ())) for r, newest in listed]
+    )
 
 
 async def resource_detail(request: web.Request, resource_id: int) -> dict[str, Any] | None:
@@ -167,6 +193,7 @@ async def resource_detail(request: web.Request, resource_id: int) -> dict[str, A
             files=len(newest.files), total=newest.total, done=newest.done, complete=newest.complete
         ),
         await rack_summary(request),
+        (await regions_syncing(request.app[CTX])).get(resource.id, ()),
     )
     incomplete = (
         {}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -126,6 +126,42 @@ class Database:
         """One transaction on the writer: committed when the block ends cleanly."""
         raise NotImplementedError
 
+    def listen(
+        self, channel: str, callback: Callable[[str], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """Call ``callback(payload)`` for each :meth:`notify` on ``channel`` until the block ends.
+
+        SQLite: notifications made through this Database only (one process);
+        PostgreSQL: every region's, heard on a dedicated connection that
+        reconnects after the server restarts (what is sent meanwhile is lost).
+        """
+        raise NotImplementedError
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Send ``payload`` to the listeners on ``channel`` (PostgreSQL: under 8000 bytes)."""
+        raise NotImplementedError
+
+
+class _LocalChannels:
+    """In-process notifications: each listener's callback is called soon after ``notify``."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Callable[[str], None]]] = {}
+
+    @asynccontextmanager
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> AsyncIterator[None]:
+        listeners = self._listeners.setdefault(channel, [])
+        listeners.append(callback)
+        try:
+            yield
+        finally:
+            listeners.remove(callback)
+
+    def notify(self, channel: str, payload: str) -> None:
+        loop = asyncio.get_running_loop()
+        for callback in list(self._listeners.get(channel, ())):
+            loop.call_soon(callback, payload)
+
 
 class SqliteDatabase(Database):
     """SQLite: one writer connection and a few reader connections on one file."""
@@ -142,6 +178,17 @@ class SqliteDatabase(Database):
         for reader in readers:
             self._idle.put_nowait(SqliteConnection(reader))
         self.readers = len(readers)
+        self._channels = _LocalChannels()
+
+    def listen(
+        self, channel: str, callback: Callable[[str], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """This Database's own notifications on ``channel`` (one process: one region)."""
+        return self._channels.listen(channel, callback)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Call each listener on ``channel`` of this Database soon, with ``payload``."""
+        self._channels.notify(channel, payload)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
@@ -182,8 +229,9 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, pool: Any, readers: int) -> None:
+    def __init__(self, pool: Any, readers: int, *, url: str = "") -> None:
         self._pool = pool
+        self._url = url  # what the LISTEN connection connects to
         self._write_lock = asyncio.Lock()
         self._read_slots = asyncio.Semaphore(readers)
         self.readers = readers
@@ -203,6 +251,20 @@ class PostgresDatabase(Database):
 
         async with self._write_lock, postgres.write_tx(self._pool) as conn:
             yield conn
+
+    @asynccontextmanager
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> AsyncIterator[None]:
+        """Every region's NOTIFYs on ``channel``, on a dedicated connection that reconnects."""
+        from region.db import postgres  # noqa: PLC0415 - asyncpg is an extra, only for PostgreSQL
+
+        async with postgres.listen(self._url, channel, callback):
+            yield
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """``NOTIFY`` on the server: every region listening on ``channel`` hears it."""
+        from region.db import postgres  # noqa: PLC0415 - asyncpg is an extra, only for PostgreSQL
+
+        await postgres.notify(self._pool, channel, payload)
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -248,7 +310,7 @@ async def open_db(target: Path | str, *, readers: int = READERS) -> AsyncIterato
         async with postgres.pool(str(target), readers + 1) as pool:
             async with pool.acquire() as raw:
                 await postgres.migrate(raw, await asyncio.to_thread(migrations, "postgresql"))
-            yield PostgresDatabase(pool, readers)
+            yield PostgresDatabase(pool, readers, url=str(target))
         return
     async with _open_sqlite(sqlite_path(target), readers=readers) as db:
         yield db

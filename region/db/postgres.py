@@ -9,6 +9,7 @@ does) so callers catch one family on both engines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import re
@@ -221,3 +222,120 @@ def _without_sslmode(url: str) -> str:
 def redacted(url: str) -> str:
     """``url`` without its password, for logs and messages."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+# --- notifications --------------------------------------------------------------
+
+LISTEN_PROBE_SECONDS = 5.0  # how often a quiet listener checks its connection is alive
+RECONNECT_FIRST_SECONDS = 0.25  # first wait before reconnecting; doubles up to the next
+RECONNECT_MAX_SECONDS = 10.0
+_LOST = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+Notified = Callable[[str], None]
+
+
+async def notify(pool_: asyncpg.Pool, channel: str, payload: str) -> None:
+    """``NOTIFY channel, payload`` (committed at once: every listener on the server hears it)."""
+    async with pool_.acquire() as raw:
+        await _guarded(raw.execute("SELECT pg_notify($1, $2)", channel, payload))
+
+
+class _Listening:
+    """One dedicated connection LISTENing on ``channel``; replaced after it is lost."""
+
+    def __init__(self, url: str, channel: str, callback: Notified) -> None:
+        self._url = url
+        self._channel = channel
+        self._callback = callback
+        self._raw: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+
+    def _heard(self, _raw: asyncpg.Connection, _pid: int, _channel: str, payload: str) -> None:
+        self._callback(payload)
+
+    def _terminated(self, _raw: asyncpg.Connection) -> None:
+        self._lost.set()
+
+    async def connect(self) -> None:
+        """Open the connection and LISTEN (sqlite3.OperationalError when the server refuses)."""
+        options = await asyncio.to_thread(connect_options, self._url)
+        raw = await _guarded(asyncpg.connect(_without_sslmode(self._url), **options))
+        try:
+            await _guarded(raw.add_listener(self._channel, self._heard))
+        except BaseException:
+            raw.terminate()
+            raise
+        self._lost = asyncio.Event()
+        raw.add_termination_listener(self._terminated)
+        self._raw = raw
+
+    async def _until_lost(self) -> str:
+        """Wait until the connection dies (the server closed it, or a probe failed); why."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), LISTEN_PROBE_SECONDS)
+            raw = self._raw
+            if self._lost.is_set():
+                return "connection closed"
+            if raw is None or raw.is_closed():
+                return "connection closed"
+            try:
+                await asyncio.wait_for(raw.execute("SELECT 1"), LISTEN_PROBE_SECONDS)
+            except _LOST as exc:
+                return str(exc) or type(exc).__name__
+
+    async def keep(self) -> None:
+        """Forever: notice the connection is lost, log it, reconnect with backoff (logged)."""
+        while True:
+            reason = await self._until_lost()
+            if self._raw is not None:
+                self._raw.terminate()
+                self._raw = None
+            log.warning("db_connection_lost", channel=self._channel, error=reason)
+            lost_at = asyncio.get_running_loop().time()
+            delay, attempts = RECONNECT_FIRST_SECONDS, 0
+            while True:
+                await asyncio.sleep(delay)
+                attempts += 1
+                try:
+                    await self.connect()
+                except (sqlite3.Error, *_LOST):
+                    delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+                else:
+                    break
+            log.info(
+                "db_reconnected",
+                channel=self._channel,
+                attempts=attempts,
+                down_seconds=round(asyncio.get_running_loop().time() - lost_at, 2),
+            )
+
+    async def close(self) -> None:
+        if self._raw is not None:
+            raw, self._raw = self._raw, None
+            raw.remove_termination_listener(self._terminated)
+            try:
+                await asyncio.wait_for(raw.close(), LISTEN_PROBE_SECONDS)
+            except (*_LOST, sqlite3.Error):
+                raw.terminate()
+
+
+@asynccontextmanager
+async def listen(url: str, channel: str, callback: Notified) -> AsyncIterator[None]:
+    """Call ``callback(payload)`` for each NOTIFY on ``channel`` until the block ends.
+
+    A dedicated connection (not the pool's) LISTENs; when the server goes away it is
+    logged (``db_connection_lost``) and replaced with backoff (``db_reconnected``).
+    Notifications sent while it is away are lost. The first connection must succeed
+    (sqlite3.OperationalError otherwise).
+    """
+    listening = _Listening(url, channel, callback)
+    await listening.connect()
+    keeper = asyncio.create_task(listening.keep(), name=f"listen-{channel}")
+    try:
+        yield
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await listening.close()

@@ -24,23 +24,36 @@
 11. run once more if sources or selections changed meanwhile.
 
 Each run ends with one ``import_finished`` event, also stored in ``import_runs``.
+
+In a cluster (``lease`` given) one import runs at a time in the whole cluster:
+a run first takes the ``'import'`` lease (region/cluster/lease.py), renews it
+every heartbeat while it runs and releases it at the end; a region whose lease
+is lost (taken over after it expired, or not renewed while the database was
+unreachable) cancels its import as a stop does, except that it leaves the
+database's sets to the region that took over. :meth:`Importer.start_watching`
+runs the watcher that keeps the lease's state for :meth:`Importer.is_importing`
+and takes over the unfinished import of a region that died. Each
+:meth:`Importer.run_import` ends by telling the cluster (``events``) that an
+import finished.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections import defaultdict
+from typing import Protocol
 
 import aiohttp
-import aiosqlite
 
-from common.errors import BootsyncError, InsufficientSpaceError, error_text
+from common.errors import InsufficientSpaceError, error_text
 from common.ops.logging import get_logger
 from common.storage.blobstore import BlobStore
 from common.storage.snapshot import SnapshotPublisher
 from common.transfer.download import DownloadOutcome, DownloadRequest
 from common.trust.keyrings import SigningKey
+from region.cluster.lease import ImportLease
 from region.db import catalogue as repo_catalogue
 from region.db import imported_products as repo_imported
 from region.db import imports as repo_import
@@ -70,7 +83,19 @@ from simplestreams import DownloadPlan, Selection, StreamFormatError
 
 log = get_logger("importer")
 
-__all__ = ["ImportSettings", "ImportSummary", "Importer"]
+DATABASE_UNREACHABLE = "database_unreachable"
+
+__all__ = ["EventBus", "ImportSettings", "ImportSummary", "Importer"]
+
+TAKEOVER = "takeover"
+"""The reason of an import a region runs for a region that died in the middle of it."""
+
+
+class EventBus(Protocol):
+    """Where the end of each import is announced (region/cluster/events.py's ClusterEvents)."""
+
+    async def publish(self, kind: str, **fields: str | int | bool | None) -> None:
+        """Deliver ``kind`` with ``fields`` to every region of the cluster."""
 
 
 class Importer:
@@ -90,6 +115,8 @@ class Importer:
         region_key: SigningKey,
         catalogue: Catalogue,
         settings: ImportSettings | None = None,
+        lease: ImportLease | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self._db = db
         self._session = session
@@ -101,16 +128,33 @@ class Importer:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[ImportSummary] | None = None
         self._running: asyncio.Task[object] | None = None
+        self._lease = lease
+        self._events = events
+        self._watcher: asyncio.Task[None] | None = None
+        self._lease_lost = False  # the running import lost the lease: leave the sets alone
+        self._hand_over = False  # a stop at shutdown: another region resumes the import
+        self._last: ImportSummary | None = None  # the summary _finish made last
 
     # --- control ---------------------------------------------------------------
 
     def is_importing(self) -> bool:
-        """True while an import runs (or one was just started)."""
+        """True while an import runs here (or one was just started) or in another region.
+
+        Another region's import is known from the lease as the watcher last read it.
+        """
+        return self.running_here() or (self._lease is not None and self._lease.held_elsewhere())
+
+    def holds_lease(self) -> bool:
+        """Whether this region holds the cluster's import lease (as last taken or renewed)."""
+        return self._lease is not None and self._lease.held_here()
+
+    def running_here(self) -> bool:
+        """True while an import runs in this region (or one was just started)."""
         return self._lock.locked() or (self._task is not None and not self._task.done())
 
     async def wait_idle(self) -> None:
-        """Return once no import runs (at once if none does), by waiting on it, not polling."""
-        while self.is_importing():
+        """Return once no import runs here (at once if none does), by waiting on it, not polling."""
+        while self.running_here():
             if self._task is not None and not self._task.done():
                 await asyncio.wait({self._task})
             else:
@@ -118,22 +162,63 @@ class Importer:
                     pass
 
     def start(self, *, reason: str, force: bool = False) -> bool:
-        """Start an import in the background; False (logged) if one is running."""
-        if self.is_importing():
+        """Start an import in the background; False (logged) if one runs here or elsewhere."""
+        if self.running_here():
             log.info("import_skipped", reason="already running", trigger=reason)
+            return False
+        if self._lease is not None and self._lease.held_elsewhere():
+            log.info("import_skipped", reason=self._elsewhere(), trigger=reason)
             return False
         self._task = asyncio.get_running_loop().create_task(self.run_import(reason, force=force))
         return True
 
-    async def stop(self) -> None:
-        """Cancel a running import and wait for it; partial downloads stay for a resume."""
+    async def stop(self, *, hand_over: bool = False) -> None:
+        """Cancel a running import and wait for it; partial downloads stay for a resume.
+
+        ``hand_over`` (a shutdown): the import stays pending in the cluster, so
+        another region's watcher resumes it; otherwise it is no longer asked for.
+        """
         tasks = {t for t in (self._task, self._running) if t is not None and not t.done()}
         if not tasks:
             return
         log.info("import_stop_requested")
+        self._hand_over = hand_over
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks)
+
+    def start_watching(self) -> None:
+        """Watch the cluster's import lease every heartbeat (call on the loop; needs a lease).
+
+        Keeps :meth:`is_importing` current and takes over the lease of an import
+        whose region died, running it here (reason ``takeover``).
+        """
+        if self._lease is None or (self._watcher is not None and not self._watcher.done()):
+            return
+        self._watcher = asyncio.get_running_loop().create_task(
+            self._lease.watch(self.running_here, self._resume)
+        )
+
+    def stop_watching(self) -> None:
+        """Take over no more imports (shutdown); a running import is not affected."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def refresh_lease(self) -> None:
+        """Read the lease now (another region's import ended), not at the next heartbeat."""
+        if self._lease is not None:
+            with contextlib.suppress(Exception):
+                await self._lease.refresh()
+
+    def _resume(self, pending: str, force: bool) -> None:
+        log.info("import_resumed", pending=pending, force=force)
+        self.start(reason=TAKEOVER, force=force)
+
+    def _elsewhere(self) -> str:
+        cached = self._lease.cached if self._lease is not None else None
+        holder = cached.holder if cached is not None else None
+        return f"region {holder} is importing"
 
     async def republish(self, *, reason: str) -> bool:
         """Publish the stream again now; False if an import runs (it publishes at its end)."""
@@ -163,14 +248,86 @@ class Importer:
             return ImportSummary(outcome="skipped", reason=reason)
         async with self._lock:
             self._running = asyncio.current_task()
+            self._lease_lost = self._hand_over = False
+            self._last = None
             try:
-                summary = await self._import_once(reason, force)
-                if summary.sources_changed:
-                    log.info("import_rerun", reason="sources or selections changed meanwhile")
-                    summary = await self._import_once(f"{reason} (re-run)", force)
-                return summary
+                if self._lease is None:
+                    summary = await self._import_and_rerun(reason, force)
+                else:
+                    summary = await self._leased(self._lease, reason, force)
+            except asyncio.CancelledError:
+                if (cancelled := self._last_summary()) is not None:
+                    await asyncio.shield(self._announce(cancelled))
+                raise
             finally:
                 self._running = None
+            if summary.outcome != "skipped":
+                await self._announce(summary)
+            return summary
+
+    async def _import_and_rerun(self, reason: str, force: bool) -> ImportSummary:
+        summary = await self._import_once(reason, force)
+        if summary.sources_changed:
+            log.info("import_rerun", reason="sources or selections changed meanwhile")
+            summary = await self._import_once(f"{reason} (re-run)", force)
+        return summary
+
+    async def _leased(self, lease: ImportLease, reason: str, force: bool) -> ImportSummary:
+        """One import under the cluster's import lease: taken, renewed, released."""
+        try:
+            taken = await lease.acquire(reason, force=force)
+        except Exception as exc:  # noqa: BLE001 - the database is unreachable: the import fails
+            return await self._unstarted(
+                reason, f"could not take the import lease: {error_text(exc)}"
+            )
+        if not taken:
+            log.info("import_skipped", reason=self._elsewhere(), trigger=reason)
+            return ImportSummary(outcome="skipped", reason=reason)
+        loop = asyncio.get_running_loop()
+        work = loop.create_task(self._import_and_rerun(reason, force))
+        keeper = loop.create_task(lease.keep())
+        try:
+            await asyncio.wait({work, keeper}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # stop(): the import records itself as cancelled
+            keeper.cancel()
+            work.cancel()
+            await asyncio.shield(asyncio.wait({work, keeper}))
+            await asyncio.shield(lease.release(keep_pending=self._hand_over))
+            raise
+        if not work.done():  # the lease is lost: another region may import now
+            self._lease_lost = True
+            work.cancel()
+            await asyncio.wait({work})
+            # _finish recorded the cancelled import
+            return self._last_summary() or ImportSummary(outcome="cancelled", reason=reason)
+        keeper.cancel()
+        await asyncio.wait({keeper})
+        try:
+            return work.result()
+        finally:
+            await lease.release()
+
+    def _last_summary(self) -> ImportSummary | None:
+        """The summary of the last import that ended (None before any in this run)."""
+        return self._last
+
+    async def _unstarted(self, reason: str, error: str) -> ImportSummary:
+        """The summary of an import that could not begin (the database is unreachable)."""
+        tally = Tally(reason=reason)
+        tally.errors.append(error)
+        log.error("import_failed", error=error)
+        return await self._finish(None, tally, "failed")
+
+    async def _announce(self, summary: ImportSummary) -> None:
+        """Tell the cluster the import ended (best effort: the bus logs what it cannot send)."""
+        if self._events is None:
+            return
+        try:
+            await self._events.publish(
+                "import_finished", outcome=summary.outcome, published=summary.published
+            )
+        except Exception as exc:  # noqa: BLE001 - the import's outcome stands whatever happens
+            log.warning("import_announce_failed", error=error_text(exc))
 
     # --- one import --------------------------------------------------------------
 
@@ -178,10 +335,12 @@ class Importer:
         tally = Tally(reason=reason)
         try:
             run_id: int | None = await repo_import.start_run(self._db)
-        except (OSError, aiosqlite.Error) as exc:
-            if not is_disk_full(exc):
-                raise
-            await self._no_space(tally, exc)  # not even the run's row fits
+        except Exception as exc:  # noqa: BLE001 - a full disk, or the database unreachable
+            if is_disk_full(exc):
+                await self._no_space(tally, exc)  # not even the run's row fits
+            else:
+                log.error("import_failed", error=error_text(exc))  # noqa: TRY400 - an outage
+                tally.errors.append(f"The database could not be reached: {error_text(exc)}")
             return await self._finish(None, tally, "failed")
         log.info("import_started", reason=reason, force=force)
         try:
@@ -237,19 +396,16 @@ class Importer:
 
     async def _finish(self, run_id: int | None, tally: Tally, outcome: str) -> ImportSummary:
         summary = tally.summary(outcome)
+        self._last = summary
         fields = dataclasses.asdict(summary)
         (log.info if outcome == "ok" else log.warning)("import_finished", **fields)
         if run_id is None:
             return summary
         try:
             await repo_import.finish_run(self._db, run_id, outcome, fields)
-        except (OSError, aiosqlite.Error) as exc:
-            if not is_disk_full(exc):
-                raise
-            unrecorded = error_text(exc)
-        else:
-            return summary
-        log.error("import_run_not_recorded", reason=NO_SPACE, error=unrecorded)
+        except Exception as exc:  # noqa: BLE001 - a full disk, or the database unreachable
+            reason = NO_SPACE if is_disk_full(exc) else DATABASE_UNREACHABLE
+            log.error("import_run_not_recorded", reason=reason, error=error_text(exc))  # noqa: TRY400
         return summary
 
     async def _no_space(self, tally: Tally, exc: BaseException) -> None:
@@ -274,16 +430,20 @@ class Importer:
             return 0
 
     async def _settle(self, tally: Tally) -> None:
-        """After a stop or a crash: drop the sets left incomplete, publish the complete ones."""
+        """After a stop or a crash: drop the sets left incomplete, publish the complete ones.
+
+        After the lease was lost the sets are the new holder's: only publish.
+        """
         try:
-            await repo_import.clean_sets(self._db)
+            if not self._lease_lost:
+                await repo_import.clean_sets(self._db)
             tally.published = (
                 await publish_stream(
                     self._db, self._publisher, self._key, keep=self._settings.keep_snapshots
                 )
                 is not None
             )
-        except (BootsyncError, OSError, aiosqlite.Error) as exc:
+        except Exception as exc:  # a full disk, the database unreachable, a bug
             if is_disk_full(exc):  # what is held and published stays as it was
                 await self._no_space(tally, exc)
                 return

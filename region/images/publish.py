@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from common.ops.logging import get_logger
+from common.storage.blobstore import BlobStore
 from common.storage.snapshot import PublishedSnapshot, SnapshotPublisher
 from common.trust.keyrings import SigningKey
 from region.db import resources as repo_resources
@@ -206,6 +207,35 @@ async def _unchanged(
     return _documents(products, previous)[0] == current[0]
 
 
+async def held_sets(
+    store: BlobStore, complete: list[tuple[ResourceRow, list[SetRow]]]
+) -> list[tuple[ResourceRow, list[SetRow]]]:
+    """The sets of ``complete`` whose every blob ``store`` holds (the others are skipped).
+
+    In a cluster a set completed by another region's import is complete in the
+    database before this region's store holds it (region/cluster/peers.py fetches
+    it); with one region every complete set is held.
+    """
+    sizes = {f.sha256: f.size for _, sets in complete for s in sets for f in s.files}
+    held = await store.held_bytes(sizes)
+    kept: list[tuple[ResourceRow, list[SetRow]]] = []
+    skipped: list[str] = []
+    for resource, sets in complete:
+        ok = [s for s in sets if all(held.get(f.sha256) == f.size for f in s.files)]
+        if len(ok) < len(sets):
+            ok_ids = {s.id for s in ok}
+            skipped += [
+                f"{resource.name} {resource.architecture} {s.version}"
+                for s in sets
+                if s.id not in ok_ids
+            ]
+        if ok:
+            kept.append((resource, ok))
+    if skipped:
+        log.info("stream_sets_not_held", sets=len(skipped), skipped=skipped[:20])
+    return kept
+
+
 async def publish_stream(
     db: Database,
     publisher: SnapshotPublisher,
@@ -219,7 +249,9 @@ async def publish_stream(
     are pruned. Raises KeyringError if signing fails; the previous stream then
     stays current.
     """
-    products, blobs = stream_products(await repo_resources.complete_sets(db))
+    products, blobs = stream_products(
+        await held_sets(publisher.store, await repo_resources.complete_sets(db))
+    )
     keyring = await key.aexport_public()
     if await _unchanged(publisher, products, keyring):
         log.info("stream_unchanged", products=len(products))

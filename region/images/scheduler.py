@@ -5,6 +5,12 @@ A run is due at start-up and then every ``interval_minutes``. Each tick reads
 hourly import off and on at run time (``maas set-config``) without a restart;
 ``boot_images_import_interval_minutes`` changes the interval at once
 (:meth:`AutoImport.set_interval`).
+
+In a cluster every region runs this schedule, and each tick first claims the
+interval's slot (``claim``: region/cluster/lease.py's ``'auto_import'`` lease,
+whose ``expires_at`` is the next due time): the first region to claim it
+imports, the others log ``auto_import_skipped`` and wait for the next
+interval, so the hourly import fires once per cluster.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from common.errors import error_text
 from common.ops.logging import get_logger
 from region.context import ImportControl
 
@@ -33,9 +40,11 @@ class AutoImport:
         *,
         interval_minutes: int,
         enabled: Callable[[], Awaitable[bool]],
+        claim: Callable[[float], Awaitable[bool]] | None = None,
     ) -> None:
         self._importer = importer
         self._enabled = enabled
+        self._claim = claim  # (interval seconds) -> True if this region runs this interval
         self._interval = interval_minutes
         self._scheduler = AsyncIOScheduler(timezone=UTC)
 
@@ -80,8 +89,20 @@ class AutoImport:
             self._scheduler.shutdown(wait=False)
 
     async def tick(self) -> bool:
-        """One scheduled run: start an import unless auto-import is off; True if started."""
+        """One scheduled run: start an import unless auto-import is off; True if started.
+
+        In a cluster, only the region that claims this interval's slot starts one.
+        """
         if not await self._enabled():
             log.info("auto_import_skipped", reason="boot_images_auto_import is off")
             return False
+        if self._claim is not None:
+            try:
+                claimed = await self._claim(self._interval * 60.0)
+            except Exception as exc:  # noqa: BLE001 - the database is unreachable: next tick
+                log.warning("auto_import_skipped", reason=f"slot not claimed: {error_text(exc)}")
+                return False
+            if not claimed:
+                log.info("auto_import_skipped", reason="another region ran this interval's import")
+                return False
         return self._importer.start(reason="auto-import")

@@ -1,8 +1,9 @@
 """Telling a full disk from a bug: the import's ``no_space`` failure.
 
 A selection larger than the free space (InsufficientSpaceError before any
-download), a file write that meets ENOSPC, and SQLite's ``database or disk is
-full`` are one named failure of an import, with the bytes it needed and those
+download), a file write that meets ENOSPC, SQLite's ``database or disk is
+full`` and PostgreSQL's ``disk_full`` (SQLSTATE 53100, which region/db/postgres.py
+re-raises as a sqlite3 error from the asyncpg one) are one named failure of an import, with the bytes it needed and those
 free, not a bug with a traceback.
 """
 
@@ -15,6 +16,7 @@ from common.errors import InsufficientSpaceError
 
 NO_SPACE = "no_space"
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full (asyncpg's DiskFullError.sqlstate)
 
 
 def is_disk_full(exc: BaseException | None) -> bool:
@@ -30,6 +32,8 @@ def is_disk_full(exc: BaseException | None) -> bool:
             getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
             or "database or disk is full" in str(exc)
         ):
+            return True
+        if getattr(exc, "sqlstate", None) == PG_DISK_FULL:
             return True
         exc = exc.__cause__ or exc.__context__
     return False

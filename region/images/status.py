@@ -4,13 +4,16 @@ Only the region's states for now: ``Queued for download`` (no set yet, or a
 newest set with no bytes), ``Downloading NN%`` (``%3.0f``: the number is
 right-aligned in three characters) and ``Synced``. The rack states
 (``Syncing to rack controller(s)``, ``Waiting for rack controller(s) to sync``)
-come with the racks.
+come with the racks. In a cluster, a complete image some live region's store
+still lacks is ``Syncing to region controller(s)`` (region/cluster/holdings.py
+says which regions).
 """
 
 from __future__ import annotations
 
 QUEUED = "Queued for download"
 SYNCED = "Synced"
+SYNCING_REGIONS = "Syncing to region controller(s)"
 
 
 def progress(done: int, total: int) -> float:

@@ -1,8 +1,11 @@
 """The shared secret racks authenticate with: ``<data_dir>/rack-secret``.
 
 The region creates the file at its first start (32 random bytes as hex, mode
-0600; one found more open than 0640 is made 0600) and never changes it;
-``bootsync rack-secret`` prints it for the operator to give to each rack.
+0600; one found more open than 0640 is made 0600); ``bootsync rack-secret``
+prints it for the operator to give to each rack. It changes only when the
+region joins a cluster whose secret differs: every region of a cluster takes
+the cluster's (:func:`replace_secret`, from region/cluster/secrets.py) before
+its rack hub opens.
 Racks send it as ``Authorization: Bearer <secret>``; :func:`check_bearer`
 compares in constant time.
 """
@@ -10,6 +13,7 @@ compares in constant time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import secrets
 from pathlib import Path
@@ -72,6 +76,22 @@ def load_or_create_secret(data_dir: Path) -> str:
         return read_secret(data_dir)
     log.info("rack_secret_created", path=str(path))
     return secret
+
+
+def replace_secret(data_dir: Path, secret: str) -> bool:
+    """Make ``secret`` the one stored in ``data_dir`` (0600, atomically); whether it changed.
+
+    A region of a cluster takes the cluster's secret this way (blocking). ValueError
+    for text that is no usable secret.
+    """
+    if len(secret) < MIN_LENGTH or any(c.isspace() for c in secret) or not secret.isascii():
+        raise ValueError(f"not a rack secret (one word of at least {MIN_LENGTH} characters)")
+    path = secret_path(data_dir)
+    with contextlib.suppress(ConfigError):
+        if path.exists() and read_secret(data_dir) == secret:
+            return False
+    write_atomic(path, f"{secret}\n".encode(), mode=0o600)
+    return True
 
 
 async def aload_or_create_secret(data_dir: Path) -> str:

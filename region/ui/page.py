@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from region.api.boot_resources import render_resource
+from region.api.boot_resources import regions_syncing, render_resource
 from region.context import CTX, RegionContext
 from region.db import catalogue as repo_catalogue
 from region.db import resources as repo_resources
@@ -232,10 +232,11 @@ async def read_images(ctx: RegionContext, last: ImportRun | None) -> list[ImageR
     failure = ""
     if last is not None and last.outcome == "failed" and last.summary.get("errors"):
         failure = str(last.summary["errors"][0])
+    syncing = await regions_syncing(ctx)
     rows = []
     for resource, newest in await repo_resources.list_resources(ctx.db):
-        data = render_resource(resource, newest, racks)
-        status, reason = str(data["status"]), ""
+        data = render_resource(resource, newest, racks, syncing.get(resource.id, ()))
+        status, reason = str(data["status"]), ", ".join(data.get("syncing_regions", ()))
         if (not importing and failure and newest is not None and not newest.complete) or (
             not importing and failure and newest is None
         ):

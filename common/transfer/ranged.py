@@ -1,0 +1,532 @@
+"""One large file fetched as concurrent Range requests into one sparse partial file.
+
+A slow link per connection (a CDN or mirror capping each connection) makes
+one 1 GiB squashfs take as long as the cap allows, however many connections
+are idle. :func:`fetch_parts` fills a :class:`RangeLayout`: the file is cut
+into contiguous parts, each fetched by its own ``Range: bytes=a-b`` request
+(retried and resumed on its own) and written at its offset into one
+preallocated partial file with ``pwritev`` in worker threads. Progress is kept
+in an extended attribute of the partial file (``user.bootsync.ranges``), so
+an interrupted download resumes part by part and the store's garbage
+collection removes the state with the file. Where extended attributes are not
+supported the partial is cut back to the first part's finished bytes, which
+a single-stream download can resume. The whole file's sha256 is checked once
+every part is in (:func:`hash_file`, in a worker thread).
+
+A server that answers a part with 200 (it ignores Range), or with a range
+other than the one asked for, raises :class:`RangeIgnoredError`: the caller
+starts over with one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from common.errors import HTTPStatusError, SizeMismatchError, TruncatedBodyError, UpstreamError
+from common.transfer.http import (
+    READ_BUFSIZE,
+    parse_content_range,
+    parse_retry_after,
+    translate_error,
+)
+from common.transfer.limits import Pace, TransferLimits
+from common.transfer.retry import RetryPolicy, retrying
+
+__all__ = [
+    "RANGES_XATTR",
+    "ConnectionBudget",
+    "Part",
+    "RangeIgnoredError",
+    "RangeLayout",
+    "RangeWriter",
+    "fetch_parts",
+    "hash_file",
+]
+
+RANGES_XATTR = "user.bootsync.ranges"
+_HASH_CHUNK = 4 << 20
+_IOV_MAX = 1024
+_SAVE_EVERY_S = 1.0
+_SPLIT_CHECK_S = 0.1
+
+
+class ConnectionBudget:
+    """The connections of one batch of downloads, and who may split a file to use them.
+
+    A file's download holds one connection from :meth:`started` to
+    :meth:`finished`; a split download gives it back and holds one per part
+    request instead. Connections left idle once no file is waiting are
+    :meth:`spare`: a split download takes them by splitting its largest part.
+    """
+
+    def __init__(self, limit: int, files: int) -> None:
+        self.limit = limit
+        self.queued = files  # not started yet
+        self.in_flight = 0
+        self.in_use = 0
+
+    def started(self) -> None:
+        self.queued -= 1
+        self.in_flight += 1
+        self.in_use += 1
+
+    def finished(self) -> None:
+        self.in_flight -= 1
+        self.in_use -= 1
+
+    def parts_for(self, size: int, *, split_min: int, part_min: int) -> int:
+        """How many parts a file of ``size`` starting now gets; 0: too small to split.
+
+        Its fair share of the connections among the files left, at most the
+        idle ones plus its own, and parts of at least ``part_min`` bytes. A
+        file given 1 part is still fetched by Range, so that connections
+        spared later can split it.
+        """
+        if size < split_min:
+            return 0
+        share = self.limit // max(1, self.queued + self.in_flight)
+        idle = self.limit - self.in_use
+        return max(1, min(share, idle + 1, size // part_min))
+
+    def spare(self) -> int:
+        """Connections no one uses while no file waits for one."""
+        return 0 if self.queued > 0 else max(0, self.limit - self.in_use)
+
+
+class RangeIgnoredError(Exception):
+    """The server did not answer a part with the range asked for (200, 416, another range)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(f"{url}: HTTP {status} to a Range request")
+
+
+@dataclass
+class Part:
+    """Bytes ``[start, end)`` of the file; ``done`` of them (from ``start``) are on disk."""
+
+    start: int
+    end: int  # lowered when the part is split while it is being fetched
+    done: int = 0
+    accepted: int = 0  # received and handed to the writer (on this run)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.length
+
+
+@dataclass
+class RangeLayout:
+    """How a file of ``size`` bytes is split, and how far each part has come."""
+
+    size: int
+    parts: list[Part]
+
+    @classmethod
+    def plan(cls, size: int, count: int) -> RangeLayout:
+        """``count`` contiguous parts of (almost) equal length covering ``size`` bytes."""
+        if size < 1 or count < 1:
+            raise ValueError(f"cannot split {size} bytes into {count} parts")
+        count = min(count, size)
+        bounds = [size * i // count for i in range(count + 1)]
+        return cls(size, [Part(a, b) for a, b in itertools.pairwise(bounds)])
+
+    @property
+    def done(self) -> int:
+        return sum(part.done for part in self.parts)
+
+    def encode(self) -> bytes:
+        """The layout as kept on the file (call on the event loop: parts may split)."""
+        parts = sorted(self.parts, key=lambda p: p.start)
+        return json.dumps(
+            {"size": self.size, "parts": [[p.start, p.end, p.done] for p in parts]}
+        ).encode()
+
+    def split(self, part_min: int) -> Part | None:
+        """Halve what is left of the part with most left; the new second half, or None.
+
+        Only a part with at least ``2 * part_min`` bytes still to come is split.
+        """
+
+        def left(part: Part) -> int:
+            return part.length - max(part.accepted, part.done)
+
+        largest = max(self.parts, key=left)
+        rest = left(largest)
+        if rest < 2 * part_min:
+            return None
+        middle = largest.end - rest // 2
+        tail = Part(middle, largest.end)
+        largest.end = middle
+        self.parts.append(tail)
+        return tail
+
+    @classmethod
+    def decode(cls, raw: bytes, size: int) -> RangeLayout | None:
+        """The layout in ``raw`` if it is well formed and covers exactly ``size`` bytes."""
+        try:
+            doc = json.loads(raw)
+            parts = [Part(int(a), int(b), int(d)) for a, b, d in doc["parts"]]
+            recorded = int(doc["size"])
+        except (ValueError, TypeError, KeyError):
+            return None
+        position = 0
+        for part in parts:
+            if part.start != position or part.end <= part.start:
+                return None
+            if not 0 <= part.done <= part.length:
+                return None
+            position = part.end
+        if recorded != size or position != size or not parts:
+            return None
+        return cls(size, parts)
+
+
+def load_layout(path: Path, size: int) -> RangeLayout | None:
+    """The layout kept on partial file ``path``, or None (no file, no or bad state)."""
+    try:
+        raw = os.getxattr(path, RANGES_XATTR)
+    except OSError:
+        return None
+    return RangeLayout.decode(raw, size)
+
+
+def save_layout(fd: int, encoded: bytes) -> bool:
+    """Keep an encoded layout on the open partial file; False where xattrs are not supported."""
+    try:
+        os.setxattr(fd, RANGES_XATTR, encoded)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.E2BIG):
+            return False
+        raise
+    return True
+
+
+def drop_layout(path: Path) -> None:
+    """Remove the kept layout from ``path`` (before it is committed as a blob)."""
+    try:
+        os.removexattr(path, RANGES_XATTR)
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, errno.ENOENT, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+
+
+def hash_file(path: Path) -> str:
+    """The sha256 of the file at ``path`` (blocking: run it in a worker thread)."""
+    hasher = hashlib.sha256()
+    buffer = bytearray(_HASH_CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as file:
+        while count := file.readinto(buffer):
+            hasher.update(view[:count])  # hashlib releases the GIL on large buffers
+    return hasher.hexdigest()
+
+
+class RangeWriter:
+    """Writes one part's bytes at their offsets, in batches, off the event loop.
+
+    Follows :class:`common.transfer.http.ByteSink`: ``size`` counts the part's
+    bytes accepted (on disk after :meth:`flush`); ``part.done`` those written.
+    At most one batch is in flight.
+    """
+
+    def __init__(self, fd: int, part: Part, *, batch_size: int) -> None:
+        self.size = part.accepted = part.done
+        self._fd = fd
+        self._part = part
+        self._batch_size = batch_size
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._in_flight: asyncio.Future[None] | None = None
+
+    async def write(self, data: bytes) -> None:
+        self._batch.append(data)
+        self._batched += len(data)
+        self.size += len(data)
+        self._part.accepted = self.size
+        if self._batched >= self._batch_size:
+            await self._hand_off()
+
+    async def flush(self) -> None:
+        if self._batch:
+            await self._hand_off()
+        await self._wait_in_flight()
+
+    async def reset(self) -> None:
+        self._batch, self._batched = [], 0
+        await self._wait_in_flight()
+        self.size = self._part.done = self._part.accepted = 0
+
+    async def close(self) -> None:
+        """Drop what is not written yet; wait for the batch in flight."""
+        self._batch, self._batched = [], 0
+        await self._wait_in_flight()
+        self.size = self._part.accepted = self._part.done
+
+    async def _hand_off(self) -> None:
+        await self._wait_in_flight()
+        batch, self._batch, self._batched = self._batch, [], 0
+        loop = asyncio.get_running_loop()
+        self._in_flight = loop.run_in_executor(None, self._write, batch)
+
+    async def _wait_in_flight(self) -> None:
+        in_flight = self._in_flight
+        if in_flight is None:
+            return
+        try:
+            await asyncio.shield(in_flight)
+        finally:
+            if in_flight.done():
+                self._in_flight = None
+
+    def _write(self, batch: list[bytes]) -> None:
+        part = self._part
+        pending = [memoryview(chunk) for chunk in batch if chunk]
+        while pending:
+            written = os.pwritev(self._fd, pending[:_IOV_MAX], part.start + part.done)
+            part.done += written
+            while written and pending:
+                if written >= len(pending[0]):
+                    written -= len(pending.pop(0))
+                else:
+                    pending[0] = pending[0][written:]
+                    written = 0
+
+
+async def get_part(
+    session: aiohttp.ClientSession,
+    url: str,
+    writer: RangeWriter,
+    part: Part,
+    *,
+    total: int,
+    limits: aiohttp.ClientTimeout,
+    count: Callable[[int], None],
+    pace: Pace,
+) -> None:
+    """GET the rest of ``part`` into ``writer``: one attempt.
+
+    Raises RangeIgnoredError for an answer that is not the range asked for,
+    else what :func:`common.transfer.http.get_into` raises. The part may be
+    split meanwhile: reading stops at its (new) end and the connection is
+    closed.
+    """
+    received = 0
+    watch = pace.attempt()
+
+    def counted(nbytes: int) -> None:
+        nonlocal received
+        received += nbytes
+        watch.add(nbytes)
+        count(nbytes)
+
+    first, last = part.start + writer.size, part.end - 1  # the part may shrink meanwhile
+    headers = {"Accept-Encoding": "identity", "Range": f"bytes={first}-{last}"}
+    try:
+        async with (
+            watch,
+            session.get(url, headers=headers, timeout=limits, read_bufsize=READ_BUFSIZE) as resp,
+        ):
+            if resp.status in (200, 416):
+                raise RangeIgnoredError(url, resp.status)
+            if resp.status != 206:
+                raise HTTPStatusError(
+                    resp.status,
+                    url=url,
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                )
+            if parse_content_range(resp.headers.get("Content-Range")) not in (
+                (first, last, total),
+                (first, last, None),
+            ):
+                raise RangeIgnoredError(url, resp.status)
+            announced = resp.content_length
+            if announced is not None and announced != last + 1 - first:
+                raise SizeMismatchError(url=url, expected=last + 1 - first, actual=announced)
+            await _read_part(url, resp, writer, part, counted)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        await writer.flush()
+        raise translate_error(exc, url=url, body_started=received > 0) from exc
+    except UpstreamError:
+        await writer.flush()
+        raise
+
+
+async def _read_part(
+    url: str,
+    resp: aiohttp.ClientResponse,
+    writer: RangeWriter,
+    part: Part,
+    count: Callable[[int], None],
+) -> None:
+    async for chunk, _end_of_http_chunk in resp.content.iter_chunks():
+        room = part.length - writer.size  # the part may have been split: read this far
+        if len(chunk) >= room:
+            if room > 0:
+                await writer.write(chunk[:room])
+                count(room)
+            break
+        await writer.write(chunk)
+        count(len(chunk))
+    await writer.flush()
+    if writer.size < part.length:
+        raise TruncatedBodyError(f"body ended {part.length - writer.size} bytes short", url=url)
+
+
+@dataclass(frozen=True)
+class PartsJob:
+    """What :func:`fetch_parts` needs besides the layout: where, how and how patiently."""
+
+    session: aiohttp.ClientSession
+    url: str
+    path: Path
+    timeout: aiohttp.ClientTimeout
+    policy: RetryPolicy
+    limits: TransferLimits
+    batch_size: int
+    count: Callable[[int], None]
+    log: Any
+    budget: ConnectionBudget | None = None
+    part_min: int = 32 << 20
+
+
+class _PartsRun:
+    """One call of :func:`fetch_parts`: its part requests, running and made."""
+
+    def __init__(self, job: PartsJob, fd: int, layout: RangeLayout) -> None:
+        self.job = job
+        self.fd = fd
+        self.layout = layout
+        self.made = 0  # requests, over all parts and their retries
+        self.running = 0  # part tasks not finished
+
+    def start(self, group: asyncio.TaskGroup, part: Part) -> None:
+        self.running += 1
+        if self.job.budget is not None:
+            self.job.budget.in_use += 1
+        group.create_task(self._fetch(part))
+
+    async def use_spare(self, group: asyncio.TaskGroup, budget: ConnectionBudget) -> None:
+        """While parts run, split the largest one whenever a connection is spare."""
+        while self.running > 0:
+            while budget.spare() > 0:
+                tail = self.layout.split(self.job.part_min)
+                if tail is None:
+                    return
+                self.job.log.debug("download_part_split", part_start=tail.start, part_end=tail.end)
+                self.start(group, tail)
+            await asyncio.sleep(_SPLIT_CHECK_S)
+
+    async def _fetch(self, part: Part) -> None:
+        job = self.job
+        writer = RangeWriter(self.fd, part, batch_size=job.batch_size)
+        pace = Pace(job.limits, url=job.url, size=part.length - part.done)
+        plog = job.log.bind(part_start=part.start, part_end=part.end)
+
+        async def attempt() -> None:
+            self.made += 1
+            if writer.size < part.length:
+                await get_part(
+                    job.session,
+                    job.url,
+                    writer,
+                    part,
+                    total=self.layout.size,
+                    limits=job.timeout,
+                    count=job.count,
+                    pace=pace,
+                )
+
+        try:
+            await retrying(attempt, job.policy, log=plog, event="download_retrying")
+        finally:
+            self.running -= 1
+            if job.budget is not None:
+                job.budget.in_use -= 1
+            await asyncio.shield(writer.close())
+
+
+async def fetch_parts(job: PartsJob, layout: RangeLayout) -> int:
+    """Fetch every unfinished part of ``layout`` into ``job.path`` at once; the requests made.
+
+    Each part is retried by :func:`common.transfer.retry.retrying` and
+    resumed where it stopped. Connections ``job.budget`` has to spare are
+    used by splitting the part with most left. The first part that fails for
+    good cancels the others and is raised (RangeIgnoredError included);
+    progress stays on the file for a later call.
+    """
+    fd = await asyncio.to_thread(_open_sparse, job.path, layout.size)
+    run = _PartsRun(job, fd, layout)
+    keeps_state = True
+    budget = job.budget
+    if budget is not None:
+        budget.in_use -= 1  # the file's connection: each part request holds its own
+    try:
+        keeps_state = await asyncio.to_thread(save_layout, fd, layout.encode())
+        saver = asyncio.create_task(_keep_saving(fd, layout)) if keeps_state else None
+        try:
+            async with asyncio.TaskGroup() as group:
+                for part in layout.parts:
+                    if not part.complete:
+                        run.start(group, part)
+                if budget is not None and keeps_state:
+                    group.create_task(run.use_spare(group, budget))
+        except ExceptionGroup as failed:
+            first = failed.exceptions[0]
+            for other in failed.exceptions[1:]:
+                first.add_note(f"also failed meanwhile: {other!r}")
+            raise first from None
+        finally:
+            if saver is not None:
+                saver.cancel()
+    finally:
+        if budget is not None:
+            budget.in_use += 1
+        encoded = layout.encode()
+        await asyncio.shield(asyncio.to_thread(_close, fd, layout, encoded, keeps_state))
+    return run.made
+
+
+async def _keep_saving(fd: int, layout: RangeLayout) -> None:
+    while True:
+        await asyncio.sleep(_SAVE_EVERY_S)
+        await asyncio.to_thread(save_layout, fd, layout.encode())
+
+
+def _open_sparse(path: Path, size: int) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        if os.fstat(fd).st_size != size:
+            os.ftruncate(fd, size)  # sparse: the store's commit checks the size
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _close(fd: int, layout: RangeLayout, encoded: bytes, keeps_state: bool) -> None:
+    try:
+        if keeps_state:
+            save_layout(fd, encoded)
+        elif not all(part.complete for part in layout.parts):
+            # No state kept: only the first part's finished bytes are a resumable prefix.
+            os.ftruncate(fd, layout.parts[0].done)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Several regions on one database: identity, leases, events, shared secrets, peer blobs."""
