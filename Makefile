@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SSTREAM_VENV ?= .venv-simplestreams
 LIBMAAS_VENV ?= .venv-libmaas
 
-.PHONY: setup lock systemd-tools tftp-clients browser-tools postgresql-tools demo demo-mirror test lint typecheck pytest bench clean
+.PHONY: setup lock systemd-tools tftp-clients browser-tools postgresql-tools vm-tools vm-boot-files vm-test demo demo-mirror test lint typecheck pytest bench clean
 
 # Dependencies come pinned from requirements.lock; bootsync itself is installed
 # without resolving anything again.
@@ -79,7 +79,27 @@ postgresql-tools:
 	       apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
 	    || echo "make: initdb is missing; install the postgresql package" >&2
 
-setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror $(LIBMAAS_VENV)/.installed systemd-tools tftp-clients browser-tools postgresql-tools
+# The VM boot test (tests/vm/) network-boots a QEMU machine from a running rack:
+# Debian's qemu-system-x86 with the iPXE ROMs of ipxe-qemu, installed here when
+# missing and root (CI is), and a real kernel (linux-image-amd64's), static
+# busybox and pxelinux from Debian's archive, fetched with apt-get download (no root needed)
+# into $(VM_BOOT_FILES) by scripts/fetch-vm-boot-files.sh. Otherwise the test is
+# skipped and says how to get them.
+VM_BOOT_FILES ?= .cache/vm
+vm-tools:
+	@{ command -v qemu-system-x86_64 && ls /usr/lib/ipxe/qemu/efi-virtio.rom; } >/dev/null 2>&1 \
+	    || { [ "$$(id -u)" = 0 ] \
+	    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y -qq --no-install-recommends qemu-system-x86 ipxe-qemu >/dev/null; } \
+	    || echo "make: qemu-system-x86_64 is missing; install the packages qemu-system-x86 and ipxe-qemu" >&2
+
+$(VM_BOOT_FILES)/VERSIONS: scripts/fetch-vm-boot-files.sh
+	@bash scripts/fetch-vm-boot-files.sh $(VM_BOOT_FILES) \
+	    || echo "make: cannot fetch the VM boot files (apt-get download linux-image-amd64's kernel, busybox-static, pxelinux, syslinux-common)" >&2
+
+vm-boot-files: $(VM_BOOT_FILES)/VERSIONS
+
+setup: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror $(LIBMAAS_VENV)/.installed systemd-tools tftp-clients browser-tools postgresql-tools vm-tools vm-boot-files
 
 demo: $(BIN)/bootsync
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
@@ -99,6 +119,11 @@ pytest: setup
 	    $(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The VM boot test alone (README, "How machines boot"; `make test` runs it too).
+vm-test: setup
+	SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" BOOTSYNC_VM_BOOT_FILES="$(CURDIR)/$(VM_BOOT_FILES)" \
+	    $(BIN)/pytest -q -m vm tests/vm
 
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \

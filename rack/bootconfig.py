@@ -5,7 +5,7 @@ serves over TFTP and under ``/images/`` beside the images, at the same relative
 path: ``grub/grub.cfg`` (UEFI grub), ``pxelinux.cfg/default`` (BIOS pxelinux),
 ``boot.ipxe`` (iPXE). etc/boot/ ships working examples. A template wins over a
 snapshot file of the same path. Hidden files and names that lead out of the
-directory are never served.
+directory are never served; templates are not listed in ``/images/`` listings.
 
 Each request renders its template against the snapshot it is served from (the
 one ``current`` pointed at when the request arrived, as for any other file), so

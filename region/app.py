@@ -301,6 +301,8 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
                 user_agent=USER_AGENT,
                 limits=config.transfer,
                 concurrency=config.import_concurrency,
+                importing_here=importer.running_here,
+                wait_idle=importer.wait_idle,
             )
             log.info("region_started", fingerprint=key.fingerprint, data_dir=str(data))
             try:

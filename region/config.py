@@ -299,8 +299,8 @@ def _read_cluster(table: Table) -> _Cluster:
         )
         lease = 2 * heartbeat
     return _Cluster(
-        name=table.string("name", "", check=check_region_name),
-        url=table.string("url", "", check=check_http_url),
+        name=table.string("name", "", check=lambda text: text and check_region_name(text)),
+        url=table.string("url", "", check=lambda text: text and check_http_url(text)),
         heartbeat_seconds=heartbeat,
         lease_seconds=lease,
     )

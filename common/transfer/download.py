@@ -57,6 +57,9 @@ DEFAULT_CHUNK = 1 << 20
 # are idle (fewer files left than connections), in parts of at least SPLIT_PART.
 SPLIT_MIN = 64 << 20
 SPLIT_PART = 32 << 20
+# Once running, a part is split again (for a connection left idle) down to this: the
+# parts then end close together instead of a few slow ones finishing alone.
+SPLIT_STEAL = 4 << 20
 _HASH_CHUNK = 4 << 20
 _IOV_MAX = 1024  # writev's limit on buffers per call (Linux IOV_MAX)
 
@@ -374,15 +377,16 @@ class Downloader:
     ) -> None:
         path = self._store.partial_path(req.sha256)
         layout = await asyncio.to_thread(load_layout, path, req.size)
-        if layout is None and connections is not None:
+        parts = 1
+        if connections is not None:
             parts = connections.parts_for(
                 req.size, split_min=self._split_min, part_min=self._part_min
             )
-            if parts > 0 and not await asyncio.to_thread(_has_bytes, path):
-                layout = RangeLayout.plan(req.size, parts)
+            if layout is None and parts > 0 and not await asyncio.to_thread(_has_bytes, path):
+                layout = RangeLayout.chunks(req.size, self._part_min)
         if layout is not None:
             try:
-                await self._download_ranged(req, progress, layout, connections)
+                await self._download_ranged(req, progress, layout, connections, max(1, parts))
             except RangeIgnoredError as exc:
                 _log_for(req).warning("download_range_ignored", status=exc.status)
                 await asyncio.to_thread(path.unlink, missing_ok=True)
@@ -396,6 +400,7 @@ class Downloader:
         progress: _Progress,
         layout: RangeLayout,
         connections: ConnectionBudget | None,
+        at_once: int,
     ) -> None:
         """Fetch ``req`` as the parts of ``layout``, verify the whole file, commit it."""
         path = self._store.partial_path(req.sha256)
@@ -413,7 +418,8 @@ class Downloader:
             count=self._count(req, progress),
             log=flog,
             budget=connections,
-            part_min=self._part_min,
+            part_min=min(self._part_min, SPLIT_STEAL),
+            connections=at_once,
         )
         try:
             for tries in (1, 2):
@@ -423,8 +429,10 @@ class Downloader:
                     resumed_from=layout.done,
                     parts=len(layout.parts),
                 )
-                progress.attempts += await fetch_parts(job, layout)
-                actual = await asyncio.to_thread(hash_file, path)
+                made, actual = await fetch_parts(job, layout)
+                progress.attempts += made
+                if actual is None:
+                    actual = await asyncio.to_thread(hash_file, path)
                 if actual == req.sha256:
                     break
                 error = DigestMismatchError(url=req.url, expected=req.sha256, actual=actual)
@@ -435,7 +443,7 @@ class Downloader:
                     "download_retrying", attempt=tries, delay_s=0.0, error=error_text(error)
                 )
                 await asyncio.to_thread(path.unlink, missing_ok=True)
-                layout = RangeLayout.plan(req.size, len(layout.parts))
+                layout = RangeLayout.chunks(req.size, self._part_min)
             await asyncio.to_thread(drop_layout, path)
             await self._store.commit(req.sha256, req.size, path)
         except IntegrityError:

@@ -59,6 +59,8 @@ _HASH_CHUNK = 4 << 20
 _IOV_MAX = 1024
 _SAVE_EVERY_S = 1.0
 _SPLIT_CHECK_S = 0.1
+_FOLLOW_STEP = 8 << 20  # the running hash reads this much at least per hop
+_FOLLOW_PAUSE_S = 0.05
 
 
 class ConnectionBudget:
@@ -121,6 +123,7 @@ class Part:
     end: int  # lowered when the part is split while it is being fetched
     done: int = 0
     accepted: int = 0  # received and handed to the writer (on this run)
+    taken: bool = False  # a connection is fetching it (on this run)
 
     @property
     def length(self) -> int:
@@ -147,9 +150,26 @@ class RangeLayout:
         bounds = [size * i // count for i in range(count + 1)]
         return cls(size, [Part(a, b) for a, b in itertools.pairwise(bounds)])
 
+    @classmethod
+    def chunks(cls, size: int, chunk: int) -> RangeLayout:
+        """Parts of ``chunk`` bytes (the last one shorter), fetched in order by the connections."""
+        return cls.plan(size, max(1, -(-size // max(1, chunk))))
+
     @property
     def done(self) -> int:
         return sum(part.done for part in self.parts)
+
+    def prefix(self) -> int:
+        """How many bytes from the file's start are on disk without a gap."""
+        for part in sorted(self.parts, key=lambda p: p.start):
+            if not part.complete:
+                return part.start + part.done
+        return self.size
+
+    def next_pending(self) -> Part | None:
+        """The first part no connection has taken and that is not complete."""
+        pending = [p for p in self.parts if not p.complete and not p.taken]
+        return min(pending, key=lambda p: p.start, default=None)
 
     def encode(self) -> bytes:
         """The layout as kept on the file (call on the event loop: parts may split)."""
@@ -403,35 +423,82 @@ class PartsJob:
     count: Callable[[int], None]
     log: Any
     budget: ConnectionBudget | None = None
-    part_min: int = 32 << 20
+    part_min: int = 32 << 20  # a running part is split only while twice this is left
+    connections: int = 1  # requests at once to begin with
 
 
 class _PartsRun:
-    """One call of :func:`fetch_parts`: its part requests, running and made."""
+    """One call of :func:`fetch_parts`: its connections, requests and running digest.
+
+    Each connection takes the first part not yet taken, in file order, so the
+    bytes on disk grow as a prefix that :meth:`follow` hashes while the rest
+    arrives. With no part left to take, an idle connection splits the part
+    with most left (its second half) so that the parts end together.
+    """
 
     def __init__(self, job: PartsJob, fd: int, layout: RangeLayout) -> None:
         self.job = job
         self.fd = fd
         self.layout = layout
         self.made = 0  # requests, over all parts and their retries
-        self.running = 0  # part tasks not finished
+        self.running = 0  # connection tasks not finished
+        self.digest: str | None = None
 
-    def start(self, group: asyncio.TaskGroup, part: Part) -> None:
+    def start(self, group: asyncio.TaskGroup) -> None:
+        """One more connection working through the parts."""
         self.running += 1
         if self.job.budget is not None:
             self.job.budget.in_use += 1
-        group.create_task(self._fetch(part))
+        group.create_task(self._connection())
+
+    def has_work(self) -> bool:
+        """A part to take, or one worth splitting."""
+        layout = self.layout
+        if layout.next_pending() is not None:
+            return True
+        return any(
+            part.length - max(part.accepted, part.done) >= 2 * self.job.part_min
+            for part in layout.parts
+        )
 
     async def use_spare(self, group: asyncio.TaskGroup, budget: ConnectionBudget) -> None:
-        """While parts run, split the largest one whenever a connection is spare."""
+        """While connections run, add one whenever the budget has one spare and there is work."""
         while self.running > 0:
-            while budget.spare() > 0:
-                tail = self.layout.split(self.job.part_min)
-                if tail is None:
-                    return
-                self.job.log.debug("download_part_split", part_start=tail.start, part_end=tail.end)
-                self.start(group, tail)
+            while budget.spare() > 0 and self.has_work():
+                self.start(group)
             await asyncio.sleep(_SPLIT_CHECK_S)
+
+    async def follow(self) -> None:
+        """Hash the file's gap-free prefix as it grows; ``digest`` once all is hashed."""
+        hasher = hashlib.sha256()
+        hashed, size = 0, self.layout.size
+        while hashed < size:
+            prefix = self.layout.prefix()
+            if prefix - hashed >= _FOLLOW_STEP or prefix == size:
+                hashed = await asyncio.to_thread(_hash_range, self.fd, hasher, hashed, prefix)
+            elif self.running == 0:
+                return  # parts stopped short: no digest (the caller hashes the file)
+            else:
+                await asyncio.sleep(_FOLLOW_PAUSE_S)
+        self.digest = hasher.hexdigest()
+
+    async def _connection(self) -> None:
+        try:
+            while True:
+                part = self.layout.next_pending()
+                if part is None:
+                    part = self.layout.split(self.job.part_min)
+                    if part is None:
+                        return
+                    self.job.log.debug(
+                        "download_part_split", part_start=part.start, part_end=part.end
+                    )
+                part.taken = True
+                await self._fetch(part)
+        finally:
+            self.running -= 1
+            if self.job.budget is not None:
+                self.job.budget.in_use -= 1
 
     async def _fetch(self, part: Part) -> None:
         job = self.job
@@ -456,20 +523,33 @@ class _PartsRun:
         try:
             await retrying(attempt, job.policy, log=plog, event="download_retrying")
         finally:
-            self.running -= 1
-            if job.budget is not None:
-                job.budget.in_use -= 1
             await asyncio.shield(writer.close())
 
 
-async def fetch_parts(job: PartsJob, layout: RangeLayout) -> int:
-    """Fetch every unfinished part of ``layout`` into ``job.path`` at once; the requests made.
+def _hash_range(fd: int, hasher: Any, begin: int, end: int) -> int:
+    """Feed bytes ``[begin, end)`` of ``fd`` to ``hasher``; returns ``end``."""
+    buffer = bytearray(min(_HASH_CHUNK, max(1, end - begin)))
+    view = memoryview(buffer)
+    position = begin
+    while position < end:
+        count = os.preadv(fd, [view[: min(len(buffer), end - position)]], position)
+        if count <= 0:
+            raise OSError(f"short read at {position} of a partial file")
+        hasher.update(view[:count])  # hashlib releases the GIL on large buffers
+        position += count
+    return position
 
+
+async def fetch_parts(job: PartsJob, layout: RangeLayout) -> tuple[int, str | None]:
+    """Fetch every unfinished part of ``layout`` into ``job.path``.
+
+    ``job.connections`` requests run at once, each working through the
+    parts in file order; connections ``job.budget`` has to spare are added.
     Each part is retried by :func:`common.transfer.retry.retrying` and
-    resumed where it stopped. Connections ``job.budget`` has to spare are
-    used by splitting the part with most left. The first part that fails for
-    good cancels the others and is raised (RangeIgnoredError included);
-    progress stays on the file for a later call.
+    resumed where it stopped. The first part that fails for good cancels the
+    others and is raised (RangeIgnoredError included); progress stays on the
+    file for a later call. Returns the requests made and the file's sha256,
+    hashed while it arrived (None if that could not be done).
     """
     fd = await asyncio.to_thread(_open_sparse, job.path, layout.size)
     run = _PartsRun(job, fd, layout)
@@ -479,12 +559,13 @@ async def fetch_parts(job: PartsJob, layout: RangeLayout) -> int:
         budget.in_use -= 1  # the file's connection: each part request holds its own
     try:
         keeps_state = await asyncio.to_thread(save_layout, fd, layout.encode())
-        saver = asyncio.create_task(_keep_saving(fd, layout)) if keeps_state else None
+        saver = asyncio.create_task(_keep_saving(fd, layout, keeps_state))
         try:
             async with asyncio.TaskGroup() as group:
-                for part in layout.parts:
-                    if not part.complete:
-                        run.start(group, part)
+                for _ in range(max(1, job.connections)):
+                    if run.has_work():
+                        run.start(group)
+                group.create_task(run.follow())
                 if budget is not None and keeps_state:
                     group.create_task(run.use_spare(group, budget))
         except ExceptionGroup as failed:
@@ -493,20 +574,32 @@ async def fetch_parts(job: PartsJob, layout: RangeLayout) -> int:
                 first.add_note(f"also failed meanwhile: {other!r}")
             raise first from None
         finally:
-            if saver is not None:
-                saver.cancel()
+            saver.cancel()
     finally:
         if budget is not None:
             budget.in_use += 1
         encoded = layout.encode()
         await asyncio.shield(asyncio.to_thread(_close, fd, layout, encoded, keeps_state))
-    return run.made
+    return run.made, run.digest
 
 
-async def _keep_saving(fd: int, layout: RangeLayout) -> None:
+async def _keep_saving(fd: int, layout: RangeLayout, keeps_state: bool) -> None:
+    """Every second: write back what arrived, then record it as done.
+
+    The writeback overlaps the download, so the store's fsync at commit has
+    little left to do (measured in bench/RESULTS.md); and progress is recorded
+    only once its bytes are on disk.
+    """
     while True:
         await asyncio.sleep(_SAVE_EVERY_S)
-        await asyncio.to_thread(save_layout, fd, layout.encode())
+        encoded = layout.encode()  # before the sync: it may only claim synced bytes
+        await asyncio.to_thread(_sync_and_save, fd, encoded, keeps_state)
+
+
+def _sync_and_save(fd: int, encoded: bytes, keeps_state: bool) -> None:
+    os.fdatasync(fd)
+    if keeps_state:
+        save_layout(fd, encoded)
 
 
 def _open_sparse(path: Path, size: int) -> int:

@@ -33,6 +33,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -113,6 +114,7 @@ class _SessionSocket(asyncio.DatagramProtocol):
         self.inbox: deque[bytes] = deque()
         self.transport: asyncio.DatagramTransport | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.deliver: Callable[[bytes], None] | None = None  # set: datagrams go there instead
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -124,6 +126,9 @@ class _SessionSocket(asyncio.DatagramProtocol):
         self._keep(b"")  # e.g. ICMP port unreachable: the client went away
 
     def _keep(self, data: bytes) -> None:
+        if self.deliver is not None:
+            self.deliver(data)
+            return
         if len(self.inbox) < INBOX_LIMIT:
             self.inbox.append(data)
         self._wake()
@@ -308,6 +313,19 @@ class _Transfer:
         self.timeout_s = self.settings.timeout_s
         self.sent_bytes = 0
         self.retransmits = 0
+        # The data phase (:meth:`_send_file`), driven by the socket's callback:
+        self._loop = asyncio.get_running_loop()
+        self._fd = -1
+        self._size = 0
+        self._total = 0  # blocks in the file
+        self._acked = 0  # blocks the client has acknowledged, in order
+        self._window: list[bytes] = []  # DATA packets in flight, from block _acked + 1
+        self._deadline = 0.0  # loop time when the window is sent again without an ACK
+        self._timeout = self.timeout_s
+        self._tries = 0
+        self._failure: _Failed | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._buffer = b""  # read ahead from the file, starting at byte _buffered_at
         self._buffered_at = 0
 
@@ -392,52 +410,100 @@ class _Transfer:
         raise _Failed("timeout", "no ACK of the options")
 
     async def _send_file(self, file: OpenFile) -> None:
-        total_blocks = file.size // self.blksize + 1  # the last one is short, maybe empty
-        acked = 0  # blocks the client has acknowledged, in order
-        timeout = self.timeout_s
-        tries = 0
-        window: list[bytes] = []  # the DATA packets of blocks acked + 1, ...
-        while acked < total_blocks:
-            if not window:
-                count = min(self.windowsize, total_blocks - acked)
-                window = await self._window(file, acked + 1, count)
-            elif tries:
-                self.retransmits += len(window)
-            for packet in window:
-                self.transport.sendto(packet)
-            progressed = await self._await_ack(acked, acked + len(window), timeout)
-            if progressed is None:
-                tries += 1
-                if tries > self.settings.retries:
-                    raise _Failed("timeout", f"no ACK after block {acked}")
-                timeout = min(timeout * 2, MAX_TIMEOUT_S)
-                continue
-            self.sent_bytes += sum(len(p) - 4 for p in window[: progressed - acked])
-            acked = progressed
-            tries, timeout = 0, self.timeout_s
-            window = []  # after a partial window too: RFC 7440 resends from the block after the ACK
+        """Send ``file`` window by window.
 
-    async def _await_ack(self, acked: int, last: int, wait_s: float) -> int | None:
-        """The newest block acknowledged in (``acked``, ``last``], or None at the timeout.
-
-        ACKs of older blocks (duplicates) are ignored; an ERROR from the client ends it.
+        ACKs are handled as they arrive, in the socket's callback (:meth:`_datagram`),
+        which sends the next window itself while it is in the read-ahead buffer: no task
+        switch, future or timer per block. This coroutine refills the buffer (in a worker
+        thread), retransmits when a window's deadline passes, and ends the transfer.
         """
-        deadline = time.monotonic() + wait_s
-        while (left := deadline - time.monotonic()) > 0:
-            data = await self._receive(left)
-            if data is None:
-                return None
-            if (error := packets.parse_error(data)) is not None:
-                raise _Failed("client_error", f"the client sent error {error[0]}: {error[1]}")
-            newest = _acknowledged(packets.parse_ack(data), acked, last)
-            if newest is None:
-                continue
-            inbox = self.sock.inbox
-            while inbox:  # ACKs already here: the newest counts
-                later = _acknowledged(packets.parse_ack(inbox.popleft()), newest, last)
-                newest = later if later is not None else newest
-            return newest
-        return None
+        self._loop = asyncio.get_running_loop()
+        self._fd = file.fd
+        self._size = file.size
+        self._total = file.size // self.blksize + 1  # the last one is short, maybe empty
+        self.sock.inbox.clear()  # only duplicate ACKs of the options can be waiting
+        self.sock.deliver = self._datagram
+        try:
+            while True:
+                if self._failure is not None:
+                    raise self._failure
+                if self._acked >= self._total:
+                    return
+                if not self._window:
+                    await self._fill(self._acked + 1)
+                    self._window = self._packets(self._acked + 1)
+                    if not self._window:
+                        raise _Failed("read_failed", "the file is shorter than it was")
+                    self._send_window()
+                elif self._loop.time() >= self._deadline:
+                    self._tries += 1
+                    if self._tries > self.settings.retries:
+                        raise _Failed("timeout", f"no ACK after block {self._acked}")
+                    self._timeout = min(self._timeout * 2, MAX_TIMEOUT_S)
+                    self.retransmits += len(self._window)
+                    self._send_window()
+                await self._until_needed()
+        finally:
+            self.sock.deliver = None
+
+    def _datagram(self, data: bytes) -> None:
+        """What the client sent during the transfer (called by the socket's protocol)."""
+        if not data:
+            self._stop_with(_Failed("client_gone", "the client's port is unreachable"))
+            return
+        if (error := packets.parse_error(data)) is not None:
+            message = f"the client sent error {error[0]}: {error[1]}"
+            self._stop_with(_Failed("client_error", message))
+            return
+        window = self._window
+        if not window or self._failure is not None:
+            return  # nothing in flight: the coroutine is reading the next blocks
+        newest = _acknowledged(packets.parse_ack(data), self._acked, self._acked + len(window))
+        if newest is None:
+            return  # a duplicate ACK (no Sorcerer's Apprentice) or a stray packet
+        self.sent_bytes += sum(len(p) - 4 for p in window[: newest - self._acked])
+        self._acked = newest
+        self._tries, self._timeout = 0, self.timeout_s
+        # After a partial window too: RFC 7440 resends from the block after the ACK.
+        self._window = self._packets(newest + 1) if newest < self._total else []
+        if self._window:
+            self._send_window()
+        else:
+            self._wake()  # the end, or the buffer needs refilling
+
+    def _stop_with(self, failure: _Failed) -> None:
+        if self._failure is None:
+            self._failure = failure
+        self._wake()
+
+    def _send_window(self) -> None:
+        sendto = self.transport.sendto
+        for packet in self._window:
+            sendto(packet)
+        self._deadline = self._loop.time() + self._timeout
+
+    async def _until_needed(self) -> None:
+        """Return when the callback has work for the coroutine (the end, a failure, a
+        refill) or the window's deadline passed without an ACK moving it."""
+        if self._failure is not None or not self._window:
+            return
+        self._waiter = self._loop.create_future()
+        self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+        try:
+            await self._waiter
+        finally:
+            self._timer.cancel()
+            self._waiter = None
+
+    def _check_deadline(self) -> None:
+        if self._window and self._loop.time() < self._deadline:  # ACKs moved it: wait on
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+        else:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def _receive(self, wait_s: float) -> bytes | None:
         data = await self.sock.receive(wait_s)
@@ -445,21 +511,27 @@ class _Transfer:
             raise _Failed("client_gone", "the client's port is unreachable")
         return data
 
-    async def _window(self, file: OpenFile, first: int, count: int) -> list[bytes]:
-        """DATA packets of blocks ``first`` to ``first + count - 1``, from a read-ahead buffer
-        refilled in a worker thread (at least :data:`READ_AHEAD` bytes at once)."""
+    async def _fill(self, first: int) -> None:
+        """Read ahead from block ``first`` in a worker thread: at least one window, and at
+        least :data:`READ_AHEAD` bytes."""
         start = (first - 1) * self.blksize
-        end = min(start + count * self.blksize, file.size)
-        if not self._buffered_at <= start <= end <= self._buffered_at + len(self._buffer):
-            length = max(count, READ_AHEAD // self.blksize) * self.blksize
-            self._buffer = await asyncio.to_thread(os.pread, file.fd, length, start)
-            self._buffered_at = start
-        offset = start - self._buffered_at
+        length = max(self.windowsize, READ_AHEAD // self.blksize) * self.blksize
+        self._buffer = await asyncio.to_thread(os.pread, self._fd, length, start)
+        self._buffered_at = start
+
+    def _packets(self, first: int) -> list[bytes]:
+        """DATA packets of the window from block ``first``, or [] when the read-ahead
+        buffer does not hold all of it."""
+        count = min(self.windowsize, self._total - first + 1)
         size = self.blksize
+        start = (first - 1) * size
+        end = min(start + count * size, self._size)
+        offset = start - self._buffered_at
+        if offset < 0 or end - self._buffered_at > len(self._buffer):
+            return []
+        buffer = self._buffer
         return [
-            packets.data_packet(
-                first + n, self._buffer[offset + n * size : offset + (n + 1) * size]
-            )
+            packets.data_packet(first + n, buffer[offset + n * size : offset + (n + 1) * size])
             for n in range(count)
         ]
 

@@ -109,7 +109,10 @@ class PeerSync:
     """Keeps this region's store holding every blob of the cluster's complete sets.
 
     ``cluster`` is this region and its live peers; ``token`` answers the cluster's
-    peer token; ``republish`` publishes this region's stream again. Use
+    peer token; ``republish`` publishes this region's stream again;
+    ``importing_here`` tells whether this region's own import runs (a pass then
+    records holdings but fetches nothing) and ``wait_idle`` waits for its end (the
+    pass after this region's own ``import_finished`` waits for it). Use
     :meth:`start` and :meth:`close`; :meth:`sync` runs one pass.
     """
 
@@ -122,6 +125,8 @@ class PeerSync:
         token: Callable[[], str | None],
         republish: Callable[[], Awaitable[object]],
         events: EventBus | None = None,
+        importing_here: Callable[[], bool] = lambda: False,
+        wait_idle: Callable[[], Awaitable[None]] | None = None,
         user_agent: str = "bootsync-regiond",
         concurrency: int = DEFAULT_CONCURRENCY,
         interval_s: float = DEFAULT_INTERVAL_S,
@@ -134,6 +139,8 @@ class PeerSync:
         self._token = token
         self._republish = republish
         self._events = events
+        self._importing_here = importing_here
+        self._wait_idle = wait_idle
         self._user_agent = user_agent
         self._concurrency = concurrency
         self._interval_s = interval_s
@@ -168,8 +175,11 @@ class PeerSync:
 
     async def _on_import_finished(self, fields: Mapping[str, Any]) -> None:
         sender = str(fields.get("region") or "")
+        own = sender == self._cluster.name
+        if own and self._wait_idle is not None:
+            await self._wait_idle()  # the event is sent just before the import lets go
         # Our own import published its stream; another region's needs ours republished.
-        await self._safe_sync(f"import_finished:{sender}", republish=sender != self._cluster.name)
+        await self._safe_sync(f"import_finished:{sender}", republish=not own)
 
     async def _on_blobs_held(self, fields: Mapping[str, Any]) -> None:
         # A peer's holdings changed: it may now hold what we lack (its own import's blobs).
@@ -214,6 +224,13 @@ class PeerSync:
         return result
 
     async def _pass(self, reason: str) -> SyncResult:
+        if self._importing_here():
+            # Its downloads may want the same blobs: record, fetch after its import_finished.
+            log.debug("peer_sync_deferred", reason=reason, why="an import runs in this region")
+            recorded = await holdings.refresh_holdings(
+                self._db, self._store, self._cluster.region_id
+            )
+            return SyncResult(0, 0, 0, 0, 0, recorded=recorded)
         wanted = await holdings.complete_set_blobs(self._db)
         held = await holdings.held_by_store(self._store, wanted)
         missing = [b for b in wanted if b.sha256 not in held]
@@ -318,6 +335,8 @@ async def start_peer_sync(
     user_agent: str,
     limits: TransferLimits | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    importing_here: Callable[[], bool] = lambda: False,
+    wait_idle: Callable[[], Awaitable[None]] | None = None,
 ) -> PeerSync | None:
     """Start the peer sync of the region ``ctx`` describes; None while it has no ``cluster``."""
     cluster = ctx.cluster
@@ -337,6 +356,8 @@ async def start_peer_sync(
         token=token,
         republish=republish,
         events=ctx.events,
+        importing_here=importing_here,
+        wait_idle=wait_idle,
         user_agent=user_agent,
         concurrency=concurrency,
         limits=limits,

@@ -276,6 +276,9 @@ class Importer:
         """One import under the cluster's import lease: taken, renewed, released."""
         try:
             taken = await lease.acquire(reason, force=force)
+        except asyncio.CancelledError:  # stopped while taking it: not left pending by mistake
+            await asyncio.shield(lease.release(keep_pending=self._hand_over))
+            raise
         except Exception as exc:  # noqa: BLE001 - the database is unreachable: the import fails
             return await self._unstarted(
                 reason, f"could not take the import lease: {error_text(exc)}"

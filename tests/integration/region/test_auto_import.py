@@ -12,6 +12,7 @@ from region.config import RegionConfig
 from region.context import CTX
 from region.db import users as repo_users
 from region.db.users import ApiKey
+from tests.fakes.waiting import eventually
 from tests.integration.region.api_harness import oauth_header
 
 API = "/MAAS/api/2.0"
@@ -28,7 +29,9 @@ async def test_switching_auto_import_off_and_on_takes_effect_without_a_restart(
     key = ApiKey(*await repo_users.create_token(ctx.db, user.id))
     headers = {"Authorization": oauth_header(key, realm=True)}
     scheduler = app[AUTO_IMPORT]
-    await ctx.importer.stop()  # the start-up run; nothing to import without sources
+    # The start-up run (it claims the cluster's slot first): nothing to import without sources.
+    await eventually(lambda: any(e["event"] == "import_finished" for e in log_events))
+    await ctx.importer.wait_idle()
 
     resp = await client.post(
         f"{API}/maas/",

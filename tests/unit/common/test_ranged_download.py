@@ -133,8 +133,9 @@ class TestSplitting:
         outcomes = await downloader.fetch_all([*(r for _d, r in smalls), big], concurrency=4)
         assert all(o.ok for o in outcomes)
         ranges = bounded_ranges(fake_upstream, "/big")
-        assert ranges[0] == (0, 4 * MIB - 1)  # alone at first: one Range for the whole file
-        assert len(ranges) >= 4
+        assert ranges[0] == (0, (256 << 10) - 1)  # parts of part_min, taken in file order
+        assert len(ranges) >= 16
+        assert len({r.range for r in fake_upstream.requests_for("/big")}) == len(ranges)
         assert store.path_for(big.sha256).read_bytes() == data
 
     async def test_a_server_ignoring_range_gets_one_stream(

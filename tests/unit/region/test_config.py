@@ -55,7 +55,7 @@ def test_the_shipped_file_means_defaults_and_documents_the_real_ones(tmp_path: P
     """etc/regiond.toml as shipped gives the defaults, and so does every line uncommented."""
     text = SHIPPED.read_text(encoding="utf-8")
     uncommented = re.sub(r"(?m)^# ([a-z_]+ = .*)$", r"\1", text)
-    assert text.count("\n[") == 7
+    assert text.count("\n[") == 8
     assert load_config(SHIPPED) == RegionConfig()
     assert load_config(write(tmp_path, uncommented)) == RegionConfig()
     # every field of RegionConfig is documented by exactly one key
