@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SSTREAM_VENV ?= .venv-simplestreams
 LIBMAAS_VENV ?= .venv-libmaas
 
-.PHONY: setup lock systemd-tools tftp-clients browser-tools postgresql-tools vm-tools vm-boot-files vm-test demo demo-mirror test lint typecheck pytest bench clean
+.PHONY: setup lock systemd-tools tftp-clients browser-tools postgresql-tools vm-tools vm-boot-files vm-test demo demo-mirror test screenshots lint typecheck pytest bench clean
 
 # Dependencies come pinned from requirements.lock; bootsync itself is installed
 # without resolving anything again.
@@ -120,6 +120,10 @@ pytest: setup
 
 test: lint typecheck pytest
 
+# Refresh the README's pictures of the Images page (docs/images-page-*.png).
+screenshots: setup
+	BOOTSYNC_SCREENSHOTS_DIR="$(CURDIR)/docs" $(BIN)/pytest -q tests/browser/test_images_page.py
+
 # The VM boot test alone (README, "How machines boot"; `make test` runs it too).
 vm-test: setup
 	SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" BOOTSYNC_VM_BOOT_FILES="$(CURDIR)/$(VM_BOOT_FILES)" \
@@ -146,6 +150,11 @@ bench-startup: setup
 # Bytes and time of a no-change metadata read (304s) against a full one.
 bench-conditional: $(BIN)/bootsync
 	$(BIN)/python bench/conditional_bench.py
+
+# GET boot-resources/ with 1,000 resources on SQLite and on PostgreSQL, interleaved.
+.PHONY: bench-db
+bench-db: $(BIN)/bootsync postgresql-tools
+	$(BIN)/python bench/db_bench.py
 
 clean:
 	rm -rf $(VENV) $(SSTREAM_VENV) $(LIBMAAS_VENV) demo-data bench/work

@@ -14,6 +14,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -47,7 +48,11 @@ ADMIN = ("admin", "correct horse battery")
 VIEWER = ("viewer", "viewer password 1")
 LOCKED = ("locked", "locked password 1")
 RACK_HOSTNAME = "rack-browser"
-SHOTS = REPO / "docs"
+# Screenshots go to a throwaway directory; `make screenshots` points this at docs/
+# to refresh the README's pictures (a test run never changes tracked files).
+SHOTS = Path(
+    os.environ.get("BOOTSYNC_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="bootsync-shots-")
+)
 FILE_SIZE = 256 << 10
 
 
