@@ -167,7 +167,7 @@ def main() -> int:
                 if what == "small":
                     del commands[f"xargs -P {CONCURRENCY} curl"]
                 runs = bench(
-                    what, stream, commands, f"{root}{stream.root.name}/", work, args.repeat
+                    what, stream, commands, f"{root}{stream.root.name}/", work, repeat=args.repeat
                 )
                 summary(what, stream, runs)
     finally:

@@ -76,6 +76,7 @@ class TftpStats:
     bytes: int = 0  # file bytes sent (retransmissions not counted)
     errors: dict[str, int] = field(default_factory=dict)  # reason -> transfers refused/failed
     active: int = 0  # transfers running now
+    retransmits: int = 0  # DATA packets sent again after a timeout
 
     def error(self, reason: str) -> None:
         """Count one refused or failed transfer."""
@@ -279,6 +280,7 @@ class TftpServer:
         finally:
             self.stats.active -= 1
             self.stats.bytes += transfer.sent_bytes
+            self.stats.retransmits += transfer.retransmits
             transfer.close()
             transport.close()
 

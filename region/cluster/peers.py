@@ -150,6 +150,7 @@ class PeerSync:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
         self.passes = 0  # completed passes, for tests and metrics
         self.fetched_total = 0
         self.bytes_total = 0
@@ -165,6 +166,7 @@ class PeerSync:
 
     async def close(self) -> None:
         """Stop the passes (partial downloads stay for a resume) and close the session."""
+        self._closed = True
         tasks = [*self._tasks, *([self._ticker] if self._ticker is not None else [])]
         for task in tasks:
             task.cancel()
@@ -198,6 +200,8 @@ class PeerSync:
         task.add_done_callback(self._tasks.discard)
 
     async def _safe_sync(self, reason: str, *, republish: bool) -> None:
+        if self._closed:
+            return  # an event heard while the region stops
         try:
             await self.sync(reason, republish=republish)
         except asyncio.CancelledError:

@@ -20,6 +20,7 @@ before the commit. A refusal changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 
 from common.errors import BootsyncError
 from common.ops.logging import get_logger
-from region.db.connection import Connection, check_db, is_postgresql, open_db
+from region.db.connection import Connection, check_db, is_postgresql, open_db, sqlite_path
 
 log = get_logger("db_copy")
 
@@ -65,6 +66,12 @@ class SchemaMismatchError(CopyRefusedError):
     """The two databases' schemas differ (version, tables or columns)."""
 
     reason = "schema_mismatch"
+
+
+class NoSourceError(CopyRefusedError):
+    """The source holds no region database (a missing file, or an empty database)."""
+
+    reason = "no_source"
 
 
 class CountMismatchError(BootsyncError):
@@ -227,9 +234,11 @@ def copy_order(deps: dict[str, set[str]]) -> list[str]:
 
 async def _check_versions(source: Path | str, target: Path | str) -> int:
     """The schema version both are at (the target may be new); SchemaMismatchError if not."""
+    if not is_postgresql(source) and not await asyncio.to_thread(sqlite_path(source).is_file):
+        raise NoSourceError(f"{shown(source)}: no such database file")
     found, shipped = await check_db(source)
     if found == 0:
-        raise SchemaMismatchError(f"{shown(source)} holds no region database (schema version 0)")
+        raise NoSourceError(f"{shown(source)} holds no region database (schema version 0)")
     if found != shipped:
         raise SchemaMismatchError(
             f"{shown(source)} is at schema version {found}, this bootsync's is {shipped}: "

@@ -21,7 +21,15 @@ from aiohttp.test_utils import TestClient
 from common.errors import ConfigError
 from rack import web as rack_web
 from rack.app import open_rack
-from rack.bootconfig import BootConfig, RenderError, image_variables, rack_variables, render
+from rack.bootconfig import (
+    MAX_TEMPLATE_BYTES,
+    BootConfig,
+    RenderError,
+    image_variables,
+    rack_variables,
+    render,
+    render_boot_file,
+)
 from rack.config import load_config
 from rack.pull import run_pull
 from rack.tftp import packets
@@ -322,3 +330,27 @@ def test_templates_dir_is_read_from_the_boot_table_and_must_be_absolute(tmp_path
     config.write_text(f'[region]\nsecret_file = "{secret}"\n[boot]\ntemplates_dir = "boot"\n')
     with pytest.raises(ConfigError, match=r"boot\.templates_dir: must be an absolute path"):
         load_config(config)
+
+
+async def test_a_template_not_utf8_or_too_big_is_refused_whole(tmp_path: Path) -> None:
+    """Binary or oversized templates raise RenderError with the reason; none is sent cut."""
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "maas.meta").write_text("{}")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "binary.cfg").write_bytes(b"\xff\xfe{{ rack_url }}")
+    (templates / "huge.cfg").write_bytes(b"#" * (MAX_TEMPLATE_BYTES + 1))
+    (templates / "images.cfg").write_text("{{ ubuntu.newest.amd64.kernel }}")
+    boot = boot_config(templates)
+    reasons = {}
+    for name in ("binary.cfg", "huge.cfg", "images.cfg"):
+        with pytest.raises(RenderError) as caught:
+            await render_boot_file(boot, name, snapshot, "http://r:5248")
+        reasons[name] = str(caught.value)
+    assert reasons == {
+        "binary.cfg": "boot config binary.cfg: the template is not UTF-8 text",
+        "huge.cfg": f"boot config huge.cfg: the template is over {MAX_TEMPLATE_BYTES} bytes",
+        "images.cfg": "boot config images.cfg: unknown variable: ubuntu.newest.amd64.kernel",
+    }
+    assert await render_boot_file(boot, "missing.cfg", snapshot, "http://r:5248") is None

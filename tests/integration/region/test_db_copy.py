@@ -42,6 +42,7 @@ from region.db import sources as repo_sources
 from region.db import users as repo_users
 from region.db.connection import Database, open_db
 from region.db.copy import (
+    NoSourceError,
     SchemaMismatchError,
     TargetNotEmptyError,
     copy_database,
@@ -260,6 +261,14 @@ async def test_a_source_at_another_schema_version_is_refused(tmp_path: Path) -> 
         raw.execute("PRAGMA user_version = 3")
     with pytest.raises(SchemaMismatchError, match="schema version 3"):
         await copy_database(source, target)
+    assert not target.exists()
+
+
+async def test_a_missing_source_file_is_refused_and_no_target_is_made(tmp_path: Path) -> None:
+    """A source path that names no file is refused as such; the target file is not created."""
+    target = tmp_path / "new.db"
+    with pytest.raises(NoSourceError, match="no such database file"):
+        await copy_database(tmp_path / "typo.db", target)
     assert not target.exists()
 
 
