@@ -15,7 +15,8 @@ snapshot) in foreign-key order, ids kept (PostgreSQL: ``OVERRIDING SYSTEM
 VALUE``); each id sequence is then set past the largest id the source ever gave
 (SQLite's ``sqlite_sequence``, PostgreSQL's sequence), so a new row never gets
 an id an old script may still hold; the row counts of every table are compared
-before the commit. A refusal changes nothing.
+before the commit and read again after it. A refusal changes nothing. Each table
+is read whole into memory (a region's tables are small; the blobs live in the store).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class NoSourceError(CopyRefusedError):
 
 
 class CountMismatchError(BootsyncError):
-    """A table's row count differs after the copy (rolled back)."""
+    """A table's row count differs after the copy (rolled back when seen before the commit)."""
 
     def __init__(self, *, table: str, source: int, target: int) -> None:
         self.table, self.source, self.target = table, source, target
@@ -320,30 +321,31 @@ async def copy_database(
     start = time.monotonic()
     try:
         version = await _check_versions(source, target)
-        async with (
-            open_db(source, readers=1) as src_db,
-            open_db(target, readers=1) as dst_db,
-            src_db.read() as src,
-            dst_db.write() as dst,
-        ):
-            plan = await _plan(src, dst)
-            for table, _cols, _id in plan:
-                rows = await count(dst, table)
-                if rows:
-                    raise TargetNotEmptyError(target=shown(target), table=table, rows=rows)
-            log.info(
-                "db_copy_started",
-                source=shown(source),
-                target=shown(target),
-                schema_version=version,
-                tables=len(plan),
-            )
-            copied = []
-            for table, cols, id_column in plan:
-                done = await _copy_table(src, dst, table, cols, id_column)
-                copied.append(done)
-                if on_table is not None:
-                    on_table(done)
+        async with open_db(source, readers=1) as src_db, open_db(target, readers=1) as dst_db:
+            async with src_db.read() as src, dst_db.write() as dst:
+                plan = await _plan(src, dst)
+                for table, _cols, _id in plan:
+                    rows = await count(dst, table)
+                    if rows:
+                        raise TargetNotEmptyError(target=shown(target), table=table, rows=rows)
+                log.info(
+                    "db_copy_started",
+                    source=shown(source),
+                    target=shown(target),
+                    schema_version=version,
+                    tables=len(plan),
+                )
+                copied = []
+                for table, cols, id_column in plan:
+                    done = await _copy_table(src, dst, table, cols, id_column)
+                    copied.append(done)
+                    if on_table is not None:
+                        on_table(done)
+            async with dst_db.read() as committed:  # what another connection now sees
+                for done in copied:
+                    there = await count(committed, done.name)
+                    if there != done.rows:
+                        raise CountMismatchError(table=done.name, source=done.rows, target=there)
     except CopyRefusedError as exc:
         log.warning(
             "db_copy_refused",
