@@ -51,13 +51,16 @@ systemd-tools:
 	    || echo "make: systemd-analyze is missing; install the systemd package" >&2
 
 # The rack's TFTP tests (tests/integration/rack/test_tftp*.py) fetch with real
-# clients: curl (tftp://), tftp-hpa's tftp and atftp. Installed here when missing
-# and root (CI is). Otherwise those tests are skipped and say how to get them.
+# clients: curl (tftp://), tftp-hpa's tftp and atftp; bench/tftp_bench.py also runs
+# tftpd-hpa's in.tftpd itself (foreground, on a high port of 127.0.0.1; the package's
+# own port-69 service, where its install starts one, is not used). Installed here when
+# missing and root (CI is). Otherwise those tests are skipped and say how to get them.
 tftp-clients:
-	@{ command -v curl && command -v tftp && command -v atftp; } >/dev/null || { [ "$$(id -u)" = 0 ] \
+	@{ command -v curl && command -v tftp && command -v atftp \
+	    && { command -v in.tftpd || [ -x /usr/sbin/in.tftpd ]; }; } >/dev/null || { [ "$$(id -u)" = 0 ] \
 	    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	       apt-get install -y -qq --no-install-recommends tftp-hpa atftp curl >/dev/null; } \
-	    || echo "make: a TFTP client is missing; install the packages tftp-hpa, atftp and curl" >&2
+	       apt-get install -y -qq --no-install-recommends tftp-hpa atftp curl tftpd-hpa >/dev/null; } \
+	    || echo "make: a TFTP program is missing; install the packages tftp-hpa, atftp, curl and tftpd-hpa" >&2
 
 # The browser tests (tests/browser/) drive Debian's Chromium through Playwright for
 # Python (from the test extra); Playwright's own browser download is not used.
@@ -133,7 +136,7 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
 	    $(BIN)/python bench/mirror_bench.py
 
-.PHONY: bench-region bench-rack bench-startup bench-conditional
+.PHONY: bench-region bench-rack bench-startup bench-conditional bench-tftp
 bench-region: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
 	    $(BIN)/python bench/region_bench.py
@@ -146,6 +149,10 @@ bench-rack: setup
 bench-startup: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" \
 	    $(BIN)/python bench/startup_bench.py
+
+# The rack's TFTP server against tftpd-hpa, same client (atftp): bench/RESULTS.md, "TFTP".
+bench-tftp: $(BIN)/bootsync tftp-clients
+	$(BIN)/python bench/tftp_bench.py
 
 # Bytes and time of a no-change metadata read (304s) against a full one.
 bench-conditional: $(BIN)/bootsync

@@ -17,6 +17,7 @@ run resumes from there.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
@@ -372,15 +373,22 @@ async def _write_metadata(
     """Write signed products documents, then the index; True if anything changed."""
     # A new key (or keyring) means every signature must be made again.
     resign = await tree.write_document(KEYRING_NAME, await key.aexport_public())
-    changed = resign
     entries = {}
+    writes = []
     for content_id, products in wanted.items():
         entry = index.entries[content_id]
         stem = _stem(entry.path or "")
-        changed |= await _write_signed(tree, stem, render_products(products), key, resign)
+        writes.append(_write_signed(tree, stem, render_products(products), key, resign))
         entries[content_id] = dataclasses.replace(
             entry, path=f"{stem}.json", products=tuple(sorted(products.products))
         )
+    # Signed at once: each signature is a gpg process of its own (the agent serves them all).
+    try:
+        async with asyncio.TaskGroup() as group:
+            signing = [group.create_task(write) for write in writes]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # an OSError stays one (the CLI reports it)
+    changed = resign or any(task.result() for task in signing)
     plain = dataclasses.replace(index, entries=entries)
     signed = dataclasses.replace(
         index,

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
 import aiohttp
@@ -226,10 +226,9 @@ async def read_stream(
     products: dict[str, ProductList] = {}
     documents: dict[str, D] = {}
     refusals: list[Refusal] = []
-    for content_id, entry in index.entries.items():
-        if entry.path is None or entry.format != PRODUCTS_FORMAT:
-            continue
-        document = await get(entry.path)
+
+    async def fetch_one(path: str) -> tuple[D, ProductList | StreamFormatError, list[Refusal]]:
+        document = await get(path)
         found: list[Refusal] = []
         parse = partial(parse_products, refusals=found) if lenient else parse_products
         try:
@@ -239,8 +238,23 @@ async def read_stream(
         except StreamFormatError as exc:
             if not lenient:
                 raise
-            refusals.append(Refusal(exc.location, exc.reason))
+            return document, exc, found
+        return document, product_list, found
+
+    # The products documents are fetched and verified at once (each gpg run is a
+    # process of its own: in a row they were most of a small mirror's metadata time);
+    # they are then taken in index order, as before.
+    wanted = {
+        content_id: entry.path
+        for content_id, entry in index.entries.items()
+        if entry.path is not None and entry.format == PRODUCTS_FORMAT
+    }
+    fetched = await _all_or_first_error([fetch_one(path) for path in wanted.values()])
+    for content_id, (document, outcome, found) in zip(wanted, fetched, strict=True):
+        if isinstance(outcome, StreamFormatError):
+            refusals.append(Refusal(outcome.location, outcome.reason))
             continue
+        product_list = outcome
         refusals += found
         if product_list.content_id != content_id:
             raise StreamFormatError(
@@ -259,6 +273,16 @@ async def read_stream(
         documents=documents,
         refusals=tuple(refusals),
     )
+
+
+async def _all_or_first_error(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Await every job at once; results in order, or the first failure raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(job) for job in jobs]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 def _verify_and_parse(

@@ -13,7 +13,11 @@ flight). Unknown options are ignored; a value out of range is clipped to it.
 
 ``current`` is resolved once, at the request, and the file is held open for
 the whole transfer: a transfer keeps the snapshot it started on even when a new
-one is published meanwhile. Each window's blocks are read in a worker thread.
+one is published meanwhile. The file is read ahead in a worker thread
+(:data:`READ_AHEAD` bytes, at least a window, at once). The data phase is driven
+by the session socket's callback: an ACK that completes a window sends the next
+one from there (no task switch, future or timer per block), a window of several
+blocks in one ``sendmsg`` with UDP GSO where the kernel allows it.
 A window not acknowledged in time is sent again with the timeout doubled each
 time (up to :data:`MAX_TIMEOUT_S`), :attr:`TftpSettings.retries` times at most.
 A duplicate ACK is ignored (no Sorcerer's Apprentice); an ACK of a block inside
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,6 +58,9 @@ DEFAULT_MAX_SESSIONS = 256
 MAX_TIMEOUT_S = 16.0
 INBOX_LIMIT = 1024  # datagrams a session keeps unread; more are dropped
 READ_AHEAD = 64 * 1024  # bytes of the file read at once (at least one window)
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h (Python >= 3.12 names it)
+GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS of older kernels
+GSO_MAX_BYTES = 65_000  # one GSO send is one UDP datagram before it is cut
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class TftpStats:
     bytes: int = 0  # file bytes sent (retransmissions not counted)
     errors: dict[str, int] = field(default_factory=dict)  # reason -> transfers refused/failed
     active: int = 0  # transfers running now
-    retransmits: int = 0  # DATA packets sent again after a timeout
+    retransmits: int = 0  # packets (OACK, DATA) sent again after a timeout
 
     def error(self, reason: str) -> None:
         """Count one refused or failed transfer."""
@@ -105,13 +113,12 @@ class _Listener(asyncio.DatagramProtocol):
 
 
 class _SessionSocket(asyncio.DatagramProtocol):
-    """A session's own socket: keeps what the client sends until the session reads it.
+    """A session's own socket: hands what the client sends to :attr:`deliver` (the data
+    phase's callback) when set, else keeps it until the session reads it (a waiting
+    session is woken by a future)."""
 
-    A waiting session is woken by a future (no task or queue per packet: this is the
-    per-block path of a lock-step transfer).
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, raw: socket.socket | None = None) -> None:
+        self.raw = raw  # the socket itself, for sendmsg (UDP GSO)
         self.inbox: deque[bytes] = deque()
         self.transport: asyncio.DatagramTransport | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -246,9 +253,17 @@ class TftpServer:
         host = self.settings.host
         if host in ("0.0.0.0", "::"):  # noqa: S104 - the wildcard: let routing pick
             host = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104
-        transport, sock = await loop.create_datagram_endpoint(
-            _SessionSocket, local_addr=(host, 0), remote_addr=client, family=family
-        )
+        raw = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            raw.setblocking(False)
+            raw.bind((host, 0))
+            raw.connect(client)
+            transport, sock = await loop.create_datagram_endpoint(
+                lambda: _SessionSocket(raw), sock=raw
+            )
+        except OSError:
+            raw.close()
+            raise
         self.stats.active += 1
         transfer = _Transfer(self, request, transport, sock)
         try:
@@ -330,6 +345,7 @@ class _Transfer:
         self._timer: asyncio.TimerHandle | None = None
         self._buffer = b""  # read ahead from the file, starting at byte _buffered_at
         self._buffered_at = 0
+        self._gso = True  # windows go out with UDP GSO (sendmsg) until the kernel refuses
 
     def close(self) -> None:
         if self.file is not None:
@@ -479,10 +495,38 @@ class _Transfer:
         self._wake()
 
     def _send_window(self) -> None:
+        window = self._window
+        sent = 0
+        if len(window) > 1 and self._gso and not _backlog(self.transport):
+            sent = self._send_segmented(window)
         sendto = self.transport.sendto
-        for packet in self._window:
+        for packet in window[sent:]:
             sendto(packet)
         self._deadline = self._loop.time() + self._timeout
+
+    def _send_segmented(self, window: list[bytes]) -> int:
+        """Send the window in as few syscalls as UDP GSO allows (one buffer of packets the
+        kernel cuts at ``blksize + 4`` bytes; only the last may be short); how many went.
+        Where GSO is refused (an old kernel, a blksize above the MTU) the session stops
+        using it and the rest goes packet by packet."""
+        raw = self.sock.raw
+        size = self.blksize + 4
+        per_call = min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // size)
+        if raw is None or per_call < 2:
+            self._gso = False
+            return 0
+        control = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))]
+        sent = 0
+        try:
+            while len(window) - sent > 1:
+                chunk = window[sent : sent + per_call]
+                raw.sendmsg([b"".join(chunk)], control)
+                sent += len(chunk)
+        except BlockingIOError:
+            pass  # the socket's buffer is full: the transport queues the rest
+        except OSError:
+            self._gso = False
+        return sent
 
     async def _until_needed(self) -> None:
         """Return when the callback has work for the coroutine (the end, a failure, a
@@ -544,6 +588,12 @@ def _acknowledged(block: int | None, acked: int, last: int) -> int | None:
         return None
     ahead = (block - acked) & 0xFFFF  # a window is never 65536 blocks long
     return acked + ahead if 0 < ahead <= last - acked else None
+
+
+def _backlog(transport: asyncio.DatagramTransport) -> int:
+    """Bytes the transport holds unsent (its socket's buffer was full)."""
+    size: int = getattr(transport, "get_write_buffer_size", lambda: 0)()
+    return size
 
 
 def _number(value: str | None) -> int | None:

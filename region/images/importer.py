@@ -134,6 +134,8 @@ class Importer:
         self._lease_lost = False  # the running import lost the lease: leave the sets alone
         self._hand_over = False  # a stop at shutdown: another region resumes the import
         self._last: ImportSummary | None = None  # the summary _finish made last
+        self._republishing = False  # republish() holds the lock
+        self._republish_again = False  # asked for while one republish runs: publish once more
 
     # --- control ---------------------------------------------------------------
 
@@ -221,14 +223,27 @@ class Importer:
         return f"region {holder} is importing"
 
     async def republish(self, *, reason: str) -> bool:
-        """Publish the stream again now; False if an import runs (it publishes at its end)."""
+        """Publish the stream again now; False if an import runs (it publishes at its end).
+
+        A call while another republish runs is not dropped: that one publishes
+        once more when it ends (what the store holds may have changed meanwhile).
+        """
         if self._lock.locked():
+            if self._republishing:
+                self._republish_again = True
+                return True
             return False
         async with self._lock:
-            log.info("stream_republish", reason=reason)
-            await publish_stream(
-                self._db, self._publisher, self._key, keep=self._settings.keep_snapshots
-            )
+            self._republishing, self._republish_again = True, True
+            try:
+                while self._republish_again:
+                    self._republish_again = False
+                    log.info("stream_republish", reason=reason)
+                    await publish_stream(
+                        self._db, self._publisher, self._key, keep=self._settings.keep_snapshots
+                    )
+            finally:
+                self._republishing = False
         return True
 
     async def run_import(self, reason: str = "manual", *, force: bool = False) -> ImportSummary:

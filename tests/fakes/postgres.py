@@ -6,7 +6,10 @@ system server) and stops it by its postmaster PID. PostgreSQL refuses to run as
 root, so when the tests do, the cluster belongs to and runs as an unprivileged
 user (``postgres`` when Debian's package made it, else ``nobody``) via
 ``runuser``. Each test gets its own database (:meth:`PostgresServer.new_database`),
-so one server serves a whole session. The binaries come from PATH or Debian's
+so one server serves a whole session. :meth:`PostgresServer.halt` and
+:meth:`~PostgresServer.resume` (or :meth:`~PostgresServer.restart`, both at once)
+take the server down and bring it back on the same port with its data, for
+tests of a database outage. The binaries come from PATH or Debian's
 /usr/lib/postgresql/<version>/bin (``make postgresql-tools`` installs them).
 """
 
@@ -102,7 +105,11 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
-        log = (self.root / "server.log").open("wb")
+        self._launch()
+
+    def _launch(self) -> None:
+        """Start the postmaster on the data directory; return once it accepts connections."""
+        log = (self.root / "server.log").open("ab")
         self._process = subprocess.Popen(
             self._cmd(
                 self._postgres,
@@ -140,6 +147,25 @@ class PostgresServer:
             time.sleep(0.05)
         self.stop()
         raise TimeoutError("postgres did not start in time")
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: clients are cut off), keeping its data directory;
+        return once it is down. :meth:`resume` starts it again."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGINT)
+        if self._process is not None:
+            self._process.wait(STOP_TIMEOUT)
+        self.pid = None
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port, same data; return once it is ready."""
+        self._launch()
+
+    def restart(self) -> None:
+        """Stop the server keeping its data, and start it again on the same port."""
+        self.halt()
+        self.resume()
 
     def stop(self) -> None:
         """Stop the server by its PID (fast shutdown) and remove its directory."""

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rack.app import open_rack
 from rack.pull import run_pull
 from rack.tftp.server import TftpServer, TftpSettings
+from tests.fakes.daemons import DaemonProcess, free_port
 from tests.fakes.region import FakeRegion
 from tests.fakes.waiting import eventually
 from tests.integration.rack.harness import rack_config
@@ -155,19 +159,92 @@ async def test_writes_and_escapes_are_refused_by_every_client(
     assert server.stats.files == 0
 
 
-async def test_twenty_concurrent_curl_transfers_all_complete(
-    server: TftpServer, boot_resources: Path, tmp_path: Path
-) -> None:
-    """20 transfers at once, each byte-identical; none left running afterwards."""
-    kernel = (boot_resources / "current" / KERNEL).read_bytes()
-    results = await asyncio.gather(
-        *(
-            run(*client_argv("curl", server.port, KERNEL, f"k{n}", n % 2 == 0), cwd=tmp_path)
-            for n in range(20)
-        )
+CONCURRENT = 100
+
+
+def free_udp_port() -> int:
+    """A UDP port of 127.0.0.1 that nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def rackd(
+    fake_region: FakeRegion, tmp_path: Path
+) -> AsyncIterator[tuple[DaemonProcess, int]]:
+    """bootsync-rackd (a real process) after its first pull, and its TFTP server's UDP port."""
+    tftp_port = free_udp_port()
+    secret = tmp_path / "rack-secret"
+    secret.write_text(fake_region.secret + "\n")
+    config = tmp_path / "rackd.toml"
+    config.write_text(
+        f'[log]\nformat = "json"\n[server]\nhostname = "tftp-rack"\n'
+        f'[tftp]\nlisten = "127.0.0.1:{tftp_port}"\n'
     )
-    assert [code for code, _ in results] == [0] * 20, results
-    for n in range(20):
-        assert (tmp_path / f"k{n}").read_bytes() == kernel, n
-    await eventually(lambda: server.stats.active == 0, "all transfers ended")
-    assert (server.stats.files, server.stats.active) == (20, 0)
+    port = free_port()
+    rack = DaemonProcess(
+        "rack",
+        [
+            "--config", str(config),
+            "--region", fake_region.url,
+            "--secret-file", str(secret),
+            "--data-dir", str(tmp_path / "rackd"),
+            "--listen", f"127.0.0.1:{port}",
+        ],
+        log_path=tmp_path / "rackd.log",
+        port=port,
+    )  # fmt: skip
+    await rack.start(ready_path="/livez")
+    try:
+        summary = (await rack.wait_for_event("pull_finished"))[0]
+        assert summary["outcome"] == "ok", summary
+        yield rack, tftp_port
+    finally:
+        await rack.stop()
+
+
+async def tftp_samples(rack: DaemonProcess) -> dict[str, float]:
+    """The rack's bootsync_tftp_* samples from its /metrics (name{labels} -> value)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{rack.url}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    return {
+        s.name + "".join(f"{{{k}={v}}}" for k, v in sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("bootsync_tftp_")
+    }
+
+
+@pytest.mark.slow
+async def test_a_hundred_concurrent_transfers_from_the_rack_daemon_are_byte_identical(
+    rackd: tuple[DaemonProcess, int], tmp_path: Path
+) -> None:
+    """bootsync-rackd's TFTP server sends 100 transfers at once without windowsize (curl, half
+    asking blksize 1468), then 100 with windowsize 8 (atftp), every copy byte-identical;
+    /metrics then counts 200 files, no error and none running."""
+    rack, port = rackd
+    kernel = (tmp_path / "rackd" / "boot-resources" / "current" / KERNEL).read_bytes()
+    for client in ("curl", "atftp"):
+        outs = [tmp_path / f"{client}{n}" for n in range(CONCURRENT)]
+        argvs = [
+            client_argv(client, port, KERNEL, str(out), options=n % 2 == 0 or client == "atftp")
+            for n, out in enumerate(outs)
+        ]
+        results = await asyncio.gather(*(run(*argv, cwd=tmp_path) for argv in argvs))
+        assert [code for code, _ in results] == [0] * CONCURRENT, (client, results)
+        if client == "atftp":  # each one was granted its window
+            assert all("windowsize = 8" in output for _, output in results), results[0]
+        for out in outs:
+            assert out.read_bytes() == kernel, out
+    await eventually(lambda: _active_is_zero(rack), "every transfer ended", timeout=10)
+    samples = await tftp_samples(rack)
+    assert samples["bootsync_tftp_files_total"] == 2 * CONCURRENT, samples
+    assert samples["bootsync_tftp_bytes_total"] == 2 * CONCURRENT * len(kernel), samples
+    assert not any(name.startswith("bootsync_tftp_errors") for name in samples), samples
+
+
+async def _active_is_zero(rack: DaemonProcess) -> bool:
+    """True when the rack's /metrics shows no TFTP transfer running."""
+    return (await tftp_samples(rack))["bootsync_tftp_active_sessions"] == 0

@@ -53,13 +53,14 @@ async def server(tmp_path: Path) -> AsyncIterator[TftpServer]:
 
 async def test_a_lost_ack_is_answered_by_retransmitting_the_block(server: TftpServer) -> None:
     """The client drops its first ACK of block 5: the server sends block 5 again after its
-    timeout and the file still arrives whole."""
+    timeout (counted as one retransmission) and the file still arrives whole."""
     got = await asyncio.to_thread(
         fetch, server.port, "boot-kernel", skip_ack=lambda block, seen: block == 5 and seen == 1
     )
     assert got.data == KERNEL
     assert got.duplicates == 1
     await eventually(lambda: server.stats.files == 1, "the transfer counted")
+    assert server.stats.retransmits == 1
 
 
 async def test_duplicate_acks_do_not_make_the_server_send_blocks_twice(
