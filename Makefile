@@ -163,5 +163,27 @@ bench-conditional: $(BIN)/bootsync
 bench-db: $(BIN)/bootsync postgresql-tools
 	$(BIN)/python bench/db_bench.py
 
+# Racks pulling from one region vs two, and a second region's peer sync of a 1 GiB import.
+.PHONY: bench-cluster
+bench-cluster: $(BIN)/bootsync postgresql-tools
+	$(BIN)/python bench/cluster_bench.py
+
+# bootsync mirror against sstream-mirror behind nginx limit_rate (and a delaying proxy):
+# bench/RESULTS.md, "WAN-shaped upstream".
+.PHONY: bench-wan
+bench-wan: setup
+	SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" $(BIN)/python bench/wan_bench.py
+
+# The mirror's ratios to sstream-mirror (small and large streams) and curl, interleaved.
+.PHONY: bench-ratio
+bench-ratio: setup
+	SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" $(BIN)/python bench/mirror_ratio_bench.py
+
+# Peak RSS of bootsync mirror, the region import and the rack pull: 8 MiB files against
+# one 1 GiB file (bench/RESULTS.md, "Memory (bench/rss_bench.py)").
+.PHONY: bench-rss
+bench-rss: $(BIN)/bootsync $(SSTREAM_VENV)/bin/sstream-mirror
+	SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" $(BIN)/python bench/rss_bench.py
+
 clean:
 	rm -rf $(VENV) $(SSTREAM_VENV) $(LIBMAAS_VENV) demo-data bench/work

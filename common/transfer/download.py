@@ -301,9 +301,10 @@ class Downloader:
 
         One file's failure does not stop the others. Cancelling this cancels
         every download promptly; their partial files stay for a later resume.
-        When fewer files are left than ``concurrency``, a file of at least
-        ``split_min`` bytes is fetched as up to ``concurrency // files left``
-        concurrent Range requests (see :mod:`common.transfer.ranged`).
+        A file of at least ``split_min`` bytes is fetched by Range requests in
+        parts of ``part_min``: on ``concurrency // files left`` connections at
+        first, joined by every connection that falls idle once no file waits
+        (see :mod:`common.transfer.ranged`).
         """
         reqs = list(reqs)
         if concurrency < 1:

@@ -3,18 +3,24 @@
 A slow link per connection (a CDN or mirror capping each connection) makes
 one 1 GiB squashfs take as long as the cap allows, however many connections
 are idle. :func:`fetch_parts` fills a :class:`RangeLayout`: the file is cut
-into contiguous parts, each fetched by its own ``Range: bytes=a-b`` request
-(retried and resumed on its own) and written at its offset into one
-preallocated partial file with ``pwritev`` in worker threads. Progress is kept
-in an extended attribute of the partial file (``user.bootsync.ranges``), so
-an interrupted download resumes part by part and the store's garbage
-collection removes the state with the file. Where extended attributes are not
-supported the partial is cut back to the first part's finished bytes, which
-a single-stream download can resume. The whole file's sha256 is checked once
-every part is in (:func:`hash_file`, in a worker thread).
+into contiguous parts (32 MiB in the Downloader), and each connection the file
+is given takes the next part in file order with ``Range: bytes=a-b`` (retried
+and resumed on its own), writing it at its offset into one preallocated file
+with ``pwritev`` in worker threads. Connections a :class:`ConnectionBudget`
+has to spare join while the file runs; with no part left to take, an idle
+connection halves the running part with most left, so the parts end together.
+Because parts complete in about file order, the sha256 follows the gap-free
+prefix in a worker thread while the rest arrives.
 
-A server that answers a part with 200 (it ignores Range), or with a range
-other than the one asked for, raises :class:`RangeIgnoredError`: the caller
+Every second the file is fdatasynced and then the parts' progress recorded in
+an extended attribute of the partial file (``user.bootsync.ranges``), so an
+interrupted download resumes part by part and the store's garbage collection
+removes the state with the file. Where extended attributes are not supported
+the partial is cut back to the first part's finished bytes, which a
+single-stream download can resume.
+
+A server that answers a part with 200 (it ignores Range), 416 or a range
+other than the one asked for raises :class:`RangeIgnoredError`: the caller
 starts over with one stream.
 """
 

@@ -14,7 +14,8 @@ flight). Unknown options are ignored; a value out of range is clipped to it.
 ``current`` is resolved once, at the request, and the file is held open for
 the whole transfer: a transfer keeps the snapshot it started on even when a new
 one is published meanwhile. The file is read ahead in a worker thread
-(:data:`READ_AHEAD` bytes, at least a window, at once). The data phase is driven
+(:data:`READ_AHEAD` bytes, at least a window, at once; the next chunk is read while
+the windows before it are in flight). The data phase is driven
 by the session socket's callback: an ACK that completes a window sends the next
 one from there (no task switch, future or timer per block), a window of several
 blocks in one ``sendmsg`` with UDP GSO where the kernel allows it.
@@ -57,7 +58,7 @@ DEFAULT_MAX_WINDOWSIZE = 64
 DEFAULT_MAX_SESSIONS = 256
 MAX_TIMEOUT_S = 16.0
 INBOX_LIMIT = 1024  # datagrams a session keeps unread; more are dropped
-READ_AHEAD = 64 * 1024  # bytes of the file read at once (at least one window)
+READ_AHEAD = 64 * 1024  # bytes of the file read at once (at least one window), one ahead
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h (Python >= 3.12 names it)
 GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS of older kernels
 GSO_MAX_BYTES = 65_000  # one GSO send is one UDP datagram before it is cut
@@ -346,6 +347,7 @@ class _Transfer:
         self._buffer = b""  # read ahead from the file, starting at byte _buffered_at
         self._buffered_at = 0
         self._gso = True  # windows go out with UDP GSO (sendmsg) until the kernel refuses
+        self._prefetch: asyncio.Task[bytes] | None = None  # the chunk after the buffer
 
     def close(self) -> None:
         if self.file is not None:
@@ -463,6 +465,11 @@ class _Transfer:
                 await self._until_needed()
         finally:
             self.sock.deliver = None
+            if (prefetch := self._prefetch) is not None:  # done with the file before it closes
+                self._prefetch = None
+                await asyncio.wait([prefetch])
+                if not prefetch.cancelled():
+                    prefetch.exception()  # retrieved: not logged as never retrieved
 
     def _datagram(self, data: bytes) -> None:
         """What the client sent during the transfer (called by the socket's protocol)."""
@@ -558,12 +565,24 @@ class _Transfer:
         return data
 
     async def _fill(self, first: int) -> None:
-        """Read ahead from block ``first`` in a worker thread: at least one window, and at
-        least :data:`READ_AHEAD` bytes."""
+        """Make the read-ahead buffer start at block ``first``: what is left of it and the
+        next chunk (at least one window and :data:`READ_AHEAD` bytes), read in a worker
+        thread while the windows before were in flight; then start reading the one after."""
         start = (first - 1) * self.blksize
-        length = max(self.windowsize, READ_AHEAD // self.blksize) * self.blksize
-        self._buffer = await asyncio.to_thread(os.pread, self._fd, length, start)
+        chunk = max(self.windowsize, READ_AHEAD // self.blksize) * self.blksize
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None and self._buffered_at <= start:  # it reads on from the end
+            self._buffer = self._buffer[start - self._buffered_at :] + await prefetch
+        else:
+            if prefetch is not None:
+                await asyncio.wait([prefetch])
+            self._buffer = await asyncio.to_thread(os.pread, self._fd, chunk, start)
         self._buffered_at = start
+        end = start + len(self._buffer)
+        if end < self._size:
+            self._prefetch = asyncio.ensure_future(
+                asyncio.to_thread(os.pread, self._fd, chunk, end)
+            )
 
     def _packets(self, first: int) -> list[bytes]:
         """DATA packets of the window from block ``first``, or [] when the read-ahead

@@ -8,7 +8,7 @@ is bytes held / size × 100 (MAAS inverted it), and deleting an unknown id is a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -30,8 +30,8 @@ from region.cluster.holdings import regions_lacking
 from region.context import CTX, RegionContext
 from region.db import resources as repo_resources
 from region.db import uploads as repo_uploads
-from region.db.resources import ResourceRow, SetRow, SetTotals
-from region.images.status import SYNCED, SYNCING_REGIONS, image_status, progress
+from region.db.resources import ListRow, ResourceRow, SetRow, SetTotals
+from region.images.status import QUEUED, SYNCED, SYNCING_REGIONS, image_status, progress
 from region.rackhub.state import RackSyncSummary, rack_sync_summary
 
 log = get_logger("api.boot_resources")
@@ -51,6 +51,7 @@ _API_EXTRAS = ("subarches", "title", "platform", "supported_platforms")
 IMPORT_STARTED = "Import of boot resources started"
 IMPORT_STOPPING = "Import of boot resources is being stopped"
 _TRUE = frozenset({"true", "True", "1", "yes", "on"})
+_RESOURCES_URI = f"{API_ROOT}/boot-resources/"
 
 
 def upload_uri(resource_id: int, file_id: int) -> str:
@@ -60,7 +61,7 @@ def upload_uri(resource_id: int, file_id: int) -> str:
 
 def resource_uri(resource_id: int) -> str:
     """The API path of one boot resource."""
-    return f"{API_ROOT}/boot-resources/{resource_id}/"
+    return f"{_RESOURCES_URI}{resource_id}/"
 
 
 def render_resource(
@@ -75,28 +76,73 @@ def render_resource(
     and, first, on the regions: ``lacking`` names the live regions whose stores do
     not hold it yet (``Syncing to region controller(s)``, names in ``syncing_regions``).
     """
+    row = ListRow(
+        resource.id,
+        resource.rtype,
+        resource.name,
+        resource.architecture,
+        resource.base_image,
+        resource.extra,
+        newest,
+    )
+    return _entry(row, None if racks is None else racks.image_status, lacking)
+
+
+def render_list(
+    rows: Sequence[ListRow],
+    racks: RackSyncSummary | None,
+    lacking: Mapping[int, Sequence[str]],
+) -> list[dict[str, Any]]:
+    """The list's entries, each the one :func:`render_resource` gives for its resource.
+
+    The rack part of a status is computed once per (name, base arch), not per entry.
+    """
+    rack_status = None if racks is None else _memo(racks.image_status)
+    return [_entry(row, rack_status, lacking.get(row.id, ())) for row in rows]
+
+
+def _memo(status: Callable[[str, str], str]) -> Callable[[str, str], str]:
+    seen: dict[tuple[str, str], str] = {}
+
+    def cached(name: str, arch: str) -> str:
+        key = (name, arch)
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = status(name, arch)
+        return found
+
+    return cached
+
+
+def _entry(
+    row: ListRow, rack_status: Callable[[str, str], str] | None, lacking: Sequence[str]
+) -> dict[str, Any]:
+    resource_id, rtype, name, architecture, base_image, extra, newest = row
     data: dict[str, Any] = {
-        "id": resource.id,
-        "type": TYPE_NAMES.get(resource.rtype, "Unknown"),
-        "name": resource.name,
-        "architecture": resource.architecture,
-        "resource_uri": resource_uri(resource.id),
+        "id": resource_id,
+        "type": TYPE_NAMES.get(rtype, "Unknown"),
+        "name": name,
+        "architecture": architecture,
+        "resource_uri": f"{_RESOURCES_URI}{resource_id}/",
         "last_deployed": None,
     }
-    data.update({k: resource.extra[k] for k in _API_EXTRAS if k in resource.extra})
-    if resource.base_image:
-        data["base_image"] = resource.base_image
-    status = image_status(
-        has_set=newest is not None,
-        complete=newest is not None and newest.complete,
-        done=newest.done if newest else 0,
-        total=newest.total if newest else 0,
-    )
+    if extra:
+        for key in _API_EXTRAS:
+            if key in extra:
+                data[key] = extra[key]
+    if base_image:
+        data["base_image"] = base_image
+    if newest is None:
+        status = QUEUED
+    else:
+        status = image_status(
+            has_set=True, complete=newest.complete, done=newest.done, total=newest.total
+        )
     if status == SYNCED and lacking:
         status = SYNCING_REGIONS
         data["syncing_regions"] = list(lacking)
-    elif status == SYNCED and racks is not None:
-        status = racks.image_status(resource.name, resource.architecture.split("/")[0])
+    elif status == SYNCED and rack_status is not None:
+        status = rack_status(name, architecture.partition("/")[0])
     data["status"] = status
     return data
 
@@ -169,12 +215,10 @@ async def read_resources(request: web.Request) -> web.StreamResponse:
             text=f"'{rtype}' is not a valid boot resource type. Available types: {list(TYPES)}",
             content_type="text/plain",
         )
-    listed = await repo_resources.list_resources(request.app[CTX].db, TYPES.get(rtype))
+    rows = await repo_resources.list_rows(request.app[CTX].db, TYPES.get(rtype))
     racks = await rack_summary(request)
     syncing = await regions_syncing(request.app[CTX])
-    return json_response(
-        [render_resource(r, newest, racks, syncing.get(r.id, ())) for r, newest in listed]
-    )
+    return json_response(render_list(rows, racks, syncing))
 
 
 async def resource_detail(request: web.Request, resource_id: int) -> dict[str, Any] | None:

@@ -77,6 +77,8 @@ class RackSyncSummary:
         ``architecture`` is a base arch (``amd64``: any subarch will do) or
         ``arch/subarch`` (``amd64/ga-24.04``: that subarch must be held).
         """
+        if not self.holdings:  # no rack counts: nothing to wait for
+            return True
         base, subarch = _split_arch(architecture)
         for held in self.holdings:
             subarches = held.get((name, base))

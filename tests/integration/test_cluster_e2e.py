@@ -264,13 +264,15 @@ async def test_racks_of_region_b_serve_what_region_a_imported_and_both_answer_al
     # Upstream sent the squashfs once: to A. B took it from A.
     size = (stream.root / OLD_SQUASHFS).stat().st_size
     assert fake_upstream.served_bytes(OLD_SQUASHFS) == size
-    await eventually(
-        lambda: all_complete(cluster.key, cluster.b), "complete sets on B", timeout=30, pause=0.2
-    )
-    assert await resources(cluster.key, cluster.a) == await resources(cluster.key, cluster.b)
-    assert await sources_and_selections(cluster.key, cluster.a) == await sources_and_selections(
-        cluster.key, cluster.b
-    )
+
+    async def alike() -> bool:  # the same database: the same answers once B holds the blobs
+        a, b = [
+            (await sources_and_selections(cluster.key, r), await resources(cluster.key, r))
+            for r in (cluster.a, cluster.b)
+        ]
+        return a == b and await all_complete(cluster.key, cluster.b)
+
+    await eventually(alike, "identical reads on A and B", timeout=30, pause=0.2)
     listing = await api(cluster.a, cluster.key, "GET", "/rackcontrollers/")
     assert {r["hostname"] for r in listing} == {"rack-1", "rack-2"}  # A lists B's racks too
 
@@ -305,6 +307,8 @@ async def test_an_import_through_region_a_reaches_region_bs_racks_on_the_event(
     size = (newer_stream.root / NEW_SQUASHFS).stat().st_size
     assert fake_upstream.served_bytes(NEW_SQUASHFS) == size
     assert not cluster.b.events("import_finished")
+    # B kept serving the previous images until it held the new ones: never an empty stream.
+    assert [e["products"] for e in cluster.b.events("stream_published") if not e["products"]] == []
 
 
 async def test_region_b_finishes_the_import_of_a_region_a_killed_mid_import(
