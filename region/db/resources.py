@@ -197,13 +197,19 @@ _TOTALS_COLUMNS = "n.set_id, t.files, t.total, t.done, t.stored "
 def _totals(row: Row) -> SetTotals | None:
     if row["set_id"] is None:
         return None
-    files = row["files"] or 0
+    return _set_totals(row["files"], row["total"], row["done"], row["stored"])
+
+
+@lru_cache(maxsize=4096)
+def _set_totals(files: int | None, total: Any, done: Any, stored: Any) -> SetTotals:
+    """The totals of a newest set from its aggregates (frozen: shared between equal rows)."""
+    count = files or 0
     return SetTotals(
-        files=files,
+        files=count,
         # SUM is NUMERIC on PostgreSQL (a Decimal): int() on both engines.
-        total=int(row["total"] or 0),
-        done=int(row["done"] or 0),
-        complete=bool(files) and int(row["stored"] or 0) == files,
+        total=int(total or 0),
+        done=int(done or 0),
+        complete=bool(count) and int(stored or 0) == count,
     )
 
 
@@ -260,17 +266,18 @@ async def list_rows(db: Database, rtype: int | None = None) -> list[ListRow]:
         ) as cur,
     ):
         rows = await cur.fetchall()
+    # Positional unpacking: the columns are the SELECT's, in its order.
     return [
         ListRow(
-            row["id"],
-            row["rtype"],
-            row["name"],
-            row["architecture"],
-            row["base_image"],
-            _shared_extra(row["extra"]),
-            _totals(row),
+            rid,
+            kind,
+            name,
+            architecture,
+            base_image,
+            _shared_extra(extra),
+            None if set_id is None else _set_totals(files, total, done, stored),
         )
-        for row in rows
+        for rid, kind, name, architecture, base_image, extra, set_id, files, total, done, stored in rows
     ]
 
 

@@ -32,6 +32,7 @@ from common.trust.keyrings import Keyring
 from simplestreams import StreamFormatError, flatten
 from tests.fakes.gpg import ThrowawayKey, clearsign, keyring_for
 from tests.fakes.upstream import FakeUpstream
+from tests.fakes.waiting import eventually
 
 SHA = "a" * 64
 
@@ -120,11 +121,37 @@ class TestReadStream:
         assert stream.documents["com.example:a"].url == fake_upstream.url(
             "streams/v1/com.example:a.sjson"
         )
-        assert [r.path for r in fake_upstream.requests] == [
-            "/streams/v1/index.sjson",
+        paths = [r.path for r in fake_upstream.requests]
+        assert paths[0] == "/streams/v1/index.sjson"
+        assert sorted(paths[1:]) == [
             "/streams/v1/com.example:a.sjson",
             "/streams/v1/com.example:b.sjson",
         ]
+
+    async def test_the_products_documents_are_fetched_at_once(
+        self, fake_upstream: FakeUpstream, session: aiohttp.ClientSession
+    ) -> None:
+        """While one products document is stalled, the next one is already being fetched."""
+        fake_upstream.add_file(
+            UNSIGNED_INDEX_PATH, _json(index_doc("com.example:a", "com.example:b"))
+        )
+        for cid in ("com.example:a", "com.example:b"):
+            fake_upstream.add_file(f"streams/v1/{cid}.json", _json(products_doc(cid)))
+        fake_upstream.stall("streams/v1/com.example:a.json", after_bytes=1, seconds=3)
+        reading = asyncio.create_task(
+            read_stream(
+                http_documents(session, fake_upstream.url("/")),
+                UNSIGNED_INDEX_PATH,
+                TrustPolicy(None),
+            )
+        )
+        await eventually(
+            lambda: fake_upstream.requests_for("streams/v1/com.example:b.json"),
+            "the second document requested while the first stalls",
+            timeout=2.5,
+        )
+        stream = await reading
+        assert list(stream.products) == ["com.example:a", "com.example:b"]
 
     async def test_a_signature_by_another_key_of_the_keyring_is_refused_when_pinned(
         self,
