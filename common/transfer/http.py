@@ -144,10 +144,24 @@ async def _get(
             return
 
 
+def read_more_per_call(resp: aiohttp.ClientResponse) -> None:
+    """Let this response's connection take up to READ_BUFSIZE per ``recv`` (asyncio: 256 KiB).
+
+    Set on the connection's own transport only (an asyncio selector transport;
+    others, uvloop's, are left alone): fewer, larger reads on the event-loop
+    thread, which receives every downloaded byte (measured in bench/RESULTS.md).
+    """
+    connection = resp.connection
+    transport = connection.transport if connection is not None else None
+    if transport is not None and "max_size" in dir(transport):
+        transport.max_size = READ_BUFSIZE  # type: ignore[attr-defined]
+
+
 async def stream_body(
     url: str, resp: aiohttp.ClientResponse, sink: ByteSink, size: int, count: Callable[[int], None]
 ) -> None:
     """Move ``resp``'s body into ``sink`` until it holds ``size`` bytes, checking lengths."""
+    read_more_per_call(resp)
     remaining = size - sink.size
     announced = resp.content_length
     if announced is not None and announced > remaining:

@@ -44,6 +44,7 @@ from common.transfer.http import (
     READ_BUFSIZE,
     parse_content_range,
     parse_retry_after,
+    read_more_per_call,
     translate_error,
 )
 from common.transfer.limits import Pace, TransferLimits
@@ -385,6 +386,7 @@ async def get_part(
             announced = resp.content_length
             if announced is not None and announced != last + 1 - first:
                 raise SizeMismatchError(url=url, expected=last + 1 - first, actual=announced)
+            read_more_per_call(resp)
             await _read_part(url, resp, writer, part, counted)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         await writer.flush()

@@ -182,12 +182,13 @@ class SetTotals:
 # The newest set of each resource and that set's file totals, each aggregated once
 # over its table and joined by hash (a subquery per resource cost PostgreSQL 20-45 ms
 # for 1,000 resources, this 8 ms); an older set's files are summed but never joined.
+# The sums are cast to BIGINT: PostgreSQL's SUM of a BIGINT is a NUMERIC (a Decimal).
 _NEWEST_TOTALS = (
     "FROM boot_resources r LEFT JOIN (SELECT resource_id, MAX(id) AS set_id "
     "FROM boot_resource_sets GROUP BY resource_id) n ON n.resource_id = r.id "
-    "LEFT JOIN (SELECT set_id, COUNT(*) AS files, SUM(size) AS total, "
-    "SUM(CASE WHEN bytes_done < size THEN bytes_done ELSE size END) AS done, "
-    "SUM(CASE WHEN bytes_done >= size THEN 1 ELSE 0 END) AS stored "
+    "LEFT JOIN (SELECT set_id, COUNT(*) AS files, CAST(SUM(size) AS BIGINT) AS total, "
+    "CAST(SUM(CASE WHEN bytes_done < size THEN bytes_done ELSE size END) AS BIGINT) AS done, "
+    "CAST(SUM(CASE WHEN bytes_done >= size THEN 1 ELSE 0 END) AS BIGINT) AS stored "
     "FROM boot_resource_files GROUP BY set_id) t ON t.set_id = n.set_id "
     "WHERE CAST(? AS BIGINT) IS NULL OR r.rtype = ? ORDER BY r.rtype, r.name, r.architecture"
 )

@@ -151,8 +151,15 @@ class Importer:
         return self._lease is not None and self._lease.held_here()
 
     def running_here(self) -> bool:
-        """True while an import runs in this region (or one was just started)."""
-        return self._lock.locked() or (self._task is not None and not self._task.done())
+        """True while an import runs in this region (or one was just started).
+
+        A republish (which holds the import lock for a moment) is no import: peer
+        sync must not wait for it, and an import asked for meanwhile runs after it.
+        """
+        return self._importing() or (self._task is not None and not self._task.done())
+
+    def _importing(self) -> bool:
+        return self._lock.locked() and not self._republishing
 
     async def wait_idle(self) -> None:
         """Return once no import runs here (at once if none does), by waiting on it, not polling."""
@@ -258,7 +265,7 @@ class Importer:
             and not self._task.done()
             and self._task is not asyncio.current_task()
         )  # start()ed, about to take the lock
-        if self._lock.locked() or started:
+        if self._importing() or started:
             log.info("import_skipped", reason="already running", trigger=reason)
             return ImportSummary(outcome="skipped", reason=reason)
         async with self._lock:
