@@ -150,6 +150,7 @@ def read_more_per_call(resp: aiohttp.ClientResponse) -> None:
     Set on the connection's own transport only (an asyncio selector transport;
     others, uvloop's, are left alone): fewer, larger reads on the event-loop
     thread, which receives every downloaded byte (measured in bench/RESULTS.md).
+    A body aiohttp already holds whole has given its connection back: nothing to do.
     """
     connection = resp.connection
     transport = connection.transport if connection is not None else None
