@@ -214,9 +214,10 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
     """Open what the region needs, put it on ``app[CTX]``, and close it at shutdown."""
     data = config.data_dir
     await asyncio.to_thread(_prepare_data_dir, data)
+    identity = RegionIdentity.from_config(config)
     async with (
         open_db(config.database) as db,
-        open_events(db, RegionIdentity.from_config(config).name) as events,
+        open_events(db, identity.name) as events,
         make_session(user_agent=USER_AGENT) as session,
     ):
         key = await SigningKey.aopen_or_create(
@@ -242,7 +243,6 @@ async def region_context(app: web.Application, config: RegionConfig) -> AsyncIte
                 limits=config.transfer,
                 max_item_size=config.max_item_size,
             )
-            identity = RegionIdentity.from_config(config)
             member = await ClusterMember.join(db, identity)
             importer = Importer(
                 db,

@@ -42,6 +42,7 @@ from common.transfer.ranged import (
     RangeLayout,
     drop_layout,
     fetch_parts,
+    hash_buffer,
     hash_file,
     load_layout,
 )
@@ -60,7 +61,6 @@ SPLIT_PART = 32 << 20
 # Once running, a part is split again (for a connection left idle) down to this: the
 # parts then end close together instead of a few slow ones finishing alone.
 SPLIT_STEAL = 4 << 20
-_HASH_CHUNK = 4 << 20
 _IOV_MAX = 1024  # writev's limit on buffers per call (Linux IOV_MAX)
 
 ProgressCallback = Callable[["DownloadRequest", int], None]
@@ -204,9 +204,10 @@ class PartialWriter:
                 self.size = os.fstat(file.fileno()).st_size
             else:
                 file.seek(0)
-                while chunk := file.read(_HASH_CHUNK):
-                    self._hasher.update(chunk)
-                    self.size += len(chunk)
+                with hash_buffer() as buffer, memoryview(buffer) as view:
+                    while count := file.readinto(view):
+                        self._hasher.update(view[:count])
+                        self.size += count
         except BaseException:
             file.close()
             raise
@@ -295,7 +296,11 @@ class Downloader:
         self._connections: ConnectionBudget | None = None
 
     async def fetch_all(
-        self, reqs: Iterable[DownloadRequest], concurrency: int
+        self,
+        reqs: Iterable[DownloadRequest],
+        concurrency: int,
+        *,
+        on_outcome: Callable[[DownloadOutcome], object] | None = None,
     ) -> list[DownloadOutcome]:
         """Fetch every request, ``concurrency`` at a time; outcomes in input order.
 
@@ -304,14 +309,23 @@ class Downloader:
         A file of at least ``split_min`` bytes is fetched by Range requests in
         parts of ``part_min``: on ``concurrency // files left`` connections at
         first, joined by every connection that falls idle once no file waits
-        (see :mod:`common.transfer.ranged`).
+        (see :mod:`common.transfer.ranged`). ``on_outcome`` is called with each
+        file's outcome as soon as that file is done.
         """
         reqs = list(reqs)
         if concurrency < 1:
             raise ValueError(f"limit must be at least 1, got {concurrency}")
         outer, self._connections = self._connections, ConnectionBudget(concurrency, len(reqs))
         try:
-            return await run_bounded(reqs, self.fetch, concurrency)
+            if on_outcome is None:
+                return await run_bounded(reqs, self.fetch, concurrency)
+
+            async def fetch(req: DownloadRequest) -> DownloadOutcome:
+                outcome = await self.fetch(req)
+                on_outcome(outcome)
+                return outcome
+
+            return await run_bounded(reqs, fetch, concurrency)
         finally:
             self._connections = outer
 

@@ -144,8 +144,8 @@ async def _get(
             return
 
 
-def read_more_per_call(resp: aiohttp.ClientResponse) -> None:
-    """Let this response's connection take up to READ_BUFSIZE per ``recv`` (asyncio: 256 KiB).
+def read_more_per_call(resp: aiohttp.ClientResponse, size: int = READ_BUFSIZE) -> None:
+    """Let this response's connection take up to ``size`` per ``recv`` (asyncio: 256 KiB).
 
     Set on the connection's own transport only (an asyncio selector transport;
     others, uvloop's, are left alone): fewer, larger reads on the event-loop
@@ -155,7 +155,7 @@ def read_more_per_call(resp: aiohttp.ClientResponse) -> None:
     connection = resp.connection
     transport = connection.transport if connection is not None else None
     if transport is not None and "max_size" in dir(transport):
-        transport.max_size = READ_BUFSIZE  # type: ignore[attr-defined]
+        transport.max_size = size  # type: ignore[attr-defined]
 
 
 async def stream_body(

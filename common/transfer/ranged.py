@@ -31,6 +31,7 @@ import errno
 import hashlib
 import itertools
 import json
+import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,6 @@ import aiohttp
 
 from common.errors import HTTPStatusError, SizeMismatchError, TruncatedBodyError, UpstreamError
 from common.transfer.http import (
-    READ_BUFSIZE,
     parse_content_range,
     parse_retry_after,
     read_more_per_call,
@@ -58,11 +58,19 @@ __all__ = [
     "RangeLayout",
     "RangeWriter",
     "fetch_parts",
+    "hash_buffer",
     "hash_file",
 ]
 
 RANGES_XATTR = "user.bootsync.ranges"
-_HASH_CHUNK = 4 << 20
+# Memory per part request (a split file runs up to --concurrency of them at once):
+# aiohttp's read buffer and the writer's batch. Larger ones made the peak RSS grow
+# with file size, with no gain in speed (measured in bench/RESULTS.md).
+PART_READ_BUFSIZE = 256 << 10
+PART_BATCH = 256 << 10
+# One hash buffer per file, mmap-backed: a malloc'ed one this large, freed in a
+# worker thread, stays in that thread's glibc arena (bench/RESULTS.md, Memory).
+_HASH_CHUNK = 1 << 20
 _IOV_MAX = 1024
 _SAVE_EVERY_S = 1.0
 _SPLIT_CHECK_S = 0.1
@@ -257,12 +265,15 @@ def drop_layout(path: Path) -> None:
 def hash_file(path: Path) -> str:
     """The sha256 of the file at ``path`` (blocking: run it in a worker thread)."""
     hasher = hashlib.sha256()
-    buffer = bytearray(_HASH_CHUNK)
-    view = memoryview(buffer)
-    with path.open("rb", buffering=0) as file:
-        while count := file.readinto(buffer):
+    with path.open("rb", buffering=0) as file, hash_buffer() as buffer, memoryview(buffer) as view:
+        while count := file.readinto(view):
             hasher.update(view[:count])  # hashlib releases the GIL on large buffers
     return hasher.hexdigest()
+
+
+def hash_buffer(size: int = _HASH_CHUNK) -> mmap.mmap:
+    """A scratch buffer for hashing: anonymous mmap, returned to the kernel on close."""
+    return mmap.mmap(-1, size)
 
 
 class RangeWriter:
@@ -368,7 +379,9 @@ async def get_part(
     try:
         async with (
             watch,
-            session.get(url, headers=headers, timeout=limits, read_bufsize=READ_BUFSIZE) as resp,
+            session.get(
+                url, headers=headers, timeout=limits, read_bufsize=PART_READ_BUFSIZE
+            ) as resp,
         ):
             if resp.status in (200, 416):
                 raise RangeIgnoredError(url, resp.status)
@@ -386,7 +399,7 @@ async def get_part(
             announced = resp.content_length
             if announced is not None and announced != last + 1 - first:
                 raise SizeMismatchError(url=url, expected=last + 1 - first, actual=announced)
-            read_more_per_call(resp)
+            read_more_per_call(resp, PART_READ_BUFSIZE)
             await _read_part(url, resp, writer, part, counted)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         await writer.flush()
@@ -480,10 +493,14 @@ class _PartsRun:
         """Hash the file's gap-free prefix as it grows; ``digest`` once all is hashed."""
         hasher = hashlib.sha256()
         hashed, size = 0, self.layout.size
+        # One buffer per file, reused by every step; unmapped once the last step lets go.
+        buffer = hash_buffer()
         while hashed < size:
             prefix = self.layout.prefix()
             if prefix - hashed >= _FOLLOW_STEP or prefix == size:
-                hashed = await asyncio.to_thread(_hash_range, self.fd, hasher, hashed, prefix)
+                hashed = await asyncio.to_thread(
+                    _hash_range, self.fd, hasher, hashed, prefix, buffer
+                )
             elif self.running == 0:
                 return  # parts stopped short: no digest (the caller hashes the file)
             else:
@@ -510,7 +527,7 @@ class _PartsRun:
 
     async def _fetch(self, part: Part) -> None:
         job = self.job
-        writer = RangeWriter(self.fd, part, batch_size=job.batch_size)
+        writer = RangeWriter(self.fd, part, batch_size=min(job.batch_size, PART_BATCH))
         pace = Pace(job.limits, url=job.url, size=part.length - part.done)
         plog = job.log.bind(part_start=part.start, part_end=part.end)
 
@@ -534,17 +551,16 @@ class _PartsRun:
             await asyncio.shield(writer.close())
 
 
-def _hash_range(fd: int, hasher: Any, begin: int, end: int) -> int:
-    """Feed bytes ``[begin, end)`` of ``fd`` to ``hasher``; returns ``end``."""
-    buffer = bytearray(min(_HASH_CHUNK, max(1, end - begin)))
-    view = memoryview(buffer)
+def _hash_range(fd: int, hasher: Any, begin: int, end: int, buffer: mmap.mmap) -> int:
+    """Feed bytes ``[begin, end)`` of ``fd`` to ``hasher`` through ``buffer``; returns ``end``."""
     position = begin
-    while position < end:
-        count = os.preadv(fd, [view[: min(len(buffer), end - position)]], position)
-        if count <= 0:
-            raise OSError(f"short read at {position} of a partial file")
-        hasher.update(view[:count])  # hashlib releases the GIL on large buffers
-        position += count
+    with memoryview(buffer) as view:
+        while position < end:
+            count = os.preadv(fd, [view[: min(len(view), end - position)]], position)
+            if count <= 0:
+                raise OSError(f"short read at {position} of a partial file")
+            hasher.update(view[:count])  # hashlib releases the GIL on large buffers
+            position += count
     return position
 
 

@@ -1,9 +1,10 @@
-"""The rack's asyncio TFTP server: read requests for files of the ``current`` snapshot.
+"""The rack's TFTP server: read requests for files of the ``current`` snapshot.
 
-One listener (UDP port 69 by default) takes requests; each read request gets a
-session with a socket of its own (its transfer ID, RFC 1350) connected to the
-client. Write requests are refused with an error packet; so are modes other
-than ``octet`` (firmware asks for octet; ``netascii`` would rewrite boot files).
+One listener (UDP port 69 by default) on the event loop takes requests; each read
+request gets a session with a socket of its own (its transfer ID, RFC 1350) connected
+to the client, so the kernel drops what other peers send to it. Write requests are
+refused with an error packet; so are modes other than ``octet`` (firmware asks for
+octet; ``netascii`` would rewrite boot files).
 
 Options (RFC 2347, answered with an OACK): ``blksize`` (RFC 2348, 8 to
 :attr:`TftpSettings.max_blksize`), ``tsize`` (RFC 2349: the file's size),
@@ -13,33 +14,38 @@ flight). Unknown options are ignored; a value out of range is clipped to it.
 
 ``current`` is resolved once, at the request, and the file is held open for
 the whole transfer: a transfer keeps the snapshot it started on even when a new
-one is published meanwhile. The file is read ahead in a worker thread
-(:data:`READ_AHEAD` bytes, at least a window, at once; the next chunk is read while
-the windows before it are in flight). The data phase is driven
-by the session socket's callback: an ACK that completes a window sends the next
-one from there (no task switch, future or timer per block), a window of several
-blocks in one ``sendmsg`` with UDP GSO where the kernel allows it.
+one is published meanwhile. The event loop resolves the name, opens or renders the
+file and negotiates the options; the transfer itself (the OACK's ACK, then the data)
+runs in a worker thread of a pool as large as the session limit, on the session's
+socket in blocking mode: send a window, wait for its ACK with the socket's receive
+timeout as the retransmission deadline, read the file ahead with ``os.preadv``
+straight into reused packet buffers. The GIL is released in every syscall, so a
+block costs a few microseconds of Python instead of an event-loop round. A window of
+several blocks goes out in one ``sendmsg`` with UDP GSO where the kernel allows it.
 A window not acknowledged in time is sent again with the timeout doubled each
 time (up to :data:`MAX_TIMEOUT_S`), :attr:`TftpSettings.retries` times at most.
 A duplicate ACK is ignored (no Sorcerer's Apprentice); an ACK of a block inside
 the window restarts the window after it (RFC 7440). At most
 :attr:`TftpSettings.max_sessions` transfers run at once; one more is refused.
+:meth:`TftpServer.stop` flags running transfers and shuts their sockets down, which
+wakes their threads at once.
 A name the operator's boot config templates hold (``[boot] templates_dir``) is
 rendered against that same snapshot and sent from memory (rack/bootconfig.py);
 one that cannot be rendered whole is refused with an error naming why.
 Each transfer is one debug log event (``tftp_transfer_finished`` or
-``tftp_transfer_failed``) and is counted in :class:`TftpStats` (``/metrics``).
+``tftp_transfer_failed``), logged from the event loop, and is counted in
+:class:`TftpStats` (``/metrics``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import struct
 import time
-from collections import deque
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -57,8 +63,9 @@ DEFAULT_MAX_BLKSIZE = 1468  # fits an Ethernet frame with IP and UDP headers
 DEFAULT_MAX_WINDOWSIZE = 64
 DEFAULT_MAX_SESSIONS = 256
 MAX_TIMEOUT_S = 16.0
-INBOX_LIMIT = 1024  # datagrams a session keeps unread; more are dropped
-READ_AHEAD = 64 * 1024  # bytes of the file read at once (at least one window), one ahead
+READ_AHEAD = 64 * 1024  # bytes of the file read at once (at least one window)
+MAX_IOV = 1024  # IOV_MAX: buffers one os.preadv fills
+RECEIVE_BUFFER = 516  # bytes of a client's datagram kept (an ERROR's message fits)
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h (Python >= 3.12 names it)
 GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS of older kernels
 GSO_MAX_BYTES = 65_000  # one GSO send is one UDP datagram before it is cut
@@ -98,6 +105,10 @@ class _Failed(Exception):
         self.reason = reason
 
 
+class _Stopped(Exception):
+    """The server stopped while the transfer ran (its worker thread returns at once)."""
+
+
 class _Listener(asyncio.DatagramProtocol):
     def __init__(self, server: TftpServer) -> None:
         self.server = server
@@ -111,56 +122,6 @@ class _Listener(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("tftp_socket_error", error=str(exc))
-
-
-class _SessionSocket(asyncio.DatagramProtocol):
-    """A session's own socket: hands what the client sends to :attr:`deliver` (the data
-    phase's callback) when set, else keeps it until the session reads it (a waiting
-    session is woken by a future)."""
-
-    def __init__(self, raw: socket.socket | None = None) -> None:
-        self.raw = raw  # the socket itself, for sendmsg (UDP GSO)
-        self.inbox: deque[bytes] = deque()
-        self.transport: asyncio.DatagramTransport | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self.deliver: Callable[[bytes], None] | None = None  # set: datagrams go there instead
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._keep(data)
-
-    def error_received(self, exc: Exception) -> None:
-        self._keep(b"")  # e.g. ICMP port unreachable: the client went away
-
-    def _keep(self, data: bytes) -> None:
-        if self.deliver is not None:
-            self.deliver(data)
-            return
-        if len(self.inbox) < INBOX_LIMIT:
-            self.inbox.append(data)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def receive(self, wait_s: float) -> bytes | None:
-        """The next datagram (b"" when the client's port is unreachable), or None after
-        ``wait_s`` seconds without one."""
-        if not self.inbox:
-            loop = asyncio.get_running_loop()
-            self._waiter = loop.create_future()
-            timer = loop.call_later(wait_s, self._wake)
-            try:
-                await self._waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-            if not self.inbox:
-                return None
-        return self.inbox.popleft()
 
 
 class TftpServer:
@@ -179,6 +140,7 @@ class TftpServer:
         self.port = self.settings.port  # the bound port once started (0 picks one)
         self._listener: _Listener | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self._pool: ThreadPoolExecutor | None = None  # runs the transfers' data phases
 
     async def start(self) -> None:
         """Bind the listener (OSError when the address cannot be bound)."""
@@ -191,10 +153,14 @@ class TftpServer:
         )
         self._listener = protocol
         self.port = transport.get_extra_info("sockname")[1]
+        # One thread per running transfer at most: the session limit refuses the one more.
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, self.settings.max_sessions), thread_name_prefix="tftp-transfer"
+        )
         log.info("tftp_server_started", host=self.settings.host, port=self.port)
 
     async def stop(self) -> None:
-        """Close the listener and cancel running transfers."""
+        """Close the listener and stop running transfers (their threads end at once)."""
         if self._listener is not None and self._listener.transport is not None:
             self._listener.transport.close()
         self._listener = None
@@ -202,6 +168,9 @@ class TftpServer:
             task.cancel()
         if self._sessions:
             await asyncio.gather(*self._sessions, return_exceptions=True)
+        if (pool := self._pool) is not None:
+            self._pool = None
+            await asyncio.to_thread(pool.shutdown)  # idle threads only: returns at once
 
     def request_received(self, data: bytes, addr: Any) -> None:
         """A datagram on the listener: start a transfer, or refuse it."""
@@ -230,7 +199,7 @@ class TftpServer:
                 f"mode {request.mode!r} is not served; ask for octet",
             )
             return
-        if len(self._sessions) >= self.settings.max_sessions:
+        if len(self._sessions) >= self.settings.max_sessions or self._pool is None:
             self._refuse(
                 client, request.filename, packets.NOT_DEFINED, "busy", "too many transfers"
             )
@@ -248,7 +217,6 @@ class TftpServer:
             self._listener.transport.sendto(packets.error_packet(code, message), client)
 
     async def _session(self, request: packets.Request, client: tuple[str, int]) -> None:
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
         family = socket.AF_INET6 if ":" in client[0] else socket.AF_INET
         host = self.settings.host
@@ -256,17 +224,14 @@ class TftpServer:
             host = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104
         raw = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            raw.setblocking(False)
+            raw.settimeout(None)  # blocking: the worker thread waits with SO_RCVTIMEO
             raw.bind((host, 0))
-            raw.connect(client)
-            transport, sock = await loop.create_datagram_endpoint(
-                lambda: _SessionSocket(raw), sock=raw
-            )
+            raw.connect(client)  # the kernel drops datagrams from any other peer
         except OSError:
             raw.close()
             raise
         self.stats.active += 1
-        transfer = _Transfer(self, request, transport, sock)
+        transfer = _Transfer(self, request, raw)
         try:
             await transfer.run()
         except _Failed as exc:
@@ -298,7 +263,7 @@ class TftpServer:
             self.stats.bytes += transfer.sent_bytes
             self.stats.retransmits += transfer.retransmits
             transfer.close()
-            transport.close()
+            raw.close()
 
     async def current_snapshot(self) -> Path | None:
         """The snapshot ``current`` points at now (resolved once per transfer)."""
@@ -308,54 +273,72 @@ class TftpServer:
             return None
         return self.boot_resources / target
 
+    async def in_worker(self, transfer: _Transfer, oack: bytes | None) -> None:
+        """Run ``transfer``'s data phase in the pool; when cancelled (:meth:`stop`), stop
+        the thread and wait for it before the file and socket are closed."""
+        if self._pool is None:
+            raise _Stopped
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, transfer.send_all, oack)
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            transfer.cancel()
+            while not future.done():
+                try:
+                    await asyncio.wait([future])
+                except asyncio.CancelledError:  # again: still wait for the thread
+                    transfer.cancel()
+            if not future.cancelled():
+                future.exception()  # retrieved (a _Stopped): the cancellation goes on
+            raise
+
 
 class _Transfer:
-    """One read transfer on its own socket."""
+    """One read transfer on its own socket: prepared on the event loop (:meth:`run`), sent
+    from a worker thread (:meth:`send_all`)."""
 
-    def __init__(
-        self,
-        server: TftpServer,
-        request: packets.Request,
-        transport: asyncio.DatagramTransport,
-        sock: _SessionSocket,
-    ) -> None:
+    def __init__(self, server: TftpServer, request: packets.Request, raw: socket.socket) -> None:
         self.server = server
         self.settings = server.settings
         self.request = request
-        self.transport = transport
-        self.sock = sock
+        self.raw = raw  # blocking, connected to the client
         self.file: OpenFile | None = None
         self.snapshot = ""
         self.blksize = DEFAULT_BLKSIZE
         self.windowsize = 1
         self.timeout_s = self.settings.timeout_s
-        self.sent_bytes = 0
-        self.retransmits = 0
-        # The data phase (:meth:`_send_file`), driven by the socket's callback:
-        self._loop = asyncio.get_running_loop()
+        self.sent_bytes = 0  # written by the worker thread; read once it returned
+        self.retransmits = 0  # likewise
+        self._cancelled = False  # set from the event loop: the thread stops at its next wait
+        # The worker thread's state (:meth:`send_all`):
         self._fd = -1
         self._size = 0
-        self._total = 0  # blocks in the file
-        self._acked = 0  # blocks the client has acknowledged, in order
-        self._window: list[bytes] = []  # DATA packets in flight, from block _acked + 1
-        self._deadline = 0.0  # loop time when the window is sent again without an ACK
-        self._timeout = self.timeout_s
-        self._tries = 0
-        self._failure: _Failed | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._buffer = b""  # read ahead from the file, starting at byte _buffered_at
-        self._buffered_at = 0
+        self._total = 0  # blocks in the file; the last one is short, maybe empty
+        self._slot = 0  # bytes of one DATA packet slot in the buffer: blksize + 4
+        self._buffer = bytearray()  # DATA packets, headers written, of blocks from _first
+        self._view = memoryview(self._buffer)
+        self._payloads: list[memoryview] = []  # each slot's payload part (os.preadv fills)
+        self._first = 0  # the block in the buffer's first slot (0: nothing read yet)
+        self._count = 0  # blocks read into the buffer
         self._gso = True  # windows go out with UDP GSO (sendmsg) until the kernel refuses
-        self._prefetch: asyncio.Task[bytes] | None = None  # the chunk after the buffer
+        self._wait_s = -1.0  # the socket's receive timeout now (SO_RCVTIMEO)
+        self._received = bytearray(RECEIVE_BUFFER)  # what the client sent last
 
     def close(self) -> None:
         if self.file is not None:
             os.close(self.file.fd)
             self.file = None
 
+    def cancel(self) -> None:
+        """Make the worker thread stop: flag it and wake it from a blocking receive."""
+        self._cancelled = True
+        with contextlib.suppress(OSError):  # closed already
+            self.raw.shutdown(socket.SHUT_RDWR)
+
     def _send_error(self, code: int, message: str) -> None:
-        self.transport.sendto(packets.error_packet(code, message))
+        with contextlib.suppress(OSError):  # the client went away: nothing to tell it
+            self.raw.send(packets.error_packet(code, message))
 
     async def run(self) -> None:
         snapshot = await self.server.current_snapshot()
@@ -376,9 +359,8 @@ class _Transfer:
             raise _Failed("render_failed", str(exc)) from None
         self.file = file
         accepted = self._negotiate(file.size)
-        if accepted:
-            await self._send_oack(accepted)
-        await self._send_file(file)
+        oack = packets.oack_packet(accepted) if accepted else None
+        await self.server.in_worker(self, oack)
 
     async def _rendered(self, snapshot: Path) -> OpenFile | None:
         """The request's boot config template rendered against ``snapshot``, or None when
@@ -388,7 +370,7 @@ class _Transfer:
         if boot is None or boot.templates_dir is None:
             return None
         name = clean_name(self.request.filename)
-        local_host = str(self.transport.get_extra_info("sockname")[0])
+        local_host = str(self.raw.getsockname()[0])
         data = await render_boot_file(boot, name, snapshot, boot.url_for_tftp(local_host))
         if data is None:
             return None
@@ -411,208 +393,203 @@ class _Transfer:
             accepted["windowsize"] = str(self.windowsize)
         return accepted
 
-    async def _send_oack(self, accepted: dict[str, str]) -> None:
-        packet = packets.oack_packet(accepted)
+    # ------------------------------------------------------------ the worker thread
+
+    def send_all(self, oack: bytes | None) -> None:
+        """The data phase, in a worker thread: the OACK until ACK 0, then the file. Raises
+        _Failed (logged by the event loop) or _Stopped (the server stops)."""
+        file = self.file
+        if file is None:
+            raise _Stopped
+        try:
+            if oack is not None:
+                self._send_oack(oack)
+            self._send_file(file)
+        except OSError as exc:
+            if self._cancelled:
+                raise _Stopped from None
+            raise _Failed("client_gone", f"the client cannot be reached: {exc}") from None
+
+    def _send_oack(self, packet: bytes) -> None:
         timeout = self.timeout_s
+        received = self._received
         for attempt in range(self.settings.retries + 1):
             if attempt:
                 self.retransmits += 1
-            self.transport.sendto(packet)
+            self._send_packet(packet)
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
-                data = await self._receive(left)
-                if data is None:
+                size = self._receive(received, left)
+                if size is None:
                     break
-                ack = packets.parse_ack(data)
-                if ack == 0:
+                if size >= 4 and _HEADER.unpack_from(received) == (packets.ACK, 0):
                     return
+                self._check_error(received, size)
             timeout = min(timeout * 2, MAX_TIMEOUT_S)
         raise _Failed("timeout", "no ACK of the options")
 
-    async def _send_file(self, file: OpenFile) -> None:
-        """Send ``file`` window by window.
+    def _send_file(self, file: OpenFile) -> None:
+        """Send ``file`` window by window, each sent again when its ACK does not come in
+        time (the timeout doubled each time, :attr:`TftpSettings.retries` times at most)."""
+        self._prepare(file)
+        blksize, size, total = self.blksize, self._size, self._total
+        acked = 0  # blocks the client acknowledged, in order
+        timeout = self.timeout_s
+        tries = 0
+        while acked < total:
+            count = min(self.windowsize, total - acked)
+            self._send_window(acked + 1, count)
+            if self._wait_s != timeout:
+                self._wait(timeout)
+            newest = self._await_ack(acked, count, timeout)
+            if newest is not None:  # RFC 7440: the next window starts after the ACK
+                self.sent_bytes += min(newest * blksize, size) - min(acked * blksize, size)
+                acked = newest
+                if tries:
+                    tries, timeout = 0, self.timeout_s
+                continue
+            tries += 1
+            if tries > self.settings.retries:
+                raise _Failed("timeout", f"no ACK after block {acked}")
+            timeout = min(timeout * 2, MAX_TIMEOUT_S)
+            self.retransmits += count  # the same window again
 
-        ACKs are handled as they arrive, in the socket's callback (:meth:`_datagram`),
-        which sends the next window itself while it is in the read-ahead buffer: no task
-        switch, future or timer per block. This coroutine refills the buffer (in a worker
-        thread), retransmits when a window's deadline passes, and ends the transfer.
-        """
-        self._loop = asyncio.get_running_loop()
-        self._fd = file.fd
-        self._size = file.size
-        self._total = file.size // self.blksize + 1  # the last one is short, maybe empty
-        self.sock.inbox.clear()  # only duplicate ACKs of the options can be waiting
-        self.sock.deliver = self._datagram
-        try:
-            while True:
-                if self._failure is not None:
-                    raise self._failure
-                if self._acked >= self._total:
-                    return
-                if not self._window:
-                    await self._fill(self._acked + 1)
-                    self._window = self._packets(self._acked + 1)
-                    if not self._window:
-                        raise _Failed("read_failed", "the file is shorter than it was")
-                    self._send_window()
-                elif self._loop.time() >= self._deadline:
-                    self._tries += 1
-                    if self._tries > self.settings.retries:
-                        raise _Failed("timeout", f"no ACK after block {self._acked}")
-                    self._timeout = min(self._timeout * 2, MAX_TIMEOUT_S)
-                    self.retransmits += len(self._window)
-                    self._send_window()
-                await self._until_needed()
-        finally:
-            self.sock.deliver = None
-            if (prefetch := self._prefetch) is not None:  # done with the file before it closes
-                self._prefetch = None
-                await asyncio.wait([prefetch])
-                if not prefetch.cancelled():
-                    prefetch.exception()  # retrieved: not logged as never retrieved
+    def _prepare(self, file: OpenFile) -> None:
+        """The packet buffer: one slot (header and payload) per block it holds, at least a
+        window and :data:`READ_AHEAD` bytes (at most :data:`MAX_IOV` slots beyond a window)."""
+        self._fd, self._size = file.fd, file.size
+        self._slot = slot = self.blksize + 4
+        self._total = file.size // self.blksize + 1
+        slots = max(self.windowsize, min(READ_AHEAD // self.blksize, MAX_IOV))
+        self._buffer = bytearray(slots * slot)
+        self._view = view = memoryview(self._buffer)
+        self._payloads = [view[n * slot + 4 : (n + 1) * slot] for n in range(slots)]
 
-    def _datagram(self, data: bytes) -> None:
-        """What the client sent during the transfer (called by the socket's protocol)."""
-        if not data:
-            self._stop_with(_Failed("client_gone", "the client's port is unreachable"))
+    def _await_ack(self, acked: int, count: int, timeout: float) -> int | None:
+        """The block the client acknowledged in the window of ``count`` blocks after
+        ``acked``, or None when none came within ``timeout`` seconds of now (a duplicate
+        ACK or a stray datagram waits only for what is left of it)."""
+        received = self._received
+        recv_into = self.raw.recv_into
+        sent_at = time.monotonic()
+        while True:
+            try:
+                size = recv_into(received)
+            except BlockingIOError:  # SO_RCVTIMEO: the deadline passed
+                return None
+            except ConnectionRefusedError:
+                raise _Failed("client_gone", "the client's port is unreachable") from None
+            if self._cancelled:
+                raise _Stopped
+            if size >= 4:
+                opcode, block = _HEADER.unpack_from(received)
+                if opcode == packets.ACK:
+                    ahead: int = (block - acked) & 0xFFFF  # a window is never 65536 blocks
+                    if 0 < ahead <= count:
+                        return acked + ahead
+                else:
+                    self._check_error(received, size)
+            left = sent_at + timeout - time.monotonic()
+            if left <= 0:
+                return None
+            self._wait(left)
+
+    def _send_window(self, first: int, count: int) -> None:
+        """Send blocks ``first`` to ``first + count - 1`` from the buffer (read first when it
+        does not hold them all): packet by packet, or as few UDP GSO sends as allowed."""
+        if first < self._first or first + count > self._first + self._count:
+            self._read(first)
+        slot = self._slot
+        start = (first - self._first) * slot
+        last = first + count - 1  # only the file's last block is short: packets are contiguous
+        end = (
+            start
+            + (count - 1) * slot
+            + 4
+            + min(self.blksize, self._size - (last - 1) * self.blksize)
+        )
+        window = self._view[start:end]
+        if count == 1:
+            self.raw.send(window)
             return
-        if (error := packets.parse_error(data)) is not None:
-            message = f"the client sent error {error[0]}: {error[1]}"
-            self._stop_with(_Failed("client_error", message))
-            return
-        window = self._window
-        if not window or self._failure is not None:
-            return  # nothing in flight: the coroutine is reading the next blocks
-        newest = _acknowledged(packets.parse_ack(data), self._acked, self._acked + len(window))
-        if newest is None:
-            return  # a duplicate ACK (no Sorcerer's Apprentice) or a stray packet
-        self.sent_bytes += sum(len(p) - 4 for p in window[: newest - self._acked])
-        self._acked = newest
-        self._tries, self._timeout = 0, self.timeout_s
-        # After a partial window too: RFC 7440 resends from the block after the ACK.
-        self._window = self._packets(newest + 1) if newest < self._total else []
-        if self._window:
-            self._send_window()
-        else:
-            self._wake()  # the end, or the buffer needs refilling
+        sent = self._send_segmented(window, count) if self._gso else 0
+        for offset in range(sent * slot, len(window), slot):
+            self.raw.send(window[offset : offset + slot])
 
-    def _stop_with(self, failure: _Failed) -> None:
-        if self._failure is None:
-            self._failure = failure
-        self._wake()
-
-    def _send_window(self) -> None:
-        window = self._window
-        sent = 0
-        if len(window) > 1 and self._gso and not _backlog(self.transport):
-            sent = self._send_segmented(window)
-        sendto = self.transport.sendto
-        for packet in window[sent:]:
-            sendto(packet)
-        self._deadline = self._loop.time() + self._timeout
-
-    def _send_segmented(self, window: list[bytes]) -> int:
-        """Send the window in as few syscalls as UDP GSO allows (one buffer of packets the
-        kernel cuts at ``blksize + 4`` bytes; only the last may be short); how many went.
-        Where GSO is refused (an old kernel, a blksize above the MTU) the session stops
+    def _send_segmented(self, window: memoryview, count: int) -> int:
+        """Send the window in as few syscalls as UDP GSO allows (the kernel cuts the buffer
+        at ``blksize + 4`` bytes; only the last packet may be short); how many packets went.
+        Where GSO is refused (an old kernel, a blksize above the MTU) the transfer stops
         using it and the rest goes packet by packet."""
-        raw = self.sock.raw
-        size = self.blksize + 4
-        per_call = min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // size)
-        if raw is None or per_call < 2:
+        slot = self._slot
+        per_call = min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // slot)
+        if per_call < 2:
             self._gso = False
             return 0
-        control = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))]
+        control = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", slot))]
         sent = 0
         try:
-            while len(window) - sent > 1:
-                chunk = window[sent : sent + per_call]
-                raw.sendmsg([b"".join(chunk)], control)
-                sent += len(chunk)
-        except BlockingIOError:
-            pass  # the socket's buffer is full: the transport queues the rest
+            while count - sent > 1:
+                chunk = min(per_call, count - sent)
+                self.raw.sendmsg([window[sent * slot : (sent + chunk) * slot]], control)
+                sent += chunk
+        except (ConnectionRefusedError, BrokenPipeError):
+            raise
         except OSError:
             self._gso = False
         return sent
 
-    async def _until_needed(self) -> None:
-        """Return when the callback has work for the coroutine (the end, a failure, a
-        refill) or the window's deadline passed without an ACK moving it."""
-        if self._failure is not None or not self._window:
-            return
-        self._waiter = self._loop.create_future()
-        self._timer = self._loop.call_at(self._deadline, self._check_deadline)
-        try:
-            await self._waiter
-        finally:
-            self._timer.cancel()
-            self._waiter = None
-
-    def _check_deadline(self) -> None:
-        if self._window and self._loop.time() < self._deadline:  # ACKs moved it: wait on
-            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
-        else:
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def _receive(self, wait_s: float) -> bytes | None:
-        data = await self.sock.receive(wait_s)
-        if data == b"":
-            raise _Failed("client_gone", "the client's port is unreachable")
-        return data
-
-    async def _fill(self, first: int) -> None:
-        """Make the read-ahead buffer start at block ``first``: what is left of it and the
-        next chunk (at least one window and :data:`READ_AHEAD` bytes), read in a worker
-        thread while the windows before were in flight; then start reading the one after."""
-        start = (first - 1) * self.blksize
-        chunk = max(self.windowsize, READ_AHEAD // self.blksize) * self.blksize
-        prefetch, self._prefetch = self._prefetch, None
-        if prefetch is not None and self._buffered_at <= start:  # it reads on from the end
-            self._buffer = self._buffer[start - self._buffered_at :] + await prefetch
-        else:
-            if prefetch is not None:
-                await asyncio.wait([prefetch])
-            self._buffer = await asyncio.to_thread(os.pread, self._fd, chunk, start)
-        self._buffered_at = start
-        end = start + len(self._buffer)
-        if end < self._size:
-            self._prefetch = asyncio.ensure_future(
-                asyncio.to_thread(os.pread, self._fd, chunk, end)
+    def _read(self, first: int) -> None:
+        """Fill the buffer with blocks from ``first`` (as many as it holds): one
+        ``os.preadv`` per :data:`MAX_IOV` blocks, straight into the packets' payloads."""
+        blksize = self.blksize
+        count = min(len(self._payloads), self._total - first + 1)
+        offset = (first - 1) * blksize
+        expected = min(count * blksize, self._size - offset)
+        got = 0
+        for start in range(0, count, MAX_IOV):
+            got += os.preadv(
+                self._fd, self._payloads[start : min(count, start + MAX_IOV)], offset + got
             )
+        if got != expected:
+            raise _Failed("read_failed", "the file is shorter than it was")
+        pack_into, buffer, slot, data = _HEADER.pack_into, self._buffer, self._slot, packets.DATA
+        for n in range(count):
+            pack_into(buffer, n * slot, data, (first + n) & 0xFFFF)  # rolls over past 65535
+        self._first, self._count = first, count
 
-    def _packets(self, first: int) -> list[bytes]:
-        """DATA packets of the window from block ``first``, or [] when the read-ahead
-        buffer does not hold all of it."""
-        count = min(self.windowsize, self._total - first + 1)
-        size = self.blksize
-        start = (first - 1) * size
-        end = min(start + count * size, self._size)
-        offset = start - self._buffered_at
-        if offset < 0 or end - self._buffered_at > len(self._buffer):
-            return []
-        buffer = self._buffer
-        return [
-            packets.data_packet(first + n, buffer[offset + n * size : offset + (n + 1) * size])
-            for n in range(count)
-        ]
+    def _send_packet(self, packet: bytes) -> None:
+        try:
+            self.raw.send(packet)
+        except ConnectionRefusedError:
+            raise _Failed("client_gone", "the client's port is unreachable") from None
+
+    def _receive(self, into: bytearray, wait_s: float) -> int | None:
+        """Bytes of the next datagram put in ``into``, or None after ``wait_s`` seconds."""
+        self._wait(wait_s)
+        try:
+            size = self.raw.recv_into(into)
+        except BlockingIOError:
+            size = None
+        except ConnectionRefusedError:
+            raise _Failed("client_gone", "the client's port is unreachable") from None
+        if self._cancelled:
+            raise _Stopped
+        return size
+
+    def _check_error(self, received: bytearray, size: int) -> None:
+        if (error := packets.parse_error(bytes(received[:size]))) is not None:
+            raise _Failed("client_error", f"the client sent error {error[0]}: {error[1]}")
+
+    def _wait(self, seconds: float) -> None:
+        """Set how long a receive waits (SO_RCVTIMEO; never 0, which waits for ever)."""
+        whole, micro = divmod(max(int(seconds * 1_000_000), 1000), 1_000_000)
+        self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(whole, micro))
+        self._wait_s = seconds
 
 
-def _acknowledged(block: int | None, acked: int, last: int) -> int | None:
-    """The block in (``acked``, ``last``] that the 16-bit ACK ``block`` names, or None."""
-    if block is None:
-        return None
-    ahead = (block - acked) & 0xFFFF  # a window is never 65536 blocks long
-    return acked + ahead if 0 < ahead <= last - acked else None
-
-
-def _backlog(transport: asyncio.DatagramTransport) -> int:
-    """Bytes the transport holds unsent (its socket's buffer was full)."""
-    size: int = getattr(transport, "get_write_buffer_size", lambda: 0)()
-    return size
+_HEADER = struct.Struct("!HH")  # opcode, block (DATA, ACK)
+_TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
 
 
 def _number(value: str | None) -> int | None:

@@ -1,7 +1,8 @@
 """Downloading an import's blobs, with per-file progress kept in the database.
 
-:func:`fetch_blobs` fetches what the store lacks through the Downloader (one
-bounded pool per HTTP session) while a :class:`ProgressRecorder` writes each
+:func:`fetch_blobs` fetches what the store lacks through the Downloader's
+``fetch_all`` (one bounded pool per HTTP session, a large file split into Range
+parts over the idle connections) while a :class:`ProgressRecorder` writes each
 file's ``bytes_done`` at most every ``interval`` seconds, so the API shows
 ``Downloading NN%`` as bytes arrive.
 """
@@ -19,7 +20,6 @@ from common.ops.logging import get_logger
 from common.storage.blobstore import BlobStore
 from common.transfer.download import Downloader, DownloadOutcome, DownloadRequest
 from common.transfer.limits import TransferLimits
-from common.transfer.workers import run_bounded
 from region.db import imports as repo_import
 from region.db.connection import Database
 from region.images.proxy import UpstreamSessions
@@ -120,11 +120,8 @@ async def fetch_blobs(
     async with recorder:
         for session, reqs in groups.items():
             downloader = Downloader(session, store, on_progress=recorder.on_progress, limits=limits)
-
-            async def fetch(req: DownloadRequest, d: Downloader = downloader) -> DownloadOutcome:
-                return recorder.finished(await d.fetch(req))
-
-            outcomes += await run_bounded(reqs, fetch, concurrency)
+            # fetch_all: a large file left alone is split into Range parts (common/transfer/ranged.py)
+            outcomes += await downloader.fetch_all(reqs, concurrency, on_outcome=recorder.finished)
     failed = {o.request.sha256: o.request.size for o in outcomes if not o.ok}
     partial = await held_bytes(store, failed)
     await repo_import.set_bytes_done(
