@@ -5,7 +5,9 @@ busy spell of a shared machine hits both alike. Prints each tool's median and
 best wall time and the ratio of the medians. With ``--api`` it also starts a
 real ``bootsync-regiond`` on 127.0.0.1 (empty data dir), logs a profile in and
 times ``bootsync PROFILE boot-resources read`` end to end (process start to
-exit; target ≤ 0.20 s), printing the median's ratio to the target. Usage:
+exit; target ≤ 0.20 s), interleaved with ``curl`` of the same URL with the same
+key (the reference: process start, one request, exit), printing the median's
+ratio to the target. Usage:
 
     python bench/startup_bench.py [--runs N] [--api]
 
@@ -83,6 +85,7 @@ def api_call(runs: int, *, profile: bool = False) -> None:
     """Time ``bootsync PROFILE boot-resources read`` against a local region."""
     sys.path.insert(0, str(REPO / "bench"))
     from region_bench import (  # noqa: PLC0415 - only for --api
+        oauth_header,
         region_running,
         short_dir,
         write_region_config,
@@ -103,8 +106,17 @@ def api_call(runs: int, *, profile: bool = False) -> None:
                 stdout=subprocess.DEVNULL,
             )
             argv = [bootsync, "bench", "boot-resources", "read"]
+            auth = oauth_header(region.api.key)["Authorization"]
+            curl = ["curl", "-sf", "-o", "/dev/null", "-H", f"Authorization: {auth}"]
+            curl.append(f"{region.daemon.url}/MAAS/api/2.0/boot-resources/")
             _once(argv, env)  # warm the page cache
-            times = [_once(argv, env) for _ in range(runs)]
+            _once(curl, env)
+            times: list[float] = []
+            reference: list[float] = []
+            for round_ in range(runs):
+                pair = [(times, argv), (reference, curl)]
+                for out, command in pair if round_ % 2 == 0 else reversed(pair):
+                    out.append(_once(command, env))
             if profile:
                 _profile_api(argv[1:], env, work)
     mid = statistics.median(times)
@@ -112,6 +124,10 @@ def api_call(runs: int, *, profile: bool = False) -> None:
     print(
         f"{'bootsync PROFILE boot-resources read':40} median {mid * 1000:6.1f} ms  "
         f"best {min(times) * 1000:6.1f} ms  ({runs} runs; load {load})"
+    )
+    print(
+        f"{'curl of the same URL (reference)':40} median "
+        f"{statistics.median(reference) * 1000:6.1f} ms  best {min(reference) * 1000:6.1f} ms"
     )
     print(
         f"ratio to the {API_TARGET_S * 1000:.0f} ms target: {mid / API_TARGET_S:.2f} "

@@ -5,7 +5,8 @@ Servers (both on a free UDP port of 127.0.0.1, serving the same snapshot directo
 * the rack's: rack/tftp/server.py in a process of its own (this script with
   ``--serve-rack``), with the daemon's TFTP settings (blksize ≤ 1468, windowsize
   ≤ 64, 256 sessions) on the daemon's event loop (``RACK_LOOP`` of rack/main.py,
-  asyncio; ``BOOTSYNC_EVENT_LOOP`` switches it as for the daemon). With
+  asyncio; ``BOOTSYNC_EVENT_LOOP`` switches it as for the daemon), which takes the
+  requests; each transfer's data phase runs in a worker thread of the server. With
   ``--uvloop`` the same server on uvloop is measured too (for information).
 * tftpd-hpa: ``in.tftpd -L -s <snapshot> -a 127.0.0.1:<port>`` in the foreground
   (``-u nobody`` when root: it then drops to that user). It has no windowsize
@@ -25,7 +26,8 @@ Every transfer's file is compared with the original (size and SHA-256).
 Rounds are interleaved (``--repeat``, default 3); medians and their ratios are
 printed; load averages (``/proc/loadavg``) are recorded with each round because
 the machine may be shared. When a target is missed the rack server runs one more
-lock-step transfer under cProfile and its top functions are recorded. Results go
+lock-step transfer under cProfile (the event loop's thread and the transfer's worker
+thread, merged) and its top functions are recorded. Results go
 to the "TFTP (bench/tftp_bench.py)" section of bench/RESULTS.md (``--no-results``
 skips that).
 
@@ -106,13 +108,38 @@ def serve_rack(boot_resources: Path, port: int, profile: Path | None) -> None:
 
     configure_logging(level="info", fmt="json")  # the daemon's default level
     profiler = cProfile.Profile() if profile else None
+    workers: list[cProfile.Profile] = []
     if profiler is not None:
+        profile_transfer_threads(workers)
         profiler.enable()
     stats = run(main(), default_loop=RACK_LOOP)
     if profiler is not None and profile is not None:
         profiler.disable()
-        profiler.dump_stats(profile)
+        merged = pstats.Stats(profiler)
+        for worker in workers:
+            merged.add(worker)
+        merged.dump_stats(profile)
     print("STATS " + json.dumps(stats), flush=True)
+
+
+def profile_transfer_threads(profiles: list[cProfile.Profile]) -> None:
+    """Profile each transfer's data phase in its worker thread too (a cProfile profiler
+    sees only the thread that enabled it): one profiler per transfer, into ``profiles``."""
+    from rack.tftp import server  # noqa: PLC0415 - server side only
+
+    transfer = server._Transfer  # the bench looks inside on purpose
+    send_all = transfer.send_all
+
+    def profiled(self: server._Transfer, oack: bytes | None) -> None:
+        profiler = cProfile.Profile()
+        profiles.append(profiler)
+        profiler.enable()
+        try:
+            send_all(self, oack)
+        finally:
+            profiler.disable()
+
+    transfer.send_all = profiled  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- servers from the bench
@@ -318,6 +345,11 @@ def make_files(work: Path, big: int, small: int) -> tuple[Path, Path, dict[str, 
     return boot, snapshot, expected
 
 
+def blocks_of(size: int) -> int:
+    """DATA packets of a ``size``-byte file at blksize 1468 (the last one short)."""
+    return size // BLKSIZE + 1
+
+
 def mib_s(nbytes: int, seconds: float) -> float:
     return nbytes / MIB / seconds
 
@@ -451,9 +483,10 @@ def run_bench(args: argparse.Namespace, work: Path) -> str:
     rows = [
         f"| {label} | {rate(label):.1f} | {median(f.seconds for f in fs):.2f} | "
         + (
-            "n/a |"  # in.tftpd forks a child per transfer; its CPU is not read here
+            "n/a | n/a |"  # in.tftpd forks a child per transfer; its CPU is not read here
             if label.startswith("tftpd-hpa")
-            else f"{median(f.server_cpu_s for f in fs):.2f} |"
+            else f"{median(f.server_cpu_s for f in fs):.2f} | "
+            f"{median(f.server_cpu_s for f in fs) / blocks_of(args.size * MIB) * 1e6:.0f} |"
         )
         for label, fs in single.items()
     ]
@@ -469,10 +502,12 @@ def run_bench(args: argparse.Namespace, work: Path) -> str:
         f"Client atftp ({_atftp_version()}) for both servers, blksize {BLKSIZE}; tftpd-hpa "
         f"= `in.tftpd -L{' -u nobody' if os.geteuid() == 0 else ''} -s` (no windowsize); "
         "the rack server = rack/tftp/server.py in its own process with the daemon's "
-        f"settings, on {os.environ.get('BOOTSYNC_EVENT_LOOP', 'asyncio')}. "
+        f"settings, on {os.environ.get('BOOTSYNC_EVENT_LOOP', 'asyncio')} (requests and "
+        "options on the event loop, each transfer's data phase in a worker thread). "
         f"{args.repeat} interleaved rounds, medians; every file checked (SHA-256).\n\n"
         f"One client, {args.size} MiB file:\n\n"
-        "| server, options | MiB/s | seconds | server CPU s |\n|---|---|---|---|\n"
+        "| server, options | MiB/s | seconds | server CPU s | server CPU µs per block |\n"
+        "|---|---|---|---|---|\n"
         + "\n".join(rows)
         + f"\n\n{args.clients} clients at once, {args.many_size:g} MiB each, "
         f"windowsize {WINDOW} asked (tftpd-hpa ignores it):\n\n"

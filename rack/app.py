@@ -248,8 +248,8 @@ async def live_metrics(app: web.Application) -> list[Metric]:
 
 
 def tftp_metrics(tftp: TftpServer) -> list[Metric]:
-    """The TFTP server's counters: files and bytes sent, transfers refused or failed, and
-    the transfers running now."""
+    """The TFTP server's counters: files and bytes sent, packets sent again, transfers
+    refused or failed, and the transfers running now."""
     stats = tftp.stats
     errors = CounterMetricFamily(
         "bootsync_tftp_errors",
@@ -266,6 +266,11 @@ def tftp_metrics(tftp: TftpServer) -> list[Metric]:
             "bootsync_tftp_bytes",
             "File bytes sent over TFTP and acknowledged (retransmissions not counted).",
             value=stats.bytes,
+        ),
+        CounterMetricFamily(
+            "bootsync_tftp_retransmits",
+            "TFTP packets (OACK, DATA) sent again after the client's ACK did not come in time.",
+            value=stats.retransmits,
         ),
         errors,
         *metrics.gauge(

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 # Start-up stays cheap (tests/unit/cli/test_startup_imports.py): registering a
 # command is argparse only, and what a command runs (aiohttp, gnupg, the event
-# loop, logging) is imported when it runs.
+# loop, logging) is imported when it runs. An API call (``bootsync PROFILE ...``)
+# uses http.client: only uploads and import watching import aiohttp.
 from common.cli import maascli_profiles, mirror_cmd, sample_stream_cmd
 from common.cli.plugins import entry_points
 from common.errors import BootsyncError
@@ -98,7 +99,9 @@ def _main(argv: Sequence[str] | None) -> int:
         collect(args, extra, parser)
     from common.ops.logging import configure_logging  # noqa: PLC0415 - start-up stays cheap
 
-    configure_logging(level=args.log_level or "info", fmt=args.log_format)
+    # Applied by the first logger made (common.ops.logging.get_logger): login, list
+    # and the other commands that never log do not import structlog.
+    configure_logging(level=args.log_level or "info", fmt=args.log_format, lazy=True)
     return _guarded(f"bootsync {args.command}", lambda: int(args.run(args)))
 
 
@@ -134,7 +137,8 @@ def _run_profile(words: list[str], name: str, local: list[str]) -> int:
 
     level: str = options.log_level or "warning"
     fmt: LogFormat = options.log_format
-    configure_logging(level=level, fmt=fmt)
+    # Applied by the first logger made: a plain API call never imports structlog.
+    configure_logging(level=level, fmt=fmt, lazy=True)
     return _guarded(
         f"bootsync {name}", lambda: _profile_command(name, words[position + 1 :], local)
     )
@@ -143,7 +147,6 @@ def _run_profile(words: list[str], name: str, local: list[str]) -> int:
 def _profile_command(name: str, words: list[str], local: list[str]) -> int:
     from common.cli import maascli_commands as grammar  # noqa: PLC0415 - start-up stays cheap
     from common.cli.maascli_profiles import ProfileStore  # noqa: PLC0415
-    from common.ops.runtime import run  # noqa: PLC0415
 
     profile = ProfileStore.default().get(name)
     if profile is None:
@@ -170,37 +173,67 @@ def _profile_command(name: str, words: list[str], local: list[str]) -> int:
     except ValueError as exc:
         print(f"{prog}: error: {exc}; run 'bootsync refresh'", file=sys.stderr)
         return 1
-    return run(_send(profile, invocation), default_loop="asyncio")
+    if invocation.is_upload or invocation.watch or invocation.action.local:
+        from common.ops.logging import apply_deferred_logging  # noqa: PLC0415
+        from common.ops.runtime import run  # noqa: PLC0415
+
+        apply_deferred_logging()
+        return run(_send_long(profile, invocation), default_loop="asyncio")
+    return _send(profile, invocation)
 
 
-async def _send(profile: Profile, invocation: Invocation) -> int:
+def _send(profile: Profile, invocation: Invocation) -> int:
+    """One request with the standard library: no aiohttp, no event loop, no structlog."""
     from common.cli.maascli_http import ApiClient, print_response  # noqa: PLC0415
-    from common.cli.maascli_upload import is_upload, upload_resource  # noqa: PLC0415
-    from common.cli.maascli_watch import watch_import  # noqa: PLC0415
 
     out, err = sys.stdout, sys.stderr
-    async with ApiClient(
+    with ApiClient(
         profile.url,
         profile.credentials,
         insecure=invocation.insecure,
         debug=err if invocation.debug else None,
         api_hash=profile.description.get("hash"),
     ) as client:
-        if is_upload(invocation):
+        return print_response(client.call(invocation), out=out, err=err)
+
+
+async def _send_long(profile: Profile, invocation: Invocation) -> int:
+    """An upload with progress, or watching an import: on aiohttp and the event loop."""
+    from common.cli.maascli_aio import AsyncApiClient  # noqa: PLC0415
+    from common.cli.maascli_upload import upload_resource  # noqa: PLC0415
+    from common.cli.maascli_watch import watch_import  # noqa: PLC0415
+
+    out, err = sys.stdout, sys.stderr
+    async with AsyncApiClient(
+        profile.url,
+        profile.credentials,
+        insecure=invocation.insecure,
+        debug=err if invocation.debug else None,
+        api_hash=profile.description.get("hash"),
+    ) as client:
+        if invocation.is_upload:
             return await upload_resource(client, invocation, out=out, err=err)
-        if invocation.watch or invocation.action.local:
-            return await watch_import(client, invocation, out=out, err=err, start=invocation.watch)
-        return print_response(await client.call(invocation), out=out, err=err)
+        return await watch_import(client, invocation, out=out, err=err, start=invocation.watch)
 
 
 def _guarded(prog: str, body: Callable[[], int]) -> int:
-    from simplestreams.errors import StreamFormatError  # noqa: PLC0415 - start-up stays cheap
-
     try:
         return body()
-    except (BootsyncError, StreamFormatError) as exc:
+    except _reported_errors() as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _reported_errors() -> tuple[type[Exception], ...]:
+    """The errors printed as ``prog: error: ...``; evaluated when one is raised.
+
+    StreamFormatError counts only once simplestreams is loaded (nothing else can
+    raise it), so an API call does not import simplestreams to catch it.
+    """
+    errors = sys.modules.get("simplestreams.errors")
+    if errors is None:
+        return (BootsyncError,)
+    return (BootsyncError, errors.StreamFormatError)

@@ -27,6 +27,8 @@ _FILE_ARG = re.compile(r"^([^=@]+)@=(.*)$", re.DOTALL)
 _VALUE_ARG = re.compile(r"^([^=]+)=(.*)$", re.DOTALL)
 
 WATCH_ACTION = "watch"
+# ``boot-resources create ... content@=FILE`` uploads FILE in chunks (common.cli.maascli_upload).
+UPLOAD_FIELD = "content"
 WATCH_DOC = (
     "Show per-image progress until the running import ends (a bootsync "
     "addition).\n\nPolls is-importing and the images' sets; exits 1 if an "
@@ -96,6 +98,15 @@ class Invocation:
     debug: bool = False
     insecure: bool = False
     watch: bool = False
+
+    @property
+    def is_upload(self) -> bool:
+        """``boot-resources create ... content@=FILE``: a chunked upload with progress."""
+        return (
+            self.command.name == "boot-resources"
+            and self.action.name == "create"
+            and any(name == UPLOAD_FIELD for name, _ in self.files)
+        )
 
 
 def handler_command_name(handler: str) -> str:

@@ -9,8 +9,8 @@ anything else prints ``HTTP <status> <reason>: <message>`` on stderr and
 exits 2, as the maas CLI does.
 
 :class:`ApiClient` sends one request at a time with the standard library
-(``http.client``): a CLI call waits for its answer anyway, and this module
-imports nothing heavy, so ``bootsync PROFILE COMMAND ACTION`` starts fast
+(``http.client``, :mod:`common.cli.maascli_wire`): a CLI call waits for its
+answer anyway, and neither module imports anything heavy, so ``bootsync PROFILE COMMAND ACTION`` starts fast
 (tests/unit/cli/test_startup_imports.py). Long-running work (chunked uploads,
 watching an import) uses :class:`common.cli.maascli_aio.AsyncApiClient`, which
 builds the same requests and reports failures in the same words.
@@ -21,30 +21,25 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
-import socket
 import sys
 import time
-from collections.abc import ItemsView, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import client as http_client
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from common.cli.maascli_commands import Invocation
+from common.cli.maascli_wire import ACCEPT_ENCODING, exchange, ssl_context
 from common.errors import BootsyncError, ConnectError
 from common.version import user_agent
 
 USER_AGENT = user_agent("bootsync-cli")
 API_ERROR_EXIT = 2
-# The aiohttp client's settings (total=None, sock_connect=30, sock_read=300), kept
-# by both clients: seconds to connect (TLS handshake included), and of silence.
-CONNECT_TIMEOUT = 30.0
-READ_TIMEOUT = 300.0
-# What aiohttp asks for and decodes; bodies are decoded here the same way.
-ACCEPT_ENCODING = "gzip, deflate"
+# What yarl (aiohttp's URLs) leaves unquoted in a query value: the same query string.
+_QUERY_SAFE = "?/:@!$'()*,"
 
 if TYPE_CHECKING:
     import ssl
@@ -122,7 +117,7 @@ def api_url(url: str) -> str:
 def oauth_header(credentials: Credentials) -> str:
     """``Authorization`` value for OAuth 1.0 PLAINTEXT, as the maas CLI signs (no realm)."""
     params = (
-        ("oauth_nonce", str(secrets.randbits(64))),
+        ("oauth_nonce", str(_random_bits(64))),
         ("oauth_timestamp", str(int(time.time()))),
         ("oauth_version", "1.0"),
         ("oauth_signature_method", "PLAINTEXT"),
@@ -139,7 +134,7 @@ def encode_multipart(parts: Sequence[Part], *, boundary: str | None = None) -> t
     Text parts are ``text/plain; charset="utf-8"``, file parts
     ``application/octet-stream`` with ``filename`` = the field name's file.
     """
-    marker = boundary or f"==============={secrets.randbits(63):019d}=="
+    marker = boundary or f"==============={_random_bits(63):019d}=="
     out = bytearray()
     for part in parts:
         disposition = f'form-data; name="{_quoted(part.name)}"'
@@ -160,46 +155,13 @@ def encode_multipart(parts: Sequence[Part], *, boundary: str | None = None) -> t
     return f'multipart/form-data; boundary="{marker}"', bytes(out)
 
 
+def _random_bits(bits: int) -> int:
+    """``secrets.randbits(bits)`` (os.urandom) without importing secrets, random and hashlib."""
+    return int.from_bytes(os.urandom((bits + 7) // 8), "big") >> (-bits % 8)
+
+
 def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
-
-
-class Headers(Mapping[str, str]):
-    """Response headers in the order received: lookups ignore case, ``items()`` keeps repeats."""
-
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        self._pairs = list(pairs)
-
-    def __getitem__(self, name: str) -> str:
-        wanted = name.lower()
-        for key, value in self._pairs:
-            if key.lower() == wanted:
-                return value
-        raise KeyError(name)
-
-    def __iter__(self) -> Iterator[str]:
-        seen: dict[str, str] = {}
-        for key, _ in self._pairs:
-            seen.setdefault(key.lower(), key)
-        return iter(seen.values())
-
-    def __len__(self) -> int:
-        return len({key.lower() for key, _ in self._pairs})
-
-    def items(self) -> ItemsView[str, str]:
-        return _AllItems(self, self._pairs)
-
-
-class _AllItems(ItemsView[str, str]):
-    def __init__(self, headers: Headers, pairs: list[tuple[str, str]]) -> None:
-        super().__init__(headers)
-        self._all = pairs
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._all)
-
-    def __len__(self) -> int:
-        return len(self._all)
 
 
 @dataclass(frozen=True)
@@ -217,16 +179,9 @@ class PreparedRequest:
         """The URL with the query string (``op`` first, then GET/DELETE arguments)."""
         if not self.query:
             return self.url
-        return self.url + ("&" if "?" in self.url else "?") + urlencode(self.query)
-
-
-class TransportFailure(OSError):
-    """A request that got no (whole) answer; the message is worded as aiohttp words it."""
-
-
-def cannot_connect(host: str, port: int, reason: object, *, ssl_label: str = "default") -> str:
-    """aiohttp's ``ClientConnectorError`` text: ``Cannot connect to host h:p ssl:default [...]``."""
-    return f"Cannot connect to host {host}:{port} ssl:{ssl_label} [{reason}]"
+        return (
+            self.url + ("&" if "?" in self.url else "?") + urlencode(self.query, safe=_QUERY_SAFE)
+        )
 
 
 def connect_error(exc: BaseException, url: str) -> ConnectError:
@@ -386,221 +341,23 @@ class ApiClient(ClientBase):
         return self._received(response)
 
     def _exchange(self, req: PreparedRequest) -> ApiResponse:
-        target = urlsplit(req.url)
-        https = target.scheme == "https"
-        host = target.hostname or ""
-        port = target.port or (443 if https else 80)
         headers = {"Accept": "*/*", "Accept-Encoding": ACCEPT_ENCODING, "User-Agent": USER_AGENT}
         headers.update(req.headers)
-        if "Authorization" not in headers:
-            basic = _netrc_authorization(host)
-            if basic is not None:
-                headers["Authorization"] = basic
-        path = target.path or "/"
-        if req.query or target.query:
-            path = urlsplit(req.full_url)._replace(scheme="", netloc="").geturl()
-        proxy = _env_proxy(target.scheme, host)
-        if proxy is None:
-            conn = _Connection(host, port, full_url=req.full_url)
-        else:
-            proxy_parts = urlsplit(proxy)
-            conn = _Connection(
-                proxy_parts.hostname or "", proxy_parts.port or 80, full_url=req.full_url
-            )
-            if proxy_parts.username is not None:
-                credentials = (
-                    f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
-                )
-                token = base64.b64encode(credentials.encode("latin1")).decode()
-                proxy_headers = {"Proxy-Authorization": f"Basic {token}"}
-            else:
-                proxy_headers = {}
-            if https:
-                conn.set_tunnel(host, port, headers=proxy_headers)
-            else:
-                headers.update(proxy_headers)
-                path = req.full_url
-        if https:
-            conn.tls(self._ssl_context(), host)
-        try:
-            conn.request(req.method, path, body=req.body, headers=headers)
-            try:
-                resp = conn.getresponse()
-                data = resp.read()
-            except http_client.RemoteDisconnected as exc:
-                raise TransportFailure("Server disconnected") from exc
-            except http_client.IncompleteRead as exc:
-                raise TransportFailure(_incomplete(resp.getheader("Content-Length"))) from exc
-            except TimeoutError as exc:
-                raise TransportFailure("Timeout on reading data from socket") from exc
-        finally:
-            conn.close()
-        pairs = resp.getheaders()
-        response_headers = Headers(pairs)
+        reply = exchange(req.method, req.full_url, headers, req.body, tls=self._ssl_context)
         return ApiResponse(
             method=req.method,
             url=req.full_url,
-            status=resp.status,
-            reason=resp.reason or "",
-            content_type=response_headers.get("Content-Type", ""),
-            headers=response_headers,
-            body=_decoded(data, response_headers.get("Content-Encoding", "")),
+            status=reply.status,
+            reason=reply.reason,
+            content_type=reply.headers.get("Content-Type", ""),
+            headers=reply.headers,
+            body=reply.body,
         )
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._context is None:
-            import ssl  # noqa: PLC0415 - only https needs it
-
-            if self._insecure:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            else:
-                context = ssl.create_default_context()
-            self._context = context
+            self._context = ssl_context(insecure=self._insecure)
         return self._context
-
-
-class _Connection(http_client.HTTPConnection):
-    """An HTTP(S) connection that connects and fails as aiohttp's connector does."""
-
-    def __init__(self, host: str, port: int, *, full_url: str) -> None:
-        super().__init__(host, port, timeout=CONNECT_TIMEOUT)
-        self._full_url = full_url
-        self._tls: tuple[ssl.SSLContext, str] | None = None
-
-    def tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
-        """Wrap the socket (after a proxy tunnel, if any) in TLS for ``server_hostname``."""
-        self._tls = (context, server_hostname)
-
-    def connect(self) -> None:
-        deadline = time.monotonic() + CONNECT_TIMEOUT
-        try:
-            self.sock = open_socket(self.host, self.port, deadline)
-            if self._tunnel_host:
-                self._tunnel()
-            if self._tls is not None:
-                context, name = self._tls
-                self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                self.sock = self._handshake(context, name)
-        except TimeoutError as exc:
-            raise TransportFailure(f"Connection timeout to host {self._full_url}") from exc
-        self.sock.settimeout(READ_TIMEOUT)
-
-    def _handshake(self, context: ssl.SSLContext, name: str) -> socket.socket:
-        import ssl  # noqa: PLC0415 - only https needs it
-
-        port = self.port if not self._tunnel_host else self._tunnel_port
-        try:
-            return context.wrap_socket(self.sock, server_hostname=name)
-        except ssl.SSLCertVerificationError as exc:
-            raise TransportFailure(
-                f"Cannot connect to host {name}:{port} ssl:True [{type(exc).__name__}: {exc.args}]"
-            ) from exc
-        except ssl.SSLError as exc:
-            raise TransportFailure(cannot_connect(name, port, exc.strerror)) from exc
-
-
-def open_socket(host: str, port: int, deadline: float) -> socket.socket:
-    """A socket connected to the first address of ``host`` that answers.
-
-    Raises TransportFailure worded as aiohttp's (a name that does not resolve,
-    every address refused), TimeoutError when ``deadline`` passes.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)
-    except socket.gaierror as exc:
-        raise TransportFailure(cannot_connect(host, port, exc.strerror)) from exc
-    errors: list[OSError] = []
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            sock.connect(address)
-        except TimeoutError:
-            sock.close()
-            raise
-        except OSError as exc:
-            sock.close()
-            # asyncio's words for a failed connect, which aiohttp passes on.
-            errors.append(OSError(exc.errno, f"Connect call failed {address}"))
-            continue
-        return sock
-    raise TransportFailure(cannot_connect(host, port, _combined(errors).strerror))
-
-
-def _combined(errors: list[OSError]) -> OSError:
-    """One error for every failed address, as aiohappyeyeballs combines them."""
-    if not errors:
-        return OSError(None, "no address")
-    first = errors[0]
-    if len(errors) == 1 or all(str(e) == str(first) for e in errors):
-        return first
-    message = "Multiple exceptions: " + ", ".join(str(e) for e in errors)
-    if all(e.errno == first.errno for e in errors):
-        return OSError(first.errno, message)
-    return OSError(message)
-
-
-def _incomplete(content_length: str | None) -> str:
-    kind, header = (
-        ("ContentLengthError", "content length")
-        if content_length
-        else ("TransferEncodingError", "transfer length")
-    )
-    return (
-        f"Response payload is not completed: <{kind}: 400, "
-        f"message='Not enough data to satisfy {header} header.'>"
-    )
-
-
-def _decoded(data: bytes, encoding: str) -> bytes:
-    """The body with a gzip or deflate Content-Encoding undone, as aiohttp undoes it."""
-    coding = encoding.strip().lower()
-    if not data or coding not in ("gzip", "x-gzip", "deflate"):
-        return data
-    import zlib  # noqa: PLC0415 - only compressed answers need it
-
-    try:
-        if coding == "deflate":
-            try:
-                return zlib.decompress(data)
-            except zlib.error:
-                return zlib.decompress(data, -zlib.MAX_WBITS)
-        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
-    except zlib.error as exc:
-        raise TransportFailure(f"Can not decode content-encoding: {coding}") from exc
-
-
-def _env_proxy(scheme: str, host: str) -> str | None:
-    """The ``http://`` proxy ``*_proxy`` names for this scheme and host (no_proxy applied)."""
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return None
-    import urllib.request  # noqa: PLC0415 - only when a proxy is configured
-
-    proxy = urllib.request.getproxies().get(scheme)
-    if not proxy or urlsplit(proxy).scheme != "http" or urllib.request.proxy_bypass(host):
-        return None
-    return proxy
-
-
-def _netrc_authorization(host: str) -> str | None:
-    """``Basic`` credentials ``$NETRC`` or ``~/.netrc`` holds for ``host``, if any."""
-    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
-    if not os.path.isfile(path):
-        return None
-    import netrc  # noqa: PLC0415 - only when there is such a file
-
-    try:
-        entry = netrc.netrc(path).authenticators(host)
-    except (OSError, netrc.NetrcParseError):
-        return None
-    if entry is None:
-        return None
-    login, account, password = entry
-    username = login if (login or account is None) else account
-    token = base64.b64encode(f"{username}:{password or ''}".encode("latin1")).decode()
-    return f"Basic {token}"
 
 
 def read_file(path: Path) -> bytes:

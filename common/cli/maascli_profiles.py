@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from common.errors import BootsyncError, ConfigError, ConnectError
 
-# `bootsync --help` registers these commands: aiohttp (maascli_http) and the event
-# loop are imported by the code that uses them (tests/unit/cli/test_startup_imports.py).
+# `bootsync --help` registers these commands: maascli_http (http.client) is imported
+# by the code that uses it (tests/unit/cli/test_startup_imports.py).
 if TYPE_CHECKING:
     from common.cli.maascli_http import ApiClient, Credentials
 
@@ -130,11 +130,11 @@ class ProfileStore:
         write_atomic(self.path, json.dumps(data, indent=1).encode("utf-8"), mode=0o600)
 
 
-async def fetch_description(client: ApiClient, url: str) -> dict[str, Any]:
+def fetch_description(client: ApiClient, url: str) -> dict[str, Any]:
     """``GET <url>describe/`` unsigned; LoginError unless it is a JSON object with resources."""
     from common.cli.maascli_http import media_type  # noqa: PLC0415 - start-up stays cheap
 
-    response = await client.request("GET", url + "describe/", signed=False)
+    response = client.request("GET", url + "describe/", signed=False)
     if response.status != 200 or media_type(response.content_type) != "application/json":
         raise LoginError(
             f"{url}describe/ gave no API description: HTTP {response.status} "
@@ -149,7 +149,7 @@ async def fetch_description(client: ApiClient, url: str) -> dict[str, Any]:
     return description
 
 
-async def check_login(
+def check_login(
     url: str, credentials: Credentials | None, *, insecure: bool = False
 ) -> dict[str, Any]:
     """Check the key with ``users/?op=whoami`` and return the describe document.
@@ -160,9 +160,9 @@ async def check_login(
     from common.cli.maascli_http import ApiClient  # noqa: PLC0415 - start-up stays cheap
 
     try:
-        async with ApiClient(url, credentials, insecure=insecure) as client:
+        with ApiClient(url, credentials, insecure=insecure) as client:
             if credentials is not None:
-                response = await client.request("GET", url + "users/", op="whoami")
+                response = client.request("GET", url + "users/", op="whoami")
                 if response.status == 401:
                     raise LoginError(
                         "login failed: the server rejected the API key "
@@ -173,7 +173,7 @@ async def check_login(
                         "login failed: unexpected answer to users/?op=whoami: "
                         f"HTTP {response.status} {response.reason}"
                     )
-            return await fetch_description(client, url)
+            return fetch_description(client, url)
     except ConnectError as exc:
         raise LoginError(f"login failed: {exc}") from exc
 
@@ -236,7 +236,6 @@ def run_login(args: argparse.Namespace) -> int:
         )
         return 2
     from common.cli.maascli_http import api_url  # noqa: PLC0415 - start-up stays cheap
-    from common.ops.runtime import run  # noqa: PLC0415
 
     try:
         url = api_url(args.url)
@@ -244,7 +243,7 @@ def run_login(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"bootsync login: error: {exc}", file=sys.stderr)
         return 2
-    description = run(check_login(url, credentials, insecure=args.insecure), default_loop="asyncio")
+    description = check_login(url, credentials, insecure=args.insecure)
     ProfileStore.default().save(
         Profile(name=args.profile, url=url, credentials=credentials, description=description)
     )
@@ -268,13 +267,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_refresh(args: argparse.Namespace) -> int:
     """``bootsync refresh``: fetch each description again; 1 if any failed."""
-    from common.ops.runtime import run  # noqa: PLC0415 - start-up stays cheap
-
     store = ProfileStore.default()
     failed = 0
     for profile in store.load().values():
         try:
-            description = run(_refetch(profile), default_loop="asyncio")
+            description = _refetch(profile)
         except (LoginError, ConnectError) as exc:
             print(f"bootsync refresh: {profile.name}: {exc}", file=sys.stderr)
             failed += 1
@@ -290,8 +287,8 @@ def run_refresh(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-async def _refetch(profile: Profile) -> dict[str, Any]:
+def _refetch(profile: Profile) -> dict[str, Any]:
     from common.cli.maascli_http import ApiClient  # noqa: PLC0415 - start-up stays cheap
 
-    async with ApiClient(profile.url, profile.credentials) as client:
-        return await fetch_description(client, profile.url)
+    with ApiClient(profile.url, profile.credentials) as client:
+        return fetch_description(client, profile.url)

@@ -15,28 +15,18 @@ import hashlib
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from common.cli.maascli_commands import Invocation
-from common.cli.maascli_http import (
-    API_ERROR_EXIT,
-    ApiClient,
-    ApiFileError,
-    ApiResponse,
-    print_response,
-    read_file,
-)
+from common.cli.maascli_aio import AsyncApiClient, read_file
+from common.cli.maascli_commands import UPLOAD_FIELD, Invocation
+from common.cli.maascli_http import API_ERROR_EXIT, ApiFileError, ApiResponse, print_response
 from common.ops.progress import TransferProgress
 
 CHUNK_SIZE = 4 << 20
-CONTENT_FIELD = "content"
+CONTENT_FIELD = UPLOAD_FIELD
 
 
 def is_upload(invocation: Invocation) -> bool:
     """True for ``boot-resources create`` given ``content@=FILE``."""
-    return (
-        invocation.command.name == "boot-resources"
-        and invocation.action.name == "create"
-        and any(name == CONTENT_FIELD for name, _ in invocation.files)
-    )
+    return invocation.is_upload
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -65,7 +55,7 @@ def upload_target(resource: Any) -> dict[str, Any]:
 
 
 async def upload_resource(
-    client: ApiClient, invocation: Invocation, *, out: TextIO, err: TextIO
+    client: AsyncApiClient, invocation: Invocation, *, out: TextIO, err: TextIO
 ) -> int:
     """Create the resource and upload its content; the exit code (0, or 2 on an API error).
 
@@ -115,7 +105,7 @@ async def upload_resource(
 
 
 async def _put_chunks(
-    client: ApiClient, url: str, path: Path, size: int, *, label: str, err: TextIO
+    client: AsyncApiClient, url: str, path: Path, size: int, *, label: str, err: TextIO
 ) -> ApiResponse | None:
     """PUT the file in chunks; the first answer that is not 200, or None when all were."""
     progress = TransferProgress(total_bytes=size, total_files=1, label=label, stream=err)

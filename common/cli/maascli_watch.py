@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from common.cli.maascli_aio import AsyncApiClient
 from common.cli.maascli_commands import Invocation
-from common.cli.maascli_http import API_ERROR_EXIT, ApiClient, ApiResponse, print_response
+from common.cli.maascli_http import API_ERROR_EXIT, ApiResponse, print_response
 
 POLL_SECONDS = 1.0
 _BAR_WIDTH = 24
@@ -47,7 +48,7 @@ class ImageState:
 
 
 async def watch_import(
-    client: ApiClient,
+    client: AsyncApiClient,
     invocation: Invocation,
     *,
     out: TextIO,
@@ -79,14 +80,14 @@ async def watch_import(
     return view.finish(images)
 
 
-async def _get_json(client: ApiClient, url: str, *, op: str | None = None) -> Any:
+async def _get_json(client: AsyncApiClient, url: str, *, op: str | None = None) -> Any:
     response = await client.request("GET", url, op=op)
     if not response.ok:
         raise _CallFailed(response)
     return response.json()
 
 
-async def image_states(client: ApiClient, base: str) -> list[ImageState]:
+async def image_states(client: AsyncApiClient, base: str) -> list[ImageState]:
     """Every image's state; incomplete (or status-less) ones are read in full."""
     states = []
     for entry in await _get_json(client, base):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import select
 import socket
@@ -29,9 +30,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from common.errors import ConnectError, StallError, TruncatedBodyError, UpstreamError
@@ -47,13 +50,16 @@ _CONNECT_SLICE_S = 0.25  # a connect in progress checks for cancellation this of
 ENV_SWITCH = "BOOTSYNC_BULK_HTTP"
 
 T = TypeVar("T")
+# aiohttp applies ~/.netrc credentials under trust_env: such a session stays on aiohttp.
+# Looked up once, at import (a stat on the event loop would block it).
+_NETRC = Path(os.environ.get("NETRC") or "~/.netrc").expanduser().exists()
 
 
-class Unsupported(Exception):  # noqa: N818 - a signal to fall back, not a failure
+class Unsupported(Exception):
     """This request or answer is not one for the bulk path: use aiohttp."""
 
 
-class _Aborted(Exception):  # noqa: N818
+class _Aborted(Exception):
     """The transfer was cancelled from the event loop."""
 
 
@@ -72,12 +78,9 @@ def bulk_usable(session: aiohttp.ClientSession, url: str) -> bool:
         return False
     if session.trust_env:
         proxies = urllib.request.getproxies()
-        if ("http" in proxies or "all" in proxies) and not urllib.request.proxy_bypass(
-            parsed.host
-        ):
+        if ("http" in proxies or "all" in proxies) and not urllib.request.proxy_bypass(parsed.host):
             return False
-        netrc = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
-        if os.path.exists(netrc):
+        if _NETRC:
             return False
     return True
 
@@ -85,9 +88,12 @@ def bulk_usable(session: aiohttp.ClientSession, url: str) -> bool:
 class BulkResponse:
     """One response on its own socket; use as ``async with``, read the body once."""
 
-    def __init__(self, sock: socket.socket, status: int, headers: dict[str, str], rest: bytes):
+    def __init__(
+        self, sock: socket.socket, status: int, headers: dict[str, str], rest: bytes, *, url: str
+    ) -> None:
+        self.url = url
         self.status = status
-        self.headers = headers  # lower-case names
+        self.headers = CIMultiDictProxy(CIMultiDict(headers))
         self._sock = sock
         self._rest = rest
         self._aborted = False
@@ -168,16 +174,16 @@ class BulkResponse:
         try:
             got = self._sock.recv_into(into)
         except TimeoutError as exc:
-            raise StallError("no bytes received within the stall timeout") from exc
+            raise StallError("no bytes received within the stall timeout", url=self.url) from exc
         except OSError as exc:
             if self._aborted:
                 raise _Aborted from exc
             kind = TruncatedBodyError if taken else ConnectError
-            raise kind(f"connection lost: {exc!r}") from exc
+            raise kind(f"connection lost: {exc!r}", url=self.url) from exc
         if self._aborted:
             raise _Aborted
         if got == 0:
-            raise TruncatedBodyError("body ended early")
+            raise TruncatedBodyError("body ended early", url=self.url)
         return got
 
 
@@ -185,7 +191,7 @@ async def open_bulk(
     url: str,
     headers: Mapping[str, str],
     *,
-    timeout: aiohttp.ClientTimeout,
+    limits: aiohttp.ClientTimeout,
 ) -> BulkResponse:
     """Send a GET for ``url`` and read the answer's head, in a thread.
 
@@ -211,9 +217,9 @@ async def open_bulk(
                 sock.shutdown(socket.SHUT_RDWR)
 
     def run() -> BulkResponse:
-        sock = _connect(host, port, timeout.sock_connect, aborted, state)
+        sock = _connect(host, port, limits.sock_connect, aborted, state)
         try:
-            sock.settimeout(timeout.sock_read)
+            sock.settimeout(limits.sock_read)
             sock.sendall(request)
             status, fields, rest = _read_head(sock, aborted)
         except TimeoutError as exc:
@@ -230,14 +236,16 @@ async def open_bulk(
         if status < 200 or 300 <= status < 400:
             sock.close()
             raise Unsupported(f"HTTP {status}")
-        if "transfer-encoding" in fields or "content-length" not in fields:
+        if status in (200, 206) and (
+            "transfer-encoding" in fields or "content-length" not in fields
+        ):
             sock.close()
             raise Unsupported("no Content-Length")
-        return BulkResponse(sock, status, fields, rest)
+        return BulkResponse(sock, status, fields, rest, url=url)
 
     try:
-        return await _in_thread(run, abort)
-    except (StallError, ConnectError, TruncatedBodyError) as exc:
+        return await _in_thread(run, abort, BulkResponse.close)
+    except (ConnectError, UpstreamError) as exc:
         if not exc.url:
             raise type(exc)(str(exc), url=url) from exc.__cause__
         raise
@@ -261,31 +269,38 @@ def _connect(
         sock = socket.socket(family, kind, proto)
         state["sock"] = sock
         try:
-            sock.setblocking(False)
-            code = sock.connect_ex(address)
-            while code in (115, 11):  # EINPROGRESS, EAGAIN
-                if aborted.is_set():
-                    raise _Aborted
-                left = _CONNECT_SLICE_S if deadline is None else deadline - time.monotonic()
-                if left <= 0:
-                    raise ConnectError("connect timed out")
-                _, writable, _ = select.select([], [sock], [], min(left, _CONNECT_SLICE_S))
-                if writable:
-                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                raise ConnectError(f"cannot connect: {os.strerror(code)}")
-            sock.setblocking(True)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
+            _connect_one(sock, address, deadline, aborted)
         except (ConnectError, OSError) as exc:
             sock.close()
             failure = exc
+            continue
         except BaseException:
             sock.close()
             raise
+        return sock
     if isinstance(failure, ConnectError):
         raise failure
     raise ConnectError(f"cannot connect: {failure!r}") from failure
+
+
+def _connect_one(
+    sock: socket.socket, address: object, deadline: float | None, aborted: threading.Event
+) -> None:
+    sock.setblocking(False)
+    code = sock.connect_ex(address)  # type: ignore[arg-type]
+    while code in (errno.EINPROGRESS, errno.EAGAIN):
+        if aborted.is_set():
+            raise _Aborted
+        left = _CONNECT_SLICE_S if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            raise ConnectError("connect timed out")
+        _, writable, _ = select.select([], [sock], [], min(left, _CONNECT_SLICE_S))
+        if writable:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise ConnectError(f"cannot connect: {os.strerror(code)}")
+    sock.setblocking(True)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _read_head(sock: socket.socket, aborted: threading.Event) -> tuple[int, dict[str, str], bytes]:
@@ -320,10 +335,15 @@ def _read_head(sock: socket.socket, aborted: threading.Event) -> tuple[int, dict
     return int(parts[1]), fields, rest
 
 
-async def _in_thread(func: Callable[[], T], abort: Callable[[], None]) -> T:
+async def _in_thread(
+    func: Callable[[], T],
+    abort: Callable[[], None],
+    discard: Callable[[T], None] | None = None,
+) -> T:
     """Run ``func`` on a thread of its own (a transfer holds it for long: not the executor's).
 
-    Cancelling calls ``abort`` and waits for ``func`` to end before re-raising.
+    Cancelling calls ``abort`` and waits for ``func`` to end before re-raising;
+    a result it returned all the same goes to ``discard``.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
@@ -352,5 +372,7 @@ async def _in_thread(func: Callable[[], T], abort: Callable[[], None]) -> T:
     except asyncio.CancelledError:
         abort()
         with contextlib.suppress(BaseException):
-            await asyncio.shield(future)
+            late = await asyncio.shield(future)
+            if discard is not None:
+                discard(late)
         raise

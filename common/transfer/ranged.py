@@ -33,7 +33,7 @@ import itertools
 import json
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 
 from common.errors import HTTPStatusError, SizeMismatchError, TruncatedBodyError, UpstreamError
+from common.transfer.bulk import BulkResponse, Unsupported, bulk_usable, open_bulk
 from common.transfer.http import (
     parse_content_range,
     parse_retry_after,
@@ -317,6 +318,30 @@ class RangeWriter:
         await self._wait_in_flight()
         self.size = self._part.accepted = self._part.done
 
+    def take(self, view: memoryview) -> int:
+        """Write ``view`` at the part's next offset now, in the calling (bulk) thread.
+
+        Returns how many of its bytes fit in the part, which may have been split
+        meanwhile. The bytes are claimed (``accepted``) before the part's end is
+        read: a split leaves at least its ``part_min`` beyond them, more than one
+        receive buffer. Call :meth:`settle` on the event loop afterwards; no batch
+        may be pending.
+        """
+        part = self._part
+        part.accepted = part.done + len(view)
+        fits = max(0, min(len(view), part.length - part.done))
+        written = 0
+        while written < fits:
+            step = os.pwrite(self._fd, view[written:fits], part.start + part.done)
+            written += step
+            part.done += step
+        part.accepted = part.done
+        return fits
+
+    def settle(self) -> None:
+        """After :meth:`take`: count what the bulk thread wrote."""
+        self.size = self._part.accepted = self._part.done
+
     async def _hand_off(self) -> None:
         await self._wait_in_flight()
         batch, self._batch, self._batched = self._batch, [], 0
@@ -377,36 +402,85 @@ async def get_part(
     first, last = part.start + writer.size, part.end - 1  # the part may shrink meanwhile
     headers = {"Accept-Encoding": "identity", "Range": f"bytes={first}-{last}"}
     try:
-        async with (
-            watch,
-            session.get(
+        async with watch:
+            if bulk_usable(session, url):
+                try:
+                    bulk = await open_bulk(url, {**session.headers, **headers}, limits=limits)
+                except Unsupported:
+                    pass  # the aiohttp path below, unchanged
+                else:
+                    async with bulk:
+                        _check_part_answer(
+                            url,
+                            bulk.status,
+                            bulk.headers,
+                            bulk.content_length,
+                            first=first,
+                            last=last,
+                            total=total,
+                        )
+                        await _pour_part(bulk, writer, part, counted)
+                    return
+            async with session.get(
                 url, headers=headers, timeout=limits, read_bufsize=PART_READ_BUFSIZE
-            ) as resp,
-        ):
-            if resp.status in (200, 416):
-                raise RangeIgnoredError(url, resp.status)
-            if resp.status != 206:
-                raise HTTPStatusError(
+            ) as resp:
+                _check_part_answer(
+                    url,
                     resp.status,
-                    url=url,
-                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                    resp.headers,
+                    resp.content_length,
+                    first=first,
+                    last=last,
+                    total=total,
                 )
-            if parse_content_range(resp.headers.get("Content-Range")) not in (
-                (first, last, total),
-                (first, last, None),
-            ):
-                raise RangeIgnoredError(url, resp.status)
-            announced = resp.content_length
-            if announced is not None and announced != last + 1 - first:
-                raise SizeMismatchError(url=url, expected=last + 1 - first, actual=announced)
-            read_more_per_call(resp, PART_READ_BUFSIZE)
-            await _read_part(url, resp, writer, part, counted)
+                read_more_per_call(resp, PART_READ_BUFSIZE)
+                await _read_part(url, resp, writer, part, counted)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         await writer.flush()
         raise translate_error(exc, url=url, body_started=received > 0) from exc
     except UpstreamError:
         await writer.flush()
         raise
+
+
+def _check_part_answer(
+    url: str,
+    status: int,
+    headers: Mapping[str, str],
+    announced: int | None,
+    *,
+    first: int,
+    last: int,
+    total: int,
+) -> None:
+    """Raise unless the answer is a 206 of exactly ``first``-``last`` (see :func:`get_part`)."""
+    if status in (200, 416):
+        raise RangeIgnoredError(url, status)
+    if status != 206:
+        raise HTTPStatusError(
+            status, url=url, retry_after=parse_retry_after(headers.get("Retry-After"))
+        )
+    if parse_content_range(headers.get("Content-Range")) not in (
+        (first, last, total),
+        (first, last, None),
+    ):
+        raise RangeIgnoredError(url, status)
+    if announced is not None and announced != last + 1 - first:
+        raise SizeMismatchError(url=url, expected=last + 1 - first, actual=announced)
+
+
+async def _pour_part(
+    bulk: BulkResponse, writer: RangeWriter, part: Part, count: Callable[[int], None]
+) -> None:
+    """The bulk path's :func:`_read_part`: the body written at its offsets by the bulk thread."""
+    try:
+        await bulk.pour(part.length - writer.size, writer.take, count)
+    finally:
+        writer.settle()
+    if writer.size < part.length:
+        raise TruncatedBodyError(
+            f"body ended {part.length - writer.size} bytes short", url=bulk.url
+        )
 
 
 async def _read_part(

@@ -224,7 +224,7 @@ class TftpServer:
             host = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104
         raw = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            raw.settimeout(None)  # blocking: the worker thread waits with SO_RCVTIMEO
+            raw.setblocking(False)  # on the loop; blocking in the worker thread
             raw.bind((host, 0))
             raw.connect(client)  # the kernel drops datagrams from any other peer
         except OSError:
@@ -302,7 +302,7 @@ class _Transfer:
         self.server = server
         self.settings = server.settings
         self.request = request
-        self.raw = raw  # blocking, connected to the client
+        self.raw = raw  # connected to the client; blocking once in the worker thread
         self.file: OpenFile | None = None
         self.snapshot = ""
         self.blksize = DEFAULT_BLKSIZE
@@ -402,9 +402,12 @@ class _Transfer:
         if file is None:
             raise _Stopped
         try:
+            self.raw.setblocking(True)  # receives wait with SO_RCVTIMEO (one syscall each)
             if oack is not None:
                 self._send_oack(oack)
             self._send_file(file)
+        except ConnectionRefusedError:
+            raise _Failed("client_gone", "the client's port is unreachable") from None
         except OSError as exc:
             if self._cancelled:
                 raise _Stopped from None
@@ -416,102 +419,104 @@ class _Transfer:
         for attempt in range(self.settings.retries + 1):
             if attempt:
                 self.retransmits += 1
-            self._send_packet(packet)
+            self.raw.send(packet)
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
-                size = self._receive(received, left)
-                if size is None:
+                self._wait(left)
+                size = self._receive()
+                if size < 0:
                     break
                 if size >= 4 and _HEADER.unpack_from(received) == (packets.ACK, 0):
                     return
-                self._check_error(received, size)
+                self._check_error(size)
             timeout = min(timeout * 2, MAX_TIMEOUT_S)
         raise _Failed("timeout", "no ACK of the options")
 
     def _send_file(self, file: OpenFile) -> None:
-        """Send ``file`` window by window, each sent again when its ACK does not come in
-        time (the timeout doubled each time, :attr:`TftpSettings.retries` times at most)."""
+        """Send ``file`` window by window; each window's ACK is waited for with the socket's
+        receive timeout as its deadline (a duplicate ACK or a stray datagram waits only for
+        what is left of it); a window not acknowledged in time is sent again, the timeout
+        doubled each time, :attr:`TftpSettings.retries` times at most. This loop runs once
+        per block in lock-step: it keeps to locals, and rare cases go to helpers."""
         self._prepare(file)
-        blksize, size, total = self.blksize, self._size, self._total
+        send, full, view, slot = self.raw.send, self._full, self._view, self._slot
+        blksize, size, total, windowsize = self.blksize, self._size, self._total, self.windowsize
         acked = 0  # blocks the client acknowledged, in order
-        timeout = self.timeout_s
-        tries = 0
-        while acked < total:
-            count = min(self.windowsize, total - acked)
-            self._send_window(acked + 1, count)
-            if self._wait_s != timeout:
-                self._wait(timeout)
-            newest = self._await_ack(acked, count, timeout)
-            if newest is not None:  # RFC 7440: the next window starts after the ACK
-                self.sent_bytes += min(newest * blksize, size) - min(acked * blksize, size)
-                acked = newest
-                if tries:
-                    tries, timeout = 0, self.timeout_s
-                continue
-            tries += 1
-            if tries > self.settings.retries:
-                raise _Failed("timeout", f"no ACK after block {acked}")
-            timeout = min(timeout * 2, MAX_TIMEOUT_S)
-            self.retransmits += count  # the same window again
+        timeout, tries = self.timeout_s, 0
+        try:
+            while acked < total:
+                count = min(windowsize, total - acked)
+                index = acked + 1 - self._first  # the window's first slot in the buffer
+                if index < 0 or index + count > self._count:
+                    self._read(acked + 1)
+                    index = 0
+                if count > 1:
+                    self._send_window(index, count)
+                elif acked + 1 < total:
+                    send(full[index])
+                else:  # the last block: short, maybe empty
+                    send(view[index * slot : index * slot + 4 + size - acked * blksize])
+                if self._wait_s != timeout:
+                    self._wait(timeout)
+                moved = self._await_ack(acked, count, timeout)
+                if moved:  # RFC 7440: the next window starts after the block acknowledged
+                    acked += moved
+                    if tries:
+                        tries, timeout = 0, self.timeout_s
+                    continue
+                tries += 1
+                if tries > self.settings.retries:
+                    raise _Failed("timeout", f"no ACK after block {acked}")
+                timeout = min(timeout * 2, MAX_TIMEOUT_S)
+                self.retransmits += count  # the same window again
+        finally:
+            self.sent_bytes = min(acked * blksize, size)
+
+    def _await_ack(self, acked: int, count: int, timeout: float) -> int:
+        """How many blocks of the window of ``count`` after ``acked`` the client's next ACK
+        acknowledges, or 0 when none came within ``timeout`` seconds (a duplicate ACK or a
+        stray datagram waits only for what is left of that)."""
+        receive, received = self.raw.recv_into, self._received
+        sent_at = time.monotonic()
+        while True:
+            try:
+                got = receive(received)
+            except BlockingIOError:  # SO_RCVTIMEO: the deadline passed
+                return 0
+            if got >= 4:
+                opcode, block = _HEADER.unpack_from(received)
+                moved: int = (block - acked) & 0xFFFF  # a window is never 65536 blocks long
+                if opcode == packets.ACK and 0 < moved <= count:
+                    return moved
+            if self._cancelled:
+                raise _Stopped
+            self._check_error(got)
+            left = sent_at + timeout - time.monotonic()
+            if left <= 0:
+                return 0
+            self._wait(left)
 
     def _prepare(self, file: OpenFile) -> None:
         """The packet buffer: one slot (header and payload) per block it holds, at least a
         window and :data:`READ_AHEAD` bytes (at most :data:`MAX_IOV` slots beyond a window)."""
         self._fd, self._size = file.fd, file.size
         self._slot = slot = self.blksize + 4
-        self._total = file.size // self.blksize + 1
+        self._total = file.size // self.blksize + 1  # the last one is short, maybe empty
         slots = max(self.windowsize, min(READ_AHEAD // self.blksize, MAX_IOV))
         self._buffer = bytearray(slots * slot)
         self._view = view = memoryview(self._buffer)
-        self._payloads = [view[n * slot + 4 : (n + 1) * slot] for n in range(slots)]
+        self._full = [view[n * slot : (n + 1) * slot] for n in range(slots)]
+        self._payloads = [packet[4:] for packet in self._full]
 
-    def _await_ack(self, acked: int, count: int, timeout: float) -> int | None:
-        """The block the client acknowledged in the window of ``count`` blocks after
-        ``acked``, or None when none came within ``timeout`` seconds of now (a duplicate
-        ACK or a stray datagram waits only for what is left of it)."""
-        received = self._received
-        recv_into = self.raw.recv_into
-        sent_at = time.monotonic()
-        while True:
-            try:
-                size = recv_into(received)
-            except BlockingIOError:  # SO_RCVTIMEO: the deadline passed
-                return None
-            except ConnectionRefusedError:
-                raise _Failed("client_gone", "the client's port is unreachable") from None
-            if self._cancelled:
-                raise _Stopped
-            if size >= 4:
-                opcode, block = _HEADER.unpack_from(received)
-                if opcode == packets.ACK:
-                    ahead: int = (block - acked) & 0xFFFF  # a window is never 65536 blocks
-                    if 0 < ahead <= count:
-                        return acked + ahead
-                else:
-                    self._check_error(received, size)
-            left = sent_at + timeout - time.monotonic()
-            if left <= 0:
-                return None
-            self._wait(left)
-
-    def _send_window(self, first: int, count: int) -> None:
-        """Send blocks ``first`` to ``first + count - 1`` from the buffer (read first when it
-        does not hold them all): packet by packet, or as few UDP GSO sends as allowed."""
-        if first < self._first or first + count > self._first + self._count:
-            self._read(first)
-        slot = self._slot
-        start = (first - self._first) * slot
-        last = first + count - 1  # only the file's last block is short: packets are contiguous
-        end = (
-            start
-            + (count - 1) * slot
-            + 4
-            + min(self.blksize, self._size - (last - 1) * self.blksize)
-        )
+    def _send_window(self, index: int, count: int) -> None:
+        """Send ``count`` blocks from slot ``index`` of the buffer (only the file's last
+        block is short: the packets lie end to end) in as few UDP GSO sends as allowed,
+        else packet by packet."""
+        slot, blksize = self._slot, self.blksize
+        last = self._first + index + count - 1
+        start = index * slot
+        end = start + (count - 1) * slot + 4 + min(blksize, self._size - (last - 1) * blksize)
         window = self._view[start:end]
-        if count == 1:
-            self.raw.send(window)
-            return
         sent = self._send_segmented(window, count) if self._gso else 0
         for offset in range(sent * slot, len(window), slot):
             self.raw.send(window[offset : offset + slot])
@@ -526,7 +531,7 @@ class _Transfer:
         if per_call < 2:
             self._gso = False
             return 0
-        control = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", slot))]
+        control = [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(slot))]
         sent = 0
         try:
             while count - sent > 1:
@@ -534,7 +539,7 @@ class _Transfer:
                 self.raw.sendmsg([window[sent * slot : (sent + chunk) * slot]], control)
                 sent += chunk
         except (ConnectionRefusedError, BrokenPipeError):
-            raise
+            raise  # the client went away, or the server stops
         except OSError:
             self._gso = False
         return sent
@@ -548,9 +553,8 @@ class _Transfer:
         expected = min(count * blksize, self._size - offset)
         got = 0
         for start in range(0, count, MAX_IOV):
-            got += os.preadv(
-                self._fd, self._payloads[start : min(count, start + MAX_IOV)], offset + got
-            )
+            chunk = self._payloads[start : min(count, start + MAX_IOV)]
+            got += os.preadv(self._fd, chunk, offset + got)
         if got != expected:
             raise _Failed("read_failed", "the file is shorter than it was")
         pack_into, buffer, slot, data = _HEADER.pack_into, self._buffer, self._slot, packets.DATA
@@ -558,27 +562,19 @@ class _Transfer:
             pack_into(buffer, n * slot, data, (first + n) & 0xFFFF)  # rolls over past 65535
         self._first, self._count = first, count
 
-    def _send_packet(self, packet: bytes) -> None:
+    def _receive(self) -> int:
+        """Bytes of the next datagram (in :attr:`_received`), or -1 when none came in time."""
         try:
-            self.raw.send(packet)
-        except ConnectionRefusedError:
-            raise _Failed("client_gone", "the client's port is unreachable") from None
-
-    def _receive(self, into: bytearray, wait_s: float) -> int | None:
-        """Bytes of the next datagram put in ``into``, or None after ``wait_s`` seconds."""
-        self._wait(wait_s)
-        try:
-            size = self.raw.recv_into(into)
+            size = self.raw.recv_into(self._received)
         except BlockingIOError:
-            size = None
-        except ConnectionRefusedError:
-            raise _Failed("client_gone", "the client's port is unreachable") from None
+            return -1
         if self._cancelled:
             raise _Stopped
         return size
 
-    def _check_error(self, received: bytearray, size: int) -> None:
-        if (error := packets.parse_error(bytes(received[:size]))) is not None:
+    def _check_error(self, size: int) -> None:
+        """Raise when the datagram received is an ERROR packet."""
+        if (error := packets.parse_error(bytes(self._received[:size]))) is not None:
             raise _Failed("client_error", f"the client sent error {error[0]}: {error[1]}")
 
     def _wait(self, seconds: float) -> None:
@@ -589,6 +585,7 @@ class _Transfer:
 
 
 _HEADER = struct.Struct("!HH")  # opcode, block (DATA, ACK)
+_SEGMENT = struct.Struct("=H")  # UDP_SEGMENT's value: the size the kernel cuts at
 _TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
 
 

@@ -10,6 +10,8 @@ import asyncio
 import random
 import shutil
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -53,7 +55,8 @@ async def server(tmp_path: Path) -> AsyncIterator[TftpServer]:
 
 async def test_a_lost_ack_is_answered_by_retransmitting_the_block(server: TftpServer) -> None:
     """The client drops its first ACK of block 5: the server sends block 5 again after its
-    timeout (counted as one retransmission) and the file still arrives whole."""
+    timeout (counted as one retransmission, on /metrics too) and the file still arrives
+    whole."""
     got = await asyncio.to_thread(
         fetch, server.port, "boot-kernel", skip_ack=lambda block, seen: block == 5 and seen == 1
     )
@@ -61,6 +64,8 @@ async def test_a_lost_ack_is_answered_by_retransmitting_the_block(server: TftpSe
     assert got.duplicates == 1
     await eventually(lambda: server.stats.files == 1, "the transfer counted")
     assert server.stats.retransmits == 1
+    exposed = {m.name: m for m in tftp_metrics(server)}
+    assert exposed["bootsync_tftp_retransmits"].samples[0].value == 1
 
 
 async def test_duplicate_acks_do_not_make_the_server_send_blocks_twice(
@@ -173,6 +178,53 @@ async def test_a_client_that_stops_acking_ends_the_transfer_and_frees_its_sessio
     assert exposed["bootsync_tftp_active_sessions"].samples[0].value == 0
     errors = {s.labels["reason"]: s.value for s in exposed["bootsync_tftp_errors"].samples}
     assert errors == {"busy": 1, "timeout": 2}
+
+
+async def test_stopping_the_server_ends_a_transfer_waiting_for_an_ack_at_once(
+    tmp_path: Path,
+) -> None:
+    """A transfer whose client never ACKs (retransmission after 30 s) is stopped with the
+    server well within a second: its worker thread ends, nothing counts as failed."""
+    root = tmp_path / "boot-resources"
+    make_snapshot(root, "a", {"boot-kernel": KERNEL})
+    server = TftpServer(root, TftpSettings(host="127.0.0.1", port=0, timeout_s=30))
+    await server.start()
+    client = asyncio.ensure_future(
+        asyncio.to_thread(
+            fetch, server.port, "boot-kernel", skip_ack=lambda _b, _s: True, timeout_s=3
+        )
+    )
+    await eventually(lambda: server.stats.active == 1, "the transfer running")
+    await asyncio.sleep(0.2)  # in its worker thread, waiting for the first ACK
+    started = time.monotonic()
+    await server.stop()
+    assert time.monotonic() - started < 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("tftp-transfer")]
+    assert server.stats.active == 0
+    assert server.stats.errors == {}
+    assert server.stats.files == 0
+    with pytest.raises(TimeoutError):
+        await client
+
+
+async def test_an_error_from_the_client_ends_the_transfer(server: TftpServer) -> None:
+    """The client answers the OACK with an ERROR (option refused): the transfer ends at
+    once as ``client_error``, not after its retransmissions."""
+    request = packets.request_packet(packets.RRQ, "boot-kernel", options={"blksize": 1024})
+
+    def refuse_options() -> bytes:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(request, ("127.0.0.1", server.port))
+            oack, peer = sock.recvfrom(65536)
+            sock.sendto(packets.error_packet(packets.OPTION_REFUSED, "no thanks"), peer)
+            return oack
+
+    oack = await asyncio.to_thread(refuse_options)
+    assert packets.opcode_of(oack) == packets.OACK
+    await eventually(lambda: server.stats.errors == {"client_error": 1}, "the failure counted")
+    assert server.stats.retransmits == 0
+    assert server.stats.active == 0
 
 
 async def test_block_numbers_roll_over_past_65535(server: TftpServer) -> None:

@@ -1,7 +1,12 @@
-"""Requests as the maas CLI sends them, checked by a real aiohttp server and the region's parser."""
+"""Requests as the maas CLI sends them, checked by a real aiohttp server and the region's parser.
+
+The standard-library client is synchronous: tests call it in a thread so the
+test server keeps running on the loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.parser
 import email.policy
@@ -144,8 +149,8 @@ async def test_post_fields_and_files_reach_the_region_parser(
         ],
         prog="p",
     )
-    async with _client(server) as client:
-        response = await client.call(inv)
+    with _client(server) as client:
+        response = await asyncio.to_thread(client.call, inv)
     seen = response.json()
     assert seen["path"] == "/MAAS/api/2.0/boot-sources/7/selections/"
     assert seen["values"] == [["os", "ubuntu"], ["arches", "amd64"], ["arches", "arm64"]]
@@ -158,8 +163,8 @@ async def test_an_op_without_arguments_sends_no_body(server: TestServer) -> None
     inv = parse_invocation(
         build_commands(describe(), anonymous=False), ["boot-resources", "import"], prog="p"
     )
-    async with _client(server) as client:
-        seen = (await client.call(inv)).json()
+    with _client(server) as client:
+        seen = (await asyncio.to_thread(client.call, inv)).json()
     assert seen["method"] == "POST"
     assert seen["query"] == [["op", "import"]]
     assert not seen["content_length"]
@@ -173,26 +178,26 @@ async def test_get_arguments_go_in_the_query_string(server: TestServer) -> None:
         ["maas", "get-config", "name=boot_images_auto_import"],
         prog="p",
     )
-    async with _client(server) as client:
-        seen = (await client.call(inv)).json()
+    with _client(server) as client:
+        seen = (await asyncio.to_thread(client.call, inv)).json()
     assert seen["query"] == [["op", "get_config"], ["name", "boot_images_auto_import"]]
 
 
 async def test_a_changed_api_hash_warns_once(server: TestServer) -> None:
     """A server hash that differs from the stored description's prints one warning."""
     warn = io.StringIO()
-    async with _client(server, api_hash="0" * 40, warn=warn) as client:
+    with _client(server, api_hash="0" * 40, warn=warn) as client:
         for _ in range(2):
-            await client.request("GET", client.url_for("/MAAS/api/2.0/users/"), op="whoami")
+            url = client.url_for("/MAAS/api/2.0/users/")
+            await asyncio.to_thread(client.request, "GET", url, op="whoami")
     assert warn.getvalue().count("run 'bootsync refresh'") == 1
 
 
-async def test_an_unreachable_server_is_a_connect_error(unused_tcp_port: int) -> None:
+def test_an_unreachable_server_is_a_connect_error(unused_tcp_port: int) -> None:
     """Connection refused surfaces as ConnectError naming the URL."""
     url = f"http://127.0.0.1:{unused_tcp_port}/MAAS/api/2.0/"
-    async with ApiClient(url, None) as client:
-        with pytest.raises(ConnectError, match=str(unused_tcp_port)):
-            await client.request("GET", url + "describe/")
+    with ApiClient(url, None) as client, pytest.raises(ConnectError, match=str(unused_tcp_port)):
+        client.request("GET", url + "describe/")
 
 
 def _response(status: int, body: bytes, ctype: str, reason: str = "") -> ApiResponse:

@@ -1,14 +1,27 @@
-"""``bootsync --help`` stays cheap: registering commands imports no heavy library."""
+"""``bootsync --help`` stays cheap: registering commands imports no heavy library.
+
+An API call (``bootsync PROFILE boot-resources read``, ``bootsync login``) stays
+cheap too: it is sent with http.client, so aiohttp and the rest never load.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from common.cli import plugins
+from common.cli.maascli_http import Credentials
+from common.cli.maascli_profiles import Profile, ProfileStore
+from tests.unit.cli.describe_sample import describe
 
 REPO = Path(__file__).resolve().parents[3]
 # Measured (bench/RESULTS.md, "Start-up"): each of these costs `bootsync --help`
@@ -26,6 +39,21 @@ HEAVY = (
     "region.config",
     "region.db.connection",
 )
+
+
+# The ≤ 0.20 s budget of one API call (bench/RESULTS.md, "One API call"): aiohttp
+# alone costs more (its connector builds SSL contexts at import), structlog ~0.2 s
+# at load; an API call is one synchronous request and logs nothing.
+HEAVY_FOR_API = (
+    "aiohttp",
+    "gnupg",
+    "prometheus_client",
+    "aiosqlite",
+    "structlog",
+    "asyncio",
+    "simplestreams",
+)
+ServerFactory = Callable[..., Awaitable[TestServer]]
 
 
 def _imported_by_help() -> list[str]:
@@ -129,3 +157,99 @@ def test_command_help_stays_cheap(word: str) -> None:
     )
     names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line]
     assert [m for m in HEAVY if m in names] == []
+
+
+def _import_rows(stderr: str) -> list[tuple[int, str]]:
+    """(depth, module) of each ``-X importtime`` line; a module is listed after its imports."""
+    rows = []
+    for line in stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((len(parts[2]) - len(parts[2].lstrip()), parts[2].strip()))
+    return rows
+
+
+def _leaked(rows: list[tuple[int, str]], heavy: tuple[str, ...]) -> list[str]:
+    """Each heavy module imported, with the chain of imports that pulled it in."""
+    found = []
+    for position, (own_depth, name) in enumerate(rows):
+        if name not in heavy:
+            continue
+        chain, depth = [name], own_depth
+        for later_depth, later in rows[position + 1 :]:
+            if later_depth < depth:
+                chain.append(later)
+                depth = later_depth
+        found.append(" <- ".join(chain))
+    return found
+
+
+async def _bootsync_importtime(*words: str, config: Path, stdin: bytes = b"") -> tuple[str, str]:
+    """Run ``python -X importtime -m common.cli WORDS``: (stdout, stderr); fails unless exit 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "common.cli",
+        *words,
+        cwd=REPO,
+        env={**os.environ, "XDG_CONFIG_HOME": str(config)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return out.decode(), err.decode()
+
+
+@pytest.fixture
+async def region(aiohttp_server: ServerFactory) -> TestServer:
+    """A real aiohttp server answering describe, whoami and boot-resources read."""
+    resources = [{"id": 1, "type": "Synced", "name": "ubuntu/noble", "architecture": "amd64/ga"}]
+
+    async def described(request: web.Request) -> web.Response:
+        return web.json_response(describe(request.host))
+
+    async def whoami(_request: web.Request) -> web.Response:
+        return web.json_response({"username": "admin", "is_superuser": True})
+
+    async def boot_resources(_request: web.Request) -> web.Response:
+        return web.json_response(resources)
+
+    app = web.Application()
+    app.router.add_get("/MAAS/api/2.0/describe/", described)
+    app.router.add_get("/MAAS/api/2.0/users/", whoami)
+    app.router.add_get("/MAAS/api/2.0/boot-resources/", boot_resources)
+    return await aiohttp_server(app)
+
+
+async def test_an_api_call_imports_no_heavy_module(region: TestServer, tmp_path: Path) -> None:
+    """`bootsync PROFILE boot-resources read` answers without aiohttp, gnupg, prometheus_client."""
+    config = tmp_path / "config"
+    profile = Profile(
+        name="admin",
+        url=str(region.make_url("/MAAS/api/2.0/")),
+        credentials=Credentials.parse("ck:tk:ts"),
+        description=describe(f"127.0.0.1:{region.port}"),
+    )
+    await asyncio.to_thread(ProfileStore(config / "bootsync" / "profiles.json").save, profile)
+    out, err = await _bootsync_importtime("admin", "boot-resources", "read", config=config)
+    assert json.loads(out)[0]["name"] == "ubuntu/noble"
+    rows = _import_rows(err)
+    assert "common.cli.maascli_http" in [name for _, name in rows]
+    leaked = _leaked(rows, HEAVY_FOR_API)
+    assert leaked == [], f"an API call imported heavy modules: {'; '.join(leaked)}"
+
+
+async def test_login_imports_no_heavy_module(region: TestServer, tmp_path: Path) -> None:
+    """`bootsync login` checks the key and fetches describe without aiohttp or structlog."""
+    config = tmp_path / "config"
+    url = str(region.make_url("/MAAS/"))
+    out, err = await _bootsync_importtime(
+        "login", "admin", url, "-", config=config, stdin=b"ck:tk:ts\n"
+    )
+    assert "You are now logged in" in out
+    leaked = _leaked(_import_rows(err), HEAVY_FOR_API)
+    assert leaked == [], f"bootsync login imported heavy modules: {'; '.join(leaked)}"

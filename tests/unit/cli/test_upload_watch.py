@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from common.cli.maascli_aio import AsyncApiClient
 from common.cli.maascli_commands import Invocation, build_commands, parse_invocation
-from common.cli.maascli_http import ApiClient, Credentials, api_url
+from common.cli.maascli_http import Credentials, api_url
 from common.cli.maascli_upload import CHUNK_SIZE, upload_resource
 from common.cli.maascli_watch import watch_import
 from region.api.http import read_params
@@ -150,9 +151,9 @@ def fake() -> FakeRegion:
 
 
 @pytest.fixture
-async def client(aiohttp_server: ServerFactory, fake: FakeRegion) -> AsyncIterator[ApiClient]:
+async def client(aiohttp_server: ServerFactory, fake: FakeRegion) -> AsyncIterator[AsyncApiClient]:
     server = await aiohttp_server(fake.app())
-    async with ApiClient(
+    async with AsyncApiClient(
         api_url(str(server.make_url("/MAAS/"))), Credentials.parse("a:b:c")
     ) as api:
         yield api
@@ -168,7 +169,7 @@ class Terminal(io.StringIO):
 
 
 async def test_upload_sends_digest_and_size_then_4_mib_chunks(
-    client: ApiClient, fake: FakeRegion, tmp_path: Path
+    client: AsyncApiClient, fake: FakeRegion, tmp_path: Path
 ) -> None:
     """The create carries sha256 and size (not the bytes); the bytes follow in 4 MiB PUTs."""
     image = tmp_path / "root.tgz"
@@ -202,7 +203,7 @@ async def test_upload_sends_digest_and_size_then_4_mib_chunks(
 
 
 async def test_upload_is_skipped_when_the_region_already_holds_the_bytes(
-    client: ApiClient, fake: FakeRegion, tmp_path: Path
+    client: AsyncApiClient, fake: FakeRegion, tmp_path: Path
 ) -> None:
     """A complete file in the create answer means no PUT at all."""
     image = tmp_path / "root.tgz"
@@ -226,7 +227,7 @@ async def test_upload_is_skipped_when_the_region_already_holds_the_bytes(
 
 
 async def test_a_refused_chunk_stops_the_upload_with_the_servers_message(
-    client: ApiClient, fake: FakeRegion, tmp_path: Path
+    client: AsyncApiClient, fake: FakeRegion, tmp_path: Path
 ) -> None:
     """A PUT answered other than 200 ends the upload: status and message on stderr, exit 2."""
     image = tmp_path / "root.tgz"
@@ -251,7 +252,7 @@ async def test_a_refused_chunk_stops_the_upload_with_the_servers_message(
 
 
 async def test_watch_starts_the_import_and_prints_changes_until_it_ends(
-    client: ApiClient, fake: FakeRegion
+    client: AsyncApiClient, fake: FakeRegion
 ) -> None:
     """Off a terminal each image's state is printed when it changes, then a summary."""
     out = io.StringIO()
@@ -274,7 +275,7 @@ async def test_watch_starts_the_import_and_prints_changes_until_it_ends(
 
 
 async def test_watch_draws_bars_on_a_terminal_and_fails_on_incomplete_images(
-    client: ApiClient, fake: FakeRegion
+    client: AsyncApiClient, fake: FakeRegion
 ) -> None:
     """On a terminal the bars are redrawn in place; an unfinished image makes the exit 1."""
     fake.finish_incomplete = True
