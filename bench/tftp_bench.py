@@ -24,12 +24,13 @@ Every transfer's file is compared with the original (size and SHA-256).
    under 1 % of the DATA packets (no retransmission storm).
 
 Rounds are interleaved (``--repeat``, default 3); medians and their ratios are
-printed; load averages (``/proc/loadavg``) are recorded with each round because
-the machine may be shared. When a target is missed the rack server runs one more
-lock-step transfer under cProfile (the event loop's thread and the transfer's worker
-thread, merged) and its top functions are recorded. Results go
-to the "TFTP (bench/tftp_bench.py)" section of bench/RESULTS.md (``--no-results``
-skips that).
+printed, and each round's ratio; server CPU is read from /proc (in.tftpd's children,
+one per transfer, sampled every 5 ms while they run: see ``ChildCpu``); load averages
+(``/proc/loadavg``) are recorded with each round because the machine may be shared.
+When a target is missed the rack server runs one more lock-step transfer under
+cProfile (the event loop's thread and the transfer's worker thread, merged) and its
+top functions are recorded. Results go to the "TFTP (bench/tftp_bench.py)" section
+of bench/RESULTS.md (``--no-results`` skips that).
 
 Run: ``.venv/bin/python bench/tftp_bench.py [--repeat 3] [--clients 100] [--uvloop]``
 (or ``make bench-tftp``). Needs atftp and in.tftpd (``make tftp-clients``). Work
@@ -53,6 +54,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -63,6 +65,7 @@ from _common import (
     MIB,
     BenchError,
     Verdict,
+    children_of,
     load_average,
     machine,
     median,
@@ -262,25 +265,60 @@ def check_copy(out: Path, expected: tuple[int, str], what: str) -> None:
     out.unlink()
 
 
+class ChildCpu:
+    """CPU seconds used by the children of a forking server while a block runs: in.tftpd
+    forks one per transfer and does not add them to its own counters (it does not wait
+    for them), so each child's /proc stat is sampled every few milliseconds and its last
+    sample counts (at most one interval of a child's last CPU is missed)."""
+
+    INTERVAL_S = 0.005
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seen: dict[int, float] = {}  # child pid -> CPU seconds at its last sample
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ChildCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            for child in children_of(self.pid)[1:]:
+                used = process_cpu_s([child])
+                if used > 0:
+                    self.seen[child] = used
+
+    def total(self) -> float:
+        return sum(self.seen.values())
+
+
 def fetch_one(
     server: Server, name: str, expected: tuple[int, str], work: Path, window: int
 ) -> Fetch:
     out = work / f"out-{server.name}.bin"
     cpu_before = server.cpu_s()
     started_at = time.monotonic()
-    done = subprocess.run(
-        atftp_argv(server.port, name, out, window),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
-    )
+    with ChildCpu(server.proc.pid) as children:
+        done = subprocess.run(
+            atftp_argv(server.port, name, out, window),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
     seconds = time.monotonic() - started_at
     if done.returncode != 0:
         raise BenchError(f"atftp from {server.name} exited {done.returncode}: {done.stderr}")
     check_copy(out, expected, f"{server.name} {name}")
     granted = f"windowsize = {window}" in done.stdout + done.stderr
-    return Fetch(seconds, expected[0], server.cpu_s() - cpu_before, load_average(), granted)
+    cpu = server.cpu_s() - cpu_before + children.total()
+    return Fetch(seconds, expected[0], cpu, load_average(), granted)
 
 
 @dataclass(frozen=True)
@@ -440,6 +478,12 @@ def run_bench(args: argparse.Namespace, work: Path) -> str:
         return median(mib_s(c.bytes, c.seconds) for c in crowds[label])
 
     hpa_rate = rate("tftpd-hpa, blksize 1468")
+
+    def round_ratios(label: str) -> str:
+        """rack / tftpd-hpa of each round (the two measured seconds apart)."""
+        pairs = zip(single[label], single["tftpd-hpa, blksize 1468"], strict=True)
+        return ", ".join(f"{hpa.seconds / rack.seconds:.2f}×" for rack, hpa in pairs)
+
     lock = rate("rack, blksize 1468")
     windowed = rate("rack, blksize 1468 + windowsize 16")
     failed = sum(c.failed for cs in crowds.values() for c in cs)
@@ -482,12 +526,8 @@ def run_bench(args: argparse.Namespace, work: Path) -> str:
         profile = profile_lockstep(boot, work, expected[BIG])
     rows = [
         f"| {label} | {rate(label):.1f} | {median(f.seconds for f in fs):.2f} | "
-        + (
-            "n/a | n/a |"  # in.tftpd forks a child per transfer; its CPU is not read here
-            if label.startswith("tftpd-hpa")
-            else f"{median(f.server_cpu_s for f in fs):.2f} | "
-            f"{median(f.server_cpu_s for f in fs) / blocks_of(args.size * MIB) * 1e6:.0f} |"
-        )
+        + f"{median(f.server_cpu_s for f in fs):.2f} | "
+        + f"{median(f.server_cpu_s for f in fs) / blocks_of(args.size * MIB) * 1e6:.0f} |"
         for label, fs in single.items()
     ]
     crowd_rows = [
@@ -509,6 +549,11 @@ def run_bench(args: argparse.Namespace, work: Path) -> str:
         "| server, options | MiB/s | seconds | server CPU s | server CPU µs per block |\n"
         "|---|---|---|---|---|\n"
         + "\n".join(rows)
+        + "\n\nRatios to tftpd-hpa round by round: lock-step "
+        + round_ratios("rack, blksize 1468")
+        + "; windowsize 16 "
+        + round_ratios("rack, blksize 1468 + windowsize 16")
+        + "."
         + f"\n\n{args.clients} clients at once, {args.many_size:g} MiB each, "
         f"windowsize {WINDOW} asked (tftpd-hpa ignores it):\n\n"
         "| server | aggregate MiB/s | seconds | failed |\n|---|---|---|---|\n"

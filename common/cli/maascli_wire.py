@@ -76,9 +76,9 @@ class TransportFailure(OSError):
     """A request that got no (whole) answer; the message is worded as aiohttp words it."""
 
 
-def cannot_connect(host: str, port: int, reason: object, *, ssl_label: str = "default") -> str:
+def cannot_connect(host: str, port: int, reason: object) -> str:
     """aiohttp's ``ClientConnectorError`` text: ``Cannot connect to host h:p ssl:default [...]``."""
-    return f"Cannot connect to host {host}:{port} ssl:{ssl_label} [{reason}]"
+    return f"Cannot connect to host {host}:{port} ssl:default [{reason}]"
 
 
 @dataclass(frozen=True)

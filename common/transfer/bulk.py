@@ -1,8 +1,10 @@
 """Plain-HTTP bulk GETs: a blocking socket in a dedicated thread, off the event loop.
 
 aiohttp hands every byte of a download to the event-loop thread, the measured
-bottleneck of large files (bench/RESULTS.md, mirror). For a GET this module can
-do alone (``http://``, no proxy, no credentials in the URL) :func:`open_bulk`
+bottleneck of large files (bench/RESULTS.md, mirror). The Range parts of a
+split download (common/transfer/ranged.py) take this path: measured 1.5× faster
+with 20% less CPU for a 1 GiB file; whole-file GETs did not gain clearly and stay
+on aiohttp. For a GET this module can do alone (``http://``, no proxy, no credentials in the URL) :func:`open_bulk`
 connects, sends a minimal HTTP/1.1 request and reads the response head; then
 :meth:`BulkResponse.pour` receives the body into one reused buffer
 (``recv_into``) and hands it to a sink that writes it (``pwrite``), all in one

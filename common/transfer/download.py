@@ -119,7 +119,6 @@ class PartialWriter:
         self._batch: list[bytes] = []
         self._batched = 0
         self._in_flight: asyncio.Future[None] | None = None
-        self._taken = 0  # appended by take(), not counted in size until settle()
 
     async def open(self, *, keep: int | None = None) -> int:
         """Open (or create) the file, hash the bytes already in it, return their count.
@@ -136,32 +135,6 @@ class PartialWriter:
         self.size += len(data)
         if self._batched >= self._batch_size:
             await self._hand_off()
-
-    def take(self, view: memoryview) -> int:
-        """Hash and append ``view`` now, in the calling (bulk) thread; returns its length.
-
-        The bulk path's write (common/transfer/bulk.py): call it only after
-        :meth:`flush`, from one thread at a time, then :meth:`settle` on the
-        event loop. A file error raises StoreError.
-        """
-        assert self._file is not None, "write after close"
-        if self._hashing:
-            self._hasher.update(view)  # releases the GIL on large buffers
-        fd = self._file.fileno()
-        written = 0
-        try:
-            while written < len(view):
-                step = os.write(fd, view[written:])
-                written += step
-                self._taken += step
-        except OSError as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
-        return written
-
-    def settle(self) -> None:
-        """After :meth:`take`: count the bytes the bulk thread appended."""
-        self.size += self._taken
-        self._taken = 0
 
     async def flush(self, *, durable: bool = False) -> None:
         """Return once every accepted byte is written to the file and hashed.

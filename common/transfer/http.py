@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -32,15 +32,11 @@ from common.errors import (
     TruncatedBodyError,
     UpstreamError,
 )
-from common.transfer.bulk import BulkResponse, Unsupported, bulk_usable, open_bulk
 from common.transfer.limits import Pace, TransferLimits
 
 # A bigger buffer than aiohttp's 64 KiB default: fewer pause/resume cycles of the
 # transport per file (measured in bench/RESULTS.md).
 READ_BUFSIZE = 1 << 20
-# A whole-file GET with this much left to fetch takes the bulk path where it can
-# (common/transfer/bulk.py): a thread receives it instead of the event loop.
-BULK_MIN = 4 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _SECONDS = re.compile(r"\d+(\.\d+)?")
 _UNLIMITED = TransferLimits(min_rate=0)
@@ -72,15 +68,6 @@ class ByteSink(Protocol):
     async def flush(self) -> None: ...
 
     async def reset(self) -> None: ...
-
-
-@runtime_checkable
-class BulkSink(ByteSink, Protocol):
-    """A sink the bulk path can write to from its thread (see common/transfer/bulk.py)."""
-
-    def take(self, view: memoryview) -> int: ...
-
-    def settle(self) -> None: ...
 
 
 async def get_into(
@@ -133,35 +120,10 @@ async def _get(
     count: Callable[[int], None],
 ) -> None:
     use_range = sink.size > 0
-    bulk = isinstance(sink, BulkSink) and size - sink.size >= BULK_MIN and bulk_usable(session, url)
     while True:
         headers = {"Accept-Encoding": "identity"}
         if use_range:
             headers["Range"] = f"bytes={sink.size}-"
-        if bulk and isinstance(sink, BulkSink):
-            try:
-                answer = await open_bulk(url, {**session.headers, **headers}, limits=limits)
-            except Unsupported:
-                bulk = False  # this URL's answers are aiohttp's from now on
-                continue
-            async with answer:
-                if answer.status == 200:
-                    if sink.size:
-                        await sink.reset()
-                elif not (
-                    use_range and _range_fits(answer.status, answer.headers, sink.size, size)
-                ):
-                    if use_range and answer.status in (206, 416):
-                        await sink.reset()
-                        use_range = False
-                        continue
-                    raise HTTPStatusError(
-                        answer.status,
-                        url=url,
-                        retry_after=parse_retry_after(answer.headers.get("Retry-After")),
-                    )
-                await _pour_body(answer, sink, size, count)
-                return
         async with session.get(
             url, headers=headers, timeout=limits, read_bufsize=READ_BUFSIZE
         ) as resp:
@@ -217,25 +179,6 @@ async def stream_body(
     await sink.flush()
     if remaining:
         raise TruncatedBodyError(f"body ended {remaining} bytes short", url=url)
-
-
-async def _pour_body(
-    answer: BulkResponse, sink: BulkSink, size: int, count: Callable[[int], None]
-) -> None:
-    """The bulk path's :func:`stream_body`: the same length checks, the body poured by a thread."""
-    remaining = size - sink.size
-    announced = answer.content_length
-    if announced is not None and announced > remaining:
-        raise OversizeError(url=answer.url, expected=size, actual=sink.size + announced)
-    if announced is not None and announced < remaining:
-        raise SizeMismatchError(url=answer.url, expected=size, actual=sink.size + announced)
-    await sink.flush()  # nothing pending: the thread appends after the bytes on disk
-    try:
-        taken = await answer.pour(remaining, sink.take, count)
-    finally:
-        sink.settle()
-    if taken < remaining:
-        raise TruncatedBodyError(f"body ended {remaining - taken} bytes short", url=answer.url)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ are idle. :func:`fetch_parts` fills a :class:`RangeLayout`: the file is cut
 into contiguous parts (32 MiB in the Downloader), and each connection the file
 is given takes the next part in file order with ``Range: bytes=a-b`` (retried
 and resumed on its own), writing it at its offset into one preallocated file
-with ``pwritev`` in worker threads. Connections a :class:`ConnectionBudget`
+with ``pwritev`` in worker threads; over plain HTTP without a proxy each part
+request is received and written by a thread of its own instead
+(:mod:`common.transfer.bulk`). Connections a :class:`ConnectionBudget`
 has to spare join while the file runs; with no part left to take, an idle
 connection halves the running part with most left, so the parts end together.
 Because parts complete in about file order, the sha256 follows the gap-free

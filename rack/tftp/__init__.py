@@ -2,5 +2,6 @@
 
 packets.py encodes and decodes TFTP packets (RFC 1350, options of RFC 2347);
 paths.py resolves a requested name safely inside one snapshot; server.py is
-the asyncio server (read requests only, blksize/tsize/timeout/windowsize).
+the server (read requests only, blksize/tsize/timeout/windowsize): requests on the
+event loop, each transfer's data phase in a worker thread.
 """

@@ -170,7 +170,10 @@ class TftpServer:
             await asyncio.gather(*self._sessions, return_exceptions=True)
         if (pool := self._pool) is not None:
             self._pool = None
-            await asyncio.to_thread(pool.shutdown)  # idle threads only: returns at once
+            try:
+                await asyncio.to_thread(pool.shutdown)  # idle threads only: returns at once
+            except RuntimeError:  # the loop's own executor is shut down: let them go
+                pool.shutdown(wait=False)
 
     def request_received(self, data: bytes, addr: Any) -> None:
         """A datagram on the listener: start a transfer, or refuse it."""
@@ -234,6 +237,8 @@ class TftpServer:
         transfer = _Transfer(self, request, raw)
         try:
             await transfer.run()
+        except _Stopped:
+            pass  # the server stops: neither sent nor failed
         except _Failed as exc:
             self.stats.error(exc.reason)
             log.debug(

@@ -227,6 +227,32 @@ async def test_an_error_from_the_client_ends_the_transfer(server: TftpServer) ->
     assert server.stats.active == 0
 
 
+async def test_an_ack_inside_the_window_restarts_the_window_after_it(
+    server: TftpServer,
+) -> None:
+    """windowsize 4: the client acknowledges block 2 of the first window (RFC 7440, blocks
+    3 and 4 lost); the next window is blocks 3 to 6, none counted as retransmitted."""
+    request = packets.request_packet(packets.RRQ, "boot-kernel", options={"windowsize": 4})
+
+    def partial_ack() -> list[int]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(request, ("127.0.0.1", server.port))
+            _, peer = sock.recvfrom(65536)  # the OACK
+            sock.sendto(packets.ack_packet(0), peer)
+            first = [sock.recvfrom(65536)[0] for _ in range(4)]
+            sock.sendto(packets.ack_packet(2), peer)
+            second = [sock.recvfrom(65536)[0] for _ in range(4)]
+            sock.sendto(packets.error_packet(packets.NOT_DEFINED, "enough"), peer)
+            return [int.from_bytes(d[2:4], "big") for d in first + second]
+
+    blocks = await asyncio.to_thread(partial_ack)
+    assert blocks == [1, 2, 3, 4, 3, 4, 5, 6]
+    await eventually(lambda: server.stats.errors == {"client_error": 1}, "the transfer ended")
+    assert server.stats.retransmits == 0
+    assert server.stats.bytes == 2 * 512
+
+
 async def test_block_numbers_roll_over_past_65535(server: TftpServer) -> None:
     """With blksize 8 a 600 kB file needs 75,001 blocks: numbers wrap to 0 and it arrives whole."""
     big = random.Random("big").randbytes(600_000)  # not a secret
