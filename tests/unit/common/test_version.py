@@ -7,7 +7,14 @@ import re
 import tomllib
 from pathlib import Path
 
-from common.version import PYPROJECT, UNKNOWN, VERSION, source_tree_version, user_agent
+from common.version import (
+    PYPROJECT,
+    UNKNOWN,
+    VERSION,
+    installed_version,
+    source_tree_version,
+    user_agent,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 PACKAGES = ("common", "simplestreams", "region", "rack")
@@ -31,6 +38,16 @@ def test_a_source_tree_without_metadata_reads_pyproject(tmp_path: Path) -> None:
     assert source_tree_version(pyproject) is None
     assert source_tree_version(tmp_path / "absent.toml") is None
     assert re.fullmatch(r"0\+unknown", UNKNOWN)
+
+
+def test_the_installed_version_is_read_from_the_dist_info_name(tmp_path: Path) -> None:
+    """The first ``bootsync-<version>.dist-info`` on the path names it; others are skipped."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    (first / "bootsync_extra-1.0.dist-info").mkdir(parents=True)
+    (first / "other-2.0.dist-info").mkdir()
+    (second / "bootsync-3.4.5.dist-info").mkdir(parents=True)
+    assert installed_version([str(tmp_path / "absent"), str(first), str(second)]) == "3.4.5"
+    assert installed_version([str(first)]) is None
 
 
 def test_user_agents_carry_the_version() -> None:
