@@ -13,6 +13,7 @@ from blockbuster import blockbuster_ctx
 
 pytest_plugins = [
     "tests.fakes.gpg",
+    "tests.fakes.postgres",  # postgres_server: one PostgreSQL server for the whole session
     "tests.fakes.upstream",
     "tests.fakes.streams",
     "tests.integration.region.api_harness",

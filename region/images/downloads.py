@@ -25,6 +25,9 @@ from region.db.connection import Database
 from region.images.proxy import UpstreamSessions
 
 log = get_logger("importer")
+# Write batches of the region's downloads: smaller than the Downloader's 1 MiB, since the
+# daemon's resting memory leaves the import little room under its budget (bench/RESULTS.md, Memory).
+REGION_CHUNK = 256 << 10
 
 
 async def held_bytes(store: BlobStore, blobs: Mapping[str, int]) -> dict[str, int]:
@@ -119,7 +122,13 @@ async def fetch_blobs(
         groups[sessions.for_url(req.url)].append(req)
     async with recorder:
         for session, reqs in groups.items():
-            downloader = Downloader(session, store, on_progress=recorder.on_progress, limits=limits)
+            downloader = Downloader(
+                session,
+                store,
+                on_progress=recorder.on_progress,
+                limits=limits,
+                chunk_size=REGION_CHUNK,
+            )
             # fetch_all: a large file left alone is split into Range parts (common/transfer/ranged.py)
             outcomes += await downloader.fetch_all(reqs, concurrency, on_outcome=recorder.finished)
     failed = {o.request.sha256: o.request.size for o in outcomes if not o.ok}

@@ -21,12 +21,10 @@ from region.cluster.secrets import PEER_TOKEN, read_secret
 from region.db.connection import open_db
 from region.images.publish import PRODUCTS_PATH
 from tests.fakes.daemons import DaemonProcess, free_port
-from tests.fakes.postgres import PostgresServer, postgres_server
+from tests.fakes.postgres import PostgresServer
 from tests.fakes.upstream import FakeUpstream
 from tests.fakes.waiting import eventually
 from tests.integration.region.import_harness import item_paths
-
-__all__ = ["postgres_server"]  # the session fixture
 
 pytestmark = pytest.mark.slow
 

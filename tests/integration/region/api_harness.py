@@ -1,4 +1,4 @@
-"""A real region API app for tests: real SQLite, real middlewares, the clients' exact wire format.
+"""A real region API app for tests: a real database (SQLite and PostgreSQL), real middlewares, the clients' exact wire format.
 
 ``running_region`` builds the app with the routes of boot_sources, selections,
 maas_config and users, an admin key and a plain user key, and starts it with
@@ -7,7 +7,7 @@ recorders (the API only schedules refreshes; nothing here imports).
 
 ``tests/conftest.py`` loads this module as a plugin, so every test can ask for
 ``region_key`` (one region signing key per module) and ``api_region`` (a started
-:class:`Region` on a fresh database).
+:class:`Region` on a fresh database, once per engine).
 
 Requests are sent the way the two real clients (python-libmaas, the maas CLI) send them:
 libmaas signs with ``realm="OAuth"`` and always sends multipart with base64
@@ -48,6 +48,7 @@ from region.context import CTX, RegionContext
 from region.db import users as repo_users
 from region.db.connection import open_db
 from region.db.users import ApiKey
+from tests.fakes.postgres import PostgresServer
 
 API_HASH = "0123456789abcdef0123456789abcdef01234567"
 Style = Literal["libmaas", "maascli", "form"]
@@ -222,12 +223,17 @@ def build_app(ctx: RegionContext) -> web.Application:
 
 @asynccontextmanager
 async def running_region(
-    tmp_path: Path, key: SigningKey, aiohttp_client: AiohttpClient
+    tmp_path: Path,
+    key: SigningKey,
+    aiohttp_client: AiohttpClient,
+    *,
+    database: Path | str | None = None,
 ) -> AsyncIterator[Region]:
-    """Open a database in ``tmp_path`` and serve the API on 127.0.0.1."""
+    """Open a database (``database``, else a SQLite file in ``tmp_path``) and serve the API."""
     catalogue = RecordingCatalogue()
     store = BlobStore(tmp_path / "blobs")
-    async with open_db(tmp_path / "region.db") as db, aiohttp.ClientSession() as session:
+    target = tmp_path / "region.db" if database is None else database
+    async with open_db(target) as db, aiohttp.ClientSession() as session:
         ctx = RegionContext(
             data_dir=tmp_path,
             db=db,
@@ -245,10 +251,17 @@ async def running_region(
         yield Region(client=client, ctx=ctx, catalogue=catalogue, admin=admin, user=user)
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", "postgresql"])
 async def api_region(
-    tmp_path: Path, region_key: SigningKey, aiohttp_client: AiohttpClient
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    region_key: SigningKey,
+    aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[Region]:
-    """A running region API on a fresh database."""
-    async with running_region(tmp_path, region_key, aiohttp_client) as running:
+    """A running region API on a fresh database, once on each engine (same answers on both)."""
+    database: str | None = None
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        database = await server.new_database()
+    async with running_region(tmp_path, region_key, aiohttp_client, database=database) as running:
         yield running

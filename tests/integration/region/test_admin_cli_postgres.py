@@ -10,9 +10,7 @@ from pathlib import Path
 from region.db import users as repo_users
 from region.db import web_auth
 from region.db.connection import open_db
-from tests.fakes.postgres import PostgresServer, postgres_server
-
-__all__ = ["postgres_server"]  # the session fixture
+from tests.fakes.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -38,15 +38,13 @@ from region.db.imports import WantedFile, WantedSet, write_wanted
 from region.db.resources import atomic
 from region.db.users import ApiKey
 from region.rackhub.state import RackSyncSummary
-from tests.fakes.postgres import PostgresServer, postgres_server
+from tests.fakes.postgres import PostgresServer
 from tests.integration.region.api_harness import (
     IdleImporter,
     RecordingCatalogue,
     make_key,
     oauth_header,
 )
-
-__all__ = ["postgres_server"]  # the session fixture, used through `target`
 
 NOW = "2025-01-01T00:00:00"
 

@@ -17,10 +17,8 @@ import pytest
 
 from region.cluster.events import CHANNEL, ClusterEvents, open_events
 from region.db.connection import Database, open_db
-from tests.fakes.postgres import PostgresServer, pg_bin, postgres_server
+from tests.fakes.postgres import PostgresServer, pg_bin
 from tests.fakes.waiting import eventually
-
-__all__ = ["postgres_server"]  # the session fixture, used through `server`
 
 LogEvents = list[MutableMapping[str, Any]]
 

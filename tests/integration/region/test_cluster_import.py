@@ -35,12 +35,10 @@ from region.images.catalogue import Catalogue
 from region.images.importer import Importer, ImportSettings
 from simplestreams import flatten, parse_products
 from simplestreams.screen import DEFAULT_MAX_ITEM_SIZE
-from tests.fakes.postgres import PostgresServer, postgres_server
+from tests.fakes.postgres import PostgresServer
 from tests.fakes.upstream import FakeUpstream
 from tests.fakes.waiting import eventually
 from tests.integration.region.import_harness import KERNEL, V3, Scene
-
-__all__ = ["postgres_server"]  # the session fixture, used through `server`
 
 Events = list[MutableMapping[str, Any]]
 BIG = int(2.5 * (1 << 20))  # a file the downloader writes in more than one batch

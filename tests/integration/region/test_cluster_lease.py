@@ -22,9 +22,7 @@ from region.cluster.registry import ClusterMember, join, live_regions, record_he
 from region.db.connection import Database, open_db
 from region.db.timestamps import now_iso
 from region.images.scheduler import AutoImport
-from tests.fakes.postgres import PostgresServer, postgres_server
-
-__all__ = ["postgres_server"]  # the session fixture, used through `server`
+from tests.fakes.postgres import PostgresServer
 
 Events = list[Any]
 

@@ -34,10 +34,8 @@ from region.db.connection import open_db
 from region.images.publish import KEYRING_NAME
 from region.rackhub.secret import load_or_create_secret, replace_secret
 from region.rackhub.secret import read_secret as read_rack_secret
-from tests.fakes.postgres import PostgresServer, postgres_server
+from tests.fakes.postgres import PostgresServer
 from tests.fakes.waiting import eventually
-
-__all__ = ["postgres_server"]  # the session fixture, used through `target`
 
 LogEvents = list[MutableMapping[str, Any]]
 

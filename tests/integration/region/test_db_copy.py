@@ -50,11 +50,9 @@ from region.db.copy import (
     tables,
 )
 from region.db.users import ApiKey
-from tests.fakes.postgres import PostgresServer, postgres_server
+from tests.fakes.postgres import PostgresServer
 from tests.integration.region.api_harness import IdleImporter, RecordingCatalogue, oauth_header
 from tests.integration.region.import_harness import Scene, import_env
-
-__all__ = ["postgres_server"]  # the session fixture
 
 REPO = Path(__file__).resolve().parents[3]
 Events = list[dict[str, Any]]

@@ -31,9 +31,7 @@ from region.db.connection import Database, check_db, migrations, open_db
 from region.db.imports import WantedFile, WantedSet
 from region.db.sources import DuplicateError
 from region.db.uploads import NewUpload
-from tests.fakes.postgres import PostgresServer, postgres_server
-
-__all__ = ["postgres_server"]  # the session fixture, used through `engine`
+from tests.fakes.postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

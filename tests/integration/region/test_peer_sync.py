@@ -45,7 +45,7 @@ from region.images.importer import Importer, ImportSettings
 from region.images.publish import PRODUCTS_PATH
 from region.images.status import SYNCED, SYNCING_REGIONS
 from region.ui.page import read_images
-from tests.fakes.postgres import PostgresServer, postgres_server
+from tests.fakes.postgres import PostgresServer
 from tests.fakes.upstream import FakeUpstream
 from tests.fakes.waiting import eventually
 from tests.integration.region.api_harness import (
@@ -55,8 +55,6 @@ from tests.integration.region.api_harness import (
     oauth_header,
 )
 from tests.integration.region.import_harness import sample_stream
-
-__all__ = ["postgres_server"]  # the session fixture
 
 TOKEN = "cluster-peer-token-for-the-tests"
 BLOB = "/MAAS/cluster/blobs/"

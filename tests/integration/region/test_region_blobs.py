@@ -12,9 +12,7 @@ from common.storage.blobstore import BlobStore
 from region.cluster import holdings, registry
 from region.db.connection import Database, open_db
 from region.db.imports import WantedFile, WantedSet, set_bytes_done, write_wanted
-from tests.fakes.postgres import PostgresServer, postgres_server
-
-__all__ = ["postgres_server"]  # the session fixture, used through `db`
+from tests.fakes.postgres import PostgresServer
 
 KERNEL, INITRD, SQUASHFS = b"kernel bytes", b"initrd bytes", b"squashfs bytes"
 
