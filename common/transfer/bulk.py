@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import mmap
 import os
 import select
 import socket
@@ -146,7 +147,9 @@ class BulkResponse:
     ) -> int:
         taken = pending = 0
         reported = time.monotonic()
-        buffer = bytearray(BULK_BUFSIZE)
+        # mmap-backed: unmapped once this returns; a malloc'ed buffer freed in this
+        # short-lived thread could stay in a glibc arena (bench/RESULTS.md, Memory).
+        buffer = mmap.mmap(-1, BULK_BUFSIZE)
         try:
             with memoryview(buffer) as view:
                 rest, self._rest = self._rest, b""

@@ -33,7 +33,7 @@ from common.errors import (
 )
 from common.ops.logging import get_logger, short_sha
 from common.storage.blobstore import BlobStore, check_sha256
-from common.transfer.http import get_into, make_session
+from common.transfer.http import READ_BUFSIZE, get_into, make_session
 from common.transfer.limits import Pace, TransferLimits
 from common.transfer.ranged import (
     ConnectionBudget,
@@ -278,6 +278,7 @@ class Downloader:
         limits: TransferLimits | None = None,
         split_min: int = SPLIT_MIN,
         part_min: int = SPLIT_PART,
+        read_bufsize: int = READ_BUFSIZE,
     ) -> None:
         self._session = session
         self._store = store
@@ -288,6 +289,7 @@ class Downloader:
             total=None, sock_connect=connect_timeout, sock_read=stall_timeout
         )
         self._chunk_size = chunk_size
+        self._read_bufsize = read_bufsize
         self._on_progress = on_progress
         self._limits = limits or TransferLimits()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -524,6 +526,7 @@ class Downloader:
                     limits=self._timeout,
                     on_bytes=self._count(req, progress),
                     pace=pace,
+                    read_bufsize=self._read_bufsize,
                 )
 
         await retrying(attempt, self._policy, log=_log_for(req), event="download_retrying")

@@ -79,8 +79,11 @@ async def get_into(
     limits: aiohttp.ClientTimeout,
     on_bytes: Callable[[int], None],
     pace: Pace | None = None,
+    read_bufsize: int = READ_BUFSIZE,
 ) -> None:
     """GET ``url`` into ``sink`` until it holds ``size`` bytes: one attempt.
+
+    ``read_bufsize`` bounds what the connection buffers and reads per call.
 
     A non-empty sink is resumed with ``Range: bytes=<sink.size>-``; a 200
     answer, or a 206/416 whose range does not fit, restarts from zero.
@@ -101,7 +104,9 @@ async def get_into(
 
     try:
         async with watch:
-            await _get(session, url, sink, size=size, limits=limits, count=count)
+            await _get(
+                session, url, sink, size=size, limits=limits, count=count, bufsize=read_bufsize
+            )
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         await sink.flush()
         raise translate_error(exc, url=url, body_started=received > 0) from exc
@@ -118,15 +123,14 @@ async def _get(
     size: int,
     limits: aiohttp.ClientTimeout,
     count: Callable[[int], None],
+    bufsize: int,
 ) -> None:
     use_range = sink.size > 0
     while True:
         headers = {"Accept-Encoding": "identity"}
         if use_range:
             headers["Range"] = f"bytes={sink.size}-"
-        async with session.get(
-            url, headers=headers, timeout=limits, read_bufsize=READ_BUFSIZE
-        ) as resp:
+        async with session.get(url, headers=headers, timeout=limits, read_bufsize=bufsize) as resp:
             if resp.status == 200:
                 if sink.size:
                     await sink.reset()  # the server ignored our Range: start over
@@ -140,7 +144,7 @@ async def _get(
                     url=url,
                     retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                 )
-            await stream_body(url, resp, sink, size, count)
+            await stream_body(url, resp, sink, size, count, bufsize=bufsize)
             return
 
 
@@ -159,10 +163,16 @@ def read_more_per_call(resp: aiohttp.ClientResponse, size: int = READ_BUFSIZE) -
 
 
 async def stream_body(
-    url: str, resp: aiohttp.ClientResponse, sink: ByteSink, size: int, count: Callable[[int], None]
+    url: str,
+    resp: aiohttp.ClientResponse,
+    sink: ByteSink,
+    size: int,
+    count: Callable[[int], None],
+    *,
+    bufsize: int = READ_BUFSIZE,
 ) -> None:
     """Move ``resp``'s body into ``sink`` until it holds ``size`` bytes, checking lengths."""
-    read_more_per_call(resp)
+    read_more_per_call(resp, bufsize)
     remaining = size - sink.size
     announced = resp.content_length
     if announced is not None and announced > remaining:

@@ -25,9 +25,9 @@ from region.db.connection import Database
 from region.images.proxy import UpstreamSessions
 
 log = get_logger("importer")
-# Write batches of the region's downloads: smaller than the Downloader's 1 MiB, since the
-# daemon's resting memory leaves the import little room under its budget (bench/RESULTS.md, Memory).
-REGION_CHUNK = 256 << 10
+# Read size and write batch of each download: a quarter of the Downloader's default, as the
+# daemon at rest leaves an import little room under its memory budget (bench/RESULTS.md, Memory).
+REGION_BUFFER = 256 << 10
 
 
 async def held_bytes(store: BlobStore, blobs: Mapping[str, int]) -> dict[str, int]:
@@ -127,7 +127,8 @@ async def fetch_blobs(
                 store,
                 on_progress=recorder.on_progress,
                 limits=limits,
-                chunk_size=REGION_CHUNK,
+                chunk_size=REGION_BUFFER,
+                read_bufsize=REGION_BUFFER,
             )
             # fetch_all: a large file left alone is split into Range parts (common/transfer/ranged.py)
             outcomes += await downloader.fetch_all(reqs, concurrency, on_outcome=recorder.finished)
