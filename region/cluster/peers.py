@@ -215,7 +215,8 @@ class PeerSync:
         """One pass: fetch what the store lacks from live peers, record, announce, republish.
 
         Passes run one at a time. ``republish`` republishes the stream even when
-        nothing was fetched (after another region's import). Raises what the
+        nothing was fetched (after another region's import), unless blobs are still
+        missing (the stream would lose images until they come). Raises what the
         database raises; a blob that fails is counted, not raised.
         """
         async with self._lock:
@@ -223,7 +224,9 @@ class PeerSync:
             self.passes += 1
         if result.recorded and self._events is not None:
             await self._events.publish("blobs_held", fetched=result.fetched)
-        if result.fetched or republish:
+        # Blobs no live peer holds yet (its holdings are recorded after its import_finished):
+        # keep the current stream, whose images the store holds, until a pass fetches them.
+        if result.fetched or (republish and not (result.unavailable or result.failed)):
             await self._republish()
         return result
 
