@@ -27,7 +27,9 @@ from tests.fakes.postgres import PostgresServer, postgres_server
 from tests.fakes.upstream import FakeUpstream
 from tests.fakes.waiting import eventually
 
-__all__ = ["postgres_server"]  # the session fixture
+# Imported here, the session fixture gives this module a PostgreSQL server of its own:
+# its tests halt and restart it, which must not disturb other modules.
+__all__ = ["postgres_server"]
 
 API = "/MAAS/api/2.0"
 FILE_SIZE = 64 << 10
