@@ -121,7 +121,7 @@ typecheck: $(BIN)/bootsync
 # real daemons and servers, so the suite takes about half the time on 2 cores.
 pytest: setup
 	SSTREAM_BIN="$(CURDIR)/$(SSTREAM_VENV)/bin" LIBMAAS_PYTHON="$(CURDIR)/$(LIBMAAS_VENV)/bin/python" \
-	    $(BIN)/pytest -q -n 2 --dist loadfile
+	    BOOTSYNC_REQUIRE_VM=1 $(BIN)/pytest -q -n 2 --dist loadfile
 
 test: lint typecheck pytest
 

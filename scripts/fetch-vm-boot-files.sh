@@ -10,6 +10,7 @@
 set -euo pipefail
 dir=${1:?usage: $0 DIR}
 mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)  # absolute: the script works in a temp dir below
 work=$(mktemp -d /tmp/bootsync-vm-fetch.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 kernel=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)

@@ -44,16 +44,26 @@ QEMU = shutil.which("qemu-system-x86_64")
 GUEST_HOST = "10.0.2.2"  # the host's loopback, seen from QEMU's user-mode network
 BOOT_TIMEOUT_S = 240.0
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.vm,
-    pytest.mark.timeout(420),
-    pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 missing: run `make vm-tools`"),
-    pytest.mark.skipif(
-        not all((BOOT_FILES / name).exists() for name in ("vmlinuz", "busybox", "syslinux")),
-        reason=f"no kernel, busybox or syslinux in {BOOT_FILES}: run `make vm-boot-files`",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(420)]
+
+
+def missing_parts() -> str | None:
+    """What this machine lacks to boot the VM (with the make target that installs it), or None."""
+    if QEMU is None:
+        return "qemu-system-x86_64 missing: run `make vm-tools`"
+    if not all((BOOT_FILES / name).exists() for name in ("vmlinuz", "busybox", "syslinux")):
+        return f"no kernel, busybox or syslinux in {BOOT_FILES}: run `make vm-boot-files`"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def vm_parts() -> None:
+    """Skip without QEMU or the boot files, but fail under ``make test`` (CI), which sets
+    ``BOOTSYNC_REQUIRE_VM`` after installing them: there a skip would hide a broken setup."""
+    if (missing := missing_parts()) is not None:
+        if os.environ.get("BOOTSYNC_REQUIRE_VM"):
+            pytest.fail(f"make test must boot the VM: {missing}")
+        pytest.skip(missing)
 
 
 @dataclass
