@@ -214,9 +214,9 @@ class PeerSync:
     async def sync(self, reason: str = "manual", *, republish: bool = True) -> SyncResult:
         """One pass: fetch what the store lacks from live peers, record, announce, republish.
 
-        Passes run one at a time. ``republish`` republishes the stream even when
-        nothing was fetched (after another region's import), unless blobs are still
-        missing (the stream would lose images until they come). Raises what the
+        Passes run one at a time. The stream is republished once nothing is missing,
+        after a pass that fetched something or, with ``republish``, even when nothing
+        was fetched (after another region's import); never while blobs are missing. Raises what the
         database raises; a blob that fails is counted, not raised.
         """
         async with self._lock:
@@ -224,9 +224,12 @@ class PeerSync:
             self.passes += 1
         if result.recorded and self._events is not None:
             await self._events.publish("blobs_held", fetched=result.fetched)
-        # Blobs no live peer holds yet (its holdings are recorded after its import_finished):
-        # keep the current stream, whose images the store holds, until a pass fetches them.
-        if result.fetched or (republish and not (result.unavailable or result.failed)):
+        # While blobs are still missing (no live peer holds them yet: a peer records its
+        # holdings after its import_finished; or one failed) the current stream stays:
+        # the database's sets have moved on, so a republish now would drop the images
+        # not complete here and the racks would delete them. The pass that fetches the
+        # last missing blob republishes.
+        if not (result.unavailable or result.failed) and (result.fetched or republish):
             await self._republish()
         return result
 

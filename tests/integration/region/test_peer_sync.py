@@ -311,6 +311,51 @@ async def test_a_corrupted_byte_from_the_peer_is_refused_and_fetched_again(pair:
     assert await holdings.held_by_store(pair.b.store, wanted) == {b.sha256 for b in wanted}
 
 
+async def test_b_keeps_its_stream_while_a_blob_is_still_missing_then_republishes(
+    pair: Pair,
+) -> None:
+    """A pass that fetched some blobs but not all leaves B's stream as it was (a partial one
+    would make its racks drop images); the pass that fetches the last one republishes."""
+    await pair.import_on_a()
+    wanted = await holdings.complete_set_blobs(pair.a.db)
+    withheld = wanted[0].sha256
+
+    async def withholding(request: web.Request) -> web.StreamResponse:
+        sha = request.match_info["sha256"]
+        if sha == withheld:
+            return web.Response(status=503)
+        headers = {PEER_TOKEN_HEADER: request.headers.get(PEER_TOKEN_HEADER, "")}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(peer_blob_url(pair.a.url, sha), headers=headers) as resp,
+        ):
+            return web.Response(status=resp.status, body=await resp.read())
+
+    before = await pair.b.publisher.current_id()
+    proxy = web.Application()
+    proxy.router.add_get(BLOB + "{sha256}", withholding)
+    async with serving(proxy) as proxy_url:
+        await registry.join(pair.a.db, pair.a.name, proxy_url)
+        sync = pair.b.peer_sync()
+        await sync.start()
+        try:
+            partial = await sync.sync("test")
+        finally:
+            await sync.close()
+    assert partial.fetched == len(wanted) - 1
+    assert partial.failed == 1
+    assert await pair.b.publisher.current_id() == before
+    await registry.join(pair.a.db, pair.a.name, pair.a.url)
+    sync = pair.b.peer_sync()
+    await sync.start()
+    try:
+        last = await sync.sync("test", republish=False)
+    finally:
+        await sync.close()
+    assert last.fetched == 1
+    assert await pair.b.publisher.current_id() not in (None, before)
+
+
 async def test_a_partial_peer_fetch_is_resumed_with_a_range_request(pair: Pair) -> None:
     """Half a blob left in B's store by an interrupted fetch is completed with a Range request."""
     await pair.import_on_a()
