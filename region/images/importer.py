@@ -84,6 +84,8 @@ from simplestreams import DownloadPlan, Selection, StreamFormatError
 log = get_logger("importer")
 
 DATABASE_UNREACHABLE = "database_unreachable"
+FULL_BELOW = 1 << 20
+"""Free bytes under which the store's filesystem counts as full (see ``_out_of_space``)."""
 
 __all__ = ["EventBus", "ImportSettings", "ImportSummary", "Importer"]
 
@@ -375,7 +377,7 @@ class Importer:
             await asyncio.shield(self._finish(run_id, tally, "cancelled"))
             raise
         except Exception as exc:  # every import must end with its summary, even after a bug
-            if is_disk_full(exc):
+            if await self._out_of_space(exc):
                 await self._no_space(tally, exc)
             else:
                 log.exception("import_failed", error=error_text(exc))
@@ -448,6 +450,20 @@ class Importer:
         )
         log.error("import_no_space", reason=NO_SPACE, need=need, free=free, error=error_text(exc))
 
+    async def _out_of_space(self, exc: BaseException) -> bool:
+        """Whether ``exc`` comes of a full disk: it says so, or the store has no room left.
+
+        Some tools only report that they failed (gpg signing the stream into a full
+        disk says "could not sign"), so a failure while the store's filesystem has
+        less than :data:`FULL_BELOW` free is named ``no_space`` too.
+        """
+        if is_disk_full(exc):
+            return True
+        try:
+            return await self._store.free_bytes() < FULL_BELOW
+        except OSError:
+            return False  # unknown: the error stands as it is
+
     async def _free_bytes(self) -> int:
         try:
             return await self._store.free_bytes()
@@ -469,7 +485,7 @@ class Importer:
                 is not None
             )
         except Exception as exc:  # a full disk, the database unreachable, a bug
-            if is_disk_full(exc):  # what is held and published stays as it was
+            if await self._out_of_space(exc):  # what is held and published stays as it was
                 await self._no_space(tally, exc)
                 return
             log.exception("import_settle_failed", error=error_text(exc))
