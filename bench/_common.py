@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -552,3 +552,53 @@ def write_section(title: str, text: str) -> None:
     temp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
     temp.write_text(new)
     temp.replace(RESULTS)
+
+
+def synthetic_sets(count: int) -> list[Any]:
+    """``count`` synthetic Ubuntu resources, each one complete set of three files, as
+    ``region.db.imports.WantedSet`` (for the API benchmarks' databases)."""
+    import hashlib  # noqa: PLC0415 - only the seeding child needs these
+
+    from region.db.imports import WantedFile, WantedSet  # noqa: PLC0415
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    wanted = []
+    for i in range(count):
+        release, sub = f"bench{i // 4:03d}", ("ga-24.04", "hwe-24.04", "generic", "hwe-v")[i % 4]
+        files = tuple(
+            WantedFile(
+                filename=name,
+                filetype=name,
+                sha256=sha(f"{i}/{name}"),
+                size=size,
+                extra={"kpackage": "linux-generic"} if name != "squashfs" else {},
+            )
+            for name, size in (
+                ("boot-kernel", 14 << 20),
+                ("boot-initrd", 70 << 20),
+                ("squashfs", 300 << 20),
+            )
+        )
+        wanted.append(
+            WantedSet(
+                name=f"ubuntu/{release}",
+                architecture=f"amd64/{sub}",
+                kflavor="generic",
+                bootloader_type=None,
+                rolling=False,
+                version="20250718",
+                label="stable",
+                extra={
+                    "subarches": f"generic,{sub}",
+                    "title": f"Ubuntu {release}",
+                    "label": "stable",
+                    "release": release,
+                    "version": "24.04",
+                },
+                files=files,
+            )
+        )
+
+    return wanted

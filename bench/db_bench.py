@@ -48,6 +48,7 @@ from _common import (
     machine,
     percentile,
     process_cpu_s,
+    synthetic_sets,
     utc_date,
     write_section,
 )
@@ -71,49 +72,11 @@ CACHE_ENV = "DB_BENCH_PG_STATEMENT_CACHE"
 
 def seed(target: str) -> str:
     """Fill ``target`` with RESOURCES resources and a user; that user's key ``ck:tk:ts``."""
-    import hashlib  # noqa: PLC0415 - the seeding needs the region's code
-
-    from region.db import users as repo_users  # noqa: PLC0415
+    from region.db import users as repo_users  # noqa: PLC0415 - the seeding needs the region's code
     from region.db.connection import open_db  # noqa: PLC0415
-    from region.db.imports import WantedFile, WantedSet, write_wanted  # noqa: PLC0415
+    from region.db.imports import write_wanted  # noqa: PLC0415
 
-    def sha(text: str) -> str:
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    wanted = []
-    for i in range(RESOURCES):
-        release, sub = f"bench{i // 4:03d}", ("ga-24.04", "hwe-24.04", "generic", "hwe-v")[i % 4]
-        files = tuple(
-            WantedFile(
-                filename=name,
-                filetype=name,
-                sha256=sha(f"{i}/{name}"),
-                size=size,
-                extra={"kpackage": "linux-generic"} if name != "squashfs" else {},
-            )
-            for name, size in (
-                ("boot-kernel", 14 << 20),
-                ("boot-initrd", 70 << 20),
-                ("squashfs", 300 << 20),
-            )
-        )
-        wanted.append(
-            WantedSet(
-                name=f"ubuntu/{release}",
-                architecture=f"amd64/{sub}",
-                kflavor="generic",
-                bootloader_type=None,
-                rolling=False,
-                version="20250718",
-                label="stable",
-                extra={
-                    "subarches": f"generic,{sub}",
-                    "title": f"Ubuntu {release}",
-                    "release": release,
-                },
-                files=files,
-            )
-        )
+    wanted = synthetic_sets(RESOURCES)
 
     async def write() -> str:
         async with open_db(target) as db:

@@ -85,6 +85,7 @@ from _common import (
     percentile,
     process_cpu_s,
     shipped_loops,
+    synthetic_sets,
     user_cpu_s,
     utc_date,
     versions,
@@ -567,50 +568,10 @@ def _report(what: str, label: str, seconds: float, cpu: float, other: float) -> 
 
 def seed_resources(db: Path, count: int) -> None:
     """Write ``count`` synthetic synced resources with complete sets (child-process mode)."""
-    import hashlib  # noqa: PLC0415 - only the child needs these
+    from region.db.connection import open_db  # noqa: PLC0415 - only the child needs these
+    from region.db.imports import write_wanted  # noqa: PLC0415
 
-    from region.db.connection import open_db  # noqa: PLC0415
-    from region.db.imports import WantedFile, WantedSet, write_wanted  # noqa: PLC0415
-
-    def sha(text: str) -> str:
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    wanted = []
-    for i in range(count):
-        release, sub = f"bench{i // 4:03d}", ("ga-24.04", "hwe-24.04", "generic", "hwe-v")[i % 4]
-        files = tuple(
-            WantedFile(
-                filename=name,
-                filetype=name,
-                sha256=sha(f"{i}/{name}"),
-                size=size,
-                extra={"kpackage": "linux-generic"} if name != "squashfs" else {},
-            )
-            for name, size in (
-                ("boot-kernel", 14 << 20),
-                ("boot-initrd", 70 << 20),
-                ("squashfs", 300 << 20),
-            )
-        )
-        wanted.append(
-            WantedSet(
-                name=f"ubuntu/{release}",
-                architecture=f"amd64/{sub}",
-                kflavor="generic",
-                bootloader_type=None,
-                rolling=False,
-                version="20250718",
-                label="stable",
-                extra={
-                    "subarches": f"generic,{sub}",
-                    "title": f"Ubuntu {release}",
-                    "label": "stable",
-                    "release": release,
-                    "version": "24.04",
-                },
-                files=files,
-            )
-        )
+    wanted = synthetic_sets(count)
 
     async def write() -> None:
         async with open_db(db) as conn:
