@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -22,19 +21,6 @@ from common.transfer.download import Downloader, DownloadOutcome, make_session
 from common.transfer.limits import TransferLimits
 from tests.fakes.upstream import FakeUpstream
 from tests.unit.common.test_ranged_download import MIB, bounded_ranges, serve
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A download session like production's."""
-    async with make_session(user_agent="bootsync-tests") as s:
-        yield s
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
-    """A blob store in tmp_path with no free-space reserve."""
-    return BlobStore(tmp_path / "store", reserve=0)
 
 
 @pytest.fixture(params=["1", "0"], ids=["bulk", "aiohttp"])

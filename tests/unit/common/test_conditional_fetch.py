@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -13,7 +12,6 @@ import pytest
 from common.errors import SignatureError
 from common.mirror.http_cache import MirrorDocumentCache
 from common.transfer.fetch import CachedDocument, fetch_conditional
-from common.transfer.http import make_session
 from common.transfer.retry import RetryPolicy
 from common.transfer.streams import (
     SIGNED_INDEX_PATH,
@@ -43,13 +41,6 @@ class MemoryCache:
     async def put(self, url: str, document: CachedDocument) -> None:
         """Keep ``document``."""
         self.kept[url] = document
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A session like production's."""
-    async with make_session(user_agent="bootsync-tests") as s:
-        yield s
 
 
 async def publish(upstream: FakeUpstream, key: ThrowawayKey, version: str = "1") -> None:

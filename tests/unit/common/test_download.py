@@ -25,7 +25,7 @@ from common.errors import (
     TruncatedBodyError,
 )
 from common.storage.blobstore import BlobStore
-from common.transfer.download import Downloader, DownloadRequest, make_session
+from common.transfer.download import Downloader, DownloadRequest
 from common.transfer.http import parse_content_range, parse_retry_after, translate_error
 from tests.fakes.upstream import FakeUpstream
 
@@ -36,19 +36,6 @@ def make_blob(size: int, seed: int) -> tuple[bytes, str]:
     """Reproducible bytes and their sha256."""
     data = random.Random(seed).randbytes(size)
     return data, hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A download session like production's."""
-    async with make_session(user_agent="bootsync-tests") as s:
-        yield s
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
-    """A blob store in tmp_path with no free-space reserve."""
-    return BlobStore(tmp_path / "store", reserve=0)
 
 
 def downloader(session: aiohttp.ClientSession, store: BlobStore, **kwargs: Any) -> Downloader:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import aiohttp
@@ -12,19 +12,11 @@ import pytest
 from common.errors import ConnectError, HTTPStatusError, TruncatedBodyError
 from common.ops.logging import get_logger
 from common.transfer.fetch import fetch_document
-from common.transfer.http import make_session
 from common.transfer.retry import RetryPolicy, retrying
 from tests.fakes.upstream import FakeUpstream
 
 FAST = RetryPolicy(retries=2, backoff_base=0.01, backoff_max=0.02)
 DOCUMENT = random.Random(7).randbytes(300 << 10)  # several reads' worth
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A session like the region's."""
-    async with make_session(user_agent="bootsync-tests") as s:
-        yield s
 
 
 async def test_a_metadata_body_cut_off_once_is_fetched_again_whole(

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import AsyncIterator, MutableMapping
-from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Any
 
 import aiohttp
@@ -27,7 +26,6 @@ from common.ops.logging import get_logger
 from common.storage.blobstore import BlobStore
 from common.transfer.download import Downloader, DownloadRequest
 from common.transfer.fetch import fetch_document
-from common.transfer.http import make_session
 from common.transfer.limits import TransferLimits
 from common.transfer.retry import RetryPolicy, retrying
 from tests.fakes.upstream import FakeUpstream
@@ -37,19 +35,6 @@ Events = list[MutableMapping[str, Any]]
 # 64 KiB/s over half a second: a dripping server fails after one window.
 QUICK = TransferLimits(min_rate=64 << 10, rate_window_s=0.5)
 FAST_RETRIES = RetryPolicy(retries=3, backoff_base=0.01, backoff_max=0.02)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A session like production's."""
-    async with make_session(user_agent="bootsync-tests") as s:
-        yield s
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
-    """A blob store in tmp_path with no free-space reserve."""
-    return BlobStore(tmp_path / "store", reserve=0)
 
 
 def serve(upstream: FakeUpstream, path: str, size: int) -> DownloadRequest:

@@ -7,34 +7,19 @@ import hashlib
 import os
 import random
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from common.storage.blobstore import BlobStore
-from common.transfer.download import Downloader, DownloadRequest, make_session
+from common.transfer.download import Downloader, DownloadRequest
 from common.transfer.ranged import RANGES_XATTR, RangeLayout, load_layout
 from tests.fakes.upstream import FakeUpstream
 from tests.fakes.waiting import eventually
 
 MIB = 1 << 20
 _BOUNDED = re.compile(r"bytes=(\d+)-(\d+)")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A download session like production's."""
-    async with make_session(user_agent="bootsync-tests") as s:
-        yield s
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
-    """A blob store in tmp_path with no free-space reserve."""
-    return BlobStore(tmp_path / "store", reserve=0)
 
 
 def splitting(session: aiohttp.ClientSession, store: BlobStore, **kwargs: Any) -> Downloader:

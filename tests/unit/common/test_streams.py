@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import aiohttp
@@ -16,7 +16,6 @@ from common.errors import (
     TamperedPayloadError,
     UnknownKeyError,
 )
-from common.transfer.http import make_session
 from common.transfer.limits import TransferLimits
 from common.transfer.streams import (
     SIGNED_INDEX_PATH,
@@ -59,13 +58,6 @@ def products_doc(content_id: str) -> dict[str, Any]:
         "content_id": content_id,
         "products": {"p": {"os": "ubuntu", "versions": {"1": {"items": {"squashfs": item}}}}},
     }
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A session like production's."""
-    async with make_session(user_agent="bootsync-tests") as s:
-        yield s
 
 
 async def publish_signed(upstream: FakeUpstream, key: ThrowawayKey, *content_ids: str) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from common.transfer.http import make_session
 from common.transfer.streams import UNSIGNED_INDEX_PATH, TrustPolicy, http_documents, read_stream
 from simplestreams import StreamFormatError
 from tests.fakes.upstream import FakeUpstream
@@ -45,13 +43,6 @@ def products_doc(content_id: str, *, size: int = 3) -> dict[str, Any]:
             }
         },
     }
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A session like production's."""
-    async with make_session(user_agent="bootsync-tests") as s:
-        yield s
 
 
 def serve(upstream: FakeUpstream, broken: bytes) -> None:
